@@ -1,0 +1,83 @@
+"""What a training template declares: its knobs (the settings a plan may vary) and its metric.
+
+A template is a package under ``experiments/`` whose ``__init__`` defines ``SPEC``; its
+``train.py`` accepts ``--<knob> VALUE`` for every knob plus ``--out_dir``, ``--seed`` and ``--steps``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import pkgutil
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Knob(BaseModel):
+    """One setting a plan may choose, with its default and its allowed range or choices."""
+
+    name: str
+    kind: Literal["float", "int", "choice"]
+    default: float | int | str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[str] = Field(default_factory=list)
+    help: str = ""
+
+    def coerce(self, value: object) -> float | int | str:
+        """Turn a planned value into a valid one: parse, clamp into range, or fall back to default."""
+        if self.kind == "choice":
+            text = str(value).strip().lower()
+            return text if text in self.choices else self.default
+        try:
+            number = float(str(value))
+        except ValueError:
+            return self.default
+        if not math.isfinite(number):
+            return self.default
+        if self.low is not None:
+            number = max(number, self.low)
+        if self.high is not None:
+            number = min(number, self.high)
+        return round(number) if self.kind == "int" else float(f"{number:.4g}")
+
+
+class TemplateSpec(BaseModel):
+    """A template's name, what it studies, its knobs and the metric its papers report."""
+
+    name: str
+    description: str
+    knobs: list[Knob]
+    metric: str
+    higher_is_better: bool = True
+    module: str  # the importable train module, run as ``python -m <module>``
+
+    def knob(self, name: str) -> Knob:
+        """The knob of that name; KeyError names the valid ones."""
+        for k in self.knobs:
+            if k.name == name:
+                return k
+        raise KeyError(f"template {self.name!r} has no knob {name!r}; knobs: {[k.name for k in self.knobs]}")
+
+    def defaults(self) -> dict[str, float | int | str]:
+        """Every knob at its default."""
+        return {k.name: k.default for k in self.knobs}
+
+
+def available_templates() -> list[str]:
+    """Names of all template packages under ``experiments/``."""
+    import experiments
+
+    return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__) if m.ispkg)
+
+
+def load_template(name: str) -> TemplateSpec:
+    """The spec of a template by name; an unknown name gets the list of known ones."""
+    known = available_templates()
+    if name not in known:
+        raise KeyError(f"unknown experiment template {name!r}; available: {known}")
+    spec = importlib.import_module(f"experiments.{name}").SPEC
+    assert isinstance(spec, TemplateSpec)
+    return spec

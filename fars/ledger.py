@@ -1,0 +1,254 @@
+"""The run ledger: an SQLite database (WAL) in the run folder, written as things happen.
+
+It holds projects, stage events with each finished stage's output, every model call (with its reply,
+so a resumed run replays instead of paying twice) and every artifact. One writer: the run's event
+loop thread. The RunRecord is computed from it, so their totals agree by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fars.records import Artifact, ProjectStatus, Usage
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY, idx INTEGER NOT NULL, area TEXT NOT NULL, stage TEXT, status TEXT NOT NULL,
+    title TEXT, error TEXT, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS stage_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, stage TEXT NOT NULL,
+    event TEXT NOT NULL, ts REAL NOT NULL, output TEXT, error TEXT);
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT, stage TEXT, model TEXT NOT NULL,
+    request_hash TEXT NOT NULL, ordinal INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, latency_s REAL NOT NULL,
+    cache_hit INTEGER NOT NULL, ts REAL NOT NULL, response TEXT, error TEXT);
+CREATE INDEX IF NOT EXISTS calls_replay ON calls (project_id, stage, request_hash, ordinal);
+CREATE TABLE IF NOT EXISTS artifacts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, stage TEXT NOT NULL,
+    kind TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, ts REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One model call as the ledger stores it."""
+
+    project_id: str | None
+    stage: str | None
+    model: str
+    request_hash: str
+    ordinal: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_s: float
+    cache_hit: bool
+    response: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    """A project's current state in the ledger."""
+
+    id: str
+    idx: int
+    area: str
+    stage: str | None
+    status: ProjectStatus
+    title: str | None
+    error: str | None
+
+
+class Ledger:
+    """SQLite ledger of one run; every write commits at once so a kill loses nothing written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    # -- run metadata -------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """A run-level value, or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a run-level value."""
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- projects -----------------------------------------------------------------------------
+    def add_project(self, project_id: str, idx: int, area: str) -> None:
+        """Register a queued project (no-op if it exists, as on resume)."""
+        now = time.time()
+        self._db.execute(
+            "INSERT OR IGNORE INTO projects (id, idx, area, stage, status, created, updated) "
+            "VALUES (?, ?, ?, NULL, ?, ?, ?)",
+            (project_id, idx, area, ProjectStatus.queued.value, now, now),
+        )
+
+    def update_project(
+        self,
+        project_id: str,
+        *,
+        stage: str | None = None,
+        status: ProjectStatus | None = None,
+        title: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Change the given fields of a project."""
+        sets: list[str] = ["updated=?"]
+        args: list[object] = [time.time()]
+        for column, value in (("stage", stage), ("title", title), ("error", error)):
+            if value is not None:
+                sets.append(f"{column}=?")
+                args.append(value)
+        if status is not None:
+            sets.append("status=?")
+            args.append(status.value)
+        self._db.execute(f"UPDATE projects SET {', '.join(sets)} WHERE id=?", (*args, project_id))
+
+    def projects(self) -> list[ProjectRow]:
+        """All projects in queue order."""
+        rows = self._db.execute(
+            "SELECT id, idx, area, stage, status, title, error FROM projects ORDER BY idx"
+        ).fetchall()
+        return [ProjectRow(r[0], r[1], r[2], r[3], ProjectStatus(r[4]), r[5], r[6]) for r in rows]
+
+    # -- stages -------------------------------------------------------------------------------
+    def stage_started(self, project_id: str, stage: str) -> None:
+        """Record that a stage began for a project."""
+        self._event(project_id, stage, "start")
+
+    def stage_finished(self, project_id: str, stage: str, output: dict[str, Any]) -> None:
+        """Record a finished stage with its output (what resume hands to the next stage)."""
+        self._event(project_id, stage, "finish", output=json.dumps(output))
+
+    def stage_failed(self, project_id: str, stage: str, error: str) -> None:
+        """Record a failed stage."""
+        self._event(project_id, stage, "fail", error=error)
+
+    def _event(self, project_id: str, stage: str, event: str, **extra: str | None) -> None:
+        self._db.execute(
+            "INSERT INTO stage_events (project_id, stage, event, ts, output, error) VALUES (?,?,?,?,?,?)",
+            (project_id, stage, event, time.time(), extra.get("output"), extra.get("error")),
+        )
+
+    def stage_output(self, project_id: str, stage: str) -> dict[str, Any] | None:
+        """The output of a finished stage, or None when it has not finished."""
+        row = self._db.execute(
+            "SELECT output FROM stage_events WHERE project_id=? AND stage=? AND event='finish' "
+            "ORDER BY id DESC LIMIT 1",
+            (project_id, stage),
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def stage_seconds(self, project_id: str) -> dict[str, float]:
+        """Wall seconds of each finished stage of a project (last start to its finish)."""
+        rows = self._db.execute(
+            "SELECT stage, event, ts FROM stage_events WHERE project_id=? ORDER BY id", (project_id,)
+        ).fetchall()
+        started: dict[str, float] = {}
+        seconds: dict[str, float] = {}
+        for stage, event, ts in rows:
+            if event == "start":
+                started[stage] = ts
+            elif event == "finish" and stage in started:
+                seconds[stage] = ts - started[stage]
+        return seconds
+
+    def stage_events(self) -> list[tuple[str, str, str]]:
+        """Every (project, stage, event) in order; tests use it to prove nothing ran twice."""
+        rows = self._db.execute("SELECT project_id, stage, event FROM stage_events ORDER BY id").fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # -- model calls --------------------------------------------------------------------------
+    def record_call(self, row: CallRow) -> None:
+        """Store one model call, its usage and its reply."""
+        self._db.execute(
+            "INSERT INTO calls (project_id, stage, model, request_hash, ordinal, input_tokens, "
+            "output_tokens, cost_usd, latency_s, cache_hit, ts, response, error) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                row.project_id,
+                row.stage,
+                row.model,
+                row.request_hash,
+                row.ordinal,
+                row.input_tokens,
+                row.output_tokens,
+                row.cost_usd,
+                row.latency_s,
+                int(row.cache_hit),
+                time.time(),
+                row.response,
+                row.error,
+            ),
+        )
+
+    def replay(self, project_id: str | None, stage: str | None, request_hash: str, ordinal: int) -> str | None:
+        """The reply of an earlier identical call at the same place in the run, if any."""
+        row = self._db.execute(
+            "SELECT response FROM calls WHERE project_id IS ? AND stage IS ? AND request_hash=? "
+            "AND ordinal=? AND response IS NOT NULL ORDER BY id LIMIT 1",
+            (project_id, stage, request_hash, ordinal),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def usage(self, by: str | None = None, project_id: str | None = None) -> dict[str, Usage]:
+        """Summed usage of all calls, grouped by 'stage', 'model' or 'project_id' (key '' if None)."""
+        if by not in (None, "stage", "model", "project_id"):
+            raise ValueError(f"cannot group usage by {by!r}")
+        key = by or "''"
+        where, args = ("WHERE project_id=?", (project_id,)) if project_id is not None else ("", ())
+        rows = self._db.execute(
+            f"SELECT {key}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), "
+            f"SUM(latency_s), SUM(cache_hit) FROM calls {where} GROUP BY {key}",
+            args,
+        ).fetchall()
+        return {
+            str(r[0] or ""): Usage(
+                calls=r[1],
+                input_tokens=r[2] or 0,
+                output_tokens=r[3] or 0,
+                cost_usd=r[4] or 0.0,
+                latency_s=r[5] or 0.0,
+                cache_hits=r[6] or 0,
+            )
+            for r in rows
+        }
+
+    def total_usage(self) -> Usage:
+        """Usage of every call of the run."""
+        return self.usage().get("", Usage())
+
+    # -- artifacts ----------------------------------------------------------------------------
+    def add_artifact(self, project_id: str, artifact: Artifact) -> None:
+        """Record an artifact a stage wrote."""
+        self._db.execute(
+            "INSERT INTO artifacts (project_id, stage, kind, path, sha256, ts) VALUES (?,?,?,?,?,?)",
+            (project_id, artifact.stage, artifact.kind, artifact.path, artifact.sha256, time.time()),
+        )
+
+    def artifacts(self, project_id: str) -> list[Artifact]:
+        """A project's artifacts, latest version of each path."""
+        rows = self._db.execute(
+            "SELECT kind, path, sha256, stage FROM artifacts WHERE project_id=? ORDER BY id", (project_id,)
+        ).fetchall()
+        latest = {r[1]: Artifact(kind=r[0], path=r[1], sha256=r[2], stage=r[3]) for r in rows}
+        return list(latest.values())

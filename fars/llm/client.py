@@ -1,0 +1,377 @@
+"""The one door to the models: a thin async client over litellm.
+
+Every call: replayed from the run's ledger if the same call already happened at the same place (a
+resumed run pays nothing twice), else served from the shared response cache if deterministic, else
+checked against the budget, sent through litellm with time-outs and retries with backoff on provider
+faults, priced from litellm's cost data, and written to the ledger with its tokens, cost, latency and
+reply. ``structured`` asks for a pydantic model as a JSON schema and validates, repairs or re-asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from fars.budget import Budget
+from fars.config import LLMConfig
+from fars.ledger import CallRow, Ledger
+from fars.llm.cache import ResponseCache, default_cache_dir
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network look-up at import
+import litellm
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=BaseModel)
+
+_FREE_PROVIDERS = ("local", "scripted")
+_RETRYABLE: tuple[type[BaseException], ...] = (
+    litellm.RateLimitError,
+    litellm.Timeout,
+    litellm.APIConnectionError,
+    litellm.InternalServerError,
+    litellm.ServiceUnavailableError,
+    litellm.BadGatewayError,
+    TimeoutError,
+)
+
+
+class LLMError(RuntimeError):
+    """A model call failed for good (after retries, or on a fault retrying cannot fix)."""
+
+
+class StructuredOutputError(LLMError):
+    """The model's reply did not match the requested schema even after repair."""
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Which project and stage a call belongs to; set by the pipeline around each stage."""
+
+    project_id: str | None = None
+    stage: str | None = None
+
+
+_context: ContextVar[CallContext] = ContextVar("fars_call_context", default=CallContext())  # noqa: B039 (frozen)
+
+
+@contextlib.contextmanager
+def call_context(project_id: str | None, stage: str | None) -> Iterator[None]:
+    """Attribute the model calls made inside the block to a project and stage."""
+    token = _context.set(CallContext(project_id, stage))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A model reply and what it cost."""
+
+    text: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_s: float
+    cache_hit: bool
+    finish_reason: str | None = None
+
+
+def register_providers(cfg: LLMConfig) -> list[Any]:
+    """Register the embedded (``local/...``) and scripted (``scripted/...``) providers with litellm."""
+    from fars.llm.local import LocalLlamaProvider
+    from fars.llm.scripted import ScriptedProvider
+
+    handlers = [LocalLlamaProvider(cfg.local), ScriptedProvider(cfg.scripted)]
+    others = [p for p in (litellm.custom_provider_map or []) if p.get("provider") not in _FREE_PROVIDERS]
+    mine = [{"provider": name, "custom_handler": h} for name, h in zip(_FREE_PROVIDERS, handlers, strict=True)]
+    litellm.custom_provider_map = [*others, *mine]  # type: ignore[list-item]
+    return handlers
+
+
+def request_hash(request: dict[str, Any]) -> str:
+    """sha256 of a request in canonical JSON form."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def schema_for_prompt(schema: dict[str, Any]) -> str:
+    """The JSON schema without titles, compact, for the instruction text."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "title"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return json.dumps(strip(schema), separators=(",", ":"))
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+
+
+def extract_json(text: str) -> str:
+    """The JSON object inside a reply: code fences and text around the outermost braces removed."""
+    body = _FENCE.sub("", text.strip())
+    start, end = body.find("{"), body.rfind("}")
+    if start == -1 or end < start:
+        return body
+    return re.sub(r",\s*([}\]])", r"\1", body[start : end + 1])  # trailing commas
+
+
+class LLMClient:
+    """Async client every stage uses; see the module docstring for what each call goes through."""
+
+    def __init__(self, cfg: LLMConfig, ledger: Ledger | None = None, budget: Budget | None = None) -> None:
+        self.cfg = cfg
+        self.ledger = ledger
+        self.budget = budget
+        self.provider = cfg.model.split("/", 1)[0] if "/" in cfg.model else ""
+        self._ordinals: Counter[tuple[str | None, str | None, str]] = Counter()
+        self._semaphore = asyncio.Semaphore(cfg.concurrency)
+        self._warned_price = False
+        self.cache: ResponseCache | None = None
+        if cfg.cache:
+            cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+            self.cache = ResponseCache(cache_dir / "llm-cache.sqlite")
+        self.handlers = register_providers(cfg)
+
+    def close(self) -> None:
+        """Release the cache file and any loaded local model."""
+        if self.cache is not None:
+            self.cache.close()
+        for handler in self.handlers:
+            if hasattr(handler, "close"):
+                handler.close()
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        response_format: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        """One chat completion through the ledger, cache, budget and retry layers."""
+        request: dict[str, Any] = {
+            "model": self.cfg.model,
+            "messages": messages,
+            "temperature": self.cfg.temperature,
+            "max_tokens": max_tokens or self.cfg.max_tokens,
+            "response_format": response_format,
+        }
+        key = request_hash(request)
+        ctx = _context.get()
+        ordinal = self._ordinals[(ctx.project_id, ctx.stage, key)]
+        self._ordinals[(ctx.project_id, ctx.stage, key)] += 1
+
+        reply = self.ledger.replay(ctx.project_id, ctx.stage, key, ordinal) if self.ledger else None
+        deterministic = self.cfg.temperature == 0
+        if reply is None and deterministic and self.cache is not None:
+            reply = self.cache.get(key)
+        if reply is not None:
+            done = Completion(reply, self.cfg.model, 0, 0, 0.0, 0.0, cache_hit=True)
+            self._record(ctx, key, ordinal, done)
+            return done
+
+        if self.budget is not None:
+            self.budget.check(self._estimate_tokens(messages) + request["max_tokens"])
+        async with self._semaphore:
+            done = await self._call_with_retries(request, ctx, key, ordinal)
+        if self.budget is not None:
+            self.budget.charge(done.input_tokens + done.output_tokens, done.cost_usd)
+        if deterministic and self.cache is not None and done.finish_reason != "length":
+            self.cache.put(key, self.cfg.model, done.text)
+        self._record(ctx, key, ordinal, done)
+        return done
+
+    async def structured(self, messages: list[dict[str, str]], schema: type[T], *, max_tokens: int | None = None) -> T:
+        """A reply parsed into ``schema``: constrained where the provider can, validated, repaired."""
+        json_schema = schema.model_json_schema()
+        instruction = (
+            "Reply with one JSON object and nothing else. It must follow this JSON schema: "
+            + schema_for_prompt(json_schema)
+        )
+        asked = [{"role": "system", "content": _join_system(messages, instruction)}] + [
+            m for m in messages if m["role"] != "system"
+        ]
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": False},
+        }
+        limit = max_tokens or self.cfg.max_tokens
+        problems = ""
+        for attempt in range(self.cfg.repair_attempts + 1):
+            done = await self.complete(asked, response_format=response_format, max_tokens=limit)
+            try:
+                return schema.model_validate_json(extract_json(done.text))
+            except (ValidationError, ValueError) as exc:
+                problems = _short_errors(exc)
+                log.info("structured reply for %s invalid (attempt %d): %s", schema.__name__, attempt + 1, problems)
+            if done.finish_reason == "length":
+                limit = min(limit * 2, 4 * (max_tokens or self.cfg.max_tokens))
+            asked = [
+                *asked,
+                {"role": "assistant", "content": done.text[-2000:]},
+                {
+                    "role": "user",
+                    "content": f"That reply was invalid ({problems}). Reply again with corrected JSON only.",
+                },
+            ]
+        raise StructuredOutputError(
+            f"model {self.cfg.model} gave no valid {schema.__name__} after "
+            f"{self.cfg.repair_attempts + 1} attempts: {problems}"
+        )
+
+    async def _call_with_retries(self, request: dict[str, Any], ctx: CallContext, key: str, ordinal: int) -> Completion:
+        attempts = self.cfg.max_retries + 1
+        for attempt in range(attempts):
+            started = time.perf_counter()
+            try:
+                response = await asyncio.wait_for(
+                    litellm.acompletion(
+                        **{k: v for k, v in request.items() if v is not None},
+                        api_base=self.cfg.api_base,
+                        api_key=os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None,
+                        num_retries=0,
+                        drop_params=True,
+                    ),
+                    timeout=self.cfg.timeout_s,
+                )
+            except _RETRYABLE as exc:
+                fault = f"{type(exc).__name__}: {str(exc)[:200]}"
+                if attempt + 1 == attempts:
+                    self._record_failure(ctx, key, ordinal, fault, time.perf_counter() - started)
+                    raise LLMError(
+                        f"model {self.cfg.model} failed {attempts} times; last fault: {fault}. "
+                        "Check the provider, or raise llm.max_retries / llm.timeout_s."
+                    ) from exc
+                delay = _retry_after(exc) or self.cfg.backoff_s * (2**attempt)
+                log.warning(
+                    "model %s: %s; retry %d/%d in %.1fs",
+                    self.cfg.model,
+                    fault,
+                    attempt + 1,
+                    attempts - 1,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            except litellm.ContextWindowExceededError as exc:
+                self._record_failure(ctx, key, ordinal, "context window exceeded", time.perf_counter() - started)
+                raise LLMError(f"prompt too long for {self.cfg.model}: {str(exc)[:200]}") from exc
+            except (litellm.AuthenticationError, litellm.PermissionDeniedError) as exc:
+                hint = f" (is ${self.cfg.api_key_env} set?)" if self.cfg.api_key_env else ""
+                raise LLMError(f"model {self.cfg.model} refused the credentials{hint}: {str(exc)[:200]}") from exc
+            except (litellm.BadRequestError, litellm.NotFoundError) as exc:
+                self._record_failure(ctx, key, ordinal, type(exc).__name__, time.perf_counter() - started)
+                raise LLMError(f"model {self.cfg.model} rejected the request: {str(exc)[:300]}") from exc
+            latency = time.perf_counter() - started
+            return self._completion_from(response, latency)
+        raise AssertionError("unreachable")
+
+    def _completion_from(self, response: Any, latency: float) -> Completion:
+        choice = response.choices[0]
+        usage = getattr(response, "usage", None)
+        input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        return Completion(
+            text=choice.message.content or "",
+            model=self.cfg.model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=self._price(response),
+            latency_s=latency,
+            cache_hit=False,
+            finish_reason=getattr(choice, "finish_reason", None),
+        )
+
+    def _price(self, response: Any) -> float:
+        if self.provider in _FREE_PROVIDERS:
+            return 0.0
+        try:
+            return float(litellm.completion_cost(completion_response=response, model=self.cfg.model))
+        except Exception as exc:  # litellm raises plain Exception for unpriced models
+            if not self._warned_price:
+                log.warning("no price known for %s (%s); its cost is recorded as $0", self.cfg.model, exc)
+                self._warned_price = True
+            return 0.0
+
+    @staticmethod
+    def _estimate_tokens(messages: list[dict[str, str]]) -> int:
+        return sum(len(m.get("content", "")) for m in messages) // 4
+
+    def _record(self, ctx: CallContext, key: str, ordinal: int, done: Completion) -> None:
+        if self.ledger is None:
+            return
+        self.ledger.record_call(
+            CallRow(
+                project_id=ctx.project_id,
+                stage=ctx.stage,
+                model=done.model,
+                request_hash=key,
+                ordinal=ordinal,
+                input_tokens=done.input_tokens,
+                output_tokens=done.output_tokens,
+                cost_usd=done.cost_usd,
+                latency_s=done.latency_s,
+                cache_hit=done.cache_hit,
+                response=done.text,
+            )
+        )
+
+    def _record_failure(self, ctx: CallContext, key: str, ordinal: int, error: str, latency: float) -> None:
+        if self.ledger is None:
+            return
+        self.ledger.record_call(
+            CallRow(
+                ctx.project_id,
+                ctx.stage,
+                self.cfg.model,
+                key,
+                ordinal,
+                0,
+                0,
+                0.0,
+                latency,
+                False,
+                None,
+                error,
+            )
+        )
+
+
+def _join_system(messages: list[dict[str, str]], instruction: str) -> str:
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    return "\n\n".join([*system, instruction])
+
+
+def _short_errors(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'reply'}: {e['msg']}" for e in exc.errors()[:5])
+    return str(exc)[:300]
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds a provider asked us to wait (Retry-After header), if it said."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        value = headers.get("retry-after")
+        return min(float(value), 120.0) if value is not None else None
+    except (TypeError, ValueError):
+        return None

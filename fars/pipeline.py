@@ -1,0 +1,163 @@
+"""The project queue: keeps ``pipeline.projects`` projects in flight, each through the stages.
+
+Every stage transition, model call and artifact goes to the ledger as it happens. A stage whose
+output is already in the ledger is never run again, so a killed run resumes where it stopped. One
+project's failure is recorded and the queue goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from fars.budget import Budget, BudgetExceeded
+from fars.config import FarsConfig
+from fars.ledger import Ledger, ProjectRow
+from fars.llm.client import LLMClient, LLMError, call_context
+from fars.records import ProjectStatus, RunRecord
+from fars.stages import StageContext, StopProject, get_stage
+from fars.status import StatusBoard
+from fars.summary import build_run_record, write_run_record
+from fars.tracking import make_tracker
+
+log = logging.getLogger(__name__)
+LEDGER_FILE = "ledger.sqlite"
+# statuses a resumed run picks up again; done and screened_out are final
+_RESUMABLE = (
+    ProjectStatus.queued,
+    ProjectStatus.running,
+    ProjectStatus.failed,
+    ProjectStatus.budget_exhausted,
+)
+
+
+class Pipeline:
+    """One run: its ledger, model client, stages, tracker and status board."""
+
+    def __init__(self, cfg: FarsConfig, config_dict: dict[str, Any], run_dir: Path) -> None:
+        self.cfg = cfg
+        self.config_dict = config_dict
+        self.run_dir = run_dir
+        self.ledger = Ledger(run_dir / LEDGER_FILE)
+        previous = self.ledger.get_meta("sessions")
+        self.resumed = int(previous) if previous else 0
+        self.ledger.set_meta("sessions", str(self.resumed + 1))
+        started = self.ledger.get_meta("started_at")
+        self.started_at = float(started) if started else time.time()
+        if not started:
+            self.ledger.set_meta("started_at", str(self.started_at))
+        spent = self.ledger.total_usage()
+        self.budget = Budget(cfg.budget, tokens=spent.total_tokens, dollars=spent.cost_usd)
+        self.stages = {name: get_stage(name)(cfg) for name in cfg.pipeline.stages}
+        self.tracker = make_tracker(cfg.tracker)
+        self.board = StatusBoard(self.ledger, cfg.pipeline.status_interval_s, self.started_at)
+
+    def record(self, status: str) -> RunRecord:
+        """The RunRecord as of now, written to the run folder."""
+        record = build_run_record(self.ledger, self.run_dir, self.config_dict, status, self.started_at, self.resumed)
+        write_run_record(record, self.run_dir)
+        return record
+
+    async def run(self) -> RunRecord:
+        """Run (or resume) every unfinished project; return the final RunRecord."""
+        for i in range(self.cfg.pipeline.papers):
+            self.ledger.add_project(f"p{i:03d}", i, self.cfg.area)
+        pending = [p for p in self.ledger.projects() if p.status in _RESUMABLE]
+        for p in self.ledger.projects():
+            self.board.update(p.id, stage=p.stage or "queued", status=p.status.value, title=p.title)
+        self.tracker.start(self.config_dict, self.run_dir, self.run_dir.name)
+        llm = LLMClient(self.cfg.llm, self.ledger, self.budget)
+        semaphores = {"experiment": asyncio.Semaphore(self.cfg.executor.slots)}
+        queue: asyncio.Queue[ProjectRow] = asyncio.Queue()
+        for p in pending:
+            queue.put_nowait(p)
+
+        async def worker() -> None:
+            while not queue.empty():
+                project = queue.get_nowait()
+                await self._run_project(project, llm, semaphores)
+                record = self.record("running")
+                summary = next(s for s in record.projects if s.id == project.id)
+                self.tracker.log_project(summary, record)
+
+        status = "interrupted"
+        try:
+            with self.board:
+                ticker = asyncio.create_task(self._tick())
+                try:
+                    await asyncio.gather(*(worker() for _ in range(min(self.cfg.pipeline.projects, len(pending)))))
+                finally:
+                    ticker.cancel()
+            status = "completed"
+        finally:
+            record = self.record(status)
+            if status == "completed":
+                self.tracker.finish(record)
+            llm.close()
+            self.ledger.close()
+        return record
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.cfg.pipeline.status_interval_s))
+            self.board.refresh()
+
+    async def _run_project(self, project: ProjectRow, llm: LLMClient, semaphores: dict[str, asyncio.Semaphore]) -> None:
+        pid = project.id
+        outputs: dict[str, dict[str, Any]] = {}
+        self.ledger.update_project(pid, status=ProjectStatus.running)
+        self.board.update(pid, status="running")
+        for stage, run_stage in self.stages.items():
+            earlier = self.ledger.stage_output(pid, stage)
+            if earlier is not None:  # finished before a crash: never run it twice
+                outputs[stage] = earlier
+                continue
+            self.ledger.update_project(pid, stage=stage)
+            self.board.update(pid, stage=stage)
+            self.ledger.stage_started(pid, stage)
+            ctx = StageContext(
+                cfg=self.cfg,
+                project_id=pid,
+                index=project.idx,
+                area=project.area,
+                run_dir=self.run_dir,
+                llm=llm,
+                ledger=self.ledger,
+                semaphores=semaphores,
+                outputs=dict(outputs),
+                stage=stage,
+            )
+            try:
+                with call_context(pid, stage):
+                    outputs[stage] = await run_stage(ctx)
+            except StopProject as stop:
+                self.ledger.stage_finished(pid, stage, {**stop.output, "stopped": stop.reason})
+                self._end(pid, stop.status, stop.reason)
+                return
+            except BudgetExceeded as exc:
+                self.ledger.stage_failed(pid, stage, str(exc))
+                self._end(pid, ProjectStatus.budget_exhausted, str(exc))
+                return
+            except Exception as exc:  # one project's failure never stops the queue
+                detail = traceback.format_exc()
+                (ctx.project_dir / "error.log").write_text(detail, encoding="utf-8")
+                self.ledger.stage_failed(pid, stage, detail[-4000:])
+                kind = "model" if isinstance(exc, LLMError) else type(exc).__name__
+                self._end(pid, ProjectStatus.failed, f"{stage} failed ({kind}): {str(exc)[:300]}")
+                return
+            self.ledger.stage_finished(pid, stage, outputs[stage])
+            if stage == "writing":
+                self.board.update(pid, title=outputs[stage].get("title"))
+        self.ledger.update_project(pid, stage="done")
+        self.board.update(pid, stage="done")
+        self._end(pid, ProjectStatus.done, None)
+
+    def _end(self, pid: str, status: ProjectStatus, reason: str | None) -> None:
+        self.ledger.update_project(pid, status=status, error=reason)
+        self.board.update(pid, status=status.value)
+        if reason:
+            log.warning("%s ended %s: %s", pid, status.value, reason)

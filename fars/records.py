@@ -1,0 +1,104 @@
+"""The run's central types: projects, artifacts, usage and the versioned RunRecord.
+
+The ledger (``fars.ledger``) is the truth while a run goes on; the RunRecord is the summary written
+from it into the run folder, read by dashboards, ``compare`` and the tests.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+RUN_RECORD_VERSION = 1
+
+
+class ProjectStatus(str, Enum):
+    """Where a project stands; everything but ``running`` and ``queued`` is final."""
+
+    queued = "queued"
+    running = "running"
+    done = "done"
+    screened_out = "screened_out"
+    failed = "failed"
+    budget_exhausted = "budget_exhausted"
+
+
+class Usage(BaseModel):
+    """Tokens, dollars and time spent by model calls; summed by stage, model or project."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    cache_hits: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+
+class Artifact(BaseModel):
+    """A file a stage produced, named relative to the run folder, with its content hash."""
+
+    kind: str
+    path: str
+    sha256: str
+    stage: str
+
+
+class Funnel(BaseModel):
+    """How many items reached each step of the pipeline."""
+
+    hypotheses: int = 0
+    screened: int = 0
+    planned: int = 0
+    experimented: int = 0
+    written: int = 0
+    reviewed: int = 0
+
+
+class ProjectSummary(BaseModel):
+    """One project's line in the RunRecord."""
+
+    id: str
+    status: ProjectStatus
+    stage: str | None
+    title: str | None = None
+    hypothesis: str | None = None
+    error: str | None = None
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    rating: float | None = None
+    review: dict[str, Any] | None = None
+
+
+class Totals(BaseModel):
+    """Usage overall, by stage and by model."""
+
+    overall: Usage = Field(default_factory=Usage)
+    by_stage: dict[str, Usage] = Field(default_factory=dict)
+    by_model: dict[str, Usage] = Field(default_factory=dict)
+
+
+class RunRecord(BaseModel):
+    """The versioned summary of a run: its config, status, funnel, totals, projects and scores."""
+
+    version: int = RUN_RECORD_VERSION
+    run_dir: str
+    status: str
+    started_at: float
+    finished_at: float | None = None
+    wall_s: float = 0.0
+    resumed: int = 0
+    config: dict[str, Any]
+    funnel: Funnel
+    totals: Totals
+    papers_per_hour: float = 0.0
+    scores: list[float] = Field(default_factory=list)
+    mean_score: float | None = None
+    projects: list[ProjectSummary] = Field(default_factory=list)

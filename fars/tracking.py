@@ -1,0 +1,144 @@
+"""Experiment tracking: Weights & Biases (offline by default) or nothing.
+
+Every tracker call is guarded: a failing tracker logs one warning and the run goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fars.config import TrackerConfig
+from fars.records import ProjectSummary, RunRecord
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+PAPER_COLUMNS: list[str | int] = [
+    "project", "status", "title", "rating", "soundness", "presentation", "contribution", "confidence",
+    "input_tokens", "output_tokens", "cost_usd", "ideation_s", "planning_s", "experiment_s", "writing_s", "review_s",
+]  # fmt: skip
+
+
+def guarded(method: F) -> F:
+    """Wrap a tracker method so an exception becomes a warning and disables the tracker."""
+
+    @functools.wraps(method)
+    def wrapper(self: WandbTracker, *args: Any, **kwargs: Any) -> Any:
+        if self.broken:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # a tracker must never stop the run
+            self.broken = True
+            log.warning(
+                "W&B tracking failed in %s (%s: %s); the run goes on without it",
+                method.__name__,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class NullTracker:
+    """Tracking switched off."""
+
+    def start(self, config: dict[str, Any], run_dir: Path, name: str) -> None:
+        """Do nothing."""
+
+    def log_project(self, project: ProjectSummary, record: RunRecord) -> None:
+        """Do nothing."""
+
+    def finish(self, record: RunRecord) -> None:
+        """Do nothing."""
+
+
+def paper_row(p: ProjectSummary) -> list[Any]:
+    """One row of the per-paper table."""
+    review = p.review or {}
+    secs = p.stage_seconds
+    return [
+        p.id, p.status.value, p.title, p.rating, review.get("soundness"), review.get("presentation"),
+        review.get("contribution"), review.get("confidence"), p.usage.input_tokens, p.usage.output_tokens,
+        p.usage.cost_usd, *(round(secs.get(s, 0.0), 2) for s in ("ideation", "planning", "experiment", "writing", "review")),
+    ]  # fmt: skip
+
+
+class WandbTracker:
+    """Logs config, per-project progress, the per-paper table, funnel, usage and scores to W&B."""
+
+    def __init__(self, cfg: TrackerConfig) -> None:
+        self.cfg = cfg
+        self.broken = False
+        self.run: Any = None
+
+    @guarded
+    def start(self, config: dict[str, Any], run_dir: Path, name: str) -> None:
+        """Open the W&B run (offline unless configured online) in the run folder."""
+        import wandb
+
+        self.run = wandb.init(
+            project=self.cfg.project,
+            entity=self.cfg.entity,
+            group=self.cfg.group,
+            tags=list(self.cfg.tags),
+            name=name,
+            mode=self.cfg.mode,
+            dir=str(run_dir),
+            config=config,
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+        )
+
+    @guarded
+    def log_project(self, project: ProjectSummary, record: RunRecord) -> None:
+        """Log running totals when a project ends."""
+        finished = sum(1 for p in record.projects if p.status.value not in ("queued", "running"))
+        self.run.log(
+            {
+                "projects_finished": finished,
+                "papers": len(record.scores),
+                "tokens/total": record.totals.overall.total_tokens,
+                "cost_usd/total": record.totals.overall.cost_usd,
+                "papers_per_hour": record.papers_per_hour,
+                **({"score/last": project.rating} if project.rating is not None else {}),
+            }
+        )
+
+    @guarded
+    def finish(self, record: RunRecord) -> None:
+        """Log the paper table, funnel, usage by stage and score distribution; close the run."""
+        import wandb
+
+        table = wandb.Table(columns=PAPER_COLUMNS, data=[paper_row(p) for p in record.projects])
+        summary: dict[str, Any] = {
+            "papers_table": table,
+            "papers_per_hour": record.papers_per_hour,
+            "wall_s": record.wall_s,
+            "tokens/total": record.totals.overall.total_tokens,
+            "tokens/input": record.totals.overall.input_tokens,
+            "tokens/output": record.totals.overall.output_tokens,
+            "cost_usd/total": record.totals.overall.cost_usd,
+            "calls/total": record.totals.overall.calls,
+            "calls/cache_hits": record.totals.overall.cache_hits,
+            **{f"funnel/{k}": v for k, v in record.funnel.model_dump().items()},
+            **{f"tokens/{stage}": u.total_tokens for stage, u in record.totals.by_stage.items()},
+            **{f"cost_usd/{stage}": u.cost_usd for stage, u in record.totals.by_stage.items()},
+        }
+        if record.scores:
+            summary["score/mean"] = record.mean_score
+            summary["score/hist"] = wandb.Histogram(record.scores, num_bins=10)
+        self.run.log(summary)
+        for key, value in summary.items():
+            if not isinstance(value, wandb.Table | wandb.Histogram):
+                self.run.summary[key] = value
+        self.run.finish()
+
+
+def make_tracker(cfg: TrackerConfig) -> NullTracker | WandbTracker:
+    """The tracker the config asks for."""
+    return WandbTracker(cfg) if cfg.backend == "wandb" else NullTracker()

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up FARS in ./.venv: PyTorch (CPU build unless FARS_TORCH says otherwise), the embedded model's
+# llama.cpp runtime built portably, and the package with its test tools.
+#   ./install.sh            then  .venv/bin/fars run
+#   FARS_TORCH=torch ./install.sh     (a CUDA build of PyTorch, for GPU machines)
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${FARS_TORCH:-torch==2.13.0}
+LLAMA_VERSION=0.3.36
+# Portable CPU flags: a -march=native build of llama.cpp crashes on some virtualised CPUs that
+# advertise AVX-512/AMX, and a cached native wheel breaks on other machines.
+LLAMA_CMAKE_ARGS=${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DLLAVA_BUILD=OFF}
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+
+# llama-cpp-python has no prebuilt wheel on PyPI: build it once into .wheels/ (about 5 minutes on
+# 2 cores) and reuse it on later installs.
+if ! ls .wheels/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+  echo "building llama-cpp-python $LLAMA_VERSION (once; about 5 minutes)..."
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" python -m pip wheel -q --no-deps --no-cache-dir -w .wheels \
+    "llama-cpp-python==$LLAMA_VERSION"
+fi
+
+python -m pip install -q --find-links .wheels "$TORCH_SPEC" "llama-cpp-python==$LLAMA_VERSION" -e ".[dev]"
+echo "installed: $(.venv/bin/fars --version)"

@@ -1,0 +1,1 @@
+"""The ICLR-style reviewer, importable without the rest of the factory."""
