@@ -167,7 +167,7 @@ _ADAPTER = TypeAdapter(FarsConfig)
 
 def _describe(err: Any) -> str:
     loc = ".".join(str(part) for part in err["loc"]) or "<root>"
-    if err["type"] == "extra_forbidden":
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         return f"{loc}: unknown key (check its spelling; `fars run --cfg job` prints the config)"
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"

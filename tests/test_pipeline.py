@@ -1,0 +1,128 @@
+"""Whole runs of `fars run` on the scripted model: record, ledger, papers, sweeps, failures, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from fars.ledger import Ledger
+from fars.records import ProjectStatus
+from fars.summary import read_run_record
+from tests.conftest import FAST, fars_command, run_fars
+
+
+def assert_record_matches_ledger(run_dir: Path) -> None:
+    """The RunRecord's totals are the ledger's sums, overall and by stage."""
+    record = read_run_record(run_dir)
+    ledger = Ledger(run_dir / "ledger.sqlite")
+    assert record.totals.overall == ledger.total_usage()
+    assert record.totals.by_stage == ledger.usage(by="stage")
+    with sqlite3.connect(run_dir / "ledger.sqlite") as db:
+        tokens = db.execute("SELECT SUM(input_tokens + output_tokens) FROM calls").fetchone()[0]
+    assert record.totals.overall.total_tokens == tokens
+
+
+def test_scripted_run_writes_papers_reviews_and_a_consistent_record(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    done = run_fars(["run", *FAST, "pipeline.papers=2", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = read_run_record(run_dir)
+    assert record.status == "completed" and record.version == 1
+    assert [p.status for p in record.projects] == [ProjectStatus.done, ProjectStatus.done]
+    assert record.funnel.reviewed == 2 and record.funnel.written == 2
+    assert record.funnel.hypotheses >= record.funnel.screened >= 2
+    assert len(record.scores) == 2 and all(s in (1, 3, 5, 6, 8, 10) for s in record.scores)
+    # scripted replies bill exactly 7 output tokens each
+    assert record.totals.overall.output_tokens == 7 * record.totals.overall.calls
+    for project in record.projects:
+        kinds = Counter(a.kind for a in project.artifacts)
+        assert kinds["paper"] == 2 and kinds["review"] == 1 and kinds["results"] >= 4
+        paper = (run_dir / "projects" / project.id / "paper.md").read_text()
+        assert "| baseline |" in paper  # the results table, filled from metrics.json
+        tex = (run_dir / "projects" / project.id / "paper.tex").read_text()
+        assert tex.startswith("\\documentclass") and "\\begin{tabular}" in tex
+        assert set(project.stage_seconds) == {"ideation", "planning", "experiment", "writing", "review"}
+    assert_record_matches_ledger(run_dir)
+
+
+def test_sweep_runs_each_job_with_its_own_record(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    done = run_fars(
+        ["run", *FAST, "pipeline.papers=1", f"hydra.sweep.dir={sweep}", "-m", "pipeline.projects=1,2"], cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = sorted(sweep.glob("*/run_record.json"))
+    assert len(records) == 2
+    assert [read_run_record(r.parent).config["pipeline"]["projects"] for r in records] == [1, 2]
+
+
+def test_a_failing_project_does_not_stop_the_queue(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    # a time limit no training job can meet: every experiment fails, each project is marked failed
+    done = run_fars(["run", *FAST, "experiment.timeout_s=0.05", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]  # no paper
+    record = read_run_record(run_dir)
+    assert record.status == "completed"
+    assert [p.status for p in record.projects] == [ProjectStatus.failed, ProjectStatus.failed]
+    assert all("experiment failed" in (p.error or "") for p in record.projects)
+    assert (run_dir / "projects" / "p000" / "error.log").is_file()
+
+
+def test_token_budget_ends_projects_cleanly(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    done = run_fars(["run", *FAST, "budget.max_tokens=1500", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    record = read_run_record(run_dir)
+    assert done.returncode in (0, 1)
+    assert ProjectStatus.budget_exhausted in [p.status for p in record.projects]
+    # overshoot bound: at most one call's worth (its max_tokens plus prompt) past the limit
+    assert record.totals.overall.total_tokens <= 1500
+
+
+def test_sigkill_half_way_then_resume_repeats_nothing_and_pays_nothing_twice(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [
+        "run",
+        *FAST,
+        "pipeline.papers=3",
+        "pipeline.projects=2",
+        "llm.scripted.latency_s=0.4",
+        f"hydra.run.dir={run_dir}",
+    ]
+    proc = subprocess.Popen(
+        fars_command(args), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ)
+    )
+    ledger_path = run_dir / "ledger.sqlite"
+    deadline = time.time() + 240
+    finished = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if ledger_path.exists():
+            with sqlite3.connect(ledger_path) as db:
+                finished = db.execute("SELECT COUNT(*) FROM stage_events WHERE event='finish'").fetchone()[0]
+            if finished >= 6:  # well into the run, not at its end (15 stages in all)
+                break
+    assert proc.poll() is None, "the run ended before it could be killed; slow it down"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "run_record.json").exists() or read_run_record(run_dir).status != "completed"
+
+    done = run_fars(["run", f"resume={run_dir}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = read_run_record(run_dir)
+    assert record.status == "completed" and record.resumed == 1
+    assert [p.status for p in record.projects] == [ProjectStatus.done] * 3
+    ledger = Ledger(ledger_path)
+    finishes = Counter((p, s) for p, s, e in ledger.stage_events() if e == "finish")
+    assert finishes and max(finishes.values()) == 1, "a finished stage ran twice"
+    with sqlite3.connect(ledger_path) as db:
+        paid = db.execute(
+            "SELECT project_id, stage, request_hash, ordinal, COUNT(*) FROM calls WHERE cache_hit=0 "
+            "AND error IS NULL GROUP BY 1, 2, 3, 4 HAVING COUNT(*) > 1"
+        ).fetchall()
+    assert paid == [], f"calls paid twice: {paid}"
+    assert_record_matches_ledger(run_dir)
