@@ -155,6 +155,7 @@ def _task(dict_config: Any) -> float | None:
     import asyncio
 
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import OmegaConf
 
     from fars.config import validate_config
@@ -163,7 +164,10 @@ def _task(dict_config: Any) -> float | None:
     global _last_record
     raw: dict[str, Any] = OmegaConf.to_container(dict_config, resolve=True)  # type: ignore[assignment]
     cfg = validate_config(raw)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if cfg.tracker.group is None and hydra_cfg.mode == RunMode.MULTIRUN:
+        cfg.tracker.group = Path(hydra_cfg.sweep.dir).name  # a sweep's jobs form one W&B group
     for noisy in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx", "wandb"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     tracker = f"W&B {cfg.tracker.mode}" if cfg.tracker.backend == "wandb" else "no tracker"

@@ -60,8 +60,9 @@ class LLMConfig:
 class PipelineConfig:
     """The project queue: how many papers to attempt, how many in flight, which stages."""
 
-    papers: int = Field(default=2, ge=1)  # projects started; each yields at most one paper
+    papers: int = Field(default=2, ge=1)  # papers wanted; projects are started until this many are done
     projects: int = Field(default=2, ge=1)  # projects in flight at once
+    max_projects: int | None = Field(default=None, ge=1)  # projects tried at most (None: 2 x papers)
     hypotheses_per_project: int = Field(default=3, ge=1, le=20)
     screen_threshold: float = Field(default=1.5, ge=1, le=5)  # minimum mean screening score (1-5) to go on
     stages: list[str] = Field(default_factory=lambda: list(STAGE_NAMES))

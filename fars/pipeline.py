@@ -55,6 +55,9 @@ class Pipeline:
         self.stages = {name: get_stage(name)(cfg) for name in cfg.pipeline.stages}
         self.tracker = make_tracker(cfg.tracker)
         self.board = StatusBoard(self.ledger, cfg.pipeline.status_interval_s, self.started_at)
+        self._pending: list[ProjectRow] = []  # unfinished projects from an earlier session
+        self._in_flight = 0
+        self._stop = False
 
     def record(self, status: str) -> RunRecord:
         """The RunRecord as of now, written to the run folder."""
@@ -62,24 +65,36 @@ class Pipeline:
         write_run_record(record, self.run_dir)
         return record
 
+    def _claim(self) -> ProjectRow | None:
+        """The next project to work on: an unfinished one first, else a new one while papers are short."""
+        if self._pending:
+            self._in_flight += 1
+            return self._pending.pop(0)
+        projects = self.ledger.projects()
+        done = sum(1 for p in projects if p.status == ProjectStatus.done)
+        cap = self.cfg.pipeline.max_projects or 2 * self.cfg.pipeline.papers
+        if self._stop or done + self._in_flight >= self.cfg.pipeline.papers or len(projects) >= cap:
+            return None
+        idx = len(projects)
+        self.ledger.add_project(f"p{idx:03d}", idx, self.cfg.area)
+        self._in_flight += 1
+        return self.ledger.projects()[idx]
+
     async def run(self) -> RunRecord:
-        """Run (or resume) every unfinished project; return the final RunRecord."""
-        for i in range(self.cfg.pipeline.papers):
-            self.ledger.add_project(f"p{i:03d}", i, self.cfg.area)
-        pending = [p for p in self.ledger.projects() if p.status in _RESUMABLE]
+        """Run (or resume) projects until ``pipeline.papers`` papers are done; return the final RunRecord."""
+        self._pending = [p for p in self.ledger.projects() if p.status in _RESUMABLE]
         for p in self.ledger.projects():
             self.board.update(p.id, stage=p.stage or "queued", status=p.status.value, title=p.title)
         self.tracker.start(self.config_dict, self.run_dir, self.run_dir.name)
         llm = LLMClient(self.cfg.llm, self.ledger, self.budget)
         semaphores = {"experiment": asyncio.Semaphore(self.cfg.executor.slots)}
-        queue: asyncio.Queue[ProjectRow] = asyncio.Queue()
-        for p in pending:
-            queue.put_nowait(p)
 
         async def worker() -> None:
-            while not queue.empty():
-                project = queue.get_nowait()
-                await self._run_project(project, llm, semaphores)
+            while (project := self._claim()) is not None:
+                try:
+                    await self._run_project(project, llm, semaphores)
+                finally:
+                    self._in_flight -= 1
                 record = self.record("running")
                 summary = next(s for s in record.projects if s.id == project.id)
                 self.tracker.log_project(summary, record)
@@ -89,7 +104,7 @@ class Pipeline:
             with self.board:
                 ticker = asyncio.create_task(self._tick())
                 try:
-                    await asyncio.gather(*(worker() for _ in range(min(self.cfg.pipeline.projects, len(pending)))))
+                    await asyncio.gather(*(worker() for _ in range(self.cfg.pipeline.projects)))
                 finally:
                     ticker.cancel()
             status = "completed"
@@ -139,6 +154,7 @@ class Pipeline:
                 self._end(pid, stop.status, stop.reason)
                 return
             except BudgetExceeded as exc:
+                self._stop = True  # no new project starts once a run budget is used up
                 self.ledger.stage_failed(pid, stage, str(exc))
                 self._end(pid, ProjectStatus.budget_exhausted, str(exc))
                 return

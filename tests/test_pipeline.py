@@ -64,13 +64,28 @@ def test_sweep_runs_each_job_with_its_own_record(tmp_path: Path) -> None:
 def test_a_failing_project_does_not_stop_the_queue(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     # a time limit no training job can meet: every experiment fails, each project is marked failed
-    done = run_fars(["run", *FAST, "experiment.timeout_s=0.05", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    args = ["run", *FAST, "experiment.timeout_s=0.05", "pipeline.max_projects=3", f"hydra.run.dir={run_dir}"]
+    done = run_fars(args, cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-3000:]  # no paper
     record = read_run_record(run_dir)
     assert record.status == "completed"
-    assert [p.status for p in record.projects] == [ProjectStatus.failed, ProjectStatus.failed]
+    # failed projects are replaced until max_projects have been tried
+    assert [p.status for p in record.projects] == [ProjectStatus.failed] * 3
     assert all("experiment failed" in (p.error or "") for p in record.projects)
     assert (run_dir / "projects" / "p000" / "error.log").is_file()
+
+
+def test_screened_out_projects_are_replaced_until_the_cap(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    # a threshold of 5 passes only hypotheses scored 5 on every axis: (almost) everything is dropped
+    args = ["run", *FAST, "pipeline.papers=1", "pipeline.max_projects=3", "pipeline.screen_threshold=5"]
+    done = run_fars([*args, "pipeline.stages=[ideation]", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    record = read_run_record(run_dir)
+    assert done.returncode == 1
+    assert len(record.projects) == 3
+    assert all(p.status == ProjectStatus.screened_out for p in record.projects)
+    assert record.funnel.hypotheses == 9 and record.funnel.screened == 0 and record.funnel.planned == 0
+    assert "screening threshold 5" in (record.projects[0].error or "")
 
 
 def test_token_budget_ends_projects_cleanly(tmp_path: Path) -> None:
