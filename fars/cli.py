@@ -8,6 +8,7 @@ folder with the overrides it was started with.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -29,6 +30,9 @@ commands:
 exit status: 0 done, 1 the run produced no paper, 2 bad config or arguments
 """
 
+# other commands: name -> module with ``main(args: list[str]) -> int`` (imported only when used)
+COMMANDS: dict[str, str] = {}
+
 log = logging.getLogger("fars")
 _last_record: Any = None
 
@@ -47,13 +51,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fars {__version__}")
         return 0
     command, rest = args[0], args[1:]
-    if command != "run":
+    if command == "run":
+        handler = run_command
+    elif command in COMMANDS:
+        handler = importlib.import_module(COMMANDS[command]).main
+    else:
         print(f"fars: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     try:
-        return run_command(rest)
+        return int(handler(rest))
     except UsageError as exc:
-        print(f"fars run: {exc}", file=sys.stderr)
+        print(f"fars {command}: {exc}", file=sys.stderr)
         return 2
 
 
