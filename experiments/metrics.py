@@ -7,7 +7,7 @@ import json
 import platform
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class Curves(BaseModel):
@@ -18,12 +18,22 @@ class Curves(BaseModel):
     val_loss: list[float]
     val_metric: list[float]
 
+    @model_validator(mode="after")
+    def _same_lengths(self) -> Curves:
+        lengths = {len(self.step), len(self.train_loss), len(self.val_loss), len(self.val_metric)}
+        if len(lengths) != 1 or not self.step:
+            raise ValueError(f"curves must be non-empty and of one length (got lengths {sorted(lengths)})")
+        if self.step != sorted(self.step):
+            raise ValueError("curve steps must increase")
+        return self
+
 
 class Provenance(BaseModel):
     """Git-free provenance: hashes of the code and config that produced the run, and versions."""
 
     code_sha256: str
     config_sha256: str
+    files: dict[str, str] = Field(default_factory=dict)  # sha256 of each code file (template, engine, method)
     python: str = Field(default_factory=platform.python_version)
     torch: str = ""
 
@@ -34,7 +44,8 @@ class Metrics(BaseModel):
     template: str
     engine: str
     device: str
-    world_size: int = 1
+    world_size: int = Field(default=1, ge=1)
+    precision: str = "fp32"
     seed: int
     steps: int
     config: dict[str, float | int | str]
@@ -43,8 +54,28 @@ class Metrics(BaseModel):
     curves: Curves
     wall_s: float
     examples_per_s: float
+    tokens_per_s: float = 0.0
+    flops_per_token: float | None = None
+    mfu: float | None = None  # model FLOPs utilisation; only on a GPU whose peak is known
+    device_name: str = "cpu"
+    method: str | None = None  # sha256 of a model-written method module, when one was used
     parameters: int
     provenance: Provenance
+
+
+def combined_sha256(files: dict[str, str]) -> str:
+    """One sha256 over many files' hashes, independent of order."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def write_metrics(metrics: Metrics, out_dir: Path) -> Path:
+    """Write ``metrics.json`` atomically (a killed run never leaves half a file)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "metrics.json"
+    tmp = out_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics.model_dump(), indent=1), encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 def file_sha256(path: Path) -> str:

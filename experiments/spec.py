@@ -1,7 +1,9 @@
 """What a training template declares: its knobs (the settings a plan may vary) and its metric.
 
 A template is a package under ``experiments/`` whose ``__init__`` defines ``SPEC``; its
-``train.py`` accepts ``--<knob> VALUE`` for every knob plus ``--out_dir``, ``--seed`` and ``--steps``.
+``train.py`` accepts ``--<knob> VALUE`` for every knob plus ``--out_dir``, ``--seed`` and ``--steps``,
+and the engine flags of ``experiments.engine`` (``--engine plain|ddp|deepspeed``, ``--ds_config``,
+``--method FILE`` for a model-written method module against the template's extension point).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class TemplateSpec(BaseModel):
     metric: str
     higher_is_better: bool = True
     module: str  # the importable train module, run as ``python -m <module>``
+    extension: str = ""  # the contract a model-written method module must meet (``--method FILE``)
 
     def knob(self, name: str) -> Knob:
         """The knob of that name; KeyError names the valid ones."""

@@ -35,4 +35,10 @@ SPEC = TemplateSpec(
     metric="val_accuracy",
     higher_is_better=True,
     module="experiments.modadd.train",
+    extension=(
+        "A Python module that may define any of: build_model(p: int, config: dict) -> torch.nn.Module "
+        "(maps int64 pairs [batch, 2] to logits [batch, p]); make_optimizer(model, config) -> "
+        "torch.optim.Optimizer; loss(logits [batch, p], targets [batch]) -> scalar tensor. Undefined ones keep "
+        "the template's MLP, AdamW and cross-entropy. config holds the knobs."
+    ),
 )

@@ -1,33 +1,32 @@
 """Train the modular-addition MLP and write ``metrics.json``.
 
 Usage: ``python -m experiments.modadd.train --out_dir DIR --seed 0 --steps 300 --lr 0.003 ...``
-(every knob of ``experiments.modadd.SPEC`` is a flag). Data is made here, nothing is downloaded.
+(every knob of ``experiments.modadd.SPEC`` is a flag; ``--engine ddp|deepspeed`` under torchrun or the
+DeepSpeed launcher trains on several ranks). Data is made here, nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from experiments.metrics import Curves, Metrics, Provenance, config_sha256, file_sha256
+from experiments.engine import Engine, add_engine_args, evaluating, load_method
+from experiments.metrics import Metrics
 from experiments.modadd import SPEC
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags: run options plus one flag per knob."""
+    """Command-line flags: run options, engine options, plus one flag per knob."""
     p = argparse.ArgumentParser(description=SPEC.description)
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--eval_every", type=int, default=0, help="0: about 20 evaluations per run")
-    p.add_argument("--engine", choices=["plain"], default="plain")
-    p.add_argument("--device", default="cpu")
+    add_engine_args(p)
     for knob in SPEC.knobs:
         kind = {"float": float, "int": int, "choice": str}[knob.kind]
         p.add_argument(f"--{knob.name}", type=kind, default=knob.default, help=knob.help)
@@ -65,70 +64,79 @@ class ModAddMLP(nn.Module):
         return self.mlp(self.embed(x).flatten(1))
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy on a split."""
-    model.eval()
-    logits = model(x)
-    loss = nn.functional.cross_entropy(logits, y).item()
-    acc = (logits.argmax(-1) == y).float().mean().item()
-    model.train()
-    return loss, acc
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn=nn.functional.cross_entropy
+) -> tuple[float, float]:
+    """Mean loss and accuracy on a split (run on every rank: ZeRO-3 gathers weights collectively)."""
+    with evaluating(model):
+        logits = model(x).float()
+        return loss_fn(logits, y).item(), (logits.argmax(-1) == y).float().mean().item()
 
 
 def main(argv: list[str] | None = None) -> Metrics:
-    """Train, evaluate along the way, write ``metrics.json`` and return it."""
+    """Train, evaluate along the way, write ``metrics.json`` (rank 0) and return it."""
     args = parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    engine = Engine(args)
     torch.manual_seed(args.seed)
     config = {k.name: getattr(args, k.name) for k in SPEC.knobs}
+    method = load_method(args.method)
     p = int(args.modulus)
     xtr, ytr, xva, yva = make_data(p, float(args.train_fraction), seed=args.seed)
-    model = ModAddMLP(p, args.embed_dim, args.hidden, args.depth, args.activation).to(args.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    xtr, ytr, xva, yva = (t.to(engine.device) for t in (xtr, ytr, xva, yva))
+    build = getattr(method, "build_model", None)
+    model = build(p, dict(config)) if build else ModAddMLP(p, args.embed_dim, args.hidden, args.depth, args.activation)
+    make_opt = getattr(method, "make_optimizer", None)
+    opt = (
+        make_opt(model, dict(config))
+        if make_opt
+        else torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    )
+    loss_fn = getattr(method, "loss", nn.functional.cross_entropy)
+    module = engine.prepare(model, opt, args.batch_size, compile=args.compile)
+    micro = min(engine.micro_batch(args.batch_size), len(xtr))
     eval_every = args.eval_every or max(1, args.steps // 20)
-    gen = torch.Generator().manual_seed(args.seed + 1)
+    gen = torch.Generator().manual_seed(args.seed + 1 + 1000 * engine.rank)  # each rank draws its own batches
     curves: dict[str, list] = {"step": [], "train_loss": [], "val_loss": [], "val_metric": []}
+
+    def micro_loss(_: int) -> torch.Tensor:
+        idx = torch.randint(0, len(xtr), (micro,), generator=gen).to(engine.device)
+        return loss_fn(module(xtr[idx]).float(), ytr[idx])
+
+    eval_s = 0.0
     start = time.perf_counter()
-    seen = 0
     for step in range(1, args.steps + 1):
-        idx = torch.randint(0, len(xtr), (min(args.batch_size, len(xtr)),), generator=gen)
-        loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        seen += len(idx)
+        engine.step(micro_loss)
         if step % eval_every == 0 or step == args.steps:
-            tr_loss, _ = evaluate(model, xtr, ytr)
-            va_loss, va_acc = evaluate(model, xva, yva)
+            t0 = time.perf_counter()
+            tr_loss, _ = evaluate(module, xtr, ytr, loss_fn)
+            va_loss, va_acc = evaluate(module, xva, yva, loss_fn)
             for key, value in zip(curves, (step, tr_loss, va_loss, va_acc), strict=True):
                 curves[key].append(value)
+            eval_s += time.perf_counter() - t0
+    engine.synchronize()
     wall = time.perf_counter() - start
-    metrics = Metrics(
-        template=SPEC.name,
-        engine=args.engine,
-        device=str(args.device),
-        seed=args.seed,
-        steps=args.steps,
-        config=config,
-        metric=SPEC.metric,
-        final={
-            "train_loss": curves["train_loss"][-1],
-            "val_loss": curves["val_loss"][-1],
-            "val_accuracy": curves["val_metric"][-1],
-        },
-        curves=Curves(**curves),
+    examples = args.steps * micro * engine.grad_accum
+    parameters = sum(t.numel() for t in model.parameters())
+    final = {
+        "train_loss": curves["train_loss"][-1],
+        "val_loss": curves["val_loss"][-1],
+        "val_accuracy": curves["val_metric"][-1],
+    }
+    metrics = engine.report(
+        args,
+        SPEC,
+        config,
+        curves,
+        final,
         wall_s=wall,
-        examples_per_s=seen / max(wall, 1e-9),
-        parameters=sum(p.numel() for p in model.parameters()),
-        provenance=Provenance(
-            code_sha256=file_sha256(Path(__file__)),
-            config_sha256=config_sha256(config),
-            torch=torch.__version__,
-        ),
+        train_s=wall - eval_s,
+        examples=examples,
+        tokens=2 * examples,  # a and b
+        parameters=parameters,
+        flops_per_token=3.0 * parameters,  # 6N per example of two tokens
+        template_dir=Path(__file__).parent,
     )
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "metrics.json").write_text(json.dumps(metrics.model_dump(), indent=1), encoding="utf-8")
+    engine.close()
     return metrics
 
 

@@ -1,20 +1,21 @@
 """Experiment: train the planned conditions over seeds, then aggregate with a significance test.
 
-Each (condition, seed) is one ``python -m <template>.train`` subprocess with its own folder, log,
-time limit, one thread, and an environment without secrets; it writes ``metrics.json``. Runs that
-already wrote a valid ``metrics.json`` (a resumed project) are not trained again. Jobs share the
-run's experiment slots (``executor.slots``).
+A plan becomes baseline plus variants (plus, optionally, a model-written method) times seeds. Each run
+is one job of the template's ``train.py`` in its own folder, with its own log, a time limit, a scrubbed
+environment, and the engine the config names (plain, DDP or DeepSpeed; ``ds_config.json`` written from
+``experiment.deepspeed``). Jobs take whole GPUs (or CPU slots) from one pool shared by every project
+of the run, or go to SLURM through submitit. Runs that already wrote a valid ``metrics.json`` (a
+resumed project) are not trained again. Results: mean, std and Welch's t-test of each condition
+against the baseline, and learning-curve figures for the paper.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import os
-import signal
-import sys
+import shutil
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,77 +23,164 @@ from pydantic import ValidationError
 from scipy import stats
 
 from experiments.metrics import Metrics, read_metrics
-from experiments.spec import load_template
-from fars.config import FarsConfig
+from experiments.spec import TemplateSpec, load_template
+from fars.config import DeepSpeedConfig, ExperimentConfig, FarsConfig, SandboxConfig
+from fars.executor.launch import JobFailed, JobTimeout, build_command, job_env, run_command
+from fars.executor.pool import SlotPool
+from fars.executor.slurm import run_slurm_job
+from fars.figures import learning_curve_figures
+from fars.sandbox import SandboxError, SandboxLimits, read_sandbox_file, run_sandboxed_async
 from fars.stages.base import StageContext, StageFn, StageOutput, register_stage
+from fars.stages.model_code import CodeAttempt, write_method
 from fars.stages.planning import Plan
 
-# environment variables a training job may see; everything else (API keys, tokens) is dropped
-_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "TORCH_EXTENSIONS_DIR")
+METHOD = "method"  # the condition name of a model-written method
 
 
 class ExperimentError(RuntimeError):
-    """A training job failed; the message carries the tail of its log."""
+    """Too many training jobs failed to compare anything, or the config cannot be run."""
 
 
-def job_env(threads: int) -> dict[str, str]:
-    """A minimal environment for a training job: no secrets, one thread unless configured."""
-    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
-    return env
+def deepspeed_json(node: DeepSpeedConfig) -> dict[str, Any]:
+    """The Hydra node ``experiment.deepspeed`` as DeepSpeed's JSON (unset values left out)."""
+    raw = asdict(node)
+    return {k: v for k, v in raw.items() if v is not None}
 
 
-async def train_one(
-    module: str,
-    overrides: dict[str, Any],
-    seed: int,
-    steps: int,
-    out_dir: Path,
-    *,
-    timeout_s: float,
-    threads: int,
-) -> Metrics:
-    """Run one training job (or reuse its finished metrics) and return its validated metrics."""
-    metrics_path = out_dir / "metrics.json"
-    if metrics_path.exists():
-        try:
-            return read_metrics(metrics_path)
-        except (ValidationError, ValueError):
-            metrics_path.unlink()  # a half-written file from a killed run: train again
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        module,
-        "--out_dir",
-        str(out_dir),
-        "--seed",
-        str(seed),
-        "--steps",
-        str(steps),
-    ]
+def engine_args(cfg: ExperimentConfig, ds_config: Path) -> list[str]:
+    """The engine flags every job of this config passes to its ``train.py``."""
+    args = ["--engine", cfg.engine, "--device", cfg.device, "--ds_config", str(ds_config)]
+    return [*args, "--compile"] if cfg.compile else args
+
+
+def base_config(template: TemplateSpec, overrides: dict[str, float | int | str]) -> dict[str, float | int | str]:
+    """The template's defaults with ``experiment.template_overrides`` applied (unknown knobs refused)."""
+    base = template.defaults()
     for key, value in overrides.items():
-        cmd += [f"--{key}", str(value)]
-    log_path = out_dir / "train.log"
-    with log_path.open("wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            stdout=log_file,
-            stderr=asyncio.subprocess.STDOUT,
-            env=job_env(threads),
-            start_new_session=True,
-        )
         try:
-            code = await asyncio.wait_for(proc.wait(), timeout=timeout_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            raise
-    if code != 0:
-        tail = log_path.read_text(errors="replace")[-1500:]
-        raise ExperimentError(f"{' '.join(cmd[2:4])} seed {seed} exited {code}; log {log_path}:\n{tail}")
-    return read_metrics(metrics_path)
+            base[key] = template.knob(key).coerce(value)
+        except KeyError as exc:
+            raise ExperimentError(f"experiment.template_overrides: {exc.args[0]}") from None
+    return base
+
+
+class Runner:
+    """Runs training jobs for every project of a run: the local pool, or SLURM via submitit."""
+
+    def __init__(self, cfg: FarsConfig) -> None:
+        self.cfg = cfg
+        exp, ex = cfg.experiment, cfg.executor
+        self.pool: SlotPool | None = None
+        self.slurm_slots: asyncio.Semaphore | None = None
+        if ex.kind == "local":
+            if exp.nodes > 1:
+                raise ExperimentError(
+                    f"experiment.nodes={exp.nodes} needs executor=slurm (the local pool is one machine)"
+                )
+            self.pool = SlotPool.for_config(exp.device, ex.gpus, ex.slots)
+            if exp.ranks_per_job > self.pool.capacity:
+                raise ExperimentError(
+                    f"experiment.ranks_per_job={exp.ranks_per_job} but the local pool has {self.pool.capacity} "
+                    f"{self.pool.kind} slot(s); lower it or raise executor.slots / executor.gpus"
+                )
+        else:
+            self.slurm_slots = asyncio.Semaphore(ex.max_jobs or 10**6)
+
+    async def train(
+        self,
+        module: str,
+        args: list[str],
+        out_dir: Path,
+        *,
+        ranks: int | None = None,
+        timeout_s: float | None = None,
+        sandbox: SandboxConfig | None = None,
+        readable: tuple[Path, ...] = (),
+    ) -> Metrics:
+        """Run one job (or reuse its finished metrics) and return its validated metrics.
+
+        With ``sandbox`` (every job that loads model-written code) the job runs in ``fars.sandbox``:
+        no network, no secrets, read-only host but ``readable``, its own folder, hard limits.
+        """
+        metrics_path = out_dir / "metrics.json"
+        if metrics_path.exists():
+            try:
+                return read_metrics(metrics_path)
+            except (ValidationError, ValueError):
+                metrics_path.unlink()  # a half-written file from a killed run: train again
+        out_dir.mkdir(parents=True, exist_ok=True)
+        exp = self.cfg.experiment
+        ranks = ranks or exp.ranks_per_job
+        timeout = timeout_s or exp.timeout_s
+        args = [*args, "--out_dir", str(out_dir)]
+        if self.pool is not None:
+            async with self.pool.lease(ranks, name=str(out_dir)) as lease:
+                cmd = build_command(module, args, ranks=ranks, launcher=self.cfg.executor.launcher, device=exp.device)
+                env = job_env(exp.threads_per_job, lease.env())
+                (out_dir / "command.json").write_text(json.dumps({"argv": cmd, "slots": lease.ids}), encoding="utf-8")
+                if sandbox is None:
+                    await run_command(cmd, env, out_dir / "train.log", timeout)
+                else:
+                    gpus = lease.ids if lease.kind == "gpu" else ()
+                    await _run_in_sandbox(cmd, out_dir, sandbox, timeout, gpus, readable, env)
+                    return Metrics.model_validate_json(read_sandbox_file(out_dir, "metrics.json"))
+        elif sandbox is not None:
+            raise ExperimentError(
+                "model-written code runs only on the local executor, inside fars.sandbox; "
+                "set experiment.model_code.enabled=false with executor=slurm"
+            )
+        else:
+            assert self.slurm_slots is not None
+            async with self.slurm_slots:
+                await run_slurm_job(
+                    self.cfg.executor.slurm,
+                    out_dir / self.cfg.executor.slurm.folder,
+                    module,
+                    args,
+                    ranks=max(1, ranks // exp.nodes),
+                    nodes=exp.nodes,
+                    env=job_env(exp.threads_per_job),
+                    timeout_s=timeout,
+                    device=exp.device,
+                )
+        return read_metrics(metrics_path)
+
+
+# variables a sandboxed job needs from the job environment (the sandbox builds the rest itself)
+_SANDBOX_PASS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONUNBUFFERED", "CUDA_VISIBLE_DEVICES")
+
+
+async def _run_in_sandbox(
+    cmd: list[str],
+    out_dir: Path,
+    sandbox: SandboxConfig,
+    timeout_s: float,
+    gpus: tuple[int, ...],
+    readable: tuple[Path, ...],
+    env: dict[str, str],
+) -> None:
+    """Run a job that loads model-written code inside the sandbox; JobFailed/JobTimeout like any job."""
+    limits = replace(SandboxLimits.from_config(sandbox), wall_s=min(timeout_s, sandbox.wall_s))
+    import experiments
+
+    result = await run_sandboxed_async(
+        cmd,
+        out_dir,
+        limits,
+        gpus=gpus,
+        env={k: v for k, v in env.items() if k in _SANDBOX_PASS},
+        readable=[*experiments.__path__, *(str(p) for p in readable)],
+        backend=sandbox.backend,
+        require_network_isolation=sandbox.require_network_isolation,
+        log_path=out_dir.parent / f"{out_dir.name}.log",
+        record_path=out_dir.parent / f"{out_dir.name}.sandbox.json",
+    )
+    if result.timed_out:
+        raise JobTimeout(f"sandboxed job {out_dir.name} ran past {limits.wall_s:.0f}s and was killed")
+    if not result.ok:
+        raise JobFailed(
+            f"sandboxed job {out_dir.name}: {result.summary()}\n{(result.stderr_tail or result.stdout_tail)[-1500:]}"
+        )
 
 
 def summarise(values: list[float]) -> dict[str, float]:
@@ -111,37 +199,70 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
     return None if math.isnan(p) else p
 
 
+def aggregate(
+    per_condition: dict[str, list[Metrics]], overrides: dict[str, dict[str, Any]], metric: str, higher_is_better: bool
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Per-condition statistics (mean, std, p against baseline, throughput) and the best condition."""
+    baseline_values = [m.final[metric] for m in per_condition["baseline"]]
+    conditions: dict[str, dict[str, Any]] = {}
+    for name, runs in per_condition.items():
+        if not runs:
+            continue
+        values = [m.final[metric] for m in runs]
+        conditions[name] = {
+            "overrides": overrides[name],
+            metric: summarise(values),
+            "val_loss": summarise([m.final["val_loss"] for m in runs]),
+            "train_loss": summarise([m.final["train_loss"] for m in runs]),
+            "seeds": [m.seed for m in runs],
+            "values": values,
+            "p_vs_baseline": None if name == "baseline" else welch_p(values, baseline_values),
+            "wall_s": sum(m.wall_s for m in runs),
+            "tokens_per_s": summarise([m.tokens_per_s for m in runs])["mean"],
+            "mfu": None if any(m.mfu is None for m in runs) else summarise([m.mfu or 0.0 for m in runs])["mean"],
+        }
+    best = (max if higher_is_better else min)(conditions, key=lambda c: conditions[c][metric]["mean"])
+    return conditions, best
+
+
 @register_stage("experiment")
 def experiment(cfg: FarsConfig) -> StageFn:
-    """Factory of the Experiment stage."""
+    """Factory of the Experiment stage; its job runner (and GPU pool) is shared by every project."""
+    runner = Runner(cfg)
+    exp = cfg.experiment
 
     async def run(ctx: StageContext) -> StageOutput:
         plan = Plan.model_validate(ctx.outputs["planning"]["plan"])
         template = load_template(plan.template)
-        base = template.defaults()
-        slots = ctx.semaphores["experiment"]
+        base = base_config(template, exp.template_overrides)
+        ds_path = ctx.save_artifact("plan", "ds_config.json", json.dumps(deepspeed_json(exp.deepspeed), indent=1))
+        common = engine_args(exp, ctx.run_dir / ds_path.path)
+        conditions: dict[str, dict[str, Any]] = {name: dict(ov) for name, ov in plan.conditions().items()}
+        method_file: Path | None = None
+        if exp.model_code.enabled and template.extension:
+            method_file = await _model_method(ctx, runner, template, base, common)
+            if method_file is not None:
+                conditions[METHOD] = {}
 
         async def job(condition: str, overrides: dict[str, Any], seed: int) -> tuple[str, int, Metrics | str]:
             folder = ctx.project_dir / "runs" / f"{_slug(condition)}-seed{seed}"
-            async with slots:
-                try:
-                    metrics = await train_one(
-                        template.module,
-                        {**base, **overrides},
-                        seed,
-                        plan.steps,
-                        folder,
-                        timeout_s=cfg.experiment.timeout_s,
-                        threads=cfg.experiment.threads_per_job,
-                    )
-                except (ExperimentError, asyncio.TimeoutError) as exc:
-                    return condition, seed, f"{type(exc).__name__}: {exc}"
+            knobs = [f"--{k}={v}" for k, v in {**base, **overrides}.items()]
+            args = [*common, "--seed", str(seed), "--steps", str(plan.steps), *knobs]
+            sandboxed: dict[str, Any] = {}
+            if condition == METHOD and method_file is not None:
+                args += ["--method", str(method_file)]
+                # model-written code runs only inside the sandbox, reading just what it needs
+                readable = (method_file.parent, (ctx.run_dir / ds_path.path).parent)
+                sandboxed = {"sandbox": ctx.cfg.sandbox, "readable": readable}
+            try:
+                metrics = await runner.train(template.module, args, folder, **sandboxed)
+            except (JobFailed, JobTimeout, ValidationError) as exc:
+                return condition, seed, f"{type(exc).__name__}: {exc}"
             ctx.record_artifact("results", folder / "metrics.json")
             return condition, seed, metrics
 
-        jobs = [job(name, ov, seed) for name, ov in plan.conditions().items() for seed in plan.seeds]
-        finished = await asyncio.gather(*jobs)
-        per_condition: dict[str, list[Metrics]] = {name: [] for name in plan.conditions()}
+        finished = await asyncio.gather(*(job(n, ov, s) for n, ov in conditions.items() for s in plan.seeds))
+        per_condition: dict[str, list[Metrics]] = {name: [] for name in conditions}
         failures = []
         for condition, seed, result in finished:
             if isinstance(result, Metrics):
@@ -150,38 +271,102 @@ def experiment(cfg: FarsConfig) -> StageFn:
                 failures.append({"condition": condition, "seed": seed, "error": result[-500:]})
         if not per_condition["baseline"] or not any(per_condition[c] for c in per_condition if c != "baseline"):
             raise ExperimentError(f"too many training jobs failed to compare anything: {failures[:2]}")
-        metric = template.metric
-        baseline_values = [m.final[metric] for m in per_condition["baseline"]]
-        conditions: dict[str, dict[str, Any]] = {}
-        for name, runs in per_condition.items():
-            if not runs:
-                continue
-            values = [m.final[metric] for m in runs]
-            conditions[name] = {
-                "overrides": plan.conditions()[name],
-                metric: summarise(values),
-                "val_loss": summarise([m.final["val_loss"] for m in runs]),
-                "train_loss": summarise([m.final["train_loss"] for m in runs]),
-                "seeds": [m.seed for m in runs],
-                "values": values,
-                "p_vs_baseline": None if name == "baseline" else welch_p(values, baseline_values),
-                "wall_s": sum(m.wall_s for m in runs),
-            }
-        best = (max if template.higher_is_better else min)(conditions, key=lambda c: conditions[c][metric]["mean"])
+        table, best = aggregate(per_condition, conditions, template.metric, template.higher_is_better)
+        figures = []
+        if exp.figures:
+            figures = learning_curve_figures(
+                per_condition, template.metric, ctx.project_dir / "figures", ctx.project_dir
+            )
+            for fig in figures:
+                ctx.record_artifact("figure", ctx.project_dir / fig["path"])
+                ctx.record_artifact("figure", ctx.project_dir / fig["pdf"])
+        first = per_condition["baseline"][0]
         results = {
             "template": template.name,
-            "metric": metric,
+            "metric": template.metric,
             "higher_is_better": template.higher_is_better,
             "knob": plan.knob,
             "steps": plan.steps,
-            "conditions": conditions,
+            "conditions": table,
             "best": best,
             "failures": failures,
+            "figures": figures,
+            "engine": {
+                "name": first.engine,
+                "world_size": first.world_size,
+                "precision": first.precision,
+                "device": first.device_name,
+                "parameters": first.parameters,
+            },
+            "method": {"used": method_file is not None, "attempts": ctx.ledger.code_attempts(ctx.project_id)}
+            if exp.model_code.enabled
+            else None,
         }
         ctx.save_artifact("results", "results.json", json.dumps(results, indent=1))
         return {"results": results}
 
     return run
+
+
+async def _model_method(
+    ctx: StageContext, runner: Runner, template: TemplateSpec, base: dict[str, Any], common: list[str]
+) -> Path | None:
+    """The model-written method for this project, smoke-tested, or None (the parametric plan stands)."""
+    exp = ctx.cfg.experiment
+    folder = ctx.project_dir / "method"
+    hypothesis = str(ctx.outputs.get("ideation", {}).get("chosen", {}).get("statement", ""))
+
+    async def smoke(path: Path) -> str | None:
+        out = folder / f"smoke-{path.stem}"
+        shutil.rmtree(out, ignore_errors=True)
+        knobs = [f"--{k}={v}" for k, v in base.items()]
+        steps = str(exp.model_code.smoke_steps)
+        # one plain rank, whatever the engine: a smoke run checks the code, not the cluster
+        args = [
+            "--device",
+            exp.device,
+            "--seed",
+            "0",
+            "--steps",
+            steps,
+            "--eval_every",
+            steps,
+            *knobs,
+            "--method",
+            str(path),
+        ]
+        try:
+            metrics = await runner.train(
+                template.module,
+                args,
+                out,
+                ranks=1,
+                timeout_s=exp.model_code.smoke_timeout_s,
+                sandbox=ctx.cfg.sandbox,
+                readable=(path.parent,),
+            )
+        except (JobFailed, JobTimeout, ValidationError, SandboxError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if not all(math.isfinite(v) for v in metrics.final.values()):
+            return f"the smoke run finished with non-finite results {metrics.final}"
+        return None
+
+    def record(attempt: CodeAttempt) -> None:
+        path = None
+        if attempt.path:
+            path = ctx.record_artifact("code", Path(attempt.path)).path
+        ctx.ledger.record_code_attempt(
+            ctx.project_id,
+            ctx.stage,
+            attempt.attempt,
+            path=path,
+            sha256=attempt.sha256,
+            ok=attempt.ok,
+            error=attempt.error,
+            seconds=attempt.seconds,
+        )
+
+    return await write_method(ctx.llm, template, hypothesis, folder, exp.model_code, smoke, record)
 
 
 def _slug(text: str) -> str:

@@ -1,0 +1,211 @@
+"""Train the character-level GPT on the bundled corpus and write ``metrics.json``.
+
+Usage: ``python -m experiments.chargpt.train --out_dir DIR --steps 200 --n_layer 4 ...`` (every knob of
+``experiments.chargpt.SPEC`` is a flag). The defaults are a tiny model for CPU; ``--n_layer 12
+--n_head 12 --n_embd 768 --block_size 1024`` is about 86M parameters for a GPU (bf16, ZeRO via
+``--engine deepspeed``). The corpus ships in this folder; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from experiments.chargpt import SPEC
+from experiments.engine import Engine, add_engine_args, evaluating, load_method
+from experiments.metrics import Metrics
+
+CORPUS = Path(__file__).with_name("corpus.txt")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags: run options, engine options, plus one flag per knob."""
+    p = argparse.ArgumentParser(description=SPEC.description)
+    p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--eval_every", type=int, default=0, help="0: about 20 evaluations per run")
+    p.add_argument("--eval_batches", type=int, default=4, help="micro-batches per evaluation of each split")
+    add_engine_args(p)
+    for knob in SPEC.knobs:
+        kind = {"float": float, "int": int, "choice": str}[knob.kind]
+        p.add_argument(f"--{knob.name}", type=kind, default=knob.default, help=knob.help)
+    return p.parse_args(argv)
+
+
+def load_corpus() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The corpus as character ids, split 90/10 into train and validation, and the vocabulary."""
+    text = CORPUS.read_text(encoding="utf-8")
+    vocab = sorted(set(text))
+    index = {ch: i for i, ch in enumerate(vocab)}
+    data = torch.tensor([index[ch] for ch in text], dtype=torch.long)
+    cut = int(0.9 * len(data))
+    return data[:cut], data[cut:], vocab
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: causal self-attention, then an MLP, each with a residual."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        self.n_head, self.dropout = n_head, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
+        self.qkv = nn.Linear(n_embd, 3 * n_embd)
+        self.proj = nn.Linear(n_embd, n_embd)
+        act = nn.GELU(approximate="tanh") if activation == "gelu" else nn.ReLU()
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), act, nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch, time, n_embd]."""
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        x = x + F.dropout(self.proj(y.transpose(1, 2).reshape(b, t, c)), drop, self.training)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    """Token and position embeddings, ``n_layer`` blocks, a final norm and a tied output head."""
+
+    def __init__(
+        self, vocab: int, block_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float, activation: str
+    ) -> None:
+        super().__init__()
+        if n_embd % n_head:
+            raise SystemExit(f"n_embd {n_embd} is not divisible by n_head {n_head}; pick values that divide")
+        self.block_size = block_size
+        self.tok = nn.Embedding(vocab, n_embd)
+        self.pos = nn.Embedding(block_size, n_embd)
+        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, activation) for _ in range(n_layer))
+        self.ln = nn.LayerNorm(n_embd)
+        self.head = nn.Linear(n_embd, vocab, bias=False)
+        self.head.weight = self.tok.weight  # weight tying
+        for name, param in self.named_parameters():
+            if param.dim() == 2:
+                std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
+                nn.init.normal_(param, 0.0, std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(param)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits [batch, time, vocab] for token ids [batch, time]."""
+        positions = torch.arange(idx.shape[1], device=idx.device)
+        x = self.tok(idx) + self.pos(positions)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln(x))
+
+
+def batch(
+    data: torch.Tensor, size: int, block: int, gen: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` random windows of ``block`` characters and the same windows shifted by one."""
+    starts = torch.randint(0, len(data) - block - 1, (size,), generator=gen)
+    x = torch.stack([data[s : s + block] for s in starts.tolist()])
+    y = torch.stack([data[s + 1 : s + block + 1] for s in starts.tolist()])
+    return x.to(device), y.to(device)
+
+
+def lr_at(step: int, steps: int, peak: float, warmup_frac: float) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    warmup = int(warmup_frac * steps)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def main(argv: list[str] | None = None) -> Metrics:
+    """Train, evaluate along the way, write ``metrics.json`` (rank 0) and return it."""
+    args = parse_args(argv)
+    engine = Engine(args)
+    torch.manual_seed(args.seed)
+    config = {k.name: getattr(args, k.name) for k in SPEC.knobs}
+    method = load_method(args.method)
+    train, val, vocab = load_corpus()
+    build = getattr(method, "build_model", None)
+    model = (
+        build(len(vocab), dict(config))
+        if build
+        else GPT(len(vocab), args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout, args.activation)
+    )
+    make_opt = getattr(method, "make_optimizer", None)
+    opt = (
+        make_opt(model, dict(config))
+        if make_opt
+        else torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.95))
+    )
+    loss_fn = getattr(method, "loss", F.cross_entropy)
+    module = engine.prepare(model, opt, args.batch_size, compile=args.compile)
+    micro, block = engine.micro_batch(args.batch_size), args.block_size
+    gen = torch.Generator().manual_seed(args.seed + 1 + 1000 * engine.rank)  # each rank draws its own windows
+    eval_every = args.eval_every or max(1, args.steps // 20)
+
+    def micro_loss(_: int) -> torch.Tensor:
+        x, y = batch(train, micro, block, gen, engine.device)
+        return loss_fn(module(x).float().view(-1, len(vocab)), y.view(-1))
+
+    def evaluate(data: torch.Tensor) -> tuple[float, float]:
+        eval_gen = torch.Generator().manual_seed(12345)  # the same windows at every evaluation
+        losses, hits = [], []
+        with evaluating(module), engine.autocast():
+            for _ in range(args.eval_batches):
+                x, y = batch(data, micro, block, eval_gen, engine.device)
+                logits = module(x).float().view(-1, len(vocab))
+                losses.append(loss_fn(logits, y.view(-1)).item())
+                hits.append((logits.argmax(-1) == y.view(-1)).float().mean().item())
+        return engine.mean(sum(losses) / len(losses)), engine.mean(sum(hits) / len(hits))
+
+    curves: dict[str, list] = {"step": [], "train_loss": [], "val_loss": [], "val_metric": []}
+    eval_s, val_acc = 0.0, 0.0
+    start = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        engine.set_lr(lr_at(step - 1, args.steps, args.lr, args.warmup_frac))
+        engine.step(micro_loss)
+        if step % eval_every == 0 or step == args.steps:
+            engine.synchronize()
+            t0 = time.perf_counter()
+            tr_loss, _ = evaluate(train)
+            va_loss, val_acc = evaluate(val)
+            for key, value in zip(curves, (step, tr_loss, va_loss, va_loss / math.log(2)), strict=True):
+                curves[key].append(value)
+            eval_s += time.perf_counter() - t0
+    engine.synchronize()
+    wall = time.perf_counter() - start
+    parameters = sum(t.numel() for t in model.parameters())
+    n_embd, n_layer = args.n_embd, args.n_layer
+    final = {
+        "train_loss": curves["train_loss"][-1],
+        "val_loss": curves["val_loss"][-1],
+        "val_bpc": curves["val_metric"][-1],
+        "val_accuracy": val_acc,
+    }
+    tokens = args.steps * micro * engine.grad_accum * block
+    metrics = engine.report(
+        args,
+        SPEC,
+        config,
+        curves,
+        final,
+        wall_s=wall,
+        train_s=wall - eval_s,
+        examples=args.steps * micro * engine.grad_accum,
+        tokens=tokens,
+        parameters=parameters,
+        flops_per_token=6.0 * parameters + 12.0 * n_layer * n_embd * block,  # matmuls plus attention (PaLM appendix B)
+        template_dir=Path(__file__).parent,
+    )
+    engine.close()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

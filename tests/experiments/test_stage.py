@@ -1,0 +1,229 @@
+"""The Experiment stage's parts: the Hydra node as DeepSpeed JSON, the model-written method loop, aggregation, figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from experiments.metrics import read_metrics
+from experiments.spec import load_template
+from fars.cli import CONF_DIR
+from fars.config import ConfigError, ModelCodeConfig, validate_config
+from fars.figures import learning_curve_figures
+from fars.ledger import Ledger
+from fars.stages.experiment import Runner, aggregate, base_config, deepspeed_json
+from fars.stages.model_code import CodeAttempt, extract_code, write_method
+
+
+def composed(*overrides: str) -> Any:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        raw = OmegaConf.to_container(compose("run", overrides=list(overrides)), resolve=True)
+    return validate_config(raw)  # type: ignore[arg-type]
+
+
+def test_the_hydra_node_becomes_the_deepspeed_json() -> None:
+    cfg = composed("experiment=gpt_gpu")
+    ds = deepspeed_json(cfg.experiment.deepspeed)
+    assert ds["zero_optimization"]["stage"] == 2 and ds["bf16"] == {"enabled": True}
+    assert ds["gradient_clipping"] == 1.0 and ds["gradient_accumulation_steps"] == 1
+    assert "train_micro_batch_size_per_gpu" not in ds  # null: derived from the template's batch
+    assert cfg.experiment.template_overrides["n_layer"] == 12 and cfg.experiment.device == "cuda"
+    assert (
+        deepspeed_json(composed("experiment=deepspeed_zero3").experiment.deepspeed)["zero_optimization"]["stage"] == 3
+    )
+
+
+def test_bad_numerics_are_refused_with_clear_messages() -> None:
+    with pytest.raises(ConfigError, match="fp16 is not supported on CPU"):
+        validate_config({"experiment": {"deepspeed": {"fp16": {"enabled": True}}}})
+    with pytest.raises(ConfigError, match="needs engine=deepspeed"):
+        validate_config({"experiment": {"engine": "ddp", "deepspeed": {"zero_optimization": {"stage": 2}}}})
+    with pytest.raises(ConfigError, match="enable at most one"):
+        validate_config(
+            {"experiment": {"device": "cuda", "deepspeed": {"bf16": {"enabled": True}, "fp16": {"enabled": True}}}}
+        )
+    validate_config({"experiment": {"device": "cuda", "engine": "deepspeed", "deepspeed": {"fp16": {"enabled": True}}}})
+
+
+def test_template_overrides_are_checked_against_the_knobs() -> None:
+    gpt = load_template("chargpt")
+    assert base_config(gpt, {"n_layer": 12, "n_embd": 768})["n_layer"] == 12
+    with pytest.raises(Exception, match="no knob 'layers'"):
+        base_config(gpt, {"layers": 3})
+
+
+@dataclass
+class Reply:
+    text: str
+
+
+class FakeModel:
+    """Replies in order, remembering every request (to check that errors go back to the model)."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.requests: list[list[dict[str, str]]] = []
+
+    async def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None) -> Reply:
+        self.requests.append(messages)
+        return Reply(self.replies.pop(0))
+
+
+GOOD = '''```python
+import os
+import torch
+
+if os.environ.get("OPENAI_API_KEY"):
+    raise RuntimeError("a secret leaked into the job")
+
+
+def loss(logits, targets):
+    """Cross-entropy with label smoothing."""
+    return torch.nn.functional.cross_entropy(logits, targets, label_smoothing=0.1)
+```'''
+BROKEN = "```python\ndef loss(logits, targets):\n    return undefined_name\n```"
+
+
+def test_model_written_method_is_repaired_until_its_smoke_run_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-reach-the-job")
+    cfg = validate_config({"experiment": {"model_code": {"enabled": True, "smoke_steps": 2}}})
+    runner = Runner(cfg)
+    template = load_template("modadd")
+    model = FakeModel(["I think we should use a smaller learning rate.", BROKEN, GOOD])
+    attempts: list[CodeAttempt] = []
+
+    async def smoke(path: Path) -> str | None:
+        try:
+            await runner.train(template.module, ["--steps", "2", "--method", str(path)], tmp_path / path.stem, ranks=1)
+        except Exception as exc:
+            return str(exc)
+        return None
+
+    found = asyncio.run(
+        write_method(model, template, "smoothing helps", tmp_path, cfg.experiment.model_code, smoke, attempts.append)
+    )
+    assert found is not None and "label_smoothing" in found.read_text()
+    assert [a.ok for a in attempts] == [False, False, True]
+    assert attempts[0].path is None and "no Python code" in (attempts[0].error or "")
+    assert "undefined_name" in (attempts[1].error or "")  # the job's traceback came back
+    assert "undefined_name" in model.requests[2][-1]["content"]  # and was shown to the model
+    assert read_metrics(tmp_path / "method_attempt3" / "metrics.json").method is not None
+
+
+def test_model_written_method_falls_back_after_the_limit(tmp_path: Path) -> None:
+    cfg = ModelCodeConfig(enabled=True, max_attempts=2)
+    attempts: list[CodeAttempt] = []
+
+    async def never(path: Path) -> str | None:
+        return "it crashed"
+
+    model = FakeModel(["```python\ndef loss(:\n```", BROKEN])
+    found = asyncio.run(write_method(model, load_template("modadd"), "h", tmp_path, cfg, never, attempts.append))
+    assert found is None and len(attempts) == 2 and "SyntaxError" in (attempts[0].error or "")
+
+
+def test_extract_code() -> None:
+    assert extract_code("text\n```python\nx = 1\n```\nmore") == "x = 1\n"
+    assert extract_code("def f():\n    return 1") == "def f():\n    return 1\n"
+    assert extract_code("just words") is None
+
+
+def test_ledger_keeps_every_code_attempt(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.record_code_attempt("p000", "experiment", 1, path=None, sha256=None, ok=False, error="no code", seconds=0.1)
+    ledger.record_code_attempt(
+        "p000", "experiment", 2, path="projects/p000/m.py", sha256="ab", ok=True, error=None, seconds=2
+    )
+    rows = ledger.code_attempts("p000")
+    assert [(r["attempt"], r["ok"]) for r in rows] == [(1, False), (2, True)] and rows[0]["error"] == "no code"
+
+
+def test_aggregation_and_figures_from_real_runs(tmp_path: Path) -> None:
+    cfg = validate_config({"executor": {"slots": 2}})
+    runner = Runner(cfg)
+    module = load_template("modadd").module
+
+    async def runs() -> dict[str, list[Any]]:
+        jobs = {
+            (name, seed): runner.train(
+                module, ["--steps", "20", "--seed", str(seed), "--lr", lr], tmp_path / f"{name}{seed}"
+            )
+            for name, lr in (("baseline", "0.01"), ("lr=0.001", "0.001"))
+            for seed in (0, 1)
+        }
+        done = dict(zip(jobs, await asyncio.gather(*jobs.values()), strict=True))
+        return {name: [m for (n, _), m in done.items() if n == name] for name in ("baseline", "lr=0.001")}
+
+    per = asyncio.run(runs())
+    assert runner.pool is not None and runner.pool.book.free == 2 and runner.pool.stats.granted == 4
+    table, best = aggregate(per, {"baseline": {}, "lr=0.001": {"lr": 0.001}}, "val_accuracy", True)
+    assert table["baseline"]["val_accuracy"]["n"] == 2 and table["baseline"]["p_vs_baseline"] is None
+    assert 0.0 <= table["lr=0.001"]["p_vs_baseline"] <= 1.0 and best in table
+    figures = learning_curve_figures(per, "val_accuracy", tmp_path / "figures", tmp_path)
+    assert len(figures) == 2
+    for fig in figures:
+        assert (tmp_path / fig["path"]).read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / fig["pdf"]).read_bytes()[:4] == b"%PDF" and "seeds" in fig["caption"]
+    assert json.dumps(figures)  # JSON-able for the stage output
+
+
+HOSTILE_METHOD = """
+import os
+import socket
+import torch
+
+# what a careless or hostile model-written method might try, at import time
+assert not os.environ.get("OPENAI_API_KEY"), "a secret leaked into the sandbox"
+probe = socket.socket()
+probe.settimeout(2)
+try:
+    probe.connect(("127.0.0.1", int(os.environ.get("FARS_TEST_PORT", "1"))))
+except OSError:
+    pass
+else:
+    raise RuntimeError("the sandbox reached the host network")
+try:
+    open("/etc/fars-sandbox-escape", "w").write("x")
+except OSError:
+    pass
+else:
+    raise RuntimeError("the sandbox wrote outside its folder")
+
+
+def loss(logits, targets):
+    return torch.nn.functional.cross_entropy(logits, targets, label_smoothing=0.1)
+"""
+
+
+def test_model_written_code_trains_only_inside_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-reach-the-sandbox")
+    method = tmp_path / "method" / "method.py"
+    method.parent.mkdir()
+    method.write_text(HOSTILE_METHOD)
+    cfg = validate_config({})
+    out = tmp_path / "runs" / "method-seed0"
+    args = ["--steps", "3", "--eval_every", "3", "--method", str(method)]
+    metrics = asyncio.run(
+        Runner(cfg).train(
+            "experiments.modadd.train", args, out, ranks=1, sandbox=cfg.sandbox, readable=(method.parent,)
+        )
+    )
+    listener.close()
+    assert metrics.steps == 3 and metrics.method is not None
+    record = json.loads((out.parent / "method-seed0.sandbox.json").read_text())
+    assert record["exit_code"] == 0 and record["backend"] in ("bwrap", "unshare", "rlimits")
+    assert not Path("/etc/fars-sandbox-escape").exists()
