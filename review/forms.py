@@ -1,34 +1,126 @@
-"""Review forms as pydantic schemas, used for constrained output and validation."""
+"""Review forms as pydantic schemas, used for constrained output and validation.
+
+Each form names its overall rating field and its numeric sub-scores, so the ensemble, the
+calibration model and the metrics treat every form alike. ``FORMS`` maps a config name to a form.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 ICLR_RATINGS = (1, 3, 5, 6, 8, 10)
+ACCEPT_THRESHOLD = 6.0  # ICLR: 6, "marginally above the acceptance threshold", and up
 Point = Annotated[str, StringConstraints(min_length=3, max_length=200)]
+Score4 = Literal[1, 2, 3, 4]
+Rating = Literal[1, 3, 5, 6, 8, 10]
+Confidence = Literal[1, 2, 3, 4, 5]
+Decision = Literal["accept", "reject"]
 
 
-class ICLR2025Review(BaseModel):
+def _drop_description(schema: dict[str, Any]) -> None:
+    """Keep the class docstring out of the JSON schema: small models copy it into the summary."""
+    schema.pop("description", None)
+
+
+def decision_for(rating: float) -> str:
+    """The decision a rating implies on the ICLR scale (6, marginally above, and up: accept)."""
+    return "accept" if rating >= ACCEPT_THRESHOLD else "reject"
+
+
+class ReviewForm(BaseModel):
+    """A filled-in review form; subclasses name their rating and numeric sub-score fields."""
+
+    model_config = ConfigDict(json_schema_extra=_drop_description)
+    rating_field: ClassVar[str] = "rating"
+    subscore_fields: ClassVar[tuple[str, ...]] = ()
+    year: ClassVar[int] = 0
+
+    def overall(self) -> float:
+        """The overall rating on the ICLR scale {1,3,5,6,8,10}."""
+        return float(getattr(self, self.rating_field))
+
+    def subscores(self) -> dict[str, float]:
+        """Numeric sub-scores (1-4), and confidence (1-5), by field name."""
+        return {name: float(getattr(self, name)) for name in (*self.subscore_fields, "confidence")}
+
+
+class ICLR2025Review(ReviewForm):
     """The ICLR 2025 review form: text fields, 1-4 sub-scores, a rating on {1,3,5,6,8,10}, confidence."""
+
+    subscore_fields: ClassVar[tuple[str, ...]] = ("soundness", "presentation", "contribution")
+    year: ClassVar[int] = 2025
 
     summary: str = Field(min_length=10, max_length=600, description="what the paper claims and does")
     strengths: list[Point] = Field(min_length=1, max_length=4, description="main strengths")
     weaknesses: list[Point] = Field(min_length=1, max_length=4, description="main weaknesses")
     questions: list[Point] = Field(min_length=0, max_length=3, description="questions to the authors")
-    soundness: Literal[1, 2, 3, 4] = Field(description="1 poor, 2 fair, 3 good, 4 excellent")
-    presentation: Literal[1, 2, 3, 4] = Field(description="1 poor, 2 fair, 3 good, 4 excellent")
-    contribution: Literal[1, 2, 3, 4] = Field(description="1 poor, 2 fair, 3 good, 4 excellent")
-    rating: Literal[1, 3, 5, 6, 8, 10] = Field(
+    soundness: Score4 = Field(description="1 poor, 2 fair, 3 good, 4 excellent")
+    presentation: Score4 = Field(description="1 poor, 2 fair, 3 good, 4 excellent")
+    contribution: Score4 = Field(description="1 poor, 2 fair, 3 good, 4 excellent")
+    rating: Rating = Field(
         description="1 strong reject, 3 reject, 5 marginally below, 6 marginally above, 8 accept, 10 strong accept"
     )
-    confidence: Literal[1, 2, 3, 4, 5] = Field(description="1 educated guess ... 5 absolutely certain")
+    confidence: Confidence = Field(description="1 educated guess ... 5 absolutely certain")
+    decision: Decision = Field(description="accept or reject")
 
 
-def decision_for(rating: float) -> str:
-    """The decision a rating implies on the ICLR scale (6, marginally above, and up: accept)."""
-    return "accept" if rating >= 6 else "reject"
+class ICLR2022Review(ReviewForm):
+    """The ICLR 2022 review form: correctness and two novelty/significance scores (1-4), recommendation."""
+
+    rating_field: ClassVar[str] = "recommendation"
+    subscore_fields: ClassVar[tuple[str, ...]] = (
+        "correctness",
+        "technical_novelty_and_significance",
+        "empirical_novelty_and_significance",
+    )
+    year: ClassVar[int] = 2022
+
+    summary: str = Field(min_length=10, max_length=600, description="summary of the paper")
+    strengths: list[Point] = Field(min_length=1, max_length=4, description="main strengths")
+    weaknesses: list[Point] = Field(min_length=1, max_length=4, description="main weaknesses")
+    summary_of_the_review: str = Field(min_length=10, max_length=400, description="the review in short")
+    correctness: Score4 = Field(description="1 claims incorrect ... 4 all claims well supported")
+    technical_novelty_and_significance: Score4 = Field(description="1 not significant or novel ... 4 highly")
+    empirical_novelty_and_significance: Score4 = Field(description="1 not significant or novel ... 4 highly")
+    recommendation: Rating = Field(
+        description="1 strong reject, 3 reject, 5 marginally below, 6 marginally above, 8 accept, 10 strong accept"
+    )
+    confidence: Confidence = Field(description="1 educated guess ... 5 absolutely certain")
+    decision: Decision = Field(description="accept or reject")
 
 
-FORMS: dict[str, type[BaseModel]] = {"iclr2025": ICLR2025Review}
+class MetaReview(BaseModel):
+    """The area chair's meta-review over the ensemble's reviews."""
+
+    model_config = ConfigDict(json_schema_extra=_drop_description)
+    summary: str = Field(min_length=10, max_length=600, description="the reviewers' consensus on the paper")
+    agreed_strengths: list[Point] = Field(min_length=1, max_length=3, description="strengths reviewers agree on")
+    agreed_weaknesses: list[Point] = Field(min_length=1, max_length=3, description="weaknesses reviewers agree on")
+    rating: Rating = Field(description="the area chair's overall rating on the ICLR scale")
+    decision: Decision = Field(description="accept or reject")
+
+
+FORMS: dict[str, type[ReviewForm]] = {"iclr2025": ICLR2025Review, "iclr2022": ICLR2022Review}
+
+
+def get_form(name: str) -> type[ReviewForm]:
+    """The form registered as ``name``; an unknown name lists the known ones."""
+    if name not in FORMS:
+        raise KeyError(f"unknown review form {name!r}; known: {sorted(FORMS)} (set reviewer.form)")
+    return FORMS[name]
+
+
+def form_fields(form: str) -> list[str]:
+    """The calibration features of a form: its sub-scores, confidence and overall rating."""
+    cls = get_form(form)
+    return [*cls.subscore_fields, "confidence", "rating"]
+
+
+def as_features(form: str, review: dict[str, Any]) -> dict[str, float]:
+    """A filled form (as a dict) as the named numeric features of ``form_fields``."""
+    cls = get_form(form)
+    values = {name: float(review[name]) for name in (*cls.subscore_fields, "confidence")}
+    values["rating"] = float(review[cls.rating_field])
+    return values

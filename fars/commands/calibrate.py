@@ -1,0 +1,210 @@
+"""``fars calibrate [KEY=VALUE ...]``: measure the reviewer against human reviews, optionally fit.
+
+Composes ``conf/calibrate.yaml``; reviews ``limit`` papers of ``data`` (a JSONL of papers with human
+reviews) concurrently, cached and resumable (``out=`` an earlier folder continues it), then writes
+``calibration.json``, ``calibration.md`` with plots, and a W&B run (offline by default). With
+``fit=true`` it also fits a calibration model on the reviews (nested k-fold CV) and writes
+``calibration_model.json`` (and to ``save_to`` when given, e.g. ``review/calibrations/default-iclr2025.json``).
+``reviewer=oracle`` returns one human's rating per paper: the harness check.
+Exit status: 0 done, 1 too few papers reviewed for metrics, 2 bad input or config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
+
+from fars.cli import UsageError
+from fars.config import LiteratureConfig, LLMConfig, TrackerConfig
+from review.settings import ReviewerConfig
+
+USAGE = """usage: fars calibrate [KEY=VALUE ...]
+
+Review papers that have human reviews and report agreement with the humans (JSON, Markdown, W&B).
+  fars calibrate reviewer=oracle limit=null           the harness check: one human against the others
+  fars calibrate limit=30 llm.local.n_threads=1       the embedded model on 30 dev papers
+  fars calibrate out=outputs/calibrate/x fit=true     continue a run; fit and save a calibration model
+exit status: 0 done, 1 too few papers reviewed, 2 bad input or config
+"""
+log = logging.getLogger("fars.calibrate")
+
+
+@dataclass(config=ConfigDict(extra="forbid"))
+class CalibrateConfig:
+    """The composed config of ``fars calibrate``."""
+
+    data: str = "../shared/data/iclr2022/dev.jsonl"
+    limit: int | None = Field(default=30, ge=3)  # papers drawn at random (seeded); null: all
+    seed: int = 0
+    concurrency: int = Field(default=1, ge=1, le=64)  # papers reviewed at once
+    bootstrap: int = Field(default=1000, ge=50)
+    threshold: float = Field(default=5.5, ge=1, le=10)  # score at or above: predicted accept
+    out: str | None = None  # output folder; null: outputs/calibrate/DATE/TIME
+    fit: bool = False
+    folds: int = Field(default=5, ge=2, le=20)
+    fit_name: str | None = None  # name of the fitted model; null: <model>-<form>
+    save_to: str | None = None  # also write the fitted model here
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    reviewer: ReviewerConfig = Field(default_factory=ReviewerConfig)
+    literature: LiteratureConfig = Field(default_factory=LiteratureConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+
+
+def main(args: list[str]) -> int:
+    """Entry point of ``fars calibrate``."""
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE)
+        return 0
+    stray = [a for a in args if "=" not in a]
+    if stray:
+        raise UsageError(f"arguments must be KEY=VALUE overrides (got {stray}); see `fars calibrate --help`")
+    from fars.commands.configured import compose_config
+
+    cfg, raw = compose_config("calibrate", args, CalibrateConfig)
+    from review.humans import DataError, file_sha256, load_papers, select_papers
+
+    try:
+        papers = select_papers(load_papers(cfg.data), cfg.limit, cfg.seed)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+    out = Path(cfg.out) if cfg.out else Path("outputs") / "calibrate" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("LiteLLM", "httpx", "wandb"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    data_info = {"path": cfg.data, "sha256": file_sha256(cfg.data), "selected_ids": [p.id for p in papers]}
+    return asyncio.run(_calibrate(cfg, raw, papers, out, data_info))
+
+
+async def _calibrate(
+    cfg: CalibrateConfig, raw: dict[str, Any], papers: list[Any], out: Path, data: dict[str, Any]
+) -> int:
+    from fars.commands.review import build_reviewer
+    from fars.ledger import Ledger
+    from fars.llm.client import LLMClient, call_context
+    from review.harness import build_report, review_all
+    from review.humans import oracle_review
+
+    oracle = cfg.reviewer.kind == "oracle"
+    form = "iclr2022" if oracle else cfg.reviewer.form
+    name = "oracle" if oracle else f"model:{cfg.llm.model}"
+    ledger = Ledger(out / "ledger.sqlite")
+    client = None if oracle else LLMClient(cfg.llm, ledger)
+    try:
+        reviewer = None if oracle else build_reviewer(client, cfg.reviewer, cfg.literature, cfg.llm.model)
+
+        async def review_one(paper: Any) -> Any:
+            if oracle:
+                return oracle_review(paper, cfg.seed)
+            from review.ingest import paper_from_text
+
+            assert reviewer is not None
+            with call_context(paper.id, "review"):
+                result = await reviewer.review(
+                    paper_from_text(paper.text, source=f"{cfg.data}#{paper.id}"), paper_id=paper.id
+                )
+            usage = ledger.usage(project_id=paper.id).get("")
+            if usage is not None:
+                result.usage = usage.model_dump() | {"total_tokens": usage.total_tokens}
+            return result
+
+        (out / "config.json").write_text(_json(raw), encoding="utf-8")
+        reviews, failures, session = await review_all(papers, review_one, out, concurrency=cfg.concurrency)
+    finally:
+        if client is not None:
+            client.close()
+    fit = None
+    if cfg.fit:
+        fit = {
+            "name": cfg.fit_name or ("oracle" if oracle else f"{cfg.llm.model.replace('/', '-')}-{form}"),
+            "folds": cfg.folds,
+            "fitted_on": {
+                "data": Path(cfg.data).name,
+                "data_sha256": data["sha256"],
+                "reviewer_settings": raw.get("reviewer"),
+                "model": cfg.llm.model,
+            },
+        }
+    try:
+        report, fitted = build_report(
+            papers, reviews, failures, reviewer=name, form=form, data={k: v for k, v in data.items() if k != "selected_ids"},
+            threshold=cfg.threshold, draws=cfg.bootstrap, seed=cfg.seed, fit=fit, session=session,
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"fars calibrate: {exc}", file=sys.stderr)
+        return 1
+    from review.report import plot_metrics, plot_scatter, report_markdown
+
+    plots = [plot_scatter(report, out / "scatter.png"), plot_metrics(report, out / "metrics.png")]
+    (out / "calibration.json").write_text(report.model_dump_json(indent=1), encoding="utf-8")
+    (out / "calibration.md").write_text(report_markdown(report, plots), encoding="utf-8")
+    if fitted is not None:
+        fitted.save(out / "calibration_model.json")
+        if cfg.save_to:
+            fitted.save(Path(cfg.save_to))
+    _track(cfg.tracker, report, out, raw)
+    _print_summary(report, out)
+    return 0
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=1, default=str)
+
+
+def _print_summary(report: Any, out: Path) -> None:
+    def show(group: Any, metric: str) -> str:
+        v = group.metrics[metric]
+        if v["value"] is None:
+            return "undefined"
+        ci = "" if v["low"] is None else f" [{v['low']:.2f}, {v['high']:.2f}]"
+        return f"{v['value']:.3f}{ci}"
+
+    print(
+        f"{report.reviewer}: {report.reviewed} papers reviewed, {report.failed} failed, "
+        f"valid-form rate {report.valid_form_rate:.1%}"
+    )
+    for group in [*report.scores, report.human_baseline]:
+        print(
+            f"  {group.kind:>10}: Spearman {show(group, 'spearman')}  AUC {show(group, 'decision_auc')}  "
+            f"MAE {show(group, 'mae')}  bias {show(group, 'bias')}"
+        )
+    print(f"report: {out / 'calibration.md'}  {out / 'calibration.json'}")
+
+
+def _track(cfg: TrackerConfig, report: Any, out: Path, raw: dict[str, Any]) -> None:
+    """Log the report to W&B; a failure is a warning, never the end of the command."""
+    if cfg.backend != "wandb":
+        return
+    try:
+        import wandb
+
+        run = wandb.init(
+            project=cfg.project, entity=cfg.entity, group=cfg.group, tags=[*cfg.tags, "calibrate"],
+            name=f"calibrate-{out.name}", mode=cfg.mode, dir=str(out), config=raw, job_type="calibrate",
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+        )  # fmt: skip
+        summary: dict[str, Any] = {"valid_form_rate": report.valid_form_rate, "reviewed": report.reviewed}
+        for group in [*report.scores, report.human_baseline]:
+            for metric, values in group.metrics.items():
+                for key, value in values.items():
+                    if value is not None:
+                        summary[f"{group.kind}/{metric}/{key}"] = value
+        summary.update({f"usage/{k}": v for k, v in report.usage.items() if v is not None})
+        columns: list[str | int] = ["id", "decision", "human_mean", "raw", "calibrated", "meta", "tokens"]
+        table = wandb.Table(columns=columns, data=[[getattr(r, str(c)) for c in columns] for r in report.papers])
+        run.log({**summary, "papers": table, "scatter": wandb.Image(str(out / "scatter.png"))})
+        for key, value in summary.items():
+            run.summary[key] = value
+        run.finish()
+    except Exception as exc:  # tracking must never lose the report, which is already written
+        log.warning("W&B logging failed (%s: %s); the report is in %s", type(exc).__name__, exc, out)

@@ -1,0 +1,167 @@
+"""What the reviewer reads of a paper, within a character budget, and the record of it.
+
+A paper that fits the budget is read whole. A longer one is read in parts, never cut silently:
+
+* ``excerpts``: every section contributes its opening, the budget shared fairly among sections
+  (short sections are read whole, their unused share goes to the long ones); references and
+  acknowledgements are skipped. The model sees where each section continues.
+* ``summaries``: the paper (references skipped) is cut into parts of ``chunk_chars``; the model
+  writes notes on each part, and reviews from the notes. At most ``max_parts`` parts are read; a
+  longer paper has its sections shortened first, as in ``excerpts``.
+
+Either way ``Reading.parts`` records, per section, how many characters were read of how many.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from review.ingest import PaperText, Section
+
+_SKIP = re.compile(r"^\W*(?:[A-Z]?\d*\.?\s*)?(references|bibliography|acknowledge?ments?)\b", re.I)
+
+
+class PartRead(BaseModel):
+    """How much of one section was read."""
+
+    heading: str
+    chars_total: int
+    chars_read: int
+    skipped: str | None = None  # why a section was not read at all
+
+
+class Reading(BaseModel):
+    """The record of what a review read of a paper."""
+
+    mode: Literal["whole", "excerpts", "summaries"]
+    chars_total: int
+    chars_read: int
+    budget_chars: int
+    complete: bool
+    parts: list[PartRead] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # the model's notes on each part (summaries mode)
+
+
+def fair_shares(lengths: list[int], budget: int) -> list[int]:
+    """Split ``budget`` over items of the given lengths: short ones whole, the rest equal shares."""
+    shares = [0] * len(lengths)
+    left = budget
+    pending = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    while pending:
+        share = left // len(pending)
+        i = pending[0]
+        if lengths[i] <= share:
+            shares[i] = lengths[i]
+            left -= lengths[i]
+            pending.pop(0)
+        else:
+            for j in pending:
+                shares[j] = share
+            break
+    return shares
+
+
+def _cut(text: str, limit: int) -> str:
+    """The first ``limit`` characters of ``text``, ended at a word boundary when one is near."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    space = head.rfind(" ")
+    return head[:space] if space > limit * 0.8 else head
+
+
+def excerpts(sections: list[Section], budget: int) -> tuple[list[Section], list[PartRead]]:
+    """Each section's opening within the budget, and the record of what was read."""
+    skipped = [bool(_SKIP.match(s.heading)) for s in sections]
+    readable = [i for i, skip in enumerate(skipped) if not skip]
+    heads = sum(len(sections[i].heading) + 4 for i in readable)
+    shares = fair_shares([len(sections[i].text) for i in readable], max(budget - heads, 0))
+    share_of = dict(zip(readable, shares, strict=True))
+    chosen, parts = [], []
+    for i, section in enumerate(sections):
+        if skipped[i]:
+            parts.append(
+                PartRead(heading=section.heading, chars_total=len(section.text), chars_read=0, skipped="references")
+            )
+            continue
+        body = _cut(section.text, share_of[i])
+        chosen.append(Section(heading=section.heading, text=body))
+        parts.append(PartRead(heading=section.heading, chars_total=len(section.text), chars_read=len(body)))
+    return chosen, parts
+
+
+def render(sections: list[Section], parts: list[PartRead]) -> str:
+    """Sections as Markdown, each cut one marked with how much of it is shown."""
+    by_heading = [p for p in parts if p.skipped is None]
+    out = []
+    for section, part in zip(sections, by_heading, strict=True):
+        head = f"## {section.heading}\n" if section.heading else ""
+        tail = ""
+        if part.chars_read < part.chars_total:
+            tail = f"\n[... section continues; {part.chars_read} of {part.chars_total} characters shown]"
+        out.append(f"{head}{section.text}{tail}")
+    return "\n\n".join(out)
+
+
+def plan_reading(paper: PaperText, budget: int) -> tuple[str, Reading]:
+    """The text to show the reviewer and its record (``whole`` or ``excerpts``)."""
+    sections = paper.sections or [Section(heading="", text=paper.text)]
+    if paper.chars <= budget:
+        parts = [PartRead(heading=s.heading, chars_total=len(s.text), chars_read=len(s.text)) for s in sections]
+        reading = Reading(
+            mode="whole",
+            chars_total=paper.chars,
+            chars_read=paper.chars,
+            budget_chars=budget,
+            complete=True,
+            parts=parts,
+        )
+        return paper.text, reading
+    chosen, parts = excerpts(sections, budget)
+    text = render(chosen, parts)
+    read = sum(p.chars_read for p in parts)
+    reading = Reading(
+        mode="excerpts", chars_total=paper.chars, chars_read=read, budget_chars=budget, complete=False, parts=parts
+    )
+    return text, reading
+
+
+def chunk_sections(sections: list[Section], parts: list[PartRead], chunk_chars: int) -> list[str]:
+    """Rendered sections packed into chunks of at most about ``chunk_chars`` characters."""
+    chunks: list[str] = []
+    current = ""
+    for piece in render(sections, parts).split("\n\n## "):
+        piece = piece if not chunks and not current else "## " + piece
+        while len(piece) > chunk_chars:  # one long section: split it on its own
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(piece[:chunk_chars])
+            piece = piece[chunk_chars:]
+        if current and len(current) + len(piece) + 2 > chunk_chars:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n\n{piece}" if current else piece
+    if current.strip():
+        chunks.append(current)
+    return chunks
+
+
+def plan_parts(paper: PaperText, chunk_chars: int, max_parts: int) -> tuple[list[str], Reading]:
+    """Parts for ``summaries`` mode: at most ``max_parts`` chunks, sections shortened if needed."""
+    sections = paper.sections or [Section(heading="", text=paper.text)]
+    budget = int(chunk_chars * max_parts * 0.85)  # headroom: packing sections into chunks is not exact
+    chosen, parts = excerpts(sections, budget)
+    chunks = chunk_sections(chosen, parts, chunk_chars)
+    read = sum(p.chars_read for p in parts)
+    complete = all(p.chars_read == p.chars_total for p in parts if p.skipped is None)
+    if len(chunks) > max_parts:  # rare: what was dropped is taken off the record
+        read -= sum(len(c) for c in chunks[max_parts:])
+        chunks, complete = chunks[:max_parts], False
+    reading = Reading(
+        mode="summaries", chars_total=paper.chars, chars_read=read, budget_chars=budget, complete=complete, parts=parts
+    )
+    return chunks, reading

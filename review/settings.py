@@ -1,0 +1,48 @@
+"""The reviewer's settings (the ``reviewer`` config group) and its personas.
+
+Defined here, not in ``fars.config``, so the reviewer stays importable alone; ``fars.config``
+re-exports ``ReviewerConfig`` as the schema of the ``reviewer`` group.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
+
+PERSONAS: dict[str, str] = {
+    "balanced": "You weigh strengths and weaknesses evenly and judge the paper as a whole.",
+    "critical": (
+        "You are a demanding reviewer: you look for flaws in the evidence, missing baselines, weak statistics "
+        "and claims the results do not support, and you rate accordingly."
+    ),
+    "methods": "You focus on the technical correctness and soundness of the method and its assumptions.",
+    "empirical": "You focus on the experiments: baselines, number of seeds, significance, ablations, reproducibility.",
+    "novelty": "You focus on novelty and significance: what is new compared with the related work.",
+}
+
+
+@dataclass(config=ConfigDict(extra="forbid"))
+class ReviewerConfig:
+    """Which form, how a paper is read, the ensemble, the meta-review and the calibration model."""
+
+    kind: Literal["model", "oracle"] = "model"  # oracle: returns a human's rating (harness check; calibrate only)
+    form: Literal["iclr2025", "iclr2022"] = "iclr2025"
+    max_paper_chars: int = Field(default=6000, ge=500)  # characters of paper text one review reads at most
+    reading: Literal["excerpts", "summaries"] = "excerpts"  # how a longer paper is read (see review.reading)
+    chunk_chars: int = Field(default=6000, ge=500)  # summaries mode: characters per part summarised
+    max_parts: int = Field(default=6, ge=1, le=64)  # summaries mode: parts read at most
+    ensemble: int = Field(default=2, ge=1, le=16)  # independent reviews per paper
+    personas: list[str] = Field(default_factory=lambda: ["balanced", "critical"])
+    meta_review: bool = True  # an area chair's meta-review over the ensemble
+    related_works: int = Field(default=5, ge=0, le=50)  # nearest works read (0: no literature search)
+    max_tokens: int = Field(default=900, ge=64)  # per review reply
+    calibration: str | None = "default"  # a shipped calibration name, a JSON path, or null for none
+
+    @model_validator(mode="after")
+    def _known_personas(self) -> ReviewerConfig:
+        unknown = [p for p in self.personas if p not in PERSONAS]
+        if unknown or not self.personas:
+            raise ValueError(f"unknown or no persona(s) {unknown or self.personas}; choose from {sorted(PERSONAS)}")
+        return self
