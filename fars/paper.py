@@ -1,8 +1,10 @@
-"""The paper as data, and its two renderings: Markdown and LaTeX.
+"""The paper as data, and its two renderings: Markdown and LaTeX on FARS's own ICLR-like template.
 
 Prose comes from the model; every number (setup, results table, test statistics) is written by the
-harness from the plan and ``results.json``. Model text is escaped before it enters LaTeX, so it can
-never run TeX code.
+harness from the plan and ``results.json``; figures are the experiment's learning-curve files;
+citations are ``[@key]`` markers the harness resolves against the paper's bibliography (numbered
+``[n]`` in Markdown, ``\\cite{key}`` in LaTeX). Model text is escaped before it enters LaTeX, so it
+can never run TeX code.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ import re
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from fars.grounding import BibEntry
+
+CITE_MARK = re.compile(r"\[@([A-Za-z0-9_:\-]+)\]")
 
 
 class Section(BaseModel):
@@ -28,14 +34,24 @@ class ResultsTable(BaseModel):
     rows: list[list[str]]
 
 
+class Figure(BaseModel):
+    """A figure: its files (relative to the paper's folder; PNG for Markdown, PDF preferred for LaTeX)."""
+
+    caption: str
+    png: str | None = None
+    pdf: str | None = None
+
+
 class Paper(BaseModel):
-    """A short paper: title, abstract, sections and one results table after a named section."""
+    """A short paper: title, abstract, sections, one results table and figures after a named section."""
 
     title: str
     abstract: str
     sections: list[Section]
     table: ResultsTable
     table_after: str = "Results"
+    figures: list[Figure] = Field(default_factory=list)
+    bibliography: list[BibEntry] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -66,16 +82,39 @@ def results_table(results: dict[str, Any]) -> ResultsTable:
     )
 
 
+def _markdown_citations(text: str, paper: Paper) -> str:
+    """``[@key]`` -> ``[n]`` (its place in the bibliography); an unknown key stays as written."""
+    numbers = {e.key: i for i, e in enumerate(paper.bibliography, 1)}
+    return CITE_MARK.sub(lambda m: f"[{numbers[m.group(1)]}]" if m.group(1) in numbers else m.group(0), text)
+
+
+def reference_line(entry: BibEntry) -> str:
+    """One bibliography entry as plain text: authors, title, venue, year."""
+    parts = [", ".join(entry.authors[:6]) + (" et al." if len(entry.authors) > 6 else "")] if entry.authors else []
+    parts.append(entry.title.rstrip("."))
+    venue = entry.venue or ""
+    parts.append(", ".join(str(x) for x in (venue, entry.year) if x and not (x == entry.year and str(x) in venue)))
+    return ". ".join(p for p in parts if p) + "."
+
+
 def render_markdown(paper: Paper) -> str:
-    """The paper as Markdown."""
-    out = [f"# {paper.title}", "", "## Abstract", "", paper.abstract, ""]
+    """The paper as Markdown: sections, the results table and figures, then the references."""
+    out = [f"# {paper.title}", "", "## Abstract", "", _markdown_citations(paper.abstract, paper), ""]
     for section in paper.sections:
-        out += [f"## {section.heading}", "", section.body, ""]
+        out += [f"## {section.heading}", "", _markdown_citations(section.body, paper), ""]
         if section.heading == paper.table_after:
             t = paper.table
             out += ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
             out += ["| " + " | ".join(row) + " |" for row in t.rows]
             out += ["", f"*Table 1: {t.caption}*", ""]
+            for i, fig in enumerate(paper.figures, 1):
+                if fig.png or fig.pdf:
+                    out += [f"![Figure {i}]({fig.png or fig.pdf})", "", f"*Figure {i}: {fig.caption}*", ""]
+    if paper.bibliography:
+        out += ["## References", ""]
+        for i, entry in enumerate(paper.bibliography, 1):
+            link = f" <{entry.url}>" if entry.url else ""
+            out += [f"[{i}] {reference_line(entry)}{link} <!-- {entry.record_id} -->", ""]
     return "\n".join(out)
 
 
@@ -93,38 +132,95 @@ _TEX_SPECIAL = {
     "±": r"$\pm$",
     "—": "---",
 }
+# characters outside Latin-1 that pdflatex cannot print from UTF-8 input: their TeX spelling
+_TEX_UNICODE = {
+    "‘": "`", "’": "'", "“": "``", "”": "''", "–": "--", "…": r"\ldots{}", "−": "-", "•": r"\textbullet{}",
+    "≥": r"$\geq$", "≤": r"$\leq$", "≈": r"$\approx$", "≠": r"$\neq$", "→": r"$\rightarrow$",
+    "←": r"$\leftarrow$", "∞": r"$\infty$", "α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$",
+    "δ": r"$\delta$", "ε": r"$\epsilon$", "η": r"$\eta$", "λ": r"$\lambda$", "μ": r"$\mu$",
+    "σ": r"$\sigma$", "θ": r"$\theta$", "\u00a0": "~",
+}  # fmt: skip
+_TEX_SPECIAL.update(_TEX_UNICODE)
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_SPECIAL))
+_NOT_PRINTABLE = re.compile(r"[^\x09\x0a\x0d\x20-\x7e\u00a1-\u00ff]")
 
 
 def tex_escape(text: str) -> str:
-    """Escape text so LaTeX prints it literally (no commands, no math, no file access)."""
-    return _TEX_RE.sub(lambda m: _TEX_SPECIAL[m.group(0)], text)
+    """Escape text so LaTeX prints it literally (no commands, no math, no file access).
+
+    Characters pdflatex cannot print (outside ASCII and Latin-1, bar a few spelled out in TeX, and
+    control characters) become "?", so model text can never break the compile either.
+    """
+    escaped = _TEX_RE.sub(lambda m: _TEX_SPECIAL[m.group(0)], text)
+    return _NOT_PRINTABLE.sub("?", escaped)
+
+
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_\-./]+")
+
+# FARS's own ICLR-like layout (written for FARS): Times, a 5.5 x 9 inch text block, a running head,
+# a ruled title block, small-caps section headings and booktabs tables. Only packages of Debian's
+# texlive-latex-base, -latex-recommended and -fonts-recommended are used.
+PREAMBLE = r"""\documentclass[10pt,letterpaper]{article}
+\usepackage[T1]{fontenc}
+\usepackage[utf8]{inputenc}
+\usepackage{mathptmx}
+\usepackage[textwidth=5.5in,textheight=9in,centering,headsep=0.25in]{geometry}
+\usepackage{booktabs}
+\usepackage{graphicx}
+\usepackage{url}
+\usepackage{fancyhdr}
+\setlength{\parindent}{0pt}
+\setlength{\parskip}{5.5pt}
+\pagestyle{fancy}
+\fancyhf{}
+\renewcommand{\headrulewidth}{0pt}
+\fancyhead[L]{\small\itshape Machine-generated paper (FARS); numbers and citations checked by the harness}
+\fancyfoot[C]{\thepage}
+\makeatletter
+\renewcommand{\section}{\@startsection{section}{1}{0pt}{-2.0ex plus -0.5ex}{1.2ex}{\normalfont\large\bfseries\scshape}}
+\renewcommand{\subsection}{\@startsection{subsection}{2}{0pt}{-1.6ex plus -0.4ex}{0.8ex}{\normalfont\normalsize\bfseries}}
+\renewcommand{\maketitle}{\thispagestyle{fancy}\vspace*{-0.1in}\hrule height 1.5pt\vspace{0.14in}%
+  {\raggedright\LARGE\bfseries\@title\par}\vspace{0.1in}\hrule height 0.5pt\vspace{0.12in}%
+  {\raggedright\normalsize\@author\par}\vspace{0.25in}}
+\renewenvironment{abstract}{\begin{center}\large\scshape Abstract\end{center}\vspace{-0.5ex}%
+  \list{}{\leftmargin=0.5in\rightmargin=0.5in}\item\relax}{\endlist\vspace{1ex}}
+\makeatother
+"""
+
+
+def _latex_citations(escaped: str, paper: Paper) -> str:
+    """``[@key]`` in escaped text -> ``\\cite{key}`` for keys of the bibliography; others stay visible text."""
+    keys = {e.key for e in paper.bibliography}
+    return CITE_MARK.sub(lambda m: rf"\cite{{{m.group(1)}}}" if m.group(1) in keys else m.group(0), escaped)
+
+
+def _graphic_path(fig: Figure) -> str | None:
+    """The file LaTeX includes (the PDF when there is one), if its name is safe to put in TeX."""
+    path = fig.pdf or fig.png
+    if path is None or not _SAFE_PATH.fullmatch(path) or ".." in path.split("/") or path.startswith("/"):
+        return None
+    return path
 
 
 def render_latex(paper: Paper) -> str:
-    """The paper as a standalone LaTeX article (compiles with pdflatex, no shell escape needed)."""
+    """The paper as a standalone LaTeX file on the FARS template (pdflatex, no shell escape needed)."""
     body = [
-        r"\documentclass[11pt]{article}",
-        r"\usepackage[margin=1in]{geometry}",
-        r"\usepackage{booktabs}",
-        r"\usepackage[T1]{fontenc}",
-        r"\usepackage[utf8]{inputenc}",
+        PREAMBLE.rstrip("\n"),
         rf"\title{{{tex_escape(paper.title)}}}",
         r"\author{FARS (automated research pipeline)}",
-        r"\date{}",
         r"\begin{document}",
         r"\maketitle",
         r"\begin{abstract}",
-        tex_escape(paper.abstract),
+        _latex_citations(tex_escape(paper.abstract), paper),
         r"\end{abstract}",
     ]
     for section in paper.sections:
-        body += [rf"\section{{{tex_escape(section.heading)}}}", tex_escape(section.body), ""]
+        body += [rf"\section{{{tex_escape(section.heading)}}}", _latex_citations(tex_escape(section.body), paper), ""]
         if section.heading == paper.table_after:
             t = paper.table
             body += [
                 r"\begin{table}[h]",
-                r"\centering",
+                r"\centering\small",
                 r"\begin{tabular}{" + "l" * len(t.header) + "}",
                 r"\toprule",
                 " & ".join(tex_escape(h) for h in t.header) + r" \\",
@@ -135,5 +231,25 @@ def render_latex(paper: Paper) -> str:
                 rf"\caption{{{tex_escape(t.caption)}}}",
                 r"\end{table}",
             ]
+            for fig in paper.figures:
+                path = _graphic_path(fig)
+                if path is None:
+                    continue
+                body += [
+                    r"\begin{figure}[h]",
+                    r"\centering",
+                    rf"\includegraphics[width=0.85\linewidth]{{{path}}}",
+                    rf"\caption{{{tex_escape(fig.caption)}}}",
+                    r"\end{figure}",
+                ]
+    if paper.bibliography:
+        body.append(r"\begin{thebibliography}{" + str(len(paper.bibliography)) + "}")
+        for entry in paper.bibliography:
+            url = rf" \url{{{entry.url}}}" if entry.url and _SAFE_URL.fullmatch(entry.url) else ""
+            body.append(rf"\bibitem{{{entry.key}}} {tex_escape(reference_line(entry))}{url}")
+        body.append(r"\end{thebibliography}")
     body.append(r"\end{document}")
     return "\n".join(body) + "\n"
+
+
+_SAFE_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?=&+]+")

@@ -1,7 +1,11 @@
-"""Ideation: from the research area to candidate hypotheses, screened, the best one kept.
+"""Ideation: from the research area to candidate hypotheses, screened, checked for novelty, the best kept.
 
 Hypotheses must be testable with the experiment templates at hand, so the prompt names them and
-their knobs; each project is pointed at a different knob so parallel projects do not collide.
+their knobs; each project is pointed at a different knob so parallel projects do not collide. The
+literature backend supplies the related works of the area (shown to the model) and of each
+hypothesis; a hypothesis that passed screening is then checked for novelty against its nearest works:
+the largest content-word similarity (``fars.literature.similarity``) plus the model's structured
+judgement, recorded with the works as evidence. Hypotheses found not novel are dropped and counted.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from experiments.spec import TemplateSpec, load_template
-from fars.config import FarsConfig
+from fars.config import FarsConfig, LiteratureConfig
+from fars.literature import LiteratureBackend, LiteratureError, SearchHit, make_backend
+from fars.literature.similarity import text_similarity
+from fars.llm.client import LLMClient
 from fars.records import ProjectStatus
 from fars.stages.base import StageContext, StageFn, StageOutput, StopProject, register_stage
 
@@ -46,6 +53,82 @@ class Score(BaseModel):
     clarity: Rating
 
 
+class NoveltyJudgement(BaseModel):
+    """The model's view of whether a hypothesis is already settled by the nearest prior works."""
+
+    novel: bool = Field(description="true unless one of the listed works already tests this hypothesis")
+    closest: int = Field(ge=0, le=10, description="number of the closest listed work, 0 if none is close")
+    reason: str = Field(min_length=3, max_length=200)
+
+
+def related_entry(hit: SearchHit, text: str) -> dict[str, object]:
+    """A retrieved work as stored with a hypothesis: the record, the backend's score, the similarity."""
+    record = hit.record
+    return {
+        "id": record.id,
+        "title": record.title,
+        "authors": record.authors[:8],
+        "year": record.year,
+        "venue": record.venue,
+        "url": record.url,
+        "source": record.source,
+        "score": hit.score,
+        "similarity": round(text_similarity(text, f"{record.title}. {record.abstract or ''}"), 4),
+    }
+
+
+async def find_related(backend: LiteratureBackend, query: str, k: int) -> tuple[list[SearchHit], str | None]:
+    """The backend's hits for ``query``, or none and the reason when no backend could answer."""
+    try:
+        return await backend.search(query, k), None
+    except LiteratureError as exc:
+        return [], f"literature search failed: {str(exc)[:300]}"
+
+
+async def check_novelty(
+    llm: LLMClient, hypothesis: Hypothesis, related: list[dict[str, object]], cfg: LiteratureConfig
+) -> dict[str, object]:
+    """The novelty verdict of a hypothesis against its nearest works, with its evidence.
+
+    Dropped when the largest similarity reaches ``novelty_max_similarity``, or when the model judges
+    it not novel and the largest similarity reaches ``novelty_judged_similarity``.
+    """
+    if not related:
+        return {"checked": False, "novel": True, "reason": "no related works found; novelty not checked"}
+    nearest = sorted(related, key=lambda r: -float(r["similarity"]))[:3]  # type: ignore[arg-type]
+    top = float(nearest[0]["similarity"])  # type: ignore[arg-type]
+    listed = "\n".join(f"[{i}] {r['title']} ({r['year'] or 'n.d.'})" for i, r in enumerate(nearest, 1))
+    ask = [
+        {"role": "system", "content": "You are a careful reviewer who checks whether research ideas are new."},
+        {
+            "role": "user",
+            "content": (
+                f"Hypothesis: {hypothesis.title}. {hypothesis.statement}\nNearest prior works:\n{listed}\n"
+                "Is the hypothesis novel, i.e. not already tested by one of these works? Name the closest work."
+            ),
+        },
+    ]
+    judgement = await llm.structured(ask, NoveltyJudgement, max_tokens=90)
+    too_close = top >= cfg.novelty_max_similarity
+    judged_out = not judgement.novel and top >= cfg.novelty_judged_similarity
+    novel = not (too_close or judged_out)
+    if too_close:
+        reason = f"similarity {top:.3f} to {nearest[0]['id']} reaches the bar {cfg.novelty_max_similarity}"
+    elif judged_out:
+        reason = f"the model judged it not novel and similarity {top:.3f} reaches {cfg.novelty_judged_similarity}"
+    else:
+        reason = "novel" if judgement.novel else f"the model doubted it, but similarity {top:.3f} is low"
+    return {
+        "checked": True,
+        "novel": novel,
+        "max_similarity": top,
+        "nearest": nearest[0]["id"],
+        "model": judgement.model_dump(),
+        "evidence": [{"id": r["id"], "title": r["title"], "similarity": r["similarity"]} for r in nearest],
+        "reason": reason,
+    }
+
+
 def describe_templates(templates: list[TemplateSpec]) -> str:
     """One paragraph per template: what it studies and its knobs."""
     lines = []
@@ -61,10 +144,21 @@ def ideation(cfg: FarsConfig) -> StageFn:
     templates = [load_template(name) for name in cfg.experiment.templates]
     n = cfg.pipeline.hypotheses_per_project
     threshold = cfg.pipeline.screen_threshold
+    backend = make_backend(cfg.literature)
+    k = cfg.literature.top_k
 
     async def run(ctx: StageContext) -> StageOutput:
         template = templates[ctx.index % len(templates)]
         focus = template.knobs[ctx.index % len(template.knobs)]
+        seen_events = len(getattr(backend, "events", []))  # a chain's record of who answered, from here on
+        area_query = f"{ctx.area}. {focus.help} {focus.name.replace('_', ' ')}. {template.description}"
+        area_hits, literature_error = await find_related(backend, area_query, k)
+        area_related = [related_entry(h, area_query) for h in area_hits]
+        known = (
+            "Related work found for this area:\n" + "\n".join(f"- {r['title']}" for r in area_related[:3]) + "\n"
+            if area_related
+            else ""
+        )
         hypotheses: list[Hypothesis] = []
         for i in range(n):
             angle = ANGLES[i % len(ANGLES)].format(knob=focus.name)
@@ -76,7 +170,7 @@ def ideation(cfg: FarsConfig) -> StageFn:
                 {
                     "role": "user",
                     "content": (
-                        f"Research area: {ctx.area}.\nExperiment: {template.name}: {template.description}\n"
+                        f"Research area: {ctx.area}.\n{known}Experiment: {template.name}: {template.description}\n"
                         f"The setting '{focus.name}' is {focus.help} (default {focus.default}).\n"
                         f"Propose one hypothesis about {angle}, and its effect on {template.metric}. "
                         "Give a specific title, a testable statement and a short rationale."
@@ -105,16 +199,37 @@ def ideation(cfg: FarsConfig) -> StageFn:
                 overall[i] = 0.0
             seen.add(key)
         passed = [i for i, score in enumerate(overall) if score >= threshold]
+        records = [h.model_dump() for h in hypotheses]
+        for i in passed:  # novelty: only for hypotheses that survived screening
+            text = f"{hypotheses[i].title}. {hypotheses[i].statement}"
+            hits, error = await find_related(backend, text, k)
+            literature_error = literature_error or error
+            records[i]["related"] = [related_entry(h, text) for h in hits]
+            records[i]["novelty"] = await check_novelty(ctx.llm, hypotheses[i], records[i]["related"], cfg.literature)
+        novel = [i for i in passed if records[i]["novelty"]["novel"]]
+        literature = {
+            "backend": backend.name,
+            "error": literature_error,
+            "answered_by": sorted(
+                {e.answered_by for e in getattr(backend, "events", [])[seen_events:] if e.answered_by}
+            ),
+        }
         ctx.save_artifact(
             "hypothesis",
             "hypotheses.json",
-            json.dumps({"hypotheses": [h.model_dump() for h in hypotheses], "scores": scores}, indent=1),
+            json.dumps(
+                {"hypotheses": records, "scores": scores, "area_related": area_related, "literature": literature},
+                indent=1,
+            ),
         )
         output: StageOutput = {
-            "hypotheses": [h.model_dump() for h in hypotheses],
+            "hypotheses": records,
             "scores": scores,
             "overall": overall,
             "screened": len(passed),
+            "novel": len(novel),
+            "related": area_related,
+            "literature": literature,
             "template": template.name,
             "focus": focus.name,
         }
@@ -124,8 +239,11 @@ def ideation(cfg: FarsConfig) -> StageFn:
                 f"no hypothesis reached the screening threshold {threshold} (scores {overall})",
                 output,
             )
-        best = max(passed, key=lambda i: (overall[i], -i))
-        output["chosen"] = output["hypotheses"][best]
+        if not novel:
+            reasons = "; ".join(str(records[i]["novelty"]["reason"]) for i in passed)
+            raise StopProject(ProjectStatus.screened_out, f"no screened hypothesis is novel ({reasons})", output)
+        best = max(novel, key=lambda i: (overall[i], -i))
+        output["chosen"] = records[best]
         return output
 
     return run

@@ -1,19 +1,45 @@
-"""Writing: the paper as Markdown and LaTeX, prose from the model, every number from the results.
+"""Writing: the paper as Markdown and LaTeX, prose from the model, numbers and citations from records.
 
-The model writes title, abstract, introduction and discussion without numbers; the harness writes the
-setup, the results table and the results paragraph from the plan and ``results.json``.
+The model writes title, abstract, introduction and discussion, and may cite the related works it is
+shown by their ``[@key]``. The harness writes the related work, setup, results paragraph, results
+table and figure captions from the literature records, the plan and ``results.json``. Then grounding
+(``fars.grounding``) checks every number and citation of the paper: model sentences that state an
+untraceable number or cite no verified record are dropped (``paper.on_ungrounded=repair``), what is
+left unverified is marked in the text and the paper is flagged; the rates before and after go to the
+stage output, the RunRecord and W&B. Finally the LaTeX is compiled to PDF when a TeX engine is there.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import re
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from experiments.spec import load_template
 from fars.config import FarsConfig
-from fars.paper import Paper, Section, render_latex, render_markdown, results_table
+from fars.grounding import (
+    UNVERIFIED_MARK,
+    BibEntry,
+    GroundingReport,
+    Sources,
+    check_text,
+    mark_unverified,
+    repair_prose,
+)
+from fars.latex import LatexError, compile_latex, find_tex_engine
+from fars.literature import LiteratureError, make_backend
+from fars.literature.similarity import content_words
+from fars.paper import Figure, Paper, Section, render_latex, render_markdown, results_table
 from fars.stages.base import StageContext, StageFn, StageOutput, register_stage
+
+log = logging.getLogger(__name__)
+_TEX_CITE_KEYS = re.compile(r"\\cite\{([^}]*)\}")
+_BIBITEM = re.compile(r"\\bibitem\{([^}]*)\}")
 
 
 class Draft(BaseModel):
@@ -23,6 +49,9 @@ class Draft(BaseModel):
     abstract: str = Field(min_length=20, max_length=700)
     introduction: str = Field(min_length=20, max_length=1000)
     discussion: str = Field(min_length=20, max_length=1000)
+
+
+SIGNIFICANCE_LEVEL = 0.05  # the level the results paragraph calls a difference significant at
 
 
 def findings(results: dict[str, Any]) -> str:
@@ -39,7 +68,7 @@ def findings(results: dict[str, Any]) -> str:
         test = (
             ""
             if p is None
-            else f" (Welch t-test p = {p:.3g}{', significant at 0.05' if p < 0.05 else ', not significant at 0.05'})"
+            else f" (Welch t-test p = {p:.3g}, {'' if p < SIGNIFICANCE_LEVEL else 'not '}significant at {SIGNIFICANCE_LEVEL:g})"
         )
         lines.append(f"Setting {name} gave {mean:.4f}, {change} the baseline{test}.")
     lines.append(f"The best condition was {results['best']}.")
@@ -57,47 +86,266 @@ def setup_text(plan: dict[str, Any], description: str, metric: str) -> str:
     )
 
 
+def cite_key(record: dict[str, Any], taken: set[str]) -> str:
+    """A readable, TeX-safe cite key: first author's surname (or first title word) and year, made unique."""
+    authors = record.get("authors") or []
+    stem = re.sub(r"[^a-z]", "", authors[0].split()[-1].lower()) if authors else ""
+    if not stem:
+        words = content_words(str(record.get("title", "")))
+        stem = re.sub(r"[^a-z]", "", words[0]) if words else "work"
+    base = f"{stem[:20] or 'work'}{record.get('year') or ''}"
+    key, suffix = base, ord("a")
+    while key in taken:
+        key = f"{base}{chr(suffix)}"
+        suffix += 1
+    taken.add(key)
+    return key
+
+
+def figures_from(results: dict[str, Any], project_dir: Path) -> list[Figure]:
+    """The experiment's figures (``results["figures"]``) whose files exist in the project folder."""
+    figures = []
+    for item in results.get("figures") or []:
+        if not isinstance(item, dict):
+            continue
+        paths = [item.get(k) for k in ("png", "pdf", "path")] + list(item.get("paths") or item.get("files") or [])
+        files = [str(p) for p in paths if isinstance(p, str) and (project_dir / p).is_file()]
+        png = next((f for f in files if f.lower().endswith(".png")), None)
+        pdf = next((f for f in files if f.lower().endswith(".pdf")), None)
+        if png or pdf:
+            figures.append(Figure(caption=str(item.get("caption") or "Learning curves."), png=png, pdf=pdf))
+    return figures
+
+
+def related_work_text(
+    chosen: dict[str, Any], area: list[dict[str, Any]], keys: dict[str, str], source: str, bar: float
+) -> str:
+    """The related-work paragraph, written by the harness from the retrieved and verified records."""
+    hyp = [r for r in chosen.get("related") or [] if r["id"] in keys]
+    around = [r for r in area if r["id"] in keys and r["id"] not in {h["id"] for h in hyp}]
+    if not hyp and not around:
+        return f"No related work could be retrieved and verified ({source})."
+    out = []
+    if around:
+        out.append(f"Work retrieved for this research area ({source}) includes {_cite_list(around, keys)}.")
+    if hyp:
+        out.append(f"The works nearest to our hypothesis are {_cite_list(hyp, keys)}.")
+        novelty = chosen.get("novelty") or {}
+        if novelty.get("checked") and novelty.get("nearest") in keys:
+            out.append(
+                f"The closest, [@{keys[novelty['nearest']]}], shares words with our hypothesis at a content-word "
+                f"cosine similarity of {novelty['max_similarity']:.2f}, below the novelty bar of {bar:g}."
+            )
+    return " ".join(out)
+
+
+def _cite_list(records: list[dict[str, Any]], keys: dict[str, str]) -> str:
+    cites = [f"[@{keys[r['id']]}]" for r in records]
+    return cites[0] if len(cites) == 1 else ", ".join(cites[:-1]) + " and " + cites[-1]
+
+
+async def resolve_bibliography(backend: Any, related: list[dict[str, Any]]) -> tuple[list[BibEntry], list[str]]:
+    """Bibliography entries for the related works the backend confirms exist; the ids it could not."""
+    entries: list[BibEntry] = []
+    missing: list[str] = []
+    taken: set[str] = set()
+    for record in related:
+        try:
+            found = await backend.get(record["id"])
+        except LiteratureError as exc:
+            log.warning("could not verify %s: %s", record["id"], str(exc)[:200])
+            found = None
+        if found is None:
+            missing.append(record["id"])
+            continue
+        entries.append(
+            BibEntry(
+                key=cite_key(record, taken),
+                record_id=found.id,
+                title=found.title,
+                authors=found.authors,
+                year=found.year,
+                venue=found.venue,
+                url=found.url,
+                verified=True,
+            )
+        )
+    return entries, missing
+
+
+def latex_citation_problems(tex: str) -> list[str]:
+    """Cite keys of the LaTeX that have no ``\\bibitem``."""
+    items = set(_BIBITEM.findall(tex))
+    cited = {k.strip() for group in _TEX_CITE_KEYS.findall(tex) for k in group.split(",") if k.strip()}
+    return sorted(cited - items)
+
+
 @register_stage("writing")
 def writing(cfg: FarsConfig) -> StageFn:
     """Factory of the Writing stage."""
+    backend = make_backend(cfg.literature)
+    engine = find_tex_engine(cfg.paper.engine) if cfg.paper.compile != "never" else None
 
     async def run(ctx: StageContext) -> StageOutput:
-        hypothesis = ctx.outputs["ideation"]["chosen"]
+        idea = ctx.outputs["ideation"]
+        hypothesis = idea["chosen"]
         plan = ctx.outputs["planning"]["plan"]
         results = ctx.outputs["experiment"]["results"]
         template = load_template(plan["template"])
+        metric = results["metric"]
         summary = findings(results)
+
+        related = {r["id"]: r for r in [*(hypothesis.get("related") or []), *(idea.get("related") or [])]}
+        bibliography, unresolved = await resolve_bibliography(backend, list(related.values()))
+        keys = {e.record_id: e.key for e in bibliography}
+        source = (idea.get("literature") or {}).get("backend") or backend.name
+        sources = Sources(
+            results=results,
+            novelty=hypothesis.get("novelty") or {},
+            plan=plan,
+            template=template.defaults(),
+            config={
+                "novelty_max_similarity": cfg.literature.novelty_max_similarity,
+                "significance_level": SIGNIFICANCE_LEVEL,
+            },
+        )
+        citable = "\n".join(f"[@{e.key}] {e.title}" for e in bibliography[:6])
         ask = [
             {"role": "system", "content": "You write clear, honest machine learning papers."},
             {
                 "role": "user",
                 "content": (
-                    f"Hypothesis: {hypothesis['statement']}\nExperiment: {setup_text(plan, template.description, results['metric'])}\n"
-                    f"Findings: {summary}\nWrite the title, abstract, introduction and discussion of a short paper. "
+                    f"Hypothesis: {hypothesis['statement']}\nExperiment: {setup_text(plan, template.description, metric)}\n"
+                    f"Findings: {summary}\n"
+                    + (f"Related works you may cite, by their key in brackets:\n{citable}\n" if citable else "")
+                    + "Write the title, abstract, introduction and discussion of a short paper. "
                     "Do not write any numbers: the results table is added separately."
                 ),
             },
         ]
         draft = await ctx.llm.structured(ask, Draft, max_tokens=1000)
-        paper = Paper(
-            title=draft.title,
-            abstract=draft.abstract,
-            sections=[
-                Section(heading="Introduction", body=draft.introduction),
-                Section(heading="Hypothesis", body=f"{hypothesis['title']}. {hypothesis['statement']}"),
-                Section(
-                    heading="Experimental Setup",
-                    body=setup_text(plan, template.description, results["metric"]),
-                ),
-                Section(heading="Results", body=summary),
-                Section(heading="Discussion", body=draft.discussion),
-            ],
-            table=results_table(results),
-            metadata={"project": ctx.project_id, "template": template.name, "knob": plan["knob"]},
+        prose = {
+            "title": draft.title,
+            "abstract": draft.abstract,
+            "introduction": draft.introduction,
+            "hypothesis": f"{hypothesis['title']}. {hypothesis['statement']}",
+            "discussion": draft.discussion,
+        }
+        fallback = {
+            "title": f"The effect of {plan['knob']} on {metric} in the {template.name} task",
+            "abstract": f"We test a hypothesis about {plan['knob']} in the {template.name} task. {summary}",
+            "introduction": f"This paper asks how {plan['knob']} affects {metric} in the {template.name} task.",
+            "hypothesis": f"Changing {plan['knob']} changes the final {metric}.",
+            "discussion": "The results above are the evidence this paper offers; they hold for the settings tested.",
+        }
+        related_text = related_work_text(
+            hypothesis, idea.get("related") or [], keys, source, cfg.literature.novelty_max_similarity
         )
-        md = ctx.save_artifact("paper", "paper.md", render_markdown(paper))
-        tex = ctx.save_artifact("paper", "paper.tex", render_latex(paper))
+        figures = figures_from(results, ctx.project_dir)
+
+        def build(texts: dict[str, str]) -> Paper:
+            return Paper(
+                title=texts["title"],
+                abstract=texts["abstract"],
+                sections=[
+                    Section(heading="Introduction", body=texts["introduction"]),
+                    Section(heading="Related Work", body=related_text),
+                    Section(heading="Hypothesis", body=texts["hypothesis"]),
+                    Section(heading="Experimental Setup", body=setup_text(plan, template.description, metric)),
+                    Section(heading="Results", body=summary),
+                    Section(heading="Discussion", body=texts["discussion"]),
+                ],
+                table=results_table(results),
+                figures=figures,
+                bibliography=bibliography,
+                metadata={"project": ctx.project_id, "template": template.name, "knob": plan["knob"]},
+            )
+
+        before = check_text(render_markdown(build(prose)), sources, bibliography)
+        repairs: list[str] = []
+        if cfg.paper.on_ungrounded == "repair" and not before.ok:
+            for name, text in prose.items():
+                fixed, dropped = repair_prose(text, sources, bibliography)
+                if dropped:
+                    repairs += [f"{name}: {d}" for d in dropped]
+                    prose[name] = fixed or fallback[name]
+        for name, text in prose.items():  # anything still unverified is marked where it stands
+            prose[name] = mark_unverified(text, check_text(text, sources, bibliography))
+        paper = build(prose)
+        markdown = render_markdown(paper)
+        after = check_text(markdown, sources, bibliography)
+        if not after.ok and _unmarked(markdown, after):
+            markdown = mark_unverified(markdown, after)  # harness text as a last resort: never unmarked
+            after = check_text(markdown, sources, bibliography)
+        latex = render_latex(paper)
+        tex_problems = latex_citation_problems(latex)
+        grounding = {
+            "before": before.summary(),
+            "after": after.summary(),
+            "flagged": not after.ok or bool(tex_problems),
+            "unmarked": _unmarked(markdown, after),
+            "problems": after.problems(),
+            "repairs": repairs,
+            "latex_citation_problems": tex_problems,
+            "bibliography": len(bibliography),
+            "unresolved_records": unresolved,
+        }
+        if grounding["flagged"]:
+            log.warning("%s: paper flagged by grounding: %s", ctx.project_id, "; ".join(after.problems()[:3]))
+        md = ctx.save_artifact("paper", "paper.md", markdown)
+        tex = ctx.save_artifact("paper", "paper.tex", latex)
+        ctx.save_artifact("grounding", "grounding.json", _grounding_file(grounding, after, bibliography))
+        output: StageOutput = {
+            "title": paper.title,
+            "markdown": md.path,
+            "latex": tex.path,
+            "grounded_number_rate": after.grounded_number_rate,
+            "verified_citation_rate": after.verified_citation_rate,
+            "grounding": grounding,
+            "pdf": None,
+            "pdf_pages": None,
+            "pdf_error": None,
+        }
+        if cfg.paper.compile != "never" and engine is not None:
+            extra = [f for fig in figures for f in (fig.pdf, fig.png) if f]
+            try:
+                pdf = await asyncio.to_thread(
+                    compile_latex,
+                    ctx.run_dir / tex.path,
+                    engine=engine,
+                    timeout_s=cfg.paper.compile_timeout_s,
+                    extra_files=extra,
+                )
+            except LatexError as exc:
+                if cfg.paper.compile == "always":
+                    raise
+                output["pdf_error"] = str(exc)
+                log.warning("%s: %s", ctx.project_id, exc)
+            else:
+                output["pdf"] = ctx.record_artifact("paper", pdf.path).path
+                output["pdf_pages"] = pdf.pages
+        elif cfg.paper.compile == "always":
+            raise LatexError(f"paper.compile=always but no TeX engine is installed; {ctx.project_id} has no PDF")
         ctx.ledger.update_project(ctx.project_id, title=paper.title)
-        return {"title": paper.title, "markdown": md.path, "latex": tex.path}
+        return output
 
     return run
+
+
+def _unmarked(markdown: str, report: GroundingReport) -> int:
+    """How many ungrounded numbers and unverified citations carry no visible mark."""
+    return sum(1 for end in report.problem_ends() if not markdown.startswith(" " + UNVERIFIED_MARK, end))
+
+
+def _grounding_file(grounding: dict[str, Any], report: GroundingReport, bibliography: list[BibEntry]) -> str:
+    """grounding.json: the summary, every verdict, and the bibliography with the record ids."""
+    return json.dumps(
+        {
+            **grounding,
+            "numbers": [n.model_dump() for n in report.numbers],
+            "citations": [c.model_dump() for c in report.citations],
+            "references": [e.model_dump() for e in bibliography],
+        },
+        indent=1,
+        ensure_ascii=False,
+    )

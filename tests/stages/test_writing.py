@@ -1,0 +1,171 @@
+"""The Writing stage: planted model errors are repaired or flagged, citations resolve, the PDF compiles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fars.config import FarsConfig, LLMConfig, PaperConfig, ScriptedModelConfig
+from fars.grounding import UNVERIFIED_MARK
+from fars.latex import LatexError, compile_latex, find_tex_engine, pdf_page_count
+from fars.ledger import Ledger
+from fars.literature.offline import OfflineCorpus
+from fars.llm.client import LLMClient
+from fars.stages.base import StageContext
+from fars.stages.ideation import related_entry
+from fars.stages.writing import writing
+from tests.test_paper import RESULTS
+
+PLANTED = {
+    "title": "Learning rate and generalisation in modular addition",
+    "abstract": "We study the learning rate. It reached an accuracy of 0.9731 on held-out pairs. Results are in the tables.",
+    "introduction": (
+        "Grokking has been studied before (Smith et al., 2019). Our work builds on [@invented2020]. "
+        "We test one setting of the learning rate."
+    ),
+    "discussion": "The learning rate matters for this task, within the range tested.",
+}
+
+
+def stage_inputs() -> dict[str, dict[str, Any]]:
+    """Outputs of the stages before writing: a chosen hypothesis with related works from the corpus."""
+    corpus = OfflineCorpus.load()
+    text = "Learning rate. A higher learning rate speeds up generalisation."
+    related = [related_entry(h, text) for h in corpus.search_now("learning rate schedule decay", 3)]
+    area = [related_entry(h, text) for h in corpus.search_now("modular arithmetic generalization", 2)]
+    return {
+        "ideation": {
+            "chosen": {
+                "title": "Learning rate",
+                "statement": "A higher learning rate speeds up generalisation.",
+                "rationale": "Larger steps.",
+                "related": related,
+                "novelty": {
+                    "checked": True,
+                    "novel": True,
+                    "max_similarity": related[0]["similarity"],
+                    "nearest": related[0]["id"],
+                },
+            },
+            "related": area,
+            "literature": {"backend": "offline"},
+        },
+        "planning": {
+            "plan": {
+                "template": "modadd",
+                "knob": "lr",
+                "baseline": 0.01,
+                "variants": [0.03],
+                "seeds": [0, 1],
+                "steps": 30,
+            }
+        },
+        "experiment": {"results": {**RESULTS, "template": "modadd", "knob": "lr", "best": "lr=0.03"}},
+    }
+
+
+def run_writing(tmp_path: Path, paper: PaperConfig) -> tuple[dict[str, Any], Path]:
+    """Run the Writing stage with a scripted model whose draft plants a wrong number and invented citations."""
+    cfg = FarsConfig(
+        llm=LLMConfig(
+            model="scripted/default", cache=False, scripted=ScriptedModelConfig(outputs=[json.dumps(PLANTED)])
+        ),
+        paper=paper,
+    )
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.add_project("p000", 0, "training dynamics")
+    llm = LLMClient(cfg.llm, ledger)
+    ctx = StageContext(
+        cfg=cfg,
+        project_id="p000",
+        index=0,
+        area="training dynamics",
+        run_dir=tmp_path,
+        llm=llm,
+        ledger=ledger,
+        outputs=stage_inputs(),
+        stage="writing",
+    )
+    try:
+        output = asyncio.run(writing(cfg)(ctx))
+    finally:
+        llm.close()
+    return output, ctx.project_dir
+
+
+def test_planted_number_and_citations_are_repaired_and_recorded(tmp_path: Path) -> None:
+    output, folder = run_writing(tmp_path, PaperConfig(compile="never"))
+    grounding = output["grounding"]
+    assert grounding["before"]["numbers_ungrounded"] == 1 and grounding["before"]["citations_unverified"] == 2
+    repairs = "\n".join(grounding["repairs"])
+    assert "0.9731" in repairs and "Smith et al., 2019" in repairs and "invented2020" in repairs
+    assert output["grounded_number_rate"] == 1.0 and output["verified_citation_rate"] == 1.0
+    assert not grounding["flagged"] and grounding["unmarked"] == 0
+    md = (folder / "paper.md").read_text()
+    assert "0.9731" not in md and "Smith" not in md and "invented2020" not in md
+    assert "We test one setting of the learning rate." in md  # clean sentences are kept
+    tex = (folder / "paper.tex").read_text()
+    assert "\\cite{" in tex and "\\begin{thebibliography}" in tex and grounding["latex_citation_problems"] == []
+    saved = json.loads((folder / "grounding.json").read_text())
+    assert saved["references"] and all(
+        r["verified"] and r["record_id"].startswith("openreview:") for r in saved["references"]
+    )
+    assert output["pdf"] is None
+
+
+def test_flag_mode_marks_what_it_cannot_verify(tmp_path: Path) -> None:
+    output, folder = run_writing(tmp_path, PaperConfig(compile="never", on_ungrounded="flag"))
+    grounding = output["grounding"]
+    assert grounding["flagged"] and grounding["unmarked"] == 0
+    assert output["grounded_number_rate"] < 1.0 and output["verified_citation_rate"] < 1.0
+    md = (folder / "paper.md").read_text()
+    assert f"0.9731 {UNVERIFIED_MARK}" in md and f"[@invented2020] {UNVERIFIED_MARK}" in md
+    assert any("0.9731" in p for p in grounding["problems"])
+
+
+def test_a_produced_paper_compiles_to_a_pdf_with_pages(tmp_path: Path) -> None:
+    """CI installs a TeX engine and sets FARS_REQUIRE_TEX (.ci/run), so there this never skips."""
+    if find_tex_engine() is None:
+        if os.environ.get("FARS_REQUIRE_TEX"):
+            pytest.fail("FARS_REQUIRE_TEX is set but no TeX engine is installed; apt-get install texlive-latex-base")
+        pytest.skip("no TeX engine here (pdflatex/xelatex/lualatex); CI installs texlive-latex-base")
+    output, folder = run_writing(tmp_path, PaperConfig(compile="always"))
+    pdf = tmp_path / output["pdf"]
+    assert pdf.is_file() and output["pdf_pages"] >= 1 and pdf_page_count(pdf) == output["pdf_pages"]
+    assert pdf.read_bytes().startswith(b"%PDF")
+    again = compile_latex(folder / "paper.tex", out_path=tmp_path / "again.pdf")  # the saved .tex alone compiles
+    assert again.pages == output["pdf_pages"]
+
+
+def test_tex_cannot_read_outside_its_folder_or_run_commands(tmp_path: Path) -> None:
+    if find_tex_engine() is None:
+        pytest.skip("no TeX engine here; CI installs one")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    paper = tmp_path / "paper" / "paper.tex"
+    paper.parent.mkdir()
+    paper.write_text("\\documentclass{article}\\begin{document}\\input{" + str(secret) + "}\\end{document}\n")
+    with pytest.raises(LatexError, match="not found"):  # paranoid file access: no absolute paths
+        compile_latex(paper)
+    paper.write_text("\\documentclass{article}\\begin{document}x\\immediate\\write18{touch pwned}\\end{document}\n")
+    assert compile_latex(paper).pages == 1  # shell escape off: \\write18 is inert
+    assert not list(tmp_path.rglob("pwned"))
+
+
+def test_a_missing_tex_engine_is_reported_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import fars.latex
+    from fars.cli import preflight
+
+    monkeypatch.setattr(fars.latex.shutil, "which", lambda name: None)
+    level, notice = fars.latex.engine_notice("auto")
+    assert level == logging.WARNING and "NOT compiled to PDF" in notice and "texlive-latex-base" in notice
+    assert fars.latex.engine_notice("never")[0] == logging.INFO
+    problems = preflight([["llm=scripted", "paper.compile=always"]])  # refused before anything runs
+    assert len(problems) == 1 and "paper.compile=always but no TeX engine" in problems[0]
