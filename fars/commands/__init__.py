@@ -1,0 +1,1 @@
+"""Subcommands of ``fars`` other than ``run``; each module exposes ``main(args: list[str]) -> int``."""

@@ -1,0 +1,393 @@
+"""Compare runs from their RunRecords alone: score statistics, funnel, usage, throughput, a verdict.
+
+A comparison takes a baseline run and a candidate run. Scores are compared with Mann-Whitney U, a
+bootstrap interval of the mean difference and Cliff's delta; when both runs share the seed and the
+hypotheses, projects are paired by hypothesis and the paired differences are used instead. The
+verdict is a *regression* when, at the configured confidence, the candidate's mean score is lower by
+more than the configured margin (the one-sided bootstrap upper bound of the difference lies below
+``-margin``); an *improvement* mirrors that; anything else is *no regression*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fars.evaluation import stats
+from fars.records import ProjectStatus, RunRecord
+from fars.summary import RUN_RECORD_FILE
+
+Verdict = Literal["regression", "improvement", "no regression"]
+
+
+class CompareError(ValueError):
+    """Runs that cannot be compared; the message names the input and what to do."""
+
+
+class CompareSettings(BaseModel):
+    """How ``compare`` decides: margin and confidence of the gate, which score, resampling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    margin: float = Field(default=0.25, ge=0.0, description="rating points the mean may drop before it counts")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    metric: Literal["auto", "raw", "calibrated"] = "auto"
+    resamples: int = Field(default=10_000, ge=100)
+    seed: int = 0
+    min_papers: int = Field(default=2, ge=1, description="rated papers each run needs for a comparison")
+
+
+@dataclass
+class LoadedRun:
+    """A RunRecord with the folder it came from and a short label (sweep jobs: their overrides)."""
+
+    label: str
+    path: Path
+    record: RunRecord
+    overrides: list[str] = field(default_factory=list)
+
+
+def _job_key(path: Path) -> tuple[Any, ...]:
+    """Sort key: numeric folder names (sweep job numbers) in numeric order."""
+    return tuple(int(part) if part.isdigit() else part for part in path.parts)
+
+
+def _load_record(path: Path) -> RunRecord:
+    try:
+        return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, ValidationError) as exc:
+        raise CompareError(f"{path}: not a readable RunRecord ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _overrides(run_dir: Path) -> list[str]:
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        return []
+    try:
+        loaded = yaml.safe_load(saved.read_text(encoding="utf-8")) or []
+    except yaml.YAMLError:
+        return []
+    return [str(o) for o in loaded if not str(o).startswith(("hydra.", "resume="))]
+
+
+def load_runs(path_text: str) -> list[LoadedRun]:
+    """The runs a path names: a ``run_record.json``, a run folder, or a sweep folder (every job in it)."""
+    path = Path(path_text).expanduser()
+    if path.is_file():
+        return [LoadedRun(str(path.parent), path.parent, _load_record(path), _overrides(path.parent))]
+    if not path.is_dir():
+        raise CompareError(
+            f"{path_text}: no such file or folder; give a run folder, its {RUN_RECORD_FILE} or a sweep folder"
+        )
+    if (path / RUN_RECORD_FILE).is_file():
+        return [LoadedRun(path_text, path, _load_record(path / RUN_RECORD_FILE), _overrides(path))]
+    found = sorted((p for p in path.rglob(RUN_RECORD_FILE) if len(p.relative_to(path).parts) <= 4), key=_job_key)
+    if not found:
+        raise CompareError(
+            f"{path_text}: no {RUN_RECORD_FILE} in this folder or below; give the folder of a finished "
+            "`fars run` (outputs/DATE/TIME) or of a sweep (multirun/DATE/TIME)"
+        )
+    runs = []
+    for record_path in found:
+        job_dir = record_path.parent
+        overrides = _overrides(job_dir)
+        name = str(job_dir.relative_to(path))
+        label = f"{name}: {' '.join(overrides)}" if overrides else name
+        runs.append(LoadedRun(label, job_dir, _load_record(record_path), overrides))
+    return runs
+
+
+def calibrated_scores(record: RunRecord) -> list[float] | None:
+    """Calibrated ratings of the rated papers, or None unless every rated paper has one."""
+    values = []
+    for project in record.projects:
+        if project.rating is None:
+            continue
+        value = getattr(project, "calibrated_rating", None)
+        if value is None and project.review:
+            value = project.review.get("calibrated_rating", project.review.get("calibrated"))
+        if not isinstance(value, int | float):
+            return None
+        values.append(float(value))
+    return values or None
+
+
+@dataclass
+class RunStats:
+    """What one run achieved: papers, scores, funnel rates, usage per paper and throughput."""
+
+    label: str
+    status: str
+    projects: int
+    papers: int
+    scores: list[float]
+    calibrated: list[float] | None
+    mean_score: float | None
+    mean_calibrated: float | None
+    funnel: dict[str, int]
+    funnel_rates: dict[str, float | None]
+    tokens_per_paper: float | None
+    cost_per_paper: float | None
+    minutes_per_paper: float | None
+    papers_per_hour: float
+    wall_s: float
+    stage_seconds: dict[str, float]
+    extra: dict[str, float | None] = field(default_factory=dict)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def run_stats(run: LoadedRun) -> RunStats:
+    """Summarise one run for the comparison table."""
+    r = run.record
+    papers = sum(1 for p in r.projects if p.status == ProjectStatus.done)
+    f = r.funnel
+    calibrated = calibrated_scores(r)
+    stage_totals: dict[str, float] = {}
+    for p in r.projects:
+        for stage, secs in p.stage_seconds.items():
+            stage_totals[stage] = stage_totals.get(stage, 0.0) + secs
+    extra: dict[str, float | None] = {}
+    for name in ("grounded_number_rate", "verified_citation_rate"):  # optional fields of later records
+        values = [v for p in r.projects if isinstance(v := getattr(p, name, None), int | float)]
+        if values:
+            extra[name] = sum(values) / len(values)
+    return RunStats(
+        label=run.label,
+        status=r.status,
+        projects=len(r.projects),
+        papers=papers,
+        scores=list(r.scores),
+        calibrated=calibrated,
+        mean_score=r.mean_score if r.scores else None,
+        mean_calibrated=sum(calibrated) / len(calibrated) if calibrated else None,
+        funnel=f.model_dump(),
+        funnel_rates={
+            "screen_pass": _ratio(f.screened, f.hypotheses),
+            "planned": _ratio(f.planned, len(r.projects)),
+            "experimented": _ratio(f.experimented, f.planned),
+            "written": _ratio(f.written, f.experimented),
+            "reviewed": _ratio(f.reviewed, f.written),
+            "papers_per_project": _ratio(papers, len(r.projects)),
+        },
+        tokens_per_paper=_ratio(r.totals.overall.total_tokens, papers),
+        cost_per_paper=_ratio(r.totals.overall.cost_usd, papers),
+        minutes_per_paper=_ratio(r.wall_s / 60, papers),
+        papers_per_hour=r.papers_per_hour,
+        wall_s=r.wall_s,
+        stage_seconds={s: v / len(r.projects) for s, v in stage_totals.items()} if r.projects else {},
+        extra=extra,
+    )
+
+
+def paired_scores(base: RunRecord, cand: RunRecord, metric: str) -> list[tuple[float, float]]:
+    """(baseline, candidate) scores of projects on the same hypothesis, when both runs share the seed."""
+    if base.config.get("seed") != cand.config.get("seed"):
+        return []
+
+    def by_hypothesis(record: RunRecord) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        calibrated = calibrated_scores(record) if metric == "calibrated" else None
+        rated = [p for p in record.projects if p.rating is not None]
+        for i, p in enumerate(rated):
+            if p.hypothesis:
+                scores.setdefault(p.hypothesis, calibrated[i] if calibrated else float(p.rating))  # type: ignore[arg-type]
+        return scores
+
+    a, b = by_hypothesis(base), by_hypothesis(cand)
+    return [(a[h], b[h]) for h in a if h in b]
+
+
+@dataclass
+class Comparison:
+    """Baseline against candidate: the statistics and the verdict."""
+
+    baseline: str
+    candidate: str
+    metric: str
+    n_baseline: int
+    n_candidate: int
+    mean_baseline: float | None
+    mean_candidate: float | None
+    paired: bool
+    n_pairs: int
+    difference: stats.Interval | None
+    mann_whitney_p: float | None  # two-sided
+    regression_p: float | None  # one-sided: candidate lower (Wilcoxon when paired)
+    cliffs_delta: float | None
+    cliffs_magnitude: str | None
+    verdict: Verdict
+    reason: str
+    raw_difference: float | None = None
+    calibrated_difference: float | None = None
+
+
+def _scores(s: RunStats, metric: str) -> list[float]:
+    return (s.calibrated or []) if metric == "calibrated" else s.scores
+
+
+def compare_runs(base: LoadedRun, cand: LoadedRun, settings: CompareSettings) -> Comparison:
+    """Compare a candidate run with a baseline run; raises CompareError when too few papers."""
+    sa, sb = run_stats(base), run_stats(cand)
+    metric = settings.metric
+    if metric == "auto":
+        metric = "calibrated" if sa.calibrated and sb.calibrated else "raw"
+    if metric == "calibrated" and not (sa.calibrated and sb.calibrated):
+        missing = base.label if not sa.calibrated else cand.label
+        raise CompareError(f"{missing}: not every rated paper has a calibrated score; use --metric raw")
+    a, b = _scores(sa, metric), _scores(sb, metric)
+    raw_diff = sum(sb.scores) / len(sb.scores) - sum(sa.scores) / len(sa.scores) if sa.scores and sb.scores else None
+    cal_diff = (
+        sb.mean_calibrated - sa.mean_calibrated
+        if sa.mean_calibrated is not None and sb.mean_calibrated is not None
+        else None
+    )
+    common: dict[str, Any] = {
+        "baseline": base.label,
+        "candidate": cand.label,
+        "metric": metric,
+        "n_baseline": len(a),
+        "n_candidate": len(b),
+        "mean_baseline": sum(a) / len(a) if a else None,
+        "mean_candidate": sum(b) / len(b) if b else None,
+        "raw_difference": raw_diff,
+        "calibrated_difference": cal_diff,
+    }
+    if not b and len(a) >= settings.min_papers:
+        return Comparison(
+            **common, paired=False, n_pairs=0, difference=None, mann_whitney_p=None, regression_p=None,
+            cliffs_delta=None, cliffs_magnitude=None, verdict="regression",
+            reason=f"the candidate produced no rated paper (baseline: {len(a)})",
+        )  # fmt: skip
+    for label, sample in ((base.label, a), (cand.label, b)):
+        if len(sample) < settings.min_papers:
+            raise CompareError(
+                f"{label}: {len(sample)} rated paper(s), a comparison needs at least {settings.min_papers} per run; "
+                "run more papers (pipeline.papers=N) or lower --min-papers"
+            )
+    pairs = paired_scores(base.record, cand.record, metric)
+    paired = len(pairs) >= settings.min_papers
+    if paired:
+        diffs = [y - x for x, y in pairs]
+        interval = stats.bootstrap_paired_difference(
+            diffs, confidence=settings.confidence, resamples=settings.resamples, seed=settings.seed
+        )
+        one_sided = stats.wilcoxon_signed_rank(diffs, alternative="less").p_value
+    else:
+        interval = stats.bootstrap_mean_difference(
+            a, b, confidence=settings.confidence, resamples=settings.resamples, seed=settings.seed
+        )
+        one_sided = stats.mann_whitney(a, b, alternative="less").p_value
+    delta = stats.cliffs_delta(a, b)
+    level = f"{settings.confidence:.0%}"
+    if interval.upper < -settings.margin:
+        verdict: Verdict = "regression"
+        reason = (
+            f"mean {metric} score lower by {-interval.estimate:.2f}; at {level} confidence by more than "
+            f"{-interval.upper:.2f} (> margin {settings.margin})"
+        )
+    elif interval.lower > settings.margin:
+        verdict = "improvement"
+        reason = f"mean {metric} score higher by {interval.estimate:.2f}; at {level} confidence by more than {interval.lower:.2f}"
+    else:
+        verdict = "no regression"
+        reason = (
+            f"difference {interval.estimate:+.2f}; at {level} confidence not lower by more than the margin "
+            f"{settings.margin} (one-sided bound {interval.upper:+.2f})"
+        )
+    return Comparison(
+        **common,
+        paired=paired,
+        n_pairs=len(pairs),
+        difference=interval,
+        mann_whitney_p=stats.mann_whitney(a, b).p_value,
+        regression_p=one_sided,
+        cliffs_delta=delta,
+        cliffs_magnitude=stats.cliffs_magnitude(delta),
+        verdict=verdict,
+        reason=reason,
+    )
+
+
+# -- text output ---------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _short(label: str, width: int = 40) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def format_table(rows: list[RunStats], comparisons: dict[int, Comparison | str]) -> str:
+    """One fixed-width table: a row per run, with its comparison against the baseline (row 0)."""
+    header = [
+        "#", "run", "status", "papers", "score", "calib", "diff", "interval", "p(MW)", "cliff", "verdict",
+        "tok/paper", "$/paper", "min/paper", "papers/h",
+    ]  # fmt: skip
+    lines = [header]
+    for i, s in enumerate(rows):
+        comp = comparisons.get(i)
+        if isinstance(comp, Comparison):
+            iv = comp.difference
+            cells = [
+                _fmt(iv.estimate, "+.2f") if iv else "-",
+                f"[{iv.low:+.2f},{iv.high:+.2f}]" if iv else "-",
+                _fmt(comp.mann_whitney_p, ".3f"),
+                _fmt(comp.cliffs_delta, "+.2f"),
+                comp.verdict + (" (paired)" if comp.paired else ""),
+            ]
+        elif isinstance(comp, str):
+            cells = ["-", "-", "-", "-", comp]
+        else:
+            cells = ["", "", "", "", "baseline" if i == 0 and len(rows) > 1 else ""]
+        lines.append(
+            [
+                str(i), _short(s.label), s.status, f"{s.papers}/{s.projects}", _fmt(s.mean_score),
+                _fmt(s.mean_calibrated), *cells, _fmt(s.tokens_per_paper, ",.0f"), _fmt(s.cost_per_paper, ".4f"),
+                _fmt(s.minutes_per_paper, ".1f"), _fmt(s.papers_per_hour, ".1f"),
+            ]
+        )  # fmt: skip
+    widths = [max(len(line[c]) for line in lines) for c in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def format_details(rows: list[RunStats], comparisons: dict[int, Comparison | str]) -> str:
+    """Funnel rates, stage times and each comparison's statistics, below the table."""
+    out = ["", "funnel rates (screen pass, planned, experimented, written, reviewed, papers/project):"]
+    for i, s in enumerate(rows):
+        rates = " ".join(_fmt(v, ".2f") for v in s.funnel_rates.values())
+        stages = " ".join(f"{k}={v:.1f}s" for k, v in s.stage_seconds.items())
+        extra = " ".join(f"{k}={_fmt(v)}" for k, v in s.extra.items())
+        out.append(f"  {i}: {rates} | mean stage time {stages or '-'}{' | ' + extra if extra else ''}")
+    for i, comp in comparisons.items():
+        if isinstance(comp, str):
+            out.append(f"\n{i} vs 0: not compared: {comp}")
+            continue
+        iv = comp.difference
+        out.append(f"\n{i} vs 0: {comp.verdict.upper()}: {comp.reason}")
+        out.append(
+            f"  {comp.metric} scores n={comp.n_baseline}/{comp.n_candidate} mean {_fmt(comp.mean_baseline)} -> "
+            f"{_fmt(comp.mean_candidate)}"
+            + (f"; paired on {comp.n_pairs} shared hypotheses" if comp.paired else "; unpaired")
+        )
+        if iv is not None:
+            out.append(
+                f"  difference {iv.estimate:+.3f}, {iv.confidence:.0%} bootstrap interval [{iv.low:+.3f}, {iv.high:+.3f}]; "
+                f"Mann-Whitney p={_fmt(comp.mann_whitney_p, '.4f')}; one-sided p(lower)={_fmt(comp.regression_p, '.4f')}; "
+                f"Cliff's delta {_fmt(comp.cliffs_delta, '+.3f')} ({comp.cliffs_magnitude})"
+            )
+        if comp.calibrated_difference is not None and comp.metric == "raw":
+            out.append(f"  calibrated difference {comp.calibrated_difference:+.3f}")
+        if comp.raw_difference is not None and comp.metric == "calibrated":
+            out.append(f"  raw difference {comp.raw_difference:+.3f}")
+    return "\n".join(out)

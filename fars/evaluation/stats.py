@@ -1,0 +1,133 @@
+"""Two-sample statistics for comparing review scores of two runs.
+
+All functions take the baseline sample ``a`` first and the candidate ``b`` second and report effects
+as candidate minus baseline, so a negative effect means the candidate scored lower. Bootstrap
+resampling uses a fixed seed, so the same inputs always give the same interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+Alternative = Literal["two-sided", "less", "greater"]
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A test statistic and its p-value."""
+
+    statistic: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A bootstrap estimate of a mean difference.
+
+    ``low``/``high`` bound the two-sided interval at ``confidence``; ``upper``/``lower`` are the
+    one-sided bounds at the same confidence (the ``confidence`` and ``1 - confidence`` quantiles).
+    """
+
+    estimate: float
+    low: float
+    high: float
+    lower: float
+    upper: float
+    confidence: float
+
+
+def _floats(values: Sequence[float], name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty list of numbers (got {len(arr)} value(s))")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} holds a value that is not a finite number: {values!r}")
+    return arr
+
+
+def mann_whitney(a: Sequence[float], b: Sequence[float], alternative: Alternative = "two-sided") -> TestResult:
+    """Mann-Whitney U of ``b`` against ``a`` (U counts pairs where b beats a, ties one half).
+
+    ``alternative="less"`` tests whether the candidate ``b`` is stochastically smaller than ``a``.
+    Exact p-values for small samples without ties, the normal approximation otherwise (scipy's rule).
+    """
+    x, y = _floats(b, "candidate scores"), _floats(a, "baseline scores")
+    if np.ptp(np.concatenate([x, y])) == 0:  # every value equal: no evidence of any difference
+        return TestResult(statistic=x.size * y.size / 2, p_value=1.0)
+    result = stats.mannwhitneyu(x, y, alternative=alternative, method="auto")
+    return TestResult(statistic=float(result.statistic), p_value=float(result.pvalue))
+
+
+def wilcoxon_signed_rank(differences: Sequence[float], alternative: Alternative = "two-sided") -> TestResult:
+    """Wilcoxon signed-rank test of paired differences (candidate minus baseline) against zero."""
+    d = _floats(differences, "paired differences")
+    if np.all(d == 0):
+        return TestResult(statistic=0.0, p_value=1.0)
+    result = stats.wilcoxon(d, alternative=alternative, zero_method="wilcox")
+    return TestResult(statistic=float(result.statistic), p_value=float(result.pvalue))
+
+
+def cliffs_delta(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cliff's delta of ``b`` over ``a``: P(b > a) - P(b < a) over all pairs, in [-1, 1]."""
+    x, y = _floats(a, "baseline scores"), _floats(b, "candidate scores")
+    signs = np.sign(y[:, None] - x[None, :])
+    return float(signs.sum() / signs.size)
+
+
+def cliffs_magnitude(delta: float) -> str:
+    """Romano et al.'s labels for |delta|: negligible, small, medium, large."""
+    size = abs(delta)
+    if size < 0.147:
+        return "negligible"
+    if size < 0.33:
+        return "small"
+    if size < 0.474:
+        return "medium"
+    return "large"
+
+
+def _interval(estimate: float, draws: np.ndarray, confidence: float) -> Interval:
+    if not 0.5 < confidence < 1:
+        raise ValueError(f"confidence must lie between 0.5 and 1 (got {confidence})")
+    tail = (1 - confidence) / 2
+    low, high, lower, upper = np.quantile(draws, [tail, 1 - tail, 1 - confidence, confidence])
+    return Interval(float(estimate), float(low), float(high), float(lower), float(upper), confidence)
+
+
+def bootstrap_mean_difference(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap of mean(b) - mean(a), resampling each sample independently."""
+    x, y = _floats(a, "baseline scores"), _floats(b, "candidate scores")
+    rng = np.random.default_rng(seed)
+    mean_x = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    mean_y = y[rng.integers(0, y.size, size=(resamples, y.size))].mean(axis=1)
+    return _interval(float(y.mean() - x.mean()), mean_y - mean_x, confidence)
+
+
+def bootstrap_paired_difference(
+    differences: Sequence[float], *, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> Interval:
+    """Percentile bootstrap of the mean of paired differences (pairs resampled together)."""
+    d = _floats(differences, "paired differences")
+    rng = np.random.default_rng(seed)
+    draws = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+    return _interval(float(d.mean()), draws, confidence)
+
+
+def mean_and_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    arr = _floats(values, "values")
+    sd = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return float(arr.mean()), sd if math.isfinite(sd) else 0.0

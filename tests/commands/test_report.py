@@ -1,0 +1,94 @@
+"""`fars report`: a self-contained page that renders in real headless Chromium without errors."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from fars.commands.report import main as report
+from fars.evaluation.browser import check_page, find_chromium
+from fars.records import Artifact, RunRecord, Usage
+from fars.summary import write_run_record
+from tests.commands.test_compare import baseline_scores, make_run
+
+PROBE = """{title: document.title, svgs: document.querySelectorAll('svg').length,
+ rows: document.querySelectorAll('#papers tbody tr').length,
+ links: Array.from(document.querySelectorAll('#papers a')).map(a => a.getAttribute('href')),
+ refs: Array.from(document.querySelectorAll('svg text')).map(t => t.textContent).filter(t => t.includes('ICLR') || t.includes('accepted')),
+ height: document.body.scrollHeight}"""
+
+
+def run_with_artifacts(tmp_path: Path) -> Path:
+    """A run folder whose papers have paper and review files, usage by stage and model, and end times."""
+    run = make_run(tmp_path / "run", baseline_scores(8), wall_s=5400)
+    record = RunRecord.model_validate_json((run / "run_record.json").read_text())
+    for i, p in enumerate(record.projects):
+        folder = run / "projects" / p.id
+        folder.mkdir(parents=True)
+        (folder / "paper.md").write_text(f"# Paper {i}\n")
+        (folder / "review.json").write_text("{}")
+        p.artifacts = [
+            Artifact(kind="paper", path=f"projects/{p.id}/paper.md", sha256="0", stage="writing"),
+            Artifact(kind="review", path=f"projects/{p.id}/review.json", sha256="0", stage="review"),
+        ]
+        p.finished_at = record.started_at + 600 * (i + 1)
+        p.review = {"soundness": 3, "presentation": 2, "contribution": 2, "calibrated_rating": (p.rating or 0) - 0.5}
+    record.projects[0].title = "<script>alert('x')</script> & escaped"
+    record.totals.by_stage = {
+        s: Usage(calls=5, input_tokens=900, output_tokens=100, cost_usd=0.002)
+        for s in ("ideation", "planning", "writing", "review")
+    }
+    record.totals.by_model = {"scripted/default": Usage(calls=20, input_tokens=3600, output_tokens=400)}
+    write_run_record(record, run)
+    return run
+
+
+def test_report_is_self_contained_and_links_papers(tmp_path: Path) -> None:
+    run = run_with_artifacts(tmp_path)
+    assert report([str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;" in page  # titles are escaped
+    assert "http://" not in page and "https://" not in page  # nothing fetched from anywhere
+    assert "ICLR 2026 submissions 4.21" in page and "accepted 5.39" in page
+    assert 'href="projects/p000/paper.md"' in page and 'href="projects/p007/review.json"' in page
+    out = tmp_path / "elsewhere" / "r.html"
+    assert report([str(run / "run_record.json"), "--out", str(out)]) == 0
+    assert 'href="../run/projects/p000/paper.md"' in out.read_text()
+
+
+def test_report_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report([str(tmp_path / "nothing")]) == 2
+    make_run(tmp_path / "sweep" / "0", [5.0])
+    make_run(tmp_path / "sweep" / "1", [5.0])
+    assert report([str(tmp_path / "sweep")]) == 2
+    assert "give one run folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="needs Chromium (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    run = run_with_artifacts(tmp_path)
+    assert report([str(run)]) == 0
+    seen = check_page(run / "report.html", PROBE)
+    assert seen.console_errors == []
+    assert seen.external_requests == []
+    probe = seen.probe
+    assert probe["title"].startswith("FARS run")
+    assert probe["svgs"] >= 5 and probe["rows"] == 8
+    assert "projects/p000/paper.md" in probe["links"]
+    assert any("4.21" in t for t in probe["refs"]) and any("5.39" in t for t in probe["refs"])
+    png = seen.screenshot_png
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width >= 1000 and height >= 1000 and len(png) > 20_000  # a full page, not a blank one
+    (tmp_path / "report.png").write_bytes(png)
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="needs Chromium (apt-get install -y chromium)")
+def test_the_browser_check_catches_errors(tmp_path: Path) -> None:
+    page = tmp_path / "bad.html"
+    page.write_text("<html><body>x<script>console.error('boom'); undefinedFunction();</script></body></html>")
+    seen = check_page(page)
+    assert any("boom" in e for e in seen.console_errors)
+    assert any("undefinedFunction" in e for e in seen.console_errors)
