@@ -1,46 +1,165 @@
-"""Run budgets: tokens, dollars and wall time, checked before every model call and charged after.
+"""Budgets: tokens, dollars and wall time, per run and per project, checked before and after each call.
 
-Because the check happens before each call against what has been spent so far, a run overshoots a
-limit by at most the one call in flight (per concurrent connection).
+Before a model call the client *reserves* its estimate (prompt tokens plus ``max_tokens``, priced
+from litellm's cost data); the reservation is refused when what is spent plus what calls in flight
+have reserved plus this estimate would pass a limit. After the call the actual usage replaces the
+reservation. So however many calls run at once, a limit is passed only by what the estimates missed
+(``max_tokens`` bounds the output; the prompt is estimated), which stays under one call's worth; and
+no call starts once a limit is reached.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass, field
 
 from fars.config import BudgetConfig
 
 
 class BudgetExceeded(RuntimeError):
-    """A run limit is used up; the project stops cleanly with status ``budget_exhausted``."""
+    """A limit is used up; the project stops cleanly with status ``budget_exhausted``.
+
+    ``scope`` is ``"run"`` (no new project starts) or ``"project"`` (only this project stops).
+    """
+
+    def __init__(self, message: str, scope: str = "run") -> None:
+        super().__init__(message)
+        self.scope = scope
+
+
+@dataclass
+class _Spent:
+    tokens: int = 0
+    dollars: float = 0.0
+    reserved_tokens: int = 0
+    reserved_dollars: float = 0.0
+    in_flight: int = 0
+    started: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What one call in flight has reserved, and for which project."""
+
+    project_id: str | None
+    tokens: int
+    dollars: float
 
 
 class Budget:
-    """Spent-so-far counters against the configured limits."""
+    """Spent-so-far counters (run and per project) against the configured limits."""
 
     def __init__(
         self, cfg: BudgetConfig, *, tokens: int = 0, dollars: float = 0.0, started: float | None = None
     ) -> None:
         self.cfg = cfg
-        self.tokens = tokens
-        self.dollars = dollars
-        self.started = time.time() if started is None else started
+        self._run = _Spent(tokens, dollars, started=time.time() if started is None else started)
+        self._projects: dict[str, _Spent] = {}
+        self._lock = threading.Lock()
 
-    def check(self, estimated_tokens: int = 0) -> None:
-        """Raise BudgetExceeded if a limit is already reached or this call would pass the token limit."""
-        if self.cfg.max_wall_s is not None and time.time() - self.started >= self.cfg.max_wall_s:
-            raise BudgetExceeded(f"wall-time budget of {self.cfg.max_wall_s:g}s used up")
-        if self.cfg.max_tokens is not None and self.tokens + estimated_tokens > self.cfg.max_tokens:
-            raise BudgetExceeded(
-                f"token budget used up: {self.tokens} spent, about {estimated_tokens} more asked, "
-                f"limit {self.cfg.max_tokens} (raise budget.max_tokens)"
-            )
-        if self.cfg.max_dollars is not None and self.dollars >= self.cfg.max_dollars:
-            raise BudgetExceeded(
-                f"dollar budget used up: ${self.dollars:.4f} of ${self.cfg.max_dollars:.4f} (raise budget.max_dollars)"
+    @property
+    def tokens(self) -> int:
+        """Tokens spent by the run so far."""
+        return self._run.tokens
+
+    @property
+    def dollars(self) -> float:
+        """Dollars spent by the run so far."""
+        return self._run.dollars
+
+    def project(self, project_id: str, *, tokens: int = 0, dollars: float = 0.0, started: float | None = None) -> None:
+        """Start (or, on resume, restore) a project's counters."""
+        with self._lock:
+            self._projects[project_id] = _Spent(tokens, dollars, started=time.time() if started is None else started)
+
+    def project_spent(self, project_id: str) -> tuple[int, float]:
+        """(tokens, dollars) a project has spent."""
+        spent = self._projects.get(project_id, _Spent())
+        return spent.tokens, spent.dollars
+
+    def check(self, estimated_tokens: int = 0, estimated_dollars: float = 0.0, project_id: str | None = None) -> None:
+        """Raise BudgetExceeded if the run or project could not afford a call of this estimate."""
+        with self._lock:
+            self._refuse_if_over(estimated_tokens, estimated_dollars, project_id)
+
+    def reserve(
+        self, estimated_tokens: int, estimated_dollars: float = 0.0, project_id: str | None = None
+    ) -> Reservation:
+        """Check and hold a call's estimate until ``settle``; raise BudgetExceeded if it cannot be afforded."""
+        with self._lock:
+            self._refuse_if_over(estimated_tokens, estimated_dollars, project_id)
+            for spent in self._scopes(project_id):
+                spent.reserved_tokens += estimated_tokens
+                spent.reserved_dollars += estimated_dollars
+                spent.in_flight += 1
+            return Reservation(project_id, estimated_tokens, estimated_dollars)
+
+    def settle(self, reservation: Reservation, tokens: int, dollars: float) -> None:
+        """Replace a reservation by what the call actually cost (0 and 0 if it failed)."""
+        with self._lock:
+            for spent in self._scopes(reservation.project_id):
+                spent.reserved_tokens -= reservation.tokens
+                spent.reserved_dollars -= reservation.dollars
+                spent.in_flight -= 1
+                spent.tokens += tokens
+                spent.dollars += dollars
+
+    def charge(self, tokens: int, dollars: float, project_id: str | None = None) -> None:
+        """Add what a call cost without a reservation."""
+        with self._lock:
+            for spent in self._scopes(project_id):
+                spent.tokens += tokens
+                spent.dollars += dollars
+
+    def _scopes(self, project_id: str | None) -> list[_Spent]:
+        scopes = [self._run]
+        if project_id is not None:
+            scopes.append(self._projects.setdefault(project_id, _Spent()))
+        return scopes
+
+    def _refuse_if_over(self, tokens: int, dollars: float, project_id: str | None) -> None:
+        cfg = self.cfg
+        self._check_scope(self._run, "run", "budget", tokens, dollars, cfg.max_tokens, cfg.max_dollars, cfg.max_wall_s)
+        if project_id is not None:
+            self._check_scope(
+                self._projects.setdefault(project_id, _Spent()),
+                "project",
+                f"project {project_id}'s budget",
+                tokens,
+                dollars,
+                cfg.project_max_tokens,
+                cfg.project_max_dollars,
+                cfg.project_max_wall_s,
             )
 
-    def charge(self, tokens: int, dollars: float) -> None:
-        """Add what a call actually cost."""
-        self.tokens += tokens
-        self.dollars += dollars
+    @staticmethod
+    def _check_scope(
+        spent: _Spent,
+        scope: str,
+        label: str,
+        tokens: int,
+        dollars: float,
+        max_tokens: int | None,
+        max_dollars: float | None,
+        max_wall_s: float | None,
+    ) -> None:
+        key = "budget." if scope == "run" else "budget.project_"
+        if max_wall_s is not None and time.time() - spent.started >= max_wall_s:
+            raise BudgetExceeded(f"{label}: wall time of {max_wall_s:g}s used up (raise {key}max_wall_s)", scope)
+        if max_tokens is not None:
+            committed = spent.tokens + spent.reserved_tokens
+            if spent.tokens >= max_tokens or committed + tokens > max_tokens:
+                raise BudgetExceeded(
+                    f"{label}: tokens used up: {spent.tokens} spent, {spent.reserved_tokens} in flight, about "
+                    f"{tokens} more asked, limit {max_tokens} (raise {key}max_tokens)",
+                    scope,
+                )
+        if max_dollars is not None:
+            committed_usd = spent.dollars + spent.reserved_dollars
+            if spent.dollars >= max_dollars or committed_usd + dollars > max_dollars:
+                raise BudgetExceeded(
+                    f"{label}: dollars used up: ${spent.dollars:.4f} spent, ${spent.reserved_dollars:.4f} in flight, "
+                    f"about ${dollars:.4f} more asked, limit ${max_dollars:.4f} (raise {key}max_dollars)",
+                    scope,
+                )

@@ -2,9 +2,11 @@
 
 Every call: replayed from the run's ledger if the same call already happened at the same place (a
 resumed run pays nothing twice), else served from the shared response cache if deterministic, else
-checked against the budget, sent through litellm with time-outs and retries with backoff on provider
-faults, priced from litellm's cost data, and written to the ledger with its tokens, cost, latency and
-reply. ``structured`` asks for a pydantic model as a JSON schema and validates, repairs or re-asks.
+checked against the budget (its estimate reserved, then settled at its actual cost), sent through
+litellm with time-outs and retries with backoff on provider faults (an empty reply counts as one),
+then down the ``llm.fallbacks`` chain if the model fails for good, priced from litellm's cost data,
+and written to the ledger with the model that answered, its tokens, cost, latency and reply.
+``structured`` asks for a pydantic model as a JSON schema and validates, repairs or re-asks.
 """
 
 from __future__ import annotations
@@ -57,6 +59,17 @@ class StructuredOutputError(LLMError):
     """The model's reply did not match the requested schema even after repair."""
 
 
+class _FallbackWorthy(LLMError):
+    """One model failed for good in a way another model might not (faults, context, credentials)."""
+
+
+class _EmptyReply(RuntimeError):
+    """A provider answered with no content (treated as a retryable fault)."""
+
+
+_RETRYABLE_OR_EMPTY: tuple[type[BaseException], ...] = (*_RETRYABLE, _EmptyReply)
+
+
 @dataclass(frozen=True)
 class CallContext:
     """Which project and stage a call belongs to; set by the pipeline around each stage."""
@@ -76,6 +89,11 @@ def call_context(project_id: str | None, stage: str | None) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def current_call_context() -> CallContext:
+    """The project and stage the running model call belongs to."""
+    return _context.get()
 
 
 @dataclass(frozen=True)
@@ -188,12 +206,25 @@ class LLMClient:
             self._record(ctx, key, ordinal, done)
             return done
 
-        if self.budget is not None:
-            self.budget.check(self._estimate_tokens(messages) + request["max_tokens"])
-        async with self._semaphore:
-            done = await self._call_with_retries(request, ctx, key, ordinal)
-        if self.budget is not None:
-            self.budget.charge(done.input_tokens + done.output_tokens, done.cost_usd)
+        async with self._semaphore:  # reserve only once the call can start, so waiting calls hold nothing
+            reservation = None
+            if self.budget is not None:
+                prompt_tokens = self._estimate_tokens(messages)
+                reservation = self.budget.reserve(
+                    prompt_tokens + request["max_tokens"],
+                    self._estimate_dollars(prompt_tokens, request["max_tokens"]),
+                    ctx.project_id,
+                )
+            answered: Completion | None = None
+            try:
+                answered = await self._call_with_fallbacks(request, ctx, key, ordinal)
+            finally:
+                if self.budget is not None and reservation is not None:
+                    spent = (
+                        (answered.input_tokens + answered.output_tokens, answered.cost_usd) if answered else (0, 0.0)
+                    )
+                    self.budget.settle(reservation, *spent)
+        done = answered
         if deterministic and self.cache is not None and done.finish_reason != "length":
             self.cache.put(key, self.cfg.model, done.text)
         self._record(ctx, key, ordinal, done)
@@ -218,7 +249,7 @@ class LLMClient:
         for attempt in range(self.cfg.repair_attempts + 1):
             done = await self.complete(asked, response_format=response_format, max_tokens=limit)
             try:
-                return schema.model_validate_json(extract_json(done.text))
+                return parse_structured(schema, done.text)
             except (ValidationError, ValueError) as exc:
                 problems = _short_errors(exc)
                 log.info("structured reply for %s invalid (attempt %d): %s", schema.__name__, attempt + 1, problems)
@@ -237,14 +268,36 @@ class LLMClient:
             f"{self.cfg.repair_attempts + 1} attempts: {problems}"
         )
 
-    async def _call_with_retries(self, request: dict[str, Any], ctx: CallContext, key: str, ordinal: int) -> Completion:
+    async def _call_with_fallbacks(
+        self, request: dict[str, Any], ctx: CallContext, key: str, ordinal: int
+    ) -> Completion:
+        """Try the model, then each of ``llm.fallbacks`` in order, each with its own retries."""
+        chain = [self.cfg.model, *self.cfg.fallbacks]
+        failures: list[str] = []
+        for position, model in enumerate(chain):
+            try:
+                return await self._call_with_retries(request, ctx, key, ordinal, model)
+            except _FallbackWorthy as exc:
+                failures.append(f"{model}: {exc}")
+                if position + 1 < len(chain):
+                    log.warning("model %s failed for good (%s); falling back to %s", model, exc, chain[position + 1])
+                    continue
+                if len(chain) == 1:
+                    raise LLMError(str(exc)) from exc
+                raise LLMError(f"every model in the chain failed ({len(chain)}): " + " | ".join(failures)) from exc
+        raise AssertionError("unreachable")
+
+    async def _call_with_retries(
+        self, request: dict[str, Any], ctx: CallContext, key: str, ordinal: int, model: str
+    ) -> Completion:
         attempts = self.cfg.max_retries + 1
         for attempt in range(attempts):
             started = time.perf_counter()
             try:
                 response = await asyncio.wait_for(
                     litellm.acompletion(
-                        **{k: v for k, v in request.items() if v is not None},
+                        **{k: v for k, v in request.items() if v is not None and k != "model"},
+                        model=model,
                         api_base=self.cfg.api_base,
                         api_key=os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None,
                         num_retries=0,
@@ -252,64 +305,94 @@ class LLMClient:
                     ),
                     timeout=self.cfg.timeout_s,
                 )
-            except _RETRYABLE as exc:
+                return self._completion_from(response, time.perf_counter() - started, model)
+            except _RETRYABLE_OR_EMPTY as exc:
                 fault = f"{type(exc).__name__}: {str(exc)[:200]}"
                 if attempt + 1 == attempts:
-                    self._record_failure(ctx, key, ordinal, fault, time.perf_counter() - started)
-                    raise LLMError(
-                        f"model {self.cfg.model} failed {attempts} times; last fault: {fault}. "
-                        "Check the provider, or raise llm.max_retries / llm.timeout_s."
+                    self._record_failure(ctx, key, ordinal, fault, time.perf_counter() - started, model)
+                    raise _FallbackWorthy(
+                        f"model {model} failed {attempts} times; last fault: {fault}. "
+                        "Check the provider, raise llm.max_retries / llm.timeout_s, or add llm.fallbacks."
                     ) from exc
                 delay = _retry_after(exc) or self.cfg.backoff_s * (2**attempt)
-                log.warning(
-                    "model %s: %s; retry %d/%d in %.1fs",
-                    self.cfg.model,
-                    fault,
-                    attempt + 1,
-                    attempts - 1,
-                    delay,
-                )
+                log.warning("model %s: %s; retry %d/%d in %.1fs", model, fault, attempt + 1, attempts - 1, delay)
                 await asyncio.sleep(delay)
                 continue
-            except litellm.ContextWindowExceededError as exc:
-                self._record_failure(ctx, key, ordinal, "context window exceeded", time.perf_counter() - started)
-                raise LLMError(f"prompt too long for {self.cfg.model}: {str(exc)[:200]}") from exc
+            except litellm.ContextWindowExceededError as exc:  # retrying cannot help; a bigger model may
+                self._record_failure(ctx, key, ordinal, "context window exceeded", time.perf_counter() - started, model)
+                raise _FallbackWorthy(f"prompt too long for {model}: {str(exc)[:200]}") from exc
             except (litellm.AuthenticationError, litellm.PermissionDeniedError) as exc:
                 hint = f" (is ${self.cfg.api_key_env} set?)" if self.cfg.api_key_env else ""
-                raise LLMError(f"model {self.cfg.model} refused the credentials{hint}: {str(exc)[:200]}") from exc
-            except (litellm.BadRequestError, litellm.NotFoundError) as exc:
-                self._record_failure(ctx, key, ordinal, type(exc).__name__, time.perf_counter() - started)
-                raise LLMError(f"model {self.cfg.model} rejected the request: {str(exc)[:300]}") from exc
-            latency = time.perf_counter() - started
-            return self._completion_from(response, latency)
+                raise _FallbackWorthy(f"model {model} refused the credentials{hint}: {str(exc)[:200]}") from exc
+            except litellm.NotFoundError as exc:
+                self._record_failure(ctx, key, ordinal, type(exc).__name__, time.perf_counter() - started, model)
+                raise _FallbackWorthy(f"model {model} is unknown to its provider: {str(exc)[:300]}") from exc
+            except litellm.BadRequestError as exc:  # the request itself is wrong: no model will take it
+                self._record_failure(ctx, key, ordinal, type(exc).__name__, time.perf_counter() - started, model)
+                raise LLMError(f"model {model} rejected the request: {str(exc)[:300]}") from exc
         raise AssertionError("unreachable")
 
-    def _completion_from(self, response: Any, latency: float) -> Completion:
+    def _completion_from(self, response: Any, latency: float, model: str) -> Completion:
         choice = response.choices[0]
         usage = getattr(response, "usage", None)
         input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        text = choice.message.content or ""
+        finish_reason = getattr(choice, "finish_reason", None)
+        if not text.strip() and finish_reason != "length":
+            raise _EmptyReply(f"model {model} sent an empty reply")
         return Completion(
-            text=choice.message.content or "",
-            model=self.cfg.model,
+            text=text,
+            model=model,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            cost_usd=self._price(response),
+            cost_usd=self._price(response, model, input_tokens, output_tokens),
             latency_s=latency,
             cache_hit=False,
-            finish_reason=getattr(choice, "finish_reason", None),
+            finish_reason=finish_reason,
         )
 
-    def _price(self, response: Any) -> float:
-        if self.provider in _FREE_PROVIDERS:
+    def _price_model(self, model: str) -> str | None:
+        """The model whose litellm price a call to ``model`` is billed at (None: free)."""
+        provider = model.split("/", 1)[0] if "/" in model else ""
+        if provider == "scripted":
+            return self.cfg.scripted.price_as
+        return None if provider in _FREE_PROVIDERS else model
+
+    def _price(self, response: Any, model: str, input_tokens: int, output_tokens: int) -> float:
+        priced = self._price_model(model)
+        if priced is None:
             return 0.0
         try:
-            return float(litellm.completion_cost(completion_response=response, model=self.cfg.model))
+            if priced != model:  # a stand-in billed at a real model's price
+                prompt_usd, completion_usd = litellm.cost_per_token(
+                    model=priced, prompt_tokens=input_tokens, completion_tokens=output_tokens
+                )
+                return float(prompt_usd + completion_usd)
+            return float(litellm.completion_cost(completion_response=response, model=model))
         except Exception as exc:  # litellm raises plain Exception for unpriced models
             if not self._warned_price:
-                log.warning("no price known for %s (%s); its cost is recorded as $0", self.cfg.model, exc)
+                log.warning("no price known for %s (%s); its cost is recorded as $0", priced, exc)
                 self._warned_price = True
             return 0.0
+
+    def _estimate_dollars(self, prompt_tokens: int, max_tokens: int) -> float:
+        """An upper estimate of a call's price: the dearest model of the chain, ``max_tokens`` out."""
+        worst = 0.0
+        for model in [self.cfg.model, *self.cfg.fallbacks]:
+            priced = self._price_model(model)
+            if priced is None:
+                continue
+            try:
+                info = litellm.get_model_info(priced)
+            except Exception:  # unpriced: recorded as $0 after the call too
+                continue
+            worst = max(
+                worst,
+                prompt_tokens * float(info.get("input_cost_per_token") or 0.0)
+                + max_tokens * float(info.get("output_cost_per_token") or 0.0),
+            )
+        return worst
 
     @staticmethod
     def _estimate_tokens(messages: list[dict[str, str]]) -> int:
@@ -334,14 +417,14 @@ class LLMClient:
             )
         )
 
-    def _record_failure(self, ctx: CallContext, key: str, ordinal: int, error: str, latency: float) -> None:
+    def _record_failure(self, ctx: CallContext, key: str, ordinal: int, error: str, latency: float, model: str) -> None:
         if self.ledger is None:
             return
         self.ledger.record_call(
             CallRow(
                 ctx.project_id,
                 ctx.stage,
-                self.cfg.model,
+                model,
                 key,
                 ordinal,
                 0,
@@ -353,6 +436,21 @@ class LLMClient:
                 error,
             )
         )
+
+
+def parse_structured(schema: type[T], text: str) -> T:
+    """The reply parsed into ``schema``; raw control characters inside strings (small models emit them) allowed."""
+    body = extract_json(text)
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as exc:
+        if not any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise
+        try:
+            data = json.loads(body, strict=False)
+        except ValueError:
+            raise exc from None
+        return schema.model_validate(data)
 
 
 def _join_system(messages: list[dict[str, str]], instruction: str) -> str:

@@ -3,8 +3,15 @@
 It stands in for a real model in tests and benchmarks through the very same client path. Replies:
 first the configured ``outputs`` in order, then, for a JSON-schema request, a valid instance made from
 the schema and seeded by the request (same request, same reply), else a short sentence. Every reply
-bills ``output_tokens`` output tokens; input tokens are the words of the prompt. A scripted output of
-the form ``!fault:KIND`` raises a provider fault (429, 500, timeout, context) to exercise retries.
+bills ``output_tokens`` output tokens; input tokens are the words of the prompt.
+
+A scripted output ``!fault:KIND[:ARG]`` injects a provider fault instead of a reply:
+
+* raised like a real provider: ``429[:SECONDS]`` (rate limit, with a Retry-After header when SECONDS
+  is given), ``500``, ``503``, ``timeout``, ``connection``, ``context`` (context length exceeded);
+* ``hang[:SECONDS]``: no answer for SECONDS (default an hour), so the client's own time-out fires;
+* bad replies: ``empty`` (no content), ``truncated`` (the JSON reply cut in half, finish_reason
+  ``length``), ``nonjson`` (prose where JSON was asked).
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 import re
 import threading
 import time
 from typing import Any
 
+import httpx
 import litellm
 from litellm import CustomLLM
 from litellm.types.utils import ModelResponse
@@ -33,9 +42,27 @@ def prompt_words(messages: list[dict[str, Any]]) -> list[str]:
     return [w for m in messages for w in str(m.get("content", "")).split()]
 
 
-def _fault(kind: str, model: str) -> Exception:
+RAISED_FAULTS = ("429", "500", "503", "timeout", "connection", "context")
+REPLY_FAULTS = ("empty", "truncated", "nonjson", "hang")
+
+
+def _retry_after_response(seconds: str) -> httpx.Response:
+    return httpx.Response(
+        429, headers={"retry-after": seconds}, request=httpx.Request("POST", "http://scripted.invalid/v1/chat")
+    )
+
+
+def _fault(kind: str, model: str, arg: str | None = None) -> Exception:
+    rate_limited = (
+        litellm.RateLimitError(
+            "scripted rate limit", llm_provider="scripted", model=model, response=_retry_after_response(arg)
+        )
+        if arg is not None
+        else litellm.RateLimitError("scripted rate limit", llm_provider="scripted", model=model)
+    )
     faults: dict[str, Exception] = {
-        "429": litellm.RateLimitError("scripted rate limit", llm_provider="scripted", model=model),
+        "429": rate_limited,
+        "503": litellm.ServiceUnavailableError("scripted overload", llm_provider="scripted", model=model),
         "500": litellm.InternalServerError("scripted server error", llm_provider="scripted", model=model),
         "timeout": litellm.Timeout("scripted time-out", model=model, llm_provider="scripted"),
         "context": litellm.ContextWindowExceededError(
@@ -44,7 +71,7 @@ def _fault(kind: str, model: str) -> Exception:
         "connection": litellm.APIConnectionError("scripted connection drop", llm_provider="scripted", model=model),
     }
     if kind not in faults:
-        return ValueError(f"unknown scripted fault {kind!r}; known: {sorted(faults)}")
+        return ValueError(f"unknown scripted fault {kind!r}; known: {sorted([*faults, *REPLY_FAULTS])}")
     return faults[kind]
 
 
@@ -106,22 +133,70 @@ class ScriptedProvider(CustomLLM):
     def __init__(self, cfg: ScriptedModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        known = (*RAISED_FAULTS, *REPLY_FAULTS)
+        unknown = [o for o in cfg.outputs if o.startswith("!fault:") and o[7:].partition(":")[0] not in known]
+        if unknown:  # caught here, not inside litellm (which would wrap it as a retryable fault)
+            raise ValueError(f"unknown scripted fault {unknown[0][7:]!r} in llm.scripted.outputs; known: {list(known)}")
         self._queue = list(cfg.outputs)
         self._lock = threading.Lock()
         self.calls = 0
+        self._latency_rng = random.Random(cfg.latency_seed)
+        self.waits: list[tuple[str | None, str | None, float]] = []  # (project, stage, simulated latency)
+
+    def sample_latency(self) -> float:
+        """The next simulated latency: mean ``latency_s``, drawn from ``latency_dist`` with a seeded RNG.
+
+        Each draw is kept in ``waits`` with the project and stage of the call, so a benchmark can
+        compute the ideal throughput for exactly the latencies it simulated.
+        """
+        mean, spread, rng = self.cfg.latency_s, self.cfg.latency_spread, self._latency_rng
+        if not mean:
+            return 0.0
+        from fars.llm.client import current_call_context
+
+        with self._lock:
+            if self.cfg.latency_dist == "exponential":
+                wait = rng.expovariate(1 / mean)
+            elif self.cfg.latency_dist == "lognormal":  # parameters chosen so the mean stays latency_s
+                wait = rng.lognormvariate(math.log(mean) - spread**2 / 2, spread)
+            elif self.cfg.latency_dist == "uniform":
+                wait = rng.uniform(max(0.0, mean * (1 - spread)), mean * (1 + spread))
+            else:
+                wait = mean
+            ctx = current_call_context()
+            self.waits.append((ctx.project_id, ctx.stage, wait))
+        return wait
 
     def _next_scripted(self) -> str | None:
         with self._lock:
             self.calls += 1
             return self._queue.pop(0) if self._queue else None
 
-    def reply(self, model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> str:
-        """The reply to a request (raises the scripted fault for ``!fault:KIND``)."""
-        scripted = self._next_scripted()
-        if scripted is not None:
-            if scripted.startswith("!fault:"):
-                raise _fault(scripted.removeprefix("!fault:"), f"scripted/{model}")
-            return scripted
+    def reply(
+        self, model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any], scripted: str | None
+    ) -> tuple[str, str]:
+        """The reply text and finish reason for a request, given the scripted output it drew (if any).
+
+        Raises the scripted provider fault for ``!fault:KIND`` kinds that a provider raises.
+        """
+        if scripted is None:
+            return self.generate(messages, optional_params), "stop"
+        if not scripted.startswith("!fault:"):
+            return scripted, "stop"
+        kind, _, arg = scripted.removeprefix("!fault:").partition(":")
+        if kind == "empty":
+            return "", "stop"
+        if kind == "nonjson":
+            return "I would rather describe the result in words than as JSON.", "stop"
+        if kind == "truncated":
+            whole = self.generate(messages, optional_params)
+            return whole[: max(1, len(whole) // 2)], "length"
+        if kind == "hang":
+            return self.generate(messages, optional_params), "stop"  # the wait happened before
+        raise _fault(kind, f"scripted/{model}", arg or None)
+
+    def generate(self, messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> str:
+        """The deterministic reply made from the request: a schema instance, or a short sentence."""
         seed_text = json.dumps([messages, optional_params.get("response_format")], sort_keys=True, default=str)
         rng = random.Random(hashlib.sha256(seed_text.encode()).hexdigest())
         fmt = optional_params.get("response_format")
@@ -132,10 +207,12 @@ class ScriptedProvider(CustomLLM):
         return " ".join(rng.choice(words) for _ in range(self.cfg.output_tokens))
 
     def _respond(
-        self, model: str, messages: list, optional_params: dict, model_response: ModelResponse
+        self, model: str, messages: list, optional_params: dict, model_response: ModelResponse, scripted: str | None
     ) -> ModelResponse:
-        text = self.reply(model, messages, optional_params)
-        model_response.choices[0].message.content = text
+        text, finish = self.reply(model, messages, optional_params, scripted)
+        choice: Any = model_response.choices[0]
+        choice.message.content = text
+        choice.finish_reason = finish
         prompt_tokens = len(prompt_words(messages))
         model_response.usage = LiteUsage(  # type: ignore[attr-defined]
             prompt_tokens=prompt_tokens,
@@ -156,9 +233,9 @@ class ScriptedProvider(CustomLLM):
         **kw: Any,
     ) -> ModelResponse:
         """Blocking scripted reply."""
-        if self.cfg.latency_s:
-            time.sleep(self.cfg.latency_s)
-        return self._respond(model, messages, optional_params, model_response)
+        scripted = self._next_scripted()
+        time.sleep(self.sample_latency() + _hang_seconds(scripted))
+        return self._respond(model, messages, optional_params, model_response, scripted)
 
     async def acompletion(  # type: ignore[override]
         self,
@@ -170,6 +247,16 @@ class ScriptedProvider(CustomLLM):
         **kw: Any,
     ) -> ModelResponse:
         """Async scripted reply after the configured latency."""
-        if self.cfg.latency_s:
-            await asyncio.sleep(self.cfg.latency_s)
-        return self._respond(model, messages, optional_params, model_response)
+        scripted = self._next_scripted()
+        delay = self.sample_latency() + _hang_seconds(scripted)
+        if delay:
+            await asyncio.sleep(delay)
+        return self._respond(model, messages, optional_params, model_response, scripted)
+
+
+def _hang_seconds(scripted: str | None) -> float:
+    """How long a ``!fault:hang[:SECONDS]`` output keeps the caller waiting (0 for anything else)."""
+    if scripted is None or not scripted.startswith("!fault:hang"):
+        return 0.0
+    arg = scripted.removeprefix("!fault:hang").lstrip(":")
+    return float(arg) if arg else 3600.0
