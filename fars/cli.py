@@ -26,12 +26,21 @@ commands:
                                   fars run resume=outputs/2026-01-01/12-00-00-000000
   run --cfg job              print the composed config and exit
   run --help                 Hydra's help: config groups and their options
+  compare BASE CAND [...]    compare runs or a sweep folder; exit 1 on a score regression (--help)
+  report RUN                 write RUN/report.html, a self-contained page of the run (--help)
+  review PAPER [KEY=VALUE]   review a .pdf/.tex/.md/.txt paper; writes review.json and review.md (--help)
+  calibrate [KEY=VALUE]      measure the reviewer against human reviews, optionally fit its calibration (--help)
 
 exit status: 0 done, 1 the run produced no paper, 2 bad config or arguments
 """
 
 # other commands: name -> module with ``main(args: list[str]) -> int`` (imported only when used)
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "compare": "fars.commands.compare",
+    "report": "fars.commands.report",
+    "review": "fars.commands.review",
+    "calibrate": "fars.commands.calibrate",
+}
 
 log = logging.getLogger("fars")
 _last_record: Any = None
@@ -72,9 +81,13 @@ def _resume_overrides(run_dir_text: str, overrides: list[str]) -> list[str]:
     run_dir = Path(run_dir_text).expanduser()
     from fars.pipeline import LEDGER_FILE
 
-    if not (run_dir / LEDGER_FILE).is_file():
-        raise UsageError(f"resume={run_dir_text}: no {LEDGER_FILE} there; give the folder of an earlier `fars run`")
     saved = run_dir / ".hydra" / "overrides.yaml"
+    # a run killed during start-up has its overrides but no ledger yet: resuming starts it afresh there
+    if not (run_dir / LEDGER_FILE).is_file() and not saved.is_file():
+        raise UsageError(
+            f"resume={run_dir_text}: neither {LEDGER_FILE} nor .hydra/overrides.yaml there; "
+            "give the folder of an earlier `fars run`"
+        )
     original = yaml.safe_load(saved.read_text()) if saved.is_file() else []
     keep = [o for o in original if not o.startswith(("resume=", "hydra.run.dir="))]
     new = [o for o in overrides if not o.startswith("resume=")]
@@ -85,10 +98,21 @@ def expand_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override list of every job the command would launch (one unless sweeping)."""
     if not multirun:
         return [overrides]
+    from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
-    parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("hydra.")])
+    user = [o for o in overrides if not o.startswith("hydra.")]
+    preset: list[str] = []  # sweep values a preset declares in hydra.sweeper.params (+sweep=...)
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            params = compose("run", overrides=user, return_hydra_config=True).hydra.sweeper.get("params") or {}
+        given = {o.split("=", 1)[0].lstrip("+~") for o in user}
+        preset = [f"{key}={value}" for key, value in params.items() if key not in given]
+    except HydraException:
+        pass  # preflight reports the composition problem itself
+    parsed = OverridesParser.create().parse_overrides([*user, *preset])
     batches = BasicSweeper.split_arguments(parsed, None)
     return [job for batch in batches for job in batch]
 
@@ -101,6 +125,7 @@ def preflight(jobs: list[list[str]]) -> list[str]:
     from omegaconf.errors import OmegaConfBaseException
 
     from fars.config import ConfigError, validate_config
+    from fars.latex import engine_notice
 
     def try_compose(overrides: list[str]) -> tuple[Any, str | None]:
         try:
@@ -123,9 +148,13 @@ def preflight(jobs: list[list[str]]) -> list[str]:
                     continue
             raw = OmegaConf.to_container(composed, resolve=True)
             try:
-                validate_config(raw)  # type: ignore[arg-type]
+                cfg = validate_config(raw)  # type: ignore[arg-type]
             except ConfigError as exc:
                 problems += [label + p for p in exc.problems]
+                continue
+            level, notice = engine_notice(cfg.paper.compile, cfg.paper.engine)
+            if level >= logging.ERROR:  # paper.compile=always without a TeX engine: refuse before running
+                problems.append(label + notice)
     return problems
 
 
@@ -206,4 +235,6 @@ def _hydra_entry() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fars import cli as _cli  # the importable module: commands raise *its* UsageError, not __main__'s
+
+    sys.exit(_cli.main())

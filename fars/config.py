@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
+from review.settings import ReviewerConfig  # the reviewer group's schema lives with the (standalone) reviewer
+
 _STRICT = ConfigDict(extra="forbid")
 STAGE_NAMES = ("ideation", "planning", "experiment", "writing", "review")
 
@@ -32,8 +34,14 @@ class ScriptedModelConfig:
     """Settings of the deterministic scripted model used by tests and benchmarks."""
 
     output_tokens: int = Field(default=7, ge=1)  # tokens billed for every reply
-    latency_s: float = Field(default=0.0, ge=0.0)
+    latency_s: float = Field(default=0.0, ge=0.0)  # the mean latency of a reply
+    # how latency varies (benchmarks): fixed, exponential, lognormal (sigma = spread), uniform (+-spread x mean)
+    latency_dist: Literal["fixed", "exponential", "lognormal", "uniform"] = "fixed"
+    latency_spread: float = Field(default=0.5, ge=0.0, le=3.0)
+    latency_seed: int = 0
     outputs: list[str] = Field(default_factory=list)  # replies given in order before generating
+    # bill replies at this real model's litellm price (e.g. openai/gpt-4o-mini) to test dollar budgets
+    price_as: str | None = None
 
 
 @dataclass(config=_STRICT)
@@ -52,6 +60,7 @@ class LLMConfig:
     cache_dir: str | None = None  # None: $FARS_CACHE_DIR or ~/.cache/fars
     api_base: str | None = None
     api_key_env: str | None = None  # name of the environment variable holding the key
+    fallbacks: list[str] = Field(default_factory=list)  # models tried in order when the model fails for good
     local: LocalModelConfig = Field(default_factory=LocalModelConfig)
     scripted: ScriptedModelConfig = Field(default_factory=ScriptedModelConfig)
 
@@ -79,41 +88,160 @@ class PipelineConfig:
 
 
 @dataclass(config=_STRICT)
-class ExperimentConfig:
-    """How the Experiment stage trains: engine, device, seeds, steps, time limit."""
+class ZeroConfig:
+    """DeepSpeed's ``zero_optimization`` block (keys as DeepSpeed spells them)."""
 
-    engine: Literal["plain"] = "plain"
+    stage: int = Field(default=0, ge=0, le=3)
+    overlap_comm: bool = False
+    contiguous_gradients: bool = True
+    reduce_bucket_size: int = Field(default=50_000_000, ge=1)
+
+
+@dataclass(config=_STRICT)
+class PrecisionFlag:
+    """DeepSpeed's ``bf16`` / ``fp16`` blocks."""
+
+    enabled: bool = False
+
+
+@dataclass(config=_STRICT)
+class DeepSpeedConfig:
+    """The numerics of every training run, as a DeepSpeed JSON: this node is written out as ``ds_config.json``.
+
+    Plain and DDP runs read the same node (bf16 autocast, accumulation, clipping), so engines compare like
+    for like. ``train_micro_batch_size_per_gpu: null`` splits the template's batch over ranks and steps.
+    """
+
+    zero_optimization: ZeroConfig = Field(default_factory=ZeroConfig)
+    bf16: PrecisionFlag = Field(default_factory=PrecisionFlag)
+    fp16: PrecisionFlag = Field(default_factory=PrecisionFlag)
+    train_micro_batch_size_per_gpu: int | None = Field(default=None, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    gradient_clipping: float = Field(default=0.0, ge=0.0)  # 0: no clipping
+
+    @model_validator(mode="after")
+    def _one_precision(self) -> DeepSpeedConfig:
+        if self.bf16.enabled and self.fp16.enabled:
+            raise ValueError("bf16 and fp16 are both enabled; enable at most one")
+        return self
+
+
+@dataclass(config=_STRICT)
+class ModelCodeConfig:
+    """The model-written method path: code against a template's extension point, smoke-run, repaired."""
+
+    enabled: bool = False  # off by default: the embedded 135M model rarely writes runnable code
+    max_attempts: int = Field(default=3, ge=1, le=10)  # first try plus repairs
+    smoke_steps: int = Field(default=3, ge=1)
+    smoke_timeout_s: float = Field(default=120.0, gt=0)
+    max_tokens: int = Field(default=900, ge=64)
+
+
+@dataclass(config=_STRICT)
+class ExperimentConfig:
+    """How the Experiment stage trains: engine, device, ranks per job, numerics, seeds, steps, time limit."""
+
+    engine: Literal["plain", "ddp", "deepspeed"] = "plain"
     device: Literal["cpu", "cuda"] = "cpu"
+    ranks_per_job: int = Field(default=1, ge=1, le=64)  # GPUs (or CPU ranks over gloo) per training job
+    nodes: int = Field(default=1, ge=1)  # >1 only with executor=slurm
     templates: list[str] = Field(default_factory=lambda: ["modadd"])
+    template_overrides: dict[str, float | int | str] = Field(default_factory=dict)  # knob -> value for every run
     seeds: int = Field(default=2, ge=1, le=20)
     steps: int = Field(default=300, ge=1)
     max_variants: int = Field(default=2, ge=1, le=8)
     timeout_s: float = Field(default=600.0, gt=0)
     threads_per_job: int = Field(default=1, ge=1)
+    compile: bool = False  # torch.compile (GPU throughput)
+    figures: bool = True  # learning-curve figures for the paper
+    deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
+    model_code: ModelCodeConfig = Field(default_factory=ModelCodeConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        problems = []
+        if self.device == "cpu" and self.deepspeed.fp16.enabled:
+            problems.append(
+                "deepspeed.fp16.enabled with device=cpu: fp16 is not supported on CPU (no fp16 kernels or loss "
+                "scaling there); use experiment.deepspeed.bf16.enabled=true or fp32"
+            )
+        if self.engine == "plain" and (self.ranks_per_job > 1 or self.nodes > 1):
+            problems.append(
+                f"engine=plain runs one rank (ranks_per_job={self.ranks_per_job}); use engine=ddp or deepspeed"
+            )
+        if self.engine != "deepspeed" and self.deepspeed.zero_optimization.stage > 0:
+            problems.append(
+                f"deepspeed.zero_optimization.stage={self.deepspeed.zero_optimization.stage} needs engine=deepspeed "
+                f"(got engine={self.engine})"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+@dataclass(config=_STRICT)
+class SlurmConfig:
+    """SLURM settings for ``executor.kind=slurm`` (jobs go through submitit)."""
+
+    cluster: Literal["slurm", "local", "debug"] = "slurm"  # local: submitit's local executor (tests)
+    partition: str | None = None
+    account: str | None = None
+    gpus_per_node: int = Field(default=0, ge=0)  # 0: experiment.ranks_per_job on one node
+    cpus_per_task: int = Field(default=4, ge=1)
+    mem_gb: int = Field(default=32, ge=1)
+    time_min: int = Field(default=60, ge=1)
+    folder: str = "slurm"  # submitit's logs, inside the project folder
+    extra: dict[str, str] = Field(default_factory=dict)  # more sbatch options, e.g. {constraint: h100}
 
 
 @dataclass(config=_STRICT)
 class ExecutorConfig:
-    """Where experiment jobs run and how many at once."""
+    """Where experiment jobs run: a local pool of whole GPUs (or CPU slots), or SLURM."""
 
-    kind: Literal["local"] = "local"
-    slots: int = Field(default=1, ge=1)
+    kind: Literal["local", "slurm"] = "local"
+    slots: int = Field(default=1, ge=1)  # CPU slots when there is no GPU (a job takes one per rank)
+    gpus: list[int] | None = None  # GPU ids the pool hands out; None: every visible GPU when device=cuda
+    launcher: Literal["torchrun", "deepspeed"] = "torchrun"  # how multi-rank jobs start
+    max_jobs: int | None = Field(default=None, ge=1)  # SLURM jobs in flight at once (None: no cap)
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
 
-@dataclass(config=_STRICT)
-class ReviewerConfig:
-    """The review form and how much of a paper one review call reads."""
-
-    form: Literal["iclr2025"] = "iclr2025"
-    max_paper_chars: int = Field(default=6000, ge=500)
+LiteratureSource = Literal["offline", "openalex", "arxiv", "semantic_scholar"]
+DEFAULT_CHAIN: tuple[LiteratureSource, ...] = ("semantic_scholar", "openalex", "arxiv", "offline")
+DEFAULT_FALLBACK: tuple[LiteratureSource, ...] = ("offline",)
 
 
 @dataclass(config=_STRICT)
 class LiteratureConfig:
-    """Where related work comes from."""
+    """Where related work comes from, how online services are retried, and the novelty check's bar."""
 
-    backend: Literal["none"] = "none"  # offline corpus and online backends: a later issue
-    top_k: int = Field(default=5, ge=1)
+    backend: Literal["offline", "openalex", "arxiv", "semantic_scholar", "online", "none"] = "offline"
+    # backend=online tries these in order; a single online backend tries ``fallback`` after itself
+    chain: list[LiteratureSource] = Field(default_factory=lambda: list(DEFAULT_CHAIN))
+    fallback: list[LiteratureSource] = Field(default_factory=lambda: list(DEFAULT_FALLBACK))
+    top_k: int = Field(default=5, ge=1, le=50)
+    corpus_path: str | None = None  # None: the bundled ICLR 2022 titles and abstracts
+    timeout_s: float = Field(default=20.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=20)  # per request, on 429, 5xx, time-outs, dropped connections
+    backoff_s: float = Field(default=1.0, ge=0.0)  # first wait, doubled each retry (Retry-After wins)
+    max_wait_s: float = Field(default=60.0, ge=0.0)  # cap on any single wait, Retry-After included
+    min_interval_s: float = Field(default=0.0, ge=0.0)  # pause between requests to one service (arXiv asks 3 s)
+    mailto: str | None = None  # OpenAlex "polite pool" contact address
+    api_key_env: str = "SEMANTIC_SCHOLAR_API_KEY"  # optional: Semantic Scholar works without a key, slower
+    novelty_max_similarity: float = Field(default=0.6, ge=0.0, le=1.0)  # at or above: too close, dropped
+    novelty_judged_similarity: float = Field(default=0.3, ge=0.0, le=1.0)  # at or above, the model's "not novel" drops
+
+
+@dataclass(config=_STRICT)
+class PaperConfig:
+    """How papers are compiled to PDF and what happens to numbers and citations that cannot be traced."""
+
+    compile: Literal["auto", "always", "never"] = "auto"  # auto: when a TeX engine is installed (said at start)
+    engine: Literal["pdflatex", "xelatex", "lualatex"] = "pdflatex"  # the one preferred; another is used if missing
+    compile_timeout_s: float = Field(default=120.0, gt=0)
+    # repair: drop model sentences with untraceable numbers or citations, then mark what is left;
+    # flag: only mark them (both record the rates and flag the paper in the RunRecord)
+    on_ungrounded: Literal["repair", "flag"] = "repair"
 
 
 @dataclass(config=_STRICT)
@@ -130,11 +258,29 @@ class TrackerConfig:
 
 @dataclass(config=_STRICT)
 class BudgetConfig:
-    """Limits for the whole run; None means unlimited."""
+    """Limits for the whole run and for each project; None means unlimited."""
 
     max_tokens: int | None = Field(default=None, ge=1)
     max_dollars: float | None = Field(default=None, gt=0)
     max_wall_s: float | None = Field(default=None, gt=0)
+    project_max_tokens: int | None = Field(default=None, ge=1)
+    project_max_dollars: float | None = Field(default=None, gt=0)
+    project_max_wall_s: float | None = Field(default=None, gt=0)
+
+
+@dataclass(config=_STRICT)
+class SandboxConfig:
+    """How model-written code is isolated (``fars.sandbox``) and what it may use."""
+
+    backend: Literal["auto", "bwrap", "unshare", "rlimits"] = "auto"  # auto: the strongest that works here
+    require_network_isolation: bool = False  # True: refuse to run code where the network cannot be cut
+    wall_s: float = Field(default=600.0, gt=0)  # wall-clock limit (the harness kills the process group)
+    cpu_s: int = Field(default=1200, ge=1)  # CPU seconds per process
+    memory_mb: int = Field(default=8192, ge=16)  # address space per process
+    processes: int = Field(default=256, ge=4)  # processes and threads of the sandbox user
+    file_size_mb: int = Field(default=1024, ge=1)  # largest file it may write
+    disk_mb: int = Field(default=4096, ge=1)  # total size of its folder
+    open_files: int = Field(default=256, ge=16)
 
 
 @dataclass(config=_STRICT)
@@ -150,8 +296,10 @@ class FarsConfig:
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     reviewer: ReviewerConfig = Field(default_factory=ReviewerConfig)
     literature: LiteratureConfig = Field(default_factory=LiteratureConfig)
+    paper: PaperConfig = Field(default_factory=PaperConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
 
 class ConfigError(ValueError):

@@ -33,6 +33,10 @@ CREATE INDEX IF NOT EXISTS calls_replay ON calls (project_id, stage, request_has
 CREATE TABLE IF NOT EXISTS artifacts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, stage TEXT NOT NULL,
     kind TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS code_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, stage TEXT NOT NULL,
+    attempt INTEGER NOT NULL, path TEXT, sha256 TEXT, ok INTEGER NOT NULL, error TEXT,
+    seconds REAL NOT NULL, ts REAL NOT NULL);
 """
 
 
@@ -172,6 +176,11 @@ class Ledger:
                 seconds[stage] = ts - started[stage]
         return seconds
 
+    def project_times(self) -> dict[str, tuple[float, float]]:
+        """Each project's first stage start and its last stage event (finish or failure), as epoch seconds."""
+        rows = self._db.execute("SELECT project_id, MIN(ts), MAX(ts) FROM stage_events GROUP BY project_id").fetchall()
+        return {r[0]: (float(r[1]), float(r[2])) for r in rows}
+
     def stage_events(self) -> list[tuple[str, str, str]]:
         """Every (project, stage, event) in order; tests use it to prove nothing ran twice."""
         rows = self._db.execute("SELECT project_id, stage, event FROM stage_events ORDER BY id").fetchall()
@@ -244,6 +253,34 @@ class Ledger:
             "INSERT INTO artifacts (project_id, stage, kind, path, sha256, ts) VALUES (?,?,?,?,?,?)",
             (project_id, artifact.stage, artifact.kind, artifact.path, artifact.sha256, time.time()),
         )
+
+    def record_code_attempt(
+        self,
+        project_id: str,
+        stage: str,
+        attempt: int,
+        *,
+        path: str | None,
+        sha256: str | None,
+        ok: bool,
+        error: str | None,
+        seconds: float,
+    ) -> None:
+        """Record one attempt at model-written code: where it is, whether its smoke run passed, and why not."""
+        self._db.execute(
+            "INSERT INTO code_attempts (project_id, stage, attempt, path, sha256, ok, error, seconds, ts) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (project_id, stage, attempt, path, sha256, int(ok), error, seconds, time.time()),
+        )
+
+    def code_attempts(self, project_id: str) -> list[dict[str, Any]]:
+        """A project's model-written code attempts in order."""
+        rows = self._db.execute(
+            "SELECT stage, attempt, path, sha256, ok, error, seconds FROM code_attempts WHERE project_id=? ORDER BY id",
+            (project_id,),
+        ).fetchall()
+        keys = ("stage", "attempt", "path", "sha256", "ok", "error", "seconds")
+        return [{**dict(zip(keys, r, strict=True)), "ok": bool(r[4])} for r in rows]
 
     def artifacts(self, project_id: str) -> list[Artifact]:
         """A project's artifacts, latest version of each path."""

@@ -16,9 +16,11 @@ from typing import Any
 
 from fars.budget import Budget, BudgetExceeded
 from fars.config import FarsConfig
+from fars.latex import LatexError, engine_notice
 from fars.ledger import Ledger, ProjectRow
 from fars.llm.client import LLMClient, LLMError, call_context
 from fars.records import ProjectStatus, RunRecord
+from fars.sandbox import describe_isolation
 from fars.stages import StageContext, StopProject, get_stage
 from fars.status import StatusBoard
 from fars.summary import build_run_record, write_run_record
@@ -85,14 +87,18 @@ class Pipeline:
         self._pending = [p for p in self.ledger.projects() if p.status in _RESUMABLE]
         for p in self.ledger.projects():
             self.board.update(p.id, stage=p.stage or "queued", status=p.status.value, title=p.title)
+        level, notice = engine_notice(self.cfg.paper.compile, self.cfg.paper.engine)
+        log.log(level, notice)  # said at the start, not found out after an expensive run
+        if level >= logging.ERROR:
+            raise LatexError(notice)
+        log.info("%s", describe_isolation(self.cfg.sandbox.backend))  # which isolation model-written code gets
         self.tracker.start(self.config_dict, self.run_dir, self.run_dir.name)
         llm = LLMClient(self.cfg.llm, self.ledger, self.budget)
-        semaphores = {"experiment": asyncio.Semaphore(self.cfg.executor.slots)}
 
         async def worker() -> None:
             while (project := self._claim()) is not None:
                 try:
-                    await self._run_project(project, llm, semaphores)
+                    await self._run_project(project, llm)
                 finally:
                     self._in_flight -= 1
                 record = self.record("running")
@@ -121,8 +127,9 @@ class Pipeline:
             await asyncio.sleep(min(1.0, self.cfg.pipeline.status_interval_s))
             self.board.refresh()
 
-    async def _run_project(self, project: ProjectRow, llm: LLMClient, semaphores: dict[str, asyncio.Semaphore]) -> None:
+    async def _run_project(self, project: ProjectRow, llm: LLMClient) -> None:
         pid = project.id
+        self._restore_project_budget(pid)
         outputs: dict[str, dict[str, Any]] = {}
         self.ledger.update_project(pid, status=ProjectStatus.running)
         self.board.update(pid, status="running")
@@ -142,7 +149,6 @@ class Pipeline:
                 run_dir=self.run_dir,
                 llm=llm,
                 ledger=self.ledger,
-                semaphores=semaphores,
                 outputs=dict(outputs),
                 stage=stage,
             )
@@ -154,7 +160,8 @@ class Pipeline:
                 self._end(pid, stop.status, stop.reason)
                 return
             except BudgetExceeded as exc:
-                self._stop = True  # no new project starts once a run budget is used up
+                if exc.scope == "run":
+                    self._stop = True  # no new project starts once a run budget is used up
                 self.ledger.stage_failed(pid, stage, str(exc))
                 self._end(pid, ProjectStatus.budget_exhausted, str(exc))
                 return
@@ -171,6 +178,17 @@ class Pipeline:
         self.ledger.update_project(pid, stage="done")
         self.board.update(pid, stage="done")
         self._end(pid, ProjectStatus.done, None)
+
+    def _restore_project_budget(self, pid: str) -> None:
+        """Give the budget a project's spending so far and its start time (kept in the ledger for resume)."""
+        key = f"project_started:{pid}"
+        started = self.ledger.get_meta(key)
+        if started is None:
+            started = str(time.time())
+            self.ledger.set_meta(key, started)
+        spent = self.ledger.usage(project_id=pid).get("", None)
+        tokens, dollars = (spent.total_tokens, spent.cost_usd) if spent else (0, 0.0)
+        self.budget.project(pid, tokens=tokens, dollars=dollars, started=float(started))
 
     def _end(self, pid: str, status: ProjectStatus, reason: str | None) -> None:
         self.ledger.update_project(pid, status=status, error=reason)

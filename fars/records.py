@@ -55,6 +55,7 @@ class Funnel(BaseModel):
 
     hypotheses: int = 0
     screened: int = 0
+    novel: int = 0  # screened hypotheses that passed the novelty check against the literature
     planned: int = 0
     experimented: int = 0
     written: int = 0
@@ -75,6 +76,11 @@ class ProjectSummary(BaseModel):
     artifacts: list[Artifact] = Field(default_factory=list)
     rating: float | None = None
     review: dict[str, Any] | None = None
+    started_at: float | None = None  # first stage start (epoch seconds); reports plot throughput from these
+    finished_at: float | None = None  # last stage event: when the project ended (a paper, for done ones)
+    grounded_number_rate: float | None = None  # share of the paper's result numbers traced to results/config
+    verified_citation_rate: float | None = None  # share of its citations that resolve to a literature record
+    grounding_flagged: bool | None = None  # something unverified remains (marked in the paper's text)
 
 
 class Totals(BaseModel):
@@ -101,4 +107,7 @@ class RunRecord(BaseModel):
     papers_per_hour: float = 0.0
     scores: list[float] = Field(default_factory=list)
     mean_score: float | None = None
+    grounded_number_rate: float | None = None  # over every written paper's checked numbers (pooled)
+    verified_citation_rate: float | None = None  # over every written paper's citations (pooled)
+    papers_flagged: int = 0  # written papers with something unverified left (marked in their text)
     projects: list[ProjectSummary] = Field(default_factory=list)

@@ -21,6 +21,7 @@ def funnel_from(ledger: Ledger) -> Funnel:
         if idea is not None:
             funnel.hypotheses += len(idea.get("hypotheses", []))
             funnel.screened += int(idea.get("screened", 0))
+            funnel.novel += int(idea.get("novel", idea.get("screened", 0)))
         for stage, attr in (
             ("planning", "planned"),
             ("experiment", "experimented"),
@@ -32,16 +33,35 @@ def funnel_from(ledger: Ledger) -> Funnel:
     return funnel
 
 
+def grounding_rates(counts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run-level grounding: rates pooled over every written paper's numbers and citations, papers flagged."""
+    if not counts:
+        return {}
+    checked = sum(c["numbers_checked"] for c in counts)
+    cites = sum(c["citations"] for c in counts)
+    return {
+        "grounded_number_rate": 1.0 if not checked else 1 - sum(c["numbers_ungrounded"] for c in counts) / checked,
+        "verified_citation_rate": 1.0 if not cites else 1 - sum(c["citations_unverified"] for c in counts) / cites,
+        "papers_flagged": sum(1 for c in counts if c["numbers_ungrounded"] or c["citations_unverified"]),
+    }
+
+
 def build_run_record(
     ledger: Ledger, run_dir: Path, config: dict[str, Any], status: str, started_at: float, resumed: int
 ) -> RunRecord:
     """The RunRecord of a run as the ledger has it now."""
     usage_by_project = ledger.usage(by="project_id")
+    times = ledger.project_times()
     projects = []
     scores = []
+    grounding_counts: list[dict[str, Any]] = []
     for row in ledger.projects():
         review = ledger.stage_output(row.id, "review")
         idea = ledger.stage_output(row.id, "ideation") or {}
+        written = ledger.stage_output(row.id, "writing") or {}
+        grounding = written.get("grounding") or {}
+        if grounding:
+            grounding_counts.append(grounding["after"])
         rating = float(review["rating"]) if review else None
         if rating is not None:
             scores.append(rating)
@@ -58,6 +78,11 @@ def build_run_record(
                 artifacts=ledger.artifacts(row.id),
                 rating=rating,
                 review=review.get("review") if review else None,
+                started_at=times[row.id][0] if row.id in times else None,
+                finished_at=times[row.id][1] if row.id in times else None,
+                grounded_number_rate=written.get("grounded_number_rate"),
+                verified_citation_rate=written.get("verified_citation_rate"),
+                grounding_flagged=grounding.get("flagged") if grounding else None,
             )
         )
     finished = time.time() if status != "running" else None
@@ -80,6 +105,7 @@ def build_run_record(
         papers_per_hour=papers / wall * 3600 if wall > 0 else 0.0,
         scores=scores,
         mean_score=sum(scores) / len(scores) if scores else None,
+        **grounding_rates(grounding_counts),
         projects=projects,
     )
 

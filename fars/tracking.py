@@ -20,6 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 PAPER_COLUMNS: list[str | int] = [
     "project", "status", "title", "rating", "soundness", "presentation", "contribution", "confidence",
     "input_tokens", "output_tokens", "cost_usd", "ideation_s", "planning_s", "experiment_s", "writing_s", "review_s",
+    "grounded_number_rate", "verified_citation_rate", "grounding_flagged",
 ]  # fmt: skip
 
 
@@ -66,6 +67,7 @@ def paper_row(p: ProjectSummary) -> list[Any]:
         p.id, p.status.value, p.title, p.rating, review.get("soundness"), review.get("presentation"),
         review.get("contribution"), review.get("confidence"), p.usage.input_tokens, p.usage.output_tokens,
         p.usage.cost_usd, *(round(secs.get(s, 0.0), 2) for s in ("ideation", "planning", "experiment", "writing", "review")),
+        p.grounded_number_rate, p.verified_citation_rate, p.grounding_flagged,
     ]  # fmt: skip
 
 
@@ -82,10 +84,27 @@ class WandbTracker:
         """Open the W&B run (offline unless configured online) in the run folder."""
         import wandb
 
+        overrides = run_dir / ".hydra" / "overrides.yaml"  # a sweep job is named by what it changes
+        if self.cfg.group and overrides.is_file():
+            import yaml
+
+            # overrides every job of the sweep shares (as typed on the command line) do not name a job
+            sweep_file = run_dir.parent / "multirun.yaml"
+            shared: set[str] = set()
+            if sweep_file.is_file():
+                sweep = yaml.safe_load(sweep_file.read_text(encoding="utf-8")) or {}
+                shared = set(sweep.get("hydra", {}).get("overrides", {}).get("task", []) or [])
+            changed = [
+                o
+                for o in yaml.safe_load(overrides.read_text(encoding="utf-8")) or []
+                if not o.startswith("hydra.") and o not in shared
+            ]
+            name = f"{name}: {' '.join(changed)}" if changed else name
         self.run = wandb.init(
             project=self.cfg.project,
             entity=self.cfg.entity,
             group=self.cfg.group,
+            job_type="sweep-job" if self.cfg.group else "run",
             tags=list(self.cfg.tags),
             name=name,
             mode=self.cfg.mode,
@@ -106,6 +125,14 @@ class WandbTracker:
                 "cost_usd/total": record.totals.overall.cost_usd,
                 "papers_per_hour": record.papers_per_hour,
                 **({"score/last": project.rating} if project.rating is not None else {}),
+                **(
+                    {
+                        "grounding/last_number_rate": project.grounded_number_rate,
+                        "grounding/last_citation_rate": project.verified_citation_rate,
+                    }
+                    if project.grounded_number_rate is not None and project.verified_citation_rate is not None
+                    else {}
+                ),
             }
         )
 
@@ -115,28 +142,51 @@ class WandbTracker:
         import wandb
 
         table = wandb.Table(columns=PAPER_COLUMNS, data=[paper_row(p) for p in record.projects])
-        summary: dict[str, Any] = {
-            "papers_table": table,
-            "papers_per_hour": record.papers_per_hour,
-            "wall_s": record.wall_s,
-            "tokens/total": record.totals.overall.total_tokens,
-            "tokens/input": record.totals.overall.input_tokens,
-            "tokens/output": record.totals.overall.output_tokens,
-            "cost_usd/total": record.totals.overall.cost_usd,
-            "calls/total": record.totals.overall.calls,
-            "calls/cache_hits": record.totals.overall.cache_hits,
-            **{f"funnel/{k}": v for k, v in record.funnel.model_dump().items()},
-            **{f"tokens/{stage}": u.total_tokens for stage, u in record.totals.by_stage.items()},
-            **{f"cost_usd/{stage}": u.cost_usd for stage, u in record.totals.by_stage.items()},
-        }
+        scalars = summary_metrics(record)
+        summary: dict[str, Any] = {"papers_table": table, **scalars}
         if record.scores:
-            summary["score/mean"] = record.mean_score
             summary["score/hist"] = wandb.Histogram(record.scores, num_bins=10)
         self.run.log(summary)
-        for key, value in summary.items():
-            if not isinstance(value, wandb.Table | wandb.Histogram):
-                self.run.summary[key] = value
+        for key, value in scalars.items():
+            self.run.summary[key] = value
         self.run.finish()
+
+
+def summary_metrics(record: RunRecord) -> dict[str, float | int]:
+    """The run's scalar results as W&B summary metrics, each equal to the RunRecord's figure.
+
+    The dashboard (``fars.evaluation.dashboard``) plots these names; keep the two in step.
+    """
+    overall = record.totals.overall
+    papers = sum(1 for p in record.projects if p.status.value == "done")
+    metrics: dict[str, float | int] = {
+        "papers": papers,
+        "projects": len(record.projects),
+        "papers_per_hour": record.papers_per_hour,
+        "wall_s": record.wall_s,
+        "tokens/total": overall.total_tokens,
+        "tokens/input": overall.input_tokens,
+        "tokens/output": overall.output_tokens,
+        "cost_usd/total": overall.cost_usd,
+        "calls/total": overall.calls,
+        "calls/cache_hits": overall.cache_hits,
+        **{f"funnel/{k}": v for k, v in record.funnel.model_dump().items()},
+        **{f"tokens/{stage}": u.total_tokens for stage, u in record.totals.by_stage.items()},
+        **{f"cost_usd/{stage}": u.cost_usd for stage, u in record.totals.by_stage.items()},
+    }
+    if papers:
+        metrics["tokens_per_paper"] = overall.total_tokens / papers
+        metrics["cost_usd_per_paper"] = overall.cost_usd / papers
+    if record.grounded_number_rate is not None and record.verified_citation_rate is not None:
+        metrics["grounding/number_rate"] = record.grounded_number_rate
+        metrics["grounding/citation_rate"] = record.verified_citation_rate
+        metrics["grounding/papers_flagged"] = record.papers_flagged
+    if record.scores:
+        metrics["score/mean"] = record.mean_score if record.mean_score is not None else 0.0
+        metrics["score/n"] = len(record.scores)
+        metrics["score/min"] = min(record.scores)
+        metrics["score/max"] = max(record.scores)
+    return metrics
 
 
 def make_tracker(cfg: TrackerConfig) -> NullTracker | WandbTracker:

@@ -50,3 +50,24 @@ def test_a_failing_tracker_warns_and_the_run_goes_on(
         tracker.finish(rec)
     assert tracker.broken
     assert "wandb service unreachable" in caplog.text and "run goes on" in caplog.text
+
+
+def test_summary_config_and_sweep_name_match_the_run_record(tmp_path: Path) -> None:
+    from fars.tracking import summary_metrics
+    from tests.evaluation.wandb_inspect import inspect_offline_run
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- pipeline.projects=2\n- hydra.job.num=1\n")
+    config = {"llm": {"model": "scripted/default"}, "pipeline": {"projects": 2}}
+    tracker = WandbTracker(TrackerConfig(mode="offline", group="12-00-00"))
+    tracker.start(config, tmp_path, "1")
+    rec = record(tmp_path)
+    tracker.finish(rec)
+    seen = inspect_offline_run(tmp_path)
+    assert seen["run"]["run_group"] == "12-00-00" and seen["run"]["job_type"] == "sweep-job"
+    assert seen["name"] == "1: pipeline.projects=2"
+    assert {k: v for k, v in seen["config"].items() if k != "_wandb"} == config
+    expected = summary_metrics(rec)
+    assert {k: seen["summary"][k] for k in expected} == expected
+    assert expected["score/mean"] == rec.mean_score and expected["papers"] == 1
+    assert seen["summary"]["papers_table"]["nrows"] == len(rec.projects)

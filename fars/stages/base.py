@@ -7,7 +7,6 @@ decides the project should stop raises ``StopProject`` with the final status.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import hashlib
 from collections.abc import Awaitable, Callable
@@ -67,7 +66,6 @@ class StageContext:
     run_dir: Path
     llm: LLMClient
     ledger: Ledger
-    semaphores: dict[str, asyncio.Semaphore] = field(default_factory=dict)  # named concurrency caps
     outputs: dict[str, StageOutput] = field(default_factory=dict)
     stage: str = ""
 
