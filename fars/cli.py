@@ -119,36 +119,22 @@ def expand_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
 
 def preflight(jobs: list[list[str]]) -> list[str]:
     """Compose and validate every job's config; return every problem found (empty when all good)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from hydra import initialize_config_dir
 
+    from fars.commands.configured import compose_job
     from fars.config import ConfigError, validate_config
     from fars.latex import engine_notice
-
-    def try_compose(overrides: list[str]) -> tuple[Any, str | None]:
-        try:
-            return compose("run", overrides=overrides), None
-        except (HydraException, OmegaConfBaseException) as exc:
-            return None, " ".join(str(exc).split()).split(" Config search path")[0]
 
     problems: list[str] = []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for job in jobs:
             label = f"job [{' '.join(job)}]: " if len(jobs) > 1 else ""
-            usable = [o for o in job if not o.startswith("hydra.")]
-            composed, error = try_compose(usable)
-            if error is not None:  # find every override Hydra rejects, then check the rest
-                rejected = {o: err for o in usable for _, err in [try_compose([o])] if err is not None}
-                problems += [f"{label}{o}: {err}" for o, err in rejected.items()]
-                composed, error = try_compose([o for o in usable if o not in rejected])
-                if error is not None:
-                    problems.append(label + error)
-                    continue
-            raw = OmegaConf.to_container(composed, resolve=True)
+            raw, rejected = compose_job("run", [o for o in job if not o.startswith("hydra.")])
+            problems += [label + p for p in rejected]
+            if raw is None:
+                continue
             try:
-                cfg = validate_config(raw)  # type: ignore[arg-type]
+                cfg = validate_config(raw)
             except ConfigError as exc:
                 problems += [label + p for p in exc.problems]
                 continue
@@ -174,11 +160,9 @@ def run_command(args: list[str]) -> int:
     if not passthrough:
         problems = preflight(expand_jobs(overrides, multirun))
         if problems:
-            lines = "\n".join(f"  - {p}" for p in problems)
-            print(
-                f"fars run: invalid config, nothing was run ({len(problems)} problem(s)):\n{lines}",
-                file=sys.stderr,
-            )
+            from fars.commands.configured import listing
+
+            print(f"fars run: {listing(problems)}", file=sys.stderr)
             return 2
     sys.argv = ["fars", *flags, *overrides]
     _hydra_entry()

@@ -8,7 +8,7 @@ The schemas live in an importable module (not ``__main__``) so Hydra launchers c
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
@@ -311,21 +311,26 @@ class ConfigError(ValueError):
         super().__init__(f"invalid config ({len(problems)} problem(s)):\n{lines}")
 
 
-_ADAPTER = TypeAdapter(FarsConfig)
+T = TypeVar("T")
 
 
 def _describe(err: Any) -> str:
     loc = ".".join(str(part) for part in err["loc"]) or "<root>"
     if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        return f"{loc}: unknown key (check its spelling; `fars run --cfg job` prints the config)"
+        return f"{loc}: unknown key (check its spelling; `--cfg job` prints the composed config)"
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     return f"{loc}: {err['msg']}{shown}"
 
 
-def validate_config(raw: dict[str, Any]) -> FarsConfig:
-    """Validate a composed config (plain dict, interpolations resolved); list every problem."""
+def validate_as(schema: type[T], raw: dict[str, Any]) -> T:
+    """Validate a composed config against a command's schema; ConfigError lists every problem."""
     try:
-        return _ADAPTER.validate_python(raw)
+        return TypeAdapter(schema).validate_python(raw)
     except ValidationError as exc:
         raise ConfigError([_describe(e) for e in exc.errors()]) from None
+
+
+def validate_config(raw: dict[str, Any]) -> FarsConfig:
+    """Validate a composed ``fars run`` config (plain dict, interpolations resolved); list every problem."""
+    return validate_as(FarsConfig, raw)
