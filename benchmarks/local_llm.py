@@ -1,7 +1,7 @@
 """Embedded model speed: generated tokens/s through FARS's client against raw llama-cpp-python.
 
-Both sides run the same prompts in the same process, on the same loaded model file, at temperature
-0 with the same output limit, alternating rounds so machine noise hits both alike. The client side
+Both sides run the same prompts in the same process, on the very same loaded model and thread, at
+temperature 0 with the same output limit, alternating rounds so machine noise hits both alike. The client side
 goes through everything a stage call does (litellm, the custom provider, ledger, budget; the cache
 off). Goal: client/raw ratio at least 0.95. Usage:
 
@@ -40,24 +40,25 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     args = parser.parse_args()
 
-    from llama_cpp import Llama
-
     from fars.config import LLMConfig, LocalModelConfig
     from fars.ledger import Ledger
     from fars.llm.client import LLMClient
-    from fars.llm.local import bundled_model_path
+    from fars.llm.local import LocalLlamaProvider, bundled_model_path
 
     path = bundled_model_path("smollm2-135m")
-    raw = Llama(model_path=str(path), n_ctx=4096, n_threads=args.threads, seed=0, verbose=False)
     cfg = LLMConfig(cache=False, max_tokens=args.max_tokens, local=LocalModelConfig(n_threads=args.threads, n_ctx=4096))
     ledger = Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite")
     client = LLMClient(cfg, ledger)
+    provider = next(h for h in client.handlers if isinstance(h, LocalLlamaProvider))
 
     def raw_round() -> tuple[int, float]:
         tokens, start = 0, time.perf_counter()
         for prompt in PROMPTS:
-            out = raw.create_chat_completion(
-                messages=[{"role": "user", "content": prompt}], temperature=0.0, max_tokens=args.max_tokens
+            out = provider.with_model(
+                "smollm2-135m",
+                lambda llm, p=prompt: llm.create_chat_completion(
+                    messages=[{"role": "user", "content": p}], temperature=0.0, max_tokens=args.max_tokens
+                ),
             )
             tokens += out["usage"]["completion_tokens"]
         return tokens, time.perf_counter() - start
