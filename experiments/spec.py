@@ -8,9 +8,11 @@ and the engine flags of ``experiments.engine`` (``--engine plain|ddp|deepspeed``
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import math
 import pkgutil
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -63,6 +65,17 @@ class TemplateSpec(BaseModel):
             if k.name == name:
                 return k
         raise KeyError(f"template {self.name!r} has no knob {name!r}; knobs: {[k.name for k in self.knobs]}")
+
+    def argument_parser(self, default_steps: int) -> argparse.ArgumentParser:
+        """The flags every ``train.py`` of this template starts from: run options and one per knob."""
+        p = argparse.ArgumentParser(description=self.description)
+        p.add_argument("--out_dir", type=Path, required=True)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--steps", type=int, default=default_steps)
+        kinds: dict[str, type] = {"float": float, "int": int, "choice": str}
+        for knob in self.knobs:
+            p.add_argument(f"--{knob.name}", type=kinds[knob.kind], default=knob.default, help=knob.help)
+        return p
 
     def defaults(self) -> dict[str, float | int | str]:
         """Every knob at its default."""

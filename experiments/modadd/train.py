@@ -21,15 +21,9 @@ from experiments.modadd import SPEC
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags: run options, engine options, plus one flag per knob."""
-    p = argparse.ArgumentParser(description=SPEC.description)
-    p.add_argument("--out_dir", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=300)
+    p = SPEC.argument_parser(default_steps=300)
     p.add_argument("--eval_every", type=int, default=0, help="0: about 20 evaluations per run")
     add_engine_args(p)
-    for knob in SPEC.knobs:
-        kind = {"float": float, "int": int, "choice": str}[knob.kind]
-        p.add_argument(f"--{knob.name}", type=kind, default=knob.default, help=knob.help)
     return p.parse_args(argv)
 
 

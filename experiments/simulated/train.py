@@ -22,14 +22,9 @@ SPREAD = 0.3  # lognormal sigma of the sleep around its nominal length
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Run options and one flag per knob; unknown flags (engine options) are ignored."""
-    p = argparse.ArgumentParser(description=SPEC.description)
-    p.add_argument("--out_dir", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=1000, help="simulated milliseconds of training")
+    p = SPEC.argument_parser(default_steps=1000)  # steps: simulated milliseconds of training
     p.add_argument("--engine", default="plain")
     p.add_argument("--device", default="cpu")
-    for knob in SPEC.knobs:
-        p.add_argument(f"--{knob.name}", type={"float": float, "int": int}.get(knob.kind, str), default=knob.default)
     return p.parse_known_args(argv)[0]
 
 
