@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -119,7 +120,25 @@ def register_providers(cfg: LLMConfig) -> list[Any]:
     others = [p for p in (litellm.custom_provider_map or []) if p.get("provider") not in _FREE_PROVIDERS]
     mine = [{"provider": name, "custom_handler": h} for name, h in zip(_FREE_PROVIDERS, handlers, strict=True)]
     litellm.custom_provider_map = [*others, *mine]  # type: ignore[list-item]
+    free = [m for m in (cfg.model, *cfg.fallbacks) if m.split("/", 1)[0] in _FREE_PROVIDERS]
+    if free:  # listed models are looked up exactly; unlisted ones cost litellm ~1 ms a call in pattern matching
+        litellm.register_model({m: _free_model_info(m, cfg) for m in free if m not in litellm.model_cost})
     return handlers
+
+
+def _free_model_info(model: str, cfg: LLMConfig) -> dict[str, Any]:
+    """litellm's model-info entry for one of our in-process models: free, chat, JSON-schema capable."""
+    context = cfg.local.n_ctx if model.startswith("local/") else 1_000_000
+    return {
+        "litellm_provider": model.split("/", 1)[0],
+        "mode": "chat",
+        "input_cost_per_token": 0.0,
+        "output_cost_per_token": 0.0,
+        "max_input_tokens": context,
+        "max_output_tokens": context,
+        "max_tokens": context,
+        "supports_response_schema": True,
+    }
 
 
 def request_hash(request: dict[str, Any]) -> str:
@@ -161,6 +180,9 @@ class LLMClient:
         self.budget = budget
         self.provider = cfg.model.split("/", 1)[0] if "/" in cfg.model else ""
         self._ordinals: Counter[tuple[str | None, str | None, str]] = Counter()
+        # a client (one session) never repeats a place and ordinal itself, so only places answered
+        # before it started can replay; fresh places skip the ledger look-up
+        self._replayable = ledger.answered_places() if ledger is not None else set()
         self._semaphore = asyncio.Semaphore(cfg.concurrency)
         self._warned_price = False
         self.cache: ResponseCache | None = None
@@ -197,7 +219,9 @@ class LLMClient:
         ordinal = self._ordinals[(ctx.project_id, ctx.stage, key)]
         self._ordinals[(ctx.project_id, ctx.stage, key)] += 1
 
-        reply = self.ledger.replay(ctx.project_id, ctx.stage, key, ordinal) if self.ledger else None
+        reply = None
+        if self.ledger is not None and (ctx.project_id, ctx.stage) in self._replayable:
+            reply = self.ledger.replay(ctx.project_id, ctx.stage, key, ordinal)
         deterministic = self.cfg.temperature == 0
         if reply is None and deterministic and self.cache is not None:
             reply = self.cache.get(key)
@@ -232,18 +256,10 @@ class LLMClient:
 
     async def structured(self, messages: list[dict[str, str]], schema: type[T], *, max_tokens: int | None = None) -> T:
         """A reply parsed into ``schema``: constrained where the provider can, validated, repaired."""
-        json_schema = schema.model_json_schema()
-        instruction = (
-            "Reply with one JSON object and nothing else. It must follow this JSON schema: "
-            + schema_for_prompt(json_schema)
-        )
+        instruction, response_format = _schema_request(schema)
         asked = [{"role": "system", "content": _join_system(messages, instruction)}] + [
             m for m in messages if m["role"] != "system"
         ]
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": False},
-        }
         limit = max_tokens or self.cfg.max_tokens
         problems = ""
         for attempt in range(self.cfg.repair_attempts + 1):
@@ -451,6 +467,29 @@ def parse_structured(schema: type[T], text: str) -> T:
         except ValueError:
             raise exc from None
         return schema.model_validate(data)
+
+
+def _schema_request(schema: type[BaseModel]) -> tuple[str, dict[str, Any]]:
+    """The instruction text and a fresh ``response_format`` asking for ``schema``."""
+    instruction, format_json = _schema_texts(schema)
+    return instruction, json.loads(format_json)  # a fresh copy: providers may edit the schema in place
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_texts(schema: type[BaseModel]) -> tuple[str, str]:
+    """The instruction and the ``response_format`` JSON for ``schema``, built once per schema class.
+
+    pydantic rebuilds a JSON schema on every ``model_json_schema()`` call (about 0.5 ms of CPU), and
+    the stages ask for the same few schemas thousands of times in a run.
+    """
+    json_schema = schema.model_json_schema()
+    shape = schema_for_prompt(json_schema)
+    instruction = f"Reply with one JSON object and nothing else. It must follow this JSON schema: {shape}"
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": False},
+    }
+    return instruction, json.dumps(response_format)
 
 
 def _join_system(messages: list[dict[str, str]], instruction: str) -> str:

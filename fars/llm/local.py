@@ -21,6 +21,7 @@ from litellm.types.utils import ModelResponse
 from litellm.types.utils import Usage as LiteUsage
 
 from fars.config import LocalModelConfig
+from fars.llm import stamp_free
 
 T = TypeVar("T")
 
@@ -135,6 +136,7 @@ class LocalLlamaProvider(CustomLLM):
         )
         model_response.model = f"local/{model}"
         model_response.created = int(time.time())
+        stamp_free(model_response)
         return model_response
 
     def completion(  # type: ignore[override]

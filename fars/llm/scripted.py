@@ -33,6 +33,7 @@ from litellm.types.utils import ModelResponse
 from litellm.types.utils import Usage as LiteUsage
 
 from fars.config import ScriptedModelConfig
+from fars.llm import stamp_free
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z\-]{2,}")
 
@@ -142,6 +143,7 @@ class ScriptedProvider(CustomLLM):
         self.calls = 0
         self._latency_rng = random.Random(cfg.latency_seed)
         self.waits: list[tuple[str | None, str | None, float]] = []  # (project, stage, simulated latency)
+        self.reply_cpu_s = 0.0  # CPU seconds spent making replies
 
     def sample_latency(self) -> float:
         """The next simulated latency: mean ``latency_s``, drawn from ``latency_dist`` with a seeded RNG.
@@ -209,7 +211,9 @@ class ScriptedProvider(CustomLLM):
     def _respond(
         self, model: str, messages: list, optional_params: dict, model_response: ModelResponse, scripted: str | None
     ) -> ModelResponse:
+        started = time.thread_time()
         text, finish = self.reply(model, messages, optional_params, scripted)
+        self.reply_cpu_s += time.thread_time() - started  # the model's work, not the harness's (benchmarks)
         choice: Any = model_response.choices[0]
         choice.message.content = text
         choice.finish_reason = finish
@@ -221,6 +225,7 @@ class ScriptedProvider(CustomLLM):
         )
         model_response.model = f"scripted/{model}"
         model_response.created = int(time.time())
+        stamp_free(model_response)
         return model_response
 
     def completion(  # type: ignore[override]

@@ -54,6 +54,28 @@ def test_structured_reply_is_valid_and_deterministic(tmp_path: Path) -> None:
     assert first == second
 
 
+def test_schema_requests_are_built_once_and_handed_out_fresh() -> None:
+    from fars.llm.client import _schema_request, _schema_texts
+
+    _schema_texts.cache_clear()
+    instruction, first = _schema_request(Colours)
+    first["json_schema"]["schema"]["properties"].clear()  # a provider editing the schema in place
+    again, second = _schema_request(Colours)
+    assert again == instruction and "favourite" in instruction
+    assert set(second["json_schema"]["schema"]["properties"]) == {"names", "favourite", "confidence"}
+    assert _schema_texts.cache_info().hits == 1
+
+
+def test_in_process_models_are_listed_with_litellm_as_free() -> None:
+    import litellm
+
+    LLMClient(scripted(model="scripted/listed-test", fallbacks=["local/other-test"]))
+    for model in ("scripted/listed-test", "local/other-test"):
+        info = litellm.get_model_info(model)
+        assert info["input_cost_per_token"] == 0.0 and info["output_cost_per_token"] == 0.0
+        assert info["supports_response_schema"]
+
+
 def test_invalid_reply_is_repaired_by_asking_again(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.sqlite")
     good = json.dumps({"names": ["a", "b", "c"], "favourite": "red", "confidence": 2})
