@@ -31,7 +31,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from experiments.metrics import Curves, Metrics, Provenance, combined_sha256, config_sha256, write_metrics
+from experiments.metrics import Curves, Metrics, Provenance, write_metrics
+from experiments.provenance import combined_sha256, config_sha256
 from experiments.spec import TemplateSpec
 
 ENGINES = ("plain", "ddp", "deepspeed")

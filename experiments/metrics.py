@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from pathlib import Path
@@ -63,11 +62,6 @@ class Metrics(BaseModel):
     provenance: Provenance
 
 
-def combined_sha256(files: dict[str, str]) -> str:
-    """One sha256 over many files' hashes, independent of order."""
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-
-
 def write_metrics(metrics: Metrics, out_dir: Path) -> Path:
     """Write ``metrics.json`` atomically (a killed run never leaves half a file)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,16 +70,6 @@ def write_metrics(metrics: Metrics, out_dir: Path) -> Path:
     tmp.write_text(json.dumps(metrics.model_dump(), indent=1), encoding="utf-8")
     tmp.replace(path)
     return path
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def config_sha256(config: dict[str, float | int | str]) -> str:
-    """sha256 of a config, independent of key order."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def read_metrics(path: Path) -> Metrics:

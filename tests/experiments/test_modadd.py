@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,20 @@ def test_knobs_coerce_model_values_into_range() -> None:
     assert width.coerce("300.7") == 301
     act = Knob(name="activation", kind="choice", default="relu", choices=["relu", "gelu"])
     assert act.coerce(" GELU ") == "gelu" and act.coerce("swish") == "relu"
+
+
+@pytest.mark.parametrize(
+    ("fields", "complaint"),
+    [
+        ({"name": "lr rate", "kind": "float", "default": 0.1}, "identifier"),
+        ({"name": "lr", "kind": "double", "default": 0.1}, "kind must be one of"),
+        ({"name": "act", "kind": "choice", "default": "elu", "choices": ["relu"]}, "not among its choices"),
+        ({"name": "lr", "kind": "float", "default": 0.1, "low": 1.0, "high": 0.5}, "above high"),
+    ],
+)
+def test_a_malformed_knob_is_refused_when_the_template_is_declared(fields: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        Knob(**fields)
 
 
 def test_unknown_template_names_the_known_ones() -> None:
