@@ -76,6 +76,9 @@ class PipelineConfig:
     screen_threshold: float = Field(default=1.5, ge=1, le=5)  # minimum mean screening score (1-5) to go on
     stages: list[str] = Field(default_factory=lambda: list(STAGE_NAMES))
     status_interval_s: float = Field(default=10.0, gt=0)
+    # how often run_record.json is rewritten while projects are running (it is also written at the end)
+    record_interval_s: float = Field(default=10.0, ge=0)
+    render_workers: int | None = Field(default=None, ge=1)  # processes drawing figures (None: half the CPUs, 1-4)
 
     @model_validator(mode="after")
     def _known_stages(self) -> PipelineConfig:

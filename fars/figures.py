@@ -1,8 +1,9 @@
 """Learning-curve figures of an experiment, drawn from its runs' ``metrics.json`` curves.
 
 One figure per quantity (the template's metric, and training plus validation loss): each condition's
-mean over seeds as a line with a band of one standard deviation. Written as PNG (Markdown) and PDF
-(LaTeX) with matplotlib's object API (no pyplot state, so concurrent projects do not collide).
+mean over seeds as a line with a band of one standard deviation. Written as PNG (Markdown, and LaTeX
+when no PDF is drawn) and, when the paper will be compiled, as vector PDF (LaTeX), with matplotlib's
+object API (no pyplot state). The Experiment stage calls it in a worker process (``fars.offload``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ def mean_curve(runs: list[Metrics], key: str) -> tuple[np.ndarray, np.ndarray, n
 
 
 def learning_curve_figures(
-    per_condition: dict[str, list[Metrics]], metric: str, folder: Path, project_dir: Path
+    per_condition: dict[str, list[Metrics]], metric: str, folder: Path, project_dir: Path, vector: bool = True
 ) -> list[dict[str, Any]]:
-    """Draw the figures into ``folder``; return their paths (relative to ``project_dir``) and captions."""
+    """Draw the figures into ``folder``; return their paths (relative to ``project_dir``) and captions.
+
+    ``vector``: also write each as PDF (about 40% of the drawing cost; only a LaTeX compile uses it).
+    """
     from matplotlib.figure import Figure
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,7 +60,8 @@ def learning_curve_figures(
         fig.tight_layout()
         png, pdf = folder / f"{stem}.png", folder / f"{stem}.pdf"
         fig.savefig(png)
-        fig.savefig(pdf)
+        if vector:
+            fig.savefig(pdf)
         what = (
             f"Validation {metric.removeprefix('val_').replace('_', ' ')}"
             if key != "loss"
@@ -65,7 +70,7 @@ def learning_curve_figures(
         out.append(
             {
                 "path": str(png.relative_to(project_dir)),
-                "pdf": str(pdf.relative_to(project_dir)),
+                "pdf": str(pdf.relative_to(project_dir)) if vector else None,
                 "caption": f"{what} over training steps for each condition; lines are means over up to {seeds} "
                 "seeds, bands one standard deviation.",
             }

@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS code_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, stage TEXT NOT NULL,
     attempt INTEGER NOT NULL, path TEXT, sha256 TEXT, ok INTEGER NOT NULL, error TEXT,
     seconds REAL NOT NULL, ts REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS stage_events_project ON stage_events (project_id, stage, event);
+CREATE INDEX IF NOT EXISTS artifacts_project ON artifacts (project_id);
 """
 
 
@@ -127,6 +129,15 @@ class Ledger:
             args.append(status.value)
         self._db.execute(f"UPDATE projects SET {', '.join(sets)} WHERE id=?", (*args, project_id))
 
+    def project(self, project_id: str) -> ProjectRow:
+        """One project's row (KeyError if the ledger has no such project)."""
+        row = self._db.execute(
+            "SELECT id, idx, area, stage, status, title, error FROM projects WHERE id=?", (project_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no project {project_id!r} in this run's ledger")
+        return ProjectRow(row[0], row[1], row[2], row[3], ProjectStatus(row[4]), row[5], row[6])
+
     def projects(self) -> list[ProjectRow]:
         """All projects in queue order."""
         rows = self._db.execute(
@@ -162,24 +173,42 @@ class Ledger:
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
+    def finished_outputs(self, project_id: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        """The latest output of every finished (project, stage), in one query (of one project if given)."""
+        where, args = ("AND project_id=?", (project_id,)) if project_id is not None else ("", ())
+        rows = self._db.execute(
+            "SELECT project_id, stage, output FROM stage_events WHERE id IN (SELECT MAX(id) FROM stage_events "
+            f"WHERE event='finish' {where} GROUP BY project_id, stage)",
+            args,
+        ).fetchall()
+        return {(r[0], r[1]): dict(json.loads(r[2])) for r in rows}
+
+    def all_stage_seconds(self) -> dict[str, dict[str, float]]:
+        """``stage_seconds`` of every project, in one query."""
+        rows = self._db.execute("SELECT project_id, stage, event, ts FROM stage_events ORDER BY id").fetchall()
+        return _stage_seconds(rows)
+
     def stage_seconds(self, project_id: str) -> dict[str, float]:
         """Wall seconds of each finished stage of a project (last start to its finish)."""
         rows = self._db.execute(
-            "SELECT stage, event, ts FROM stage_events WHERE project_id=? ORDER BY id", (project_id,)
+            "SELECT project_id, stage, event, ts FROM stage_events WHERE project_id=? ORDER BY id", (project_id,)
         ).fetchall()
-        started: dict[str, float] = {}
-        seconds: dict[str, float] = {}
-        for stage, event, ts in rows:
-            if event == "start":
-                started[stage] = ts
-            elif event == "finish" and stage in started:
-                seconds[stage] = ts - started[stage]
-        return seconds
+        return _stage_seconds(rows).get(project_id, {})
 
-    def project_times(self) -> dict[str, tuple[float, float]]:
+    def project_times(self, project_id: str | None = None) -> dict[str, tuple[float, float]]:
         """Each project's first stage start and its last stage event (finish or failure), as epoch seconds."""
-        rows = self._db.execute("SELECT project_id, MIN(ts), MAX(ts) FROM stage_events GROUP BY project_id").fetchall()
+        where, args = ("WHERE project_id=?", (project_id,)) if project_id is not None else ("", ())
+        rows = self._db.execute(
+            f"SELECT project_id, MIN(ts), MAX(ts) FROM stage_events {where} GROUP BY project_id", args
+        ).fetchall()
         return {r[0]: (float(r[1]), float(r[2])) for r in rows}
+
+    def count_finished(self, stage: str) -> int:
+        """How many projects finished ``stage``."""
+        row = self._db.execute(
+            "SELECT COUNT(DISTINCT project_id) FROM stage_events WHERE stage=? AND event='finish'", (stage,)
+        ).fetchone()
+        return int(row[0])
 
     def stage_events(self) -> list[tuple[str, str, str]]:
         """Every (project, stage, event) in order; tests use it to prove nothing ran twice."""
@@ -209,6 +238,11 @@ class Ledger:
                 row.error,
             ),
         )
+
+    def answered_places(self) -> set[tuple[str | None, str | None]]:
+        """Every (project, stage) with at least one answered call: the only places a call can be replayed."""
+        rows = self._db.execute("SELECT DISTINCT project_id, stage FROM calls WHERE response IS NOT NULL")
+        return {(r[0], r[1]) for r in rows}
 
     def replay(self, project_id: str | None, stage: str | None, request_hash: str, ordinal: int) -> str | None:
         """The reply of an earlier identical call at the same place in the run, if any."""
@@ -285,7 +319,31 @@ class Ledger:
     def artifacts(self, project_id: str) -> list[Artifact]:
         """A project's artifacts, latest version of each path."""
         rows = self._db.execute(
-            "SELECT kind, path, sha256, stage FROM artifacts WHERE project_id=? ORDER BY id", (project_id,)
+            "SELECT project_id, kind, path, sha256, stage FROM artifacts WHERE project_id=? ORDER BY id", (project_id,)
         ).fetchall()
-        latest = {r[1]: Artifact(kind=r[0], path=r[1], sha256=r[2], stage=r[3]) for r in rows}
-        return list(latest.values())
+        return _latest_artifacts(rows).get(project_id, [])
+
+    def all_artifacts(self) -> dict[str, list[Artifact]]:
+        """``artifacts`` of every project, in one query."""
+        rows = self._db.execute("SELECT project_id, kind, path, sha256, stage FROM artifacts ORDER BY id").fetchall()
+        return _latest_artifacts(rows)
+
+
+def _stage_seconds(rows: list[tuple[str, str, str, float]]) -> dict[str, dict[str, float]]:
+    """Wall seconds of each finished stage per project, from (project, stage, event, ts) rows in order."""
+    started: dict[tuple[str, str], float] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    for project, stage, event, ts in rows:
+        if event == "start":
+            started[(project, stage)] = ts
+        elif event == "finish" and (project, stage) in started:
+            seconds.setdefault(project, {})[stage] = ts - started[(project, stage)]
+    return seconds
+
+
+def _latest_artifacts(rows: list[tuple[str, str, str, str, str]]) -> dict[str, list[Artifact]]:
+    """The latest version of each artifact path per project, from (project, kind, path, sha, stage) rows."""
+    latest: dict[str, dict[str, Artifact]] = {}
+    for project, kind, path, sha, stage in rows:
+        latest.setdefault(project, {})[path] = Artifact(kind=kind, path=path, sha256=sha, stage=stage)
+    return {project: list(paths.values()) for project, paths in latest.items()}

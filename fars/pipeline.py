@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+from fars import offload
 from fars.budget import Budget, BudgetExceeded
 from fars.config import FarsConfig
 from fars.latex import LatexError, engine_notice
@@ -23,7 +25,7 @@ from fars.records import ProjectStatus, RunRecord
 from fars.sandbox import describe_isolation
 from fars.stages import StageContext, StopProject, get_stage
 from fars.status import StatusBoard
-from fars.summary import build_run_record, write_run_record
+from fars.summary import build_run_record, run_progress, summarize_project, write_run_record
 from fars.tracking import make_tracker
 
 log = logging.getLogger(__name__)
@@ -60,11 +62,14 @@ class Pipeline:
         self._pending: list[ProjectRow] = []  # unfinished projects from an earlier session
         self._in_flight = 0
         self._stop = False
+        self._record_written = -math.inf  # monotonic time run_record.json was last written
+        offload.configure(cfg.pipeline.render_workers)
 
     def record(self, status: str) -> RunRecord:
         """The RunRecord as of now, written to the run folder."""
         record = build_run_record(self.ledger, self.run_dir, self.config_dict, status, self.started_at, self.resumed)
         write_run_record(record, self.run_dir)
+        self._record_written = time.monotonic()
         return record
 
     def _claim(self) -> ProjectRow | None:
@@ -101,9 +106,12 @@ class Pipeline:
                     await self._run_project(project, llm)
                 finally:
                     self._in_flight -= 1
-                record = self.record("running")
-                summary = next(s for s in record.projects if s.id == project.id)
-                self.tracker.log_project(summary, record)
+                # only this project's rows and a few totals: a full RunRecord per project is O(projects^2)
+                self.tracker.log_project(
+                    summarize_project(self.ledger, project.id), run_progress(self.ledger, self.started_at)
+                )
+                if time.monotonic() - self._record_written >= self.cfg.pipeline.record_interval_s:
+                    self.record("running")
 
         status = "interrupted"
         try:

@@ -2,33 +2,35 @@
 
 from __future__ import annotations
 
-import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fars.ledger import Ledger
-from fars.records import Funnel, ProjectStatus, ProjectSummary, RunRecord, Totals, Usage
+from fars.ledger import Ledger, ProjectRow
+from fars.records import Artifact, Funnel, ProjectStatus, ProjectSummary, RunRecord, Totals, Usage
 
 RUN_RECORD_FILE = "run_record.json"
+Outputs = dict[tuple[str, str], dict[str, Any]]  # (project, stage) -> the stage's latest output
 
 
-def funnel_from(ledger: Ledger) -> Funnel:
-    """Funnel counts from the finished stages' outputs."""
+def funnel_from(ledger: Ledger, outputs: Outputs | None = None) -> Funnel:
+    """Funnel counts from the finished stages' outputs (``outputs``: ``ledger.finished_outputs()``)."""
+    outputs = ledger.finished_outputs() if outputs is None else outputs
     funnel = Funnel()
     for project in ledger.projects():
-        idea = ledger.stage_output(project.id, "ideation")
+        idea = outputs.get((project.id, "ideation"))
         if idea is not None:
             funnel.hypotheses += len(idea.get("hypotheses", []))
             funnel.screened += int(idea.get("screened", 0))
-            funnel.novel += int(idea.get("novel", idea.get("screened", 0)))
+            funnel.novel += int(idea.get("novel", idea.get("screened")) or 0)
         for stage, attr in (
             ("planning", "planned"),
             ("experiment", "experimented"),
             ("writing", "written"),
             ("review", "reviewed"),
         ):
-            if ledger.stage_output(project.id, stage) is not None:
+            if (project.id, stage) in outputs:
                 setattr(funnel, attr, getattr(funnel, attr) + 1)
     return funnel
 
@@ -46,45 +48,107 @@ def grounding_rates(counts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def project_summary(
+    row: ProjectRow,
+    outputs: Outputs,
+    seconds: dict[str, float],
+    usage: Usage,
+    artifacts: list[Artifact],
+    times: tuple[float, float] | None,
+) -> ProjectSummary:
+    """One project's summary from what the ledger holds about it."""
+    review = outputs.get((row.id, "review"))
+    idea = outputs.get((row.id, "ideation")) or {}
+    written = outputs.get((row.id, "writing")) or {}
+    grounding = written.get("grounding") or {}
+    return ProjectSummary(
+        id=row.id,
+        status=row.status,
+        stage=row.stage,
+        title=row.title,
+        hypothesis=(idea.get("chosen") or {}).get("statement"),
+        error=row.error,
+        stage_seconds=seconds,
+        usage=usage,
+        artifacts=artifacts,
+        rating=float(review["rating"]) if review else None,
+        review=review.get("review") if review else None,
+        started_at=times[0] if times else None,
+        finished_at=times[1] if times else None,
+        grounded_number_rate=written.get("grounded_number_rate"),
+        verified_citation_rate=written.get("verified_citation_rate"),
+        grounding_flagged=grounding.get("flagged") if grounding else None,
+    )
+
+
+def summarize_project(ledger: Ledger, project_id: str) -> ProjectSummary:
+    """One project's summary, reading only that project's rows (cheap at any run size)."""
+    row = ledger.project(project_id)
+    return project_summary(
+        row,
+        ledger.finished_outputs(project_id),
+        ledger.stage_seconds(project_id),
+        ledger.usage(project_id=project_id).get("", Usage()),
+        ledger.artifacts(project_id),
+        ledger.project_times(project_id).get(project_id),
+    )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Running totals of a run, as W&B logs them when a project ends."""
+
+    finished: int  # projects no longer queued or running
+    papers: int  # projects with a review (the RunRecord's ``scores``)
+    usage: Usage
+    papers_per_hour: float
+
+    @classmethod
+    def from_record(cls, record: RunRecord) -> Progress:
+        """The same totals read off a RunRecord."""
+        finished = sum(1 for p in record.projects if p.status not in (ProjectStatus.queued, ProjectStatus.running))
+        return cls(finished, len(record.scores), record.totals.overall, record.papers_per_hour)
+
+
+def run_progress(ledger: Ledger, started_at: float) -> Progress:
+    """Running totals in a few aggregate queries, without building the whole RunRecord."""
+    statuses = [p.status for p in ledger.projects()]
+    wall = time.time() - started_at
+    done = statuses.count(ProjectStatus.done)
+    return Progress(
+        finished=sum(1 for s in statuses if s not in (ProjectStatus.queued, ProjectStatus.running)),
+        papers=ledger.count_finished("review"),
+        usage=ledger.total_usage(),
+        papers_per_hour=done / wall * 3600 if wall > 0 else 0.0,
+    )
+
+
 def build_run_record(
     ledger: Ledger, run_dir: Path, config: dict[str, Any], status: str, started_at: float, resumed: int
 ) -> RunRecord:
-    """The RunRecord of a run as the ledger has it now."""
+    """The RunRecord of a run as the ledger has it now (a fixed number of queries, whatever the run's size)."""
     usage_by_project = ledger.usage(by="project_id")
     times = ledger.project_times()
-    projects = []
-    scores = []
-    grounding_counts: list[dict[str, Any]] = []
-    for row in ledger.projects():
-        review = ledger.stage_output(row.id, "review")
-        idea = ledger.stage_output(row.id, "ideation") or {}
-        written = ledger.stage_output(row.id, "writing") or {}
-        grounding = written.get("grounding") or {}
-        if grounding:
-            grounding_counts.append(grounding["after"])
-        rating = float(review["rating"]) if review else None
-        if rating is not None:
-            scores.append(rating)
-        projects.append(
-            ProjectSummary(
-                id=row.id,
-                status=row.status,
-                stage=row.stage,
-                title=row.title,
-                hypothesis=(idea.get("chosen") or {}).get("statement"),
-                error=row.error,
-                stage_seconds=ledger.stage_seconds(row.id),
-                usage=usage_by_project.get(row.id, Usage()),
-                artifacts=ledger.artifacts(row.id),
-                rating=rating,
-                review=review.get("review") if review else None,
-                started_at=times[row.id][0] if row.id in times else None,
-                finished_at=times[row.id][1] if row.id in times else None,
-                grounded_number_rate=written.get("grounded_number_rate"),
-                verified_citation_rate=written.get("verified_citation_rate"),
-                grounding_flagged=grounding.get("flagged") if grounding else None,
-            )
+    outputs = ledger.finished_outputs()
+    seconds = ledger.all_stage_seconds()
+    artifacts = ledger.all_artifacts()
+    projects = [
+        project_summary(
+            row,
+            outputs,
+            seconds.get(row.id, {}),
+            usage_by_project.get(row.id, Usage()),
+            artifacts.get(row.id, []),
+            times.get(row.id),
         )
+        for row in ledger.projects()
+    ]
+    scores = [p.rating for p in projects if p.rating is not None]
+    grounding_counts = [
+        outputs[(p.id, "writing")]["grounding"]["after"]
+        for p in projects
+        if (outputs.get((p.id, "writing")) or {}).get("grounding")
+    ]
     finished = time.time() if status != "running" else None
     wall = (finished or time.time()) - started_at
     papers = sum(1 for p in projects if p.status == ProjectStatus.done)
@@ -96,7 +160,7 @@ def build_run_record(
         wall_s=wall,
         resumed=resumed,
         config=config,
-        funnel=funnel_from(ledger),
+        funnel=funnel_from(ledger, outputs),
         totals=Totals(
             overall=ledger.total_usage(),
             by_stage=ledger.usage(by="stage"),
@@ -114,7 +178,7 @@ def write_run_record(record: RunRecord, run_dir: Path) -> Path:
     """Write the RunRecord atomically (a reader never sees half a file)."""
     path = run_dir / RUN_RECORD_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record.model_dump(mode="json"), indent=1), encoding="utf-8")
+    tmp.write_text(record.model_dump_json(indent=1), encoding="utf-8")  # pydantic's encoder: ~10x json's
     tmp.replace(path)
     return path
 

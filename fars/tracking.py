@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from fars.config import TrackerConfig
 from fars.records import ProjectSummary, RunRecord
+from fars.summary import Progress
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,7 +53,7 @@ class NullTracker:
     def start(self, config: dict[str, Any], run_dir: Path, name: str) -> None:
         """Do nothing."""
 
-    def log_project(self, project: ProjectSummary, record: RunRecord) -> None:
+    def log_project(self, project: ProjectSummary, progress: Progress) -> None:
         """Do nothing."""
 
     def finish(self, record: RunRecord) -> None:
@@ -114,16 +115,15 @@ class WandbTracker:
         )
 
     @guarded
-    def log_project(self, project: ProjectSummary, record: RunRecord) -> None:
+    def log_project(self, project: ProjectSummary, progress: Progress) -> None:
         """Log running totals when a project ends."""
-        finished = sum(1 for p in record.projects if p.status.value not in ("queued", "running"))
         self.run.log(
             {
-                "projects_finished": finished,
-                "papers": len(record.scores),
-                "tokens/total": record.totals.overall.total_tokens,
-                "cost_usd/total": record.totals.overall.cost_usd,
-                "papers_per_hour": record.papers_per_hour,
+                "projects_finished": progress.finished,
+                "papers": progress.papers,
+                "tokens/total": progress.usage.total_tokens,
+                "cost_usd/total": progress.usage.cost_usd,
+                "papers_per_hour": progress.papers_per_hour,
                 **({"score/last": project.rating} if project.rating is not None else {}),
                 **(
                     {

@@ -13,7 +13,7 @@ from pathlib import Path
 from fars.latex import find_tex_engine
 from fars.ledger import Ledger
 from fars.records import ProjectStatus
-from fars.summary import read_run_record
+from fars.summary import read_run_record, run_progress, summarize_project
 from tests.conftest import FAST, fars_command, run_fars
 
 
@@ -26,6 +26,15 @@ def assert_record_matches_ledger(run_dir: Path) -> None:
     with sqlite3.connect(run_dir / "ledger.sqlite") as db:
         tokens = db.execute("SELECT SUM(input_tokens + output_tokens) FROM calls").fetchone()[0]
     assert record.totals.overall.total_tokens == tokens
+    # what W&B gets as each project ends (one project's rows, a few totals) agrees with the full record
+    for project in record.projects:
+        assert summarize_project(ledger, project.id) == project
+    progress = run_progress(ledger, record.started_at)
+    assert (progress.finished, progress.papers, progress.usage) == (
+        sum(1 for p in record.projects if p.status not in (ProjectStatus.queued, ProjectStatus.running)),
+        len(record.scores),
+        record.totals.overall,
+    )
 
 
 def test_scripted_run_writes_papers_reviews_and_a_consistent_record(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from fars.config import TrackerConfig
 from fars.records import Funnel, ProjectStatus, ProjectSummary, RunRecord, Totals
+from fars.summary import Progress
 from fars.tracking import WandbTracker
 
 
@@ -26,7 +27,7 @@ def test_offline_run_is_written_in_the_run_folder(tmp_path: Path) -> None:
     tracker = WandbTracker(TrackerConfig(mode="offline", project="fars-test"))
     tracker.start({"area": "x"}, tmp_path, "test")
     rec = record(tmp_path)
-    tracker.log_project(rec.projects[0], rec)
+    tracker.log_project(rec.projects[0], Progress.from_record(rec))
     tracker.finish(rec)
     assert not tracker.broken
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
@@ -46,7 +47,7 @@ def test_a_failing_tracker_warns_and_the_run_goes_on(
     with caplog.at_level(logging.WARNING):
         tracker.start({}, tmp_path, "test")
         rec = record(tmp_path)
-        tracker.log_project(rec.projects[0], rec)
+        tracker.log_project(rec.projects[0], Progress.from_record(rec))
         tracker.finish(rec)
     assert tracker.broken
     assert "wandb service unreachable" in caplog.text and "run goes on" in caplog.text

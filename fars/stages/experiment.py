@@ -29,6 +29,7 @@ from fars.executor.launch import JobFailed, JobTimeout, build_command, job_env, 
 from fars.executor.pool import SlotPool
 from fars.executor.slurm import run_slurm_job
 from fars.figures import learning_curve_figures
+from fars.offload import run_in_worker
 from fars.sandbox import SandboxError, SandboxLimits, read_sandbox_file, run_sandboxed_async
 from fars.stages.base import StageContext, StageFn, StageOutput, register_stage
 from fars.stages.model_code import CodeAttempt, write_method
@@ -274,12 +275,18 @@ def experiment(cfg: FarsConfig) -> StageFn:
         table, best = aggregate(per_condition, conditions, template.metric, template.higher_is_better)
         figures = []
         if exp.figures:
-            figures = learning_curve_figures(
-                per_condition, template.metric, ctx.project_dir / "figures", ctx.project_dir
+            figures = await run_in_worker(  # matplotlib off the event loop other projects share
+                learning_curve_figures,
+                per_condition,
+                template.metric,
+                ctx.project_dir / "figures",
+                ctx.project_dir,
+                vector=ctx.cfg.paper.compile != "never",
             )
             for fig in figures:
-                ctx.record_artifact("figure", ctx.project_dir / fig["path"])
-                ctx.record_artifact("figure", ctx.project_dir / fig["pdf"])
+                for key in ("path", "pdf"):
+                    if fig[key]:
+                        ctx.record_artifact("figure", ctx.project_dir / fig[key])
         first = per_condition["baseline"][0]
         results = {
             "template": template.name,

@@ -174,6 +174,9 @@ def test_aggregation_and_figures_from_real_runs(tmp_path: Path) -> None:
         assert (tmp_path / fig["path"]).read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / fig["pdf"]).read_bytes()[:4] == b"%PDF" and "seeds" in fig["caption"]
     assert json.dumps(figures)  # JSON-able for the stage output
+    # no LaTeX compile ahead: PNG only (the PDF copies cost ~40% of the drawing)
+    raster = learning_curve_figures(per, "val_accuracy", tmp_path / "png-only", tmp_path, vector=False)
+    assert [f["pdf"] for f in raster] == [None, None] and not list((tmp_path / "png-only").glob("*.pdf"))
 
 
 HOSTILE_METHOD = """

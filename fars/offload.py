@@ -1,0 +1,111 @@
+"""CPU-heavy stage work (figure rendering) in worker processes, off the event loop.
+
+Every project in flight shares one event loop. A matplotlib figure costs 0.1-0.3 s of CPU while
+holding the GIL, so rendering in the loop (or a thread) stalls every other project's model calls
+for that long; at hundreds of projects in flight that adds up to the loop doing little else. A
+small pool of spawned worker processes renders instead: the loop only waits on a future.
+
+Workers are spawned, not forked (the parent holds threads: the llama.cpp worker, W&B), start on
+first use (``pipeline.render_workers`` of them), ignore Ctrl-C (the parent decides what an interrupt means) and run single-threaded BLAS.
+A worker that dies (killed, out of memory) breaks the pool: the call fails with ``OffloadError``
+naming what happened and the next call starts a fresh pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_workers: int | None = None
+
+
+class OffloadError(RuntimeError):
+    """A worker process died before it finished the job."""
+
+
+def worker_count() -> int:
+    """Workers the pool starts with: as configured, else half the CPUs (1 to 4)."""
+    return _workers or max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def configure(workers: int | None) -> None:
+    """Set the pool size (None: automatic); a running pool of another size is stopped first."""
+    global _workers
+    if workers is not None and workers < 1:
+        raise ValueError(f"offload workers must be at least 1, got {workers}")
+    if workers != _workers:
+        shutdown()
+        _workers = workers
+
+
+def _init_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _get_pool() -> ProcessPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(
+                max_workers=worker_count(), mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            )
+        return _pool
+
+
+def shutdown() -> None:
+    """Stop the workers (they restart on the next call); waits for running jobs."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def run_in_worker(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``fn(*args, **kwargs)`` in a worker process; its exceptions are raised here as they were there.
+
+    ``fn`` must be importable by name and its arguments and result picklable.
+    """
+    pool = _get_pool()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args, **kwargs))
+    except BrokenProcessPool as exc:
+        global _pool
+        with _lock:
+            if _pool is pool:
+                _pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise OffloadError(
+            f"the worker process running {getattr(fn, '__name__', fn)} died ({exc}); "
+            "the next call starts fresh workers. Check memory limits, or lower pipeline.render_workers."
+        ) from exc
+
+
+def worker_cpu_s() -> float:
+    """CPU seconds the live workers have used so far (Linux ``/proc``; 0 elsewhere or with no pool)."""
+    pool = _pool
+    processes = getattr(pool, "_processes", None) or {}
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    for pid in list(processes):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total

@@ -1,0 +1,60 @@
+"""CPU-heavy work in worker processes: results and errors come back; a dead worker is reported and replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from fars import offload
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def worker_pid() -> int:
+    return os.getpid()
+
+
+@pytest.fixture(autouse=True)
+def one_worker() -> Iterator[None]:
+    offload.configure(1)
+    yield
+    offload.configure(None)
+
+
+def test_results_and_errors_come_back_from_the_worker() -> None:
+    async def go() -> list[int]:
+        return list(await asyncio.gather(*(offload.run_in_worker(square, i) for i in range(6))))
+
+    assert asyncio.run(go()) == [0, 1, 4, 9, 16, 25]
+    with pytest.raises(ValueError, match="bad figure data"):
+        asyncio.run(offload.run_in_worker(fail, "bad figure data"))
+    assert asyncio.run(offload.run_in_worker(worker_pid)) != os.getpid()  # really another process
+    assert offload.worker_cpu_s() >= 0.0
+
+
+def test_a_killed_worker_is_reported_and_the_next_call_gets_a_fresh_one() -> None:
+    first = asyncio.run(offload.run_in_worker(worker_pid))
+    with pytest.raises(offload.OffloadError, match=r"die.*died.*render_workers"):
+        asyncio.run(offload.run_in_worker(die))
+    second = asyncio.run(offload.run_in_worker(worker_pid))
+    assert second != first
+    assert asyncio.run(offload.run_in_worker(square, 7)) == 49
+
+
+def test_a_pool_size_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        offload.configure(0)
