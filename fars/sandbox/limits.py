@@ -44,14 +44,16 @@ class SandboxLimits:
         """The limits as plain numbers (for records)."""
         return asdict(self)
 
-    def rlimits(self, existing_processes: int = 0) -> dict[int, tuple[int, int]]:
+    def rlimits(self, existing_processes: int = 0, gpu: bool = False) -> dict[int, tuple[int, int]]:
         """The (soft, hard) rlimits to set, keyed by ``resource.RLIMIT_*``.
 
         ``existing_processes`` is added to the process limit when the program shares its user id with
-        other processes (a non-root harness cannot give it a user id of its own).
+        other processes (a non-root harness cannot give it a user id of its own). With ``gpu`` there
+        is no address-space limit: the CUDA driver reserves virtual address space far beyond any RAM
+        for unified addressing, and ``cuInit`` fails with "out of memory" under ``RLIMIT_AS``.
         """
         nproc = self.processes + existing_processes
-        return {
+        limits = {
             resource.RLIMIT_CPU: (self.cpu_s, self.cpu_s + 1),
             resource.RLIMIT_AS: (self.memory_mb * _MB, self.memory_mb * _MB),
             resource.RLIMIT_NPROC: (nproc, nproc),
@@ -59,8 +61,11 @@ class SandboxLimits:
             resource.RLIMIT_NOFILE: (self.open_files, self.open_files),
             resource.RLIMIT_CORE: (0, 0),
         }
+        if gpu:
+            del limits[resource.RLIMIT_AS]
+        return limits
 
-    def prlimit_args(self, existing_processes: int = 0) -> list[str]:
+    def prlimit_args(self, existing_processes: int = 0, gpu: bool = False) -> list[str]:
         """The same limits as arguments of util-linux ``prlimit``."""
         names = {
             resource.RLIMIT_CPU: "--cpu",
@@ -70,7 +75,8 @@ class SandboxLimits:
             resource.RLIMIT_NOFILE: "--nofile",
             resource.RLIMIT_CORE: "--core",
         }
-        return [f"{names[k]}={soft}:{hard}" for k, (soft, hard) in self.rlimits(existing_processes).items()]
+        pairs = self.rlimits(existing_processes, gpu).items()
+        return [f"{names[k]}={soft}:{hard}" for k, (soft, hard) in pairs]
 
 
 def apply_rlimits(limits: dict[int, tuple[int, int]]) -> None:

@@ -127,11 +127,11 @@ def run_sandboxed(
             tmp_mb=min(limits.disk_mb, 64),
         )
         existing = 0 if uid is not None else _count_processes(os.getuid())
-        rlimits = limits.rlimits(existing)
+        rlimits = limits.rlimits(existing, gpu=bool(gpus))
         prlimit = shutil.which("prlimit")
         preexec = None
         if prlimit is not None:
-            command = [prlimit, *limits.prlimit_args(existing), "--", *command]
+            command = [prlimit, *limits.prlimit_args(existing, gpu=bool(gpus)), "--", *command]
         else:  # pragma: no cover - util-linux without prlimit is rare
 
             def preexec() -> None:

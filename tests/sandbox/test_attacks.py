@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -433,13 +434,15 @@ def test_the_harness_survives_every_attack_and_goes_on(workdir: Path, backend: s
 
 def test_gpus_are_limited_to_the_allocation(workdir: Path, backend: str) -> None:
     script = """
-        import glob, json, os
-        print(json.dumps({"cuda": os.environ["CUDA_VISIBLE_DEVICES"], "devices": sorted(glob.glob("/dev/nvidia*"))}))
+        import glob, json, os, resource
+        print(json.dumps({"cuda": os.environ["CUDA_VISIBLE_DEVICES"], "devices": sorted(glob.glob("/dev/nvidia*")),
+                          "address_space": resource.getrlimit(resource.RLIMIT_AS)[0]}))
     """
     none = report(attack(script, workdir, backend))
-    assert none["cuda"] == ""
+    assert none["cuda"] == "" and 0 < none["address_space"] <= SMALL.memory_mb * 1024**2
     one = report(attack(script, workdir, backend, SMALL, gpus=[1]))
-    assert one["cuda"] == "1"
+    # CUDA reserves address space far beyond RAM: a GPU job gets no address-space limit, or cuInit fails
+    assert one["cuda"] == "1" and one["address_space"] == resource.RLIM_INFINITY
     if backend == "bwrap":
         assert all(d in ("/dev/nvidia1", "/dev/nvidiactl") or "uvm" in d or "modeset" in d for d in one["devices"])
 
