@@ -142,14 +142,15 @@ class ScriptedProvider(CustomLLM):
         self._lock = threading.Lock()
         self.calls = 0
         self._latency_rng = random.Random(cfg.latency_seed)
-        self.waits: list[tuple[str | None, str | None, float]] = []  # (project, stage, simulated latency)
+        # (project, stage, simulated latency, monotonic time the wait began)
+        self.waits: list[tuple[str | None, str | None, float, float]] = []
         self.reply_cpu_s = 0.0  # CPU seconds spent making replies
 
     def sample_latency(self) -> float:
         """The next simulated latency: mean ``latency_s``, drawn from ``latency_dist`` with a seeded RNG.
 
-        Each draw is kept in ``waits`` with the project and stage of the call, so a benchmark can
-        compute the ideal throughput for exactly the latencies it simulated.
+        Each draw is kept in ``waits`` with the project and stage of the call and when the wait began,
+        so a benchmark can compute the ideal throughput for exactly the latencies it simulated.
         """
         mean, spread, rng = self.cfg.latency_s, self.cfg.latency_spread, self._latency_rng
         if not mean:
@@ -166,7 +167,7 @@ class ScriptedProvider(CustomLLM):
             else:
                 wait = mean
             ctx = current_call_context()
-            self.waits.append((ctx.project_id, ctx.stage, wait))
+            self.waits.append((ctx.project_id, ctx.stage, wait, time.monotonic()))
         return wait
 
     def _next_scripted(self) -> str | None:
