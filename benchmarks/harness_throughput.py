@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import heapq
 import json
 import logging
@@ -105,8 +106,15 @@ def scripted_provider() -> Any:
     raise RuntimeError("the scripted provider is not registered")
 
 
-def client_overhead(calls: int, concurrency: int = 64) -> dict[str, float]:
-    """CPU per call of the client path alone (zero latency, ledger on), the reply-making excluded."""
+def client_overhead(calls: int, concurrency: int = 64, without_litellm: bool = False) -> dict[str, float]:
+    """CPU per call of the client path alone (zero latency, ledger on), the reply-making excluded.
+
+    ``without_litellm``: ``litellm.acompletion`` is replaced by a stub that returns a finished reply,
+    leaving only FARS's own share (ledger, budget, hashing, validation, repair bookkeeping).
+    """
+    from unittest import mock
+
+    from litellm.types.utils import ModelResponse, Usage
     from pydantic import BaseModel
 
     from fars.config import LLMConfig, ScriptedModelConfig
@@ -144,7 +152,16 @@ def client_overhead(calls: int, concurrency: int = 64) -> dict[str, float]:
             await asyncio.gather(*(one(i, gate) for i in range(calls)))
             return time.process_time() - cpu0, time.perf_counter() - t0, scripted.reply_cpu_s - reply0
 
-        cpu, wall, reply = asyncio.run(measure())
+        async def stub(**_: Any) -> ModelResponse:
+            done = ModelResponse()
+            done.choices[0].message.content = Idea(
+                title="t", hypothesis="h", rationale="r", score=3, keywords=["k"]
+            ).model_dump_json()
+            done.usage = Usage(prompt_tokens=20, completion_tokens=200, total_tokens=220)  # type: ignore[attr-defined]
+            return done
+
+        with mock.patch("fars.llm.client.litellm.acompletion", stub) if without_litellm else contextlib.nullcontext():
+            cpu, wall, reply = asyncio.run(measure())
         client.close()
         ledger.close()
     return {"calls": calls, "cpu_ms_per_call": (cpu - reply) / calls * 1000, "reply_ms_per_call": reply / calls * 1000,
@@ -230,8 +247,11 @@ def main() -> int:
         flush=True,
     )
     client = client_overhead(ns.client_calls)
+    own = client_overhead(ns.client_calls, without_litellm=True)
+    client["fars_ms_per_call"] = own["cpu_ms_per_call"]
     print(
-        f"client path alone: {client['cpu_ms_per_call']:.2f} ms CPU per call over {client['calls']} calls "
+        f"client path alone: {client['cpu_ms_per_call']:.2f} ms CPU per call over {client['calls']} calls, "
+        f"of which FARS's own code {own['cpu_ms_per_call']:.2f} ms and litellm the rest "
         f"({client['calls_per_s']:.0f} calls/s at zero latency; the scripted model's own "
         f"{client['reply_ms_per_call']:.2f} ms per reply excluded)",
         flush=True,
