@@ -12,6 +12,7 @@ from fars.records import Artifact, Funnel, ProjectStatus, ProjectSummary, RunRec
 
 RUN_RECORD_FILE = "run_record.json"
 Outputs = dict[tuple[str, str], dict[str, Any]]  # (project, stage) -> the stage's latest output
+_OPEN = (ProjectStatus.queued, ProjectStatus.running)  # a project in these has not finished
 
 
 def funnel_from(ledger: Ledger, outputs: Outputs | None = None) -> Funnel:
@@ -106,21 +107,23 @@ class Progress:
     @classmethod
     def from_record(cls, record: RunRecord) -> Progress:
         """The same totals read off a RunRecord."""
-        finished = sum(1 for p in record.projects if p.status not in (ProjectStatus.queued, ProjectStatus.running))
+        finished = sum(1 for p in record.projects if p.status not in _OPEN)
         return cls(finished, len(record.scores), record.totals.overall, record.papers_per_hour)
 
 
 def run_progress(ledger: Ledger, started_at: float) -> Progress:
     """Running totals in a few aggregate queries, without building the whole RunRecord."""
     statuses = [p.status for p in ledger.projects()]
-    wall = time.time() - started_at
-    done = statuses.count(ProjectStatus.done)
     return Progress(
-        finished=sum(1 for s in statuses if s not in (ProjectStatus.queued, ProjectStatus.running)),
+        finished=sum(1 for s in statuses if s not in _OPEN),
         papers=ledger.count_finished("review"),
         usage=ledger.total_usage(),
-        papers_per_hour=done / wall * 3600 if wall > 0 else 0.0,
+        papers_per_hour=_per_hour(statuses.count(ProjectStatus.done), time.time() - started_at),
     )
+
+
+def _per_hour(papers: int, wall_s: float) -> float:
+    return papers / wall_s * 3600 if wall_s > 0 else 0.0
 
 
 def build_run_record(
@@ -145,13 +148,10 @@ def build_run_record(
     ]
     scores = [p.rating for p in projects if p.rating is not None]
     grounding_counts = [
-        outputs[(p.id, "writing")]["grounding"]["after"]
-        for p in projects
-        if (outputs.get((p.id, "writing")) or {}).get("grounding")
+        grounding["after"] for p in projects if (grounding := (outputs.get((p.id, "writing")) or {}).get("grounding"))
     ]
     finished = time.time() if status != "running" else None
     wall = (finished or time.time()) - started_at
-    papers = sum(1 for p in projects if p.status == ProjectStatus.done)
     return RunRecord(
         run_dir=str(run_dir),
         status=status,
@@ -166,7 +166,7 @@ def build_run_record(
             by_stage=ledger.usage(by="stage"),
             by_model=ledger.usage(by="model"),
         ),
-        papers_per_hour=papers / wall * 3600 if wall > 0 else 0.0,
+        papers_per_hour=_per_hour(sum(1 for p in projects if p.status == ProjectStatus.done), wall),
         scores=scores,
         mean_score=sum(scores) / len(scores) if scores else None,
         **grounding_rates(grounding_counts),
