@@ -50,14 +50,11 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
-
-from fars.cli import CONF_DIR
-from fars.config import STAGE_NAMES, validate_config
+from fars.commands.configured import compose_run
+from fars.config import DEFAULT_STAGES, FarsConfig
 
 
-def config_for(projects: int, ns: argparse.Namespace) -> dict[str, Any]:
+def config_for(projects: int, ns: argparse.Namespace) -> FarsConfig:
     """The composed run config for P projects in flight."""
     stages = ns.stages.split(",")
     overrides = [
@@ -69,9 +66,7 @@ def config_for(projects: int, ns: argparse.Namespace) -> dict[str, Any]:
         "experiment.templates=[simulated]", f"experiment.steps={ns.experiment_ms}", "experiment.seeds=1",
         "experiment.max_variants=1", f"executor.slots={2 * projects}", f"paper.compile={ns.compile}",
     ]  # fmt: skip
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        raw: dict[str, Any] = OmegaConf.to_container(compose("run", overrides=overrides), resolve=True)  # type: ignore[assignment]
-    return raw
+    return compose_run(overrides)
 
 
 def ideal_makespan(durations: list[float], workers: int) -> float:
@@ -96,16 +91,6 @@ def union_length(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def scripted_provider() -> Any:
-    """The scripted provider of the last client (its drawn latencies and reply CPU)."""
-    import litellm
-
-    for entry in litellm.custom_provider_map or []:
-        if entry.get("provider") == "scripted":
-            return entry["custom_handler"]
-    raise RuntimeError("the scripted provider is not registered")
-
-
 def client_overhead(calls: int, concurrency: int = 64, without_litellm: bool = False) -> dict[str, float]:
     """CPU per call of the client path alone (zero latency, ledger on), the reply-making excluded.
 
@@ -118,8 +103,9 @@ def client_overhead(calls: int, concurrency: int = 64, without_litellm: bool = F
     from pydantic import BaseModel
 
     from fars.config import LLMConfig, ScriptedModelConfig
+    from fars.context import call_context
     from fars.ledger import Ledger
-    from fars.llm.client import LLMClient, call_context
+    from fars.llm.client import LLMClient
 
     class Idea(BaseModel):  # the size of a typical stage reply
         title: str
@@ -137,7 +123,7 @@ def client_overhead(calls: int, concurrency: int = 64, without_litellm: bool = F
     with tempfile.TemporaryDirectory(prefix="fars-bench-") as tmp:
         ledger = Ledger(Path(tmp) / "ledger.sqlite")
         client = LLMClient(cfg, ledger=ledger)
-        scripted = scripted_provider()
+        scripted = client.handlers["scripted"]
 
         async def one(i: int, gate: asyncio.Semaphore) -> None:
             async with gate:
@@ -173,11 +159,10 @@ def run_once(projects: int, ns: argparse.Namespace) -> dict[str, Any]:
     from fars import offload
     from fars.pipeline import Pipeline
 
-    raw = config_for(projects, ns)
-    cfg = validate_config(raw)
+    cfg = config_for(projects, ns)
     with tempfile.TemporaryDirectory(prefix="fars-bench-") as tmp:
         run_dir = Path(tmp)
-        pipeline = Pipeline(cfg, raw, run_dir)
+        pipeline = Pipeline(cfg, run_dir)
         cpu0, t0, children0, workers0 = time.process_time(), time.perf_counter(), os.times(), offload.worker_cpu_s()
         record = asyncio.run(pipeline.run())
         wall = time.perf_counter() - t0
@@ -187,7 +172,8 @@ def run_once(projects: int, ns: argparse.Namespace) -> dict[str, Any]:
         child_cpu = (children.children_user - children0.children_user) + (
             children.children_system - children0.children_system
         )
-        scripted = scripted_provider()
+        assert pipeline.services is not None
+        scripted = pipeline.services.llm.handlers["scripted"]
         intervals: dict[str, list[tuple[float, float]]] = {}
         for project, _stage, wait, began in scripted.waits:
             intervals.setdefault(project or "?", []).append((began, began + wait))
@@ -233,7 +219,7 @@ def main() -> int:
     p.add_argument("--spread", type=float, default=0.5, help="lognormal sigma / uniform half-width share")
     p.add_argument("--output-tokens", dest="output_tokens", type=int, default=1000)
     p.add_argument("--experiment-ms", dest="experiment_ms", type=int, default=5000, help="simulated training ms")
-    p.add_argument("--stages", default=",".join(STAGE_NAMES), help="stages to run (a leading part)")
+    p.add_argument("--stages", default=",".join(DEFAULT_STAGES), help="stages to run (a leading part)")
     p.add_argument("--compile", default="never", choices=["never", "auto"], help="compile PDFs (TeX's CPU counts)")
     p.add_argument("--client-calls", dest="client_calls", type=int, default=3000, help="calls of the client-only line")
     p.add_argument("--json", type=Path, help="also write the results here")

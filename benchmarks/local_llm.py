@@ -49,7 +49,7 @@ def main() -> None:
     cfg = LLMConfig(cache=False, max_tokens=args.max_tokens, local=LocalModelConfig(n_threads=args.threads, n_ctx=4096))
     ledger = Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite")
     client = LLMClient(cfg, ledger)
-    provider = next(h for h in client.handlers if isinstance(h, LocalLlamaProvider))
+    provider: LocalLlamaProvider = client.handlers["local"]
 
     def raw_round() -> tuple[int, float]:
         tokens, start = 0, time.perf_counter()

@@ -44,8 +44,9 @@ def load_texts(source: Path, n: int) -> list[tuple[str, str]]:
 async def bench_model(model: str, papers: list[tuple[str, str]], args: argparse.Namespace) -> dict[str, float]:
     """Review every paper with one model; usage from the run's ledger."""
     from fars.config import LLMConfig, LocalModelConfig
+    from fars.context import call_context
     from fars.ledger import Ledger
-    from fars.llm.client import LLMClient, call_context
+    from fars.llm.client import LLMClient
     from review.ingest import paper_from_text
     from review.reviewer import AgenticReviewer
     from review.settings import ReviewerConfig

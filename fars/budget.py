@@ -73,11 +73,6 @@ class Budget:
         with self._lock:
             self._projects[project_id] = _Spent(tokens, dollars, started=time.time() if started is None else started)
 
-    def project_spent(self, project_id: str) -> tuple[int, float]:
-        """(tokens, dollars) a project has spent."""
-        spent = self._projects.get(project_id, _Spent())
-        return spent.tokens, spent.dollars
-
     def check(self, estimated_tokens: int = 0, estimated_dollars: float = 0.0, project_id: str | None = None) -> None:
         """Raise BudgetExceeded if the run or project could not afford a call of this estimate."""
         with self._lock:

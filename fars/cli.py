@@ -8,6 +8,7 @@ folder with the overrides it was started with.
 
 from __future__ import annotations
 
+import datetime as _dt
 import importlib
 import logging
 import sys
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from fars import __version__
+from fars.commands.configured import CONF_DIR, UsageError, listing, register_defaults
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 USAGE = """usage: fars COMMAND [ARGS]
 
 commands:
@@ -31,7 +32,8 @@ commands:
   review PAPER [KEY=VALUE]   review a .pdf/.tex/.md/.txt paper; writes review.json and review.md (--help)
   calibrate [KEY=VALUE]      measure the reviewer against human reviews, optionally fit its calibration (--help)
 
-exit status: 0 done, 1 the run produced no paper, 2 bad config or arguments
+exit status: 0 done (every job of a sweep made a paper), 1 a run or sweep job failed or made no paper,
+             2 bad config or arguments
 """
 
 # other commands: name -> module with ``main(args: list[str]) -> int`` (imported only when used)
@@ -43,11 +45,6 @@ COMMANDS: dict[str, str] = {
 }
 
 log = logging.getLogger("fars")
-_last_record: Any = None
-
-
-class UsageError(Exception):
-    """Bad command-line input; the message says what to do."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +100,11 @@ def expand_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    from fars.config import FarsConfig
+
     user = [o for o in overrides if not o.startswith("hydra.")]
     preset: list[str] = []  # sweep values a preset declares in hydra.sweeper.params (+sweep=...)
+    register_defaults("run", FarsConfig)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             params = compose("run", overrides=user, return_hydra_config=True).hydra.sweeper.get("params") or {}
@@ -122,10 +122,11 @@ def preflight(jobs: list[list[str]]) -> list[str]:
     from hydra import initialize_config_dir
 
     from fars.commands.configured import compose_job
-    from fars.config import ConfigError, validate_config
-    from fars.latex import engine_notice
+    from fars.config import ConfigError, FarsConfig, validate_config
+    from fars.preflight import run_config_problems
 
     problems: list[str] = []
+    register_defaults("run", FarsConfig)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for job in jobs:
             label = f"job [{' '.join(job)}]: " if len(jobs) > 1 else ""
@@ -138,16 +139,57 @@ def preflight(jobs: list[list[str]]) -> list[str]:
             except ConfigError as exc:
                 problems += [label + p for p in exc.problems]
                 continue
-            level, notice = engine_notice(cfg.paper.compile, cfg.paper.engine)
-            if level >= logging.ERROR:  # paper.compile=always without a TeX engine: refuse before running
-                problems.append(label + notice)
-    return problems
+            problems += [label + p for p in run_config_problems(cfg)]
+    return list(dict.fromkeys(problems))
+
+
+def _output_dir(overrides: list[str], multirun: bool) -> tuple[list[str], Path]:
+    """The overrides with the run (or sweep) folder made explicit, and that folder.
+
+    The folder is fixed here, not by Hydra's ``${now:...}``, so the exit status can be read from the
+    RunRecords the jobs leave there whichever launcher ran them (in this process or elsewhere).
+    """
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith(key + "=")]
+    if given:
+        return overrides, Path(given[-1])
+    now = _dt.datetime.now()
+    folder = Path("multirun" if multirun else "outputs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")
+    return [*overrides, f"{key}={folder}"], folder
+
+
+def exit_status(folder: Path, jobs: int, multirun: bool) -> tuple[int, list[str]]:
+    """0 when every job's RunRecord says completed with at least one paper, else 1; and why not, per job."""
+    from pydantic import ValidationError
+
+    from fars.summary import RUN_RECORD_FILE, read_run_record
+
+    found = sorted(folder.glob(f"*/{RUN_RECORD_FILE}")) if multirun else [folder / RUN_RECORD_FILE]
+    bad: list[str] = []
+    for path in found:
+        if not path.is_file():
+            bad.append(f"{path.parent}: no {RUN_RECORD_FILE} (the job did not run or died before writing it)")
+            continue
+        try:
+            record = read_run_record(path.parent)
+        except (ValidationError, ValueError) as exc:
+            bad.append(f"{path.parent}: unreadable {RUN_RECORD_FILE} ({str(exc)[:200]})")
+            continue
+        if record.status != "completed":
+            bad.append(f"{path.parent}: run {record.status}" + (f" ({record.error})" if record.error else ""))
+        elif record.papers == 0:
+            bad.append(f"{path.parent}: no paper was produced")
+    if multirun and len(found) < jobs:
+        bad.append(f"{folder}: {jobs} job(s) launched but only {len(found)} RunRecord(s) found")
+    return (1 if bad else 0), bad
 
 
 def run_command(args: list[str]) -> int:
-    """``fars run``: validate every job up front, then hand over to Hydra."""
+    """``fars run``: validate every job up front, then hand over to Hydra; the exit status comes from the records."""
     if not CONF_DIR.is_dir():
-        raise UsageError(f"config folder {CONF_DIR} is missing; install FARS from its source tree (pip install -e .)")
+        raise UsageError(
+            f"config folder {CONF_DIR} is missing; reinstall FARS (pip install fars, or -e . in a checkout)"
+        )
     passthrough = any(a in ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i") for a in args)
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
@@ -157,22 +199,30 @@ def run_command(args: list[str]) -> int:
         if multirun:
             raise UsageError("resume= cannot be combined with -m; resume one run folder at a time")
         overrides = _resume_overrides(resume[0], overrides)
+    jobs = expand_jobs(overrides, multirun)
     if not passthrough:
-        problems = preflight(expand_jobs(overrides, multirun))
+        problems = preflight(jobs)
         if problems:
-            from fars.commands.configured import listing
-
             print(f"fars run: {listing(problems)}", file=sys.stderr)
             return 2
+    overrides, folder = _output_dir(overrides, multirun)
     sys.argv = ["fars", *flags, *overrides]
     _hydra_entry()
-    if _last_record is not None and not _last_record.scores:
-        return 1
-    return 0
+    if passthrough:
+        return 0
+    code, bad = exit_status(folder, len(jobs), multirun)
+    for line in bad:
+        log.error("%s", line)
+        print(f"fars run: {line}", file=sys.stderr)
+    return code
 
 
 def _task(dict_config: Any) -> float | None:
-    """The Hydra task: one run of the pipeline in Hydra's output folder."""
+    """The Hydra task: one run of the pipeline in Hydra's output folder.
+
+    A run that fails still leaves its RunRecord (status ``failed``); the error is logged and not
+    raised, so one failed job does not end a sweep, and the exit status is read from the records.
+    """
     import asyncio
 
     from hydra.core.hydra_config import HydraConfig
@@ -182,7 +232,6 @@ def _task(dict_config: Any) -> float | None:
     from fars.config import validate_config
     from fars.pipeline import Pipeline
 
-    global _last_record
     raw: dict[str, Any] = OmegaConf.to_container(dict_config, resolve=True)  # type: ignore[assignment]
     cfg = validate_config(raw)
     hydra_cfg = HydraConfig.get()
@@ -198,12 +247,15 @@ def _task(dict_config: Any) -> float | None:
         " | resuming" if cfg.resume else "",
     )  # fmt: skip
     log.info("after a crash or kill, continue with: fars run resume=%s", run_dir)
-    record = asyncio.run(Pipeline(cfg, raw, run_dir).run())
-    _last_record = record
+    try:
+        record = asyncio.run(Pipeline(cfg, run_dir).run())
+    except Exception as exc:  # recorded in the RunRecord (status failed) by the pipeline
+        log.error("run failed: %s: %s (%s)", type(exc).__name__, exc, run_dir / "run_record.json")
+        return None
     usage = record.totals.overall
     log.info(
         "%s: %d paper(s) in %.0fs, mean rating %s, %d tokens (%d calls, %d cached), $%.4f | %s",
-        record.status, len(record.scores), record.wall_s,
+        record.status, record.papers, record.wall_s,
         "n/a" if record.mean_score is None else f"{record.mean_score:.2f}",
         usage.total_tokens, usage.calls, usage.cache_hits, usage.cost_usd, run_dir / "run_record.json",
     )  # fmt: skip
@@ -215,6 +267,9 @@ def _task(dict_config: Any) -> float | None:
 def _hydra_entry() -> None:
     import hydra
 
+    from fars.config import FarsConfig
+
+    register_defaults("run", FarsConfig)
     hydra.main(config_path=str(CONF_DIR), config_name="run", version_base="1.3")(_task)()
 
 

@@ -16,7 +16,9 @@ from pydantic.dataclasses import dataclass
 from review.settings import ReviewerConfig  # the reviewer group's schema lives with the (standalone) reviewer
 
 _STRICT = ConfigDict(extra="forbid")
-STAGE_NAMES = ("ideation", "planning", "experiment", "writing", "review")
+# FARS's own stages in their run order: the default of pipeline.stages (the stages themselves, and any a
+# package adds, are registered in fars.stages; preflight checks the names and what each consumes)
+DEFAULT_STAGES = ("ideation", "planning", "experiment", "writing", "review")
 
 
 @dataclass(config=_STRICT)
@@ -52,8 +54,8 @@ class LLMConfig:
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1)
     timeout_s: float = Field(default=300.0, gt=0)
-    max_retries: int = Field(default=3, ge=0)
-    backoff_s: float = Field(default=1.0, ge=0.0)
+    max_retries: int = Field(default=2, ge=0)
+    backoff_s: float = Field(default=0.5, ge=0.0)
     repair_attempts: int = Field(default=2, ge=0)
     concurrency: int = Field(default=1, ge=1)
     cache: bool = True
@@ -74,20 +76,12 @@ class PipelineConfig:
     max_projects: int | None = Field(default=None, ge=1)  # projects tried at most (None: 2 x papers)
     hypotheses_per_project: int = Field(default=3, ge=1, le=20)
     screen_threshold: float = Field(default=1.5, ge=1, le=5)  # minimum mean screening score (1-5) to go on
-    stages: list[str] = Field(default_factory=lambda: list(STAGE_NAMES))
+    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))  # run order follows what each consumes
+    stage_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # settings of stages from other packages
     status_interval_s: float = Field(default=10.0, gt=0)
     # how often run_record.json is rewritten while projects are running (it is also written at the end)
     record_interval_s: float = Field(default=10.0, ge=0)
     render_workers: int | None = Field(default=None, ge=1)  # processes drawing figures (None: half the CPUs, 1-4)
-
-    @model_validator(mode="after")
-    def _known_stages(self) -> PipelineConfig:
-        unknown = [s for s in self.stages if s not in STAGE_NAMES]
-        if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGE_NAMES)}")
-        if list(self.stages) != list(STAGE_NAMES[: len(self.stages)]):
-            raise ValueError(f"stages must be a leading part of {list(STAGE_NAMES)}, in that order (got {self.stages})")
-        return self
 
 
 @dataclass(config=_STRICT)
@@ -202,7 +196,7 @@ class ExecutorConfig:
     """Where experiment jobs run: a local pool of whole GPUs (or CPU slots), or SLURM."""
 
     kind: Literal["local", "slurm"] = "local"
-    slots: int = Field(default=1, ge=1)  # CPU slots when there is no GPU (a job takes one per rank)
+    slots: int = Field(default=2, ge=1)  # CPU slots when there is no GPU (a job takes one per rank)
     gpus: list[int] | None = None  # GPU ids the pool hands out; None: every visible GPU when device=cuda
     launcher: Literal["torchrun", "deepspeed"] = "torchrun"  # how multi-rank jobs start
     max_jobs: int | None = Field(default=None, ge=1)  # SLURM jobs in flight at once (None: no cap)
@@ -332,6 +326,16 @@ def validate_as(schema: type[T], raw: dict[str, Any]) -> T:
         return TypeAdapter(schema).validate_python(raw)
     except ValidationError as exc:
         raise ConfigError([_describe(e) for e in exc.errors()]) from None
+
+
+def schema_defaults(schema: type[Any]) -> dict[str, Any]:
+    """Every default of a config schema as plain data: the one place config defaults are written down."""
+    return dict(TypeAdapter(schema).dump_python(schema(), mode="json"))
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """A validated config as plain data (what the RunRecord and W&B record)."""
+    return dict(TypeAdapter(type(cfg)).dump_python(cfg, mode="json"))
 
 
 def validate_config(raw: dict[str, Any]) -> FarsConfig:

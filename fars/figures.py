@@ -9,11 +9,11 @@ object API (no pyplot state). The Experiment stage calls it in a worker process 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from experiments.metrics import Metrics
+from fars.contracts import FigureFile
 
 
 def mean_curve(runs: list[Metrics], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -27,8 +27,8 @@ def mean_curve(runs: list[Metrics], key: str) -> tuple[np.ndarray, np.ndarray, n
 
 def learning_curve_figures(
     per_condition: dict[str, list[Metrics]], metric: str, folder: Path, project_dir: Path, vector: bool = True
-) -> list[dict[str, Any]]:
-    """Draw the figures into ``folder``; return their paths (relative to ``project_dir``) and captions.
+) -> list[FigureFile]:
+    """Draw the figures into ``folder``; return their files (relative to ``project_dir``) and captions.
 
     ``vector``: also write each as PDF (about 40% of the drawing cost; only a LaTeX compile uses it).
     """
@@ -68,11 +68,11 @@ def learning_curve_figures(
             else "Training (dotted) and validation (solid) loss"
         )
         out.append(
-            {
-                "path": str(png.relative_to(project_dir)),
-                "pdf": str(pdf.relative_to(project_dir)) if vector else None,
-                "caption": f"{what} over training steps for each condition; lines are means over up to {seeds} "
+            FigureFile(
+                png=str(png.relative_to(project_dir)),
+                pdf=str(pdf.relative_to(project_dir)) if vector else None,
+                caption=f"{what} over training steps for each condition; lines are means over up to {seeds} "
                 "seeds, bands one standard deviation.",
-            }
+            )
         )
     return out

@@ -149,6 +149,8 @@ class Sources:
     def __init__(self, **named: Any) -> None:
         self.values: list[tuple[str, float, str]] = []  # (path, value, kind)
         for name, obj in named.items():
+            if isinstance(obj, BaseModel):  # a stage contract: its fields, as the paper's numbers name them
+                obj = obj.model_dump(mode="json")
             kind = "result" if name in ("results", "novelty") else "config"
             self.values += [(path, v, kind) for path, v in _numeric_leaves(obj, name)]
 

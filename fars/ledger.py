@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from fars.records import Artifact, ProjectStatus, Usage
 
 _SCHEMA = """
@@ -23,7 +25,7 @@ CREATE TABLE IF NOT EXISTS projects (
     title TEXT, error TEXT, created REAL NOT NULL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS stage_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, stage TEXT NOT NULL,
-    event TEXT NOT NULL, ts REAL NOT NULL, output TEXT, error TEXT);
+    event TEXT NOT NULL, ts REAL NOT NULL, output TEXT, error TEXT, contract TEXT, contract_version INTEGER);
 CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT, stage TEXT, model TEXT NOT NULL,
     request_hash TEXT NOT NULL, ordinal INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
@@ -61,6 +63,32 @@ class CallRow:
 
 
 @dataclass(frozen=True)
+class StoredOutput:
+    """A finished stage's output as the ledger holds it: plain data and the contract it was written under."""
+
+    event_id: int
+    project_id: str
+    stage: str
+    contract: str  # the contract's name (older ledgers: the stage's name)
+    version: int | None
+    data: dict[str, Any]
+    problem: str | None = None  # why the stored text is not a JSON object, when it is not
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """What the live status board shows of a project, read from the ledger."""
+
+    id: str
+    stage: str | None
+    status: ProjectStatus
+    title: str | None
+    error: str | None
+    stage_started: float | None  # when its latest stage began
+    last_event: float | None  # its latest stage event (start, finish or failure)
+
+
+@dataclass(frozen=True)
 class ProjectRow:
     """A project's current state in the ledger."""
 
@@ -83,6 +111,14 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a ledger written by an older FARS up to this schema (columns are only ever added)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(stage_events)")}
+        for name, kind in (("contract", "TEXT"), ("contract_version", "INTEGER")):
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE stage_events ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         """Close the database."""
@@ -150,9 +186,21 @@ class Ledger:
         """Record that a stage began for a project."""
         self._event(project_id, stage, "start")
 
-    def stage_finished(self, project_id: str, stage: str, output: dict[str, Any]) -> None:
-        """Record a finished stage with its output (what resume hands to the next stage)."""
-        self._event(project_id, stage, "finish", output=json.dumps(output))
+    def stage_finished(self, project_id: str, stage: str, output: BaseModel) -> None:
+        """Record a finished stage with its output (what resume hands to the next stage) and its contract."""
+        self._db.execute(
+            "INSERT INTO stage_events (project_id, stage, event, ts, output, error, contract, contract_version) "
+            "VALUES (?,?,?,?,?,NULL,?,?)",
+            (
+                project_id,
+                stage,
+                "finish",
+                time.time(),
+                output.model_dump_json(),
+                getattr(output, "contract", "") or stage,
+                getattr(output, "version", None),
+            ),
+        )
 
     def stage_failed(self, project_id: str, stage: str, error: str) -> None:
         """Record a failed stage."""
@@ -164,24 +212,33 @@ class Ledger:
             (project_id, stage, event, time.time(), extra.get("output"), extra.get("error")),
         )
 
-    def stage_output(self, project_id: str, stage: str) -> dict[str, Any] | None:
+    def stage_output(self, project_id: str, stage: str) -> StoredOutput | None:
         """The output of a finished stage, or None when it has not finished."""
         row = self._db.execute(
-            "SELECT output FROM stage_events WHERE project_id=? AND stage=? AND event='finish' "
-            "ORDER BY id DESC LIMIT 1",
+            "SELECT id, project_id, stage, output, contract, contract_version FROM stage_events "
+            "WHERE project_id=? AND stage=? AND event='finish' ORDER BY id DESC LIMIT 1",
             (project_id, stage),
         ).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        return None if row is None else _stored(row)
 
-    def finished_outputs(self, project_id: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    def finished_outputs(self, project_id: str | None = None) -> dict[tuple[str, str], StoredOutput]:
         """The latest output of every finished (project, stage), in one query (of one project if given)."""
         where, args = ("AND project_id=?", (project_id,)) if project_id is not None else ("", ())
         rows = self._db.execute(
-            "SELECT project_id, stage, output FROM stage_events WHERE id IN (SELECT MAX(id) FROM stage_events "
-            f"WHERE event='finish' {where} GROUP BY project_id, stage)",
+            "SELECT id, project_id, stage, output, contract, contract_version FROM stage_events WHERE id IN "
+            f"(SELECT MAX(id) FROM stage_events WHERE event='finish' {where} GROUP BY project_id, stage)",
             args,
         ).fetchall()
-        return {(r[0], r[1]): dict(json.loads(r[2])) for r in rows}
+        return {(r[1], r[2]): _stored(r) for r in rows}
+
+    def board(self) -> list[BoardRow]:
+        """Every project with its latest stage's start and its latest event: the status board's one query."""
+        rows = self._db.execute(
+            "SELECT p.id, p.stage, p.status, p.title, p.error, e.started, e.last FROM projects p LEFT JOIN "
+            "(SELECT project_id, MAX(CASE WHEN event='start' THEN ts END) AS started, MAX(ts) AS last "
+            "FROM stage_events GROUP BY project_id) e ON e.project_id = p.id ORDER BY p.idx"
+        ).fetchall()
+        return [BoardRow(r[0], r[1], ProjectStatus(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
     def all_stage_seconds(self) -> dict[str, dict[str, float]]:
         """``stage_seconds`` of every project, in one query."""
@@ -327,6 +384,18 @@ class Ledger:
         """``artifacts`` of every project, in one query."""
         rows = self._db.execute("SELECT project_id, kind, path, sha256, stage FROM artifacts ORDER BY id").fetchall()
         return _latest_artifacts(rows)
+
+
+def _stored(row: tuple[Any, ...]) -> StoredOutput:
+    """A StoredOutput from (id, project, stage, output JSON, contract, version); unreadable JSON is named."""
+    problem = None
+    try:
+        data = json.loads(row[3]) if row[3] else {}
+    except ValueError as exc:
+        data, problem = {}, f"the stored output is not JSON ({exc})"
+    if not isinstance(data, dict):
+        data, problem = {}, f"the stored output is a JSON {type(data).__name__}, not an object"
+    return StoredOutput(int(row[0]), row[1], row[2], row[4] or row[2], row[5], data, problem)
 
 
 def _stage_seconds(rows: list[tuple[str, str, str, float]]) -> dict[str, dict[str, float]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from fars.contracts import Results
 from fars.grounding import BibEntry
 
 CITE_MARK = re.compile(r"\[@([A-Za-z0-9_:\-]+)\]")
@@ -55,26 +56,26 @@ class Paper(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-def results_table(results: dict[str, Any]) -> ResultsTable:
+def results_table(results: Results) -> ResultsTable:
     """The results table: one row per condition, mean ± std over seeds, p-value against baseline."""
-    metric = results["metric"]
+    metric = results.metric
     rows = []
-    for name, cond in results["conditions"].items():
-        m, loss = cond[metric], cond["val_loss"]
-        p = cond["p_vs_baseline"]
+    for name, cond in results.conditions.items():
+        m, loss = cond.metric, cond.val_loss
+        p = cond.p_vs_baseline
         rows.append(
             [
                 name,
-                f"{m['mean']:.4f} ± {m['std']:.4f}",
-                f"{loss['mean']:.4f} ± {loss['std']:.4f}",
-                str(m["n"]),
+                f"{m.mean:.4f} ± {m.std:.4f}",
+                f"{loss.mean:.4f} ± {loss.std:.4f}",
+                str(m.n),
                 "—" if p is None else f"{p:.3g}",
             ]
         )
-    direction = "higher" if results["higher_is_better"] else "lower"
+    direction = "higher" if results.higher_is_better else "lower"
     return ResultsTable(
         caption=(
-            f"Final {metric} ({direction} is better) and validation loss after {results['steps']} steps, "
+            f"Final {metric} ({direction} is better) and validation loss after {results.steps} steps, "
             "mean ± standard deviation over seeds; p: two-sided Welch t-test against the baseline."
         ),
         header=["condition", metric, "val_loss", "seeds", "p"],

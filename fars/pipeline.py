@@ -1,8 +1,10 @@
 """The project queue: keeps ``pipeline.projects`` projects in flight, each through the stages.
 
 Every stage transition, model call and artifact goes to the ledger as it happens. A stage whose
-output is already in the ledger is never run again, so a killed run resumes where it stopped. One
-project's failure is recorded and the queue goes on.
+output is already in the ledger is never run again, so a killed run resumes where it stopped; the
+outputs it reads back are validated against their contracts first, so a hand-edited or foreign run
+folder is refused before anything runs. One project's failure is recorded and the queue goes on;
+a failure of the run itself still writes a RunRecord (status ``failed``) and closes the tracker.
 """
 
 from __future__ import annotations
@@ -13,19 +15,22 @@ import math
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 from fars import offload
 from fars.budget import Budget, BudgetExceeded
-from fars.config import FarsConfig
+from fars.config import FarsConfig, config_dict
+from fars.context import call_context
+from fars.contracts import ContractError, StageOutput, load_stored
 from fars.latex import LatexError, engine_notice
 from fars.ledger import Ledger, ProjectRow
-from fars.llm.client import LLMClient, LLMError, call_context
+from fars.llm.client import LLMError
 from fars.records import ProjectStatus, RunRecord
 from fars.sandbox import describe_isolation
-from fars.stages import StageContext, StopProject, get_stage
+from fars.services import Services, build_services
+from fars.stages.base import StageContext, StageFn, StageSpec, StopProject
+from fars.stages.registry import resolve_stages
 from fars.status import StatusBoard
-from fars.summary import build_run_record, run_progress, summarize_project, write_run_record
+from fars.summary import build_run_record, is_paper, run_progress, summarize_project, write_run_record
 from fars.tracking import make_tracker
 
 log = logging.getLogger(__name__)
@@ -39,12 +44,31 @@ _RESUMABLE = (
 )
 
 
-class Pipeline:
-    """One run: its ledger, model client, stages, tracker and status board."""
+class RunFolderError(ValueError):
+    """The run folder cannot be continued as it is (e.g. a stored stage output breaks its contract)."""
 
-    def __init__(self, cfg: FarsConfig, config_dict: dict[str, Any], run_dir: Path) -> None:
+
+def stored_output_problems(ledger: Ledger, specs: list[StageSpec]) -> list[str]:
+    """Every stored output of these stages that does not validate against its stage's contract."""
+    by_stage = {s.name: s for s in specs}
+    problems = []
+    for (_project, stage), stored in sorted(ledger.finished_outputs().items()):
+        spec = by_stage.get(stage)
+        if spec is None:
+            continue
+        try:
+            load_stored(stored, spec.produces)
+        except ContractError as exc:
+            problems.append(f"{ledger.path}: {exc}")
+    return problems
+
+
+class Pipeline:
+    """One run: its ledger, shared services, stages, tracker and status board."""
+
+    def __init__(self, cfg: FarsConfig, run_dir: Path) -> None:
         self.cfg = cfg
-        self.config_dict = config_dict
+        self.config_dict = config_dict(cfg)  # the validated config, as the RunRecord and W&B record it
         self.run_dir = run_dir
         self.ledger = Ledger(run_dir / LEDGER_FILE)
         previous = self.ledger.get_meta("sessions")
@@ -56,18 +80,21 @@ class Pipeline:
             self.ledger.set_meta("started_at", str(self.started_at))
         spent = self.ledger.total_usage()
         self.budget = Budget(cfg.budget, tokens=spent.total_tokens, dollars=spent.cost_usd)
-        self.stages = {name: get_stage(name)(cfg) for name in cfg.pipeline.stages}
         self.tracker = make_tracker(cfg.tracker)
         self.board = StatusBoard(self.ledger, cfg.pipeline.status_interval_s, self.started_at)
+        self.services: Services | None = None
+        self.stages: list[tuple[StageSpec, StageFn]] = []
         self._pending: list[ProjectRow] = []  # unfinished projects from an earlier session
         self._in_flight = 0
         self._stop = False
         self._record_written = -math.inf  # monotonic time run_record.json was last written
         offload.configure(cfg.pipeline.render_workers)
 
-    def record(self, status: str) -> RunRecord:
+    def record(self, status: str, error: str | None = None) -> RunRecord:
         """The RunRecord as of now, written to the run folder."""
-        record = build_run_record(self.ledger, self.run_dir, self.config_dict, status, self.started_at, self.resumed)
+        record = build_run_record(
+            self.ledger, self.run_dir, self.config_dict, status, self.started_at, self.resumed, error
+        )
         write_run_record(record, self.run_dir)
         self._record_written = time.monotonic()
         return record
@@ -78,7 +105,7 @@ class Pipeline:
             self._in_flight += 1
             return self._pending.pop(0)
         projects = self.ledger.projects()
-        done = sum(1 for p in projects if p.status == ProjectStatus.done)
+        done = sum(1 for p in projects if is_paper(p.status))
         cap = self.cfg.pipeline.max_projects or 2 * self.cfg.pipeline.papers
         if self._stop or done + self._in_flight >= self.cfg.pipeline.papers or len(projects) >= cap:
             return None
@@ -87,84 +114,103 @@ class Pipeline:
         self._in_flight += 1
         return self.ledger.projects()[idx]
 
-    async def run(self) -> RunRecord:
-        """Run (or resume) projects until ``pipeline.papers`` papers are done; return the final RunRecord."""
-        self._pending = [p for p in self.ledger.projects() if p.status in _RESUMABLE]
-        for p in self.ledger.projects():
-            self.board.update(p.id, stage=p.stage or "queued", status=p.status.value, title=p.title)
+    def _start(self) -> None:
+        """Everything that can refuse the run before any project starts: stages, stored outputs, services."""
+        specs = resolve_stages(list(self.cfg.pipeline.stages))
+        problems = stored_output_problems(self.ledger, specs)
+        if problems:
+            raise RunFolderError(
+                "this run folder cannot be resumed as it is:\n  - " + "\n  - ".join(problems) + "\n"
+                "restore the ledger from a backup, or start a new run (without resume=)"
+            )
         level, notice = engine_notice(self.cfg.paper.compile, self.cfg.paper.engine)
         log.log(level, notice)  # said at the start, not found out after an expensive run
         if level >= logging.ERROR:
             raise LatexError(notice)
         log.info("%s", describe_isolation(self.cfg.sandbox.backend))  # which isolation model-written code gets
-        self.tracker.start(self.config_dict, self.run_dir, self.run_dir.name)
-        llm = LLMClient(self.cfg.llm, self.ledger, self.budget)
+        self.services = build_services(self.cfg, self.ledger, self.run_dir, self.budget)
+        self.stages = [(spec, spec.build(self.cfg, self.services)) for spec in specs]
 
-        async def worker() -> None:
-            while (project := self._claim()) is not None:
-                try:
-                    await self._run_project(project, llm)
-                finally:
-                    self._in_flight -= 1
-                # only this project's rows and a few totals: a full RunRecord per project is O(projects^2)
-                self.tracker.log_project(
-                    summarize_project(self.ledger, project.id), run_progress(self.ledger, self.started_at)
-                )
-                if time.monotonic() - self._record_written >= self.cfg.pipeline.record_interval_s:
-                    self.record("running")
-
-        status = "interrupted"
+    async def run(self) -> RunRecord:
+        """Run (or resume) projects until ``pipeline.papers`` papers are done; return the final RunRecord."""
+        status, error = "interrupted", None
         try:
+            self.tracker.start(self.config_dict, self.run_dir, self.run_dir.name)  # so W&B sees a failed start too
+            self._start()
+            self._pending = [p for p in self.ledger.projects() if p.status in _RESUMABLE]
             with self.board:
                 ticker = asyncio.create_task(self._tick())
                 try:
-                    await asyncio.gather(*(worker() for _ in range(self.cfg.pipeline.projects)))
+                    await asyncio.gather(*(self._worker() for _ in range(self.cfg.pipeline.projects)))
                 finally:
                     ticker.cancel()
             status = "completed"
+        except Exception as exc:  # the run itself failed: still record it and close the tracker
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
         finally:
-            record = self.record(status)
-            if status == "completed":
-                self.tracker.finish(record)
-            llm.close()
+            record = self.record(status, error)
+            self.tracker.finish(record)
+            if self.services is not None:
+                self.services.close()
             self.ledger.close()
         return record
 
+    async def _worker(self) -> None:
+        while (project := self._claim()) is not None:
+            try:
+                await self._run_project(project)
+            finally:
+                self._in_flight -= 1
+            # only this project's rows and a few totals: a full RunRecord per project is O(projects^2)
+            self.tracker.log_project(
+                summarize_project(self.ledger, project.id), run_progress(self.ledger, self.started_at)
+            )
+            if time.monotonic() - self._record_written >= self.cfg.pipeline.record_interval_s:
+                self.record("running")
+
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(min(1.0, self.cfg.pipeline.status_interval_s))
             self.board.refresh()
+            await asyncio.sleep(min(1.0, self.cfg.pipeline.status_interval_s))
 
-    async def _run_project(self, project: ProjectRow, llm: LLMClient) -> None:
+    async def _run_project(self, project: ProjectRow) -> None:
         pid = project.id
         self._restore_project_budget(pid)
-        outputs: dict[str, dict[str, Any]] = {}
+        inputs: dict[type[StageOutput], StageOutput] = {}
         self.ledger.update_project(pid, status=ProjectStatus.running)
-        self.board.update(pid, status="running")
-        for stage, run_stage in self.stages.items():
+        for spec, run_stage in self.stages:
+            stage = spec.name
             earlier = self.ledger.stage_output(pid, stage)
-            if earlier is not None:  # finished before a crash: never run it twice
-                outputs[stage] = earlier
+            if earlier is not None:  # finished before a crash: never run it twice (validated at start)
+                loaded = load_stored(earlier, spec.produces)
+                assert loaded is not None
+                inputs[spec.produces] = loaded
                 continue
             self.ledger.update_project(pid, stage=stage)
-            self.board.update(pid, stage=stage)
             self.ledger.stage_started(pid, stage)
             ctx = StageContext(
-                cfg=self.cfg,
                 project_id=pid,
                 index=project.idx,
                 area=project.area,
                 run_dir=self.run_dir,
-                llm=llm,
                 ledger=self.ledger,
-                outputs=dict(outputs),
                 stage=stage,
+                inputs={c: inputs[c] for c in spec.consumes},
             )
             try:
                 with call_context(pid, stage):
-                    outputs[stage] = await run_stage(ctx)
+                    output = await run_stage(ctx)
+                if not isinstance(output, spec.produces):
+                    raise TypeError(
+                        f"stage {stage!r} returned {type(output).__name__}, not the {spec.produces.__name__} "
+                        "it declares (register_stage(produces=...))"
+                    )
             except StopProject as stop:
-                self.ledger.stage_finished(pid, stage, {**stop.output, "stopped": stop.reason})
+                if stop.output is not None:
+                    self.ledger.stage_finished(pid, stage, stop.output.model_copy(update={"stopped": stop.reason}))
+                else:
+                    self.ledger.stage_failed(pid, stage, f"stopped: {stop.reason}")
                 self._end(pid, stop.status, stop.reason)
                 return
             except BudgetExceeded as exc:
@@ -180,11 +226,9 @@ class Pipeline:
                 kind = "model" if isinstance(exc, LLMError) else type(exc).__name__
                 self._end(pid, ProjectStatus.failed, f"{stage} failed ({kind}): {str(exc)[:300]}")
                 return
-            self.ledger.stage_finished(pid, stage, outputs[stage])
-            if stage == "writing":
-                self.board.update(pid, title=outputs[stage].get("title"))
+            self.ledger.stage_finished(pid, stage, output)
+            inputs[spec.produces] = output
         self.ledger.update_project(pid, stage="done")
-        self.board.update(pid, stage="done")
         self._end(pid, ProjectStatus.done, None)
 
     def _restore_project_budget(self, pid: str) -> None:
@@ -200,6 +244,6 @@ class Pipeline:
 
     def _end(self, pid: str, status: ProjectStatus, reason: str | None) -> None:
         self.ledger.update_project(pid, status=status, error=reason)
-        self.board.update(pid, status=status.value)
+        self.board.refresh()
         if reason:
             log.warning("%s ended %s: %s", pid, status.value, reason)

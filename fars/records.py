@@ -11,7 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-RUN_RECORD_VERSION = 1
+from fars.contracts import ReviewSummary
+
+# 2: typed project reviews (sub-scores under ``subscores``), ``papers`` and ``error``; version 1 still reads
+RUN_RECORD_VERSION = 2
 
 
 class ProjectStatus(str, Enum):
@@ -75,7 +78,7 @@ class ProjectSummary(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     artifacts: list[Artifact] = Field(default_factory=list)
     rating: float | None = None
-    review: dict[str, Any] | None = None
+    review: ReviewSummary | None = None
     started_at: float | None = None  # first stage start (epoch seconds); reports plot throughput from these
     finished_at: float | None = None  # last stage event: when the project ended (a paper, for done ones)
     grounded_number_rate: float | None = None  # share of the paper's result numbers traced to results/config
@@ -96,7 +99,8 @@ class RunRecord(BaseModel):
 
     version: int = RUN_RECORD_VERSION
     run_dir: str
-    status: str
+    status: str  # running, completed, interrupted or failed
+    error: str | None = None  # why the run failed, when it did
     started_at: float
     finished_at: float | None = None
     wall_s: float = 0.0
@@ -104,6 +108,7 @@ class RunRecord(BaseModel):
     config: dict[str, Any]
     funnel: Funnel
     totals: Totals
+    papers: int = 0  # finished projects (``fars.summary.is_paper``)
     papers_per_hour: float = 0.0
     scores: list[float] = Field(default_factory=list)
     mean_score: float | None = None

@@ -1,8 +1,9 @@
-"""Live status for a person watching a long unattended run.
+"""Live status for a person watching a long unattended run, read from the run's ledger.
 
-On a terminal: a table redrawn in place with each project's stage and time in it, and the totals
-(tokens, cost, papers, papers per hour). Elsewhere (CI, a log file): one status line every
-``pipeline.status_interval_s`` seconds and one line per project event.
+The board keeps no state of its own: every refresh reads the projects and their latest stage events
+from the ledger (one query). On a terminal it redraws a table in place, with log records (retries,
+time-outs, projects that ended badly) printed above it so they stay visible; elsewhere (CI, a log
+file) it writes one line per project change and a totals line every ``pipeline.status_interval_s``.
 """
 
 from __future__ import annotations
@@ -10,97 +11,154 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from fars.ledger import Ledger
+from fars.ledger import BoardRow, Ledger
+from fars.records import ProjectStatus
+from fars.summary import is_paper, papers_per_hour
 
 log = logging.getLogger("fars.status")
+_FINAL = (ProjectStatus.done, ProjectStatus.failed, ProjectStatus.screened_out, ProjectStatus.budget_exhausted)
 
 
-@dataclass
-class ProjectView:
-    """What the display shows of one project."""
+class _ConsoleHandler(logging.Handler):
+    """Prints log records through the live display's console, so they appear above the table."""
 
-    stage: str = "queued"
-    since: float = field(default_factory=time.time)
-    title: str = ""
-    status: str = "queued"
+    def __init__(self, console: Console, formatter: logging.Formatter | None) -> None:
+        super().__init__()
+        self.console = console
+        self.setFormatter(formatter or logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            style = (
+                "bold red"
+                if record.levelno >= logging.ERROR
+                else "yellow"
+                if record.levelno >= logging.WARNING
+                else None
+            )
+            self.console.print(Text(self.format(record), style=style or ""), soft_wrap=True)
+        except Exception:  # a display problem must never break the run
+            self.handleError(record)
 
 
 class StatusBoard:
-    """Tracks project states and renders them live (tty) or as periodic log lines."""
+    """Renders the ledger's project states live (tty) or as log lines; see the module docstring."""
 
     def __init__(self, ledger: Ledger, interval_s: float, started: float, interactive: bool | None = None) -> None:
         self.ledger = ledger
         self.interval_s = interval_s
         self.started = started
-        self.projects: dict[str, ProjectView] = {}
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.console = Console(stderr=True)
         self._live: Live | None = None
         self._last_line = 0.0
+        self._seen: dict[str, tuple[str | None, ProjectStatus]] = {}
+        self._swapped: list[tuple[logging.Handler, logging.Handler]] = []
 
     def __enter__(self) -> StatusBoard:
         if self.interactive:
-            self._live = Live(self._table(), console=Console(stderr=True), refresh_per_second=2, transient=False)
+            self._live = Live(
+                self._render(self.ledger.board()), console=self.console, auto_refresh=False, transient=False
+            )
             self._live.__enter__()
+            self._route_logs_through_console()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
-            self._live.update(self._table())
+            self._live.update(self._render(self.ledger.board()), refresh=True)
             self._live.__exit__(*exc)
+            self._live = None
+        for mine, theirs in self._swapped:
+            root = logging.getLogger()
+            root.removeHandler(mine)
+            root.addHandler(theirs)
+        self._swapped.clear()
 
-    def update(
-        self,
-        project_id: str,
-        *,
-        stage: str | None = None,
-        status: str | None = None,
-        title: str | None = None,
-    ) -> None:
-        """Record a project's new stage or status and refresh the display."""
-        view = self.projects.setdefault(project_id, ProjectView())
-        before = (view.stage, view.status)
-        if stage is not None and stage != view.stage:
-            view.stage, view.since = stage, time.time()
-        if status is not None:
-            view.status = status
-        if title:
-            view.title = title
-        if not self.interactive and (view.stage, view.status) != before:
-            log.info("%s: %s%s", project_id, view.stage, "" if view.status == "running" else f" [{view.status}]")
-        self.refresh()
+    def _route_logs_through_console(self) -> None:
+        """Swap the root logger's terminal handlers for one that prints above the live table."""
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and stream in (sys.stderr, sys.stdout, sys.__stderr__):
+                mine = _ConsoleHandler(self.console, handler.formatter)
+                mine.setLevel(handler.level)
+                root.removeHandler(handler)
+                root.addHandler(mine)
+                self._swapped.append((mine, handler))
 
     def refresh(self) -> None:
-        """Redraw (tty) or print a status line when the interval has passed."""
+        """Read the ledger and redraw (tty), or log what changed and, each interval, the totals."""
+        rows = self.ledger.board()
+        changes = self._changes(rows)
         if self._live is not None:
-            self._live.update(self._table())
-        elif time.time() - self._last_line >= self.interval_s:
+            self._live.update(self._render(rows), refresh=True)
+            return
+        for row in changes:
+            where = row.stage or "queued"
+            if row.status == ProjectStatus.running:
+                log.info("%s: %s", row.id, where)
+            elif row.status == ProjectStatus.done:
+                log.info("%s: done", row.id)
+            elif row.status in _FINAL:
+                log.info("%s: %s in %s", row.id, row.status.value, where)
+        if time.time() - self._last_line >= self.interval_s:
             self._last_line = time.time()
-            log.info(self.totals_line())
+            log.info(self.totals_line(rows))
 
-    def totals_line(self) -> str:
+    def _changes(self, rows: list[BoardRow]) -> list[BoardRow]:
+        changed = []
+        for row in rows:
+            state = (row.stage, row.status)
+            if self._seen.get(row.id) != state:
+                self._seen[row.id] = state
+                if row.status != ProjectStatus.queued:
+                    changed.append(row)
+        return changed
+
+    def totals_line(self, rows: list[BoardRow] | None = None) -> str:
         """One line with the run's totals."""
+        rows = self.ledger.board() if rows is None else rows
         usage = self.ledger.total_usage()
-        done = sum(1 for v in self.projects.values() if v.status == "done")
-        active = sum(1 for v in self.projects.values() if v.status == "running")
+        papers = sum(1 for r in rows if is_paper(r.status))
+        active = sum(1 for r in rows if r.status == ProjectStatus.running)
+        failed = sum(1 for r in rows if r.status == ProjectStatus.failed)
         elapsed = time.time() - self.started
-        rate = done / elapsed * 3600 if elapsed > 0 else 0.0
         return (
-            f"{elapsed:7.0f}s | papers {done} | in flight {active} | tokens {usage.total_tokens:,} "
-            f"({usage.calls} calls, {usage.cache_hits} cached) | ${usage.cost_usd:.4f} | {rate:.1f} papers/h"
+            f"{elapsed:5.0f}s | papers {papers} | in flight {active} | failed {failed} | tokens "
+            f"{usage.total_tokens:,} ({usage.calls} calls, {usage.cache_hits} cached) | ${usage.cost_usd:.4f} | "
+            f"{papers_per_hour(papers, elapsed):.1f} papers/h"
         )
 
-    def _table(self) -> Table:
-        table = Table(title=self.totals_line(), title_justify="left", expand=False)
-        for column in ("project", "stage", "time in stage", "status", "title"):
-            table.add_column(column)
+    def _render(self, rows: list[BoardRow]) -> Group:
+        table = Table(expand=True, show_edge=False, pad_edge=False)
+        table.add_column("project", no_wrap=True)
+        table.add_column("stage", no_wrap=True)
+        table.add_column("time in stage", justify="right", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("error", ratio=2, overflow="ellipsis", no_wrap=True)
+        table.add_column("title", ratio=3, overflow="ellipsis", no_wrap=True)
         now = time.time()
-        for pid, view in sorted(self.projects.items()):
-            table.add_row(pid, view.stage, f"{now - view.since:.0f}s", view.status, view.title[:60])
-        return table
+        for row in rows:
+            if row.stage_started is None:
+                held = ""
+            else:  # the timer stops when the project ends
+                end = now if row.status == ProjectStatus.running else (row.last_event or now)
+                held = f"{max(0.0, end - row.stage_started):.0f}s"
+            style = {"failed": "red", "done": "green", "budget_exhausted": "yellow"}.get(row.status.value, "")
+            table.add_row(
+                row.id,
+                row.stage or "queued",
+                held,
+                Text(row.status.value, style=style),
+                (row.error or "").replace("\n", " "),
+                row.title or "",
+            )
+        return Group(Text(self.totals_line(rows), overflow="ellipsis", no_wrap=True), table)

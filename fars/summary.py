@@ -1,93 +1,146 @@
-"""Build the RunRecord from the ledger, so its totals always equal the ledger's sums."""
+"""Build the RunRecord from the ledger, so its totals always equal the ledger's sums.
+
+The one definition of a paper (``is_paper``) and of papers per hour (``papers_per_hour``) lives here;
+the status board, W&B and the report use these, never their own arithmetic. Stage outputs are read
+back through their contracts (``fars.contracts``), by type: the funnel counts whatever stage
+produced an ``IdeationOutput`` and so on, so a pipeline with stages of its own is summarised too.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from fars.ledger import Ledger, ProjectRow
+from fars.contracts import (
+    ExperimentOutput,
+    IdeationOutput,
+    PlanningOutput,
+    ReviewOutput,
+    StageOutput,
+    WritingOutput,
+    load_stored,
+)
+from fars.ledger import Ledger, ProjectRow, StoredOutput
 from fars.records import Artifact, Funnel, ProjectStatus, ProjectSummary, RunRecord, Totals, Usage
 
 RUN_RECORD_FILE = "run_record.json"
-Outputs = dict[tuple[str, str], dict[str, Any]]  # (project, stage) -> the stage's latest output
+OutputT = TypeVar("OutputT", bound=StageOutput)
 _OPEN = (ProjectStatus.queued, ProjectStatus.running)  # a project in these has not finished
+_typed_cache: dict[tuple[str, int], StageOutput | None] = {}  # (ledger, event id) -> its typed output
 
 
-def funnel_from(ledger: Ledger, outputs: Outputs | None = None) -> Funnel:
-    """Funnel counts from the finished stages' outputs (``outputs``: ``ledger.finished_outputs()``)."""
-    outputs = ledger.finished_outputs() if outputs is None else outputs
+def is_paper(status: ProjectStatus) -> bool:
+    """Whether a project counts as a paper: it went through every configured stage."""
+    return status == ProjectStatus.done
+
+
+def papers_per_hour(papers: int, wall_s: float) -> float:
+    """Papers per hour of wall time (0 before any time has passed)."""
+    return papers / wall_s * 3600 if wall_s > 0 else 0.0
+
+
+class ProjectOutputs:
+    """One project's finished stage outputs, typed, looked up by contract."""
+
+    def __init__(self, outputs: list[StageOutput]) -> None:
+        self._outputs = outputs
+
+    def get(self, contract: type[OutputT]) -> OutputT | None:
+        """The output of the stage that produced ``contract``, or None."""
+        return next((o for o in self._outputs if isinstance(o, contract)), None)
+
+
+def typed_outputs(ledger: Ledger, stored: dict[tuple[str, str], StoredOutput]) -> dict[str, ProjectOutputs]:
+    """Every project's stored outputs as contracts (validated once per ledger event, then remembered)."""
+    per_project: dict[str, list[StageOutput]] = {}
+    for (project, _stage), item in stored.items():
+        key = (str(ledger.path), item.event_id)
+        if key not in _typed_cache:
+            _typed_cache[key] = load_stored(item)
+        typed = _typed_cache[key]
+        if typed is not None:
+            per_project.setdefault(project, []).append(typed)
+    return {project: ProjectOutputs(outputs) for project, outputs in per_project.items()}
+
+
+def funnel_from(projects: list[ProjectRow], outputs: dict[str, ProjectOutputs]) -> Funnel:
+    """Funnel counts from the finished stages' outputs."""
     funnel = Funnel()
-    for project in ledger.projects():
-        idea = outputs.get((project.id, "ideation"))
+    for project in projects:
+        found = outputs.get(project.id)
+        if found is None:
+            continue
+        idea = found.get(IdeationOutput)
         if idea is not None:
-            funnel.hypotheses += len(idea.get("hypotheses", []))
-            funnel.screened += int(idea.get("screened", 0))
-            funnel.novel += int(idea.get("novel", idea.get("screened")) or 0)
-        for stage, attr in (
-            ("planning", "planned"),
-            ("experiment", "experimented"),
-            ("writing", "written"),
-            ("review", "reviewed"),
+            funnel.hypotheses += len(idea.hypotheses)
+            funnel.screened += idea.screened
+            funnel.novel += idea.novel
+        for contract, attr in (
+            (PlanningOutput, "planned"),
+            (ExperimentOutput, "experimented"),
+            (WritingOutput, "written"),
+            (ReviewOutput, "reviewed"),
         ):
-            if (project.id, stage) in outputs:
+            if found.get(contract) is not None:
                 setattr(funnel, attr, getattr(funnel, attr) + 1)
     return funnel
 
 
-def grounding_rates(counts: list[dict[str, Any]]) -> dict[str, Any]:
+def grounding_rates(written: list[WritingOutput]) -> dict[str, Any]:
     """Run-level grounding: rates pooled over every written paper's numbers and citations, papers flagged."""
-    if not counts:
+    if not written:
         return {}
-    checked = sum(c["numbers_checked"] for c in counts)
-    cites = sum(c["citations"] for c in counts)
+    counts = [w.grounding.after for w in written]
+    checked = sum(c.numbers_checked for c in counts)
+    cites = sum(c.citations for c in counts)
     return {
-        "grounded_number_rate": 1.0 if not checked else 1 - sum(c["numbers_ungrounded"] for c in counts) / checked,
-        "verified_citation_rate": 1.0 if not cites else 1 - sum(c["citations_unverified"] for c in counts) / cites,
-        "papers_flagged": sum(1 for c in counts if c["numbers_ungrounded"] or c["citations_unverified"]),
+        "grounded_number_rate": 1.0 if not checked else 1 - sum(c.numbers_ungrounded for c in counts) / checked,
+        "verified_citation_rate": 1.0 if not cites else 1 - sum(c.citations_unverified for c in counts) / cites,
+        "papers_flagged": sum(1 for c in counts if c.numbers_ungrounded or c.citations_unverified),
     }
 
 
 def project_summary(
     row: ProjectRow,
-    outputs: Outputs,
+    outputs: ProjectOutputs,
     seconds: dict[str, float],
     usage: Usage,
     artifacts: list[Artifact],
     times: tuple[float, float] | None,
 ) -> ProjectSummary:
     """One project's summary from what the ledger holds about it."""
-    review = outputs.get((row.id, "review"))
-    idea = outputs.get((row.id, "ideation")) or {}
-    written = outputs.get((row.id, "writing")) or {}
-    grounding = written.get("grounding") or {}
+    review = outputs.get(ReviewOutput)
+    idea = outputs.get(IdeationOutput)
+    written = outputs.get(WritingOutput)
     return ProjectSummary(
         id=row.id,
         status=row.status,
         stage=row.stage,
         title=row.title,
-        hypothesis=(idea.get("chosen") or {}).get("statement"),
+        hypothesis=idea.chosen.statement if idea is not None and idea.chosen is not None else None,
         error=row.error,
         stage_seconds=seconds,
         usage=usage,
         artifacts=artifacts,
-        rating=float(review["rating"]) if review else None,
-        review=review.get("review") if review else None,
+        rating=review.rating if review is not None else None,
+        review=review.review if review is not None else None,
         started_at=times[0] if times else None,
         finished_at=times[1] if times else None,
-        grounded_number_rate=written.get("grounded_number_rate"),
-        verified_citation_rate=written.get("verified_citation_rate"),
-        grounding_flagged=grounding.get("flagged") if grounding else None,
+        grounded_number_rate=written.grounded_number_rate if written is not None else None,
+        verified_citation_rate=written.verified_citation_rate if written is not None else None,
+        grounding_flagged=written.grounding.flagged if written is not None else None,
     )
 
 
 def summarize_project(ledger: Ledger, project_id: str) -> ProjectSummary:
     """One project's summary, reading only that project's rows (cheap at any run size)."""
     row = ledger.project(project_id)
+    outputs = typed_outputs(ledger, ledger.finished_outputs(project_id)).get(project_id, ProjectOutputs([]))
     return project_summary(
         row,
-        ledger.finished_outputs(project_id),
+        outputs,
         ledger.stage_seconds(project_id),
         ledger.usage(project_id=project_id).get("", Usage()),
         ledger.artifacts(project_id),
@@ -100,7 +153,7 @@ class Progress:
     """Running totals of a run, as W&B logs them when a project ends."""
 
     finished: int  # projects no longer queued or running
-    papers: int  # projects with a review (the RunRecord's ``scores``)
+    papers: int  # projects that count as papers (``is_paper``)
     usage: Usage
     papers_per_hour: float
 
@@ -108,68 +161,74 @@ class Progress:
     def from_record(cls, record: RunRecord) -> Progress:
         """The same totals read off a RunRecord."""
         finished = sum(1 for p in record.projects if p.status not in _OPEN)
-        return cls(finished, len(record.scores), record.totals.overall, record.papers_per_hour)
+        return cls(finished, record.papers, record.totals.overall, record.papers_per_hour)
 
 
-def run_progress(ledger: Ledger, started_at: float) -> Progress:
+def run_progress(ledger: Ledger, started_at: float, now: float | None = None) -> Progress:
     """Running totals in a few aggregate queries, without building the whole RunRecord."""
     statuses = [p.status for p in ledger.projects()]
+    papers = sum(1 for s in statuses if is_paper(s))
     return Progress(
         finished=sum(1 for s in statuses if s not in _OPEN),
-        papers=ledger.count_finished("review"),
+        papers=papers,
         usage=ledger.total_usage(),
-        papers_per_hour=_per_hour(statuses.count(ProjectStatus.done), time.time() - started_at),
+        papers_per_hour=papers_per_hour(papers, (now or time.time()) - started_at),
     )
 
 
-def _per_hour(papers: int, wall_s: float) -> float:
-    return papers / wall_s * 3600 if wall_s > 0 else 0.0
-
-
 def build_run_record(
-    ledger: Ledger, run_dir: Path, config: dict[str, Any], status: str, started_at: float, resumed: int
+    ledger: Ledger,
+    run_dir: Path,
+    config: dict[str, Any],
+    status: str,
+    started_at: float,
+    resumed: int,
+    error: str | None = None,
 ) -> RunRecord:
     """The RunRecord of a run as the ledger has it now (a fixed number of queries, whatever the run's size)."""
     usage_by_project = ledger.usage(by="project_id")
     times = ledger.project_times()
-    outputs = ledger.finished_outputs()
+    outputs = typed_outputs(ledger, ledger.finished_outputs())
     seconds = ledger.all_stage_seconds()
     artifacts = ledger.all_artifacts()
+    rows = ledger.projects()
+    empty = ProjectOutputs([])
     projects = [
         project_summary(
             row,
-            outputs,
+            outputs.get(row.id, empty),
             seconds.get(row.id, {}),
             usage_by_project.get(row.id, Usage()),
             artifacts.get(row.id, []),
             times.get(row.id),
         )
-        for row in ledger.projects()
+        for row in rows
     ]
     scores = [p.rating for p in projects if p.rating is not None]
-    grounding_counts = [
-        grounding["after"] for p in projects if (grounding := (outputs.get((p.id, "writing")) or {}).get("grounding"))
-    ]
+    written = [w for p in rows if (w := outputs.get(p.id, empty).get(WritingOutput)) is not None]
     finished = time.time() if status != "running" else None
     wall = (finished or time.time()) - started_at
+    papers = sum(1 for p in projects if is_paper(p.status))
     return RunRecord(
         run_dir=str(run_dir),
         status=status,
+        error=error,
         started_at=started_at,
         finished_at=finished,
         wall_s=wall,
         resumed=resumed,
         config=config,
-        funnel=funnel_from(ledger, outputs),
+        funnel=funnel_from(rows, outputs),
         totals=Totals(
             overall=ledger.total_usage(),
             by_stage=ledger.usage(by="stage"),
             by_model=ledger.usage(by="model"),
         ),
-        papers_per_hour=_per_hour(sum(1 for p in projects if p.status == ProjectStatus.done), wall),
+        papers=papers,
+        papers_per_hour=papers_per_hour(papers, wall),
         scores=scores,
         mean_score=sum(scores) / len(scores) if scores else None,
-        **grounding_rates(grounding_counts),
+        **grounding_rates(written),
         projects=projects,
     )
 

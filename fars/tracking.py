@@ -62,11 +62,11 @@ class NullTracker:
 
 def paper_row(p: ProjectSummary) -> list[Any]:
     """One row of the per-paper table."""
-    review = p.review or {}
+    sub = p.review.subscores if p.review is not None else {}
     secs = p.stage_seconds
     return [
-        p.id, p.status.value, p.title, p.rating, review.get("soundness"), review.get("presentation"),
-        review.get("contribution"), review.get("confidence"), p.usage.input_tokens, p.usage.output_tokens,
+        p.id, p.status.value, p.title, p.rating, sub.get("soundness"), sub.get("presentation"),
+        sub.get("contribution"), sub.get("confidence"), p.usage.input_tokens, p.usage.output_tokens,
         p.usage.cost_usd, *(round(secs.get(s, 0.0), 2) for s in ("ideation", "planning", "experiment", "writing", "review")),
         p.grounded_number_rate, p.verified_citation_rate, p.grounding_flagged,
     ]  # fmt: skip
@@ -141,6 +141,9 @@ class WandbTracker:
         """Log the paper table, funnel, usage by stage and score distribution; close the run."""
         import wandb
 
+        if self.run is None:  # the run failed before the tracker started: nothing to close
+            return
+
         table = wandb.Table(columns=PAPER_COLUMNS, data=[paper_row(p) for p in record.projects])
         scalars = summary_metrics(record)
         summary: dict[str, Any] = {"papers_table": table, **scalars}
@@ -149,7 +152,10 @@ class WandbTracker:
         self.run.log(summary)
         for key, value in scalars.items():
             self.run.summary[key] = value
-        self.run.finish()
+        self.run.summary["status"] = record.status
+        if record.error:
+            self.run.summary["error"] = record.error[:500]
+        self.run.finish(exit_code=0 if record.status == "completed" else 1)
 
 
 def summary_metrics(record: RunRecord) -> dict[str, float | int]:
@@ -158,7 +164,7 @@ def summary_metrics(record: RunRecord) -> dict[str, float | int]:
     The dashboard (``fars.evaluation.dashboard``) plots these names; keep the two in step.
     """
     overall = record.totals.overall
-    papers = sum(1 for p in record.projects if p.status.value == "done")
+    papers = record.papers
     metrics: dict[str, float | int] = {
         "papers": papers,
         "projects": len(record.projects),

@@ -116,11 +116,3 @@ def form_fields(form: str) -> list[str]:
     """The calibration features of a form: its sub-scores, confidence and overall rating."""
     cls = get_form(form)
     return [*cls.subscore_fields, "confidence", "rating"]
-
-
-def as_features(form: str, review: dict[str, Any]) -> dict[str, float]:
-    """A filled form (as a dict) as the named numeric features of ``form_fields``."""
-    cls = get_form(form)
-    values = {name: float(review[name]) for name in (*cls.subscore_fields, "confidence")}
-    values["rating"] = float(review[cls.rating_field])
-    return values

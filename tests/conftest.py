@@ -1,13 +1,22 @@
-"""Shared fixtures: an isolated response cache, and a helper that runs the real `fars` command."""
+"""Shared fixtures: an isolated response cache, the composed config, stage harnesses, and the real `fars` command."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from fars.commands.configured import compose_run
+from fars.config import FarsConfig
+from fars.contracts import StageOutput
+from fars.ledger import Ledger
+from fars.services import Services, build_services
+from fars.stages.base import StageContext
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = [
@@ -40,3 +49,55 @@ def run_fars(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Com
     return subprocess.run(
         fars_command(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
     )
+
+
+def compose(*overrides: str) -> FarsConfig:
+    """The validated ``fars run`` config composed from conf/ with these overrides (as the CLI composes it)."""
+    return compose_run(list(overrides))
+
+
+@pytest.fixture(name="compose")
+def compose_fixture() -> Callable[..., FarsConfig]:
+    """``compose(*overrides)`` as a fixture: in-process tests use the very config the CLI would build."""
+    return compose
+
+
+def services_for(cfg: FarsConfig, run_dir: Path, *, runner: bool = False) -> Services:
+    """The run's shared services for an in-process stage test (a ledger in ``run_dir``, no job runner
+    unless asked)."""
+    ledger = Ledger(run_dir / "ledger.sqlite")
+    services = build_services(cfg, ledger, run_dir)
+    if not runner:
+        services.runner = None
+    return services
+
+
+def stage_context(
+    services: Services, stage: str, inputs: list[StageOutput] | None = None, *, project_id: str = "p000"
+) -> StageContext:
+    """The context a stage gets for one project, with the given outputs of earlier stages."""
+    services.ledger.add_project(project_id, 0, "training dynamics")
+    return StageContext(
+        project_id=project_id,
+        index=0,
+        area="training dynamics",
+        run_dir=services.run_dir,
+        ledger=services.ledger,
+        stage=stage,
+        inputs={type(o): o for o in inputs or []},
+    )
+
+
+def run_stage(name: str, cfg: FarsConfig, ctx: StageContext, services: Services) -> StageOutput:
+    """Build the registered stage ``name`` for ``cfg`` and run it on ``ctx`` (the client closed after)."""
+    from fars.context import call_context
+    from fars.stages.registry import get_stage
+
+    async def go() -> StageOutput:
+        with call_context(ctx.project_id, name):
+            return await get_stage(name).build(cfg, services)(ctx)
+
+    try:
+        return asyncio.run(go())
+    finally:
+        services.close()

@@ -56,7 +56,7 @@ def test_a_paper_written_from_the_results_is_fully_grounded() -> None:
     report = check_text(text, sources(), BIB)
     assert report.ok, report.problems()
     kinds = {n.text: (n.kind, n.source) for n in report.numbers}
-    assert kinds["0.7500"] == ("result", "results.conditions.lr=0.03.val_accuracy.mean")
+    assert kinds["0.7500"] == ("result", "results.conditions.lr=0.03.metric.mean")
     assert kinds["0.0312"][1] == "results.conditions.lr=0.03.p_vs_baseline"
     assert kinds["2022"][0] == "not_a_result"  # a year (and the bibliography's year)
     assert report.citations[0].text == "[1]" and report.citations[0].record_id == "openreview:abc"

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+from fars.contracts import ConditionResult, EngineInfo, Results, Stat
 from fars.paper import Paper, Section, render_latex, render_markdown, results_table, tex_escape
 
-RESULTS = {
-    "metric": "val_accuracy",
-    "higher_is_better": True,
-    "steps": 30,
-    "conditions": {
-        "baseline": {
-            "val_accuracy": {"mean": 0.5, "std": 0.1, "n": 2},
-            "val_loss": {"mean": 1.0, "std": 0.2, "n": 2},
-            "p_vs_baseline": None,
-        },
-        "lr=0.03": {
-            "val_accuracy": {"mean": 0.75, "std": 0.05, "n": 2},
-            "val_loss": {"mean": 0.5, "std": 0.1, "n": 2},
-            "p_vs_baseline": 0.0312,
-        },
+
+def _stat(mean: float, std: float) -> Stat:
+    return Stat(mean=mean, std=std, n=2)
+
+
+RESULTS = Results(
+    template="modadd",
+    metric="val_accuracy",
+    higher_is_better=True,
+    knob="lr",
+    steps=30,
+    best="lr=0.03",
+    engine=EngineInfo(name="plain"),
+    conditions={
+        "baseline": ConditionResult(
+            overrides={"lr": 0.01},
+            metric=_stat(0.5, 0.1),
+            val_loss=_stat(1.0, 0.2),
+            train_loss=_stat(0.9, 0.2),
+            seeds=[0, 1],
+            values=[0.43, 0.57],
+        ),
+        "lr=0.03": ConditionResult(
+            overrides={"lr": 0.03},
+            metric=_stat(0.75, 0.05),
+            val_loss=_stat(0.5, 0.1),
+            train_loss=_stat(0.45, 0.1),
+            seeds=[0, 1],
+            values=[0.715, 0.785],
+            p_vs_baseline=0.0312,
+        ),
     },
-}
+)
 
 
 def test_tex_injection_is_printed_not_executed() -> None:

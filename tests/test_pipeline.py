@@ -32,7 +32,7 @@ def assert_record_matches_ledger(run_dir: Path) -> None:
     progress = run_progress(ledger, record.started_at)
     assert (progress.finished, progress.papers, progress.usage) == (
         sum(1 for p in record.projects if p.status not in (ProjectStatus.queued, ProjectStatus.running)),
-        len(record.scores),
+        record.papers,
         record.totals.overall,
     )
 
@@ -42,7 +42,7 @@ def test_scripted_run_writes_papers_reviews_and_a_consistent_record(tmp_path: Pa
     done = run_fars(["run", *FAST, "pipeline.papers=2", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     record = read_run_record(run_dir)
-    assert record.status == "completed" and record.version == 1
+    assert record.status == "completed" and record.version == 2 and record.papers == 2
     assert [p.status for p in record.projects] == [ProjectStatus.done, ProjectStatus.done]
     assert record.funnel.reviewed == 2 and record.funnel.written == 2
     assert record.funnel.hypotheses >= record.funnel.screened >= 2

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fars.config import TrackerConfig
+from fars.contracts import ReviewSummary
 from fars.records import Funnel, ProjectStatus, ProjectSummary, RunRecord, Totals
 from fars.summary import Progress
 from fars.tracking import WandbTracker
@@ -15,11 +16,12 @@ from fars.tracking import WandbTracker
 
 def record(run_dir: Path) -> RunRecord:
     project = ProjectSummary(
-        id="p000", status=ProjectStatus.done, stage="done", title="T", rating=5.0, review={"soundness": 2}
-    )
+        id="p000", status=ProjectStatus.done, stage="done", title="T", rating=5.0,
+        review=ReviewSummary(rating=5.0, raw_rating=5.0, decision="reject", subscores={"soundness": 2}),
+    )  # fmt: skip
     return RunRecord(
         run_dir=str(run_dir), status="completed", started_at=0.0, config={}, funnel=Funnel(hypotheses=3, screened=2),
-        totals=Totals(), scores=[5.0], mean_score=5.0, projects=[project],
+        totals=Totals(), papers=1, scores=[5.0], mean_score=5.0, projects=[project],
     )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
-from fars.cli import UsageError
+from fars.commands.configured import UsageError
 from fars.config import LiteratureConfig, LLMConfig, TrackerConfig
 from review.settings import ReviewerConfig
 
@@ -53,7 +53,9 @@ class CalibrateConfig:
     save_to: str | None = None  # also write the fitted model here
     llm: LLMConfig = Field(default_factory=LLMConfig)
     reviewer: ReviewerConfig = Field(default_factory=ReviewerConfig)
-    literature: LiteratureConfig = Field(default_factory=LiteratureConfig)
+    literature: LiteratureConfig = Field(
+        default_factory=lambda: LiteratureConfig(backend="none")
+    )  # no search: dev papers
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
 
 
@@ -88,8 +90,9 @@ async def _calibrate(
     cfg: CalibrateConfig, raw: dict[str, Any], papers: list[Any], out: Path, data: dict[str, Any]
 ) -> int:
     from fars.commands.review import build_reviewer
+    from fars.context import call_context
     from fars.ledger import Ledger
-    from fars.llm.client import LLMClient, call_context
+    from fars.llm.client import LLMClient
     from review.harness import build_report, review_all
     from review.humans import oracle_review
 

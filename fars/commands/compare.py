@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from fars.commands.configured import CONF_DIR
 from fars.evaluation.compare import (
     CompareError,
     CompareSettings,
@@ -30,7 +31,7 @@ from fars.evaluation.compare import (
     run_stats,
 )
 
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent.parent / "conf" / "compare.yaml"
+DEFAULTS_FILE = CONF_DIR / "compare.yaml"
 
 
 def parser() -> argparse.ArgumentParser:

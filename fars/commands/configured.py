@@ -1,24 +1,50 @@
 """Compose a command's primary config with Hydra and validate it, listing every problem at once.
 
-The same pattern as ``fars run``'s preflight: each override Hydra rejects is named, then the composed
-config is checked against the command's pydantic dataclass schema; any problem raises ``UsageError``
-with one line per problem (the CLI prints it and exits 2).
+The schemas (pydantic dataclasses in ``fars.config`` and the command modules) hold every default;
+before Hydra composes, each schema's defaults are registered as a config node (``_defaults_<name>``)
+that the primary config lists first, so the YAML files under ``conf/`` only say what an option
+changes. Each override Hydra rejects is named, then the composed config is checked against the
+schema; any problem raises ``UsageError`` with one line per problem (the CLI prints it, exit 2).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypeVar
 
-from fars.cli import CONF_DIR, UsageError
-from fars.config import ConfigError, validate_as
+from fars.config import ConfigError, FarsConfig, schema_defaults, validate_as
 
 T = TypeVar("T")
+
+
+def _conf_dir() -> Path:
+    """``conf/`` of a source checkout, or the copy a built wheel carries inside the package."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "run.yaml").is_file():
+            return candidate
+    return package / "conf"
+
+
+CONF_DIR = _conf_dir()
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message says what to do (the CLI prints it and exits 2)."""
+
+
+def register_defaults(config_name: str, schema: type[Any]) -> None:
+    """Store ``schema``'s defaults as the Hydra node ``_defaults_<config_name>`` (the first default of the
+    primary config ``conf/<config_name>.yaml``)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=f"_defaults_{config_name}", node=schema_defaults(schema))
 
 
 def compose_job(config_name: str, overrides: list[str]) -> tuple[dict[str, Any] | None, list[str]]:
     """``conf/CONFIG_NAME.yaml`` composed with ``overrides`` as a plain dict, and every override Hydra
     rejected (each named); the dict is None when nothing could be composed. Call inside
-    ``initialize_config_dir(CONF_DIR)``."""
+    ``initialize_config_dir(CONF_DIR)`` after ``register_defaults``."""
     from hydra import compose
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -38,16 +64,25 @@ def compose_job(config_name: str, overrides: list[str]) -> tuple[dict[str, Any] 
         composed, error = attempt([o for o in overrides if o not in rejected])
         if error is not None:
             return None, [*problems, error]
-    raw: dict[str, Any] = OmegaConf.to_container(composed, resolve=True)  # type: ignore[assignment]
+    try:
+        raw: dict[str, Any] = OmegaConf.to_container(composed, resolve=True)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:  # e.g. ${oc.env:MISSING} with no such variable
+        return None, [*problems, " ".join(str(exc).split())]
     return raw, problems
+
+
+def compose_raw(config_name: str, overrides: list[str], schema: type[Any]) -> tuple[dict[str, Any] | None, list[str]]:
+    """``compose_job`` with the schema's defaults registered and Hydra initialised on ``CONF_DIR``."""
+    from hydra import initialize_config_dir
+
+    register_defaults(config_name, schema)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose_job(config_name, overrides)
 
 
 def compose_config(config_name: str, overrides: list[str], schema: type[T]) -> tuple[T, dict[str, Any]]:
     """``conf/CONFIG_NAME.yaml`` composed with ``overrides``, validated against ``schema``."""
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        raw, problems = compose_job(config_name, overrides)
+    raw, problems = compose_raw(config_name, overrides, schema)
     cfg = None
     if raw is not None:
         try:
@@ -57,6 +92,11 @@ def compose_config(config_name: str, overrides: list[str], schema: type[T]) -> t
     if problems or cfg is None or raw is None:
         raise UsageError(listing(problems))
     return cfg, raw
+
+
+def compose_run(overrides: list[str]) -> FarsConfig:
+    """The validated ``fars run`` config for these overrides (tests and benchmarks compose with this)."""
+    return compose_config("run", overrides, FarsConfig)[0]
 
 
 def listing(problems: list[str]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
-from fars.cli import UsageError
+from fars.commands.configured import UsageError
 from fars.config import LiteratureConfig, LLMConfig
 from review.settings import ReviewerConfig
 
@@ -48,24 +48,17 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     return [a for a in args if "=" not in a], [a for a in args if "=" in a]
 
 
-def build_reviewer(
-    client: Any, reviewer: ReviewerConfig, literature: LiteratureConfig, model: str
-) -> Any:  # returns review.reviewer.AgenticReviewer
-    """The agentic reviewer of a config: its literature backend and calibration model loaded."""
+def build_reviewer(client: Any, reviewer: ReviewerConfig, literature: LiteratureConfig, model: str) -> Any:
+    """The reviewer of a command's config (``fars.reviewing.build_reviewer``) with its own literature backend."""
     from fars.literature import make_backend
-    from review.calibration import CalibrationError, load_calibration
-    from review.reviewer import AgenticReviewer
+    from fars.reviewing import ReviewerConfigError
+    from fars.reviewing import build_reviewer as build
 
-    if reviewer.kind == "oracle":
-        raise UsageError("reviewer=oracle returns human ratings and works only in `fars calibrate`")
     try:
-        calibration = load_calibration(reviewer.calibration, reviewer.form)
-    except CalibrationError as exc:
+        backend = make_backend(literature) if reviewer.related_works > 0 else None
+        return build(client, reviewer, backend, top_k=literature.top_k, model=model)
+    except ReviewerConfigError as exc:
         raise UsageError(str(exc)) from None
-    backend = make_backend(literature) if reviewer.related_works > 0 else None
-    return AgenticReviewer(
-        client, reviewer, literature=backend, calibration=calibration, top_k=literature.top_k, name=f"model:{model}"
-    )
 
 
 def main(args: list[str]) -> int:
@@ -97,8 +90,9 @@ def main(args: list[str]) -> int:
 
 
 async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
+    from fars.context import call_context
     from fars.ledger import Ledger
-    from fars.llm.client import LLMClient, LLMError, call_context
+    from fars.llm.client import LLMClient, LLMError
     from review.render import review_markdown
 
     out.mkdir(parents=True, exist_ok=True)

@@ -107,9 +107,7 @@ def calibrated_scores(record: RunRecord) -> list[float] | None:
     for project in record.projects:
         if project.rating is None:
             continue
-        value = getattr(project, "calibrated_rating", None)
-        if value is None and project.review:
-            value = project.review.get("calibrated_rating", project.review.get("calibrated"))
+        value = project.review.calibrated_rating if project.review is not None else None
         if not isinstance(value, int | float):
             return None
         values.append(float(value))

@@ -16,13 +16,13 @@ import argparse
 import sys
 from typing import Any
 
-from fars.config import STAGE_NAMES
+from fars.config import DEFAULT_STAGES
 
 SCORE_METRICS = ["score/mean", "score/min", "score/max"]
 THROUGHPUT_METRICS = ["papers_per_hour", "papers", "wall_s"]
 TOKEN_METRICS = ["tokens_per_paper", "cost_usd_per_paper", "tokens/total", "cost_usd/total"]
 FUNNEL_METRICS = [f"funnel/{k}" for k in ("hypotheses", "screened", "planned", "experimented", "written", "reviewed")]
-STAGE_TOKEN_METRICS = [f"tokens/{stage}" for stage in STAGE_NAMES]
+STAGE_TOKEN_METRICS = [f"tokens/{stage}" for stage in DEFAULT_STAGES]
 
 
 class DashboardError(RuntimeError):

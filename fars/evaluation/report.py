@@ -191,16 +191,16 @@ def _link(run_dir: Path, out_dir: Path, project: ProjectSummary, kind: str) -> s
 def _papers_table(record: RunRecord, run_dir: Path, out_dir: Path) -> str:
     rows = []
     for p in record.projects:
-        review = p.review or {}
-        calibrated = review.get("calibrated_rating", getattr(p, "calibrated_rating", None))
+        sub = p.review.subscores if p.review is not None else {}
+        calibrated = p.review.calibrated_rating if p.review is not None else None
         seconds = sum(p.stage_seconds.values())
         rows.append(
             f"<tr><td>{_e(p.id)}</td><td class='status-{_e(p.status.value)}'>{_e(p.status.value)}</td>"
             f"<td>{_e(p.title or p.hypothesis or '')}{'<br><span class=muted>' + _e(p.error[:200]) + '</span>' if p.error else ''}</td>"
             f"<td class=n data-v='{p.rating if p.rating is not None else -1}'>{_num(p.rating, '.1f')}</td>"
             f"<td class=n>{_num(calibrated if isinstance(calibrated, int | float) else None)}</td>"
-            f"<td class=n>{_e(review.get('soundness', '–'))}</td><td class=n>{_e(review.get('presentation', '–'))}</td>"
-            f"<td class=n>{_e(review.get('contribution', '–'))}</td>"
+            f"<td class=n>{_e(sub.get('soundness', '–'))}</td><td class=n>{_e(sub.get('presentation', '–'))}</td>"
+            f"<td class=n>{_e(sub.get('contribution', '–'))}</td>"
             f"<td class=n data-v='{p.usage.total_tokens}'>{p.usage.total_tokens:,}</td>"
             f"<td class=n>{p.usage.cost_usd:.4f}</td><td class=n>{seconds:.0f}</td>"
             f"<td>{_link(run_dir, out_dir, p, 'paper')}</td><td>{_link(run_dir, out_dir, p, 'review')}</td></tr>"

@@ -7,7 +7,6 @@ resampling uses a fixed seed, so the same inputs always give the same interval.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -124,10 +123,3 @@ def bootstrap_paired_difference(
     rng = np.random.default_rng(seed)
     draws = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
     return _interval(float(d.mean()), draws, confidence)
-
-
-def mean_and_sd(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    arr = _floats(values, "values")
-    sd = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return float(arr.mean()), sd if math.isfinite(sd) else 0.0

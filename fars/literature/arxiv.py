@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from fars.literature import LiteratureError, LiteratureRecord, SearchHit
+from fars.literature.base import LiteratureError, LiteratureRecord, SearchHit
 from fars.literature.http import HttpFetcher
 from fars.literature.similarity import content_words
 

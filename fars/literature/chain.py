@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from fars.literature import LiteratureBackend, LiteratureError, LiteratureRecord, SearchHit
+from fars.context import current_call_context
+from fars.literature.base import LiteratureBackend, LiteratureError, LiteratureRecord, SearchHit
 
 log = logging.getLogger(__name__)
 ID_PREFIXES = {"openreview": "offline", "openalex": "openalex", "arxiv": "arxiv", "s2": "semantic_scholar"}
@@ -19,12 +20,18 @@ ID_PREFIXES = {"openreview": "offline", "openalex": "openalex", "arxiv": "arxiv"
 
 @dataclass
 class ChainEvent:
-    """One question to the chain: which backends failed (and why) and which one answered."""
+    """One question to the chain: which backends failed (and why), which one answered, and for whom.
+
+    ``project_id`` and ``stage`` come from the call context, so one chain shared by every project of
+    a run still tells each project which services answered it.
+    """
 
     kind: str
     query: str
     answered_by: str | None
     failures: list[str] = field(default_factory=list)
+    project_id: str | None = field(default_factory=lambda: current_call_context().project_id)
+    stage: str | None = field(default_factory=lambda: current_call_context().stage)
 
 
 class FallbackChain:
@@ -35,8 +42,18 @@ class FallbackChain:
             raise ValueError("a fallback chain needs at least one backend")
         self.backends = backends
         self.name = "+".join(b.name for b in backends)
-        self.events: list[ChainEvent] = []
+        self.events: list[ChainEvent] = []  # every question asked, in order (see ``answered_for``)
         self._seen: dict[str, LiteratureRecord] = {}
+
+    def answered_for(self, project_id: str | None, stage: str | None = None) -> list[str]:
+        """The backends that answered one project's questions (of one stage, when given), sorted."""
+        return sorted(
+            {
+                e.answered_by
+                for e in self.events
+                if e.answered_by and e.project_id == project_id and (stage is None or e.stage == stage)
+            }
+        )
 
     async def search(self, query: str, k: int) -> list[SearchHit]:
         """The first backend's answer that does not fail; LiteratureError when every one failed."""

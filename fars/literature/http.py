@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from fars.config import LiteratureConfig
-from fars.literature import BackendUnavailable, LiteratureError, Sleep
+from fars.literature.base import BackendUnavailable, LiteratureError, Sleep
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})

@@ -9,10 +9,11 @@ once per process and file (about 0.1 s for the bundled corpus).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 
-from fars.literature import LiteratureRecord, SearchHit
+from fars.literature.base import LiteratureRecord, SearchHit
 
 BUNDLED_CORPUS = Path(__file__).resolve().parent / "data" / "iclr2022_corpus.jsonl"
 SOURCE = "openreview"
@@ -68,6 +69,7 @@ class OfflineCorpus:
     def __init__(self, records: list[LiteratureRecord]) -> None:
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each index build at DEBUG
         self.records = records
         self.by_id = {r.id: r for r in records}
         self._bm25s = bm25s

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fars.literature import LiteratureRecord, SearchHit
+from fars.literature.base import LiteratureRecord, SearchHit
 from fars.literature.http import HttpFetcher
 
 API = "https://api.openalex.org"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fars.literature import LiteratureRecord, SearchHit
+from fars.literature.base import LiteratureRecord, SearchHit
 from fars.literature.http import HttpFetcher
 
 API = "https://api.semanticscholar.org/graph/v1"

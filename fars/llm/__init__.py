@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# before anything under fars.llm imports litellm: no network look-up of its price table at import
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def stamp_free(model_response: Any) -> None:

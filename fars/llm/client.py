@@ -12,7 +12,6 @@ and written to the ledger with the model that answered, its tokens, cost, latenc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import json
@@ -21,8 +20,6 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,8 +28,10 @@ from pydantic import BaseModel, ValidationError
 
 from fars.budget import Budget
 from fars.config import LLMConfig
+from fars.context import CallContext, current_call_context
 from fars.ledger import CallRow, Ledger
 from fars.llm.cache import ResponseCache, default_cache_dir
+from fars.llm.providers import FREE_PROVIDERS, calling_with, install_routers
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network look-up at import
 import litellm
@@ -40,7 +39,6 @@ import litellm
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
 
-_FREE_PROVIDERS = ("local", "scripted")
 _RETRYABLE: tuple[type[BaseException], ...] = (
     litellm.RateLimitError,
     litellm.Timeout,
@@ -72,32 +70,6 @@ _RETRYABLE_OR_EMPTY: tuple[type[BaseException], ...] = (*_RETRYABLE, _EmptyReply
 
 
 @dataclass(frozen=True)
-class CallContext:
-    """Which project and stage a call belongs to; set by the pipeline around each stage."""
-
-    project_id: str | None = None
-    stage: str | None = None
-
-
-_context: ContextVar[CallContext] = ContextVar("fars_call_context", default=CallContext())  # noqa: B039 (frozen)
-
-
-@contextlib.contextmanager
-def call_context(project_id: str | None, stage: str | None) -> Iterator[None]:
-    """Attribute the model calls made inside the block to a project and stage."""
-    token = _context.set(CallContext(project_id, stage))
-    try:
-        yield
-    finally:
-        _context.reset(token)
-
-
-def current_call_context() -> CallContext:
-    """The project and stage the running model call belongs to."""
-    return _context.get()
-
-
-@dataclass(frozen=True)
 class Completion:
     """A model reply and what it cost."""
 
@@ -111,19 +83,20 @@ class Completion:
     finish_reason: str | None = None
 
 
-def register_providers(cfg: LLMConfig) -> list[Any]:
-    """Register the embedded (``local/...``) and scripted (``scripted/...``) providers with litellm."""
+def register_providers(cfg: LLMConfig) -> dict[str, Any]:
+    """This client's embedded (``local/...``) and scripted (``scripted/...``) handlers, by provider name.
+
+    litellm sees one router per name (``fars.llm.providers``); it forwards each call to the handlers
+    of the client making it, so clients with different scripted outputs or local models never mix.
+    """
     from fars.llm.local import LocalLlamaProvider
     from fars.llm.scripted import ScriptedProvider
 
-    handlers = [LocalLlamaProvider(cfg.local), ScriptedProvider(cfg.scripted)]
-    others = [p for p in (litellm.custom_provider_map or []) if p.get("provider") not in _FREE_PROVIDERS]
-    mine = [{"provider": name, "custom_handler": h} for name, h in zip(_FREE_PROVIDERS, handlers, strict=True)]
-    litellm.custom_provider_map = [*others, *mine]  # type: ignore[list-item]
-    free = [m for m in (cfg.model, *cfg.fallbacks) if m.split("/", 1)[0] in _FREE_PROVIDERS]
+    install_routers()
+    free = [m for m in (cfg.model, *cfg.fallbacks) if m.split("/", 1)[0] in FREE_PROVIDERS]
     if free:  # listed models are looked up exactly; unlisted ones cost litellm ~1 ms a call in pattern matching
         litellm.register_model({m: _free_model_info(m, cfg) for m in free if m not in litellm.model_cost})
-    return handlers
+    return {"local": LocalLlamaProvider(cfg.local), "scripted": ScriptedProvider(cfg.scripted)}
 
 
 def _free_model_info(model: str, cfg: LLMConfig) -> dict[str, Any]:
@@ -134,6 +107,8 @@ def _free_model_info(model: str, cfg: LLMConfig) -> dict[str, Any]:
         "mode": "chat",
         "input_cost_per_token": 0.0,
         "output_cost_per_token": 0.0,
+        "cache_read_input_token_cost": 0.0,  # stated, or litellm warns that it defaults them to 0
+        "cache_creation_input_token_cost": 0.0,
         "max_input_tokens": context,
         "max_output_tokens": context,
         "max_tokens": context,
@@ -178,7 +153,6 @@ class LLMClient:
         self.cfg = cfg
         self.ledger = ledger
         self.budget = budget
-        self.provider = cfg.model.split("/", 1)[0] if "/" in cfg.model else ""
         self._ordinals: Counter[tuple[str | None, str | None, str]] = Counter()
         # a client (one session) never repeats a place and ordinal itself, so only places answered
         # before it started can replay; fresh places skip the ledger look-up
@@ -195,7 +169,7 @@ class LLMClient:
         """Release the cache file and any loaded local model."""
         if self.cache is not None:
             self.cache.close()
-        for handler in self.handlers:
+        for handler in self.handlers.values():
             if hasattr(handler, "close"):
                 handler.close()
 
@@ -215,7 +189,7 @@ class LLMClient:
             "response_format": response_format,
         }
         key = request_hash(request)
-        ctx = _context.get()
+        ctx = current_call_context()
         ordinal = self._ordinals[(ctx.project_id, ctx.stage, key)]
         self._ordinals[(ctx.project_id, ctx.stage, key)] += 1
 
@@ -310,17 +284,18 @@ class LLMClient:
         for attempt in range(attempts):
             started = time.perf_counter()
             try:
-                response = await asyncio.wait_for(
-                    litellm.acompletion(
-                        **{k: v for k, v in request.items() if v is not None and k != "model"},
-                        model=model,
-                        api_base=self.cfg.api_base,
-                        api_key=os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None,
-                        num_retries=0,
-                        drop_params=True,
-                    ),
-                    timeout=self.cfg.timeout_s,
-                )
+                with calling_with(self.handlers):  # the routers send in-process calls to this client's handlers
+                    response = await asyncio.wait_for(
+                        litellm.acompletion(
+                            **{k: v for k, v in request.items() if v is not None and k != "model"},
+                            model=model,
+                            api_base=self.cfg.api_base,
+                            api_key=os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None,
+                            num_retries=0,
+                            drop_params=True,
+                        ),
+                        timeout=self.cfg.timeout_s,
+                    )
                 return self._completion_from(response, time.perf_counter() - started, model)
             except _RETRYABLE_OR_EMPTY as exc:
                 fault = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -373,7 +348,7 @@ class LLMClient:
         provider = model.split("/", 1)[0] if "/" in model else ""
         if provider == "scripted":
             return self.cfg.scripted.price_as
-        return None if provider in _FREE_PROVIDERS else model
+        return None if provider in FREE_PROVIDERS else model
 
     def _price(self, response: Any, model: str, input_tokens: int, output_tokens: int) -> float:
         priced = self._price_model(model)

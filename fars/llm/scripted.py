@@ -33,6 +33,7 @@ from litellm.types.utils import ModelResponse
 from litellm.types.utils import Usage as LiteUsage
 
 from fars.config import ScriptedModelConfig
+from fars.context import current_call_context
 from fars.llm import stamp_free
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z\-]{2,}")
@@ -155,8 +156,6 @@ class ScriptedProvider(CustomLLM):
         mean, spread, rng = self.cfg.latency_s, self.cfg.latency_spread, self._latency_rng
         if not mean:
             return 0.0
-        from fars.llm.client import current_call_context
-
         with self._lock:
             if self.cfg.latency_dist == "exponential":
                 wait = rng.expovariate(1 / mean)

@@ -1,16 +1,19 @@
-"""The pipeline's stages, registered by name: ideation, planning, experiment, writing, review."""
+"""The pipeline's stages: ideation, planning, experiment, writing, review, and the registry that finds them.
 
-from fars.stages import experiment, ideation, planning, review, writing
-from fars.stages.base import StageContext, StopProject, get_stage, register_stage
+``fars.stages.base`` holds what a stage is (its spec, context and outcomes); ``fars.stages.registry``
+knows every registered stage, FARS's own and those of installed packages (entry point group
+``fars.stages``), and orders a pipeline by what each stage consumes.
+"""
+
+from fars.stages.base import StageContext, StageSpec, StopProject, register_stage
+from fars.stages.registry import get_stage, registered_stages, resolve_stages
 
 __all__ = [
     "StageContext",
+    "StageSpec",
     "StopProject",
-    "experiment",
     "get_stage",
-    "ideation",
-    "planning",
     "register_stage",
-    "review",
-    "writing",
+    "registered_stages",
+    "resolve_stages",
 ]

@@ -1,48 +1,101 @@
-"""What every stage shares: the registry, the context a stage runs in, and its outcomes.
+"""What every stage shares: the open registry, the context a stage runs in, and its outcomes.
 
-A stage is registered by name as a factory: ``factory(cfg) -> async run(ctx) -> output``. The output
-is a JSON-able dict the ledger stores; the next stages read it from ``ctx.outputs``. A stage that
-decides the project should stop raises ``StopProject`` with the final status.
+A stage is registered by name with the contract it produces, the contracts it consumes and how its
+settings come out of the run's config::
+
+    @register_stage("planning", produces=PlanningOutput, consumes=(IdeationOutput,), settings=PlanningSettings.of)
+    def planning(settings: PlanningSettings, services: Services) -> StageFn: ...
+
+The factory runs once per run and returns ``async run(ctx) -> output``; the output is validated
+against the declared contract and stored in the ledger, and later stages read it, typed, with
+``ctx.input(PlanningOutput)``. A stage that decides its project should stop raises ``StopProject``.
+``fars.stages.registry`` finds the registered stages (FARS's own and those of other packages, through
+the entry point group ``fars.stages``) and orders them by what each consumes.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from fars.config import FarsConfig
+from fars.contracts import StageOutput
 from fars.ledger import Ledger
-from fars.llm.client import LLMClient
 from fars.records import Artifact, ProjectStatus
 
-StageOutput = dict[str, Any]
+if TYPE_CHECKING:
+    from fars.config import FarsConfig
+    from fars.services import Services
+
+log = logging.getLogger(__name__)
+OutputT = TypeVar("OutputT", bound=StageOutput)
 StageFn = Callable[["StageContext"], Awaitable[StageOutput]]
-StageFactory = Callable[[FarsConfig], StageFn]
-
-_REGISTRY: dict[str, StageFactory] = {}
+StageFactory = Callable[[Any, "Services"], StageFn]
 
 
-def register_stage(name: str) -> Callable[[StageFactory], StageFactory]:
-    """Register a stage factory under ``name``."""
+def _options_of(name: str) -> Callable[[FarsConfig], dict[str, Any]]:
+    """The default settings of a stage: its entry of ``pipeline.stage_options`` (a plain dict)."""
+
+    def settings(cfg: FarsConfig) -> dict[str, Any]:
+        return dict(cfg.pipeline.stage_options.get(name, {}))
+
+    return settings
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A registered stage: name, factory, the contract it produces and those it consumes."""
+
+    name: str
+    factory: StageFactory
+    produces: type[StageOutput]
+    consumes: tuple[type[StageOutput], ...] = ()
+    settings: Callable[[FarsConfig], Any] | None = None  # None: its ``pipeline.stage_options`` entry
+    origin: str = ""  # the module that registered it
+
+    def settings_for(self, cfg: FarsConfig) -> Any:
+        """This stage's own settings, taken out of the run's config."""
+        return (self.settings or _options_of(self.name))(cfg)
+
+    def build(self, cfg: FarsConfig, services: Services) -> StageFn:
+        """The stage's ``run`` for this run: the factory called with its settings and the shared services."""
+        return self.factory(self.settings_for(cfg), services)
+
+
+_REGISTRY: dict[str, StageSpec] = {}  # filled by register_stage; read through fars.stages.registry
+
+
+def register_stage(
+    name: str,
+    *,
+    produces: type[StageOutput],
+    consumes: tuple[type[StageOutput], ...] = (),
+    settings: Callable[[FarsConfig], Any] | None = None,
+) -> Callable[[StageFactory], StageFactory]:
+    """Register a stage factory under ``name`` (see the module docstring)."""
+    if not produces.contract:
+        raise ValueError(f"stage {name!r}: {produces.__name__} is not a registered contract (@register_contract)")
 
     def decorate(factory: StageFactory) -> StageFactory:
-        _REGISTRY[name] = factory
+        origin = getattr(factory, "__module__", "")
+        earlier = _REGISTRY.get(name)
+        if earlier is not None and earlier.origin != origin:
+            raise ValueError(f"stage {name!r} is registered twice: by {earlier.origin} and by {origin}")
+        _REGISTRY[name] = StageSpec(name, factory, produces, tuple(consumes), settings, origin)
         return factory
 
     return decorate
 
 
-def get_stage(name: str) -> StageFactory:
-    """The factory registered as ``name``; a typo gets the nearest names suggested."""
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f"; did you mean {close}?" if close else ""
-        raise KeyError(f"no stage named {name!r}{hint} (registered: {sorted(_REGISTRY)})")
-    return _REGISTRY[name]
+class StageConfigError(ValueError):
+    """``pipeline.stages`` names unknown stages, or stages whose inputs no listed stage produces."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
 
 
 class StopProject(Exception):
@@ -52,22 +105,31 @@ class StopProject(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-        self.output = output or {}
+        self.output = output
 
 
 @dataclass
 class StageContext:
-    """Everything a stage may use for one project."""
+    """What a stage gets for one project: who it is, where its files go, and the earlier stages' outputs."""
 
-    cfg: FarsConfig
     project_id: str
     index: int
     area: str
     run_dir: Path
-    llm: LLMClient
     ledger: Ledger
-    outputs: dict[str, StageOutput] = field(default_factory=dict)
     stage: str = ""
+    inputs: dict[type[StageOutput], StageOutput] = field(default_factory=dict)
+
+    def input(self, contract: type[OutputT]) -> OutputT:
+        """The output of the earlier stage that produced ``contract`` (declared in ``consumes``)."""
+        found = self.inputs.get(contract)
+        if found is None:
+            raise KeyError(
+                f"stage {self.stage!r} of {self.project_id} has no {contract.__name__} input; "
+                f"declare it in consumes= and list its producer in pipeline.stages"
+            )
+        assert isinstance(found, contract)
+        return found
 
     @property
     def project_dir(self) -> Path:

@@ -15,25 +15,38 @@ import asyncio
 import json
 import math
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from scipy import stats
 
-from experiments.metrics import Metrics, read_metrics
+from experiments.metrics import Metrics
 from experiments.spec import TemplateSpec, load_template
 from fars.config import DeepSpeedConfig, ExperimentConfig, FarsConfig, SandboxConfig
-from fars.executor.launch import JobFailed, JobTimeout, build_command, job_env, run_command
-from fars.executor.pool import SlotPool
-from fars.executor.slurm import run_slurm_job
+from fars.contracts import (
+    CodeAttemptRecord,
+    ConditionResult,
+    EngineInfo,
+    ExperimentOutput,
+    IdeationOutput,
+    JobFailure,
+    MethodInfo,
+    PlanningOutput,
+    Results,
+    Stat,
+)
+from fars.executor.launch import JobFailed, JobTimeout
+from fars.executor.runner import Runner, RunnerConfigError
 from fars.figures import learning_curve_figures
 from fars.offload import run_in_worker
-from fars.sandbox import SandboxError, SandboxLimits, read_sandbox_file, run_sandboxed_async
-from fars.stages.base import StageContext, StageFn, StageOutput, register_stage
+from fars.sandbox import SandboxError
+from fars.stages.base import StageContext, StageFn, register_stage
 from fars.stages.model_code import CodeAttempt, write_method
-from fars.stages.planning import Plan
+
+if TYPE_CHECKING:
+    from fars.services import Services
 
 METHOD = "method"  # the condition name of a model-written method
 
@@ -65,131 +78,12 @@ def base_config(template: TemplateSpec, overrides: dict[str, float | int | str])
     return base
 
 
-class Runner:
-    """Runs training jobs for every project of a run: the local pool, or SLURM via submitit."""
-
-    def __init__(self, cfg: FarsConfig) -> None:
-        self.cfg = cfg
-        exp, ex = cfg.experiment, cfg.executor
-        self.pool: SlotPool | None = None
-        self.slurm_slots: asyncio.Semaphore | None = None
-        if ex.kind == "local":
-            if exp.nodes > 1:
-                raise ExperimentError(
-                    f"experiment.nodes={exp.nodes} needs executor=slurm (the local pool is one machine)"
-                )
-            self.pool = SlotPool.for_config(exp.device, ex.gpus, ex.slots)
-            if exp.ranks_per_job > self.pool.capacity:
-                raise ExperimentError(
-                    f"experiment.ranks_per_job={exp.ranks_per_job} but the local pool has {self.pool.capacity} "
-                    f"{self.pool.kind} slot(s); lower it or raise executor.slots / executor.gpus"
-                )
-        else:
-            self.slurm_slots = asyncio.Semaphore(ex.max_jobs or 10**6)
-
-    async def train(
-        self,
-        module: str,
-        args: list[str],
-        out_dir: Path,
-        *,
-        ranks: int | None = None,
-        timeout_s: float | None = None,
-        sandbox: SandboxConfig | None = None,
-        readable: tuple[Path, ...] = (),
-    ) -> Metrics:
-        """Run one job (or reuse its finished metrics) and return its validated metrics.
-
-        With ``sandbox`` (every job that loads model-written code) the job runs in ``fars.sandbox``:
-        no network, no secrets, read-only host but ``readable``, its own folder, hard limits.
-        """
-        metrics_path = out_dir / "metrics.json"
-        if metrics_path.exists():
-            try:
-                return read_metrics(metrics_path)
-            except (ValidationError, ValueError):
-                metrics_path.unlink()  # a half-written file from a killed run: train again
-        out_dir.mkdir(parents=True, exist_ok=True)
-        exp = self.cfg.experiment
-        ranks = ranks or exp.ranks_per_job
-        timeout = timeout_s or exp.timeout_s
-        args = [*args, "--out_dir", str(out_dir)]
-        if self.pool is not None:
-            async with self.pool.lease(ranks, name=str(out_dir)) as lease:
-                cmd = build_command(module, args, ranks=ranks, launcher=self.cfg.executor.launcher, device=exp.device)
-                env = job_env(exp.threads_per_job, lease.env())
-                (out_dir / "command.json").write_text(json.dumps({"argv": cmd, "slots": lease.ids}), encoding="utf-8")
-                if sandbox is None:
-                    await run_command(cmd, env, out_dir / "train.log", timeout)
-                else:
-                    gpus = lease.ids if lease.kind == "gpu" else ()
-                    await _run_in_sandbox(cmd, out_dir, sandbox, timeout, gpus, readable, env)
-                    return Metrics.model_validate_json(read_sandbox_file(out_dir, "metrics.json"))
-        elif sandbox is not None:
-            raise ExperimentError(
-                "model-written code runs only on the local executor, inside fars.sandbox; "
-                "set experiment.model_code.enabled=false with executor=slurm"
-            )
-        else:
-            assert self.slurm_slots is not None
-            async with self.slurm_slots:
-                await run_slurm_job(
-                    self.cfg.executor.slurm,
-                    out_dir / self.cfg.executor.slurm.folder,
-                    module,
-                    args,
-                    ranks=max(1, ranks // exp.nodes),
-                    nodes=exp.nodes,
-                    env=job_env(exp.threads_per_job),
-                    timeout_s=timeout,
-                    device=exp.device,
-                )
-        return read_metrics(metrics_path)
-
-
-# variables a sandboxed job needs from the job environment (the sandbox builds the rest itself)
-_SANDBOX_PASS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONUNBUFFERED", "CUDA_VISIBLE_DEVICES")
-
-
-async def _run_in_sandbox(
-    cmd: list[str],
-    out_dir: Path,
-    sandbox: SandboxConfig,
-    timeout_s: float,
-    gpus: tuple[int, ...],
-    readable: tuple[Path, ...],
-    env: dict[str, str],
-) -> None:
-    """Run a job that loads model-written code inside the sandbox; JobFailed/JobTimeout like any job."""
-    limits = replace(SandboxLimits.from_config(sandbox), wall_s=min(timeout_s, sandbox.wall_s))
-    import experiments
-
-    result = await run_sandboxed_async(
-        cmd,
-        out_dir,
-        limits,
-        gpus=gpus,
-        env={k: v for k, v in env.items() if k in _SANDBOX_PASS},
-        readable=[*experiments.__path__, *(str(p) for p in readable)],
-        backend=sandbox.backend,
-        require_network_isolation=sandbox.require_network_isolation,
-        log_path=out_dir.parent / f"{out_dir.name}.log",
-        record_path=out_dir.parent / f"{out_dir.name}.sandbox.json",
-    )
-    if result.timed_out:
-        raise JobTimeout(f"sandboxed job {out_dir.name} ran past {limits.wall_s:.0f}s and was killed")
-    if not result.ok:
-        raise JobFailed(
-            f"sandboxed job {out_dir.name}: {result.summary()}\n{(result.stderr_tail or result.stdout_tail)[-1500:]}"
-        )
-
-
-def summarise(values: list[float]) -> dict[str, float]:
+def summarise(values: list[float]) -> Stat:
     """Mean, sample standard deviation and count."""
     n = len(values)
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "n": n}
+    return Stat(mean=mean, std=std, n=n)
 
 
 def welch_p(a: list[float], b: list[float]) -> float | None:
@@ -202,38 +96,54 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
 
 def aggregate(
     per_condition: dict[str, list[Metrics]], overrides: dict[str, dict[str, Any]], metric: str, higher_is_better: bool
-) -> tuple[dict[str, dict[str, Any]], str]:
+) -> tuple[dict[str, ConditionResult], str]:
     """Per-condition statistics (mean, std, p against baseline, throughput) and the best condition."""
     baseline_values = [m.final[metric] for m in per_condition["baseline"]]
-    conditions: dict[str, dict[str, Any]] = {}
+    conditions: dict[str, ConditionResult] = {}
     for name, runs in per_condition.items():
         if not runs:
             continue
         values = [m.final[metric] for m in runs]
-        conditions[name] = {
-            "overrides": overrides[name],
-            metric: summarise(values),
-            "val_loss": summarise([m.final["val_loss"] for m in runs]),
-            "train_loss": summarise([m.final["train_loss"] for m in runs]),
-            "seeds": [m.seed for m in runs],
-            "values": values,
-            "p_vs_baseline": None if name == "baseline" else welch_p(values, baseline_values),
-            "wall_s": sum(m.wall_s for m in runs),
-            "tokens_per_s": summarise([m.tokens_per_s for m in runs])["mean"],
-            "mfu": None if any(m.mfu is None for m in runs) else summarise([m.mfu or 0.0 for m in runs])["mean"],
-        }
-    best = (max if higher_is_better else min)(conditions, key=lambda c: conditions[c][metric]["mean"])
+        conditions[name] = ConditionResult(
+            overrides=overrides[name],
+            metric=summarise(values),
+            val_loss=summarise([m.final["val_loss"] for m in runs]),
+            train_loss=summarise([m.final["train_loss"] for m in runs]),
+            seeds=[m.seed for m in runs],
+            values=values,
+            p_vs_baseline=None if name == "baseline" else welch_p(values, baseline_values),
+            wall_s=sum(m.wall_s for m in runs),
+            tokens_per_s=summarise([m.tokens_per_s for m in runs]).mean,
+            mfu=None if any(m.mfu is None for m in runs) else summarise([m.mfu or 0.0 for m in runs]).mean,
+        )
+    best = (max if higher_is_better else min)(conditions, key=lambda c: conditions[c].metric.mean)
     return conditions, best
 
 
-@register_stage("experiment")
-def experiment(cfg: FarsConfig) -> StageFn:
-    """Factory of the Experiment stage; its job runner (and GPU pool) is shared by every project."""
-    runner = Runner(cfg)
-    exp = cfg.experiment
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """What the Experiment stage needs of the run's config."""
 
-    async def run(ctx: StageContext) -> StageOutput:
-        plan = Plan.model_validate(ctx.outputs["planning"]["plan"])
+    experiment: ExperimentConfig
+    sandbox: SandboxConfig
+    vector_figures: bool  # also draw figures as PDF (only a LaTeX compile uses them)
+
+    @classmethod
+    def of(cls, cfg: FarsConfig) -> ExperimentSettings:
+        """The settings of a run's config."""
+        return cls(cfg.experiment, cfg.sandbox, cfg.paper.compile != "never")
+
+
+@register_stage(
+    "experiment", produces=ExperimentOutput, consumes=(IdeationOutput, PlanningOutput), settings=ExperimentSettings.of
+)
+def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
+    """Factory of the Experiment stage; the job runner (and its GPU pool) is the run's, shared by every project."""
+    runner = services.require_runner()
+    exp = settings.experiment
+
+    async def run(ctx: StageContext) -> ExperimentOutput:
+        plan = ctx.input(PlanningOutput).plan
         template = load_template(plan.template)
         base = base_config(template, exp.template_overrides)
         ds_path = ctx.save_artifact("plan", "ds_config.json", json.dumps(deepspeed_json(exp.deepspeed), indent=1))
@@ -241,7 +151,8 @@ def experiment(cfg: FarsConfig) -> StageFn:
         conditions: dict[str, dict[str, Any]] = {name: dict(ov) for name, ov in plan.conditions().items()}
         method_file: Path | None = None
         if exp.model_code.enabled and template.extension:
-            method_file = await _model_method(ctx, runner, template, base, common)
+            hypothesis = ctx.input(IdeationOutput).require_chosen().statement
+            method_file = await _model_method(ctx, services, settings, runner, template, base, hypothesis)
             if method_file is not None:
                 conditions[METHOD] = {}
 
@@ -254,7 +165,7 @@ def experiment(cfg: FarsConfig) -> StageFn:
                 args += ["--method", str(method_file)]
                 # model-written code runs only inside the sandbox, reading just what it needs
                 readable = (method_file.parent, (ctx.run_dir / ds_path.path).parent)
-                sandboxed = {"sandbox": ctx.cfg.sandbox, "readable": readable}
+                sandboxed = {"sandbox": settings.sandbox, "readable": readable}
             try:
                 metrics = await runner.train(template.module, args, folder, **sandboxed)
             except (JobFailed, JobTimeout, ValidationError) as exc:
@@ -269,7 +180,7 @@ def experiment(cfg: FarsConfig) -> StageFn:
             if isinstance(result, Metrics):
                 per_condition[condition].append(result)
             else:
-                failures.append({"condition": condition, "seed": seed, "error": result[-500:]})
+                failures.append(JobFailure(condition=condition, seed=seed, error=result[-500:]))
         if not per_condition["baseline"] or not any(per_condition[c] for c in per_condition if c != "baseline"):
             raise ExperimentError(f"too many training jobs failed to compare anything: {failures[:2]}")
         table, best = aggregate(per_condition, conditions, template.metric, template.higher_is_better)
@@ -281,47 +192,55 @@ def experiment(cfg: FarsConfig) -> StageFn:
                 template.metric,
                 ctx.project_dir / "figures",
                 ctx.project_dir,
-                vector=ctx.cfg.paper.compile != "never",
+                vector=settings.vector_figures,
             )
             for fig in figures:
-                for key in ("path", "pdf"):
-                    if fig[key]:
-                        ctx.record_artifact("figure", ctx.project_dir / fig[key])
+                for path in (fig.png, fig.pdf):
+                    if path:
+                        ctx.record_artifact("figure", ctx.project_dir / path)
         first = per_condition["baseline"][0]
-        results = {
-            "template": template.name,
-            "metric": template.metric,
-            "higher_is_better": template.higher_is_better,
-            "knob": plan.knob,
-            "steps": plan.steps,
-            "conditions": table,
-            "best": best,
-            "failures": failures,
-            "figures": figures,
-            "engine": {
-                "name": first.engine,
-                "world_size": first.world_size,
-                "precision": first.precision,
-                "device": first.device_name,
-                "parameters": first.parameters,
-            },
-            "method": {"used": method_file is not None, "attempts": ctx.ledger.code_attempts(ctx.project_id)}
+        results = Results(
+            template=template.name,
+            metric=template.metric,
+            higher_is_better=template.higher_is_better,
+            knob=plan.knob,
+            steps=plan.steps,
+            conditions=table,
+            best=best,
+            failures=failures,
+            figures=figures,
+            engine=EngineInfo(
+                name=first.engine,
+                world_size=first.world_size,
+                precision=first.precision,
+                device=first.device_name,
+                parameters=first.parameters,
+            ),
+            method=MethodInfo(
+                used=method_file is not None,
+                attempts=[CodeAttemptRecord(**a) for a in ctx.ledger.code_attempts(ctx.project_id)],
+            )
             if exp.model_code.enabled
             else None,
-        }
-        ctx.save_artifact("results", "results.json", json.dumps(results, indent=1))
-        return {"results": results}
+        )
+        ctx.save_artifact("results", "results.json", results.model_dump_json(indent=1))
+        return ExperimentOutput(results=results)
 
     return run
 
 
 async def _model_method(
-    ctx: StageContext, runner: Runner, template: TemplateSpec, base: dict[str, Any], common: list[str]
+    ctx: StageContext,
+    services: Services,
+    settings: ExperimentSettings,
+    runner: Runner,
+    template: TemplateSpec,
+    base: dict[str, Any],
+    hypothesis: str,
 ) -> Path | None:
     """The model-written method for this project, smoke-tested, or None (the parametric plan stands)."""
-    exp = ctx.cfg.experiment
+    exp = settings.experiment
     folder = ctx.project_dir / "method"
-    hypothesis = str(ctx.outputs.get("ideation", {}).get("chosen", {}).get("statement", ""))
 
     async def smoke(path: Path) -> str | None:
         out = folder / f"smoke-{path.stem}"
@@ -349,10 +268,10 @@ async def _model_method(
                 out,
                 ranks=1,
                 timeout_s=exp.model_code.smoke_timeout_s,
-                sandbox=ctx.cfg.sandbox,
+                sandbox=settings.sandbox,
                 readable=(path.parent,),
             )
-        except (JobFailed, JobTimeout, ValidationError, SandboxError) as exc:
+        except (JobFailed, JobTimeout, ValidationError, SandboxError, RunnerConfigError) as exc:
             return f"{type(exc).__name__}: {exc}"
         if not all(math.isfinite(v) for v in metrics.final.values()):
             return f"the smoke run finished with non-finite results {metrics.final}"
@@ -373,7 +292,7 @@ async def _model_method(
             seconds=attempt.seconds,
         )
 
-    return await write_method(ctx.llm, template, hypothesis, folder, exp.model_code, smoke, record)
+    return await write_method(services.llm, template, hypothesis, folder, exp.model_code, smoke, record)
 
 
 def _slug(text: str) -> str:

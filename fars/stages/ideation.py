@@ -10,18 +10,30 @@ judgement, recorded with the works as evidence. Hypotheses found not novel are d
 
 from __future__ import annotations
 
-import json
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from experiments.spec import TemplateSpec, load_template
+from experiments.spec import load_template
 from fars.config import FarsConfig, LiteratureConfig
-from fars.literature import LiteratureBackend, LiteratureError, SearchHit, make_backend
+from fars.contracts import (
+    HypothesisRecord,
+    IdeationOutput,
+    LiteratureInfo,
+    NoveltyEvidence,
+    NoveltyVerdict,
+    RelatedEntry,
+    ScreeningScore,
+)
+from fars.literature import LiteratureBackend, LiteratureError, SearchHit
 from fars.literature.similarity import text_similarity
 from fars.llm.client import LLMClient
 from fars.records import ProjectStatus
-from fars.stages.base import StageContext, StageFn, StageOutput, StopProject, register_stage
+from fars.stages.base import StageContext, StageFn, StopProject, register_stage
+
+if TYPE_CHECKING:
+    from fars.services import Services
 
 
 class Hypothesis(BaseModel):
@@ -61,20 +73,20 @@ class NoveltyJudgement(BaseModel):
     reason: str = Field(min_length=3, max_length=200)
 
 
-def related_entry(hit: SearchHit, text: str) -> dict[str, object]:
+def related_entry(hit: SearchHit, text: str) -> RelatedEntry:
     """A retrieved work as stored with a hypothesis: the record, the backend's score, the similarity."""
     record = hit.record
-    return {
-        "id": record.id,
-        "title": record.title,
-        "authors": record.authors[:8],
-        "year": record.year,
-        "venue": record.venue,
-        "url": record.url,
-        "source": record.source,
-        "score": hit.score,
-        "similarity": round(text_similarity(text, f"{record.title}. {record.abstract or ''}"), 4),
-    }
+    return RelatedEntry(
+        id=record.id,
+        title=record.title,
+        authors=record.authors[:8],
+        year=record.year,
+        venue=record.venue,
+        url=record.url,
+        source=record.source,
+        score=hit.score,
+        similarity=round(text_similarity(text, f"{record.title}. {record.abstract or ''}"), 4),
+    )
 
 
 async def find_related(backend: LiteratureBackend, query: str, k: int) -> tuple[list[SearchHit], str | None]:
@@ -86,18 +98,18 @@ async def find_related(backend: LiteratureBackend, query: str, k: int) -> tuple[
 
 
 async def check_novelty(
-    llm: LLMClient, hypothesis: Hypothesis, related: list[dict[str, object]], cfg: LiteratureConfig
-) -> dict[str, object]:
+    llm: LLMClient, hypothesis: Hypothesis, related: list[RelatedEntry], cfg: LiteratureConfig
+) -> NoveltyVerdict:
     """The novelty verdict of a hypothesis against its nearest works, with its evidence.
 
     Dropped when the largest similarity reaches ``novelty_max_similarity``, or when the model judges
     it not novel and the largest similarity reaches ``novelty_judged_similarity``.
     """
     if not related:
-        return {"checked": False, "novel": True, "reason": "no related works found; novelty not checked"}
-    nearest = sorted(related, key=lambda r: -float(r["similarity"]))[:3]  # type: ignore[arg-type]
-    top = float(nearest[0]["similarity"])  # type: ignore[arg-type]
-    listed = "\n".join(f"[{i}] {r['title']} ({r['year'] or 'n.d.'})" for i, r in enumerate(nearest, 1))
+        return NoveltyVerdict(checked=False, novel=True, reason="no related works found; novelty not checked")
+    nearest = sorted(related, key=lambda r: -r.similarity)[:3]
+    top = nearest[0].similarity
+    listed = "\n".join(f"[{i}] {r.title} ({r.year or 'n.d.'})" for i, r in enumerate(nearest, 1))
     ask = [
         {"role": "system", "content": "You are a careful reviewer who checks whether research ideas are new."},
         {
@@ -113,49 +125,62 @@ async def check_novelty(
     judged_out = not judgement.novel and top >= cfg.novelty_judged_similarity
     novel = not (too_close or judged_out)
     if too_close:
-        reason = f"similarity {top:.3f} to {nearest[0]['id']} reaches the bar {cfg.novelty_max_similarity}"
+        reason = f"similarity {top:.3f} to {nearest[0].id} reaches the bar {cfg.novelty_max_similarity}"
     elif judged_out:
         reason = f"the model judged it not novel and similarity {top:.3f} reaches {cfg.novelty_judged_similarity}"
     else:
         reason = "novel" if judgement.novel else f"the model doubted it, but similarity {top:.3f} is low"
-    return {
-        "checked": True,
-        "novel": novel,
-        "max_similarity": top,
-        "nearest": nearest[0]["id"],
-        "model": judgement.model_dump(),
-        "evidence": [{"id": r["id"], "title": r["title"], "similarity": r["similarity"]} for r in nearest],
-        "reason": reason,
-    }
+    return NoveltyVerdict(
+        checked=True,
+        novel=novel,
+        max_similarity=top,
+        nearest=nearest[0].id,
+        model=judgement.model_dump(),
+        evidence=[NoveltyEvidence(id=r.id, title=r.title, similarity=r.similarity) for r in nearest],
+        reason=reason,
+    )
 
 
-def describe_templates(templates: list[TemplateSpec]) -> str:
-    """One paragraph per template: what it studies and its knobs."""
-    lines = []
-    for t in templates:
-        knobs = ", ".join(f"{k.name} ({k.help})" for k in t.knobs)
-        lines.append(f"- {t.name}: {t.description} Settings that can be changed: {knobs}. Metric: {t.metric}.")
-    return "\n".join(lines)
+def answered_by(backend: LiteratureBackend, project_id: str, stage: str) -> list[str]:
+    """Which services answered this project's look-ups in this stage (a fallback chain keeps the record)."""
+    answered = getattr(backend, "answered_for", None)
+    return list(answered(project_id, stage)) if callable(answered) else []
 
 
-@register_stage("ideation")
-def ideation(cfg: FarsConfig) -> StageFn:
+@dataclass(frozen=True)
+class IdeationSettings:
+    """What Ideation needs of the run's config."""
+
+    templates: tuple[str, ...]
+    hypotheses: int
+    screen_threshold: float
+    literature: LiteratureConfig
+
+    @classmethod
+    def of(cls, cfg: FarsConfig) -> IdeationSettings:
+        """The settings of a run's config."""
+        p = cfg.pipeline
+        return cls(tuple(cfg.experiment.templates), p.hypotheses_per_project, p.screen_threshold, cfg.literature)
+
+
+@register_stage("ideation", produces=IdeationOutput, settings=IdeationSettings.of)
+def ideation(settings: IdeationSettings, services: Services) -> StageFn:
     """Factory of the Ideation stage."""
-    templates = [load_template(name) for name in cfg.experiment.templates]
-    n = cfg.pipeline.hypotheses_per_project
-    threshold = cfg.pipeline.screen_threshold
-    backend = make_backend(cfg.literature)
-    k = cfg.literature.top_k
+    templates = [load_template(name) for name in settings.templates]
+    n = settings.hypotheses
+    threshold = settings.screen_threshold
+    backend = services.literature
+    llm = services.llm
+    k = settings.literature.top_k
 
-    async def run(ctx: StageContext) -> StageOutput:
+    async def run(ctx: StageContext) -> IdeationOutput:
         template = templates[ctx.index % len(templates)]
         focus = template.knobs[ctx.index % len(template.knobs)]
-        seen_events = len(getattr(backend, "events", []))  # a chain's record of who answered, from here on
         area_query = f"{ctx.area}. {focus.help} {focus.name.replace('_', ' ')}. {template.description}"
         area_hits, literature_error = await find_related(backend, area_query, k)
         area_related = [related_entry(h, area_query) for h in area_hits]
         known = (
-            "Related work found for this area:\n" + "\n".join(f"- {r['title']}" for r in area_related[:3]) + "\n"
+            "Related work found for this area:\n" + "\n".join(f"- {r.title}" for r in area_related[:3]) + "\n"
             if area_related
             else ""
         )
@@ -177,8 +202,8 @@ def ideation(cfg: FarsConfig) -> StageFn:
                     ),
                 },
             ]
-            hypotheses.append(await ctx.llm.structured(ask, Hypothesis, max_tokens=250))
-        scores: list[dict[str, int]] = []
+            hypotheses.append(await llm.structured(ask, Hypothesis, max_tokens=250))
+        scores: list[ScreeningScore] = []
         for h in hypotheses:
             screen = [
                 {"role": "system", "content": "You are a strict senior researcher screening research ideas."},
@@ -190,8 +215,10 @@ def ideation(cfg: FarsConfig) -> StageFn:
                     ),
                 },
             ]
-            scores.append((await ctx.llm.structured(screen, Score, max_tokens=60)).model_dump())
-        overall = [round(sum(s.values()) / 3, 2) for s in scores]
+            scores.append(
+                ScreeningScore.model_validate((await llm.structured(screen, Score, max_tokens=60)).model_dump())
+            )
+        overall = [s.overall for s in scores]
         seen: set[str] = set()
         for i, h in enumerate(hypotheses):  # a repeated hypothesis does not pass screening twice
             key = " ".join(h.statement.lower().split())
@@ -199,40 +226,33 @@ def ideation(cfg: FarsConfig) -> StageFn:
                 overall[i] = 0.0
             seen.add(key)
         passed = [i for i, score in enumerate(overall) if score >= threshold]
-        records = [h.model_dump() for h in hypotheses]
+        records = [HypothesisRecord(**h.model_dump()) for h in hypotheses]
+        verdicts: dict[int, NoveltyVerdict] = {}
         for i in passed:  # novelty: only for hypotheses that survived screening
             text = f"{hypotheses[i].title}. {hypotheses[i].statement}"
             hits, error = await find_related(backend, text, k)
             literature_error = literature_error or error
-            records[i]["related"] = [related_entry(h, text) for h in hits]
-            records[i]["novelty"] = await check_novelty(ctx.llm, hypotheses[i], records[i]["related"], cfg.literature)
-        novel = [i for i in passed if records[i]["novelty"]["novel"]]
-        literature = {
-            "backend": backend.name,
-            "error": literature_error,
-            "answered_by": sorted(
-                {e.answered_by for e in getattr(backend, "events", [])[seen_events:] if e.answered_by}
-            ),
-        }
-        ctx.save_artifact(
-            "hypothesis",
-            "hypotheses.json",
-            json.dumps(
-                {"hypotheses": records, "scores": scores, "area_related": area_related, "literature": literature},
-                indent=1,
-            ),
+            records[i].related = [related_entry(h, text) for h in hits]
+            verdicts[i] = await check_novelty(llm, hypotheses[i], records[i].related, settings.literature)
+            records[i].novelty = verdicts[i]
+        novel = [i for i in passed if verdicts[i].novel]
+        literature = LiteratureInfo(
+            backend=backend.name, error=literature_error, answered_by=answered_by(backend, ctx.project_id, ctx.stage)
         )
-        output: StageOutput = {
-            "hypotheses": records,
-            "scores": scores,
-            "overall": overall,
-            "screened": len(passed),
-            "novel": len(novel),
-            "related": area_related,
-            "literature": literature,
-            "template": template.name,
-            "focus": focus.name,
-        }
+        output = IdeationOutput(
+            hypotheses=records,
+            scores=scores,
+            overall=overall,
+            screened=len(passed),
+            novel=len(novel),
+            related=area_related,
+            literature=literature,
+            template=template.name,
+            focus=focus.name,
+        )
+        if novel:
+            output.chosen = records[max(novel, key=lambda i: (overall[i], -i))]
+        ctx.save_artifact("hypothesis", "hypotheses.json", output.model_dump_json(indent=1))
         if not passed:
             raise StopProject(
                 ProjectStatus.screened_out,
@@ -240,10 +260,8 @@ def ideation(cfg: FarsConfig) -> StageFn:
                 output,
             )
         if not novel:
-            reasons = "; ".join(str(records[i]["novelty"]["reason"]) for i in passed)
+            reasons = "; ".join(verdicts[i].reason for i in passed)
             raise StopProject(ProjectStatus.screened_out, f"no screened hypothesis is novel ({reasons})", output)
-        best = max(novel, key=lambda i: (overall[i], -i))
-        output["chosen"] = records[best]
         return output
 
     return run

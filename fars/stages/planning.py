@@ -7,13 +7,18 @@ a weak model yields a runnable plan. Seeds and steps come from the config.
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
 from experiments.spec import Knob, load_template
 from fars.config import FarsConfig
-from fars.stages.base import StageContext, StageFn, StageOutput, register_stage
+from fars.contracts import IdeationOutput, Plan, PlanningOutput
+from fars.stages.base import StageContext, StageFn, register_stage
+
+if TYPE_CHECKING:
+    from fars.services import Services
 
 
 class PlanDraft(BaseModel):
@@ -24,26 +29,6 @@ class PlanDraft(BaseModel):
         min_length=1, max_length=4, description="values to compare with the default"
     )
     rationale: str = Field(min_length=3, max_length=300)
-
-
-class Plan(BaseModel):
-    """A runnable experiment: baseline and variants of one knob, over seeds."""
-
-    template: str
-    knob: str
-    baseline: float | int | str
-    variants: list[float | int | str]
-    seeds: list[int]
-    steps: int
-    rationale: str
-    repaired: list[str] = Field(default_factory=list)
-
-    def conditions(self) -> dict[str, dict[str, float | int | str]]:
-        """Condition name -> the knob overrides it runs with (baseline first)."""
-        named = {"baseline": {self.knob: self.baseline}}
-        for value in self.variants:
-            named[f"{self.knob}={value}"] = {self.knob: value}
-        return named
 
 
 def fallback_variants(knob: Knob, count: int) -> list[float | int | str]:
@@ -65,14 +50,30 @@ def fallback_variants(knob: Knob, count: int) -> list[float | int | str]:
     return out[:count]
 
 
-@register_stage("planning")
-def planning(cfg: FarsConfig) -> StageFn:
-    """Factory of the Planning stage."""
+@dataclass(frozen=True)
+class PlanningSettings:
+    """What Planning needs of the run's config."""
 
-    async def run(ctx: StageContext) -> StageOutput:
-        idea = ctx.outputs["ideation"]
-        template = load_template(idea["template"])
-        chosen = idea["chosen"]
+    max_variants: int
+    seeds: tuple[int, ...]
+    steps: int
+
+    @classmethod
+    def of(cls, cfg: FarsConfig) -> PlanningSettings:
+        """The settings of a run's config: seeds start at the run's ``seed``."""
+        exp = cfg.experiment
+        return cls(exp.max_variants, tuple(range(cfg.seed, cfg.seed + exp.seeds)), exp.steps)
+
+
+@register_stage("planning", produces=PlanningOutput, consumes=(IdeationOutput,), settings=PlanningSettings.of)
+def planning(settings: PlanningSettings, services: Services) -> StageFn:
+    """Factory of the Planning stage."""
+    llm = services.llm
+
+    async def run(ctx: StageContext) -> PlanningOutput:
+        idea = ctx.input(IdeationOutput)
+        template = load_template(idea.template)
+        chosen = idea.require_chosen()
         knob_lines = "\n".join(
             f"- {k.name}: {k.help}; default {k.default}"
             + (f"; choices {k.choices}" if k.choices else f"; range {k.low} to {k.high}")
@@ -83,40 +84,40 @@ def planning(cfg: FarsConfig) -> StageFn:
             {
                 "role": "user",
                 "content": (
-                    f"Hypothesis: {chosen['statement']}\nExperiment: {template.description}\nSettings:\n{knob_lines}\n"
-                    f"Pick the setting to vary (probably '{idea['focus']}') and up to {cfg.experiment.max_variants} "
+                    f"Hypothesis: {chosen.statement}\nExperiment: {template.description}\nSettings:\n{knob_lines}\n"
+                    f"Pick the setting to vary (probably '{idea.focus}') and up to {settings.max_variants} "
                     "values to compare with its default."
                 ),
             },
         ]
-        draft = await ctx.llm.structured(ask, PlanDraft, max_tokens=250)
+        draft = await llm.structured(ask, PlanDraft, max_tokens=250)
         repaired: list[str] = []
         names = [k.name for k in template.knobs]
         knob_name = draft.knob.strip()
         if knob_name not in names:
-            repaired.append(f"model chose unknown setting {draft.knob!r}; used {idea['focus']!r}")
-            knob_name = idea["focus"]
+            repaired.append(f"model chose unknown setting {draft.knob!r}; used {idea.focus!r}")
+            knob_name = idea.focus
         knob = template.knob(knob_name)
         variants: list[float | int | str] = []
         for raw in draft.values:
             value = knob.coerce(raw)
             if value != knob.default and value not in variants:
                 variants.append(value)
-        variants = variants[: cfg.experiment.max_variants]
+        variants = variants[: settings.max_variants]
         if not variants:
-            variants = fallback_variants(knob, cfg.experiment.max_variants)
+            variants = fallback_variants(knob, settings.max_variants)
             repaired.append(f"model values {draft.values} gave no variant distinct from the default; used {variants}")
         plan = Plan(
             template=template.name,
             knob=knob.name,
             baseline=knob.default,
             variants=variants,
-            seeds=list(range(cfg.seed, cfg.seed + cfg.experiment.seeds)),
-            steps=cfg.experiment.steps,
+            seeds=list(settings.seeds),
+            steps=settings.steps,
             rationale=draft.rationale,
             repaired=repaired,
         )
         ctx.save_artifact("plan", "plan.json", plan.model_dump_json(indent=1))
-        return {"plan": plan.model_dump()}
+        return PlanningOutput(plan=plan)
 
     return run

@@ -3,58 +3,66 @@
 The stage output keeps ``rating`` on the ICLR scale (the area chair's rating when there is a
 meta-review, else the ensemble mean) and ``review`` with the ensemble-mean sub-scores beside the raw,
 meta and calibrated ratings (what the RunRecord, W&B and ``fars compare`` read); the whole
-``PaperReview`` is saved as ``review.json`` and ``review.md``.
+``PaperReview`` is saved as ``review.json`` and ``review.md``. The reviewer is built once per run by
+``fars.reviewing.build_reviewer`` (as ``fars review`` builds it) over the run's literature backend.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fars.config import FarsConfig
-from fars.stages.base import StageContext, StageFn, StageOutput, register_stage
-from review.calibration import load_calibration
+from fars.contracts import ReviewOutput, ReviewSummary, WritingOutput
+from fars.reviewing import build_reviewer
+from fars.stages.base import StageContext, StageFn, register_stage
 from review.ingest import paper_from_text
 from review.render import review_markdown
-from review.reviewer import AgenticReviewer, PaperReview
+from review.reviewer import PaperReview
+from review.settings import ReviewerConfig
+
+if TYPE_CHECKING:
+    from fars.services import Services
 
 
-def stage_output(result: PaperReview) -> StageOutput:
-    """The dict the ledger stores for a finished review."""
-    summary: dict[str, Any] = {
-        **result.subscores,
-        "rating": result.final_rating,
-        "raw_rating": result.raw_rating,
-        "meta_rating": result.meta_rating,
-        "calibrated_rating": result.calibrated_rating,
-        "calibration": result.calibration,
-        "decision": result.decision,
-        "ensemble": len(result.reviews),
-    }
-    return {"rating": result.final_rating, "review": summary, "paper_review": result.model_dump(mode="json")}
+def stage_output(result: PaperReview) -> ReviewOutput:
+    """The output the ledger stores for a finished review."""
+    summary = ReviewSummary(
+        rating=result.final_rating,
+        raw_rating=result.raw_rating,
+        meta_rating=result.meta_rating,
+        calibrated_rating=result.calibrated_rating,
+        calibration=result.calibration,
+        decision=result.decision,
+        ensemble=len(result.reviews),
+        subscores=dict(result.subscores),
+    )
+    return ReviewOutput(rating=result.final_rating, review=summary, paper_review=result)
 
 
-@register_stage("review")
-def review(cfg: FarsConfig) -> StageFn:
-    """Factory of the Review stage: the calibration model and literature backend load once."""
-    from fars.literature import make_backend
+@dataclass(frozen=True)
+class ReviewSettings:
+    """What the Review stage needs of the run's config."""
 
-    if cfg.reviewer.kind == "oracle":
-        raise ValueError(
-            "reviewer=oracle returns human ratings and works only in `fars calibrate`; use reviewer=iclr2025"
-        )
-    calibration = load_calibration(cfg.reviewer.calibration, cfg.reviewer.form)
-    backend = make_backend(cfg.literature) if cfg.reviewer.related_works > 0 else None
+    reviewer: ReviewerConfig
+    top_k: int
+    model: str
 
-    async def run(ctx: StageContext) -> StageOutput:
-        text = (ctx.run_dir / ctx.outputs["writing"]["markdown"]).read_text(encoding="utf-8")
-        reviewer = AgenticReviewer(
-            ctx.llm,
-            cfg.reviewer,
-            literature=backend,
-            calibration=calibration,
-            top_k=cfg.literature.top_k,
-            name=f"model:{cfg.llm.model}",
-        )
+    @classmethod
+    def of(cls, cfg: FarsConfig) -> ReviewSettings:
+        """The settings of a run's config."""
+        return cls(cfg.reviewer, cfg.literature.top_k, cfg.llm.model)
+
+
+@register_stage("review", produces=ReviewOutput, consumes=(WritingOutput,), settings=ReviewSettings.of)
+def review(settings: ReviewSettings, services: Services) -> StageFn:
+    """Factory of the Review stage: the reviewer (calibration model included) is built once per run."""
+    reviewer = build_reviewer(
+        services.llm, settings.reviewer, services.literature, top_k=settings.top_k, model=settings.model
+    )
+
+    async def run(ctx: StageContext) -> ReviewOutput:
+        text = (ctx.run_dir / ctx.input(WritingOutput).markdown).read_text(encoding="utf-8")
         result = await reviewer.review(paper_from_text(text, source=f"{ctx.project_id}/paper.md"))
         usage = ctx.ledger.usage(by="stage", project_id=ctx.project_id).get("review")
         if usage is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fars.commands.compare import main as compare
+from fars.contracts import ReviewSummary
 from fars.records import Funnel, ProjectStatus, ProjectSummary, RunRecord, Totals, Usage
 from fars.summary import write_run_record
 
@@ -125,7 +126,12 @@ def test_calibrated_scores_are_used_when_every_paper_has_one(tmp_path: Path) -> 
     for folder, shift in ((a, 0.0), (b, -2.0)):  # raw equal, calibrated shifted down
         record = RunRecord.model_validate_json((folder / "run_record.json").read_text())
         for p in record.projects:
-            p.review = {"calibrated_rating": (p.rating or 0) + shift}
+            p.review = ReviewSummary(
+                rating=p.rating or 0,
+                raw_rating=p.rating or 0,
+                decision="reject",
+                calibrated_rating=(p.rating or 0) + shift,
+            )
         write_run_record(record, folder)
     assert compare([str(a), str(b)]) == 1
     assert compare([str(a), str(b), "--metric", "raw"]) == 0

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from fars.commands.report import main as report
-from fars.evaluation.browser import check_page, find_chromium
+from fars.contracts import ReviewSummary
 from fars.records import Artifact, RunRecord, Usage
 from fars.summary import write_run_record
+from tests.browser_check import check_page, find_chromium
 from tests.commands.test_compare import baseline_scores, make_run
 
 PROBE = """{title: document.title, svgs: document.querySelectorAll('svg').length,
@@ -34,7 +35,13 @@ def run_with_artifacts(tmp_path: Path) -> Path:
             Artifact(kind="review", path=f"projects/{p.id}/review.json", sha256="0", stage="review"),
         ]
         p.finished_at = record.started_at + 600 * (i + 1)
-        p.review = {"soundness": 3, "presentation": 2, "contribution": 2, "calibrated_rating": (p.rating or 0) - 0.5}
+        p.review = ReviewSummary(
+            rating=p.rating or 0,
+            raw_rating=p.rating or 0,
+            calibrated_rating=(p.rating or 0) - 0.5,
+            decision="reject",
+            subscores={"soundness": 3, "presentation": 2, "contribution": 2},
+        )
     record.projects[0].title = "<script>alert('x')</script> & escaped"
     record.totals.by_stage = {
         s: Usage(calls=5, input_tokens=900, output_tokens=100, cost_usd=0.002)

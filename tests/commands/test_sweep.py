@@ -10,7 +10,7 @@ import pytest
 from fars.commands.compare import main as compare
 from fars.records import RunRecord
 from fars.summary import write_run_record
-from tests.conftest import run_fars
+from tests.conftest import FAST, run_fars
 from tests.evaluation.wandb_inspect import inspect_offline_run
 
 
@@ -43,7 +43,24 @@ def test_a_sweep_gives_grouped_wandb_runs_and_one_table(tmp_path: Path, capsys: 
     record.scores = [s - 3 for s in record.scores]
     for p in record.projects:
         p.rating = None if p.rating is None else p.rating - 3
-        if p.review and p.review.get("calibrated_rating") is not None:  # compare prefers calibrated scores
-            p.review["calibrated_rating"] -= 3
+        if p.review is not None and p.review.calibrated_rating is not None:  # compare prefers calibrated scores
+            p.review.calibrated_rating -= 3
     write_run_record(record, planted)
     assert compare([str(jobs[0]), str(planted)]) == 1
+
+
+@pytest.mark.parametrize("launcher", ["basic", "slurm_local"])
+def test_a_sweep_with_a_job_that_makes_no_paper_exits_1(launcher: str, tmp_path: Path) -> None:
+    """The exit status comes from the jobs' RunRecords, whichever launcher ran them (submitit: other processes)."""
+    common = ["run", "-m", *FAST, "pipeline.papers=1", "pipeline.max_projects=1", "pipeline.stages=[ideation]"]
+    if launcher != "basic":
+        common.append(f"hydra/launcher={launcher}")
+    sweep = tmp_path / "sweep"
+    # job 1's threshold of 5 screens every hypothesis out: it makes no paper
+    done = run_fars([*common, "pipeline.screen_threshold=1.5,5", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert f"{sweep / '1'}: no paper was produced" in done.stderr
+    records = [RunRecord.model_validate_json((sweep / j / "run_record.json").read_text()) for j in ("0", "1")]
+    assert [r.papers for r in records] == [1, 0]
+    ok = run_fars([*common, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'ok'}"], tmp_path)
+    assert ok.returncode == 0, ok.stderr[-3000:]

@@ -9,23 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from experiments.metrics import read_metrics
 from experiments.spec import load_template
-from fars.cli import CONF_DIR
-from fars.config import ConfigError, ModelCodeConfig, validate_config
+from fars.config import ConfigError, FarsConfig, ModelCodeConfig, validate_config
+from fars.executor.runner import Runner
 from fars.figures import learning_curve_figures
 from fars.ledger import Ledger
-from fars.stages.experiment import Runner, aggregate, base_config, deepspeed_json
+from fars.stages.experiment import aggregate, base_config, deepspeed_json
 from fars.stages.model_code import CodeAttempt, extract_code, write_method
+from tests.conftest import compose as composed
 
 
-def composed(*overrides: str) -> Any:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        raw = OmegaConf.to_container(compose("run", overrides=list(overrides)), resolve=True)
-    return validate_config(raw)  # type: ignore[arg-type]
+def runner_for(cfg: FarsConfig) -> Runner:
+    """The run's job runner for this config."""
+    return Runner(cfg.experiment, cfg.executor)
 
 
 def test_the_hydra_node_becomes_the_deepspeed_json() -> None:
@@ -96,7 +94,7 @@ def test_model_written_method_is_repaired_until_its_smoke_run_passes(
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-reach-the-job")
     cfg = validate_config({"experiment": {"model_code": {"enabled": True, "smoke_steps": 2}}})
-    runner = Runner(cfg)
+    runner = runner_for(cfg)
     template = load_template("modadd")
     model = FakeModel(["I think we should use a smaller learning rate.", BROKEN, GOOD])
     attempts: list[CodeAttempt] = []
@@ -149,7 +147,7 @@ def test_ledger_keeps_every_code_attempt(tmp_path: Path) -> None:
 
 def test_aggregation_and_figures_from_real_runs(tmp_path: Path) -> None:
     cfg = validate_config({"executor": {"slots": 2}})
-    runner = Runner(cfg)
+    runner = runner_for(cfg)
     module = load_template("modadd").module
 
     async def runs() -> dict[str, list[Any]]:
@@ -166,17 +164,18 @@ def test_aggregation_and_figures_from_real_runs(tmp_path: Path) -> None:
     per = asyncio.run(runs())
     assert runner.pool is not None and runner.pool.book.free == 2 and runner.pool.stats.granted == 4
     table, best = aggregate(per, {"baseline": {}, "lr=0.001": {"lr": 0.001}}, "val_accuracy", True)
-    assert table["baseline"]["val_accuracy"]["n"] == 2 and table["baseline"]["p_vs_baseline"] is None
-    assert 0.0 <= table["lr=0.001"]["p_vs_baseline"] <= 1.0 and best in table
+    assert table["baseline"].metric.n == 2 and table["baseline"].p_vs_baseline is None
+    p = table["lr=0.001"].p_vs_baseline
+    assert p is not None and 0.0 <= p <= 1.0 and best in table
     figures = learning_curve_figures(per, "val_accuracy", tmp_path / "figures", tmp_path)
     assert len(figures) == 2
     for fig in figures:
-        assert (tmp_path / fig["path"]).read_bytes()[:4] == b"\x89PNG"
-        assert (tmp_path / fig["pdf"]).read_bytes()[:4] == b"%PDF" and "seeds" in fig["caption"]
-    assert json.dumps(figures)  # JSON-able for the stage output
+        assert fig.png is not None and fig.pdf is not None
+        assert (tmp_path / fig.png).read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / fig.pdf).read_bytes()[:4] == b"%PDF" and "seeds" in fig.caption
     # no LaTeX compile ahead: PNG only (the PDF copies cost ~40% of the drawing)
     raster = learning_curve_figures(per, "val_accuracy", tmp_path / "png-only", tmp_path, vector=False)
-    assert [f["pdf"] for f in raster] == [None, None] and not list((tmp_path / "png-only").glob("*.pdf"))
+    assert [f.pdf for f in raster] == [None, None] and not list((tmp_path / "png-only").glob("*.pdf"))
 
 
 HOSTILE_METHOD = """
@@ -221,7 +220,7 @@ def test_model_written_code_trains_only_inside_the_sandbox(tmp_path: Path, monke
     out = tmp_path / "runs" / "method-seed0"
     args = ["--steps", "3", "--eval_every", "3", "--method", str(method)]
     metrics = asyncio.run(
-        Runner(cfg).train(
+        runner_for(cfg).train(
             "experiments.modadd.train", args, out, ranks=1, sandbox=cfg.sandbox, readable=(method.parent,)
         )
     )

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from fars.cli import preflight
-from fars.config import FarsConfig
 from fars.ledger import Ledger
 from fars.llm.client import LLMClient
 from fars.sandbox import SandboxError, read_sandbox_file, run_sandboxed, sandbox_env
@@ -44,12 +43,10 @@ def test_every_problem_of_the_new_sections_is_listed_at_once() -> None:
 @pytest.mark.parametrize("name", ["../escape.txt", "/etc/passwd", "a/../../b.txt", "runs/../../../x"])
 def test_artifact_names_cannot_leave_the_project_folder(name: str, tmp_path: Path) -> None:
     ctx = StageContext(
-        cfg=FarsConfig(),
         project_id="p000",
         index=0,
         area="x",
         run_dir=tmp_path,
-        llm=LLMClient(scripted([])),
         ledger=Ledger(tmp_path / "ledger.sqlite"),
         stage="writing",
     )

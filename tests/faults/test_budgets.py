@@ -12,8 +12,9 @@ import pytest
 
 from fars.budget import Budget, BudgetExceeded
 from fars.config import BudgetConfig, LLMConfig, ScriptedModelConfig
+from fars.context import call_context
 from fars.ledger import Ledger
-from fars.llm.client import LLMClient, call_context
+from fars.llm.client import LLMClient
 from fars.records import ProjectStatus
 from fars.summary import read_run_record
 from tests.conftest import FAST, run_fars

@@ -15,9 +15,10 @@ import pytest
 from pydantic import BaseModel, Field
 
 from fars.config import LLMConfig, ScriptedModelConfig
+from fars.context import call_context
 from fars.ledger import Ledger
 from fars.llm import client as client_module
-from fars.llm.client import LLMClient, LLMError, StructuredOutputError, call_context
+from fars.llm.client import LLMClient, LLMError, StructuredOutputError
 
 PROMPT = [{"role": "user", "content": "report the accuracy please"}]
 

@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field
 
 from fars.budget import Budget, BudgetExceeded
 from fars.config import BudgetConfig, LLMConfig, ScriptedModelConfig
+from fars.context import call_context
 from fars.ledger import Ledger
-from fars.llm.client import LLMClient, LLMError, StructuredOutputError, call_context, extract_json
+from fars.llm.client import LLMClient, LLMError, StructuredOutputError, extract_json
 
 PROMPT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "name three colours please"}]
 

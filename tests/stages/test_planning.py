@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
-from fars.config import FarsConfig, LLMConfig, ScriptedModelConfig
-from fars.ledger import Ledger
-from fars.llm.client import LLMClient
-from fars.stages import StageContext, get_stage
-from fars.stages.planning import Plan
+from fars.contracts import IdeationOutput, LiteratureInfo, Plan, PlanningOutput
+from tests.conftest import compose, run_stage, services_for, stage_context
+
+IDEA = IdeationOutput(
+    hypotheses=[],
+    scores=[],
+    overall=[],
+    screened=1,
+    novel=1,
+    literature=LiteratureInfo(backend="offline"),
+    template="modadd",
+    focus="weight_decay",
+    chosen={"title": "wd", "statement": "wd helps"},  # type: ignore[arg-type]
+)
 
 
 def plan_with(draft: dict[str, object], tmp_path: Path) -> Plan:
-    cfg = FarsConfig(
-        llm=LLMConfig(model="scripted/t", cache=False, scripted=ScriptedModelConfig(outputs=[json.dumps(draft)]))
-    )
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    ctx = StageContext(
-        cfg=cfg, project_id="p000", index=0, area="a", run_dir=tmp_path, llm=LLMClient(cfg.llm, ledger), ledger=ledger,
-        outputs={"ideation": {"template": "modadd", "focus": "weight_decay", "chosen": {"statement": "wd helps"}}},
-        stage="planning",
-    )  # fmt: skip
-    output = asyncio.run(get_stage("planning")(cfg)(ctx))
+    cfg = compose("llm=scripted", f"llm.scripted.outputs=[{json.dumps(json.dumps(draft))}]")
+    services = services_for(cfg, tmp_path)
+    output = run_stage("planning", cfg, stage_context(services, "planning", [IDEA]), services)
+    assert isinstance(output, PlanningOutput)
     assert (tmp_path / "projects" / "p000" / "plan.json").is_file()
-    return Plan.model_validate(output["plan"])
+    return output.plan
 
 
 def test_a_good_draft_is_kept(tmp_path: Path) -> None:

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from fars.config import FarsConfig, LLMConfig, PaperConfig, ScriptedModelConfig
+from fars.contracts import (
+    ExperimentOutput,
+    HypothesisRecord,
+    IdeationOutput,
+    LiteratureInfo,
+    NoveltyVerdict,
+    Plan,
+    PlanningOutput,
+    StageOutput,
+    WritingOutput,
+)
 from fars.grounding import UNVERIFIED_MARK
 from fars.latex import LatexError, compile_latex, find_tex_engine, pdf_page_count
-from fars.ledger import Ledger
 from fars.literature.offline import OfflineCorpus
-from fars.llm.client import LLMClient
-from fars.stages.base import StageContext
 from fars.stages.ideation import related_entry
-from fars.stages.writing import writing
+from tests.conftest import compose, run_stage, services_for, stage_context
 from tests.test_paper import RESULTS
 
 PLANTED = {
@@ -32,100 +37,75 @@ PLANTED = {
 }
 
 
-def stage_inputs() -> dict[str, dict[str, Any]]:
+def stage_inputs() -> list[StageOutput]:
     """Outputs of the stages before writing: a chosen hypothesis with related works from the corpus."""
     corpus = OfflineCorpus.load()
     text = "Learning rate. A higher learning rate speeds up generalisation."
     related = [related_entry(h, text) for h in corpus.search_now("learning rate schedule decay", 3)]
     area = [related_entry(h, text) for h in corpus.search_now("modular arithmetic generalization", 2)]
-    return {
-        "ideation": {
-            "chosen": {
-                "title": "Learning rate",
-                "statement": "A higher learning rate speeds up generalisation.",
-                "rationale": "Larger steps.",
-                "related": related,
-                "novelty": {
-                    "checked": True,
-                    "novel": True,
-                    "max_similarity": related[0]["similarity"],
-                    "nearest": related[0]["id"],
-                },
-            },
-            "related": area,
-            "literature": {"backend": "offline"},
-        },
-        "planning": {
-            "plan": {
-                "template": "modadd",
-                "knob": "lr",
-                "baseline": 0.01,
-                "variants": [0.03],
-                "seeds": [0, 1],
-                "steps": 30,
-            }
-        },
-        "experiment": {"results": {**RESULTS, "template": "modadd", "knob": "lr", "best": "lr=0.03"}},
-    }
-
-
-def run_writing(tmp_path: Path, paper: PaperConfig) -> tuple[dict[str, Any], Path]:
-    """Run the Writing stage with a scripted model whose draft plants a wrong number and invented citations."""
-    cfg = FarsConfig(
-        llm=LLMConfig(
-            model="scripted/default", cache=False, scripted=ScriptedModelConfig(outputs=[json.dumps(PLANTED)])
+    chosen = HypothesisRecord(
+        title="Learning rate",
+        statement="A higher learning rate speeds up generalisation.",
+        rationale="Larger steps.",
+        related=related,
+        novelty=NoveltyVerdict(
+            checked=True, novel=True, reason="novel", max_similarity=related[0].similarity, nearest=related[0].id
         ),
-        paper=paper,
     )
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    ledger.add_project("p000", 0, "training dynamics")
-    llm = LLMClient(cfg.llm, ledger)
-    ctx = StageContext(
-        cfg=cfg,
-        project_id="p000",
-        index=0,
-        area="training dynamics",
-        run_dir=tmp_path,
-        llm=llm,
-        ledger=ledger,
-        outputs=stage_inputs(),
-        stage="writing",
+    idea = IdeationOutput(
+        hypotheses=[chosen],
+        scores=[],
+        overall=[],
+        screened=1,
+        novel=1,
+        related=area,
+        literature=LiteratureInfo(backend="offline"),
+        template="modadd",
+        focus="lr",
+        chosen=chosen,
     )
-    try:
-        output = asyncio.run(writing(cfg)(ctx))
-    finally:
-        llm.close()
+    plan = Plan(template="modadd", knob="lr", baseline=0.01, variants=[0.03], seeds=[0, 1], steps=30)
+    return [idea, PlanningOutput(plan=plan), ExperimentOutput(results=RESULTS)]
+
+
+def run_writing(tmp_path: Path, *paper: str) -> tuple[WritingOutput, Path]:
+    """Run the Writing stage with a scripted model whose draft plants a wrong number and invented citations."""
+    cfg = compose("llm=scripted", f"llm.scripted.outputs=[{json.dumps(json.dumps(PLANTED))}]", *paper)
+    services = services_for(cfg, tmp_path)
+    ctx = stage_context(services, "writing", stage_inputs())
+    output = run_stage("writing", cfg, ctx, services)
+    assert isinstance(output, WritingOutput)
     return output, ctx.project_dir
 
 
 def test_planted_number_and_citations_are_repaired_and_recorded(tmp_path: Path) -> None:
-    output, folder = run_writing(tmp_path, PaperConfig(compile="never"))
-    grounding = output["grounding"]
-    assert grounding["before"]["numbers_ungrounded"] == 1 and grounding["before"]["citations_unverified"] == 2
-    repairs = "\n".join(grounding["repairs"])
+    output, folder = run_writing(tmp_path, "paper.compile=never")
+    grounding = output.grounding
+    assert grounding.before.numbers_ungrounded == 1 and grounding.before.citations_unverified == 2
+    repairs = "\n".join(grounding.repairs)
     assert "0.9731" in repairs and "Smith et al., 2019" in repairs and "invented2020" in repairs
-    assert output["grounded_number_rate"] == 1.0 and output["verified_citation_rate"] == 1.0
-    assert not grounding["flagged"] and grounding["unmarked"] == 0
+    assert output.grounded_number_rate == 1.0 and output.verified_citation_rate == 1.0
+    assert not grounding.flagged and grounding.unmarked == 0
     md = (folder / "paper.md").read_text()
     assert "0.9731" not in md and "Smith" not in md and "invented2020" not in md
     assert "We test one setting of the learning rate." in md  # clean sentences are kept
     tex = (folder / "paper.tex").read_text()
-    assert "\\cite{" in tex and "\\begin{thebibliography}" in tex and grounding["latex_citation_problems"] == []
+    assert "\\cite{" in tex and "\\begin{thebibliography}" in tex and grounding.latex_citation_problems == []
     saved = json.loads((folder / "grounding.json").read_text())
     assert saved["references"] and all(
         r["verified"] and r["record_id"].startswith("openreview:") for r in saved["references"]
     )
-    assert output["pdf"] is None
+    assert output.pdf is None
 
 
 def test_flag_mode_marks_what_it_cannot_verify(tmp_path: Path) -> None:
-    output, folder = run_writing(tmp_path, PaperConfig(compile="never", on_ungrounded="flag"))
-    grounding = output["grounding"]
-    assert grounding["flagged"] and grounding["unmarked"] == 0
-    assert output["grounded_number_rate"] < 1.0 and output["verified_citation_rate"] < 1.0
+    output, folder = run_writing(tmp_path, "paper.compile=never", "paper.on_ungrounded=flag")
+    grounding = output.grounding
+    assert grounding.flagged and grounding.unmarked == 0
+    assert output.grounded_number_rate < 1.0 and output.verified_citation_rate < 1.0
     md = (folder / "paper.md").read_text()
     assert f"0.9731 {UNVERIFIED_MARK}" in md and f"[@invented2020] {UNVERIFIED_MARK}" in md
-    assert any("0.9731" in p for p in grounding["problems"])
+    assert any("0.9731" in p for p in grounding.problems)
 
 
 def test_a_produced_paper_compiles_to_a_pdf_with_pages(tmp_path: Path) -> None:
@@ -134,12 +114,13 @@ def test_a_produced_paper_compiles_to_a_pdf_with_pages(tmp_path: Path) -> None:
         if os.environ.get("FARS_REQUIRE_TEX"):
             pytest.fail("FARS_REQUIRE_TEX is set but no TeX engine is installed; apt-get install texlive-latex-base")
         pytest.skip("no TeX engine here (pdflatex/xelatex/lualatex); CI installs texlive-latex-base")
-    output, folder = run_writing(tmp_path, PaperConfig(compile="always"))
-    pdf = tmp_path / output["pdf"]
-    assert pdf.is_file() and output["pdf_pages"] >= 1 and pdf_page_count(pdf) == output["pdf_pages"]
+    output, folder = run_writing(tmp_path, "paper.compile=always")
+    assert output.pdf is not None and output.pdf_pages is not None
+    pdf = tmp_path / output.pdf
+    assert pdf.is_file() and output.pdf_pages >= 1 and pdf_page_count(pdf) == output.pdf_pages
     assert pdf.read_bytes().startswith(b"%PDF")
     again = compile_latex(folder / "paper.tex", out_path=tmp_path / "again.pdf")  # the saved .tex alone compiles
-    assert again.pages == output["pdf_pages"]
+    assert again.pages == output.pdf_pages
 
 
 def test_tex_cannot_read_outside_its_folder_or_run_commands(tmp_path: Path) -> None:

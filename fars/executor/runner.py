@@ -1,0 +1,159 @@
+"""The run's one job runner: every training job of every project goes through it.
+
+On the local executor it holds the run's slot pool (whole GPUs, or CPU slots) and runs each job as a
+subprocess, or inside ``fars.sandbox`` when the job loads model-written code; on SLURM it submits
+through submitit with a cap on jobs in flight. A job whose folder already holds a valid
+``metrics.json`` (a resumed project) is not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from experiments.metrics import Metrics, read_metrics
+from fars.config import ExecutorConfig, ExperimentConfig, SandboxConfig
+from fars.executor.launch import JobFailed, JobTimeout, build_command, job_env, run_command
+from fars.executor.pool import PoolError, SlotPool
+from fars.executor.slurm import run_slurm_job
+from fars.sandbox import SandboxLimits, read_sandbox_file, run_sandboxed_async
+
+
+class RunnerConfigError(ValueError):
+    """The experiment and executor settings cannot run on this executor (said before anything runs)."""
+
+
+def runner_problems(exp: ExperimentConfig, ex: ExecutorConfig) -> list[str]:
+    """Every reason the runner could not be built for these settings (empty when it can)."""
+    if ex.kind != "local":
+        return []
+    problems = []
+    if exp.nodes > 1:
+        problems.append(f"experiment.nodes={exp.nodes} needs executor=slurm (the local pool is one machine)")
+    try:
+        pool = SlotPool.for_config(exp.device, ex.gpus, ex.slots)
+    except PoolError as exc:
+        return [*problems, str(exc)]
+    if exp.ranks_per_job > pool.capacity:
+        problems.append(
+            f"experiment.ranks_per_job={exp.ranks_per_job} but the local pool has {pool.capacity} "
+            f"{pool.kind} slot(s); lower it or raise executor.slots / executor.gpus"
+        )
+    return problems
+
+
+class Runner:
+    """Runs training jobs for every project of a run: the local pool, or SLURM via submitit."""
+
+    def __init__(self, experiment: ExperimentConfig, executor: ExecutorConfig) -> None:
+        problems = runner_problems(experiment, executor)
+        if problems:
+            raise RunnerConfigError("; ".join(problems))
+        self.experiment = experiment
+        self.executor = executor
+        self.pool: SlotPool | None = None
+        self.slurm_slots: asyncio.Semaphore | None = None
+        if executor.kind == "local":
+            self.pool = SlotPool.for_config(experiment.device, executor.gpus, executor.slots)
+        else:
+            self.slurm_slots = asyncio.Semaphore(executor.max_jobs or 10**6)
+
+    async def train(
+        self,
+        module: str,
+        args: list[str],
+        out_dir: Path,
+        *,
+        ranks: int | None = None,
+        timeout_s: float | None = None,
+        sandbox: SandboxConfig | None = None,
+        readable: tuple[Path, ...] = (),
+    ) -> Metrics:
+        """Run one job (or reuse its finished metrics) and return its validated metrics.
+
+        With ``sandbox`` (every job that loads model-written code) the job runs in ``fars.sandbox``:
+        no network, no secrets, read-only host but ``readable``, its own folder, hard limits.
+        """
+        metrics_path = out_dir / "metrics.json"
+        if metrics_path.exists():
+            try:
+                return read_metrics(metrics_path)
+            except (ValidationError, ValueError):
+                metrics_path.unlink()  # a half-written file from a killed run: train again
+        out_dir.mkdir(parents=True, exist_ok=True)
+        exp = self.experiment
+        ranks = ranks or exp.ranks_per_job
+        timeout = timeout_s or exp.timeout_s
+        args = [*args, "--out_dir", str(out_dir)]
+        if self.pool is not None:
+            async with self.pool.lease(ranks, name=str(out_dir)) as lease:
+                cmd = build_command(module, args, ranks=ranks, launcher=self.executor.launcher, device=exp.device)
+                env = job_env(exp.threads_per_job, lease.env())
+                (out_dir / "command.json").write_text(json.dumps({"argv": cmd, "slots": lease.ids}), encoding="utf-8")
+                if sandbox is None:
+                    await run_command(cmd, env, out_dir / "train.log", timeout)
+                else:
+                    gpus = lease.ids if lease.kind == "gpu" else ()
+                    await _run_in_sandbox(cmd, out_dir, sandbox, timeout, gpus, readable, env)
+                    return Metrics.model_validate_json(read_sandbox_file(out_dir, "metrics.json"))
+        elif sandbox is not None:
+            raise RunnerConfigError(
+                "model-written code runs only on the local executor, inside fars.sandbox; "
+                "set experiment.model_code.enabled=false with executor=slurm"
+            )
+        else:
+            assert self.slurm_slots is not None
+            async with self.slurm_slots:
+                await run_slurm_job(
+                    self.executor.slurm,
+                    out_dir / self.executor.slurm.folder,
+                    module,
+                    args,
+                    ranks=max(1, ranks // exp.nodes),
+                    nodes=exp.nodes,
+                    env=job_env(exp.threads_per_job),
+                    timeout_s=timeout,
+                    device=exp.device,
+                )
+        return read_metrics(metrics_path)
+
+
+# variables a sandboxed job needs from the job environment (the sandbox builds the rest itself)
+_SANDBOX_PASS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONUNBUFFERED", "CUDA_VISIBLE_DEVICES")
+
+
+async def _run_in_sandbox(
+    cmd: list[str],
+    out_dir: Path,
+    sandbox: SandboxConfig,
+    timeout_s: float,
+    gpus: tuple[int, ...],
+    readable: tuple[Path, ...],
+    env: dict[str, str],
+) -> None:
+    """Run a job that loads model-written code inside the sandbox; JobFailed/JobTimeout like any job."""
+    limits = replace(SandboxLimits.from_config(sandbox), wall_s=min(timeout_s, sandbox.wall_s))
+    import experiments
+
+    result = await run_sandboxed_async(
+        cmd,
+        out_dir,
+        limits,
+        gpus=gpus,
+        env={k: v for k, v in env.items() if k in _SANDBOX_PASS},
+        readable=[*experiments.__path__, *(str(p) for p in readable)],
+        backend=sandbox.backend,
+        require_network_isolation=sandbox.require_network_isolation,
+        log_path=out_dir.parent / f"{out_dir.name}.log",
+        record_path=out_dir.parent / f"{out_dir.name}.sandbox.json",
+    )
+    if result.timed_out:
+        raise JobTimeout(f"sandboxed job {out_dir.name} ran past {limits.wall_s:.0f}s and was killed")
+    if not result.ok:
+        raise JobFailed(
+            f"sandboxed job {out_dir.name}: {result.summary()}\n{(result.stderr_tail or result.stdout_tail)[-1500:]}"
+        )

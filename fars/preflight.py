@@ -1,0 +1,68 @@
+"""Checks of a validated ``fars run`` config that need more than its schema: the registries and files.
+
+The schema (``fars.config``) checks types and ranges; this checks what only the rest of FARS knows:
+that the stages exist and what each consumes is produced, that the templates exist, that the
+reviewer can be built here (its calibration file loads; the oracle is refused outside calibration),
+that the job runner can run the experiment settings, that a TeX engine is there when one is
+required, and that a folder to resume holds outputs that fit their contracts. ``fars run`` calls it
+for every job before anything runs; the pipeline repeats the stage and folder checks at start.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from fars.config import FarsConfig
+
+
+def run_config_problems(cfg: FarsConfig) -> list[str]:
+    """Every problem of a validated run config that the schema alone cannot see (empty when none)."""
+    from experiments.spec import available_templates
+    from fars.executor.runner import runner_problems
+    from fars.latex import engine_notice
+    from fars.reviewing import reviewer_problems
+    from fars.stages.base import StageConfigError
+    from fars.stages.registry import resolve_stages
+
+    problems: list[str] = []
+    specs = []
+    try:
+        specs = resolve_stages(list(cfg.pipeline.stages))
+    except StageConfigError as exc:
+        problems += exc.problems
+    names = set(cfg.pipeline.stages)  # checked even when the list as a whole does not resolve
+    known = available_templates()
+    for name in cfg.experiment.templates:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=2)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            problems.append(f"experiment.templates: no template {name!r}{hint} (available: {known})")
+    if "review" in names:
+        problems += reviewer_problems(cfg.reviewer)
+    if "experiment" in names:
+        problems += runner_problems(cfg.experiment, cfg.executor)
+    level, notice = engine_notice(cfg.paper.compile, cfg.paper.engine)
+    if level >= logging.ERROR:  # paper.compile=always without a TeX engine: refuse before running
+        problems.append(notice)
+    if cfg.resume:
+        problems += resume_problems(Path(cfg.resume), specs)
+    return problems
+
+
+def resume_problems(run_dir: Path, specs: Sequence[object]) -> list[str]:
+    """Problems of a run folder to resume: stored stage outputs that do not fit their contracts."""
+    from fars.ledger import Ledger
+    from fars.pipeline import LEDGER_FILE, stored_output_problems
+    from fars.stages.base import StageSpec
+
+    path = run_dir / LEDGER_FILE
+    if not path.is_file():
+        return []
+    ledger = Ledger(path)
+    try:
+        return stored_output_problems(ledger, [s for s in specs if isinstance(s, StageSpec)])
+    finally:
+        ledger.close()

@@ -1,0 +1,54 @@
+"""The composition root: the run's shared parts, built once and handed to every stage factory.
+
+One model client (one budget, one cache, one ledger of calls), ONE literature backend (so a
+service's pacing holds across stages and the fallback chain remembers what it found when writing
+verifies citations), one job runner (one GPU/CPU pool or SLURM queue for every project), the ledger
+and the run folder. Stages never build these themselves; ``fars review`` and ``fars calibrate``
+build the reviewer from the same parts with ``fars.reviewing.build_reviewer``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fars.budget import Budget
+from fars.config import FarsConfig
+from fars.executor.runner import Runner
+from fars.ledger import Ledger
+from fars.literature import LiteratureBackend, make_backend
+from fars.llm.client import LLMClient
+
+
+@dataclass
+class Services:
+    """What every stage of a run shares."""
+
+    llm: LLMClient
+    literature: LiteratureBackend
+    runner: Runner | None
+    ledger: Ledger
+    run_dir: Path
+    budget: Budget | None = None
+
+    def require_runner(self) -> Runner:
+        """The job runner; a clear error where a run was composed without one."""
+        if self.runner is None:
+            raise RuntimeError("this run has no job runner (services built with runner=None)")
+        return self.runner
+
+    def close(self) -> None:
+        """Release the model client (cache file, loaded local model)."""
+        self.llm.close()
+
+
+def build_services(cfg: FarsConfig, ledger: Ledger, run_dir: Path, budget: Budget | None = None) -> Services:
+    """Build the run's shared parts from its config (the one place they are constructed)."""
+    llm = LLMClient(cfg.llm, ledger, budget)
+    try:
+        literature = make_backend(cfg.literature)
+        runner = Runner(cfg.experiment, cfg.executor)
+    except Exception:
+        llm.close()
+        raise
+    return Services(llm=llm, literature=literature, runner=runner, ledger=ledger, run_dir=run_dir, budget=budget)
