@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -23,3 +24,25 @@ def test_ruff_format() -> None:
 
 def test_mypy() -> None:
     check("mypy")
+
+
+def test_import_contracts() -> None:
+    """The layers declared in pyproject.toml ([tool.importlinter]) hold: review/ and experiments/ never import
+    fars, stages never import the CLI or commands, and each layer imports only the layers below it."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    done = subprocess.run([str(lint), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"lint-imports failed:\n{done.stdout[-4000:]}{done.stderr[-2000:]}"
+
+
+def test_no_import_cycles() -> None:
+    """No module of fars, review or experiments imports itself through others, lazily or not."""
+    import grimp
+
+    graph = grimp.build_graph("fars", "review", "experiments", exclude_type_checking_imports=True)
+    cycles = sorted(
+        f"{module} -> {imported} -> ... -> {module}"
+        for module in graph.modules
+        for imported in graph.find_modules_directly_imported_by(module)
+        if imported != module and graph.chain_exists(importer=imported, imported=module)
+    )
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
