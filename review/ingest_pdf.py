@@ -65,15 +65,19 @@ class PdfReading:
 
 
 def run_worker(
-    path: Path, *, max_pages: int = MAX_PAGES, memory_mb: int = MEMORY_MB, time_limit_s: int = TIME_LIMIT_S
+    path: Path, *, max_pages: int | None = None, memory_mb: int | None = None, time_limit_s: int | None = None
 ) -> dict[str, Any]:
-    """Run ``pdf_worker.py`` on ``path`` under the limits; its JSON result, or ``PdfReadError``."""
+    """Run ``pdf_worker.py`` on ``path`` under the limits (default: this module's ``MAX_PAGES``,
+    ``MEMORY_MB`` and ``TIME_LIMIT_S``); its JSON result, or ``PdfReadError``."""
+    max_pages = MAX_PAGES if max_pages is None else max_pages
+    memory_mb = MEMORY_MB if memory_mb is None else memory_mb
+    time_limit_s = TIME_LIMIT_S if time_limit_s is None else time_limit_s
     command = [
         sys.executable, "-I", str(WORKER), str(path),
         "--max-pages", str(max_pages), "--memory-mb", str(memory_mb), "--cpu-s", str(time_limit_s),
     ]  # fmt: skip
     try:
-        done = subprocess.run(command, capture_output=True, timeout=time_limit_s + 10, check=False)
+        done = subprocess.run(command, capture_output=True, timeout=time_limit_s + 2 + time_limit_s // 4, check=False)
     except subprocess.TimeoutExpired:
         raise PdfReadError(
             f"reading took over {time_limit_s} s and was stopped (a hostile or very complex PDF?); "
@@ -252,10 +256,13 @@ def layout_text(result: dict[str, Any]) -> PdfReading:
         title=title,
         text=text.strip(),
         page_count=int(result.get("page_count") or len(pages)),
-        pages_read=len(pages),
+        pages_read=len(pages),  # pages whose text was read
         dropped=sorted(set(dropped) | set(banners)),
     )
-    if reading.pages_read < reading.page_count:
+    unreadable = result.get("unreadable_pages") or []
+    if unreadable:
+        reading.warnings.append(f"{len(unreadable)} page(s) could not be read: {unreadable[:10]}")
+    if reading.pages_read + len(unreadable) < reading.page_count:
         reading.warnings.append(f"only the first {reading.pages_read} of {reading.page_count} pages were read")
     unmapped = sum(line["text"].count("(cid:") for page in pages for line in page["lines"])
     if unmapped > 50:
@@ -264,7 +271,7 @@ def layout_text(result: dict[str, Any]) -> PdfReading:
 
 
 def read_pdf(
-    path: Path, *, max_pages: int = MAX_PAGES, memory_mb: int = MEMORY_MB, time_limit_s: int = TIME_LIMIT_S
+    path: Path, *, max_pages: int | None = None, memory_mb: int | None = None, time_limit_s: int | None = None
 ) -> PdfReading:
     """Read a PDF paper under the limits (see the module doc); ``PdfReadError`` says why not."""
     result = run_worker(path, max_pages=max_pages, memory_mb=memory_mb, time_limit_s=time_limit_s)

@@ -107,9 +107,13 @@ def extract(path: str, max_pages: int) -> dict[str, Any]:
     except (pdfium.PdfiumError, ValueError):
         meta = {}
     total = len(pdf)
-    pages = []
+    pages, unreadable = [], []
     for index in range(min(total, max_pages)):
-        page = pdf[index]
+        try:
+            page = pdf[index]
+        except pdfium.PdfiumError:
+            unreadable.append(index + 1)
+            continue
         width, height = page.get_size()
         textpage = page.get_textpage()
         lines = page_lines(textpage.raw, raw, ctypes)
@@ -119,7 +123,7 @@ def extract(path: str, max_pages: int) -> dict[str, Any]:
         textpage.close()
         page.close()
     pdf.close()
-    return {"title": meta.get("Title"), "page_count": total, "pages": pages}
+    return {"title": meta.get("Title"), "page_count": total, "pages": pages, "unreadable_pages": unreadable}
 
 
 def main(argv: list[str] | None = None) -> int:
