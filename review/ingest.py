@@ -1,8 +1,13 @@
-"""Paper ingestion: a PDF, LaTeX, Markdown or plain-text file becomes titled sections of plain text.
+"""Paper ingestion: a PDF, a LaTeX source (one file or a folder), Markdown or plain text becomes
+titled sections of plain text, with a record of what was read and of what looks wrong.
 
-PDF text comes from pypdf; LaTeX is reduced to its prose (sections kept as Markdown headings,
-comments, preamble and most commands dropped). Headings are found in Markdown (``# ...``) and in
-the numbered or upper-case heading lines that PDF text extraction yields (``3 EXPERIMENTS``).
+PDFs are read from their layout (``review/ingest_pdf.py``: PDFium in a child process with memory and
+time limits; running headers dropped, the title from the type sizes, headings found); LaTeX is
+converted by pylatexenc with its ``\\input``/``\\include`` files followed and its own macros expanded
+(``review/ingest_latex.py``). A folder given as the paper is resolved to its main ``.tex`` file or its
+one PDF. A text that looks too short for a paper (under ``MIN_PAPER_CHARS`` characters, or under
+``MIN_CHARS_PER_PAGE`` per PDF page) is flagged in ``PaperText.ingest``, which the review's reading
+record carries, so a reader that saw almost nothing never passes for a complete reading.
 """
 
 from __future__ import annotations
@@ -13,6 +18,12 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 FORMATS = {".pdf": "pdf", ".tex": "latex", ".md": "markdown", ".markdown": "markdown", ".txt": "text"}
+MIN_PAPER_CHARS = 2000  # a conference paper has tens of thousands; below this the reader likely missed it
+MIN_CHARS_PER_PAGE = 500  # a page of a paper has about 3,000-5,000; below this, images or unmapped fonts
+_BANNER = re.compile(
+    r"^(?:(?:published|accepted|under review|to appear) as an? .{0,40}paper at\b|machine-generated paper \(fars\))",
+    re.I,
+)
 
 
 class PaperError(ValueError):
@@ -26,6 +37,18 @@ class Section(BaseModel):
     text: str
 
 
+class IngestRecord(BaseModel):
+    """How a paper was read: by which reader, from which files or pages, and what looked wrong."""
+
+    reader: str = "text"  # e.g. "pdfium layout", "pylatexenc"
+    files: list[str] = Field(default_factory=list)  # LaTeX: the files read, main first
+    page_count: int | None = None  # PDF: pages in the file
+    pages_read: int | None = None  # PDF: pages read (at most the reader's page limit)
+    dropped: list[str] = Field(default_factory=list)  # PDF: running headers, footers and banners removed
+    flags: list[str] = Field(default_factory=list)  # short_text, few_chars_per_page, pages_cut, inputs_missing, ...
+    warnings: list[str] = Field(default_factory=list)  # each flag and problem, said for a person
+
+
 class PaperText(BaseModel):
     """A paper as plain text, split into sections."""
 
@@ -34,6 +57,7 @@ class PaperText(BaseModel):
     format: str
     text: str
     sections: list[Section] = Field(default_factory=list)
+    ingest: IngestRecord = Field(default_factory=IngestRecord)
 
     @property
     def chars(self) -> int:
@@ -43,27 +67,32 @@ class PaperText(BaseModel):
 
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 _NUMBERED = re.compile(r"^(?:[A-Z]\.?|\d+(?:\.\d+)*\.?)\s+[A-Z][^.!?]{1,80}$")
+_GLUED = re.compile(r"^(\d+(?:\.\d+)*)\.?([A-Z]{3}[A-Z0-9 ,:&\-–()'/]{0,80})$")  # "1INTRODUCTION", as some PDFs give it
 _CAPS = re.compile(r"^[A-Z][A-Z0-9 ,:&\-–()'/]{2,80}$")
 
 
-def _heading_of(line: str) -> str | None:
+def _heading_of(line: str, markdown_only: bool = False) -> str | None:
     stripped = line.strip()
     match = _MD_HEADING.match(line)
     if match:
         return match.group(1).strip()
-    if len(stripped) > 90 or not stripped:
+    if markdown_only or len(stripped) > 90 or not stripped:
         return None
+    glued = _GLUED.match(stripped)
+    if glued:
+        return f"{glued.group(1)} {glued.group(2)}"
     if _NUMBERED.match(stripped) or (_CAPS.match(stripped) and sum(c.isalpha() for c in stripped) >= 4):
         return stripped
     return None
 
 
-def split_sections(text: str) -> list[Section]:
-    """Split text at heading lines; text before the first heading is a section with heading ''."""
+def split_sections(text: str, *, markdown_only: bool = False) -> list[Section]:
+    """Split text at heading lines (Markdown ``#`` headings; unless ``markdown_only``, also the numbered
+    and upper-case lines plain text has); text before the first heading is a section with heading ''."""
     sections: list[Section] = []
     heading, lines = "", list[str]()
     for line in text.splitlines():
-        found = _heading_of(line)
+        found = _heading_of(line, markdown_only)
         if found is not None:
             if heading or "".join(lines).strip():
                 sections.append(Section(heading=heading, text="\n".join(lines).strip()))
@@ -80,95 +109,139 @@ def _title_of(text: str, sections: list[Section], fallback: str) -> str:
         match = _MD_HEADING.match(line)
         if match:
             return match.group(1).strip()[:200]
-        if line.strip():
+        if line.strip() and not _BANNER.match(line.strip()):
             return line.strip()[:200]
     return sections[0].heading if sections and sections[0].heading else fallback
 
 
-def read_pdf(path: Path) -> tuple[str, str | None]:
-    """The text of a PDF, page by page, and its metadata title; an encrypted or unreadable PDF raises ``PaperError``."""
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = PdfReader(str(path))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise PaperError(f"{path}: the PDF is encrypted; give a decrypted copy (e.g. `qpdf --decrypt`)")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        meta_title = str(reader.metadata.title).strip() if reader.metadata and reader.metadata.title else None
-    except PaperError:
-        raise
-    except (PdfReadError, ValueError, KeyError, OSError) as exc:
-        raise PaperError(f"{path}: not a readable PDF ({type(exc).__name__}: {exc}); check the file") from exc
-    text = "\n".join(pages).strip()
-    if not text:
-        raise PaperError(f"{path}: the PDF has no extractable text (scanned images?); give a text PDF or .tex/.md")
-    return text, meta_title or None
-
-
-_TEX_SECTION = re.compile(r"\\(section|subsection|subsubsection|paragraph)\*?\{([^{}]*)\}")
-_TEX_DROP_ENVS = ("figure", "figure*", "table", "table*", "tikzpicture", "thebibliography")
-
-
 def latex_to_text(source: str) -> str:
-    """LaTeX reduced to prose: comments, preamble, floats and commands removed, sections as headings."""
-    text = re.sub(r"(?<!\\)%.*", "", source)
-    begin = text.find("\\begin{document}")
-    title = re.search(r"\\title\{([^{}]*)\}", text)
-    if begin != -1:
-        text = text[begin + len("\\begin{document}") :]
-    text = text.split("\\end{document}")[0]
-    for env in _TEX_DROP_ENVS:
-        text = re.sub(rf"\\begin\{{{re.escape(env)}\}}.*?\\end\{{{re.escape(env)}\}}", "", text, flags=re.S)
-    text = re.sub(r"\\begin\{abstract\}", "\n# Abstract\n", text)
-    text = _TEX_SECTION.sub(
-        lambda m: "\n" + "#" * (2 if m.group(1) == "section" else 3) + " " + m.group(2) + "\n", text
+    """A LaTeX source (one file, already flattened) as Markdown-like text; see ``review.ingest_latex``."""
+    from review.ingest_latex import latex_to_markdown
+
+    return latex_to_markdown(source)[1]
+
+
+def resolve_paper_path(path: str | Path) -> Path:
+    """The file to read for a paper argument: the file itself, or for a folder its main ``.tex`` file
+    (the one that is a document; by conventional name when several are) or its single PDF."""
+    from review.ingest_latex import find_main_tex
+
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise PaperError(f"{path}: no such file or folder; give the path of a .pdf, .tex, .md or .txt paper")
+    if not path.is_dir():
+        raise PaperError(f"{path}: not a regular file; give the path of a .pdf, .tex, .md or .txt paper")
+    main, candidates = find_main_tex(path)
+    if main is not None:
+        return main
+    if candidates:
+        names = ", ".join(str(c.relative_to(path)) for c in candidates[:8])
+        raise PaperError(
+            f"{path}: a folder with several LaTeX documents ({names}); give the main one, e.g. {path / candidates[0].relative_to(path)}"
+        )
+    pdfs = sorted(p for p in path.iterdir() if p.suffix.lower() == ".pdf" and p.is_file())
+    if len(pdfs) == 1:
+        return pdfs[0]
+    if pdfs:
+        names = ", ".join(p.name for p in pdfs[:8])
+        raise PaperError(f"{path}: a folder with {len(pdfs)} PDFs ({names}); give the paper's file itself")
+    others = sorted(p.name for p in path.iterdir() if p.suffix.lower() in FORMATS)[:8]
+    hint = f" (it holds {', '.join(others)}: give one of them)" if others else ""
+    raise PaperError(
+        f"{path}: a folder with no LaTeX document (\\documentclass) and no PDF{hint}; give the paper's file"
     )
-    text = re.sub(r"\\(?:cite[pt]?|ref|eqref|label|url)\*?(\[[^\]]*\])?\{[^{}]*\}", "", text)
-    text = re.sub(r"\\(?:textbf|textit|emph|texttt|underline|mathrm|text)\{([^{}]*)\}", r"\1", text)
-    text = re.sub(r"\\(?:begin|end)\{[^{}]*\}", "", text)
-    text = re.sub(r"\\(?:maketitle|centering|small|footnotesize|hline|toprule|midrule|bottomrule|item)\b", "", text)
-    text = re.sub(r"\\[a-zA-Z]+\*?(\[[^\]]*\])?", "", text)
-    text = text.replace("~", " ").replace("{", "").replace("}", "").replace("\\\\", "\n")
-    text = re.sub(r"[ \t]+", " ", text)
-    text = re.sub(r"\n\s*\n\s*\n+", "\n\n", text).strip()
-    if title:
-        text = f"# {title.group(1).strip()}\n\n{text}"
-    return text
+
+
+def extent_flags(chars: int, pages: int | None = None) -> tuple[list[str], list[str]]:
+    """Flags and warnings for a text that looks too short for a paper (in all, or per PDF page)."""
+    flags, warnings = [], []
+    if chars < MIN_PAPER_CHARS:
+        flags.append("short_text")
+        warnings.append(
+            f"only {chars} characters were read, under the {MIN_PAPER_CHARS} a paper has at the least: "
+            "the reader may have missed most of it (inputs not found, scanned pages?)"
+        )
+    if pages and chars / pages < MIN_CHARS_PER_PAGE:
+        flags.append("few_chars_per_page")
+        warnings.append(
+            f"{chars / pages:.0f} characters per page over {pages} pages, under {MIN_CHARS_PER_PAGE}: "
+            "pages of images (a scan?) or fonts without text; give the .tex or .md if you have it"
+        )
+    return flags, warnings
 
 
 def load_paper(path: str | Path) -> PaperText:
-    """Read a paper file (.pdf, .tex, .md, .txt) into sections; errors name the file and the fix."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise PaperError(f"{path}: no such file; give the path of a .pdf, .tex, .md or .txt paper")
+    """Read a paper (.pdf, .tex, .md, .txt, or a folder holding one) into sections and the record of
+    how it was read; errors name the file and the fix."""
+    given = Path(path).expanduser()
+    path = resolve_paper_path(given)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise PaperError(f"{path}: unsupported file type {path.suffix!r}; give a .pdf, .tex, .md or .txt file")
-    title = None
+    record = IngestRecord(files=[path.name])
+    title: str | None = None
     if kind == "pdf":
-        text, title = read_pdf(path)
+        from review.ingest_pdf import PdfReadError, read_pdf
+
+        try:
+            pdf = read_pdf(path)
+        except PdfReadError as exc:
+            raise PaperError(f"{path}: {exc}") from None
+        text, title = pdf.text, pdf.title
+        record = IngestRecord(
+            reader="pdfium layout", files=[path.name], page_count=pdf.page_count, pages_read=pdf.pages_read,
+            dropped=pdf.dropped, warnings=list(pdf.warnings),
+        )  # fmt: skip
+        if pdf.pages_read < pdf.page_count:
+            record.flags.append("pages_cut")
+        if not text.strip() or (title and text.strip() == f"# {title}"):
+            raise PaperError(f"{path}: the PDF has no extractable text (scanned images?); give a text PDF or .tex/.md")
+    elif kind == "latex":
+        from review.ingest_latex import read_latex
+
+        try:
+            latex = read_latex(path, root=given if given.is_dir() else path.parent)
+        except OSError as exc:
+            raise PaperError(f"{path}: cannot be read ({exc})") from None
+        text, title = latex.text, latex.title
+        record = IngestRecord(reader="pylatexenc", files=latex.files, warnings=list(latex.warnings))
+        if any("not found" in w or "not read" in w for w in latex.warnings):
+            record.flags.append("inputs_missing")
     else:
         try:
-            raw = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8").strip()
         except UnicodeDecodeError as exc:
             raise PaperError(f"{path}: not UTF-8 text ({exc}); convert it to UTF-8") from exc
-        text = latex_to_text(raw) if kind == "latex" else raw.strip()
     if not text.strip():
         raise PaperError(f"{path}: the paper is empty")
-    paper = paper_from_text(text, source=str(path), fmt=kind, fallback_title=path.stem)
+    # headings the layout found are Markdown; a PDF without type cues for them falls back to the text's look
+    explicit = kind == "latex" or (kind == "pdf" and "\n## " in text)
+    paper = paper_from_text(text, source=str(path), fmt=kind, fallback_title=path.stem, markdown_only=explicit)
     if title:
         paper.title = title[:200]
+    record.flags += paper.ingest.flags
+    record.warnings += paper.ingest.warnings
+    if kind == "pdf":
+        flags, warnings = extent_flags(paper.chars, record.pages_read)
+        record.flags += [f for f in flags if f not in record.flags]
+        record.warnings += [w for w in warnings if w not in record.warnings]
+    paper.ingest = record
     return paper
 
 
-def paper_from_text(text: str, *, source: str = "<text>", fmt: str = "markdown", fallback_title: str = "") -> PaperText:
-    """A paper given as text (Markdown or plain)."""
-    sections = split_sections(text)
+def paper_from_text(
+    text: str, *, source: str = "<text>", fmt: str = "markdown", fallback_title: str = "", markdown_only: bool = False
+) -> PaperText:
+    """A paper given as text (Markdown or plain), flagged when it looks too short for a paper."""
+    sections = split_sections(text, markdown_only=markdown_only)
+    flags, warnings = extent_flags(len(text))
     return PaperText(
         title=_title_of(text, sections, fallback_title or "untitled"),
         source=source,
         format=fmt,
         text=text,
         sections=sections,
+        ingest=IngestRecord(flags=flags, warnings=warnings),
     )

@@ -9,7 +9,9 @@ A paper that fits the budget is read whole. A longer one is read in parts, never
   writes notes on each part, and reviews from the notes. At most ``max_parts`` parts are read; a
   longer paper has its sections shortened first, as in ``excerpts``.
 
-Either way ``Reading.parts`` records, per section, how many characters were read of how many.
+Either way ``Reading.parts`` records, per section, how many characters were read of how many, and
+``Reading.ingest`` how the paper itself was read (reader, files or pages, and flags such as
+``short_text`` when what was read looks too short for a paper).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from review.ingest import PaperText, Section
+from review.ingest import IngestRecord, PaperText, Section
 
 _SKIP = re.compile(r"^\W*(?:[A-Z]?\d*\.?\s*)?(references|bibliography|acknowledge?ments?)\b", re.I)
 
@@ -43,6 +45,7 @@ class Reading(BaseModel):
     complete: bool
     parts: list[PartRead] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)  # the model's notes on each part (summaries mode)
+    ingest: IngestRecord | None = None  # how the paper was read from its file, and what looked wrong
 
 
 def fair_shares(lengths: list[int], budget: int) -> list[int]:
@@ -118,13 +121,20 @@ def plan_reading(paper: PaperText, budget: int) -> tuple[str, Reading]:
             budget_chars=budget,
             complete=True,
             parts=parts,
+            ingest=paper.ingest,
         )
         return paper.text, reading
     chosen, parts = excerpts(sections, budget)
     text = render(chosen, parts)
     read = sum(p.chars_read for p in parts)
     reading = Reading(
-        mode="excerpts", chars_total=paper.chars, chars_read=read, budget_chars=budget, complete=False, parts=parts
+        mode="excerpts",
+        chars_total=paper.chars,
+        chars_read=read,
+        budget_chars=budget,
+        complete=False,
+        parts=parts,
+        ingest=paper.ingest,
     )
     return text, reading
 
@@ -162,6 +172,12 @@ def plan_parts(paper: PaperText, chunk_chars: int, max_parts: int) -> tuple[list
         read -= sum(len(c) for c in chunks[max_parts:])
         chunks, complete = chunks[:max_parts], False
     reading = Reading(
-        mode="summaries", chars_total=paper.chars, chars_read=read, budget_chars=budget, complete=complete, parts=parts
+        mode="summaries",
+        chars_total=paper.chars,
+        chars_read=read,
+        budget_chars=budget,
+        complete=complete,
+        parts=parts,
+        ingest=paper.ingest,
     )
     return chunks, reading

@@ -1,9 +1,13 @@
-"""``fars review PAPER [KEY=VALUE ...]``: review one paper (.pdf, .tex, .md, .txt) on a form.
+"""``fars review PAPER [KEY=VALUE ...]``: review one paper (.pdf, .tex, .md, .txt, or a LaTeX source
+folder) on a form.
 
-Composes ``conf/review.yaml`` (groups ``llm``, ``reviewer``, ``literature``), reads the paper, runs
-the agentic reviewer (related work, ensemble, meta-review, calibrated score) and writes
-``review.json``, ``review.md`` and the call ledger into ``out`` (default ``reviews/PAPER_STEM``).
-Exit status: 0 reviewed, 1 the model gave no valid review, 2 bad input or config.
+Composes ``conf/review.yaml`` (groups ``llm``, ``reviewer``, ``literature``), reads the paper (what
+was read, and any warning that it looks too short, is printed and recorded), runs the agentic
+reviewer (related work, ensemble, meta-review, calibrated score) and writes ``review.json``,
+``review.md`` and the call ledger into ``out``: by default ``PAPER_STEM.review/`` next to the paper,
+or, when that holds an earlier review, the next free ``PAPER_STEM.review-N/``. An earlier review is
+replaced only with ``overwrite=true``. Exit status: 0 reviewed, 1 the model gave no valid review,
+2 bad input or config.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from review.settings import ReviewerConfig
 
 USAGE = """usage: fars review PAPER [KEY=VALUE ...]
 
-Review a paper (.pdf, .tex, .md or .txt) and write review.json and review.md.
+Review a paper (.pdf, .tex, .md, .txt, or a folder with its LaTeX source) and write review.json and
+review.md into PAPER_STEM.review/ next to the paper (PAPER_STEM.review-2/ ... if one is there already).
   fars review paper.pdf                        embedded model, ICLR 2025 form
+  fars review paper_src/                       the main .tex of a source folder, its \\input files followed
   fars review paper.md reviewer=iclr2022 reviewer.ensemble=3 out=my_review
-  fars review paper.tex llm=openai literature=online
+  fars review paper.tex llm=openai literature=online overwrite=true
 exit status: 0 reviewed, 1 no valid review, 2 bad input or config
 """
 log = logging.getLogger("fars.review")
@@ -36,8 +42,9 @@ log = logging.getLogger("fars.review")
 class ReviewCommandConfig:
     """The composed config of ``fars review``."""
 
-    file: str | None = None  # the paper file
-    out: str | None = None  # output folder; None: reviews/<paper stem>
+    file: str | None = None  # the paper file, or a folder holding its LaTeX source or its PDF
+    out: str | None = None  # output folder; None: <paper stem>.review/ next to the paper (a free -N if taken)
+    overwrite: bool = False  # replace an earlier review in that folder (otherwise never)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     reviewer: ReviewerConfig = Field(default_factory=ReviewerConfig)
     literature: LiteratureConfig = Field(default_factory=LiteratureConfig)
@@ -82,11 +89,55 @@ def main(args: list[str]) -> int:
         paper = load_paper(cfg.file)
     except PaperError as exc:
         raise UsageError(str(exc)) from None
-    out = Path(cfg.out) if cfg.out else Path("reviews") / Path(cfg.file).stem
+    out = review_folder(Path(paper.source), Path(cfg.out) if cfg.out else None, overwrite=cfg.overwrite)
+    print(describe_reading(paper), file=sys.stderr)
+    for warning in paper.ingest.warnings:
+        print(f"fars review: warning: {paper.source}: {warning}", file=sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("LiteLLM", "LiteLLM Router", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return asyncio.run(_review(cfg, paper, out))
+
+
+def describe_reading(paper: Any) -> str:
+    """One line on what was read of a paper: its title, characters, sections and files or pages."""
+    record = paper.ingest
+    if record.pages_read is not None:
+        where = f"{record.pages_read} of {record.page_count} pages"
+    else:
+        where = f"{len(record.files)} file(s): {', '.join(record.files[:6])}{' ...' if len(record.files) > 6 else ''}"
+    dropped = f"; dropped running header(s): {'; '.join(record.dropped[:3])}" if record.dropped else ""
+    return (
+        f"fars review: read {paper.source} ({record.reader}): '{paper.title[:80]}', {paper.chars} characters, "
+        f"{len(paper.sections)} sections, from {where}{dropped}"
+    )
+
+
+def review_folder(paper: Path, out: Path | None, *, overwrite: bool) -> Path:
+    """Where the review of ``paper`` goes: ``out`` if given (refused when it holds a review, unless
+    ``overwrite``), else ``PAPER_STEM.review`` next to the paper, else the first free
+    ``PAPER_STEM.review-N`` there; never a folder holding an earlier review unless ``overwrite``."""
+    if out is not None:
+        if (out / "review.json").exists() and not overwrite:
+            raise UsageError(
+                f"{out} already holds a review ({out / 'review.json'}); give another out= or overwrite=true"
+            )
+        return out
+    base = paper.parent / f"{paper.stem}.review"
+    if overwrite or not (base / "review.json").exists():
+        chosen = base
+    else:
+        n = 2
+        while (paper.parent / f"{paper.stem}.review-{n}" / "review.json").exists():
+            n += 1
+        chosen = paper.parent / f"{paper.stem}.review-{n}"
+    try:
+        chosen.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the review next to the paper ({chosen}: {exc.strerror}); give out=FOLDER"
+        ) from None
+    return chosen
 
 
 async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:

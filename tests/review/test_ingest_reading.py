@@ -70,8 +70,9 @@ effects~\ref{fig}.
 \end{document}"""
     text = latex_to_text(tex)
     assert text.startswith("# Grokking under weight decay")
-    assert "## Introduction" in text and "## Results" in text and "0.93" in text
-    assert "comment" not in text and "dropped" not in text and "\\" not in text
+    assert "## 1 Introduction" in text and "## 2 Results" in text and "0.93" in text
+    assert "comment" not in text and "\\" not in text
+    assert "[a]" in text and "Figure: dropped" in text  # citations and captions are kept as text
 
 
 def test_headings_in_markdown_and_extracted_text() -> None:
@@ -86,10 +87,14 @@ def test_fair_shares() -> None:
     assert sum(fair_shares([500, 300, 1000, 50], 600)) <= 600
 
 
-def test_short_paper_is_read_whole() -> None:
+def test_short_paper_is_read_whole_and_flagged_as_short() -> None:
     paper = paper_from_text("# T\n\n## Intro\n\nshort text")
     text, reading = plan_reading(paper, 6000)
     assert text == paper.text and reading.mode == "whole" and reading.complete
+    assert reading.ingest is not None and reading.ingest.flags == ["short_text"]  # whole, but of almost nothing
+    assert "only 25 characters were read" in reading.ingest.warnings[0]
+    _, long_reading = plan_reading(paper_from_text("# T\n\n" + "word " * 500), 6000)
+    assert long_reading.ingest is not None and long_reading.ingest.flags == []
 
 
 def test_long_paper_is_read_in_parts_and_the_record_says_what() -> None:
