@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] in ("--version", "version"):
         print(f"fars {__version__}")
         return 0
+    if (
+        args[0] in COMPLETION_FLAGS
+    ):  # the shell's completion script asks: `COMP_LINE="fars run ..." fars -sc query=bash`
+        return complete(args[1:])
     command, rest = args[0], args[1:]
     if command == "run":
         handler = run_command
@@ -72,6 +76,76 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"fars {command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run's jobs are cancelled and its RunRecord written already
+        print(f"fars {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+COMPLETION_FLAGS = ("-sc", "--shell-completion")
+# Hydra's flags that take the next argument as their value (kept beside it when flags and overrides are split)
+_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+                "-cd", "--experimental-rerun", "--info", "-i")  # fmt: skip
+_INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """``fars run``'s arguments as (Hydra flags with their values, overrides), each in the order given.
+
+    A flag's value stays beside it (``--cfg job``, ``-sc install=bash``), so the overrides can be rewritten
+    (resume) and the flags still mean what they said.
+    """
+    flags: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            overrides.append(arg)
+        else:
+            flags.append(arg)
+            if i + 1 < len(args) and _takes(arg, args[i + 1]):
+                flags.append(args[i + 1])
+                i += 1
+        i += 1
+    return flags, overrides
+
+
+def _takes(flag: str, following: str) -> bool:
+    """Whether ``following`` is the value of Hydra flag ``flag`` rather than an override."""
+    if following.startswith("-"):
+        return False
+    if flag in ("--info", "-i"):  # its value is optional
+        return following in _INFO_VALUES
+    if flag in COMPLETION_FLAGS:
+        return following.split("=", 1)[0] in ("install", "uninstall", "query")
+    return flag in _VALUE_FLAGS
+
+
+COMMAND_NAMES = ("run", *COMMANDS)
+
+
+def complete(args: list[str]) -> int:
+    """Answer a shell-completion query: command names after ``fars``, Hydra's own completion after ``fars run``.
+
+    Hydra's script (``eval "$(fars run -sc install=bash)"``) calls ``fars -sc query=SHELL`` with the line typed
+    so far in ``COMP_LINE``; Hydra reads that line as ``APP OVERRIDES...``, so the word ``run`` is taken out.
+    """
+    import os
+
+    words = os.environ.get("COMP_LINE", "").split()
+    line = os.environ.get("COMP_LINE", "")
+    typing_command = len(words) < 2 or (len(words) == 2 and not line.endswith(" "))
+    if typing_command:
+        prefix = words[1] if len(words) == 2 else ""
+        print(" ".join(name for name in COMMAND_NAMES if name.startswith(prefix)))
+        return 0
+    if words[1] != "run":
+        return 0  # the other commands take files and KEY=VALUE of their own: the shell's default completion
+    head, _, tail = line.partition(" run")
+    os.environ["COMP_LINE"] = head + tail
+    sys.argv = ["fars", "-sc", *args]
+    _hydra_entry()
+    return 0
 
 
 def _resume_overrides(run_dir_text: str, overrides: list[str]) -> list[str]:
@@ -99,7 +173,9 @@ def expand_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     if not multirun:
         return [overrides]
     from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import create_config_search_path
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -112,13 +188,22 @@ def expand_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
         preset = [f"{key}={value}" for key, value in params.items() if key not in given]
     except HydraException:
         pass  # preflight reports the composition problem itself
-    parsed = OverridesParser.create().parse_overrides([*user, *preset])
-    batches = BasicSweeper.split_arguments(parsed, None)
+    # glob(...) sweeps list a config group's options, which takes a config loader over the same search path
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))
+    try:
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides([*user, *preset])
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except HydraException as exc:
+        raise UsageError(f"cannot expand the sweep: {exc}") from None
     return [job for batch in batches for job in batch]
 
 
-def preflight(jobs: list[list[str]]) -> list[str]:
-    """Compose and validate every job's config; return every problem found (empty when all good)."""
+def preflight(jobs: list[list[str]], sweep_hydra: list[str] | None = None) -> list[str]:
+    """Compose and validate every job's config; return every problem found (empty when all good).
+
+    SLURM requests are checked against ``sinfo`` here too: the training jobs of ``executor=slurm`` and,
+    in a sweep (``sweep_hydra``: its ``hydra.*`` overrides), the jobs of ``hydra/launcher=slurm``.
+    """
     from hydra import initialize_config_dir
 
     from fars.commands.configured import compose_job
@@ -141,6 +226,27 @@ def preflight(jobs: list[list[str]]) -> list[str]:
             level, notice = engine_notice(cfg.paper.compile, cfg.paper.engine)
             if level >= logging.ERROR:  # paper.compile=always without a TeX engine: refuse before running
                 problems.append(label + notice)
+            launcher_job = None if sweep_hydra is None else [*job, *sweep_hydra]
+            problems += [label + p for p in _slurm_problems(cfg, launcher_job)]
+    return problems
+
+
+def _slurm_problems(cfg: Any, job: list[str] | None) -> list[str]:
+    """What ``sinfo`` says against this job's SLURM requests (its training jobs; in a sweep, the sweep job itself)."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from fars.executor.cluster import launcher_problems
+    from fars.executor.slurm import preflight_problems
+
+    problems = preflight_problems(cfg)
+    if job is not None:
+        try:
+            launcher = compose("run", overrides=job, return_hydra_config=True).hydra.launcher
+        except HydraException:
+            return problems  # the composition problem is reported by compose_job above
+        problems += launcher_problems(OmegaConf.to_container(launcher, resolve=False))  # type: ignore[arg-type]
     return problems
 
 
@@ -148,17 +254,19 @@ def run_command(args: list[str]) -> int:
     """``fars run``: validate every job up front, then hand over to Hydra."""
     if not CONF_DIR.is_dir():
         raise UsageError(f"config folder {CONF_DIR} is missing; install FARS from its source tree (pip install -e .)")
-    passthrough = any(a in ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i") for a in args)
+    passthrough = any(
+        a in ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", *COMPLETION_FLAGS) for a in args
+    )
     multirun = any(a in ("-m", "--multirun") for a in args)
-    overrides = [a for a in args if not a.startswith("-")]
-    flags = [a for a in args if a.startswith("-")]
+    flags, overrides = split_args(args)
     resume = [o.split("=", 1)[1] for o in overrides if o.startswith("resume=")]
     if resume and resume[0] not in ("", "null"):
         if multirun:
             raise UsageError("resume= cannot be combined with -m; resume one run folder at a time")
         overrides = _resume_overrides(resume[0], overrides)
     if not passthrough:
-        problems = preflight(expand_jobs(overrides, multirun))
+        sweep_hydra = [o for o in overrides if o.startswith("hydra.")] if multirun else None
+        problems = preflight(expand_jobs(overrides, multirun), sweep_hydra)
         if problems:
             from fars.commands.configured import listing
 
@@ -198,7 +306,10 @@ def _task(dict_config: Any) -> float | None:
         " | resuming" if cfg.resume else "",
     )  # fmt: skip
     log.info("after a crash or kill, continue with: fars run resume=%s", run_dir)
-    record = asyncio.run(Pipeline(cfg, raw, run_dir).run())
+    from fars.executor.slurm import cancel_jobs_on_exit
+
+    with cancel_jobs_on_exit():  # SIGTERM acts as Ctrl-C; SLURM jobs still queued or running are cancelled
+        record = asyncio.run(Pipeline(cfg, raw, run_dir).run())
     _last_record = record
     usage = record.totals.overall
     log.info(
