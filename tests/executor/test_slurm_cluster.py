@@ -255,10 +255,9 @@ def test_without_accounting_cancelled_and_finished_jobs_end(
             asyncio.ensure_future(_job(tmp_path, "never", "tests.executor.sleeper", ["1"], never)),
             asyncio.ensure_future(_job(tmp_path, "killed", "tests.executor.sleeper", ["300"])),
         ]
-        await _until(lambda: sorted(_queue(tmp_path).values()).count("RUNNING") >= 1 and len(_queue(tmp_path)) == 3, 60)
-        await asyncio.sleep(2)
-        pending_or_running = [i for i, s in _queue(tmp_path).items() if s in ("PENDING", "RUNNING")]
-        subprocess.run(["scancel", *pending_or_running], check=True)
+        await _until(lambda: "RUNNING" in _queue(tmp_path / "killed").values(), 60)
+        await _until(lambda: "PENDING" in _queue(tmp_path / "never").values(), 60)
+        subprocess.run(["scancel", *_queue(tmp_path / "never"), *_queue(tmp_path / "killed")], check=True)
         return await asyncio.gather(*jobs, return_exceptions=True)
 
     started = time.monotonic()
