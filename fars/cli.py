@@ -26,6 +26,7 @@ commands:
                                   fars run resume=outputs/2026-01-01/12-00-00-000000
   run --cfg job              print the composed config and exit
   run --help                 Hydra's help: config groups and their options
+  run -sc install=bash       shell completion of run's overrides: eval "$(fars run -sc install=bash)"
   compare BASE CAND [...]    compare runs or a sweep folder; exit 1 on a score regression (--help)
   report RUN                 write RUN/report.html, a self-contained page of the run (--help)
   review PAPER [KEY=VALUE]   review a .pdf/.tex/.md/.txt paper; writes review.json and review.md (--help)
@@ -132,6 +133,8 @@ def complete(args: list[str]) -> int:
     """
     import os
 
+    if not any(a.startswith("query=") for a in args):  # `fars -sc install=bash`: the same as `fars run -sc ...`
+        return run_command(["-sc", *args])
     words = os.environ.get("COMP_LINE", "").split()
     line = os.environ.get("COMP_LINE", "")
     typing_command = len(words) < 2 or (len(words) == 2 and not line.endswith(" "))

@@ -71,6 +71,8 @@ def test_bash_completion_through_the_fars_command(tmp_path: Path) -> None:
     assert "llm=scripted" in complete("fars run llm=")
     assert "pipeline.papers=" in complete("fars run pipeline.pa")
     assert complete("fars re") == ["report", "review"]
+    installed = subprocess.run(["fars", "-sc", "install=bash"], capture_output=True, text=True, env=env, timeout=120)
+    assert "complete -o nospace -o default -F hydra_bash_completion fars" in installed.stdout
 
 
 @pytest.mark.slow
