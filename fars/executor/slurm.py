@@ -598,7 +598,7 @@ async def wait_for_state(
     """Poll ``state_of`` (0.5 s at first, growing to ``poll_s``) until the job ends; its final state.
 
     The final state's reason starts with ``started:`` when the job was seen running. A pending reason is
-    logged when it changes; one in ``HARD_REASONS`` cancels the job at once, and so does pending past
+    logged when it changes; one that :func:`never_starts` cancels the job at once, and so does pending past
     ``max_pending_s``; running past ``timeout_s`` cancels it as a time-out. A query that fails (the
     controller restarting) is retried for up to 5 minutes.
     """
@@ -627,7 +627,7 @@ async def wait_for_state(
                 reason_seen = state.reason
                 if state.reason and state.reason != "None":
                     log.info("SLURM job %s %s", job_id, describe_pending(state.reason))
-            if any(state.reason.startswith(r) for r in HARD_REASONS):
+            if never_starts(state.reason):
                 cancel()
                 raise JobNotStarted(f"SLURM job {job_id} can never start, {describe_pending(state.reason)}")
             waited = now - submitted
@@ -650,6 +650,12 @@ async def wait_for_state(
         else:
             prefix = "started:" if started is not None or state.state in ("COMPLETED", "FAILED", "TIMEOUT") else ""
             return JobState(state.state, prefix + state.reason)
+
+
+def never_starts(reason: str) -> bool:
+    """Whether a pending reason means the job can never start (its partition, account or QOS will not hold it)."""
+    per_job_limit = reason.startswith(("QOS", "Assoc")) and "PerJob" in reason  # e.g. QOSMaxCpuPerJobLimit
+    return per_job_limit or any(reason.startswith(r) for r in HARD_REASONS)
 
 
 def _pending_text(cfg: SlurmConfig, request: Request, reason: str) -> str:

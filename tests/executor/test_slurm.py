@@ -138,6 +138,13 @@ def test_a_job_its_partition_can_never_hold_is_cancelled_with_the_reason() -> No
     assert "partition debug has 2" in str(err.value) and cancelled == [True]
 
 
+def test_which_pending_reasons_never_resolve() -> None:
+    for reason in ("PartitionConfig", "PartitionTimeLimit", "BadConstraints", "QOSMaxCpuPerJobLimit", "InvalidAccount"):
+        assert slurm.never_starts(reason), reason
+    for reason in ("Resources", "Priority", "PartitionDown", "ReqNodeNotAvail", "QOSMaxCpuPerUserLimit", "None"):
+        assert not slurm.never_starts(reason), reason
+
+
 def test_a_job_pending_past_its_limit_is_cancelled_with_the_reason() -> None:
     cancelled: list[bool] = []
     _, state_of = _states(JobState("PENDING", "Resources"))
