@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] in ("--version", "version"):
         print(f"fars {__version__}")
         return 0
-    if (
-        args[0] in COMPLETION_FLAGS
-    ):  # the shell's completion script asks: `COMP_LINE="fars run ..." fars -sc query=bash`
+    if args[0] in COMPLETION_FLAGS:  # the shell's completion script: `COMP_LINE="fars run ..." fars -sc query=bash`
+        from fars.completion import complete
+
         return complete(args[1:])
     command, rest = args[0], args[1:]
     if command == "run":
@@ -120,35 +120,6 @@ def _takes(flag: str, following: str) -> bool:
     if flag in COMPLETION_FLAGS:
         return following.split("=", 1)[0] in ("install", "uninstall", "query")
     return flag in _VALUE_FLAGS
-
-
-COMMAND_NAMES = ("run", *COMMANDS)
-
-
-def complete(args: list[str]) -> int:
-    """Answer a shell-completion query: command names after ``fars``, Hydra's own completion after ``fars run``.
-
-    Hydra's script (``eval "$(fars run -sc install=bash)"``) calls ``fars -sc query=SHELL`` with the line typed
-    so far in ``COMP_LINE``; Hydra reads that line as ``APP OVERRIDES...``, so the word ``run`` is taken out.
-    """
-    import os
-
-    if not any(a.startswith("query=") for a in args):  # `fars -sc install=bash`: the same as `fars run -sc ...`
-        return run_command(["-sc", *args])
-    words = os.environ.get("COMP_LINE", "").split()
-    line = os.environ.get("COMP_LINE", "")
-    typing_command = len(words) < 2 or (len(words) == 2 and not line.endswith(" "))
-    if typing_command:
-        prefix = words[1] if len(words) == 2 else ""
-        print(" ".join(name for name in COMMAND_NAMES if name.startswith(prefix)))
-        return 0
-    if words[1] != "run":
-        return 0  # the other commands take files and KEY=VALUE of their own: the shell's default completion
-    head, _, tail = line.partition(" run")
-    os.environ["COMP_LINE"] = head + tail
-    sys.argv = ["fars", "-sc", *args]
-    _hydra_entry()
-    return 0
 
 
 def _resume_overrides(run_dir_text: str, overrides: list[str]) -> list[str]:
