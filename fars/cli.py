@@ -27,6 +27,7 @@ commands:
                                   fars run resume=outputs/2026-01-01/12-00-00-000000
   run --cfg job              print the composed config and exit
   run --help                 Hydra's help: config groups and their options
+  run -sc install=bash       shell completion of run's overrides: eval "$(fars run -sc install=bash)"
   compare BASE CAND [...]    compare runs or a sweep folder; exit 1 on a score regression (--help)
   report RUN                 write RUN/report.html, a self-contained page of the run (--help)
   review PAPER [KEY=VALUE]   review a .pdf/.tex/.md/.txt paper; writes review.json and review.md (--help)
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] in ("--version", "version"):
         print(f"fars {__version__}")
         return 0
+    if args[0] in COMPLETION_FLAGS:  # the shell's completion script: `COMP_LINE="fars run ..." fars -sc query=bash`
+        from fars.completion import complete
+
+        return complete(args[1:])
     command, rest = args[0], args[1:]
     if command == "run":
         handler = run_command
@@ -69,6 +74,49 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"fars {command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run's jobs are cancelled and its RunRecord written already
+        print(f"fars {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+COMPLETION_FLAGS = ("-sc", "--shell-completion")
+# Hydra's flags that take the next argument as their value (kept beside it when flags and overrides are split)
+_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+                "-cd", "--experimental-rerun", "--info", "-i")  # fmt: skip
+_INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """``fars run``'s arguments as (Hydra flags with their values, overrides), each in the order given.
+
+    A flag's value stays beside it (``--cfg job``, ``-sc install=bash``), so the overrides can be rewritten
+    (resume) and the flags still mean what they said.
+    """
+    flags: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            overrides.append(arg)
+        else:
+            flags.append(arg)
+            if i + 1 < len(args) and _takes(arg, args[i + 1]):
+                flags.append(args[i + 1])
+                i += 1
+        i += 1
+    return flags, overrides
+
+
+def _takes(flag: str, following: str) -> bool:
+    """Whether ``following`` is the value of Hydra flag ``flag`` rather than an override."""
+    if following.startswith("-"):
+        return False
+    if flag in ("--info", "-i"):  # its value is optional
+        return following in _INFO_VALUES
+    if flag in COMPLETION_FLAGS:
+        return following.split("=", 1)[0] in ("install", "uninstall", "query")
+    return flag in _VALUE_FLAGS
 
 
 def _resume_overrides(run_dir_text: str, overrides: list[str]) -> list[str]:
@@ -96,7 +144,9 @@ def expand_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     if not multirun:
         return [overrides]
     from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import create_config_search_path
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -112,13 +162,22 @@ def expand_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
         preset = [f"{key}={value}" for key, value in params.items() if key not in given]
     except HydraException:
         pass  # preflight reports the composition problem itself
-    parsed = OverridesParser.create().parse_overrides([*user, *preset])
-    batches = BasicSweeper.split_arguments(parsed, None)
+    # glob(...) sweeps list a config group's options, which takes a config loader over the same search path
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))
+    try:
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides([*user, *preset])
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except HydraException as exc:
+        raise UsageError(f"cannot expand the sweep: {exc}") from None
     return [job for batch in batches for job in batch]
 
 
-def preflight(jobs: list[list[str]]) -> list[str]:
-    """Compose and validate every job's config; return every problem found (empty when all good)."""
+def preflight(jobs: list[list[str]], sweep_hydra: list[str] | None = None) -> list[str]:
+    """Compose and validate every job's config; return every problem found (empty when all good).
+
+    SLURM requests are checked against ``sinfo`` here too: the training jobs of ``executor=slurm`` and,
+    in a sweep (``sweep_hydra``: its ``hydra.*`` overrides), the jobs of ``hydra/launcher=slurm``.
+    """
     from hydra import initialize_config_dir
 
     from fars.commands.configured import compose_job
@@ -140,6 +199,8 @@ def preflight(jobs: list[list[str]]) -> list[str]:
                 problems += [label + p for p in exc.problems]
                 continue
             problems += [label + p for p in run_config_problems(cfg)]
+            launcher_job = None if sweep_hydra is None else [*job, *sweep_hydra]
+            problems += [label + p for p in _slurm_problems(cfg, launcher_job)]
     return list(dict.fromkeys(problems))
 
 
@@ -184,16 +245,36 @@ def exit_status(folder: Path, jobs: int, multirun: bool) -> tuple[int, list[str]
     return (1 if bad else 0), bad
 
 
+def _slurm_problems(cfg: Any, job: list[str] | None) -> list[str]:
+    """What ``sinfo`` says against this job's SLURM requests (its training jobs; in a sweep, the sweep job itself)."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from fars.executor.cluster import launcher_problems
+    from fars.executor.slurm import preflight_problems
+
+    problems = preflight_problems(cfg)
+    if job is not None:
+        try:
+            launcher = compose("run", overrides=job, return_hydra_config=True).hydra.launcher
+        except HydraException:
+            return problems  # the composition problem is reported by compose_job above
+        problems += launcher_problems(OmegaConf.to_container(launcher, resolve=False))  # type: ignore[arg-type]
+    return problems
+
+
 def run_command(args: list[str]) -> int:
     """``fars run``: validate every job up front, then hand over to Hydra; the exit status comes from the records."""
     if not CONF_DIR.is_dir():
         raise UsageError(
             f"config folder {CONF_DIR} is missing; reinstall FARS (pip install fars, or -e . in a checkout)"
         )
-    passthrough = any(a in ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i") for a in args)
+    passthrough = any(
+        a in ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", *COMPLETION_FLAGS) for a in args
+    )
     multirun = any(a in ("-m", "--multirun") for a in args)
-    overrides = [a for a in args if not a.startswith("-")]
-    flags = [a for a in args if a.startswith("-")]
+    flags, overrides = split_args(args)
     resume = [o.split("=", 1)[1] for o in overrides if o.startswith("resume=")]
     if resume and resume[0] not in ("", "null"):
         if multirun:
@@ -201,7 +282,8 @@ def run_command(args: list[str]) -> int:
         overrides = _resume_overrides(resume[0], overrides)
     jobs = expand_jobs(overrides, multirun)
     if not passthrough:
-        problems = preflight(jobs)
+        sweep_hydra = [o for o in overrides if o.startswith("hydra.")] if multirun else None
+        problems = preflight(jobs, sweep_hydra)
         if problems:
             print(f"fars run: {listing(problems)}", file=sys.stderr)
             return 2
@@ -247,8 +329,11 @@ def _task(dict_config: Any) -> float | None:
         " | resuming" if cfg.resume else "",
     )  # fmt: skip
     log.info("after a crash or kill, continue with: fars run resume=%s", run_dir)
+    from fars.executor.slurm import cancel_jobs_on_exit
+
     try:
-        record = asyncio.run(Pipeline(cfg, run_dir).run())
+        with cancel_jobs_on_exit():  # SIGTERM acts as Ctrl-C; SLURM jobs still queued or running are cancelled
+            record = asyncio.run(Pipeline(cfg, run_dir).run())
     except Exception as exc:  # recorded in the RunRecord (status failed) by the pipeline
         log.error("run failed: %s: %s (%s)", type(exc).__name__, exc, run_dir / "run_record.json")
         return None

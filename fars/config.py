@@ -178,15 +178,17 @@ class ExperimentConfig:
 
 @dataclass(config=_STRICT)
 class SlurmConfig:
-    """SLURM settings for ``executor.kind=slurm`` (jobs go through submitit)."""
+    """SLURM settings for ``executor.kind=slurm`` (jobs go through submitit); checked against ``sinfo`` at start."""
 
     cluster: Literal["slurm", "local", "debug"] = "slurm"  # local: submitit's local executor (tests)
-    partition: str | None = None
+    partition: str | None = None  # None: the cluster's default partition
     account: str | None = None
     gpus_per_node: int = Field(default=0, ge=0)  # 0: experiment.ranks_per_job on one node
-    cpus_per_task: int = Field(default=4, ge=1)
-    mem_gb: int = Field(default=32, ge=1)
-    time_min: int = Field(default=60, ge=1)
+    cpus_per_task: int | None = Field(default=None, ge=1)  # None: experiment.threads_per_job
+    mem_gb: float | None = Field(default=None, gt=0)  # per node; None: the cluster's default memory
+    time_min: int | None = Field(default=None, ge=1)  # None: experiment.timeout_s plus submitit's warning margin
+    max_pending_s: float | None = Field(default=3600.0, gt=0)  # a job queued longer is cancelled; None: no limit
+    poll_s: float = Field(default=2.0, gt=0)  # how often squeue is asked (one call for every job in flight)
     folder: str = "slurm"  # submitit's logs, inside the project folder
     extra: dict[str, str] = Field(default_factory=dict)  # more sbatch options, e.g. {constraint: h100}
 

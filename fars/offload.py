@@ -7,6 +7,8 @@ small pool of spawned worker processes renders instead: the loop only waits on a
 
 Workers are spawned, not forked (the parent holds threads: the llama.cpp worker, W&B), start on
 first use (``pipeline.render_workers`` of them), ignore Ctrl-C (the parent decides what an interrupt means) and run single-threaded BLAS.
+Inside a worker of joblib's loky backend (``hydra/launcher=joblib``) the process's start method is loky's
+own, which a spawned child cannot set up; the pool then makes its children with plain spawn.
 A worker that dies (killed, out of memory) breaks the pool: the call fails with ``OffloadError``
 naming what happened and the next call starts a fresh pool.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import threading
@@ -57,14 +60,33 @@ def _init_worker() -> None:
         os.environ.setdefault(var, "1")
 
 
+STDLIB_START_METHODS = ("fork", "spawn", "forkserver")
+
+
 def _get_pool() -> ProcessPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
+            if multiprocessing.get_start_method(allow_none=True) not in (None, *STDLIB_START_METHODS):
+                # a spawned child sets the parent's start method first; "loky" is unknown to multiprocessing there
+                multiprocessing.set_start_method("spawn", force=True)
             _pool = ProcessPoolExecutor(
                 max_workers=worker_count(), mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
             )
+            _stop_at_exit()
         return _pool
+
+
+@functools.cache
+def _stop_at_exit() -> None:
+    """Stop the pool before multiprocessing joins this process's children at its exit.
+
+    A process that is itself a multiprocessing child (a joblib loky worker under ``hydra/launcher=joblib``)
+    joins its children as soon as its work ends, before the executor's own exit hook has told the pool's
+    workers to stop: it would wait for them for ever, and the sweep with it. The priority puts this ahead
+    of the pool's queues closing (priority 10), so the workers still receive their stop message.
+    """
+    multiprocessing.util.Finalize(None, shutdown, exitpriority=100)  # before the queues close (10)
 
 
 def shutdown() -> None:

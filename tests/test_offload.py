@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from fars import offload
+from tests.conftest import REPO
 
 
 def square(x: int) -> int:
@@ -58,3 +61,26 @@ def test_a_killed_worker_is_reported_and_the_next_call_gets_a_fresh_one() -> Non
 def test_a_pool_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         offload.configure(0)
+
+
+def offload_inside_a_worker() -> int:
+    """What a run under ``hydra/launcher=joblib`` does: use the figure pool from inside a loky worker."""
+
+    async def go() -> int:
+        return await offload.run_in_worker(square, 7)
+
+    return asyncio.run(go())  # and leaves the pool running, as a run does
+
+
+SWEEP = """
+from joblib import Parallel, delayed
+from tests.test_offload import offload_inside_a_worker
+print(Parallel(n_jobs=2, backend="loky")(delayed(offload_inside_a_worker)() for _ in range(2)))
+"""
+
+
+def test_the_pool_works_inside_joblib_loky_workers_and_lets_them_exit() -> None:
+    """The pool could not start in a loky worker ("cannot find context for 'loky'"), then kept it from exiting."""
+    done = subprocess.run([sys.executable, "-c", SWEEP], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[49, 49]"

@@ -4,16 +4,28 @@ A job runs in its own session with a scrubbed environment (no API keys or tokens
 unless configured, its output in a log file, and a wall-clock limit; when it ends, however it ends,
 everything left in its process group (launcher, ranks, their children) is killed, so no rank outlives
 its job and holds a GPU.
+
+Jobs that run at once on one machine each get their own rendezvous port: the DeepSpeed launcher is
+given a free ``--master_port`` that no other job of this process holds (its default, 29500, is what two
+jobs at once would otherwise both bind), and torchrun's ``--standalone`` picks a free port itself. A job
+whose rendezvous still loses its port to another process (EADDRINUSE) is started again on a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import random
 import signal
+import socket
 import sys
+import threading
+from collections import deque
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # environment variables a training job may see; everything else (API keys, tokens) is dropped
 ENV_KEEP = (
@@ -55,6 +67,34 @@ def job_env(threads: int, extra: dict[str, str] | None = None) -> dict[str, str]
     return env
 
 
+PORT_RANGE = (20000, 32000)  # below Linux's ephemeral ports (32768+), so no outgoing connection holds one
+_ports_lock = threading.Lock()
+_ports_given: deque[int] = deque(maxlen=2048)  # handed out lately: never handed out again while they are here
+PORT_CLASH = ("EADDRINUSE", "Address already in use", "address already in use")
+PORT_RETRIES = 2
+
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on ``port`` (TCP, any address) right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A rendezvous port for one job: free now, and not handed to another job of this process lately."""
+    with _ports_lock:
+        for _ in range(200):
+            port = random.randrange(*PORT_RANGE)
+            if port not in _ports_given and port_is_free(port):
+                _ports_given.append(port)
+                return port
+    raise OSError(f"no free TCP port found in {PORT_RANGE[0]}-{PORT_RANGE[1]} for a job's rendezvous")
+
+
 def build_command(
     module: str,
     args: list[str],
@@ -67,8 +107,9 @@ def build_command(
     """The argv that runs ``python -m module args`` on ``ranks`` ranks of this machine.
 
     One rank runs the module directly (the engine sets up a world of one). More ranks go through
-    torchrun (``--standalone``) or the DeepSpeed launcher (``--no_local_rank``, so Hydra-style
-    arguments stay intact); on GPU the launcher sees only the job's ``CUDA_VISIBLE_DEVICES``.
+    torchrun (``--standalone``, which finds a free port itself) or the DeepSpeed launcher
+    (``--no_local_rank``, so Hydra-style arguments stay intact; ``--master_port`` is ``master_port`` or a
+    :func:`free_port`); on GPU the launcher sees only the job's ``CUDA_VISIBLE_DEVICES``.
     """
     if ranks < 1:
         raise ValueError(f"ranks must be at least 1 (got {ranks})")
@@ -87,8 +128,7 @@ def build_command(
         ]
     if launcher == "deepspeed":
         cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--no_local_rank"]
-        if master_port is not None:
-            cmd += ["--master_port", str(master_port)]
+        cmd += ["--master_port", str(master_port if master_port is not None else free_port())]
         if device == "cpu":
             cmd += ["--num_gpus", str(ranks)]  # on GPU the runner reads CUDA_VISIBLE_DEVICES instead
         return [*cmd, "--module", module, *args]
@@ -107,15 +147,39 @@ async def run_command(
     """Run ``cmd`` to the end within ``timeout_s``; JobTimeout or JobFailed (with the log's tail) otherwise.
 
     Cancellation (the stage or the run ending) kills the job too. Leftover processes of the group
-    are killed after every exit, a clean one included.
+    are killed after every exit, a clean one included. A job given ``--master_port`` that fails because
+    another process took that port is run again on a fresh port, up to ``PORT_RETRIES`` times.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(PORT_RETRIES + 1):
+        start = log_path.stat().st_size if log_path.exists() else 0
+        code = await _run_once(cmd, env, log_path, timeout_s, cwd)
+        if code == 0:
+            return
+        with log_path.open("rb") as f:
+            f.seek(start)
+            output = f.read().decode(errors="replace")
+        if attempt < PORT_RETRIES and "--master_port" in cmd and any(m in output for m in PORT_CLASH):
+            cmd, port = with_new_port(cmd)
+            log.warning("job lost its rendezvous port to another process; again on port %d (%s)", port, log_path)
+            continue
+        raise JobFailed(f"job exited {code}; log {log_path}:\n{output[-1500:]}")
+
+
+def with_new_port(cmd: list[str]) -> tuple[list[str], int]:
+    """``cmd`` with a fresh ``--master_port``, and that port."""
+    i = cmd.index("--master_port")
+    port = free_port()
+    return [*cmd[: i + 1], str(port), *cmd[i + 2 :]], port
+
+
+async def _run_once(cmd: list[str], env: dict[str, str], log_path: Path, timeout_s: float, cwd: Path | None) -> int:
     with log_path.open("ab") as log_file:
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=log_file, stderr=asyncio.subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
         )
         try:
-            code = await asyncio.wait_for(proc.wait(), timeout=timeout_s)
+            return await asyncio.wait_for(proc.wait(), timeout=timeout_s)
         except asyncio.TimeoutError:
             kill_group(proc.pid)
             await proc.wait()
@@ -126,6 +190,3 @@ async def run_command(
             raise
         finally:
             kill_group(proc.pid)
-    if code != 0:
-        tail = log_path.read_text(errors="replace")[-1500:]
-        raise JobFailed(f"job exited {code}; log {log_path}:\n{tail}")

@@ -118,6 +118,7 @@ class Runner:
                     env=job_env(exp.threads_per_job),
                     timeout_s=timeout,
                     device=exp.device,
+                    threads=exp.threads_per_job,
                 )
         return read_metrics(metrics_path)
 

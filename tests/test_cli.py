@@ -1,0 +1,80 @@
+"""The `fars` command as a shell sees it: sweeps (glob, range, joblib), flag order, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fars.cli import expand_jobs, split_args
+from tests.conftest import FAST, fars_command, run_fars
+
+
+def test_glob_and_range_sweeps_expand() -> None:
+    jobs = expand_jobs(["reviewer=glob(iclr*)", "pipeline.projects=range(1,3)", "llm=scripted"], multirun=True)
+    assert sorted(tuple(j[:2]) for j in jobs) == [
+        ("reviewer=iclr2022", "pipeline.projects=1"),
+        ("reviewer=iclr2022", "pipeline.projects=2"),
+        ("reviewer=iclr2025", "pipeline.projects=1"),
+        ("reviewer=iclr2025", "pipeline.projects=2"),
+    ]
+
+
+def test_a_glob_sweep_is_checked_job_by_job(tmp_path: Path) -> None:
+    """`fars run -m 'reviewer=glob(iclr*)'` crashed in FARS's own preflight ("ConfigLoader is not set")."""
+    done = run_fars(["run", "-m", "reviewer=glob(iclr*)", "pipeline.papers=0", *FAST], tmp_path, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "reviewer=iclr2022" in done.stderr and "reviewer=iclr2025" in done.stderr
+    assert done.stderr.count("pipeline.papers: Input should be greater than or equal to 1") == 2
+
+
+def test_flags_keep_their_values_wherever_they_stand(tmp_path: Path) -> None:
+    assert split_args(["-m", "--cfg", "job", "llm=scripted", "-p", "pipeline"]) == (
+        ["-m", "--cfg", "job", "-p", "pipeline"],
+        ["llm=scripted"],
+    )
+    assert split_args(["--info", "llm=scripted"]) == (["--info"], ["llm=scripted"])
+    assert split_args(["-sc", "install=bash"]) == (["-sc", "install=bash"], [])
+    done = run_fars(["run", "pipeline.papers=3", "--cfg", "job", "-p", "pipeline"], tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "papers: 3" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_glob_sweep_under_the_joblib_launcher_makes_papers(tmp_path: Path) -> None:
+    """hydra/launcher=joblib: every project failed (the figure pool could not start inside a loky worker)."""
+    done = run_fars(
+        ["run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "reviewer=glob(iclr202*)",
+         "pipeline.papers=1", *FAST],
+        tmp_path, timeout=500,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = sorted((tmp_path / "multirun").glob("*/*/*/run_record.json"))
+    assert len(records) == 2
+    for path in records:
+        record = json.loads(path.read_text())
+        assert len(record["scores"]) == 1, [p.get("error") for p in record["projects"]]
+
+
+def test_ctrl_c_ends_the_run_with_its_record_and_no_traceback(tmp_path: Path) -> None:
+    args = ["run", "pipeline.papers=1", *FAST, "experiment.steps=5000000", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.Popen(
+        fars_command(args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 150
+        while not list((tmp_path / "run").glob("projects/*/runs/*/train.log")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.3)
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in output, output[-3000:]
+    assert json.loads((tmp_path / "run" / "run_record.json").read_text())["status"] == "interrupted"
