@@ -10,16 +10,21 @@ from pydantic import BaseModel, Field, model_validator
 
 
 class Curves(BaseModel):
-    """Per-evaluation curves; every list has one entry per evaluated step."""
+    """Per-evaluation curves; every list given has one entry per evaluated step.
+
+    ``val_metric`` is the template's metric; the losses are there for templates that train (an
+    inference-only template, whose subject is a model, leaves them empty).
+    """
 
     step: list[int]
-    train_loss: list[float]
-    val_loss: list[float]
+    train_loss: list[float] = Field(default_factory=list)
+    val_loss: list[float] = Field(default_factory=list)
     val_metric: list[float]
 
     @model_validator(mode="after")
     def _same_lengths(self) -> Curves:
-        lengths = {len(self.step), len(self.train_loss), len(self.val_loss), len(self.val_metric)}
+        given = [self.step, self.val_metric, *(c for c in (self.train_loss, self.val_loss) if c)]
+        lengths = {len(c) for c in given}
         if len(lengths) != 1 or not self.step:
             raise ValueError(f"curves must be non-empty and of one length (got lengths {sorted(lengths)})")
         if self.step != sorted(self.step):

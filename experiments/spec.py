@@ -1,24 +1,45 @@
-"""What a training template declares: its knobs (the settings a plan may vary) and its metric.
+"""The template contract: a folder with a declarative ``template.yaml``, an entry point and a baseline.
 
-A template is a package under ``experiments/`` whose ``__init__`` defines ``SPEC``; its
-``train.py`` accepts ``--<knob> VALUE`` for every knob plus ``--out_dir``, ``--seed`` and ``--steps``,
-and the engine flags of ``experiments.engine`` (``--engine plain|ddp|deepspeed``, ``--ds_config``,
-``--method FILE`` for a model-written method module against the template's extension point).
+A template is a folder::
+
+    mytask/
+      template.yaml   what the task is and what a plan may change (read without running any code)
+      train.py        the entry point: ``python train.py --out_dir DIR --seed S --steps N --KNOB V --SLOT OPTION``
+                      writes DIR/metrics.json (``experiments.metrics.Metrics``)
+      ...             anything else it needs (data it ships, helpers); nothing is downloaded at run time
+
+``template.yaml`` declares (see ``TemplateSpec``): a name, title, domain and description; the metric
+and its direction; *knobs* (numbers or choices with ranges, for sensitivity sweeps); *components*
+(slots of the method space, each with its options and the baseline's option: optimizer, schedule,
+regularizer, normalization, architecture, augmentation, loss, prompt format, ...); the *extension
+points* model-written code may implement and the files it may edit; the data's provenance and
+licence; and named *scales*: ``smoke`` (a few seconds, for ``fars template check``), ``ci`` (the
+default) and larger ones worth a GPU. The baseline is every knob and component at its default.
+
+FARS finds the bundled templates under ``experiments/`` and the folders of ``experiment.template_dirs``
+(a template folder, or a folder of them). ``fars template check DIR`` validates one: the spec, a
+sandboxed smoke run of the baseline and of a method, and the metrics contract.
+
+Plain dataclasses and PyYAML only: every training process reads its spec at start, and building
+pydantic models at import would cost more than a simulated job itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
-import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-# Plain dataclasses, not pydantic: every training process imports its template's SPEC, and building
-# pydantic models at import costs ~0.15 s of CPU per process, most of a simulated job's whole cost.
 KINDS = ("float", "int", "choice")
+SPEC_FILE = "template.yaml"
+BUNDLED_DIR = Path(__file__).resolve().parent
+Value = float | int | str
+
+
+class TemplateError(ValueError):
+    """A template folder or its spec is invalid; the message names the file and the field."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,16 +84,89 @@ class Knob:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TemplateSpec:
-    """A template's name, what it studies, its knobs and the metric its papers report."""
+class Component:
+    """A slot of the method space: the options a method may pick (option -> what it does) and the baseline's."""
 
     name: str
+    help: str
+    options: dict[str, str]
+    default: str
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"component name {self.name!r} must be a Python identifier (it becomes --{self.name})")
+        if len(self.options) < 2:
+            raise ValueError(f"component {self.name!r} needs at least two options (got {sorted(self.options)})")
+        if self.default not in self.options:
+            raise ValueError(f"component {self.name!r}: default {self.default!r} is not among {sorted(self.options)}")
+        bad = [o for o in self.options if not o.replace("_", "").replace("-", "").isalnum()]
+        if bad:
+            raise ValueError(f"component {self.name!r}: option names must be plain words (got {bad})")
+
+    @property
+    def alternatives(self) -> list[str]:
+        """The options other than the baseline's, in declared order."""
+        return [o for o in self.options if o != self.default]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtensionPoint:
+    """A function model-written code may define to change the template (``--method FILE``)."""
+
+    name: str
+    signature: str
+    help: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSource:
+    """Where the template's data comes from and under which licence."""
+
+    description: str
+    licence: str
+    attribution: str = ""
+    generated: bool = False  # made by the template itself (no third-party data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scale:
+    """A named size of the template: steps and knob values (smoke for checks, ci by default, gpu for GPUs)."""
+
+    steps: int
+    knobs: dict[str, Value] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateSpec:
+    """A template's declared contract (see the module docstring)."""
+
+    name: str
+    title: str
+    domain: str
     description: str
     knobs: list[Knob]
     metric: str
     higher_is_better: bool = True
-    module: str  # the importable train module, run as ``python -m <module>``
-    extension: str = ""  # the contract a model-written method module must meet (``--method FILE``)
+    components: list[Component] = field(default_factory=list)
+    extension_points: list[ExtensionPoint] = field(default_factory=list)
+    editable: list[str] = field(default_factory=list)  # files of the folder model-written code may edit
+    data: DataSource | None = None
+    scales: dict[str, Scale] = field(default_factory=dict)
+    entry: str = "train.py"
+    kind: Literal["training", "inference"] = "training"  # inference: the subject is a model (no training)
+    engines: tuple[str, ...] = ("plain", "ddp", "deepspeed")
+    folder: Path = BUNDLED_DIR
+
+    @property
+    def entry_path(self) -> Path:
+        """The entry point's file."""
+        return self.folder / self.entry
+
+    @property
+    def bundled(self) -> bool:
+        """Whether the template ships with FARS (under ``experiments/``)."""
+        return self.folder.parent == BUNDLED_DIR
 
     def knob(self, name: str) -> Knob:
         """The knob of that name; KeyError names the valid ones."""
@@ -81,34 +175,252 @@ class TemplateSpec:
                 return k
         raise KeyError(f"template {self.name!r} has no knob {name!r}; knobs: {[k.name for k in self.knobs]}")
 
-    def argument_parser(self, default_steps: int) -> argparse.ArgumentParser:
-        """The flags every ``train.py`` of this template starts from: run options and one per knob."""
+    def component(self, name: str) -> Component:
+        """The component slot of that name; KeyError names the valid ones."""
+        for c in self.components:
+            if c.name == name:
+                return c
+        raise KeyError(f"template {self.name!r} has no component {name!r}; components: {self.component_names}")
+
+    @property
+    def component_names(self) -> list[str]:
+        """The component slots, in declared order."""
+        return [c.name for c in self.components]
+
+    @property
+    def extension(self) -> str:
+        """The extension points as one contract text (what a model-written method module may define)."""
+        if not self.extension_points:
+            return ""
+        parts = [f"{e.signature}" + (f" ({e.help})" if e.help else "") for e in self.extension_points]
+        return (
+            "A Python module that may define any of: " + "; ".join(parts) + ". Undefined ones keep the template's "
+            "own; config holds the knobs and components."
+        )
+
+    def argument_parser(self, default_steps: int | None = None) -> argparse.ArgumentParser:
+        """The flags every entry point of this template starts from: run options, one per knob and component."""
         p = argparse.ArgumentParser(description=self.description)
         p.add_argument("--out_dir", type=Path, required=True)
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--steps", type=int, default=default_steps)
+        p.add_argument("--steps", type=int, default=default_steps or self.scale("ci").steps)
         kinds: dict[str, type] = {"float": float, "int": int, "choice": str}
         for knob in self.knobs:
-            p.add_argument(f"--{knob.name}", type=kinds[knob.kind], default=knob.default, help=knob.help)
+            kwargs: dict[str, Any] = {"choices": knob.choices} if knob.kind == "choice" else {}
+            p.add_argument(f"--{knob.name}", type=kinds[knob.kind], default=knob.default, help=knob.help, **kwargs)
+        for slot in self.components:
+            p.add_argument(f"--{slot.name}", choices=list(slot.options), default=slot.default, help=slot.help)
         return p
 
-    def defaults(self) -> dict[str, float | int | str]:
+    def defaults(self) -> dict[str, Value]:
         """Every knob at its default."""
         return {k.name: k.default for k in self.knobs}
 
+    def baseline_components(self) -> dict[str, str]:
+        """Every component slot at the baseline's option."""
+        return {c.name: c.default for c in self.components}
 
-def available_templates() -> list[str]:
-    """Names of all template packages under ``experiments/``."""
-    import experiments
+    def scale(self, name: str) -> Scale:
+        """A named scale; ``ci`` falls back to 300 steps at the defaults when the spec declares none."""
+        if name in self.scales:
+            return self.scales[name]
+        if name == "ci":
+            return Scale(steps=300)
+        raise KeyError(f"template {self.name!r} declares no scale {name!r}; scales: {sorted(self.scales)}")
 
-    return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__) if m.ispkg)
+
+# -- reading template.yaml ------------------------------------------------------------------------
+def _require(data: dict[str, Any], key: str, where: str) -> Any:
+    if key not in data:
+        raise TemplateError(f"{where}: missing required field {key!r}")
+    return data[key]
 
 
-def load_template(name: str) -> TemplateSpec:
-    """The spec of a template by name; an unknown name gets the list of known ones."""
-    known = available_templates()
-    if name not in known:
-        raise KeyError(f"unknown experiment template {name!r}; available: {known}")
-    spec = importlib.import_module(f"experiments.{name}").SPEC
-    assert isinstance(spec, TemplateSpec)
+def _knob(raw: Any, where: str) -> Knob:
+    if not isinstance(raw, dict):
+        raise TemplateError(f"{where}: each knob must be a mapping (got {raw!r})")
+    known = {"name", "kind", "default", "low", "high", "log", "choices", "help"}
+    extra = sorted(set(raw) - known)
+    if extra:
+        raise TemplateError(f"{where}: unknown field(s) {extra} (known: {sorted(known)})")
+    try:
+        return Knob(
+            name=str(_require(raw, "name", where)),
+            kind=_require(raw, "kind", where),
+            default=_require(raw, "default", where),
+            low=None if raw.get("low") is None else float(raw["low"]),
+            high=None if raw.get("high") is None else float(raw["high"]),
+            log=bool(raw.get("log", False)),
+            choices=[str(c) for c in raw.get("choices") or []],
+            help=str(raw.get("help", "")),
+        )
+    except (ValueError, TypeError) as exc:
+        raise TemplateError(f"{where}: {exc}") from None
+
+
+def _component(name: str, raw: Any, where: str) -> Component:
+    if not isinstance(raw, dict) or not isinstance(raw.get("options"), dict):
+        raise TemplateError(f"{where}: a component needs 'options' (option -> what it does) and 'default'")
+    try:
+        return Component(
+            name=name,
+            help=str(raw.get("help", "")),
+            options={str(k): str(v) for k, v in raw["options"].items()},
+            default=str(_require(raw, "default", where)),
+        )
+    except ValueError as exc:
+        raise TemplateError(f"{where}: {exc}") from None
+
+
+def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -> TemplateSpec:
+    """A ``TemplateSpec`` from the parsed contents of ``template.yaml``; ``TemplateError`` names what is wrong."""
+    if not isinstance(data, dict):
+        raise TemplateError(f"{where}: must be a YAML mapping (got {type(data).__name__})")
+    known = {
+        "name", "title", "domain", "description", "metric", "higher_is_better", "knobs", "components",
+        "extension_points", "editable", "data", "scales", "entry", "kind", "engines",
+    }  # fmt: skip
+    extra = sorted(set(data) - known)
+    if extra:
+        raise TemplateError(f"{where}: unknown field(s) {extra} (known: {sorted(known)})")
+    name = str(_require(data, "name", where))
+    if not name.replace("_", "").isalnum() or not name[0].isalpha():
+        raise TemplateError(f"{where}: name {name!r} must be letters, digits and underscores, starting with a letter")
+    knobs = [_knob(k, f"{where}: knobs[{i}]") for i, k in enumerate(data.get("knobs") or [])]
+    components_raw = data.get("components") or {}
+    if not isinstance(components_raw, dict):
+        raise TemplateError(f"{where}: components must be a mapping of slot -> {{options, default, help}}")
+    components = [_component(str(n), c, f"{where}: components.{n}") for n, c in components_raw.items()]
+    clash = {k.name for k in knobs} & {c.name for c in components}
+    if clash:
+        raise TemplateError(f"{where}: {sorted(clash)} are both a knob and a component; rename one")
+    if not knobs and not components:
+        raise TemplateError(f"{where}: a template needs at least one knob or component for plans to vary")
+    points = [
+        ExtensionPoint(name=str(_require(e, "name", where)), signature=str(_require(e, "signature", where)),
+                       help=str(e.get("help", "")))
+        for e in data.get("extension_points") or []
+    ]  # fmt: skip
+    data_raw = data.get("data")
+    if not isinstance(data_raw, dict):
+        raise TemplateError(f"{where}: 'data' must say where the data comes from: {{description, licence}}")
+    source = DataSource(
+        description=str(_require(data_raw, "description", f"{where}: data")),
+        licence=str(_require(data_raw, "licence", f"{where}: data")),
+        attribution=str(data_raw.get("attribution", "")),
+        generated=bool(data_raw.get("generated", False)),
+    )
+    scales: dict[str, Scale] = {}
+    for scale_name, raw in (data.get("scales") or {}).items():
+        if not isinstance(raw, dict) or "steps" not in raw:
+            raise TemplateError(f"{where}: scales.{scale_name} needs 'steps'")
+        scales[str(scale_name)] = Scale(
+            steps=int(raw["steps"]), knobs=dict(raw.get("knobs") or {}), note=str(raw.get("note", ""))
+        )
+    if "smoke" not in scales:
+        raise TemplateError(f"{where}: scales.smoke is required (a run of a few seconds for `fars template check`)")
+    kind = str(data.get("kind", "training"))
+    if kind not in ("training", "inference"):
+        raise TemplateError(f"{where}: kind must be 'training' or 'inference' (got {kind!r})")
+    metric = str(_require(data, "metric", where))
+    spec = TemplateSpec(
+        name=name,
+        title=str(data.get("title", name)),
+        domain=str(_require(data, "domain", where)),
+        description=" ".join(str(_require(data, "description", where)).split()),
+        knobs=knobs,
+        metric=metric,
+        higher_is_better=bool(data.get("higher_is_better", True)),
+        components=components,
+        extension_points=points,
+        editable=[str(f) for f in data.get("editable") or []],
+        data=source,
+        scales=scales,
+        entry=str(data.get("entry", "train.py")),
+        kind=kind,  # type: ignore[arg-type]
+        engines=tuple(data.get("engines") or (("plain",) if kind == "inference" else ("plain", "ddp", "deepspeed"))),
+        folder=folder,
+    )
+    for scale_name, scale in scales.items():
+        for key in scale.knobs:
+            if key not in {k.name for k in knobs}:
+                raise TemplateError(f"{where}: scales.{scale_name}.knobs names {key!r}, which is no knob")
+    for edit in spec.editable:
+        if Path(edit).is_absolute() or ".." in Path(edit).parts:
+            raise TemplateError(f"{where}: editable file {edit!r} must be a path inside the template folder")
     return spec
+
+
+_SPECS: dict[Path, TemplateSpec] = {}
+
+
+def load_spec(folder: Path) -> TemplateSpec:
+    """The spec of the template in ``folder`` (its ``template.yaml``), read once per process."""
+    folder = Path(folder).resolve()
+    if folder in _SPECS:
+        return _SPECS[folder]
+    path = folder / SPEC_FILE
+    if not path.is_file():
+        raise TemplateError(f"{folder}: no {SPEC_FILE}; a template folder holds one (see experiments/spec.py)")
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TemplateError(f"{path}: not readable YAML ({' '.join(str(exc).split())[:300]})") from None
+    spec = spec_from_dict(data, folder, where=str(path))
+    if not spec.entry_path.is_file():
+        raise TemplateError(f"{path}: entry {spec.entry!r} does not exist in {folder}")
+    _SPECS[folder] = spec
+    return spec
+
+
+def template_folders(extra_dirs: list[str] | tuple[str, ...] = ()) -> dict[str, Path]:
+    """Every template FARS can use by name: the bundled ones, then those under ``extra_dirs``.
+
+    Each extra entry is a template folder (it holds ``template.yaml``) or a folder of template
+    folders. A name defined twice is an error naming both folders.
+    """
+    found: dict[str, Path] = {}
+
+    def add(folder: Path) -> None:
+        try:
+            import yaml
+
+            name = str((yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8")) or {}).get("name", ""))
+        except Exception as exc:  # a broken spec is reported by load_spec with its details
+            raise TemplateError(f"{folder / SPEC_FILE}: cannot be read ({exc})") from None
+        if not name:
+            raise TemplateError(f"{folder / SPEC_FILE}: missing required field 'name'")
+        if name in found and found[name] != folder:
+            raise TemplateError(f"template {name!r} is defined twice: in {found[name]} and in {folder}")
+        found[name] = folder
+
+    for spec_file in sorted(BUNDLED_DIR.glob(f"*/{SPEC_FILE}")):
+        add(spec_file.parent.resolve())
+    for entry in extra_dirs:
+        root = Path(entry).expanduser().resolve()
+        if (root / SPEC_FILE).is_file():
+            add(root)
+        elif root.is_dir():
+            subs = sorted(p.parent for p in root.glob(f"*/{SPEC_FILE}"))
+            if not subs:
+                raise TemplateError(f"experiment.template_dirs: {root} holds no template ({SPEC_FILE} in it or below)")
+            for sub in subs:
+                add(sub.resolve())
+        else:
+            raise TemplateError(f"experiment.template_dirs: {root} is not a folder")
+    return found
+
+
+def available_templates(extra_dirs: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Names of every template (bundled and under ``extra_dirs``)."""
+    return sorted(template_folders(extra_dirs))
+
+
+def load_template(name: str, extra_dirs: list[str] | tuple[str, ...] = ()) -> TemplateSpec:
+    """The spec of a template by name; an unknown name gets the list of known ones."""
+    folders = template_folders(extra_dirs)
+    if name not in folders:
+        raise KeyError(f"unknown experiment template {name!r}; available: {sorted(folders)}")
+    return load_spec(folders[name])

@@ -1,9 +1,10 @@
 """Train the character-level GPT on the bundled corpus and write ``metrics.json``.
 
-Usage: ``python -m experiments.chargpt.train --out_dir DIR --steps 200 --n_layer 4 ...`` (every knob of
-``experiments.chargpt.SPEC`` is a flag). The defaults are a tiny model for CPU; ``--n_layer 12
+Usage: ``python train.py --out_dir DIR --steps 200 --n_layer 4 --norm rmsnorm ...`` (every knob and
+component of template.yaml is a flag). The defaults are a tiny model for CPU; ``--n_layer 12
 --n_head 12 --n_embd 768 --block_size 1024`` is about 86M parameters for a GPU (bf16, ZeRO via
-``--engine deepspeed``). The corpus ships in this folder; nothing is downloaded.
+``--engine deepspeed``). The corpus ships in this folder; nothing is downloaded. ``run`` trains the
+same model on any text: the abstracts template (experiments/abstracts_lm) reuses it.
 """
 
 from __future__ import annotations
@@ -17,25 +18,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from experiments.chargpt import SPEC
 from experiments.engine import Engine, add_engine_args, evaluating, load_method
 from experiments.metrics import Metrics
+from experiments.spec import TemplateSpec, load_spec
 
 CORPUS = Path(__file__).with_name("corpus.txt")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags: run options, engine options, plus one flag per knob."""
-    p = SPEC.argument_parser(default_steps=200)
+def parse_args(spec: TemplateSpec, argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags: run options, engine options, plus one flag per knob and component."""
+    p = spec.argument_parser()
     p.add_argument("--eval_every", type=int, default=0, help="0: about 20 evaluations per run")
     p.add_argument("--eval_batches", type=int, default=4, help="micro-batches per evaluation of each split")
     add_engine_args(p)
     return p.parse_args(argv)
 
 
-def load_corpus() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """The corpus as character ids, split 90/10 into train and validation, and the vocabulary."""
-    text = CORPUS.read_text(encoding="utf-8")
+def load_corpus(text: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A text as character ids, split 90/10 into train and validation, and the vocabulary."""
     vocab = sorted(set(text))
     index = {ch: i for i, ch in enumerate(vocab)}
     data = torch.tensor([index[ch] for ch in text], dtype=torch.long)
@@ -43,16 +43,49 @@ def load_corpus() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return data[:cut], data[cut:], vocab
 
 
+class RMSNorm(nn.Module):
+    """Root-mean-square normalization with a learned gain (no mean subtraction, no bias)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x scaled to unit RMS over its last dimension, times the gain."""
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def make_norm(kind: str, dim: int) -> nn.Module:
+    """The norm component: LayerNorm or RMSNorm."""
+    return RMSNorm(dim) if kind == "rmsnorm" else nn.LayerNorm(dim)
+
+
+def make_activation(kind: str) -> nn.Module:
+    """The activation component: GELU (tanh approximation), ReLU or SiLU."""
+    return {"gelu": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU, "silu": nn.SiLU}[kind]()
+
+
+def sinusoidal(block_size: int, dim: int) -> torch.Tensor:
+    """Fixed sinusoidal position encodings [block_size, dim] (Vaswani et al., 2017)."""
+    position = torch.arange(block_size, dtype=torch.float32)[:, None]
+    rate = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(block_size, dim)
+    table[:, 0::2] = torch.sin(position * rate)
+    table[:, 1::2] = torch.cos(position * rate)[:, : dim // 2]
+    return table
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: causal self-attention, then an MLP, each with a residual."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float, activation: str) -> None:
+    def __init__(self, n_embd: int, n_head: int, dropout: float, activation: str, norm: str = "layernorm") -> None:
         super().__init__()
         self.n_head, self.dropout = n_head, dropout
-        self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
+        self.ln1, self.ln2 = make_norm(norm, n_embd), make_norm(norm, n_embd)
         self.qkv = nn.Linear(n_embd, 3 * n_embd)
         self.proj = nn.Linear(n_embd, n_embd)
-        act = nn.GELU(approximate="tanh") if activation == "gelu" else nn.ReLU()
+        act = make_activation(activation)
         self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), act, nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,21 +100,36 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Token and position embeddings, ``n_layer`` blocks, a final norm and a tied output head."""
+    """Token and position embeddings, ``n_layer`` blocks, a final norm and an output head (tied by default)."""
 
     def __init__(
-        self, vocab: int, block_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float, activation: str
+        self,
+        vocab: int,
+        block_size: int,
+        n_layer: int,
+        n_head: int,
+        n_embd: int,
+        dropout: float,
+        activation: str,
+        *,
+        norm: str = "layernorm",
+        position: str = "learned",
+        head: str = "tied",
     ) -> None:
         super().__init__()
         if n_embd % n_head:
             raise SystemExit(f"n_embd {n_embd} is not divisible by n_head {n_head}; pick values that divide")
-        self.block_size = block_size
+        self.block_size, self.position = block_size, position
         self.tok = nn.Embedding(vocab, n_embd)
-        self.pos = nn.Embedding(block_size, n_embd)
-        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, activation) for _ in range(n_layer))
-        self.ln = nn.LayerNorm(n_embd)
+        if position == "learned":
+            self.pos = nn.Embedding(block_size, n_embd)
+        else:
+            self.register_buffer("fixed_pos", sinusoidal(block_size, n_embd), persistent=False)
+        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, activation, norm) for _ in range(n_layer))
+        self.ln = make_norm(norm, n_embd)
         self.head = nn.Linear(n_embd, vocab, bias=False)
-        self.head.weight = self.tok.weight  # weight tying
+        if head == "tied":
+            self.head.weight = self.tok.weight
         for name, param in self.named_parameters():
             if param.dim() == 2:
                 std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
@@ -91,8 +139,11 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits [batch, time, vocab] for token ids [batch, time]."""
-        positions = torch.arange(idx.shape[1], device=idx.device)
-        x = self.tok(idx) + self.pos(positions)
+        x = self.tok(idx)
+        if self.position == "learned":
+            x = x + self.pos(torch.arange(idx.shape[1], device=idx.device))
+        elif self.position == "sinusoidal":
+            x = x + self.fixed_pos[: idx.shape[1]]
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln(x))
@@ -108,8 +159,10 @@ def batch(
     return x.to(device), y.to(device)
 
 
-def lr_at(step: int, steps: int, peak: float, warmup_frac: float) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
+def lr_at(step: int, steps: int, peak: float, warmup_frac: float, schedule: str = "warmup_cosine") -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak (or the peak throughout: ``constant``)."""
+    if schedule == "constant":
+        return peak
     warmup = int(warmup_frac * steps)
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -117,19 +170,22 @@ def lr_at(step: int, steps: int, peak: float, warmup_frac: float) -> float:
     return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def main(argv: list[str] | None = None) -> Metrics:
-    """Train, evaluate along the way, write ``metrics.json`` (rank 0) and return it."""
-    args = parse_args(argv)
+def run(spec: TemplateSpec, text: str, argv: list[str] | None = None) -> Metrics:
+    """Train the GPT of ``spec``'s knobs and components on ``text``, write ``metrics.json`` (rank 0), return it."""
+    args = parse_args(spec, argv)
     engine = Engine(args)
     torch.manual_seed(args.seed)
-    config = {k.name: getattr(args, k.name) for k in SPEC.knobs}
+    config = {k.name: getattr(args, k.name) for k in [*spec.knobs, *spec.components]}
     method = load_method(args.method)
-    train, val, vocab = load_corpus()
+    train, val, vocab = load_corpus(text)
     build = getattr(method, "build_model", None)
     model = (
         build(len(vocab), dict(config))
         if build
-        else GPT(len(vocab), args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout, args.activation)
+        else GPT(
+            len(vocab), args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout, args.activation,
+            norm=args.norm, position=args.position, head=args.head,
+        )  # fmt: skip
     )
     make_opt = getattr(method, "make_optimizer", None)
     opt = (
@@ -162,7 +218,8 @@ def main(argv: list[str] | None = None) -> Metrics:
     eval_s, val_acc = 0.0, 0.0
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        engine.set_lr(lr_at(step - 1, args.steps, args.lr, args.warmup_frac))
+        if args.schedule != "constant":  # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
+            engine.set_lr(lr_at(step - 1, args.steps, args.lr, args.warmup_frac, args.schedule))
         engine.step(micro_loss)
         if step % eval_every == 0 or step == args.steps:
             engine.synchronize()
@@ -185,7 +242,7 @@ def main(argv: list[str] | None = None) -> Metrics:
     tokens = args.steps * micro * engine.grad_accum * block
     metrics = engine.report(
         args,
-        SPEC,
+        spec,
         config,
         curves,
         final,
@@ -195,10 +252,15 @@ def main(argv: list[str] | None = None) -> Metrics:
         tokens=tokens,
         parameters=parameters,
         flops_per_token=6.0 * parameters + 12.0 * n_layer * n_embd * block,  # matmuls plus attention (PaLM appendix B)
-        template_dir=Path(__file__).parent,
+        template_dir=spec.folder,
     )
     engine.close()
     return metrics
+
+
+def main(argv: list[str] | None = None) -> Metrics:
+    """Train on the bundled corpus (this template's own data)."""
+    return run(load_spec(Path(__file__).resolve().parent), CORPUS.read_text(encoding="utf-8"), argv)
 
 
 if __name__ == "__main__":

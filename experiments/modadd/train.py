@@ -1,13 +1,14 @@
 """Train the modular-addition MLP and write ``metrics.json``.
 
-Usage: ``python -m experiments.modadd.train --out_dir DIR --seed 0 --steps 300 --lr 0.003 ...``
-(every knob of ``experiments.modadd.SPEC`` is a flag; ``--engine ddp|deepspeed`` under torchrun or the
+Usage: ``python train.py --out_dir DIR --seed 0 --steps 300 --lr 0.003 --optimizer sgd ...`` (every
+knob and component of template.yaml is a flag; ``--engine ddp|deepspeed`` under torchrun or the
 DeepSpeed launcher trains on several ranks). Data is made here, nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -39,23 +40,49 @@ def make_data(p: int, train_fraction: float, seed: int) -> tuple[torch.Tensor, .
 
 
 class ModAddMLP(nn.Module):
-    """Shared embedding for a and b, concatenated, then an MLP to p logits."""
+    """Embeddings of a and b (one shared table or two), concatenated, then an MLP to p logits."""
 
-    def __init__(self, p: int, embed_dim: int, hidden: int, depth: int, activation: str) -> None:
+    def __init__(
+        self, p: int, embed_dim: int, hidden: int, depth: int, activation: str, normalization: str, embedding: str
+    ) -> None:
         super().__init__()
         act = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}[activation]
-        self.embed = nn.Embedding(p, embed_dim)
+        self.embed_a = nn.Embedding(p, embed_dim)
+        self.embed_b = self.embed_a if embedding == "shared" else nn.Embedding(p, embed_dim)
         layers: list[nn.Module] = []
         width = 2 * embed_dim
         for _ in range(depth):
-            layers += [nn.Linear(width, hidden), act()]
+            layers.append(nn.Linear(width, hidden))
+            if normalization == "layernorm":
+                layers.append(nn.LayerNorm(hidden))
+            layers.append(act())
             width = hidden
         layers.append(nn.Linear(width, p))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits over the p residues."""
-        return self.mlp(self.embed(x).flatten(1))
+        return self.mlp(torch.cat([self.embed_a(x[:, 0]), self.embed_b(x[:, 1])], dim=1))
+
+
+def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """The optimizer component: AdamW (decoupled decay), Adam (decay as L2) or SGD with momentum."""
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
+def lr_at(schedule: str, step: int, steps: int, peak: float) -> float:
+    """The schedule component: constant, cosine decay to a tenth, or a tenth of warm-up then cosine."""
+    if schedule == "constant":
+        return peak
+    warmup = max(1, steps // 10) if schedule == "warmup_cosine" else 0
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def evaluate(
@@ -72,19 +99,21 @@ def main(argv: list[str] | None = None) -> Metrics:
     args = parse_args(argv)
     engine = Engine(args)
     torch.manual_seed(args.seed)
-    config = {k.name: getattr(args, k.name) for k in SPEC.knobs}
+    config = {k.name: getattr(args, k.name) for k in [*SPEC.knobs, *SPEC.components]}
     method = load_method(args.method)
     p = int(args.modulus)
     xtr, ytr, xva, yva = make_data(p, float(args.train_fraction), seed=args.seed)
     xtr, ytr, xva, yva = (t.to(engine.device) for t in (xtr, ytr, xva, yva))
     build = getattr(method, "build_model", None)
-    model = build(p, dict(config)) if build else ModAddMLP(p, args.embed_dim, args.hidden, args.depth, args.activation)
-    make_opt = getattr(method, "make_optimizer", None)
-    opt = (
-        make_opt(model, dict(config))
-        if make_opt
-        else torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    model = (
+        build(p, dict(config))
+        if build
+        else ModAddMLP(
+            p, args.embed_dim, args.hidden, args.depth, args.activation, args.normalization, args.embedding
+        )
     )
+    make_opt = getattr(method, "make_optimizer", None)
+    opt = make_opt(model, dict(config)) if make_opt else make_optimizer(args.optimizer, model, args.lr, args.weight_decay)
     loss_fn = getattr(method, "loss", nn.functional.cross_entropy)
     module = engine.prepare(model, opt, args.batch_size, compile=args.compile)
     micro = min(engine.micro_batch(args.batch_size), len(xtr))
@@ -99,6 +128,8 @@ def main(argv: list[str] | None = None) -> Metrics:
     eval_s = 0.0
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
+        if args.schedule != "constant":  # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
+            engine.set_lr(lr_at(args.schedule, step - 1, args.steps, args.lr))
         engine.step(micro_loss)
         if step % eval_every == 0 or step == args.steps:
             t0 = time.perf_counter()

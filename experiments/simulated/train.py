@@ -1,9 +1,9 @@
 """Simulated training: sleep ``steps`` milliseconds (x a lognormal factor per seed), write ``metrics.json``.
 
-Usage: ``python -m experiments.simulated.train --out_dir DIR --seed 0 --steps 5000 --lr 0.01 --width 128``.
+Usage: ``python train.py --out_dir DIR --seed 0 --steps 5000 --lr 0.01 --width 128 --optimizer adam``.
 Engine flags the Experiment stage passes (``--engine``, ``--device``, ...) are accepted and ignored.
 
-Standard library only, so a simulated job costs the CPU of a bare Python start (~50 ms), not the
+Standard library and PyYAML only (the spec), so a simulated job costs the CPU of a bare Python start (~90 ms), not the
 ~0.25 s that importing pydantic would add: the harness benchmark runs hundreds of these on 2 cores.
 The file follows ``experiments.metrics.Metrics``, and the Experiment stage validates it on reading.
 """
@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Sleep for the simulated duration, then write and return the metrics."""
     args = parse_args(argv)
-    config: dict[str, float | int | str] = {k.name: getattr(args, k.name) for k in SPEC.knobs}
+    config: dict[str, float | int | str] = {k.name: getattr(args, k.name) for k in [*SPEC.knobs, *SPEC.components]}
     rng = random.Random(f"{args.seed}-{json.dumps(config, sort_keys=True)}")
     duration = args.steps / 1000 * rng.lognormvariate(-(SPREAD**2) / 2, SPREAD)
     started = time.perf_counter()
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     wall = time.perf_counter() - started
     # a smooth response: best near lr 3e-3, wider is slightly better; seed noise on top
     accuracy = 0.9 - 0.08 * (math.log10(float(args.lr)) + 2.5) ** 2 + 0.01 * math.log2(int(args.width) / 128)
+    accuracy += 0.02 * (args.optimizer == "adam") + 0.01 * (args.regularizer == "dropout")
     accuracy = min(1.0, max(0.0, accuracy + rng.gauss(0, 0.01)))
     metrics = {
         "template": SPEC.name, "engine": args.engine, "device": args.device, "seed": args.seed, "steps": args.steps,
