@@ -23,7 +23,8 @@ class Curves(BaseModel):
 
     @model_validator(mode="after")
     def _same_lengths(self) -> Curves:
-        given = [self.step, self.val_metric, *(c for c in (self.train_loss, self.val_loss) if c)]
+        given: list[list[float] | list[int]] = [self.step, self.val_metric]
+        given += [c for c in (self.train_loss, self.val_loss) if c]
         lengths = {len(c) for c in given}
         if len(lengths) != 1 or not self.step:
             raise ValueError(f"curves must be non-empty and of one length (got lengths {sorted(lengths)})")

@@ -156,6 +156,7 @@ class TemplateSpec:
     entry: str = "train.py"
     kind: Literal["training", "inference"] = "training"  # inference: the subject is a model (no training)
     engines: tuple[str, ...] = ("plain", "ddp", "deepspeed")
+    research: bool = True  # false: never picked by `experiment.templates: [auto]` (e.g. a benchmark tool)
     folder: Path = BUNDLED_DIR
 
     @property
@@ -181,6 +182,11 @@ class TemplateSpec:
             if c.name == name:
                 return c
         raise KeyError(f"template {self.name!r} has no component {name!r}; components: {self.component_names}")
+
+    @property
+    def setting_names(self) -> list[str]:
+        """Every flag a plan may set: the knobs, then the component slots."""
+        return [*(k.name for k in self.knobs), *(c.name for c in self.components)]
 
     @property
     def component_names(self) -> list[str]:
@@ -278,11 +284,16 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
         raise TemplateError(f"{where}: must be a YAML mapping (got {type(data).__name__})")
     known = {
         "name", "title", "domain", "description", "metric", "higher_is_better", "knobs", "components",
-        "extension_points", "editable", "data", "scales", "entry", "kind", "engines",
+        "extension_points", "editable", "data", "scales", "entry", "kind", "engines", "research",
     }  # fmt: skip
     extra = sorted(set(data) - known)
     if extra:
         raise TemplateError(f"{where}: unknown field(s) {extra} (known: {sorted(known)})")
+    missing = [k for k in ("name", "domain", "description", "metric", "data", "scales") if k not in data]
+    if missing:
+        raise TemplateError(
+            f"{where}: missing required field {missing[0]!r}" + (f" (and {missing[1:]})" if missing[1:] else "")
+        )
     name = str(_require(data, "name", where))
     if not name.replace("_", "").isalnum() or not name[0].isalpha():
         raise TemplateError(f"{where}: name {name!r} must be letters, digits and underscores, starting with a letter")
@@ -339,6 +350,7 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
         entry=str(data.get("entry", "train.py")),
         kind=kind,  # type: ignore[arg-type]
         engines=tuple(data.get("engines") or (("plain",) if kind == "inference" else ("plain", "ddp", "deepspeed"))),
+        research=bool(data.get("research", True)),
         folder=folder,
     )
     for scale_name, scale in scales.items():

@@ -32,6 +32,7 @@ commands:
   report RUN                 write RUN/report.html, a self-contained page of the run (--help)
   review PAPER [KEY=VALUE]   review a .pdf/.tex/.md/.txt paper; writes review.json and review.md (--help)
   calibrate [KEY=VALUE]      measure the reviewer against human reviews, optionally fit its calibration (--help)
+  template list|check DIR    the experiment templates; validate a template folder of your own (--help)
 
 exit status: 0 done (every job of a sweep made a paper), 1 a run or sweep job failed or made no paper,
              2 bad config or arguments
@@ -43,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "report": "fars.commands.report",
     "review": "fars.commands.review",
     "calibrate": "fars.commands.calibrate",
+    "template": "fars.commands.template",
 }
 
 log = logging.getLogger("fars")

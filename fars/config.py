@@ -136,17 +136,29 @@ class ModelCodeConfig:
 
 @dataclass(config=_STRICT)
 class ExperimentConfig:
-    """How the Experiment stage trains: engine, device, ranks per job, numerics, seeds, steps, time limit."""
+    """What projects study (templates, methods, seeds) and how the Experiment stage runs it (engine, numerics)."""
 
     engine: Literal["plain", "ddp", "deepspeed"] = "plain"
     device: Literal["cpu", "cuda"] = "cpu"
     ranks_per_job: int = Field(default=1, ge=1, le=64)  # GPUs (or CPU ranks over gloo) per training job
     nodes: int = Field(default=1, ge=1)  # >1 only with executor=slurm
-    templates: list[str] = Field(default_factory=lambda: ["modadd"])
+    # template names, or [auto]: the research area picks up to max_templates of them by relevance
+    templates: list[str] = Field(default_factory=lambda: ["auto"])
+    template_dirs: list[str] = Field(default_factory=list)  # folders of your own templates (or of template folders)
+    max_templates: int = Field(default=3, ge=1, le=32)  # templates: [auto] picks at most this many
+    scale: str = "ci"  # the templates' named size: smoke, ci (default), gpu, ... (their template.yaml)
     template_overrides: dict[str, float | int | str] = Field(default_factory=dict)  # knob -> value for every run
     seeds: int = Field(default=2, ge=1, le=20)
-    steps: int = Field(default=300, ge=1)
-    max_variants: int = Field(default=2, ge=1, le=8)
+    steps: int | None = Field(default=None, ge=1)  # None: the template's steps at the chosen scale
+    method_components: int = Field(default=2, ge=1, le=6)  # component slots a method changes from the baseline
+    ablations: bool = True  # one condition per changed component, the method without it
+    sensitivity: bool = False  # also run the method at other values of one knob
+    max_variants: int = Field(
+        default=2, ge=1, le=8
+    )  # knob values: a sensitivity sweep, or plans of knob-only templates
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)  # family-wise significance level of the tests against the baseline
+    bootstrap: int = Field(default=2000, ge=100, le=100_000)  # resamples of the confidence intervals over seeds
+    subject_model: str | None = None  # inference templates' subject model; None: llm.model
     timeout_s: float = Field(default=600.0, gt=0)
     threads_per_job: int = Field(default=1, ge=1)
     compile: bool = False  # torch.compile (GPU throughput)
@@ -238,9 +250,11 @@ class PaperConfig:
     compile: Literal["auto", "always", "never"] = "auto"  # auto: when a TeX engine is installed (said at start)
     engine: Literal["pdflatex", "xelatex", "lualatex"] = "pdflatex"  # the one preferred; another is used if missing
     compile_timeout_s: float = Field(default=120.0, gt=0)
-    # repair: drop model sentences with untraceable numbers or citations, then mark what is left;
-    # flag: only mark them (both record the rates and flag the paper in the RunRecord)
+    # repair: drop model sentences with untraceable numbers or citations, or claims the corrected tests do not
+    # support, then mark what is left; flag: only mark them (both record the rates and flag the paper)
     on_ungrounded: Literal["repair", "flag"] = "repair"
+    # related works less similar than this to the hypothesis (content-word cosine) are not cited
+    related_min_similarity: float = Field(default=0.05, ge=0.0, le=1.0)
 
 
 @dataclass(config=_STRICT)

@@ -10,7 +10,7 @@ string keys. Contracts of stages from other packages register here too (``regist
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -129,6 +129,14 @@ class NoveltyVerdict(BaseModel):
     evidence: list[NoveltyEvidence] = Field(default_factory=list)
 
 
+class MethodCandidate(BaseModel):
+    """A method drawn from a template's component space: the slots it changes and to which options."""
+
+    id: int
+    components: dict[str, str]  # slot -> option, only the slots that differ from the baseline
+    summary: str  # what it does, in words the harness writes from the template's option descriptions
+
+
 class HypothesisRecord(BaseModel):
     """A proposed hypothesis with what was found about it."""
 
@@ -137,6 +145,16 @@ class HypothesisRecord(BaseModel):
     rationale: str = ""
     related: list[RelatedEntry] = Field(default_factory=list)
     novelty: NoveltyVerdict | None = None
+    method: dict[str, str] = Field(default_factory=dict)  # the components it is about (slot -> option)
+    written_by: Literal["model", "harness"] = "model"  # harness: the model's text was degenerate, see ``degenerate``
+    degenerate: list[str] = Field(default_factory=list)  # why the model's text was replaced
+
+
+class TemplateChoice(BaseModel):
+    """A template considered for the research area, and how relevant it was judged."""
+
+    name: str
+    relevance: float
 
 
 class ScreeningScore(BaseModel):
@@ -160,7 +178,7 @@ class LiteratureInfo(BaseModel):
     answered_by: list[str] = Field(default_factory=list)
 
 
-@register_contract("ideation", version=1)
+@register_contract("ideation", version=2)
 class IdeationOutput(StageOutput):
     """Hypotheses with their screening, related work and novelty; the chosen one (None when stopped)."""
 
@@ -172,8 +190,12 @@ class IdeationOutput(StageOutput):
     related: list[RelatedEntry] = Field(default_factory=list)
     literature: LiteratureInfo
     template: str
-    focus: str
+    focus: str  # the knob this project leans on (sensitivity sweeps, knob-only templates)
     chosen: HypothesisRecord | None = None
+    candidates: list[MethodCandidate] = Field(default_factory=list)
+    templates_considered: list[TemplateChoice] = Field(default_factory=list)
+    fields_checked: int = 0  # model-written text fields checked for degenerate output
+    degenerate_fields: int = 0  # of those, how many were degenerate (and replaced)
 
     def require_chosen(self) -> HypothesisRecord:
         """The chosen hypothesis; a clear error when ideation stopped without one."""
@@ -183,27 +205,55 @@ class IdeationOutput(StageOutput):
 
 
 # -- planning -------------------------------------------------------------------------------------
+Role = Literal["baseline", "method", "ablation", "sensitivity", "variant"]
+
+
+class Condition(BaseModel):
+    """One condition of a plan: the components and knobs it runs with, and its part in the design."""
+
+    name: str
+    role: Role
+    components: dict[str, str] = Field(default_factory=dict)  # slots that differ from the baseline
+    knobs: dict[str, Value] = Field(default_factory=dict)  # knobs that differ from the template's defaults
+    of: str | None = None  # ablation, sensitivity: the method it varies
+    removed: str | None = None  # ablation: the component slot put back to the baseline's option
+    description: str = ""
+
+
 class Plan(BaseModel):
-    """A runnable experiment: baseline and variants of one knob, over seeds."""
+    """A runnable experiment: a baseline, methods, ablations (and sweeps), over seeds."""
 
     template: str
-    knob: str
-    baseline: Value
-    variants: list[Value]
+    hypothesis: str = ""
+    design: Literal["components", "knob"]  # components: methods from the component space; knob: values of one knob
+    conditions: list[Condition]
     seeds: list[int]
     steps: int = Field(ge=1)
+    scale: str = "ci"
+    knob: str | None = None  # the knob a knob design or a sensitivity sweep varies
     rationale: str = ""
     repaired: list[str] = Field(default_factory=list)
 
-    def conditions(self) -> dict[str, dict[str, Value]]:
-        """Condition name -> the knob overrides it runs with (baseline first)."""
-        named = {"baseline": {self.knob: self.baseline}}
-        for value in self.variants:
-            named[f"{self.knob}={value}"] = {self.knob: value}
-        return named
+    @model_validator(mode="after")
+    def _well_formed(self) -> Plan:
+        names = [c.name for c in self.conditions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"condition names repeat: {names}")
+        if not names or self.conditions[0].role != "baseline":
+            raise ValueError("a plan's first condition must be its baseline")
+        if len(self.conditions) < 2:
+            raise ValueError("a plan needs a baseline and at least one other condition")
+        return self
+
+    def condition(self, name: str) -> Condition:
+        """The condition of that name."""
+        for c in self.conditions:
+            if c.name == name:
+                return c
+        raise KeyError(f"plan has no condition {name!r}; conditions: {[c.name for c in self.conditions]}")
 
 
-@register_contract("planning", version=1)
+@register_contract("planning", version=2)
 class PlanningOutput(StageOutput):
     """The plan the Experiment stage runs."""
 
@@ -219,16 +269,31 @@ class Stat(BaseModel):
     n: int = Field(ge=1)
 
 
-class ConditionResult(BaseModel):
-    """One condition's statistics over its seeds; ``metric`` is the template's metric."""
+Verdict = Literal["baseline", "better", "worse", "no significant difference", "untested"]
 
-    overrides: dict[str, Value] = Field(default_factory=dict)
+
+class ConditionResult(BaseModel):
+    """One condition's statistics over its seeds and its corrected test against the baseline.
+
+    ``metric`` is the template's metric (mean, std, n) with a bootstrap interval of the mean;
+    ``p_vs_baseline`` is Welch's two-sided t-test, ``p_adjusted`` the same after Holm's correction over
+    every condition tested against the baseline; ``effect_size`` is Hedges' g (positive: better).
+    """
+
+    role: Role = "method"
+    components: dict[str, str] = Field(default_factory=dict)
+    knobs: dict[str, Value] = Field(default_factory=dict)
     metric: Stat
-    val_loss: Stat
-    train_loss: Stat
+    ci_low: float | None = None
+    ci_high: float | None = None
+    secondary: dict[str, Stat] = Field(default_factory=dict)  # the run's other final values (losses, ...)
     seeds: list[int]
     values: list[float]
+    difference: float | None = None  # mean minus the baseline's mean
     p_vs_baseline: float | None = None
+    p_adjusted: float | None = None
+    effect_size: float | None = None
+    verdict: Verdict = "untested"
     wall_s: float = 0.0
     tokens_per_s: float = 0.0
     mfu: float | None = None
@@ -285,8 +350,11 @@ class Results(BaseModel):
     template: str
     metric: str
     higher_is_better: bool
-    knob: str
+    knob: str | None = None
     steps: int
+    alpha: float = 0.05  # family-wise level of the corrected tests
+    correction: str = "holm"
+    confidence: float = 0.95  # of the bootstrap intervals
     conditions: dict[str, ConditionResult]
     best: str
     failures: list[JobFailure] = Field(default_factory=list)
@@ -303,7 +371,7 @@ class Results(BaseModel):
         return self
 
 
-@register_contract("experiment", version=1)
+@register_contract("experiment", version=2)
 class ExperimentOutput(StageOutput):
     """The experiment's results (also written as ``results.json``)."""
 
@@ -315,6 +383,7 @@ class GroundingCounts(BaseModel):
     """Counts and rates of one grounding check of a paper."""
 
     numbers: int = 0
+    numbers_from_harness: int = 0  # written by the harness from a recorded field (traced by provenance)
     numbers_checked: int = 0
     numbers_ungrounded: int = 0
     citations: int = 0
@@ -337,7 +406,24 @@ class GroundingSummary(BaseModel):
     unresolved_records: list[str] = Field(default_factory=list)
 
 
-@register_contract("writing", version=1)
+class ClaimCheck(BaseModel):
+    """Claims of an effect in a paper checked against the corrected tests (see ``fars.claims``)."""
+
+    checked: int = 0  # sentences that claim an effect (or its absence) of a condition
+    supported: int = 0
+    overclaims: int = 0  # an effect claimed where the corrected test found none
+    wrong_direction: int = 0  # the opposite of what the test found
+    unsupported_null: int = 0  # "no effect" claimed where the test found one
+    problems: list[str] = Field(default_factory=list)
+    repaired: list[str] = Field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Share of checked claims the tests support (1.0 with none)."""
+        return 1.0 if not self.checked else self.supported / self.checked
+
+
+@register_contract("writing", version=2)
 class WritingOutput(StageOutput):
     """The written paper: its files (relative to the run folder), grounding, and the PDF when compiled."""
 
@@ -346,7 +432,13 @@ class WritingOutput(StageOutput):
     latex: str
     grounded_number_rate: float
     verified_citation_rate: float
+    claim_grounding_rate: float = 1.0  # after repair: claims the corrected tests support
     grounding: GroundingSummary
+    claims_before: ClaimCheck = Field(default_factory=ClaimCheck)  # the model's prose as written
+    claims: ClaimCheck = Field(default_factory=ClaimCheck)  # the final paper
+    degenerate: dict[str, list[str]] = Field(default_factory=dict)  # part -> why the model's text was replaced
+    fields_checked: int = 0  # model-written parts checked for degenerate output
+    degenerate_fields: int = 0
     pdf: str | None = None
     pdf_pages: int | None = None
     pdf_error: str | None = None

@@ -1,11 +1,16 @@
-"""Grounding: trace every number in a paper to the results or config, and every citation to a record.
+"""Grounding: trace every number in a paper to the field it came from, and every citation to a record.
 
 ``check_text`` reads a paper's final Markdown (or any text) and returns one verdict per number and
 per citation:
 
-- a number is ``result`` or ``config`` when a value of the sources (results, plan, template defaults,
-  novelty evidence, config), rounded as the text shows it, equals it; ``not_a_result`` when it is a
-  year, a section, table, figure or list number, or part of the bibliography; else ``ungrounded``;
+- a number the harness wrote carries its provenance: the harness writes numbers through ``Numbers``,
+  which records the field each one came from (``results.conditions.method.metric.mean``), so it is
+  grounded by that field, not by any value that happens to be equal;
+- a number the model wrote is ``result`` or ``config`` only when a value of the sources (results,
+  plan, template defaults, novelty evidence, config), rounded as the text shows it, equals it AND that
+  field is what its sentence is about (it names the condition and the quantity, or the setting): a
+  right number from the wrong source is ``ungrounded``; ``not_a_result`` is a year, a section, table,
+  figure or list number, or part of the bibliography;
 - a citation (``[3]``, ``[@key]``, ``\\cite{key}``, "Smith et al. (2019)") is verified only when it
   names an entry of the paper's bibliography whose record the literature backend resolved.
 
@@ -50,10 +55,12 @@ class NumberVerdict(BaseModel):
     text: str
     value: float
     kind: NumberKind
-    source: str | None = None  # e.g. "results.conditions.baseline.val_accuracy.mean", "year", "label"
+    source: str | None = None  # e.g. "results.conditions.baseline.metric.mean", "year", "label"
+    provenance: Literal["harness", "value", "none"] = "none"  # harness: written from ``source``; value: matched
     context: str = ""
     start: int = -1  # where it stands in the checked text
     end: int = -1
+    note: str = ""  # e.g. the fields a model-written number equals but its sentence is not about
 
 
 class CitationVerdict(BaseModel):
@@ -79,6 +86,66 @@ class BibEntry(BaseModel):
     venue: str | None = None
     url: str | None = None
     verified: bool = False
+
+
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # private-use characters: a harness number's marker
+_MARK = re.compile(f"{_MARK_OPEN}(\\d+){_MARK_CLOSE}")
+_PLAIN_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*%?")
+
+
+class Span(BaseModel):
+    """Where a harness-written number stands in a text, and the field it came from."""
+
+    start: int
+    end: int
+    path: str
+
+
+class Numbers:
+    """The numbers the harness writes into a paper, each with the field it came from.
+
+    ``num(value, path)`` returns a marker to put in the text; ``resolve(text)`` replaces every marker
+    with the formatted number and returns where each one stands, so grounding can trace a harness
+    number to its field (its provenance) instead of matching it by value.
+    """
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str]] = []  # (formatted text, field path)
+
+    def num(self, value: float | int, path: str, fmt: str = "{:.4f}") -> str:
+        """A marker for ``value`` formatted with ``fmt``, recorded as coming from ``path``."""
+        self.entries.append((fmt.format(value), path))
+        return f"{_MARK_OPEN}{len(self.entries) - 1}{_MARK_CLOSE}"
+
+    def shown(self, text: str, path: str) -> str:
+        """A marker for a number already written out (``text``, e.g. "95%"), recorded as coming from ``path``."""
+        self.entries.append((text, path))
+        return f"{_MARK_OPEN}{len(self.entries) - 1}{_MARK_CLOSE}"
+
+    def numbers_in(self, text: str, path: str) -> str:
+        """``text`` with every number in it marked as coming from ``path`` (harness text stored in a field)."""
+        return _PLAIN_NUMBER.sub(lambda m: self.shown(m.group(0), path), text)
+
+    def resolve(self, text: str) -> tuple[str, list[Span]]:
+        """The text with its markers replaced by their numbers, and the provenance span of each."""
+        out: list[str] = []
+        spans: list[Span] = []
+        last = 0
+        length = 0
+        for m in _MARK.finditer(text):
+            out.append(text[last : m.start()])
+            length += m.start() - last
+            shown, path = self.entries[int(m.group(1))]
+            spans.append(Span(start=length, end=length + len(shown), path=path))
+            out.append(shown)
+            length += len(shown)
+            last = m.end()
+        out.append(text[last:])
+        return "".join(out), spans
+
+    def plain(self, text: str) -> str:
+        """The text with its markers replaced by their numbers."""
+        return self.resolve(text)[0]
 
 
 class GroundingReport(BaseModel):
@@ -126,7 +193,10 @@ class GroundingReport(BaseModel):
 
     def problems(self) -> list[str]:
         """One line per ungrounded number and unverified citation, naming it and its context."""
-        lines = [f"ungrounded number {n.text!r} in “{n.context}”" for n in self.ungrounded]
+        lines = [
+            f"ungrounded number {n.text!r} in “{n.context}”" + (f" ({n.note})" if n.note else "")
+            for n in self.ungrounded
+        ]
         lines += [f"unverified citation {c.text!r}: {c.reason}" for c in self.unverified_citations]
         return lines
 
@@ -134,6 +204,7 @@ class GroundingReport(BaseModel):
         """Counts and rates, for stage outputs, the RunRecord and W&B."""
         return {
             "numbers": len(self.numbers),
+            "numbers_from_harness": sum(1 for n in self.numbers if n.provenance == "harness"),
             "numbers_checked": len(self.checked_numbers),
             "numbers_ungrounded": len(self.ungrounded),
             "citations": len(self.citations),
@@ -143,23 +214,93 @@ class GroundingReport(BaseModel):
         }
 
 
-class Sources:
-    """The numbers a paper may state: every numeric leaf of the given objects, with its path."""
+# the words a sentence uses when it talks about a field (by the field's last name in its path)
+_FIELD_WORDS: dict[str, tuple[str, ...]] = {
+    "p_vs_baseline": ("p =", "p=", "p <", "p-value", "signific"),
+    "p_adjusted": ("p =", "p=", "p <", "p-value", "signific", "holm", "adjusted", "corrected"),
+    "effect_size": ("effect", "hedges", " g "),
+    "ci_low": ("interval", "ci", "confidence", "between", "to "),
+    "ci_high": ("interval", "ci", "confidence", "between", "to "),
+    "difference": ("difference", "differ", "higher", "lower", "more", "less", "by ", "gain", "drop"),
+    "std": ("std", "standard deviation", "deviation", "±", "+/-", "spread"),
+    "n": ("seed", "run"),
+    "seeds": ("seed",),
+    "values": ("seed", "run"),
+    "steps": ("step",),
+    "significance_level": ("signific", "level", "alpha", "α"),
+    "alpha": ("signific", "level", "alpha", "α"),
+    "novelty_max_similarity": ("novelty", "similarity"),
+    "max_similarity": ("similarity",),
+    "similarity": ("similarity",),
+    "parameters": ("parameter",),
+    "world_size": ("rank", "gpu", "process"),
+}
 
-    def __init__(self, **named: Any) -> None:
+
+class Sources:
+    """The numbers a paper may state: every numeric leaf of the given objects, with its path.
+
+    ``aliases`` names, for each condition, the other words a sentence may call it by (its components'
+    option names, e.g. ``{"method": ["sgd", "cosine"]}``); ``metric`` is the template's metric.
+    """
+
+    def __init__(self, *, aliases: dict[str, list[str]] | None = None, metric: str = "", **named: Any) -> None:
         self.values: list[tuple[str, float, str]] = []  # (path, value, kind)
+        self.aliases = {k: [w.lower() for w in v] for k, v in (aliases or {}).items()}
+        self.metric = metric
         for name, obj in named.items():
             if isinstance(obj, BaseModel):  # a stage contract: its fields, as the paper's numbers name them
                 obj = obj.model_dump(mode="json")
             kind = "result" if name in ("results", "novelty") else "config"
             self.values += [(path, v, kind) for path, v in _numeric_leaves(obj, name)]
 
-    def trace(self, token: str, value: float, percent: bool) -> tuple[str, str] | None:
-        """(path, kind) of a source value the token shows, rounded as written; None when there is none."""
+    def _metric_words(self) -> list[str]:
+        parts = [
+            p for p in re.split(r"[_\W]+", self.metric.lower()) if p and p not in ("val", "valid", "test", "final")
+        ]
+        return [*parts, "metric", self.metric.lower().replace("_", " ")]
+
+    def about(self, path: str, sentence: str) -> bool:
+        """Whether a sentence talks about the field at ``path`` (names its condition and its quantity)."""
+        text = f" {sentence.lower()} "
+        parts = [p for p in re.split(r"[.\[\]]", path) if p and not p.isdigit()]
+        last = parts[-1].removesuffix("#key") if parts else ""
+        if len(parts) >= 3 and parts[0] == "results" and parts[1] == "conditions":
+            condition = parts[2]
+            names = [condition.lower(), *re.split(r"[^a-z0-9]+", condition.lower()), *self.aliases.get(condition, [])]
+            if not any(len(w) >= 3 and w in text for w in names if w not in ("method", "without")) and not (
+                condition.lower() in text or (condition == "baseline" and "baseline" in text)
+            ):
+                return False
+            quantity = parts[3] if len(parts) > 3 else ""
+            if quantity == "metric":
+                if last in ("mean", "metric"):
+                    return any(w in text for w in self._metric_words())
+                return any(w in text for w in _FIELD_WORDS.get(last, ())) and any(
+                    w in text for w in self._metric_words()
+                )
+            if quantity == "secondary" and len(parts) > 4:
+                words = [w for w in re.split(r"[_\W]+", parts[4].lower()) if w and w not in ("val", "train")]
+                return any(w in text for w in words)
+            return any(w in text for w in _FIELD_WORDS.get(quantity or last, (quantity,)))
+        cue = _FIELD_WORDS.get(last)
+        if cue is not None:
+            return any(w in text for w in cue)
+        spoken = last.replace("_", " ").lower()
+        return bool(spoken) and (spoken in text or last.lower() in text)
+
+    def trace(
+        self, token: str, value: float, percent: bool, sentence: str | None = None
+    ) -> tuple[str, str] | tuple[None, str]:
+        """(path, kind) of a source value the token shows, rounded as written, that its sentence is about.
+
+        Without ``sentence`` any equal value counts. When equal values exist but the sentence is about
+        none of them, the result is ``(None, note)`` naming them: a right number from the wrong source.
+        """
         shown = value / 100 if percent else value
         tolerance = _tolerance(token) / (100 if percent else 1)
         integer = re.fullmatch(r"\d+", token.replace(",", "")) is not None and not percent
-        best: tuple[str, str] | None = None
+        matches: list[tuple[str, str]] = []
         for path, v, kind in self.values:
             if integer:
                 hit = v == value or (abs(value) >= 10 and round(v) == value)
@@ -167,9 +308,15 @@ class Sources:
                 hit = math.isclose(v, shown, rel_tol=0, abs_tol=tolerance * 1.0001) or (
                     percent and math.isclose(v, value, abs_tol=tolerance * 100 * 1.0001)
                 )
-            if hit and (best is None or (best[1] != "result" and kind == "result")):
-                best = (path, kind)
-        return best
+            if hit:
+                matches.append((path, kind))
+        relevant = matches if sentence is None else [m for m in matches if self.about(m[0], sentence)]
+        if relevant:
+            return next((m for m in relevant if m[1] == "result"), relevant[0])
+        if matches:
+            shown_paths = ", ".join(p for p, _ in matches[:3])
+            return None, f"equals {shown_paths} by value, but its sentence is not about that field"
+        return None, ""
 
 
 def _numeric_leaves(obj: Any, path: str) -> Iterator[tuple[str, float]]:
@@ -221,8 +368,21 @@ def _blank(text: str, spans: Iterable[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def check_text(text: str, sources: Sources, bibliography: list[BibEntry]) -> GroundingReport:
-    """Verdicts on every number and citation of ``text`` (see the module docstring)."""
+def _sentence_at(text: str, start: int, end: int) -> str:
+    """The sentence (or table row, or line) a span stands in."""
+    left = max(text.rfind(". ", 0, start), text.rfind("\n", 0, start), text.rfind("|", 0, start))
+    candidates = [i for i in (text.find(". ", end), text.find("\n", end), text.find("|", end)) if i != -1]
+    right = min(candidates) if candidates else len(text)
+    return text[left + 1 : right]
+
+
+def check_text(
+    text: str, sources: Sources, bibliography: list[BibEntry], provenance: list[Span] | None = None
+) -> GroundingReport:
+    """Verdicts on every number and citation of ``text`` (see the module docstring).
+
+    ``provenance``: where the harness wrote numbers into ``text`` and from which field (``Numbers``).
+    """
     report = GroundingReport()
     body, bib_start = _split_bibliography(text)
     by_key = {e.key: e for e in bibliography}
@@ -293,20 +453,24 @@ def check_text(text: str, sources: Sources, bibliography: list[BibEntry]) -> Gro
         shown = m.group(0).strip()
         context = _context(body, m.start(), m.end())
         structural = _structural(scan, m.start(), token)
-        traced = None if structural else sources.trace(token, value, percent)
-        if traced is not None:
+        harness = next((sp for sp in provenance or [] if sp.start <= m.start() and m.end() <= sp.end), None)
+        if harness is not None and not structural:
+            origin: NumberKind = "result" if harness.path.startswith(("results", "novelty")) else "config"
             report.numbers.append(
-                NumberVerdict(
-                    text=shown,
-                    value=value,
-                    kind=traced[1],  # type: ignore[arg-type]
-                    source=traced[0],
-                    context=context,
-                    start=m.start(),
-                    end=m.end(),
-                )
-            )
+                NumberVerdict(text=shown, value=value, kind=origin, source=harness.path, provenance="harness",
+                              context=context, start=m.start(), end=m.end())
+            )  # fmt: skip
             continue
+        note = ""
+        if not structural:
+            path, kind_or_note = sources.trace(token, value, percent, _sentence_at(body, m.start(), m.end()))
+            if path is not None:
+                report.numbers.append(
+                    NumberVerdict(text=shown, value=value, kind=kind_or_note, source=path,  # type: ignore[arg-type]
+                                  provenance="value", context=context, start=m.start(), end=m.end())
+                )  # fmt: skip
+                continue
+            note = kind_or_note
         reason = structural or _year(scan, m.start(), token, value)
         report.numbers.append(
             NumberVerdict(
@@ -317,6 +481,7 @@ def check_text(text: str, sources: Sources, bibliography: list[BibEntry]) -> Gro
                 context=context,
                 start=m.start(),
                 end=m.end(),
+                note="" if reason else note,
             )
         )
     for m in _NUMBER.finditer(text[bib_start:]):
@@ -375,6 +540,22 @@ def mark_unverified(text: str, report: GroundingReport) -> str:
         if not text.startswith(" " + UNVERIFIED_MARK, end):
             text = f"{text[:end]} {UNVERIFIED_MARK}{text[end:]}"
     return text
+
+
+def mark_unverified_keeping(text: str, report: GroundingReport, spans: list[Span]) -> tuple[str, list[Span]]:
+    """``mark_unverified``, with the provenance spans moved to where their numbers stand afterwards."""
+    marked = mark_unverified(text, report)
+    if marked == text:
+        return text, spans
+    inserted = sorted(
+        end for end in {e for e in report.problem_ends() if e >= 0} if not text.startswith(" " + UNVERIFIED_MARK, end)
+    )
+    step = len(" " + UNVERIFIED_MARK)
+    moved = []
+    for span in spans:
+        shift = step * sum(1 for end in inserted if end <= span.start)
+        moved.append(Span(start=span.start + shift, end=span.end + shift, path=span.path))
+    return marked, moved
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[(\"“])")

@@ -15,16 +15,17 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from fars.contracts import Results
-from fars.grounding import BibEntry
+from fars.grounding import BibEntry, Numbers, Span
 
 CITE_MARK = re.compile(r"\[@([A-Za-z0-9_:\-]+)\]")
 
 
 class Section(BaseModel):
-    """A titled section of prose."""
+    """A titled section of prose (``code``: a verbatim block after it, e.g. a winning diff in the appendix)."""
 
     heading: str
     body: str
+    code: str | None = None
 
 
 class ResultsTable(BaseModel):
@@ -44,41 +45,58 @@ class Figure(BaseModel):
 
 
 class Paper(BaseModel):
-    """A short paper: title, abstract, sections, one results table and figures after a named section."""
+    """A short paper: title, abstract, sections, one results table and figures after a named section.
+
+    Text may hold the provenance markers of ``fars.grounding.Numbers``; the renderers resolve them.
+    """
 
     title: str
     abstract: str
     sections: list[Section]
     table: ResultsTable
     table_after: str = "Results"
+    appendix: list[Section] = Field(default_factory=list)  # after the references
     figures: list[Figure] = Field(default_factory=list)
     bibliography: list[BibEntry] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-def results_table(results: Results) -> ResultsTable:
-    """The results table: one row per condition, mean ± std over seeds, p-value against baseline."""
+def results_table(results: Results, numbers: Numbers) -> ResultsTable:
+    """The results table: per condition its role, mean ± std over seeds, the 95% bootstrap interval,
+    the difference from the baseline, Hedges' g, the Holm-adjusted p-value and the verdict."""
     metric = results.metric
     rows = []
     for name, cond in results.conditions.items():
-        m, loss = cond.metric, cond.val_loss
-        p = cond.p_vs_baseline
+        m = cond.metric
+        path = f"results.conditions.{name}"
+        interval = (
+            f"[{numbers.num(cond.ci_low, f'{path}.ci_low')}, {numbers.num(cond.ci_high, f'{path}.ci_high')}]"
+            if cond.ci_low is not None and cond.ci_high is not None
+            else "—"
+        )
         rows.append(
             [
                 name,
-                f"{m.mean:.4f} ± {m.std:.4f}",
-                f"{loss.mean:.4f} ± {loss.std:.4f}",
-                str(m.n),
-                "—" if p is None else f"{p:.3g}",
+                cond.role,
+                f"{numbers.num(m.mean, f'{path}.metric.mean')} ± {numbers.num(m.std, f'{path}.metric.std')}",
+                interval,
+                "—" if cond.difference is None else numbers.num(cond.difference, f"{path}.difference", "{:+.4f}"),
+                "—" if cond.effect_size is None else numbers.num(cond.effect_size, f"{path}.effect_size", "{:.2f}"),
+                "—" if cond.p_adjusted is None else numbers.num(cond.p_adjusted, f"{path}.p_adjusted", "{:.3g}"),
+                numbers.num(m.n, f"{path}.metric.n", "{:d}"),
+                cond.verdict,
             ]
         )
     direction = "higher" if results.higher_is_better else "lower"
     return ResultsTable(
         caption=(
-            f"Final {metric} ({direction} is better) and validation loss after {results.steps} steps, "
-            "mean ± standard deviation over seeds; p: two-sided Welch t-test against the baseline."
+            f"Final {metric} ({direction} is better) after {numbers.num(results.steps, 'results.steps', '{:d}')} "
+            f"steps: mean ± standard deviation over seeds, the {numbers.num(100 * results.confidence, 'results.confidence', '{:g}%')}"
+            " bootstrap interval of the mean, the difference from "
+            "the baseline's mean, Hedges' g (positive: better), and the two-sided Welch t-test against the baseline "
+            f"after Holm's correction over every condition (verdicts at α = {numbers.num(results.alpha, 'results.alpha', '{:g}')})."
         ),
-        header=["condition", metric, "val_loss", "seeds", "p"],
+        header=["condition", "role", metric, "interval", "Δ vs baseline", "g", "p (Holm)", "seeds", "verdict"],
         rows=rows,
     )
 
@@ -98,8 +116,11 @@ def reference_line(entry: BibEntry) -> str:
     return ". ".join(p for p in parts if p) + "."
 
 
-def render_markdown(paper: Paper) -> str:
-    """The paper as Markdown: sections, the results table and figures, then the references."""
+def render_markdown(paper: Paper, numbers: Numbers | None = None) -> tuple[str, list[Span]]:
+    """The paper as Markdown, and where each harness-written number stands in it (its provenance).
+
+    Sections, the results table and figures after their section, then the references.
+    """
     out = [f"# {paper.title}", "", "## Abstract", "", _markdown_citations(paper.abstract, paper), ""]
     for section in paper.sections:
         out += [f"## {section.heading}", "", _markdown_citations(section.body, paper), ""]
@@ -116,7 +137,13 @@ def render_markdown(paper: Paper) -> str:
         for i, entry in enumerate(paper.bibliography, 1):
             link = f" <{entry.url}>" if entry.url else ""
             out += [f"[{i}] {reference_line(entry)}{link} <!-- {entry.record_id} -->", ""]
-    return "\n".join(out)
+    for section in paper.appendix:
+        out += [f"## Appendix: {section.heading}", "", _markdown_citations(section.body, paper), ""]
+        if section.code:
+            fence = "````" if "```" in section.code else "```"
+            out += [fence, section.code.rstrip("\n"), fence, ""]
+    text = "\n".join(out)
+    return numbers.resolve(text) if numbers is not None else (text, [])
 
 
 _TEX_SPECIAL = {
@@ -168,6 +195,8 @@ PREAMBLE = r"""\documentclass[10pt,letterpaper]{article}
 \usepackage[textwidth=5.5in,textheight=9in,centering,headsep=0.25in]{geometry}
 \usepackage{booktabs}
 \usepackage{graphicx}
+\usepackage{float}
+\usepackage{fancyvrb}
 \usepackage{url}
 \usepackage{fancyhdr}
 \setlength{\parindent}{0pt}
@@ -203,8 +232,10 @@ def _graphic_path(fig: Figure) -> str | None:
     return path
 
 
-def render_latex(paper: Paper) -> str:
+def render_latex(paper: Paper, numbers: Numbers | None = None) -> str:
     """The paper as a standalone LaTeX file on the FARS template (pdflatex, no shell escape needed)."""
+    if numbers is not None:  # numbers in place of their provenance markers, before anything is escaped
+        paper = Paper.model_validate_json(numbers.plain(paper.model_dump_json()))
     body = [
         PREAMBLE.rstrip("\n"),
         rf"\title{{{tex_escape(paper.title)}}}",
@@ -220,15 +251,16 @@ def render_latex(paper: Paper) -> str:
         if section.heading == paper.table_after:
             t = paper.table
             body += [
-                r"\begin{table}[h]",
+                r"\begin{table}[H]",
                 r"\centering\small",
+                r"\resizebox{\linewidth}{!}{%",
                 r"\begin{tabular}{" + "l" * len(t.header) + "}",
                 r"\toprule",
                 " & ".join(tex_escape(h) for h in t.header) + r" \\",
                 r"\midrule",
                 *[" & ".join(tex_escape(c) for c in row) + r" \\" for row in t.rows],
                 r"\bottomrule",
-                r"\end{tabular}",
+                r"\end{tabular}}",
                 rf"\caption{{{tex_escape(t.caption)}}}",
                 r"\end{table}",
             ]
@@ -237,7 +269,7 @@ def render_latex(paper: Paper) -> str:
                 if path is None:
                     continue
                 body += [
-                    r"\begin{figure}[h]",
+                    r"\begin{figure}[H]",
                     r"\centering",
                     rf"\includegraphics[width=0.85\linewidth]{{{path}}}",
                     rf"\caption{{{tex_escape(fig.caption)}}}",
@@ -249,8 +281,27 @@ def render_latex(paper: Paper) -> str:
             url = rf" \url{{{entry.url}}}" if entry.url and _SAFE_URL.fullmatch(entry.url) else ""
             body.append(rf"\bibitem{{{entry.key}}} {tex_escape(reference_line(entry))}{url}")
         body.append(r"\end{thebibliography}")
+    if paper.appendix:
+        body.append(r"\appendix")
+        for section in paper.appendix:
+            body += [
+                rf"\section{{{tex_escape(section.heading)}}}",
+                _latex_citations(tex_escape(section.body), paper),
+                "",
+            ]
+            if section.code:
+                body += [r"\begin{Verbatim}[fontsize=\scriptsize]", verbatim_safe(section.code), r"\end{Verbatim}"]
     body.append(r"\end{document}")
     return "\n".join(body) + "\n"
 
 
 _SAFE_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?=&+]+")
+
+
+def verbatim_safe(code: str) -> str:
+    """Text for a Verbatim block: printable ASCII only, no line that could end the block, long lines cut."""
+    lines = []
+    for line in code.splitlines()[:400]:
+        line = "".join(ch if 32 <= ord(ch) < 127 else ("    " if ch == "\t" else "?") for ch in line)[:110]
+        lines.append(line.replace("\\end{Verbatim}", "\\end {Verbatim}"))
+    return "\n".join(lines)

@@ -20,7 +20,7 @@ from fars.config import FarsConfig
 
 def run_config_problems(cfg: FarsConfig) -> list[str]:
     """Every problem of a validated run config that the schema alone cannot see (empty when none)."""
-    from experiments.spec import available_templates
+    from experiments.spec import TemplateError, available_templates, load_template
     from fars.executor.runner import runner_problems
     from fars.latex import engine_notice
     from fars.reviewing import reviewer_problems
@@ -34,12 +34,25 @@ def run_config_problems(cfg: FarsConfig) -> list[str]:
     except StageConfigError as exc:
         problems += exc.problems
     names = set(cfg.pipeline.stages)  # checked even when the list as a whole does not resolve
-    known = available_templates()
-    for name in cfg.experiment.templates:
+    try:
+        known = available_templates(cfg.experiment.template_dirs)
+    except TemplateError as exc:
+        return [*problems, str(exc)]
+    wanted = [] if list(cfg.experiment.templates) == ["auto"] else list(cfg.experiment.templates)
+    if "auto" in wanted:
+        problems.append("experiment.templates: 'auto' stands alone ([auto]); or list template names")
+    for name in wanted:
+        if name == "auto":
+            continue
         if name not in known:
             close = difflib.get_close_matches(name, known, n=2)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
             problems.append(f"experiment.templates: no template {name!r}{hint} (available: {known})")
+            continue
+        try:
+            load_template(name, cfg.experiment.template_dirs)
+        except TemplateError as exc:
+            problems.append(f"experiment.templates: {exc}")
     if "review" in names:
         problems += reviewer_problems(cfg.reviewer)
     if "experiment" in names:

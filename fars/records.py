@@ -84,6 +84,9 @@ class ProjectSummary(BaseModel):
     grounded_number_rate: float | None = None  # share of the paper's result numbers traced to results/config
     verified_citation_rate: float | None = None  # share of its citations that resolve to a literature record
     grounding_flagged: bool | None = None  # something unverified remains (marked in the paper's text)
+    claim_grounding_rate: float | None = None  # share of the paper's effect claims its corrected tests support
+    degenerate_fields: int = 0  # model-written text fields replaced by the harness (ideation and writing)
+    fields_checked: int = 0
 
 
 class Totals(BaseModel):
@@ -115,4 +118,7 @@ class RunRecord(BaseModel):
     grounded_number_rate: float | None = None  # over every written paper's checked numbers (pooled)
     verified_citation_rate: float | None = None  # over every written paper's citations (pooled)
     papers_flagged: int = 0  # written papers with something unverified left (marked in their text)
+    claim_grounding_rate: float | None = None  # over every written paper's effect claims (pooled)
+    claims_before_rate: float | None = None  # the same of the model's own prose as it wrote it, before repair
+    degenerate_rate: float | None = None  # model-written text fields found degenerate (before replacement)
     projects: list[ProjectSummary] = Field(default_factory=list)

@@ -9,11 +9,12 @@ build the reviewer from the same parts with ``fars.reviewing.build_reviewer``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fars.budget import Budget
-from fars.config import FarsConfig
+from fars.config import FarsConfig, LLMConfig
+from fars.executor.gateway import SubjectGateway
 from fars.executor.runner import Runner
 from fars.ledger import Ledger
 from fars.literature import LiteratureBackend, make_backend
@@ -30,6 +31,20 @@ class Services:
     ledger: Ledger
     run_dir: Path
     budget: Budget | None = None
+    subject_model: str | None = None  # inference templates' subject; None: the run's own model
+    _gateway: SubjectGateway | None = field(default=None, repr=False)
+    _subject_client: LLMClient | None = field(default=None, repr=False)
+
+    async def subject_gateway(self) -> SubjectGateway:
+        """The run's gateway to the subject model of inference templates, started on first use."""
+        if self._gateway is None:
+            client = self.llm
+            if self.subject_model and self.subject_model != self.llm.cfg.model:
+                config: LLMConfig = replace(self.llm.cfg, model=self.subject_model, fallbacks=[])
+                client = self._subject_client = LLMClient(config, self.ledger, self.budget)
+            self._gateway = SubjectGateway(client)
+            self._gateway.start()
+        return self._gateway
 
     def require_runner(self) -> Runner:
         """The job runner; a clear error where a run was composed without one."""
@@ -38,7 +53,11 @@ class Services:
         return self.runner
 
     def close(self) -> None:
-        """Release the model client (cache file, loaded local model)."""
+        """Stop the subject gateway and release the model clients (cache file, loaded local model)."""
+        if self._gateway is not None:
+            self._gateway.close()
+        if self._subject_client is not None:
+            self._subject_client.close()
         self.llm.close()
 
 
@@ -51,4 +70,12 @@ def build_services(cfg: FarsConfig, ledger: Ledger, run_dir: Path, budget: Budge
     except Exception:
         llm.close()
         raise
-    return Services(llm=llm, literature=literature, runner=runner, ledger=ledger, run_dir=run_dir, budget=budget)
+    return Services(
+        llm=llm,
+        literature=literature,
+        runner=runner,
+        ledger=ledger,
+        run_dir=run_dir,
+        budget=budget,
+        subject_model=cfg.experiment.subject_model,
+    )

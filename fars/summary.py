@@ -89,17 +89,27 @@ def funnel_from(projects: list[ProjectRow], outputs: dict[str, ProjectOutputs]) 
 
 
 def grounding_rates(written: list[WritingOutput]) -> dict[str, Any]:
-    """Run-level grounding: rates pooled over every written paper's numbers and citations, papers flagged."""
+    """Run-level grounding: rates pooled over every written paper's numbers, citations and claims."""
     if not written:
         return {}
     counts = [w.grounding.after for w in written]
     checked = sum(c.numbers_checked for c in counts)
     cites = sum(c.citations for c in counts)
+    claims = sum(w.claims.checked for w in written)
+    before = sum(w.claims_before.checked for w in written)
     return {
         "grounded_number_rate": 1.0 if not checked else 1 - sum(c.numbers_ungrounded for c in counts) / checked,
         "verified_citation_rate": 1.0 if not cites else 1 - sum(c.citations_unverified for c in counts) / cites,
-        "papers_flagged": sum(1 for c in counts if c.numbers_ungrounded or c.citations_unverified),
+        "claim_grounding_rate": 1.0 if not claims else sum(w.claims.supported for w in written) / claims,
+        "claims_before_rate": 1.0 if not before else sum(w.claims_before.supported for w in written) / before,
+        "papers_flagged": sum(1 for w in written if w.grounding.flagged),
     }
+
+
+def degenerate_counts(outputs: ProjectOutputs) -> tuple[int, int]:
+    """(degenerate, checked) model-written text fields of one project's ideation and writing."""
+    found = [o for o in (outputs.get(IdeationOutput), outputs.get(WritingOutput)) if o is not None]
+    return sum(o.degenerate_fields for o in found), sum(o.fields_checked for o in found)
 
 
 def project_summary(
@@ -114,6 +124,7 @@ def project_summary(
     review = outputs.get(ReviewOutput)
     idea = outputs.get(IdeationOutput)
     written = outputs.get(WritingOutput)
+    degenerate, checked = degenerate_counts(outputs)
     return ProjectSummary(
         id=row.id,
         status=row.status,
@@ -131,6 +142,9 @@ def project_summary(
         grounded_number_rate=written.grounded_number_rate if written is not None else None,
         verified_citation_rate=written.verified_citation_rate if written is not None else None,
         grounding_flagged=written.grounding.flagged if written is not None else None,
+        claim_grounding_rate=written.claim_grounding_rate if written is not None else None,
+        degenerate_fields=degenerate,
+        fields_checked=checked,
     )
 
 
@@ -209,6 +223,7 @@ def build_run_record(
     finished = time.time() if status != "running" else None
     wall = (finished or time.time()) - started_at
     papers = sum(1 for p in projects if is_paper(p.status))
+    fields = sum(p.fields_checked for p in projects)
     return RunRecord(
         run_dir=str(run_dir),
         status=status,
@@ -229,6 +244,7 @@ def build_run_record(
         scores=scores,
         mean_score=sum(scores) / len(scores) if scores else None,
         **grounding_rates(written),
+        degenerate_rate=sum(p.degenerate_fields for p in projects) / fields if fields else None,
         projects=projects,
     )
 

@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 PAPER_COLUMNS: list[str | int] = [
     "project", "status", "title", "rating", "soundness", "presentation", "contribution", "confidence",
     "input_tokens", "output_tokens", "cost_usd", "ideation_s", "planning_s", "experiment_s", "writing_s", "review_s",
-    "grounded_number_rate", "verified_citation_rate", "grounding_flagged",
+    "grounded_number_rate", "verified_citation_rate", "grounding_flagged", "claim_grounding_rate", "degenerate_fields",
 ]  # fmt: skip
 
 
@@ -68,7 +68,8 @@ def paper_row(p: ProjectSummary) -> list[Any]:
         p.id, p.status.value, p.title, p.rating, sub.get("soundness"), sub.get("presentation"),
         sub.get("contribution"), sub.get("confidence"), p.usage.input_tokens, p.usage.output_tokens,
         p.usage.cost_usd, *(round(secs.get(s, 0.0), 2) for s in ("ideation", "planning", "experiment", "writing", "review")),
-        p.grounded_number_rate, p.verified_citation_rate, p.grounding_flagged,
+        p.grounded_number_rate, p.verified_citation_rate, p.grounding_flagged, p.claim_grounding_rate,
+        p.degenerate_fields,
     ]  # fmt: skip
 
 
@@ -187,6 +188,12 @@ def summary_metrics(record: RunRecord) -> dict[str, float | int]:
         metrics["grounding/number_rate"] = record.grounded_number_rate
         metrics["grounding/citation_rate"] = record.verified_citation_rate
         metrics["grounding/papers_flagged"] = record.papers_flagged
+    if record.claim_grounding_rate is not None:
+        metrics["grounding/claim_rate"] = record.claim_grounding_rate
+    if record.claims_before_rate is not None:
+        metrics["grounding/claim_rate_before_repair"] = record.claims_before_rate
+    if record.degenerate_rate is not None:
+        metrics["text/degenerate_rate"] = record.degenerate_rate
     if record.scores:
         metrics["score/mean"] = record.mean_score if record.mean_score is not None else 0.0
         metrics["score/n"] = len(record.scores)

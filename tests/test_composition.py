@@ -103,14 +103,14 @@ def test_a_hand_edited_stage_output_makes_resume_fail_naming_stage_and_field(tmp
         "SELECT id, output FROM stage_events WHERE stage='planning' AND event='finish'"
     ).fetchone()
     data = json.loads(output)
-    del data["plan"]["knob"]  # as a careless hand edit would leave it
+    del data["plan"]["template"]  # as a careless hand edit would leave it
     data["plan"]["steps"] = "many"
     db.execute("UPDATE stage_events SET output=? WHERE id=?", (json.dumps(data), row_id))
     db.commit()
     db.close()
     resumed = run_fars(["run", f"resume={run_dir}", "pipeline.papers=2"], cwd=tmp_path)
     assert resumed.returncode == 2, resumed.stderr[-3000:]
-    assert "stage planning" in resumed.stderr and "field plan.knob" in resumed.stderr
+    assert "stage planning" in resumed.stderr and "field plan.template" in resumed.stderr
     assert "field plan.steps" in resumed.stderr and "p000" in resumed.stderr
     assert "Traceback" not in resumed.stderr
 

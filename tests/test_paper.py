@@ -1,9 +1,10 @@
-"""Paper rendering: model text is escaped so LaTeX can never run it; numbers come from results."""
+"""Paper rendering: model text is escaped so LaTeX can never run it; numbers come from results, traced."""
 
 from __future__ import annotations
 
 from fars.contracts import ConditionResult, EngineInfo, Results, Stat
-from fars.paper import Paper, Section, render_latex, render_markdown, results_table, tex_escape
+from fars.grounding import Numbers
+from fars.paper import Paper, Section, render_latex, render_markdown, results_table, tex_escape, verbatim_safe
 
 
 def _stat(mean: float, std: float) -> Stat:
@@ -16,25 +17,47 @@ RESULTS = Results(
     higher_is_better=True,
     knob="lr",
     steps=30,
-    best="lr=0.03",
-    engine=EngineInfo(name="plain"),
+    best="method",
+    engine=EngineInfo(name="plain", parameters=34331),
     conditions={
         "baseline": ConditionResult(
-            overrides={"lr": 0.01},
+            role="baseline",
             metric=_stat(0.5, 0.1),
-            val_loss=_stat(1.0, 0.2),
-            train_loss=_stat(0.9, 0.2),
+            ci_low=0.43,
+            ci_high=0.57,
+            secondary={"val_loss": _stat(1.0, 0.2), "train_loss": _stat(0.9, 0.2)},
             seeds=[0, 1],
             values=[0.43, 0.57],
+            verdict="baseline",
         ),
-        "lr=0.03": ConditionResult(
-            overrides={"lr": 0.03},
+        "method": ConditionResult(
+            role="method",
+            components={"optimizer": "sgd", "schedule": "cosine"},
             metric=_stat(0.75, 0.05),
-            val_loss=_stat(0.5, 0.1),
-            train_loss=_stat(0.45, 0.1),
+            ci_low=0.715,
+            ci_high=0.785,
+            secondary={"val_loss": _stat(0.5, 0.1), "train_loss": _stat(0.45, 0.1)},
             seeds=[0, 1],
             values=[0.715, 0.785],
-            p_vs_baseline=0.0312,
+            difference=0.25,
+            p_vs_baseline=0.0156,
+            p_adjusted=0.0312,
+            effect_size=2.31,
+            verdict="better",
+        ),
+        "method-without-schedule": ConditionResult(
+            role="ablation",
+            components={"optimizer": "sgd"},
+            metric=_stat(0.55, 0.05),
+            ci_low=0.515,
+            ci_high=0.585,
+            seeds=[0, 1],
+            values=[0.515, 0.585],
+            difference=0.05,
+            p_vs_baseline=0.61,
+            p_adjusted=0.61,
+            effect_size=0.4,
+            verdict="no significant difference",
         ),
     },
 )
@@ -49,12 +72,32 @@ def test_tex_injection_is_printed_not_executed() -> None:
         assert f"\\{raw}" in escaped
 
 
-def test_results_table_is_filled_from_results() -> None:
-    table = results_table(RESULTS)
-    assert table.rows[0] == ["baseline", "0.5000 ± 0.1000", "1.0000 ± 0.2000", "2", "—"]
-    assert table.rows[1][-1] == "0.0312"
+def test_results_table_is_filled_from_results_with_each_numbers_field() -> None:
+    numbers = Numbers()
+    table = results_table(RESULTS, numbers)
+    row = [numbers.plain(cell) for cell in table.rows[1]]
+    assert row[:4] == ["method", "method", "0.7500 ± 0.0500", "[0.7150, 0.7850]"]
+    assert row[4:] == ["+0.2500", "2.31", "0.0312", "2", "better"]
     paper = Paper(title="T_1", abstract="A", sections=[Section(heading="Results", body="R")], table=table)
-    md = render_markdown(paper)
-    assert "| lr=0.03 | 0.7500 ± 0.0500 |" in md
-    tex = render_latex(paper)
+    md, spans = render_markdown(paper, numbers)
+    assert "| method | method | 0.7500 ± 0.0500 |" in md
+    traced = {md[s.start : s.end]: s.path for s in spans}
+    assert traced["0.7500"] == "results.conditions.method.metric.mean"
+    assert traced["0.0312"] == "results.conditions.method.p_adjusted"
+    tex = render_latex(paper, numbers)
     assert "T\\_1" in tex and "0.7500 $\\pm$ 0.0500" in tex and tex.rstrip().endswith("\\end{document}")
+    assert "\ue000" not in tex and "\ue000" not in md  # every provenance marker resolved
+
+
+def test_an_appendix_with_code_renders_in_both_and_cannot_end_its_block() -> None:
+    hostile = "+ x = 1\n\\end{Verbatim}\\input{/etc/passwd}\n\u00e9\t"
+    paper = Paper(
+        title="T", abstract="A", sections=[], table=results_table(RESULTS, Numbers()),
+        appendix=[Section(heading="The winning diff", body="What the model changed.", code=hostile)],
+    )  # fmt: skip
+    md, _ = render_markdown(paper)
+    assert "## Appendix: The winning diff" in md and "```\n+ x = 1" in md
+    tex = render_latex(paper)
+    assert "\\appendix" in tex and "\\begin{Verbatim}" in tex
+    assert tex.count("\\end{Verbatim}") == 1  # the planted one was defused
+    assert "\\end {Verbatim}" in verbatim_safe(hostile) and "?" in verbatim_safe(hostile)

@@ -63,7 +63,9 @@ def make_norm(kind: str, dim: int) -> nn.Module:
 
 def make_activation(kind: str) -> nn.Module:
     """The activation component: GELU (tanh approximation), ReLU or SiLU."""
-    return {"gelu": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU, "silu": nn.SiLU}[kind]()
+    if kind == "relu":
+        return nn.ReLU()
+    return nn.SiLU() if kind == "silu" else nn.GELU(approximate="tanh")
 
 
 def sinusoidal(block_size: int, dim: int) -> torch.Tensor:
@@ -143,7 +145,8 @@ class GPT(nn.Module):
         if self.position == "learned":
             x = x + self.pos(torch.arange(idx.shape[1], device=idx.device))
         elif self.position == "sinusoidal":
-            x = x + self.fixed_pos[: idx.shape[1]]
+            fixed: torch.Tensor = self.fixed_pos  # type: ignore[assignment]
+            x = x + fixed[: idx.shape[1]]
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln(x))
@@ -175,7 +178,7 @@ def run(spec: TemplateSpec, text: str, argv: list[str] | None = None) -> Metrics
     args = parse_args(spec, argv)
     engine = Engine(args)
     torch.manual_seed(args.seed)
-    config = {k.name: getattr(args, k.name) for k in [*spec.knobs, *spec.components]}
+    config = {name: getattr(args, name) for name in spec.setting_names}
     method = load_method(args.method)
     train, val, vocab = load_corpus(text)
     build = getattr(method, "build_model", None)
@@ -183,9 +186,17 @@ def run(spec: TemplateSpec, text: str, argv: list[str] | None = None) -> Metrics
         build(len(vocab), dict(config))
         if build
         else GPT(
-            len(vocab), args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout, args.activation,
-            norm=args.norm, position=args.position, head=args.head,
-        )  # fmt: skip
+            len(vocab),
+            args.block_size,
+            args.n_layer,
+            args.n_head,
+            args.n_embd,
+            args.dropout,
+            args.activation,
+            norm=args.norm,
+            position=args.position,
+            head=args.head,
+        )
     )
     make_opt = getattr(method, "make_optimizer", None)
     opt = (
@@ -218,7 +229,9 @@ def run(spec: TemplateSpec, text: str, argv: list[str] | None = None) -> Metrics
     eval_s, val_acc = 0.0, 0.0
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        if args.schedule != "constant":  # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
+        if (
+            args.schedule != "constant"
+        ):  # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
             engine.set_lr(lr_at(step - 1, args.steps, args.lr, args.warmup_frac, args.schedule))
         engine.step(micro_loss)
         if step % eval_every == 0 or step == args.steps:

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> Metrics:
     args = parse_args(argv)
     engine = Engine(args)
     torch.manual_seed(args.seed)
-    config = {k.name: getattr(args, k.name) for k in [*SPEC.knobs, *SPEC.components]}
+    config = {name: getattr(args, name) for name in SPEC.setting_names}
     method = load_method(args.method)
     p = int(args.modulus)
     xtr, ytr, xva, yva = make_data(p, float(args.train_fraction), seed=args.seed)
@@ -108,12 +108,12 @@ def main(argv: list[str] | None = None) -> Metrics:
     model = (
         build(p, dict(config))
         if build
-        else ModAddMLP(
-            p, args.embed_dim, args.hidden, args.depth, args.activation, args.normalization, args.embedding
-        )
+        else ModAddMLP(p, args.embed_dim, args.hidden, args.depth, args.activation, args.normalization, args.embedding)
     )
     make_opt = getattr(method, "make_optimizer", None)
-    opt = make_opt(model, dict(config)) if make_opt else make_optimizer(args.optimizer, model, args.lr, args.weight_decay)
+    opt = (
+        make_opt(model, dict(config)) if make_opt else make_optimizer(args.optimizer, model, args.lr, args.weight_decay)
+    )
     loss_fn = getattr(method, "loss", nn.functional.cross_entropy)
     module = engine.prepare(model, opt, args.batch_size, compile=args.compile)
     micro = min(engine.micro_batch(args.batch_size), len(xtr))
@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> Metrics:
     eval_s = 0.0
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        if args.schedule != "constant":  # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
+        if (
+            args.schedule != "constant"
+        ):  # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
             engine.set_lr(lr_at(args.schedule, step - 1, args.steps, args.lr))
         engine.step(micro_loss)
         if step % eval_every == 0 or step == args.steps:

@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Sleep for the simulated duration, then write and return the metrics."""
     args = parse_args(argv)
-    config: dict[str, float | int | str] = {k.name: getattr(args, k.name) for k in [*SPEC.knobs, *SPEC.components]}
+    config: dict[str, float | int | str] = {name: getattr(args, name) for name in SPEC.setting_names}
     rng = random.Random(f"{args.seed}-{json.dumps(config, sort_keys=True)}")
     duration = args.steps / 1000 * rng.lognormvariate(-(SPREAD**2) / 2, SPREAD)
     started = time.perf_counter()

@@ -7,6 +7,7 @@ resampling uses a fixed seed, so the same inputs always give the same interval.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -123,3 +124,55 @@ def bootstrap_paired_difference(
     rng = np.random.default_rng(seed)
     draws = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
     return _interval(float(d.mean()), draws, confidence)
+
+
+def bootstrap_mean(
+    values: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> Interval:
+    """Percentile bootstrap interval of a sample's mean (a single value: the value itself)."""
+    x = _floats(values, "values")
+    if x.size == 1:
+        v = float(x[0])
+        return Interval(v, v, v, v, v, confidence)
+    rng = np.random.default_rng(seed)
+    draws = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    return _interval(float(x.mean()), draws, confidence)
+
+
+def welch_t(a: Sequence[float], b: Sequence[float]) -> TestResult | None:
+    """Welch's two-sided t-test of ``b`` against ``a``; None when undefined (fewer than 2 values, no variance)."""
+    x, y = _floats(a, "baseline values"), _floats(b, "candidate values")
+    if x.size < 2 or y.size < 2:
+        return None
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        return TestResult(statistic=0.0, p_value=1.0) if x[0] == y[0] else None
+    with warnings.catch_warnings():  # near-identical samples: scipy warns, and its p-value is still the right one
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(y, x, equal_var=False)
+    p = float(result.pvalue)
+    return None if not np.isfinite(p) else TestResult(statistic=float(result.statistic), p_value=p)
+
+
+def hedges_g(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Hedges' g of ``b`` over ``a``: the standardised mean difference, small-sample corrected; None if undefined."""
+    x, y = _floats(a, "baseline values"), _floats(b, "candidate values")
+    nx, ny = x.size, y.size
+    if nx < 2 or ny < 2:
+        return None
+    pooled = np.sqrt(((nx - 1) * x.var(ddof=1) + (ny - 1) * y.var(ddof=1)) / (nx + ny - 2))
+    if pooled == 0:
+        return None
+    correction = 1 - 3 / (4 * (nx + ny) - 9)
+    return float((y.mean() - x.mean()) / pooled * correction)
+
+
+def holm(p_values: dict[str, float | None]) -> dict[str, float | None]:
+    """Holm's step-down adjustment of a family of p-values (None stays None and does not count)."""
+    tested = sorted((p, name) for name, p in p_values.items() if p is not None)
+    m = len(tested)
+    adjusted: dict[str, float | None] = {name: None for name in p_values}
+    running = 0.0
+    for rank, (p, name) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[name] = running
+    return adjusted

@@ -71,7 +71,7 @@ class SubjectGateway:
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+            def log_message(self, format: str, *args: Any) -> None:
                 log.debug("gateway: " + format, *args)
 
             def do_POST(self) -> None:

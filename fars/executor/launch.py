@@ -96,7 +96,7 @@ def free_port() -> int:
 
 
 def build_command(
-    module: str,
+    target: str,
     args: list[str],
     *,
     ranks: int,
@@ -104,17 +104,20 @@ def build_command(
     device: str = "cpu",
     master_port: int | None = None,
 ) -> list[str]:
-    """The argv that runs ``python -m module args`` on ``ranks`` ranks of this machine.
+    """The argv that runs a template's entry point with ``args`` on ``ranks`` ranks of this machine.
 
-    One rank runs the module directly (the engine sets up a world of one). More ranks go through
-    torchrun (``--standalone``, which finds a free port itself) or the DeepSpeed launcher
+    ``target`` is a script (``.../train.py``: how templates run, wherever their folder is) or a module
+    name (``python -m``). One rank runs it directly (the engine sets up a world of one). More ranks go
+    through torchrun (``--standalone``, which finds a free port itself) or the DeepSpeed launcher
     (``--no_local_rank``, so Hydra-style arguments stay intact; ``--master_port`` is ``master_port`` or a
     :func:`free_port`); on GPU the launcher sees only the job's ``CUDA_VISIBLE_DEVICES``.
     """
     if ranks < 1:
         raise ValueError(f"ranks must be at least 1 (got {ranks})")
+    script = target.endswith(".py")
+    entry = [target] if script else ["-m", target]
     if ranks == 1:
-        return [sys.executable, "-m", module, *args]
+        return [sys.executable, *entry, *args]
     if launcher == "torchrun":
         return [
             sys.executable,
@@ -122,8 +125,7 @@ def build_command(
             "torch.distributed.run",
             "--standalone",
             f"--nproc_per_node={ranks}",
-            "-m",
-            module,
+            *entry,
             *args,
         ]
     if launcher == "deepspeed":
@@ -131,7 +133,7 @@ def build_command(
         cmd += ["--master_port", str(master_port if master_port is not None else free_port())]
         if device == "cpu":
             cmd += ["--num_gpus", str(ranks)]  # on GPU the runner reads CUDA_VISIBLE_DEVICES instead
-        return [*cmd, "--module", module, *args]
+        return [*cmd, *([target] if script else ["--module", target]), *args]
     raise ValueError(f"unknown launcher {launcher!r}; use 'torchrun' or 'deepspeed'")
 
 

@@ -64,7 +64,7 @@ class Runner:
 
     async def train(
         self,
-        module: str,
+        target: str,
         args: list[str],
         out_dir: Path,
         *,
@@ -72,11 +72,14 @@ class Runner:
         timeout_s: float | None = None,
         sandbox: SandboxConfig | None = None,
         readable: tuple[Path, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> Metrics:
         """Run one job (or reuse its finished metrics) and return its validated metrics.
 
-        With ``sandbox`` (every job that loads model-written code) the job runs in ``fars.sandbox``:
-        no network, no secrets, read-only host but ``readable``, its own folder, hard limits.
+        ``target`` is the template's entry point (a script path) or a module. With ``sandbox`` (every
+        job that loads model-written code) the job runs in ``fars.sandbox``: no network, no secrets,
+        read-only host but ``readable``, its own folder, hard limits. ``env`` adds variables (the
+        subject gateway's address for inference templates) to the job's scrubbed environment.
         """
         metrics_path = out_dir / "metrics.json"
         if metrics_path.exists():
@@ -91,14 +94,14 @@ class Runner:
         args = [*args, "--out_dir", str(out_dir)]
         if self.pool is not None:
             async with self.pool.lease(ranks, name=str(out_dir)) as lease:
-                cmd = build_command(module, args, ranks=ranks, launcher=self.executor.launcher, device=exp.device)
-                env = job_env(exp.threads_per_job, lease.env())
+                cmd = build_command(target, args, ranks=ranks, launcher=self.executor.launcher, device=exp.device)
+                job = job_env(exp.threads_per_job, {**lease.env(), **(env or {})})
                 (out_dir / "command.json").write_text(json.dumps({"argv": cmd, "slots": lease.ids}), encoding="utf-8")
                 if sandbox is None:
-                    await run_command(cmd, env, out_dir / "train.log", timeout)
+                    await run_command(cmd, job, out_dir / "train.log", timeout)
                 else:
                     gpus = lease.ids if lease.kind == "gpu" else ()
-                    await _run_in_sandbox(cmd, out_dir, sandbox, timeout, gpus, readable, env)
+                    await _run_in_sandbox(cmd, out_dir, sandbox, timeout, gpus, readable, job)
                     return Metrics.model_validate_json(read_sandbox_file(out_dir, "metrics.json"))
         elif sandbox is not None:
             raise RunnerConfigError(
@@ -111,11 +114,11 @@ class Runner:
                 await run_slurm_job(
                     self.executor.slurm,
                     out_dir / self.executor.slurm.folder,
-                    module,
+                    target,
                     args,
                     ranks=max(1, ranks // exp.nodes),
                     nodes=exp.nodes,
-                    env=job_env(exp.threads_per_job),
+                    env=job_env(exp.threads_per_job, env),
                     timeout_s=timeout,
                     device=exp.device,
                     threads=exp.threads_per_job,

@@ -88,7 +88,7 @@ class SlurmFitError(RuntimeError):
 
 @dataclass
 class RankTask:
-    """What each SLURM task runs: the template module as one rank of the job (picklable)."""
+    """What each SLURM task runs: the template's entry (a script path, or a module) as one rank of the job (picklable)."""
 
     module: str
     args: list[str]
@@ -112,7 +112,10 @@ class RankTask:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as out:
             code = subprocess.call(
-                [sys.executable, "-m", self.module, *self.args], env=env, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, *([self.module] if self.module.endswith(".py") else ["-m", self.module]), *self.args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         if code != 0:
             tail = log_path.read_text(errors="replace")[-1500:]

@@ -1,12 +1,18 @@
-"""Experiment: train the planned conditions over seeds, then aggregate with a significance test.
+"""Experiment: run the plan's conditions over seeds, then compare each with the baseline, corrected.
 
-A plan becomes baseline plus variants (plus, optionally, a model-written method) times seeds. Each run
-is one job of the template's ``train.py`` in its own folder, with its own log, a time limit, a scrubbed
-environment, and the engine the config names (plain, DDP or DeepSpeed; ``ds_config.json`` written from
-``experiment.deepspeed``). Jobs take whole GPUs (or CPU slots) from one pool shared by every project
-of the run, or go to SLURM through submitit. Runs that already wrote a valid ``metrics.json`` (a
-resumed project) are not trained again. Results: mean, std and Welch's t-test of each condition
-against the baseline, and learning-curve figures for the paper.
+A plan's conditions (baseline, method, ablations, sweeps; plus, optionally, a model-written method)
+times its seeds are jobs of the template's entry point, each in its own folder, with its own log, a
+time limit, a scrubbed environment, and the engine the config names (plain, DDP or DeepSpeed;
+``ds_config.json`` written from ``experiment.deepspeed``). Jobs take whole GPUs (or CPU slots) from
+one pool shared by every project of the run, or go to SLURM through submitit. The jobs of an inference
+template (its subject is a model) reach that model through the run's subject gateway, so their calls
+are counted and budgeted like any other. Runs that already wrote a valid ``metrics.json`` (a resumed
+project) are not run again.
+
+Results, per condition: mean, standard deviation and a bootstrap interval of the mean over seeds;
+Welch's t-test against the baseline, adjusted over every condition tested (Holm); Hedges' g; and a
+verdict (better, worse, or no significant difference at ``experiment.alpha``). Figures: the metric of
+every condition with its interval, and the learning curves.
 """
 
 from __future__ import annotations
@@ -20,13 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from scipy import stats
 
 from experiments.metrics import Metrics
 from experiments.spec import TemplateSpec, load_template
 from fars.config import DeepSpeedConfig, ExperimentConfig, FarsConfig, SandboxConfig
 from fars.contracts import (
     CodeAttemptRecord,
+    Condition,
     ConditionResult,
     EngineInfo,
     ExperimentOutput,
@@ -36,10 +42,12 @@ from fars.contracts import (
     PlanningOutput,
     Results,
     Stat,
+    Value,
 )
+from fars.evaluation.stats import bootstrap_mean, hedges_g, holm, welch_t
 from fars.executor.launch import JobFailed, JobTimeout
 from fars.executor.runner import Runner, RunnerConfigError
-from fars.figures import learning_curve_figures
+from fars.figures import condition_figure, learning_curve_figures
 from fars.offload import run_in_worker
 from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
@@ -48,7 +56,7 @@ from fars.stages.model_code import CodeAttempt, write_method
 if TYPE_CHECKING:
     from fars.services import Services
 
-METHOD = "method"  # the condition name of a model-written method
+METHOD_CODE = "model_code"  # the condition name of a model-written method
 
 
 class ExperimentError(RuntimeError):
@@ -62,15 +70,16 @@ def deepspeed_json(node: DeepSpeedConfig) -> dict[str, Any]:
 
 
 def engine_args(cfg: ExperimentConfig, ds_config: Path) -> list[str]:
-    """The engine flags every job of this config passes to its ``train.py``."""
+    """The engine flags every job of this config passes to its entry point."""
     args = ["--engine", cfg.engine, "--device", cfg.device, "--ds_config", str(ds_config)]
     return [*args, "--compile"] if cfg.compile else args
 
 
-def base_config(template: TemplateSpec, overrides: dict[str, float | int | str]) -> dict[str, float | int | str]:
-    """The template's defaults with ``experiment.template_overrides`` applied (unknown knobs refused)."""
+def base_config(template: TemplateSpec, overrides: dict[str, Value], scale: str = "ci") -> dict[str, Value]:
+    """The template's defaults at ``scale``, with ``experiment.template_overrides`` applied (unknown knobs refused)."""
     base = template.defaults()
-    for key, value in overrides.items():
+    scaled = template.scales.get(scale)
+    for key, value in {**(scaled.knobs if scaled else {}), **overrides}.items():
         try:
             base[key] = template.knob(key).coerce(value)
         except KeyError as exc:
@@ -86,38 +95,61 @@ def summarise(values: list[float]) -> Stat:
     return Stat(mean=mean, std=std, n=n)
 
 
-def welch_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided Welch t-test p-value of a against b; None when it is undefined."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return None if math.isnan(p) else p
-
-
 def aggregate(
-    per_condition: dict[str, list[Metrics]], overrides: dict[str, dict[str, Any]], metric: str, higher_is_better: bool
+    per_condition: dict[str, list[Metrics]],
+    conditions: dict[str, Condition],
+    metric: str,
+    higher_is_better: bool,
+    *,
+    alpha: float = 0.05,
+    resamples: int = 2000,
 ) -> tuple[dict[str, ConditionResult], str]:
-    """Per-condition statistics (mean, std, p against baseline, throughput) and the best condition."""
-    baseline_values = [m.final[metric] for m in per_condition["baseline"]]
-    conditions: dict[str, ConditionResult] = {}
+    """Per-condition statistics and corrected tests against the baseline; the best condition by mean."""
+    baseline = [m.final[metric] for m in per_condition["baseline"]]
+    sign = 1.0 if higher_is_better else -1.0
+    table: dict[str, ConditionResult] = {}
+    raw_p: dict[str, float | None] = {}
     for name, runs in per_condition.items():
         if not runs:
             continue
+        condition = conditions[name]
         values = [m.final[metric] for m in runs]
-        conditions[name] = ConditionResult(
-            overrides=overrides[name],
+        interval = bootstrap_mean(values, resamples=resamples, seed=len(table))
+        others = sorted({k for m in runs for k in m.final if k != metric and all(k in r.final for r in runs)})
+        result = ConditionResult(
+            role=condition.role,
+            components=dict(condition.components),
+            knobs=dict(condition.knobs),
             metric=summarise(values),
-            val_loss=summarise([m.final["val_loss"] for m in runs]),
-            train_loss=summarise([m.final["train_loss"] for m in runs]),
+            ci_low=interval.low if len(values) > 1 else None,
+            ci_high=interval.high if len(values) > 1 else None,
+            secondary={k: summarise([m.final[k] for m in runs]) for k in others},
             seeds=[m.seed for m in runs],
             values=values,
-            p_vs_baseline=None if name == "baseline" else welch_p(values, baseline_values),
             wall_s=sum(m.wall_s for m in runs),
             tokens_per_s=summarise([m.tokens_per_s for m in runs]).mean,
             mfu=None if any(m.mfu is None for m in runs) else summarise([m.mfu or 0.0 for m in runs]).mean,
         )
-    best = (max if higher_is_better else min)(conditions, key=lambda c: conditions[c].metric.mean)
-    return conditions, best
+        if name == "baseline":
+            result.verdict = "baseline"
+        else:
+            test = welch_t(baseline, values)
+            raw_p[name] = result.p_vs_baseline = test.p_value if test else None
+            result.difference = result.metric.mean - sum(baseline) / len(baseline)
+            g = hedges_g(baseline, values)
+            result.effect_size = None if g is None else sign * g  # positive: better than the baseline
+        table[name] = result
+    for name, adjusted in holm(raw_p).items():
+        result = table[name]
+        result.p_adjusted = adjusted
+        if adjusted is None or result.difference is None:
+            result.verdict = "untested"
+        elif adjusted < alpha and result.difference != 0:
+            result.verdict = "better" if sign * result.difference > 0 else "worse"
+        else:
+            result.verdict = "no significant difference"
+    best = (max if higher_is_better else min)(table, key=lambda c: table[c].metric.mean)
+    return table, best
 
 
 @dataclass(frozen=True)
@@ -134,6 +166,13 @@ class ExperimentSettings:
         return cls(cfg.experiment, cfg.sandbox, cfg.paper.compile != "never")
 
 
+def condition_args(spec: TemplateSpec, base: dict[str, Value], condition: Condition) -> list[str]:
+    """The knob and component flags of one condition (everything not given stays at the template's default)."""
+    knobs = {**base, **condition.knobs}
+    components = {**spec.baseline_components(), **condition.components}
+    return [*(f"--{k}={v}" for k, v in knobs.items()), *(f"--{s}={o}" for s, o in components.items())]
+
+
 @register_stage(
     "experiment", produces=ExperimentOutput, consumes=(IdeationOutput, PlanningOutput), settings=ExperimentSettings.of
 )
@@ -144,55 +183,81 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
 
     async def run(ctx: StageContext) -> ExperimentOutput:
         plan = ctx.input(PlanningOutput).plan
-        template = load_template(plan.template)
-        base = base_config(template, exp.template_overrides)
+        spec = load_template(plan.template, exp.template_dirs)
+        base = base_config(spec, exp.template_overrides, plan.scale)
         ds_path = ctx.save_artifact("plan", "ds_config.json", json.dumps(deepspeed_json(exp.deepspeed), indent=1))
-        common = engine_args(exp, ctx.run_dir / ds_path.path)
-        conditions: dict[str, dict[str, Any]] = {name: dict(ov) for name, ov in plan.conditions().items()}
+        common = engine_args(exp, ctx.run_dir / ds_path.path) if spec.kind == "training" else []
+        conditions: dict[str, Condition] = {c.name: c for c in plan.conditions}
         method_file: Path | None = None
-        if exp.model_code.enabled and template.extension:
+        if exp.model_code.enabled and spec.extension and spec.kind == "training":
             hypothesis = ctx.input(IdeationOutput).require_chosen().statement
-            method_file = await _model_method(ctx, services, settings, runner, template, base, hypothesis)
+            method_file = await _model_method(ctx, services, settings, runner, spec, base, hypothesis)
             if method_file is not None:
-                conditions[METHOD] = {}
+                conditions[METHOD_CODE] = Condition(
+                    name=METHOD_CODE, role="method", description="the model-written method module"
+                )
+        gateway = await services.subject_gateway() if spec.kind == "inference" else None
 
-        async def job(condition: str, overrides: dict[str, Any], seed: int) -> tuple[str, int, Metrics | str]:
-            folder = ctx.project_dir / "runs" / f"{_slug(condition)}-seed{seed}"
-            knobs = [f"--{k}={v}" for k, v in {**base, **overrides}.items()]
-            args = [*common, "--seed", str(seed), "--steps", str(plan.steps), *knobs]
-            sandboxed: dict[str, Any] = {}
-            if condition == METHOD and method_file is not None:
+        async def job(condition: Condition, seed: int) -> tuple[str, int, Metrics | str]:
+            folder = ctx.project_dir / "runs" / f"{_slug(condition.name)}-seed{seed}"
+            args = [*common, "--seed", str(seed), "--steps", str(plan.steps), *condition_args(spec, base, condition)]
+            extra: dict[str, Any] = {}
+            token = None
+            if condition.name == METHOD_CODE and method_file is not None:
                 args += ["--method", str(method_file)]
                 # model-written code runs only inside the sandbox, reading just what it needs
-                readable = (method_file.parent, (ctx.run_dir / ds_path.path).parent)
-                sandboxed = {"sandbox": settings.sandbox, "readable": readable}
+                readable = (method_file.parent, (ctx.run_dir / ds_path.path).parent, spec.folder)
+                extra = {"sandbox": settings.sandbox, "readable": readable}
+            if gateway is not None:
+                token, env = gateway.grant(ctx.project_id, ctx.stage, folder.name)
+                extra["env"] = env
             try:
-                metrics = await runner.train(template.module, args, folder, **sandboxed)
-            except (JobFailed, JobTimeout, ValidationError) as exc:
-                return condition, seed, f"{type(exc).__name__}: {exc}"
+                metrics = await runner.train(str(spec.entry_path), args, folder, **extra)
+            except (JobFailed, JobTimeout, ValidationError, SandboxError) as exc:
+                return condition.name, seed, f"{type(exc).__name__}: {exc}"
+            finally:
+                if gateway is not None and token is not None:
+                    gateway.revoke(token)
+            if spec.metric not in metrics.final or not math.isfinite(metrics.final[spec.metric]):
+                return condition.name, seed, f"the run reported no finite {spec.metric}: {metrics.final}"
             ctx.record_artifact("results", folder / "metrics.json")
-            return condition, seed, metrics
+            return condition.name, seed, metrics
 
-        finished = await asyncio.gather(*(job(n, ov, s) for n, ov in conditions.items() for s in plan.seeds))
+        finished = await asyncio.gather(*(job(c, s) for c in conditions.values() for s in plan.seeds))
         per_condition: dict[str, list[Metrics]] = {name: [] for name in conditions}
         failures = []
-        for condition, seed, result in finished:
+        for name, seed, result in finished:
             if isinstance(result, Metrics):
-                per_condition[condition].append(result)
+                per_condition[name].append(result)
             else:
-                failures.append(JobFailure(condition=condition, seed=seed, error=result[-500:]))
+                failures.append(JobFailure(condition=name, seed=seed, error=result[-500:]))
         if not per_condition["baseline"] or not any(per_condition[c] for c in per_condition if c != "baseline"):
             raise ExperimentError(f"too many training jobs failed to compare anything: {failures[:2]}")
-        table, best = aggregate(per_condition, conditions, template.metric, template.higher_is_better)
+        table, best = aggregate(
+            per_condition, conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha, resamples=exp.bootstrap
+        )
         figures = []
         if exp.figures:
+            ran = {n: ms for n, ms in per_condition.items() if ms}
             figures = await run_in_worker(  # matplotlib off the event loop other projects share
                 learning_curve_figures,
-                per_condition,
-                template.metric,
+                ran,
+                spec.metric,
                 ctx.project_dir / "figures",
                 ctx.project_dir,
                 vector=settings.vector_figures,
+            )
+            figures.insert(
+                0,
+                await run_in_worker(
+                    condition_figure,
+                    table,
+                    spec.metric,
+                    spec.higher_is_better,
+                    ctx.project_dir / "figures",
+                    ctx.project_dir,
+                    vector=settings.vector_figures,
+                ),
             )
             for fig in figures:
                 for path in (fig.png, fig.pdf):
@@ -200,11 +265,12 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
                         ctx.record_artifact("figure", ctx.project_dir / path)
         first = per_condition["baseline"][0]
         results = Results(
-            template=template.name,
-            metric=template.metric,
-            higher_is_better=template.higher_is_better,
+            template=spec.name,
+            metric=spec.metric,
+            higher_is_better=spec.higher_is_better,
             knob=plan.knob,
             steps=plan.steps,
+            alpha=exp.alpha,
             conditions=table,
             best=best,
             failures=failures,
@@ -248,28 +314,16 @@ async def _model_method(
         knobs = [f"--{k}={v}" for k, v in base.items()]
         steps = str(exp.model_code.smoke_steps)
         # one plain rank, whatever the engine: a smoke run checks the code, not the cluster
-        args = [
-            "--device",
-            exp.device,
-            "--seed",
-            "0",
-            "--steps",
-            steps,
-            "--eval_every",
-            steps,
-            *knobs,
-            "--method",
-            str(path),
-        ]
+        args = ["--device", exp.device, "--seed", "0", "--steps", steps, *knobs, "--method", str(path)]
         try:
             metrics = await runner.train(
-                template.module,
+                str(template.entry_path),
                 args,
                 out,
                 ranks=1,
                 timeout_s=exp.model_code.smoke_timeout_s,
                 sandbox=settings.sandbox,
-                readable=(path.parent,),
+                readable=(path.parent, template.folder),
             )
         except (JobFailed, JobTimeout, ValidationError, SandboxError, RunnerConfigError) as exc:
             return f"{type(exc).__name__}: {exc}"

@@ -1,11 +1,16 @@
 """Ideation: from the research area to candidate hypotheses, screened, checked for novelty, the best kept.
 
-Hypotheses must be testable with the experiment templates at hand, so the prompt names them and
-their knobs; each project is pointed at a different knob so parallel projects do not collide. The
-literature backend supplies the related works of the area (shown to the model) and of each
-hypothesis; a hypothesis that passed screening is then checked for novelty against its nearest works:
-the largest content-word similarity (``fars.literature.similarity``) plus the model's structured
-judgement, recorded with the works as evidence. Hypotheses found not novel are dropped and counted.
+The research area picks the templates (``experiment.templates: [auto]`` ranks every template by the
+relevance of its title, domain and description to the area); projects take them in turn. Hypotheses
+must be testable with the template, so the harness draws candidate *methods* from the template's
+component space (``fars.methods``) and asks the model for one hypothesis about each: what the method
+should do to the metric and why. Each project starts further along the candidate order, so parallel
+projects study different methods. A hypothesis whose text is degenerate (an echo of the schema or the
+prompt, a placeholder, a loop, nothing about the study; ``fars.degenerate``) is rewritten by the harness
+from its method, and counted. The literature backend supplies related works of the area (shown to
+the model) and of each hypothesis; a hypothesis that passed screening is checked for novelty against
+its nearest works: the largest content-word similarity plus the model's structured judgement,
+recorded with the works as evidence. Hypotheses found not novel are dropped and counted.
 """
 
 from __future__ import annotations
@@ -15,20 +20,25 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from experiments.spec import load_template
+from experiments.spec import TemplateSpec, load_template, template_folders
 from fars.config import FarsConfig, LiteratureConfig
 from fars.contracts import (
     HypothesisRecord,
     IdeationOutput,
     LiteratureInfo,
+    MethodCandidate,
     NoveltyEvidence,
     NoveltyVerdict,
     RelatedEntry,
     ScreeningScore,
+    TemplateChoice,
 )
+from fars.degenerate import degenerate_reasons
 from fars.literature import LiteratureBackend, LiteratureError, SearchHit
 from fars.literature.similarity import text_similarity
 from fars.llm.client import LLMClient
+from fars.methods import candidate_methods, rank_templates, study_terms
+from fars.paper_text import sentence_case
 from fars.records import ProjectStatus
 from fars.stages.base import StageContext, StageFn, StopProject, register_stage
 
@@ -42,6 +52,9 @@ class Hypothesis(BaseModel):
     title: str = Field(min_length=3, max_length=90, description="short title")
     statement: str = Field(min_length=10, max_length=260, description="a testable claim about the effect of a setting")
     rationale: str = Field(min_length=3, max_length=260, description="why it might hold")
+
+
+SCHEMA_TEXTS = [f.description or "" for f in Hypothesis.model_fields.values()]
 
 
 # directions that make a project's hypotheses differ from each other, even at temperature 0
@@ -152,6 +165,9 @@ class IdeationSettings:
     """What Ideation needs of the run's config."""
 
     templates: tuple[str, ...]
+    template_dirs: tuple[str, ...]
+    max_templates: int
+    method_components: int
     hypotheses: int
     screen_threshold: float
     literature: LiteratureConfig
@@ -159,24 +175,115 @@ class IdeationSettings:
     @classmethod
     def of(cls, cfg: FarsConfig) -> IdeationSettings:
         """The settings of a run's config."""
-        p = cfg.pipeline
-        return cls(tuple(cfg.experiment.templates), p.hypotheses_per_project, p.screen_threshold, cfg.literature)
+        p, exp = cfg.pipeline, cfg.experiment
+        return cls(
+            tuple(exp.templates),
+            tuple(exp.template_dirs),
+            exp.max_templates,
+            exp.method_components,
+            p.hypotheses_per_project,
+            p.screen_threshold,
+            cfg.literature,
+        )
+
+
+def choose_templates(area: str, settings: IdeationSettings) -> tuple[list[TemplateSpec], list[TemplateChoice]]:
+    """The templates this run's projects take in turn, and every template considered with its relevance.
+
+    ``[auto]`` ranks every research template by relevance to the area and keeps the best
+    ``max_templates``; named templates are used as given (their relevance still recorded).
+    """
+    dirs = settings.template_dirs
+    if list(settings.templates) == ["auto"]:
+        specs = [load_template(n, dirs) for n in template_folders(dirs)]
+        ranked = rank_templates(area, [s for s in specs if s.research])
+        chosen = [next(s for s in specs if s.name == c.name) for c in ranked[: settings.max_templates]]
+        return chosen, ranked
+    specs = [load_template(n, dirs) for n in settings.templates]
+    return specs, rank_templates(area, specs)
+
+
+def harness_hypothesis(spec: TemplateSpec, candidate: MethodCandidate) -> Hypothesis:
+    """A hypothesis written by the harness from a method, for when the model's text is degenerate."""
+    better = "raises" if spec.higher_is_better else "lowers"
+    slots = " and ".join(candidate.components)
+    return Hypothesis(
+        title=sentence_case(
+            f"{' and '.join(f'{o} {s}' for s, o in candidate.components.items())} in {spec.title.lower()}"
+        )[:90],
+        statement=sentence_case(
+            f"{candidate.summary} {better} the final {spec.metric} of {spec.title.lower()} "
+            "compared with the template's baseline"
+        )[:259]
+        + ".",
+        rationale=(
+            f"Each changes how the model trains ({slots}); together they may do more than either alone, "
+            "which the ablations test."
+        )[:260],
+    )
 
 
 @register_stage("ideation", produces=IdeationOutput, settings=IdeationSettings.of)
 def ideation(settings: IdeationSettings, services: Services) -> StageFn:
     """Factory of the Ideation stage."""
-    templates = [load_template(name) for name in settings.templates]
     n = settings.hypotheses
     threshold = settings.screen_threshold
     backend = services.literature
     llm = services.llm
     k = settings.literature.top_k
+    chosen_templates: dict[str, tuple[list[TemplateSpec], list[TemplateChoice]]] = {}
+
+    async def propose(
+        ctx: StageContext, spec: TemplateSpec, known: str, candidate: MethodCandidate | None, angle: str
+    ) -> tuple[Hypothesis, list[str], dict[str, str]]:
+        """One hypothesis (the model's, or the harness's when the model's is degenerate) and why it was replaced."""
+        method = dict(candidate.components) if candidate else {}
+        about = (
+            f"the method: {candidate.summary}, instead of the baseline's "
+            + ", ".join(f"{s}={spec.component(s).default}" for s in method)
+            if candidate
+            else angle
+        )
+        ask = [
+            {
+                "role": "system",
+                "content": "You are a machine learning researcher who proposes small, testable hypotheses.",
+            },
+            {
+                "role": "user",
+                "content": (
+                    f"Research area: {ctx.area}.\n{known}Experiment: {spec.title}: {spec.description}\n"
+                    f"Propose one hypothesis about {about}, and its effect on {spec.metric} "
+                    f"({'higher' if spec.higher_is_better else 'lower'} is better). "
+                    "Give a specific title, a testable statement and a short rationale."
+                ),
+            },
+        ]
+        drafted = await llm.structured(ask, Hypothesis, max_tokens=250)
+        expected = study_terms(spec, method) if candidate else [spec.title, spec.metric, angle]
+        reasons: list[str] = []
+        for name in ("title", "statement", "rationale"):
+            found = degenerate_reasons(
+                getattr(drafted, name),
+                echoes=SCHEMA_TEXTS,
+                prompt=ask[1]["content"],
+                field_names=Hypothesis.model_fields,
+                expected=expected,
+            )
+            reasons += [f"{name}: {r}" for r in found]
+        if reasons and candidate is not None:
+            return harness_hypothesis(spec, candidate), reasons, method
+        return drafted, reasons, method
 
     async def run(ctx: StageContext) -> IdeationOutput:
-        template = templates[ctx.index % len(templates)]
-        focus = template.knobs[ctx.index % len(template.knobs)]
-        area_query = f"{ctx.area}. {focus.help} {focus.name.replace('_', ' ')}. {template.description}"
+        if ctx.area not in chosen_templates:
+            chosen_templates[ctx.area] = choose_templates(ctx.area, settings)
+        templates, considered = chosen_templates[ctx.area]
+        spec = templates[ctx.index % len(templates)]
+        rotation = ctx.index // len(templates)  # the n-th project on a template starts further along its methods
+        focus = spec.knobs[rotation % len(spec.knobs)] if spec.knobs else None
+        candidates = candidate_methods(spec, settings.method_components, offset=rotation * n, count=n)
+        area_query = f"{ctx.area}. {spec.title}. {spec.domain}. {spec.description}"
         area_hits, literature_error = await find_related(backend, area_query, k)
         area_related = [related_entry(h, area_query) for h in area_hits]
         known = (
@@ -185,24 +292,22 @@ def ideation(settings: IdeationSettings, services: Services) -> StageFn:
             else ""
         )
         hypotheses: list[Hypothesis] = []
+        records: list[HypothesisRecord] = []
+        degenerate_fields = 0
         for i in range(n):
-            angle = ANGLES[i % len(ANGLES)].format(knob=focus.name)
-            ask = [
-                {
-                    "role": "system",
-                    "content": "You are a machine learning researcher who proposes small, testable hypotheses.",
-                },
-                {
-                    "role": "user",
-                    "content": (
-                        f"Research area: {ctx.area}.\n{known}Experiment: {template.name}: {template.description}\n"
-                        f"The setting '{focus.name}' is {focus.help} (default {focus.default}).\n"
-                        f"Propose one hypothesis about {angle}, and its effect on {template.metric}. "
-                        "Give a specific title, a testable statement and a short rationale."
-                    ),
-                },
-            ]
-            hypotheses.append(await llm.structured(ask, Hypothesis, max_tokens=250))
+            candidate = candidates[i % len(candidates)] if candidates else None
+            angle = ANGLES[i % len(ANGLES)].format(knob=focus.name) if focus else "the template's settings"
+            hypothesis, reasons, method = await propose(ctx, spec, known, candidate, angle)
+            degenerate_fields += len({r.split(":", 1)[0] for r in reasons})
+            hypotheses.append(hypothesis)
+            records.append(
+                HypothesisRecord(
+                    **hypothesis.model_dump(),
+                    method=method,
+                    written_by="harness" if reasons and candidate is not None else "model",
+                    degenerate=reasons,
+                )
+            )
         scores: list[ScreeningScore] = []
         for h in hypotheses:
             screen = [
@@ -226,7 +331,6 @@ def ideation(settings: IdeationSettings, services: Services) -> StageFn:
                 overall[i] = 0.0
             seen.add(key)
         passed = [i for i, score in enumerate(overall) if score >= threshold]
-        records = [HypothesisRecord(**h.model_dump()) for h in hypotheses]
         verdicts: dict[int, NoveltyVerdict] = {}
         for i in passed:  # novelty: only for hypotheses that survived screening
             text = f"{hypotheses[i].title}. {hypotheses[i].statement}"
@@ -247,8 +351,12 @@ def ideation(settings: IdeationSettings, services: Services) -> StageFn:
             novel=len(novel),
             related=area_related,
             literature=literature,
-            template=template.name,
-            focus=focus.name,
+            template=spec.name,
+            focus=focus.name if focus else "",
+            candidates=candidates,
+            templates_considered=considered,
+            fields_checked=3 * n,
+            degenerate_fields=degenerate_fields,
         )
         if novel:
             output.chosen = records[max(novel, key=lambda i: (overall[i], -i))]
@@ -260,8 +368,8 @@ def ideation(settings: IdeationSettings, services: Services) -> StageFn:
                 output,
             )
         if not novel:
-            reasons = "; ".join(verdicts[i].reason for i in passed)
-            raise StopProject(ProjectStatus.screened_out, f"no screened hypothesis is novel ({reasons})", output)
+            why = "; ".join(verdicts[i].reason for i in passed)
+            raise StopProject(ProjectStatus.screened_out, f"no screened hypothesis is novel ({why})", output)
         return output
 
     return run

@@ -1,20 +1,25 @@
-"""Planning: turn the chosen hypothesis into a parametric experiment over a template.
+"""Planning: turn the chosen hypothesis into a runnable multi-condition experiment over its template.
 
-The model picks the setting to vary and the values to compare against the template's default; the
-harness coerces every value into the knob's range and guarantees at least one real variant, so even
-a weak model yields a runnable plan. Seeds and steps come from the config.
+For a template with components the plan tests the hypothesis's method: the baseline, the method, an
+ablation per changed component (the method with that component put back to the baseline's option),
+and, with ``experiment.sensitivity``, the method at other values of one knob. The model writes the
+design's rationale and picks the knob and values of the sweep; the harness coerces every value into
+the knob's range, so even a weak model yields a runnable plan (what it repaired is recorded). For a
+template with knobs only, the plan compares values of one knob with its default, as before. Seeds
+come from the config, steps from the config or the template's scale.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from experiments.spec import Knob, load_template
+from experiments.spec import TemplateSpec, load_template
 from fars.config import FarsConfig
-from fars.contracts import IdeationOutput, Plan, PlanningOutput
+from fars.contracts import IdeationOutput, Plan, PlanningOutput, Value
+from fars.methods import component_conditions, knob_conditions, knob_values
 from fars.stages.base import StageContext, StageFn, register_stage
 
 if TYPE_CHECKING:
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
 
 
 class PlanDraft(BaseModel):
-    """What the model proposes."""
+    """What the model proposes: the knob to sweep (or vary), its values, and why the design tests the idea."""
 
     knob: str = Field(min_length=1, max_length=40, description="the setting to vary")
     values: list[Annotated[str, StringConstraints(min_length=1, max_length=16)]] = Field(
@@ -31,38 +36,42 @@ class PlanDraft(BaseModel):
     rationale: str = Field(min_length=3, max_length=300)
 
 
-def fallback_variants(knob: Knob, count: int) -> list[float | int | str]:
-    """Distinct values away from the default, used when the model's values collapse onto it."""
-    if knob.kind == "choice":
-        choices: list[float | int | str] = [c for c in knob.choices if c != knob.default]
-        return choices[:count]
-    base = float(knob.default) or 1.0
-    candidates = (
-        [base * f for f in (3.0, 1 / 3, 10.0, 0.1)]
-        if knob.log or knob.kind == "int"
-        else [base * f for f in (2.0, 0.5, 4.0, 0.25)]
-    )
-    out: list[float | int | str] = []
-    for c in candidates:
-        value = knob.coerce(c)
-        if value != knob.default and value not in out:
-            out.append(value)
-    return out[:count]
-
-
 @dataclass(frozen=True)
 class PlanningSettings:
     """What Planning needs of the run's config."""
 
     max_variants: int
     seeds: tuple[int, ...]
-    steps: int
+    steps: int | None
+    scale: str
+    ablations: bool
+    sensitivity: bool
+    template_dirs: tuple[str, ...]
 
     @classmethod
     def of(cls, cfg: FarsConfig) -> PlanningSettings:
         """The settings of a run's config: seeds start at the run's ``seed``."""
         exp = cfg.experiment
-        return cls(exp.max_variants, tuple(range(cfg.seed, cfg.seed + exp.seeds)), exp.steps)
+        return cls(
+            exp.max_variants,
+            tuple(range(cfg.seed, cfg.seed + exp.seeds)),
+            exp.steps,
+            exp.scale,
+            exp.ablations,
+            exp.sensitivity,
+            tuple(exp.template_dirs),
+        )
+
+
+def coerced_values(spec: TemplateSpec, knob: str, raw: list[str], count: int) -> list[Value]:
+    """The model's values for a knob, parsed and clamped into range, distinct from the default."""
+    k = spec.knob(knob)
+    values: list[Value] = []
+    for item in raw:
+        value = k.coerce(item)
+        if value != k.default and value not in values:
+            values.append(value)
+    return values[:count]
 
 
 @register_stage("planning", produces=PlanningOutput, consumes=(IdeationOutput,), settings=PlanningSettings.of)
@@ -72,48 +81,61 @@ def planning(settings: PlanningSettings, services: Services) -> StageFn:
 
     async def run(ctx: StageContext) -> PlanningOutput:
         idea = ctx.input(IdeationOutput)
-        template = load_template(idea.template)
+        spec = load_template(idea.template, settings.template_dirs)
         chosen = idea.require_chosen()
+        method = {s: o for s, o in chosen.method.items() if s in spec.component_names}
+        design: Literal["components", "knob"] = "components" if method else "knob"
+        focus = idea.focus or (spec.knobs[0].name if spec.knobs else "")
         knob_lines = "\n".join(
             f"- {k.name}: {k.help}; default {k.default}"
             + (f"; choices {k.choices}" if k.choices else f"; range {k.low} to {k.high}")
-            for k in template.knobs
+            for k in spec.knobs
+        )
+        task = (
+            f"The plan runs the baseline, the method ({', '.join(f'{s}={o}' for s, o in method.items())}) and "
+            "the method without each of its components. Pick one setting for a sensitivity check of the method"
+            if design == "components"
+            else "Pick the setting to vary"
         )
         ask = [
             {"role": "system", "content": "You design small, decisive machine learning experiments."},
             {
                 "role": "user",
                 "content": (
-                    f"Hypothesis: {chosen.statement}\nExperiment: {template.description}\nSettings:\n{knob_lines}\n"
-                    f"Pick the setting to vary (probably '{idea.focus}') and up to {settings.max_variants} "
-                    "values to compare with its default."
+                    f"Hypothesis: {chosen.statement}\nExperiment: {spec.description}\nSettings:\n{knob_lines}\n"
+                    f"{task} (probably '{focus}') and up to {settings.max_variants} values to compare with its "
+                    "default. Say why this design tests the hypothesis."
                 ),
             },
         ]
         draft = await llm.structured(ask, PlanDraft, max_tokens=250)
         repaired: list[str] = []
-        names = [k.name for k in template.knobs]
-        knob_name = draft.knob.strip()
-        if knob_name not in names:
-            repaired.append(f"model chose unknown setting {draft.knob!r}; used {idea.focus!r}")
-            knob_name = idea.focus
-        knob = template.knob(knob_name)
-        variants: list[float | int | str] = []
-        for raw in draft.values:
-            value = knob.coerce(raw)
-            if value != knob.default and value not in variants:
-                variants.append(value)
-        variants = variants[: settings.max_variants]
-        if not variants:
-            variants = fallback_variants(knob, settings.max_variants)
-            repaired.append(f"model values {draft.values} gave no variant distinct from the default; used {variants}")
+        names = [k.name for k in spec.knobs]
+        knob = draft.knob.strip()
+        if knob not in names:
+            if names:
+                repaired.append(f"model chose unknown setting {draft.knob!r}; used {focus!r}")
+            knob = focus
+        values = coerced_values(spec, knob, list(draft.values), settings.max_variants) if knob else []
+        if knob and not values:
+            values = knob_values(spec, knob, settings.max_variants)
+            repaired.append(f"model values {list(draft.values)} gave no value distinct from the default; used {values}")
+        if design == "components":
+            sweep = (knob, values) if settings.sensitivity and knob and values else None
+            conditions = component_conditions(spec, method, ablations=settings.ablations, sensitivity=sweep)
+            if settings.ablations and len(method) < 2:
+                repaired.append(f"the method changes one component ({method}): no ablation distinct from the baseline")
+        else:
+            conditions = knob_conditions(spec, knob, values)
         plan = Plan(
-            template=template.name,
-            knob=knob.name,
-            baseline=knob.default,
-            variants=variants,
+            template=spec.name,
+            hypothesis=chosen.statement,
+            design=design,
+            conditions=conditions,
             seeds=list(settings.seeds),
-            steps=settings.steps,
+            steps=settings.steps or spec.scale(settings.scale).steps,
+            scale=settings.scale,
+            knob=knob or None,
             rationale=draft.rationale,
             repaired=repaired,
         )

@@ -1,12 +1,16 @@
-"""Writing: the paper as Markdown and LaTeX, prose from the model, numbers and citations from records.
+"""Writing: the paper as Markdown and LaTeX, prose from the model, numbers and claims checked against records.
 
 The model writes title, abstract, introduction and discussion, and may cite the related works it is
-shown by their ``[@key]``. The harness writes the related work, setup, results paragraph, results
-table and figure captions from the literature records, the plan and ``results.json``. Then grounding
-(``fars.grounding``) checks every number and citation of the paper: model sentences that state an
-untraceable number or cite no verified record are dropped (``paper.on_ungrounded=repair``), what is
-left unverified is marked in the text and the paper is flagged; the rates before and after go to the
-stage output, the RunRecord and W&B. Finally the LaTeX is compiled to PDF when a TeX engine is there.
+shown by their ``[@key]``. A part whose text is degenerate (``fars.degenerate``: schema or prompt
+echoed, placeholders, loops, nothing about the study) is written by the harness from the records
+instead (``fars.paper_text``), and counted. The harness writes the related work (citing only works
+close enough to the hypothesis), setup, results paragraph, results table and figure captions from the
+literature records, the plan and ``results.json``, each number with the field it came from. Then
+grounding (``fars.grounding``) checks every number (the harness's by provenance, the model's against
+the fields its sentence is about) and citation, and ``fars.claims`` checks every claim of an effect
+against the corrected tests: model sentences that fail are dropped (``paper.on_ungrounded=repair``),
+what is left unverified is marked in the text and the paper is flagged; the rates before and after go
+to the stage output, the RunRecord and W&B. Finally the LaTeX is compiled to PDF when a TeX engine is there.
 """
 
 from __future__ import annotations
@@ -17,37 +21,50 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from experiments.spec import load_template
+from fars.claims import check_claims, repair_claims
 from fars.config import FarsConfig, PaperConfig
 from fars.contracts import (
+    ClaimCheck,
     ExperimentOutput,
     GroundingCounts,
     GroundingSummary,
     HypothesisRecord,
     IdeationOutput,
-    Plan,
     PlanningOutput,
     RelatedEntry,
     Results,
     WritingOutput,
 )
+from fars.degenerate import degenerate_reasons
 from fars.grounding import (
     UNVERIFIED_MARK,
     BibEntry,
     GroundingReport,
+    Numbers,
     Sources,
     check_text,
     mark_unverified,
+    mark_unverified_keeping,
     repair_prose,
 )
 from fars.latex import LatexError, compile_latex, find_tex_engine
 from fars.literature import LiteratureBackend, LiteratureError
 from fars.literature.similarity import content_words
+from fars.methods import study_terms
 from fars.paper import Figure, Paper, Section, render_latex, render_markdown, results_table
+from fars.paper_text import (
+    findings,
+    harness_abstract,
+    harness_discussion,
+    harness_introduction,
+    harness_title,
+    setup_text,
+)
 from fars.stages.base import StageContext, StageFn, register_stage
 
 if TYPE_CHECKING:
@@ -67,38 +84,10 @@ class Draft(BaseModel):
     discussion: str = Field(min_length=20, max_length=1000)
 
 
-SIGNIFICANCE_LEVEL = 0.05  # the level the results paragraph calls a difference significant at
-
-
-def findings(results: Results) -> str:
-    """A plain statement of what the results show, written from the numbers."""
-    metric = results.metric
-    base = results.conditions["baseline"].metric.mean
-    lines = [f"The baseline reached a mean {metric} of {base:.4f}."]
-    for name, cond in results.conditions.items():
-        if name == "baseline":
-            continue
-        mean, p = cond.metric.mean, cond.p_vs_baseline
-        change = "higher than" if mean > base else "lower than" if mean < base else "the same as"
-        test = (
-            ""
-            if p is None
-            else f" (Welch t-test p = {p:.3g}, {'' if p < SIGNIFICANCE_LEVEL else 'not '}significant at {SIGNIFICANCE_LEVEL:g})"
-        )
-        lines.append(f"Setting {name} gave {mean:.4f}, {change} the baseline{test}.")
-    lines.append(f"The best condition was {results.best}.")
-    return " ".join(lines)
-
-
-def setup_text(plan: Plan, description: str, metric: str) -> str:
-    """The experimental setup, from the plan."""
-    values = ", ".join(str(v) for v in plan.variants)
-    return (
-        f"{description} We vary {plan.knob}: the baseline uses the default {plan.baseline}, "
-        f"compared with {values}. Every condition trains for {plan.steps} steps with seeds "
-        f"{', '.join(str(s) for s in plan.seeds)}; all other settings stay at their defaults. "
-        f"We report the final {metric} on held-out pairs and the validation loss."
-    )
+DRAFT_TEXTS = [f.description or "" for f in Draft.model_fields.values()] + [
+    "Write the title, abstract, introduction and discussion of a short paper.",
+    "You write clear, honest machine learning papers.",
+]
 
 
 def cite_key(record: RelatedEntry, taken: set[str]) -> str:
@@ -117,19 +106,25 @@ def cite_key(record: RelatedEntry, taken: set[str]) -> str:
     return key
 
 
-def figures_from(results: Results, project_dir: Path) -> list[Figure]:
-    """The experiment's figures whose files exist in the project folder."""
+def figures_from(results: Results, project_dir: Path, numbers: Numbers | None = None) -> list[Figure]:
+    """The experiment's figures whose files exist in the project folder (caption numbers traced to the caption)."""
     figures = []
-    for item in results.figures:
+    for i, item in enumerate(results.figures):
         png = item.png if item.png and (project_dir / item.png).is_file() else None
         pdf = item.pdf if item.pdf and (project_dir / item.pdf).is_file() else None
+        caption = numbers.numbers_in(item.caption, f"results.figures[{i}].caption") if numbers else item.caption
         if png or pdf:
-            figures.append(Figure(caption=item.caption, png=png, pdf=pdf))
+            figures.append(Figure(caption=caption, png=png, pdf=pdf))
     return figures
 
 
 def related_work_text(
-    chosen: HypothesisRecord, area: list[RelatedEntry], keys: dict[str, str], source: str, bar: float
+    chosen: HypothesisRecord,
+    area: list[RelatedEntry],
+    keys: dict[str, str],
+    source: str,
+    bar: float,
+    numbers: Numbers | None = None,
 ) -> str:
     """The related-work paragraph, written by the harness from the retrieved and verified records."""
     hyp = [r for r in chosen.related if r.id in keys]
@@ -143,9 +138,15 @@ def related_work_text(
         out.append(f"The works nearest to our hypothesis are {_cite_list(hyp, keys)}.")
         novelty = chosen.novelty
         if novelty is not None and novelty.checked and novelty.nearest in keys and novelty.max_similarity is not None:
+            similarity = (
+                numbers.num(novelty.max_similarity, "novelty.max_similarity", "{:.2f}")
+                if numbers
+                else f"{novelty.max_similarity:.2f}"
+            )
+            limit = numbers.num(bar, "config.novelty_max_similarity", "{:g}") if numbers else f"{bar:g}"
             out.append(
                 f"The closest, [@{keys[novelty.nearest]}], shares words with our hypothesis at a content-word "
-                f"cosine similarity of {novelty.max_similarity:.2f}, below the novelty bar of {bar:g}."
+                f"cosine similarity of {similarity}, below the novelty bar of {limit}."
             )
     return " ".join(out)
 
@@ -199,11 +200,28 @@ class WritingSettings:
 
     paper: PaperConfig
     novelty_max_similarity: float  # the novelty bar the related-work paragraph quotes
+    template_dirs: tuple[str, ...]
 
     @classmethod
     def of(cls, cfg: FarsConfig) -> WritingSettings:
         """The settings of a run's config."""
-        return cls(cfg.paper, cfg.literature.novelty_max_similarity)
+        return cls(cfg.paper, cfg.literature.novelty_max_similarity, tuple(cfg.experiment.template_dirs))
+
+
+def sources_for(
+    results: Results, plan_dump: dict[str, Any], novelty: dict[str, Any], defaults: dict[str, Any], bar: float
+) -> Sources:
+    """What the paper's numbers may be traced to, with the words that name each condition."""
+    aliases = {name: list(c.components.values()) for name, c in results.conditions.items()}
+    return Sources(
+        aliases=aliases,
+        metric=results.metric,
+        results=results.model_dump(mode="json"),
+        novelty=novelty,
+        plan=plan_dump,
+        template=defaults,
+        config={"novelty_max_similarity": bar, "significance_level": results.alpha},
+    )
 
 
 @register_stage(
@@ -224,23 +242,24 @@ def writing(settings: WritingSettings, services: Services) -> StageFn:
         hypothesis = idea.require_chosen()
         plan = ctx.input(PlanningOutput).plan
         results = ctx.input(ExperimentOutput).results
-        template = load_template(plan.template)
-        metric = results.metric
-        summary = findings(results)
+        spec = load_template(plan.template, settings.template_dirs)
+        numbers = Numbers()
+        summary = findings(results, numbers)
+        setup = setup_text(plan, spec, numbers)
 
-        related = {r.id: r for r in [*hypothesis.related, *idea.related]}
+        close_enough = [
+            r for r in [*hypothesis.related, *idea.related] if r.similarity >= paper_cfg.related_min_similarity
+        ]
+        related = {r.id: r for r in close_enough}
         bibliography, unresolved = await resolve_bibliography(backend, list(related.values()))
         keys = {e.record_id: e.key for e in bibliography}
         source = idea.literature.backend or backend.name
-        sources = Sources(
-            results=results.model_dump(mode="json"),
-            novelty=hypothesis.novelty.model_dump(mode="json") if hypothesis.novelty else {},
-            plan=plan.model_dump(mode="json"),
-            template=template.defaults(),
-            config={
-                "novelty_max_similarity": settings.novelty_max_similarity,
-                "significance_level": SIGNIFICANCE_LEVEL,
-            },
+        sources = sources_for(
+            results,
+            plan.model_dump(mode="json"),
+            hypothesis.novelty.model_dump(mode="json") if hypothesis.novelty else {},
+            spec.defaults(),
+            settings.novelty_max_similarity,
         )
         citable = "\n".join(f"[@{e.key}] {e.title}" for e in bibliography[:6])
         ask = [
@@ -248,31 +267,45 @@ def writing(settings: WritingSettings, services: Services) -> StageFn:
             {
                 "role": "user",
                 "content": (
-                    f"Hypothesis: {hypothesis.statement}\nExperiment: {setup_text(plan, template.description, metric)}\n"
-                    f"Findings: {summary}\n"
+                    f"Hypothesis: {hypothesis.statement}\nExperiment: {numbers.plain(setup)}\n"
+                    f"Findings: {numbers.plain(summary)}\n"
                     + (f"Related works you may cite, by their key in brackets:\n{citable}\n" if citable else "")
-                    + "Write the title, abstract, introduction and discussion of a short paper. "
-                    "Do not write any numbers: the results table is added separately."
+                    + "Write the title, abstract, introduction and discussion of a short paper. Claim only what the "
+                    "findings' corrected tests show. Do not write any numbers: the results table is added separately."
                 ),
             },
         ]
         draft = await llm.structured(ask, Draft, max_tokens=1000)
-        prose = {
-            "title": draft.title,
-            "abstract": draft.abstract,
-            "introduction": draft.introduction,
-            "hypothesis": f"{hypothesis.title}. {hypothesis.statement}",
-            "discussion": draft.discussion,
+        harness = {
+            "title": harness_title(spec, plan, results),
+            "abstract": harness_abstract(spec, plan, results, hypothesis, numbers),
+            "introduction": harness_introduction(spec, plan, hypothesis, numbers),
+            "discussion": harness_discussion(spec, plan, results, numbers),
         }
-        fallback = {
-            "title": f"The effect of {plan.knob} on {metric} in the {template.name} task",
-            "abstract": f"We test a hypothesis about {plan.knob} in the {template.name} task. {summary}",
-            "introduction": f"This paper asks how {plan.knob} affects {metric} in the {template.name} task.",
-            "hypothesis": f"Changing {plan.knob} changes the final {metric}.",
-            "discussion": "The results above are the evidence this paper offers; they hold for the settings tested.",
-        }
-        related_text = related_work_text(hypothesis, idea.related, keys, source, settings.novelty_max_similarity)
-        figures = figures_from(results, ctx.project_dir)
+        expected = [*study_terms(spec, plan.conditions[1].components), *results.conditions]
+        prose: dict[str, str] = {}
+        degenerate: dict[str, list[str]] = {}
+        for part in harness:
+            reasons = degenerate_reasons(
+                getattr(draft, part),
+                echoes=DRAFT_TEXTS,
+                prompt=ask[1]["content"],
+                field_names=Draft.model_fields,
+                expected=expected,
+            )
+            if reasons:
+                degenerate[part] = reasons
+            prose[part] = harness[part] if reasons else getattr(draft, part)
+        if degenerate:
+            log.info("%s: the harness wrote %s (the model's text was degenerate)", ctx.project_id, sorted(degenerate))
+        prose["hypothesis"] = f"{hypothesis.title}. {hypothesis.statement}"
+        model_parts = [p for p in ("title", "abstract", "introduction", "discussion") if p not in degenerate]
+        if hypothesis.written_by == "model":
+            model_parts.append("hypothesis")
+        related_text = related_work_text(
+            hypothesis, idea.related, keys, source, settings.novelty_max_similarity, numbers
+        )
+        figures = figures_from(results, ctx.project_dir, numbers)
 
         def build(texts: dict[str, str]) -> Paper:
             return Paper(
@@ -282,57 +315,71 @@ def writing(settings: WritingSettings, services: Services) -> StageFn:
                     Section(heading="Introduction", body=texts["introduction"]),
                     Section(heading="Related Work", body=related_text),
                     Section(heading="Hypothesis", body=texts["hypothesis"]),
-                    Section(heading="Experimental Setup", body=setup_text(plan, template.description, metric)),
+                    Section(heading="Experimental Setup", body=setup),
                     Section(heading="Results", body=summary),
                     Section(heading="Discussion", body=texts["discussion"]),
                 ],
-                table=results_table(results),
+                table=results_table(results, numbers),
                 figures=figures,
                 bibliography=bibliography,
-                metadata={"project": ctx.project_id, "template": template.name, "knob": plan.knob},
+                metadata={"project": ctx.project_id, "template": spec.name, "design": plan.design},
             )
 
-        before = check_text(render_markdown(build(prose)), sources, bibliography)
+        first_md, first_spans = render_markdown(build(prose), numbers)
+        before = check_text(first_md, sources, bibliography, first_spans)
+        claims_before = _claims_of(model_parts, prose, results)
         repairs: list[str] = []
-        if paper_cfg.on_ungrounded == "repair" and not before.ok:
-            for name, text in prose.items():
+        for name in model_parts:  # only the model's own words are repaired; the harness's are checked
+            text = prose[name]
+            if paper_cfg.on_ungrounded == "repair":
                 fixed, dropped = repair_prose(text, sources, bibliography)
-                if dropped:
-                    repairs += [f"{name}: {d}" for d in dropped]
-                    prose[name] = fixed or fallback[name]
-        for name, text in prose.items():  # anything still unverified is marked where it stands
+                fixed, changed = repair_claims(fixed or "", results)
+                if dropped or changed:
+                    repairs += [f"{name}: {d}" for d in [*dropped, *changed]]
+                    text = fixed or harness.get(name, text)
+            else:
+                text, changed = repair_claims(text, results, mark=True)
+                repairs += [f"{name}: {d}" for d in changed]
             prose[name] = mark_unverified(text, check_text(text, sources, bibliography))
         paper = build(prose)
-        markdown = render_markdown(paper)
-        after = check_text(markdown, sources, bibliography)
-        if not after.ok and _unmarked(markdown, after):
-            markdown = mark_unverified(markdown, after)  # harness text as a last resort: never unmarked
-            after = check_text(markdown, sources, bibliography)
-        latex = render_latex(paper)
+        markdown, spans = render_markdown(paper, numbers)
+        after = check_text(markdown, sources, bibliography, spans)
+        if not after.ok and _unmarked(markdown, after):  # harness text as a last resort: never unmarked
+            markdown, spans = mark_unverified_keeping(markdown, after, spans)
+            after = check_text(markdown, sources, bibliography, spans)
+        claims = check_claims(_prose_only(markdown), results)
+        latex = render_latex(paper, numbers)
         tex_problems = latex_citation_problems(latex)
         grounding = GroundingSummary(
             before=GroundingCounts(**before.summary()),
             after=GroundingCounts(**after.summary()),
-            flagged=not after.ok or bool(tex_problems),
+            flagged=not after.ok or bool(tex_problems) or bool(claims.problems),
             unmarked=_unmarked(markdown, after),
-            problems=after.problems(),
+            problems=[*after.problems(), *claims.problems],
             repairs=repairs,
             latex_citation_problems=tex_problems,
             bibliography=len(bibliography),
             unresolved_records=unresolved,
         )
         if grounding.flagged:
-            log.warning("%s: paper flagged by grounding: %s", ctx.project_id, "; ".join(after.problems()[:3]))
+            log.warning("%s: paper flagged by grounding: %s", ctx.project_id, "; ".join(grounding.problems[:3]))
         md = ctx.save_artifact("paper", "paper.md", markdown)
         tex = ctx.save_artifact("paper", "paper.tex", latex)
-        ctx.save_artifact("grounding", "grounding.json", _grounding_file(grounding, after, bibliography))
+        ctx.save_artifact("grounding", "grounding.json", _grounding_file(grounding, after, bibliography, claims))
+        title = numbers.plain(paper.title)
         output = WritingOutput(
-            title=paper.title,
+            title=title,
             markdown=md.path,
             latex=tex.path,
             grounded_number_rate=after.grounded_number_rate,
             verified_citation_rate=after.verified_citation_rate,
+            claim_grounding_rate=claims.rate,
             grounding=grounding,
+            claims_before=claims_before,
+            claims=claims,
+            degenerate=degenerate,
+            fields_checked=4,
+            degenerate_fields=len(degenerate),
         )
         if paper_cfg.compile != "never" and engine is not None:
             extra = [f for fig in figures for f in (fig.pdf, fig.png) if f]
@@ -354,10 +401,22 @@ def writing(settings: WritingSettings, services: Services) -> StageFn:
                 output.pdf_pages = pdf.pages
         elif paper_cfg.compile == "always":
             raise LatexError(f"paper.compile=always but no TeX engine is installed; {ctx.project_id} has no PDF")
-        ctx.ledger.update_project(ctx.project_id, title=paper.title)
+        ctx.ledger.update_project(ctx.project_id, title=title)
         return output
 
     return run
+
+
+def _claims_of(parts: list[str], prose: dict[str, str], results: Results) -> ClaimCheck:
+    """The claims of the model's own parts, as written."""
+    return check_claims(" ".join(prose[p].rstrip(".") + "." for p in parts), results)
+
+
+def _prose_only(markdown: str) -> str:
+    """The paper's sentences: headings, the table, figure lines and the references left out."""
+    body = markdown.split("\n## References", 1)[0]
+    keep = [line for line in body.splitlines() if line.strip() and not line.lstrip().startswith(("#", "|", "![", "*"))]
+    return "\n".join(keep)
 
 
 def _unmarked(markdown: str, report: GroundingReport) -> int:
@@ -365,11 +424,14 @@ def _unmarked(markdown: str, report: GroundingReport) -> int:
     return sum(1 for end in report.problem_ends() if not markdown.startswith(" " + UNVERIFIED_MARK, end))
 
 
-def _grounding_file(grounding: GroundingSummary, report: GroundingReport, bibliography: list[BibEntry]) -> str:
-    """grounding.json: the summary, every verdict, and the bibliography with the record ids."""
+def _grounding_file(
+    grounding: GroundingSummary, report: GroundingReport, bibliography: list[BibEntry], claims: ClaimCheck
+) -> str:
+    """grounding.json: the summary, every number and citation verdict, the claims, the bibliography."""
     return json.dumps(
         {
             **grounding.model_dump(mode="json"),
+            "claims": claims.model_dump(mode="json"),
             "numbers": [n.model_dump() for n in report.numbers],
             "citations": [c.model_dump() for c in report.citations],
             "references": [e.model_dump() for e in bibliography],

@@ -28,7 +28,7 @@ TINY = {
 def train(template: str, out: Path, engine: str, ranks: int, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run a template's train.py through the executor's command builder and return the process."""
     args = [*TINY[template], "--engine", engine, "--out_dir", str(out), "--seed", "1", *extra]
-    cmd = build_command(load_template(template).module, args, ranks=ranks, launcher="torchrun")
+    cmd = build_command(str(load_template(template).entry_path), args, ranks=ranks, launcher="torchrun")
     return subprocess.run(cmd, env=job_env(1), capture_output=True, text=True, timeout=600)
 
 

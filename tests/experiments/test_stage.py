@@ -13,6 +13,7 @@ import pytest
 from experiments.metrics import read_metrics
 from experiments.spec import load_template
 from fars.config import ConfigError, FarsConfig, ModelCodeConfig, validate_config
+from fars.contracts import Condition
 from fars.executor.runner import Runner
 from fars.figures import learning_curve_figures
 from fars.ledger import Ledger
@@ -101,7 +102,9 @@ def test_model_written_method_is_repaired_until_its_smoke_run_passes(
 
     async def smoke(path: Path) -> str | None:
         try:
-            await runner.train(template.module, ["--steps", "2", "--method", str(path)], tmp_path / path.stem, ranks=1)
+            await runner.train(
+                str(template.entry_path), ["--steps", "2", "--method", str(path)], tmp_path / path.stem, ranks=1
+            )
         except Exception as exc:
             return str(exc)
         return None
@@ -148,7 +151,7 @@ def test_ledger_keeps_every_code_attempt(tmp_path: Path) -> None:
 def test_aggregation_and_figures_from_real_runs(tmp_path: Path) -> None:
     cfg = validate_config({"executor": {"slots": 2}})
     runner = runner_for(cfg)
-    module = load_template("modadd").module
+    module = str(load_template("modadd").entry_path)
 
     async def runs() -> dict[str, list[Any]]:
         jobs = {
@@ -163,7 +166,13 @@ def test_aggregation_and_figures_from_real_runs(tmp_path: Path) -> None:
 
     per = asyncio.run(runs())
     assert runner.pool is not None and runner.pool.book.free == 2 and runner.pool.stats.granted == 4
-    table, best = aggregate(per, {"baseline": {}, "lr=0.001": {"lr": 0.001}}, "val_accuracy", True)
+    conditions = {
+        "baseline": Condition(name="baseline", role="baseline"),
+        "lr=0.001": Condition(name="lr=0.001", role="variant", knobs={"lr": 0.001}),
+    }
+    table, best = aggregate(per, conditions, "val_accuracy", True)
+    assert table["lr=0.001"].verdict in ("better", "worse", "no significant difference")
+    assert table["lr=0.001"].p_adjusted == table["lr=0.001"].p_vs_baseline  # one comparison: Holm changes nothing
     assert table["baseline"].metric.n == 2 and table["baseline"].p_vs_baseline is None
     p = table["lr=0.001"].p_vs_baseline
     assert p is not None and 0.0 <= p <= 1.0 and best in table

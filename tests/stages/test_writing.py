@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fars.contracts import (
+    Condition,
     ExperimentOutput,
     HypothesisRecord,
     IdeationOutput,
@@ -26,14 +27,26 @@ from fars.stages.ideation import related_entry
 from tests.conftest import compose, run_stage, services_for, stage_context
 from tests.test_paper import RESULTS
 
-PLANTED = {
-    "title": "Learning rate and generalisation in modular addition",
-    "abstract": "We study the learning rate. It reached an accuracy of 0.9731 on held-out pairs. Results are in the tables.",
+PLANTED = {  # what a capable model might write, with a wrong number, invented citations and an overclaim
+    "title": "SGD with a cosine schedule in modular addition",
+    "abstract": (
+        "We study SGD with momentum and a cosine learning-rate schedule on modular addition. "
+        "It reached an accuracy of 0.9731 on held-out pairs. Results are in the tables."
+    ),
     "introduction": (
         "Grokking has been studied before (Smith et al., 2019). Our work builds on [@invented2020]. "
-        "We test one setting of the learning rate."
+        "We test whether the optimizer and the schedule together change validation accuracy."
     ),
-    "discussion": "The learning rate matters for this task, within the range tested.",
+    "discussion": (
+        "The sgd and cosine method outperforms the baseline on validation accuracy. "
+        "Without the schedule, the method still improves accuracy. The effect holds within the range tested."
+    ),
+}
+DEGENERATE = {  # what the embedded 135M model writes: the schema echoed back
+    "title": "Hypothesis: A testable hypothesis.",
+    "abstract": "Theoretical Framework: A Testable Hypothesis. Theoretical Framework: A Testable Hypothesis.",
+    "introduction": "The Proposal: A New Approach to the Proposal and the approach of the proposal.",
+    "discussion": "title: abstract introduction discussion strengths_1 weaknesses_1 of the paper.",
 }
 
 
@@ -64,13 +77,21 @@ def stage_inputs() -> list[StageOutput]:
         focus="lr",
         chosen=chosen,
     )
-    plan = Plan(template="modadd", knob="lr", baseline=0.01, variants=[0.03], seeds=[0, 1], steps=30)
+    plan = Plan(
+        template="modadd", design="components", seeds=[0, 1], steps=30,
+        conditions=[
+            Condition(name="baseline", role="baseline"),
+            Condition(name="method", role="method", components={"optimizer": "sgd", "schedule": "cosine"}),
+            Condition(name="method-without-schedule", role="ablation", components={"optimizer": "sgd"}, of="method",
+                      removed="schedule"),
+        ],
+    )  # fmt: skip
     return [idea, PlanningOutput(plan=plan), ExperimentOutput(results=RESULTS)]
 
 
-def run_writing(tmp_path: Path, *paper: str) -> tuple[WritingOutput, Path]:
-    """Run the Writing stage with a scripted model whose draft plants a wrong number and invented citations."""
-    cfg = compose("llm=scripted", f"llm.scripted.outputs=[{json.dumps(json.dumps(PLANTED))}]", *paper)
+def run_writing(tmp_path: Path, *paper: str, draft: dict[str, str] = PLANTED) -> tuple[WritingOutput, Path]:
+    """Run the Writing stage with a scripted model replying ``draft`` (by default planted errors)."""
+    cfg = compose("llm=scripted", f"llm.scripted.outputs=[{json.dumps(json.dumps(draft))}]", *paper)
     services = services_for(cfg, tmp_path)
     ctx = stage_context(services, "writing", stage_inputs())
     output = run_stage("writing", cfg, ctx, services)
@@ -88,7 +109,12 @@ def test_planted_number_and_citations_are_repaired_and_recorded(tmp_path: Path) 
     assert not grounding.flagged and grounding.unmarked == 0
     md = (folder / "paper.md").read_text()
     assert "0.9731" not in md and "Smith" not in md and "invented2020" not in md
-    assert "We test one setting of the learning rate." in md  # clean sentences are kept
+    assert "We test whether the optimizer and the schedule together change validation accuracy." in md  # kept
+    assert output.degenerate == {}  # a capable model's prose is its own
+    # the overclaim (the ablation's difference is not significant) was caught, named and dropped
+    assert output.claims_before.overclaims == 1 and output.claims_before.supported >= 1
+    assert any("still improves" in r for r in grounding.repairs) and "still improves" not in md
+    assert output.claims.problems == [] and output.claim_grounding_rate == 1.0
     tex = (folder / "paper.tex").read_text()
     assert "\\cite{" in tex and "\\begin{thebibliography}" in tex and grounding.latex_citation_problems == []
     saved = json.loads((folder / "grounding.json").read_text())
@@ -150,3 +176,15 @@ def test_a_missing_tex_engine_is_reported_at_start(monkeypatch: pytest.MonkeyPat
     assert fars.latex.engine_notice("never")[0] == logging.INFO
     problems = preflight([["llm=scripted", "paper.compile=always"]])  # refused before anything runs
     assert len(problems) == 1 and "paper.compile=always but no TeX engine" in problems[0]
+
+
+def test_degenerate_prose_is_replaced_by_the_records_and_counted(tmp_path: Path) -> None:
+    output, folder = run_writing(tmp_path, "paper.compile=never", draft=DEGENERATE)
+    assert set(output.degenerate) == {"title", "abstract", "introduction", "discussion"}
+    assert output.degenerate_fields == 4 and output.fields_checked == 4
+    md = (folder / "paper.md").read_text()
+    assert "Testable Hypothesis" not in md and "Proposal" not in md and "strengths_1" not in md
+    title = md.splitlines()[0]
+    assert title.startswith("# ") and "sgd optimizer" in title.lower() and "significantly better" in title
+    assert "significantly better than the baseline" in md  # the abstract states the corrected test
+    assert output.grounded_number_rate == 1.0 and output.claims.problems == []

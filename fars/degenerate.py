@@ -1,0 +1,95 @@
+"""Degenerate model output: text a weak model produces that says nothing, detected so it can be replaced.
+
+Schema-constrained decoding makes even a 135M model return valid objects, but their strings are often
+echoes: the schema's field names and descriptions ("Hypothesis: A testable hypothesis."), the prompt
+read back, placeholders (``strengths_1``, ``<title>``), loops, or words with no tie to the study.
+``degenerate_reasons`` names every such problem of one text; an empty list means the text may stand.
+Callers count what they checked and what they replaced, so the RunRecord can say how often the
+model's own words were used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from fars.literature.similarity import content_words
+
+_PLACEHOLDER = re.compile(
+    r"(?ix)(\b[a-z]+_\d+\b)|(<[a-z _-]{2,30}>)|(\{[a-z _-]{2,30}\})|(\[(?:insert|your|todo|tbd)[^\]]*\])"
+    r"|\b(lorem\s+ipsum|todo|tbd|placeholder|xxx+)\b"
+)
+_FIELD_PREFIX = re.compile(r"^\s*([A-Za-z][A-Za-z _]{1,40}):\s")
+_GENERIC = {
+    "hypothesis", "testable", "claim", "setting", "effect", "paper", "study", "approach", "proposal", "method",
+    "result", "results", "title", "abstract", "introduction", "discussion", "theoretical", "framework", "new",
+    "novel", "research", "work", "experiment", "experiments", "show", "shows", "propose", "proposed", "short",
+    "specific", "rationale", "statement", "text", "field", "example", "value", "values", "description",
+}  # fmt: skip
+_GENERIC_FOLDED = _GENERIC | {w for g in _GENERIC for w in content_words(g)}
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def degenerate_reasons(
+    text: str,
+    *,
+    echoes: Iterable[str] = (),
+    prompt: str = "",
+    field_names: Iterable[str] = (),
+    expected: Iterable[str] = (),
+    min_words: int = 3,
+) -> list[str]:
+    """Why ``text`` is degenerate (empty when it is not).
+
+    ``echoes``: texts it must not merely repeat (the schema's descriptions, fixed instructions);
+    ``prompt``: the request it answered (a long verbatim stretch of it is an echo); ``field_names``:
+    the schema's field names (a text that opens with one, or is one, echoes the schema); ``expected``:
+    words of the study (template, components, metric, conditions); a text sharing none of its
+    content words with them says nothing about the study.
+    """
+    reasons: list[str] = []
+    stripped = " ".join(text.split())
+    words = _words(stripped)
+    placeholder = _PLACEHOLDER.search(stripped)
+    if placeholder:
+        reasons.append(f"placeholder text {placeholder.group(0)!r}")
+    if len(words) < min_words:
+        return [*reasons, f"too short ({len(words)} word(s))"]
+    names = {n.lower().replace("_", " ") for n in field_names}
+    prefix = _FIELD_PREFIX.match(stripped)
+    if prefix and prefix.group(1).strip().lower() in names | {"hypothesis", "title", "abstract", "answer"}:
+        reasons.append(f"opens with a field name ({prefix.group(1).strip()!r})")
+    for echo in echoes:
+        echo_words = _words(echo)
+        if len(echo_words) >= 3 and (
+            " ".join(echo_words) in " ".join(words) or len(set(echo_words) & set(words)) >= 0.8 * len(set(words))
+        ):
+            reasons.append(f"echoes the schema or instructions ({echo[:60]!r})")
+            break
+    if prompt:
+        prompt_grams = _ngrams(_words(prompt), 6)
+        own = _ngrams(words, 6)
+        if own and len(own & prompt_grams) / len(own) >= 0.5:
+            reasons.append("repeats the prompt")
+    if len(words) >= 12:
+        trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+        if len(set(trigrams)) / len(trigrams) < 0.5:
+            reasons.append("loops (repeats the same phrases)")
+    sentences = [s.strip().lower() for s in re.split(r"[.!?]\s+", stripped) if s.strip()]
+    if len(sentences) >= 3 and len(set(sentences)) <= len(sentences) / 2:
+        reasons.append("repeats the same sentence")
+    own_content = {w for w in content_words(stripped) if w not in _GENERIC_FOLDED}
+    if not own_content:
+        reasons.append("no content words: only generic words such as 'hypothesis', 'approach', 'paper'")
+    else:
+        wanted = {w for term in expected for w in content_words(term)} - _GENERIC_FOLDED
+        if wanted and not own_content & wanted:
+            reasons.append("no word tied to the study (its template, components, metric or conditions)")
+    return reasons

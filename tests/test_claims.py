@@ -1,0 +1,62 @@
+"""Claims grounded like numbers: an effect claimed must be the one the corrected test found."""
+
+from __future__ import annotations
+
+from fars.claims import check_claims, find_claims, repair_claims
+from fars.grounding import Numbers
+from fars.paper_text import findings, harness_discussion
+from tests.test_paper import RESULTS
+
+
+def test_an_overclaim_and_a_wrong_direction_are_caught_and_named() -> None:
+    """The ablation's difference is not significant; the method is significantly better."""
+    text = (
+        "Without the schedule, the method still improves accuracy over the baseline. "  # overclaim
+        "The sgd and cosine method hurts accuracy. "  # wrong direction
+        "The method with sgd and cosine outperforms the baseline."  # supported
+    )
+    check = check_claims(text, RESULTS)
+    assert (check.checked, check.supported, check.overclaims, check.wrong_direction) == (3, 1, 1, 1)
+    problems = "\n".join(check.problems)
+    assert "overclaim" in problems and "(method-without-schedule)" in problems and "still improves" in problems
+    assert "wrong direction: worse claimed, the test found better (method)" in problems
+    assert check.rate == 1 / 3
+
+
+def test_no_effect_claimed_where_the_test_found_one_is_named_too() -> None:
+    check = check_claims("The method did not change accuracy compared with the baseline.", RESULTS)
+    assert check.unsupported_null == 1 and check.supported == 0
+    assert check_claims("Without the schedule there was no significant difference.", RESULTS).supported == 1
+
+
+def test_value_words_are_read_through_the_metric_direction() -> None:
+    assert find_claims("The method gives a higher accuracy.", RESULTS)[0].claim == "better"
+    lower_is_better = RESULTS.model_copy(update={"higher_is_better": False})
+    assert find_claims("The method gives a higher accuracy.", lower_is_better)[0].claim == "worse"
+    assert find_claims("We report the final accuracy (higher is better).", RESULTS) == []
+    assert find_claims("Sgd does not improve accuracy.", RESULTS)[0].claim == "none"  # negation
+
+
+def test_repair_drops_or_marks_exactly_the_unsupported_claims() -> None:
+    text = "The method outperforms the baseline. Without the schedule, the method is better too. We used two seeds."
+    fixed, changes = repair_claims(text, RESULTS)
+    assert fixed == "The method outperforms the baseline. We used two seeds."
+    assert len(changes) == 1 and "better too" in changes[0]
+    marked, _ = repair_claims(text, RESULTS, mark=True)
+    assert "better too. [unsupported claim]" in marked
+
+
+def test_the_harness_own_results_and_discussion_claim_only_what_the_tests_found() -> None:
+    from fars.contracts import Condition, Plan
+
+    numbers = Numbers()
+    plan = Plan(
+        template="modadd", design="components", seeds=[0, 1], steps=30,
+        conditions=[Condition(name="baseline", role="baseline"), Condition(name="method", role="method",
+                    components={"optimizer": "sgd", "schedule": "cosine"}),
+                    Condition(name="method-without-schedule", role="ablation", components={"optimizer": "sgd"},
+                              of="method", removed="schedule")],
+    )  # fmt: skip
+    text = numbers.plain(findings(RESULTS, numbers) + " " + harness_discussion(None, plan, RESULTS, numbers))  # type: ignore[arg-type]
+    check = check_claims(text, RESULTS)
+    assert check.checked >= 4 and check.problems == [], check.problems

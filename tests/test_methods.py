@@ -1,0 +1,34 @@
+"""The method space: candidates across projects, relevance of templates to an area, plans with ablations."""
+
+from __future__ import annotations
+
+from experiments.spec import load_template
+from fars.methods import candidate_methods, component_conditions, knob_values, rank_templates
+
+
+def test_candidates_change_the_asked_number_of_slots_and_differ_across_projects() -> None:
+    spec = load_template("modadd")
+    first = candidate_methods(spec, 2, offset=0, count=3)
+    second = candidate_methods(spec, 2, offset=3, count=3)
+    assert all(len(c.components) == 2 for c in [*first, *second])
+    assert all(spec.component(s).default != o for c in first for s, o in c.components.items())
+    assert not {tuple(sorted(c.components.items())) for c in first} & {
+        tuple(sorted(c.components.items())) for c in second
+    }
+    assert len({tuple(c.components) for c in first}) == 3  # neighbours change different slots
+    assert any("SGD with momentum" in c.summary for c in candidate_methods(spec, 1, count=20))
+
+
+def test_a_method_of_two_components_gets_two_ablations_and_an_optional_sweep() -> None:
+    spec = load_template("modadd")
+    conditions = component_conditions(spec, {"optimizer": "sgd", "schedule": "cosine"}, sensitivity=("lr", [0.03]))
+    assert [c.role for c in conditions] == ["baseline", "method", "ablation", "ablation", "sensitivity"]
+    assert conditions[2].components == {"schedule": "cosine"} and conditions[2].removed == "optimizer"
+    assert len(component_conditions(spec, {"optimizer": "sgd"})) == 2  # one component: no ablation but the baseline
+    assert knob_values(spec, "lr", 2) == [0.03, 0.003333]
+
+
+def test_the_area_picks_the_templates() -> None:
+    specs = [load_template("modadd"), load_template("chargpt")]
+    assert rank_templates("language models of text, next-character prediction", specs)[0].name == "chargpt"
+    assert rank_templates("modular arithmetic and grokking of addition", specs)[0].name == "modadd"
