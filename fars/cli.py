@@ -32,6 +32,7 @@ commands:
   report RUN                 write RUN/report.html, a self-contained page of the run (--help)
   review PAPER [KEY=VALUE]   review a .pdf/.tex/.md/.txt paper; writes review.json and review.md (--help)
   calibrate [KEY=VALUE]      measure the reviewer against human reviews, optionally fit its calibration (--help)
+  view [DIR ...]             serve runs read-only in a browser, live while they run (--host, --port; --help)
 
 exit status: 0 done (every job of a sweep made a paper), 1 a run or sweep job failed or made no paper,
              2 bad config or arguments
@@ -43,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "report": "fars.commands.report",
     "review": "fars.commands.review",
     "calibrate": "fars.commands.calibrate",
+    "view": "fars.commands.view",
 }
 
 log = logging.getLogger("fars")

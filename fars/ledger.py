@@ -44,6 +44,22 @@ CREATE INDEX IF NOT EXISTS artifacts_project ON artifacts (project_id);
 """
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a ledger that may be in use by its run.
+
+    Opened with SQLite's ``mode=ro`` URI and ``query_only``, so it can never write or take a write lock;
+    in WAL mode a reader never blocks the writer. Autocommit: each query is its own short read, so the
+    run's checkpoints are never held back. FileNotFoundError when there is no ledger at ``path``.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ledger there")
+    db = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=2.0
+    )
+    db.execute("PRAGMA query_only=1")
+    return db
+
+
 @dataclass(frozen=True)
 class CallRow:
     """One model call as the ledger stores it."""
@@ -104,8 +120,11 @@ class ProjectRow:
 class Ledger:
     """SQLite ledger of one run; every write commits at once so a kill loses nothing written."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        if read_only:  # a reader beside the run (``fars view``): never creates, migrates or locks for writing
+            self._db = connect_read_only(path)
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
