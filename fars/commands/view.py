@@ -79,5 +79,6 @@ def main(args: list[str]) -> int:
             file=sys.stderr,
         )
     print(f"fars view: serving {', '.join(str(r) for r in roots)} at {url_of(sock)}  (Ctrl-C stops it)", flush=True)
-    serve(app, sock)
+    stopped_by = serve(app, sock)
+    print(f"fars view: stopped{f' ({stopped_by})' if stopped_by else ''}", flush=True)
     return 0

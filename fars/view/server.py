@@ -21,6 +21,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -379,11 +380,26 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
-def serve(app: Starlette, sock: socket.socket) -> None:
-    """Serve the app on the socket until SIGINT or SIGTERM (uvicorn; open live streams are closed)."""
+def serve(app: Starlette, sock: socket.socket) -> str | None:
+    """Serve the app on the socket until SIGINT or SIGTERM (uvicorn; open live streams are closed).
+
+    Returns the name of the signal that stopped it. uvicorn raises the signal again once it has shut
+    down; the handlers set here take it, so stopping the view is a clean exit, not a death by signal.
+    """
     import uvicorn
 
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2, ws="none"
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    stopped_by: list[str] = []
+
+    def note(signum: int, _frame: object) -> None:
+        stopped_by.append(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2, ws="none"
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return stopped_by[0] if stopped_by else None
