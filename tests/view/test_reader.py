@@ -93,3 +93,13 @@ def test_project_detail_has_outputs_calls_events_and_training_curves(tmp_path: P
     unfinished = reader.project("p001")
     assert unfinished is not None and unfinished.review is None and unfinished.summary.status == ProjectStatus.running
     assert reader.project("p404") is None
+
+
+def test_a_broken_stored_output_is_named_on_the_page_not_raised(tmp_path: Path) -> None:
+    run = synthetic_run(tmp_path / "run", 2, finished=1, record=None)
+    db = sqlite3.connect(run / "ledger.sqlite")
+    db.execute("UPDATE stage_events SET output='{oops' WHERE project_id='p001' AND stage='ideation' AND event='finish'")
+    db.commit()
+    db.close()
+    snap = reader_of(run).snapshot()
+    assert snap.problem is not None and "p001" in snap.problem and "not JSON" in snap.problem
