@@ -23,6 +23,7 @@ import json
 import logging
 import signal
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -51,7 +52,7 @@ from fars.view.pages import (
     runs_generation,
     runs_page,
 )
-from fars.view.reader import Readers
+from fars.view.reader import Readers, change_stamp
 
 log = logging.getLogger("fars.view")
 
@@ -70,6 +71,14 @@ IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
 TEXT_SUFFIXES = {".md", ".txt", ".tex", ".json", ".jsonl", ".log", ".py", ".yaml", ".yml", ".csv", ".bib", ".sh",
                  ".toml", ".cfg", ".ini", ".out", ".err", ".diff", ".patch", ""}  # fmt: skip
 READ_METHODS = ("GET", "HEAD")
+WARM_RUNS = 8  # runs summarised in the background at start, the most recently written first
+SECURITY_HEADERS = (
+    (b"content-security-policy", PAGE_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+    (b"cross-origin-resource-policy", b"same-origin"),  # no other site may embed what the view serves
+)
 
 
 class ReadOnlyHeaders:
@@ -91,16 +100,9 @@ class ReadOnlyHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-security-policy"]
-                own = dict(message.get("headers", []))
-                policy = own.get(b"content-security-policy", PAGE_POLICY.encode())
-                headers += [
-                    (b"content-security-policy", policy),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"SAMEORIGIN"),
-                    (b"cross-origin-resource-policy", b"same-origin"),
-                ]
+                headers = list(message.get("headers", []))
+                own = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in own]  # a route may set its own
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -115,6 +117,21 @@ class ViewApp:
         self.readers = Readers(self.served)
         self.env = make_environment()
         self.poll_s = poll_s
+
+    def prepare(self) -> None:
+        """Before the first request: find the runs and compile every template (a first page is then not slow)."""
+        self.served.scan(force=True)
+        for name in self.env.list_templates():
+            self.env.get_template(name)
+
+    def warm(self, runs: int = WARM_RUNS) -> None:
+        """Summarise the most recently active runs in the background, so their pages open at once."""
+        folders = sorted(self.served.runs.values(), key=lambda f: change_stamp(f.path), reverse=True)
+        for folder in folders[:runs]:
+            try:
+                self.readers.get(folder.key).snapshot()
+            except Exception:  # a run that cannot be read says so when its page is opened
+                log.debug("warming %s failed", folder.path, exc_info=True)
 
     # -- rendering ----------------------------------------------------------------------------
     def _context(self, page: Page) -> dict[str, Any]:
@@ -308,7 +325,9 @@ FAVICON = (
 
 async def favicon(request: Request) -> Response:
     """The view's icon (browsers ask for /favicon.ico by themselves)."""
-    return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+    # a sandboxed file (an opaque origin) asks for it too: the icon alone may be loaded cross-origin
+    headers = {"Cache-Control": "max-age=86400", "Cross-Origin-Resource-Policy": "cross-origin"}
+    return Response(FAVICON, media_type="image/svg+xml", headers=headers)
 
 
 def allowed_hosts(host: str) -> list[str]:
@@ -343,7 +362,8 @@ def create_app(roots: list[Path], host: str = "127.0.0.1", poll_s: float = 0.5) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(view.served.scan, True)
+        await run_in_threadpool(view.prepare)
+        threading.Thread(target=view.warm, name="fars-view-warm", daemon=True).start()
         yield
         view.readers.close()
 
