@@ -9,6 +9,7 @@ Markdown renderer (raw HTML off) or the charts' own escaping.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -143,7 +144,8 @@ def run_row(folder: RunFolder, readers: Readers) -> RunRow:
 def runs_generation(served: ServedFolders) -> str:
     """A token that changes when a run appears or any run writes its ledger or RunRecord."""
     served.scan()
-    return str(hash(tuple((key, change_stamp(f.path)) for key, f in sorted(served.runs.items()))))
+    stamps = repr([(key, change_stamp(f.path)) for key, f in sorted(served.runs.items())])
+    return hashlib.sha1(stamps.encode()).hexdigest()[:16]
 
 
 def runs_page(served: ServedFolders, readers: Readers) -> Page:
