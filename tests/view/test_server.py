@@ -65,7 +65,7 @@ def test_run_page_board_funnel_usage_and_scores(client: TestClient, outputs: Pat
     assert [r[0] for r in rows] == [f"p{i:03d}" for i in range(5)]
     assert rows[0][1:] == ("done", "done") and rows[3][1:] == ("writing", "running")  # p003 is writing
     assert all(f"<th>{s}</th>" in page for s in STAGES)
-    assert page.count('<td class="cell running"') == 3 and "data-since=" in page
+    assert page.count('<td class="running"') == 3 and "data-since=" in page
     assert "hypotheses" in page and "novel" in page and "reviewed" in page  # the funnel
     assert "ICLR 2026 submissions 4.21" in page and "accepted 5.39" in page
     assert "Usage by model" in page and "scripted/default" in page
