@@ -7,7 +7,9 @@ calls and its artifacts. Two folders: a finished run (read from its ``run_record
 For each, a fresh `fars view` process serves it and the figures are:
 
 * ``browser``: headless Chromium (Playwright, Debian's binary) opening the run page: time to the
-  ``load`` event of the first (cold) load and the median of later loads, from the Navigation Timing API;
+  ``load`` event of the first (cold) load and the median of later loads, from the Navigation Timing API,
+  the best of the warm loads (the nearest to an idle machine), when the HTML had arrived, and how long
+  the page's main thread was busy (Chromium's ``TaskDuration``, which includes waiting for a core);
 * ``http``: the page's GET alone (median) and its size;
 * ``summary``: the time a fresh reader takes to summarise the run from its record or ledger (the view does
   it in the background at start for ``fars.view.server.WARM_RUNS`` runs, so a first page does not wait
@@ -54,23 +56,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def browser_loads(url: str, repeat: int) -> tuple[list[float], list[float]] | None:
-    """(load event ms, response end ms) of each load of the page in headless Chromium; None without one."""
+def browser_loads(url: str, repeat: int) -> tuple[list[float], list[float], list[float]] | None:
+    """Each load of the page in headless Chromium: ms to the load event, ms to the HTML's arrival, and ms of
+    CPU the page's main thread spent on it (Chromium's TaskDuration: what the load costs on an idle machine).
+    None without Chromium or Playwright."""
     if find_chromium() is None:
         return None
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         return None
-    loads, responses = [], []
+    loads, responses, cpu = [], [], []
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
         for _ in range(repeat + 1):
+            page = context.new_page()  # a page of its own: its main thread's counters start at the load
+            cdp = context.new_cdp_session(page)
+            cdp.send("Performance.enable")
             page.goto(url, wait_until="load")
             response_end, _dom, load = page.evaluate(NAVIGATION)
+            metrics = cdp.send("Performance.getMetrics")["metrics"]
+            cpu.append(1000 * float(next(m["value"] for m in metrics if m["name"] == "TaskDuration")))
             loads.append(load)
             responses.append(response_end)
-    return loads, responses
+            page.close()
+    return loads, responses, cpu
 
 
 def http_loads(url: str, repeat: int) -> tuple[list[float], int]:
@@ -133,10 +143,11 @@ def measure(label: str, run: Path, args: argparse.Namespace) -> None:
         loads = browser_loads(url, args.repeat)
         times, size = http_loads(url, args.repeat)
         if loads is not None:
-            load_ms, response_ms = loads
-            print(f"{label:9s} browser: load event {load_ms[0]:7.0f} ms cold, {statistics.median(load_ms[1:]):7.0f} ms "
-                  f"warm (median of {args.repeat}); the page's HTML arrived at {response_ms[0]:.0f} / "
-                  f"{statistics.median(response_ms[1:]):.0f} ms")  # fmt: skip
+            load_ms, response_ms, cpu_ms = loads
+            print(f"{label:9s} browser: load event {load_ms[0]:5.0f} ms cold, {statistics.median(load_ms[1:]):5.0f} ms "
+                  f"warm (median of {args.repeat}, best {min(load_ms[1:]):.0f}); HTML arrived at {response_ms[0]:.0f} / "
+                  f"{statistics.median(response_ms[1:]):.0f} ms; the page's main thread was busy "
+                  f"{cpu_ms[0]:.0f} / {statistics.median(cpu_ms[1:]):.0f} ms")  # fmt: skip
         else:
             print(f"{label:9s} browser: skipped (no Chromium or Playwright)")
         print(f"{label:9s} http:    the page's GET {statistics.median(times) * 1000:.0f} ms (median of "
@@ -176,7 +187,7 @@ def main() -> None:
     """Build the run folders and print the figures."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--projects", type=int, default=256)
-    p.add_argument("--repeat", type=int, default=5, help="warm loads after the first")
+    p.add_argument("--repeat", type=int, default=9, help="warm loads after the first")
     p.add_argument("--write-rate", type=float, default=20.0, help="ledger writes per second of the live run")
     p.add_argument("--write-s", type=float, default=10.0, help="seconds of writing (0: skip that part)")
     args = p.parse_args()
