@@ -4,7 +4,9 @@
 #   ./install.sh            then  .venv/bin/fars run
 #   ./install.sh --system   also installs the Debian packages FARS uses when present: a TeX engine
 #                           (papers as PDF), bubblewrap (the sandbox for model-written code) and
-#                           Chromium (the test that renders `fars report`); needs root or sudo
+#                           Chromium (the browser tests of `fars report` and `fars view`: Playwright,
+#                           installed with the test tools, drives Debian's Chromium, so no
+#                           `playwright install` and no browser download); needs root or sudo
 #   FARS_TORCH=torch ./install.sh     (a CUDA build of PyTorch, for GPU machines)
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -33,6 +33,7 @@ commands:
   review PAPER [KEY=VALUE]   review a .pdf/.tex/.md/.txt paper; writes review.json and review.md (--help)
   calibrate [KEY=VALUE]      measure the reviewer against human reviews, optionally fit its calibration (--help)
   template list|check DIR    the experiment templates; validate a template folder of your own (--help)
+  view [DIR ...]             serve runs read-only in a browser, live while they run (--host, --port; --help)
 
 exit status: 0 done (every job of a sweep made a paper), 1 a run or sweep job failed or made no paper,
              2 bad config or arguments
@@ -45,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "review": "fars.commands.review",
     "calibrate": "fars.commands.calibrate",
     "template": "fars.commands.template",
+    "view": "fars.commands.view",
 }
 
 log = logging.getLogger("fars")
@@ -60,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fars {__version__}")
         return 0
     if args[0] in COMPLETION_FLAGS:  # the shell's completion script: `COMP_LINE="fars run ..." fars -sc query=bash`
-        from fars.completion import complete
-
         return complete(args[1:])
     command, rest = args[0], args[1:]
     if command == "run":
@@ -358,6 +358,33 @@ def _hydra_entry() -> None:
 
     register_defaults("run", FarsConfig)
     hydra.main(config_path=str(CONF_DIR), config_name="run", version_base="1.3")(_task)()
+
+
+def complete(args: list[str]) -> int:
+    """Answer ``fars -sc ARGS``: a completion query (``query=bash``), else an install or uninstall of the script.
+
+    ``eval "$(fars run -sc install=bash)"`` (or ``fars -sc install=bash``; also zsh and fish) installs
+    Hydra's script for the ``fars`` command. On TAB it calls ``fars -sc query=SHELL`` with the line typed
+    so far in ``COMP_LINE``: command names first, then Hydra's own completion of ``fars run``'s
+    overrides (Hydra reads the line as ``APP OVERRIDES...``, so the word ``run`` is taken out first).
+    """
+    import os
+
+    if not any(a.startswith("query=") for a in args):  # `fars -sc install=bash`: the same as `fars run -sc ...`
+        return run_command(["-sc", *args])
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    if len(words) < 2 or (len(words) == 2 and not line.endswith(" ")):  # still typing the command's name
+        prefix = words[1] if len(words) == 2 else ""
+        print(" ".join(name for name in ("run", *COMMANDS) if name.startswith(prefix)))
+        return 0
+    if words[1] != "run":
+        return 0  # the other commands take files and KEY=VALUE of their own: the shell's default completion
+    head, _, tail = line.partition(" run")
+    os.environ["COMP_LINE"] = head + tail
+    sys.argv = ["fars", "-sc", *args]
+    _hydra_entry()
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,22 @@ CREATE INDEX IF NOT EXISTS artifacts_project ON artifacts (project_id);
 """
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a ledger that may be in use by its run.
+
+    Opened with SQLite's ``mode=ro`` URI and ``query_only``, so it can never write or take a write lock;
+    in WAL mode a reader never blocks the writer. Autocommit: each query is its own short read, so the
+    run's checkpoints are never held back. FileNotFoundError when there is no ledger at ``path``.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ledger there")
+    db = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=2.0
+    )
+    db.execute("PRAGMA query_only=1")
+    return db
+
+
 @dataclass(frozen=True)
 class CallRow:
     """One model call as the ledger stores it."""
@@ -64,15 +81,38 @@ class CallRow:
 
 @dataclass(frozen=True)
 class StoredOutput:
-    """A finished stage's output as the ledger holds it: plain data and the contract it was written under."""
+    """A finished stage's output as the ledger holds it: plain data and the contract it was written under.
+
+    The JSON is decoded on first use of ``data``: a summary whose outputs are already validated (by event
+    id, ``fars.summary.typed_outputs``) reads a large run's outputs without decoding them again.
+    """
 
     event_id: int
     project_id: str
     stage: str
     contract: str  # the contract's name (older ledgers: the stage's name)
     version: int | None
-    data: dict[str, Any]
-    problem: str | None = None  # why the stored text is not a JSON object, when it is not
+    text: str | None = field(default=None, repr=False)  # the stored JSON
+
+    @cached_property
+    def _decoded(self) -> tuple[dict[str, Any], str | None]:
+        try:
+            data = json.loads(self.text) if self.text else {}
+        except ValueError as exc:
+            return {}, f"the stored output is not JSON ({exc})"
+        if not isinstance(data, dict):
+            return {}, f"the stored output is a JSON {type(data).__name__}, not an object"
+        return data, None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The output as plain data (empty when the stored text is not a JSON object)."""
+        return self._decoded[0]
+
+    @property
+    def problem(self) -> str | None:
+        """Why the stored text is not a JSON object, when it is not."""
+        return self._decoded[1]
 
 
 @dataclass(frozen=True)
@@ -104,8 +144,11 @@ class ProjectRow:
 class Ledger:
     """SQLite ledger of one run; every write commits at once so a kill loses nothing written."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        if read_only:  # a reader beside the run (``fars view``): never creates, migrates or locks for writing
+            self._db = connect_read_only(path)
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -387,15 +430,8 @@ class Ledger:
 
 
 def _stored(row: tuple[Any, ...]) -> StoredOutput:
-    """A StoredOutput from (id, project, stage, output JSON, contract, version); unreadable JSON is named."""
-    problem = None
-    try:
-        data = json.loads(row[3]) if row[3] else {}
-    except ValueError as exc:
-        data, problem = {}, f"the stored output is not JSON ({exc})"
-    if not isinstance(data, dict):
-        data, problem = {}, f"the stored output is a JSON {type(data).__name__}, not an object"
-    return StoredOutput(int(row[0]), row[1], row[2], row[4] or row[2], row[5], data, problem)
+    """A StoredOutput from (id, project, stage, output JSON, contract, version); its JSON decoded when used."""
+    return StoredOutput(int(row[0]), row[1], row[2], row[4] or row[2], row[5], row[3])
 
 
 def _stage_seconds(rows: list[tuple[str, str, str, float]]) -> dict[str, dict[str, float]]:

@@ -1,4 +1,4 @@
-"""`fars report`: a self-contained page that renders in real headless Chromium without errors."""
+"""`fars report`: a self-contained page that renders in real headless Chromium (Playwright) without errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fars.commands.report import main as report
 from fars.contracts import ReviewSummary
 from fars.records import Artifact, RunRecord, Usage
 from fars.summary import write_run_record
-from tests.browser_check import check_page, find_chromium
+from tests.chromium import chromium, require_browser, watch
 from tests.commands.test_compare import baseline_scores, make_run
 
 PROBE = """{title: document.title, svgs: document.querySelectorAll('svg').length,
@@ -73,29 +73,40 @@ def test_report_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "give one run folder" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(find_chromium() is None, reason="needs Chromium (apt-get install -y chromium)")
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    require_browser()
     run = run_with_artifacts(tmp_path)
     assert report([str(run)]) == 0
-    seen = check_page(run / "report.html", PROBE)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        seen = watch(page)
+        page.goto((run / "report.html").as_uri())
+        probe = page.evaluate(f"() => ({PROBE})")
+        png = page.screenshot(full_page=True)
     assert seen.console_errors == []
-    assert seen.external_requests == []
-    probe = seen.probe
+    assert seen.foreign_requests(None) == []  # a file page fetches nothing from any host
     assert probe["title"].startswith("FARS run")
     assert probe["svgs"] >= 5 and probe["rows"] == 8
     assert "projects/p000/paper.md" in probe["links"]
     assert any("4.21" in t for t in probe["refs"]) and any("5.39" in t for t in probe["refs"])
-    png = seen.screenshot_png
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
     assert width >= 1000 and height >= 1000 and len(png) > 20_000  # a full page, not a blank one
     (tmp_path / "report.png").write_bytes(png)
 
 
-@pytest.mark.skipif(find_chromium() is None, reason="needs Chromium (apt-get install -y chromium)")
-def test_the_browser_check_catches_errors(tmp_path: Path) -> None:
-    page = tmp_path / "bad.html"
-    page.write_text("<html><body>x<script>console.error('boom'); undefinedFunction();</script></body></html>")
-    seen = check_page(page)
+def test_the_browser_watch_catches_errors_and_requests(tmp_path: Path) -> None:
+    require_browser()
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<html><body>x<img src='http://elsewhere.invalid/x.png'>"
+        "<script>console.error('boom'); undefinedFunction();</script></body></html>"
+    )
+    with chromium() as browser:
+        page = browser.new_page()
+        seen = watch(page)
+        page.route("http://**/*", lambda route: route.abort())  # seen, then stopped before it leaves the browser
+        page.goto(bad.as_uri())
     assert any("boom" in e for e in seen.console_errors)
     assert any("undefinedFunction" in e for e in seen.console_errors)
+    assert seen.foreign_requests(None) == ["http://elsewhere.invalid/x.png"]
