@@ -73,7 +73,8 @@ def flat_calibration(form: str) -> CalibrationModel:
     coef = [0.0] * (len(names) - 1) + [0.5]
     return CalibrationModel(
         name="t", form=form, features=names, mean=[0.0] * len(names), scale=[1.0] * len(names), coef=coef, intercept=2.0,
-        alpha=1.0, fitted_on={"reviewer": "model:other", "reviewer_settings": {"ensemble": 1}},
+        alpha=1.0, fitted_on={"reviewer": "model:other", "reviewer_settings": {"ensemble": 1}, "n_papers": 40},
+        cv={"spearman": 0.4, "spearman_low": 0.1, "spearman_high": 0.6, "decision_auc": 0.7},
     )  # fmt: skip
 
 
@@ -98,7 +99,9 @@ def test_ensemble_meta_review_related_work_and_calibration(client: LLMClient) ->
     assert len(literature.queries) == 3 and lit.excluded_self == 3
     assert [w.id for w in lit.works] == ["x:1", "x:2"]
     names = [name for name, _ in recorder.asked]
-    assert names == ["RelatedWorkQueries", "ICLR2025Review", "ICLR2025Review", "ICLR2025Review", "MetaReview"]
+    assert names == [
+        "RelatedWorkQueries", "RelevanceJudgements", "ICLR2025Review", "ICLR2025Review", "ICLR2025Review", "MetaReview",
+    ]  # fmt: skip
     # the paper comes first and the persona last, so the members' prompts share the paper as a prefix
     prompts = [m[-1]["content"] for name, m in recorder.asked if name == "ICLR2025Review"]
     shared = prompts[0][: prompts[0].index("Related work")]
