@@ -48,24 +48,46 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     return [a for a in args if "=" not in a], [a for a in args if "=" in a]
 
 
+def context_window(model: str) -> int | None:
+    """The model's context window in tokens from litellm's model data (None when litellm does not know it)."""
+    import litellm
+
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # an unknown model: the reviewer keeps its fixed limits
+        return None
+    tokens = info.get("max_input_tokens") or info.get("max_tokens")
+    return int(tokens) if tokens else None
+
+
 def build_reviewer(
     client: Any, reviewer: ReviewerConfig, literature: LiteratureConfig, model: str
-) -> Any:  # returns review.reviewer.AgenticReviewer
-    """The agentic reviewer of a config: its literature backend and calibration model loaded."""
-    from fars.literature import make_backend
+) -> Any:  # an object with ``async review(paper, paper_id=None) -> PaperReview``
+    """The reviewer of a config: the agentic one (literature backend, calibration model, the model's
+    context window loaded), or a fitted baseline (``reviewer=length|bow``, no model needed)."""
     from review.calibration import CalibrationError, load_calibration
-    from review.reviewer import AgenticReviewer
 
     if reviewer.kind == "oracle":
         raise UsageError("reviewer=oracle returns human ratings and works only in `fars calibrate`")
+    if reviewer.kind in ("length", "bow"):
+        from review.baselines import BaselineReviewer, load_baseline
+
+        try:
+            return BaselineReviewer(load_baseline(reviewer.kind, reviewer.baseline), reviewer.form)
+        except CalibrationError as exc:
+            raise UsageError(str(exc)) from None
+    from fars.literature import make_backend
+    from review.reviewer import AgenticReviewer
+
     try:
         calibration = load_calibration(reviewer.calibration, reviewer.form)
     except CalibrationError as exc:
         raise UsageError(str(exc)) from None
     backend = make_backend(literature) if reviewer.related_works > 0 else None
     return AgenticReviewer(
-        client, reviewer, literature=backend, calibration=calibration, top_k=literature.top_k, name=f"model:{model}"
-    )
+        client, reviewer, literature=backend, calibration=calibration, top_k=literature.top_k, name=f"model:{model}",
+        context_tokens=lambda: context_window(model),
+    )  # fmt: skip
 
 
 def main(args: list[str]) -> int:
@@ -99,7 +121,7 @@ def main(args: list[str]) -> int:
 async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
     from fars.ledger import Ledger
     from fars.llm.client import LLMClient, LLMError, call_context
-    from review.render import review_markdown
+    from review.render import calibrated_text, review_markdown
 
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(out / "ledger.sqlite")
@@ -120,10 +142,10 @@ async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
     result.usage = usage.model_dump() | {"total_tokens": usage.total_tokens}
     (out / "review.json").write_text(result.model_dump_json(indent=1), encoding="utf-8")
     (out / "review.md").write_text(review_markdown(result), encoding="utf-8")
-    calibrated = "n/a" if result.calibrated_rating is None else f"{result.calibrated_rating:.2f}"
+    flag = " FLAGGED: the paper carries text aimed at its reviewer (removed; see review.md)." if result.injection_flagged else ""
     print(
-        f"{paper.title[:70]}: rating {result.final_rating:g} (ensemble mean {result.raw_rating:.2f}, calibrated "
-        f"{calibrated}), read {result.reading.chars_read if result.reading else 0} of {paper.chars} characters, "
-        f"{usage.total_tokens} tokens -> {out / 'review.json'}, {out / 'review.md'}"
+        f"{paper.title[:70]}: rating {result.final_rating:g}, {result.decision} (ensemble mean {result.raw_rating:.2f}, "
+        f"calibrated {calibrated_text(result)}), read {result.reading.chars_read if result.reading else 0} of "
+        f"{paper.chars} characters, {usage.total_tokens} tokens -> {out / 'review.json'}, {out / 'review.md'}{flag}"
     )
     return 0
