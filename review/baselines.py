@@ -74,6 +74,8 @@ class BowModel(BaseModel):
         """Predicted mean human ratings of ``texts``."""
         from sklearn.feature_extraction.text import CountVectorizer
 
+        if not self.vocabulary:
+            return np.full(len(texts), float(np.clip(self.intercept, SCALE_MIN, SCALE_MAX)))
         counts = CountVectorizer(vocabulary=self.vocabulary, token_pattern=TOKEN_PATTERN).transform(texts)
         x = _tfidf(counts, np.asarray(self.idf))
         return np.clip(x @ np.asarray(self.coef) + self.intercept, SCALE_MIN, SCALE_MAX)
@@ -130,6 +132,13 @@ class WordCounts:
         n = train.shape[0]
         df = np.asarray((train > 0).sum(axis=0)).ravel()
         usable = np.flatnonzero((df >= 2) & (df <= 0.9 * n))
+        if usable.size == 0:  # a tiny or uniform corpus: every word it has, rather than none
+            usable = np.flatnonzero(df >= 1)
+        if usable.size == 0:  # no words at all: the mean rating for every paper
+            return BowModel(
+                vocabulary=[], idf=[], coef=[], intercept=float(np.mean(targets)), alpha=0.0,
+                fitted_on=fitted_on or {}, created=_now(),
+            )  # fmt: skip
         totals = np.asarray(train[:, usable].sum(axis=0)).ravel()
         columns = usable[np.argsort(-totals, kind="stable")[: max_features or MAX_FEATURES]]
         columns.sort()
@@ -146,6 +155,8 @@ class WordCounts:
         index = {t: i for i, t in enumerate(self.terms)}
         columns = np.array([index.get(t, -1) for t in model.vocabulary])
         known = columns >= 0
+        if not known.any():
+            return np.full(len(rows), float(np.clip(model.intercept, SCALE_MIN, SCALE_MAX)))
         counts = self.counts[rows][:, columns[known]]
         x = _tfidf(counts, np.asarray(model.idf)[known])
         return np.clip(x @ np.asarray(model.coef)[known] + model.intercept, SCALE_MIN, SCALE_MAX)
@@ -176,8 +187,8 @@ def cross_validated(
         for k in range(folds):
             test = ids == k
             if test.any():
-                model = counts.fit(np.flatnonzero(~test), y[~test])
-                pred[test] = counts.predict(model, np.flatnonzero(test))
+                bow = counts.fit(np.flatnonzero(~test), y[~test])
+                pred[test] = counts.predict(bow, np.flatnonzero(test))
         out["bow"], seconds["bow"] = pred, time.perf_counter() - started
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -221,7 +232,9 @@ def load_baseline(kind: str, name_or_path: str = "default") -> LengthModel | Bow
     try:
         model = _ADAPTER.validate_python(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as exc:
-        raise CalibrationError(f"{path}: not a baseline model ({str(exc)[:200]}); refit with `fars calibrate fit=true`") from exc
+        raise CalibrationError(
+            f"{path}: not a baseline model ({str(exc)[:200]}); refit with `fars calibrate fit=true`"
+        ) from exc
     if model.kind != kind:
         raise CalibrationError(f"{path}: a {model.kind} baseline, not {kind}; set reviewer.baseline to a {kind} model")
     return model

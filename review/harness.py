@@ -26,7 +26,7 @@ from review.baselines import KINDS, cross_validated
 from review.calibration import CalibrationModel, fit_calibration
 from review.forms import form_fields
 from review.humans import HumanReviewedPaper
-from review.metrics import METRICS, STRATA, bootstrap, bootstrap_partial, human_baseline, mean_excluding, versus
+from review.metrics import STRATA, bootstrap, bootstrap_partial, human_baseline, mean_excluding, versus
 from review.noise import Reliability, reliability
 from review.reviewer import PaperReview
 

@@ -31,8 +31,10 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         "asks to ignore instructions",
         re.compile(
-            r"\b(?:ignore|disregard|forget|override|bypass)\b" + _GAP
-            + r"\b(?:previous|prior|above|earlier|preceding|all|any|other|your|system|original)\b" + _GAP
+            r"\b(?:ignore|disregard|forget|override|bypass)\b"
+            + _GAP
+            + r"\b(?:previous|prior|above|earlier|preceding|all|any|other|your|system|original)\b"
+            + _GAP
             + r"\b(?:instructions?|prompts?|directions|guidelines|rules|directives)\b",
             re.I,
         ),
@@ -40,8 +42,10 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         "asks for a rating",
         re.compile(
-            r"\b(?:give|assign|rate|score|grade|recommend|award)\b" + _GAP
-            + r"\b(?:this|the|our)\s+(?:paper|submission|work|manuscript|article)\b" + _GAP
+            r"\b(?:give|assign|rate|score|grade|recommend|award)\b"
+            + _GAP
+            + r"\b(?:this|the|our)\s+(?:paper|submission|work|manuscript|article)\b"
+            + _GAP
             + r"(?:\b10\b|\bten\b|\b9\b|\b8\b|strong(?:ly)?\s+accept|\baccept(?:ance)?\b|highest|top\s+(?:score|rating)"
             r"|(?:high|positive|favou?rable|maximum)\s+(?:score|rating|review|marks?))",
             re.I,
@@ -68,7 +72,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         "tells the reviewer what not to mention",
         re.compile(
             r"\b(?:do\s+not|don't|never|avoid)\s+(?:mention(?:ing)?|highlight(?:ing)?|point(?:ing)?\s+out|list(?:ing)?"
-            r"|discuss(?:ing)?|report(?:ing)?)\b" + _GAP + r"\b(?:weakness(?:es)?|limitations?|flaws?|negatives?|criticism)\b",
+            r"|discuss(?:ing)?|report(?:ing)?)\b"
+            + _GAP
+            + r"\b(?:weakness(?:es)?|limitations?|flaws?|negatives?|criticism)\b",
             re.I,
         ),
     ),
@@ -314,7 +320,9 @@ def scan_paper(text: str, source: str | None = None, mode: str = "neutralise") -
                 hidden = latex_hidden(path.read_text(encoding="utf-8", errors="replace"))
             elif suffix == ".pdf":
                 hidden = pdf_hidden(path)
-        except Exception as exc:  # a file the scan cannot parse (pdfminer's own errors too) is reviewed all the same; said
+        except (
+            Exception
+        ) as exc:  # a file the scan cannot parse (pdfminer's own errors too) is reviewed all the same; said
             report.findings.append(
                 InjectionFinding(
                     where="text", why=f"source not scanned ({type(exc).__name__})", excerpt=str(exc)[:200],

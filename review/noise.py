@@ -74,7 +74,12 @@ def _opt(value: float) -> float | None:
 
 
 def reliability(
-    ratings: Sequence[Sequence[float]], *, unit: Literal["member", "review"], source: str, draws: int = 1000, seed: int = 0
+    ratings: Sequence[Sequence[float]],
+    *,
+    unit: Literal["member", "review"],
+    source: str,
+    draws: int = 1000,
+    seed: int = 0,
 ) -> Reliability | None:
     """Reliability from each paper's ratings (papers with fewer than 2 are left out); None below 2 papers."""
     groups = [np.asarray(r, float) for r in ratings if len(r) >= 2]

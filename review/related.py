@@ -32,12 +32,15 @@ QUERY_PHRASES = (
     "the problem it studies and its kind of method",
     "its own method or main claim",
 )
-_STOP = set(
-    "the a an and or of for to in on with by from at as is are was were be been being this that these those "
-    "we our us it its their them they which what when where how than then thus also such can may might will "
-    "would should could not no yes into over under between via using use used based new show shows shown paper "
-    "propose proposed approach method methods results result work study studies problem problems model models "
-    "data task tasks learning performance however while both each other more most many much well very one two".split()
+_STOP = frozenset(
+    re.findall(
+        r"\w+",
+        "the a an and or of for to in on with by from at as is are was were be been being this that these those "
+        "we our us it its their them they which what when where how than then thus also such can may might will "
+        "would should could not no yes into over under between via using use used based new show shows shown paper "
+        "propose proposed approach method methods results result work study studies problem problems model models "
+        "data task tasks learning performance however while both each other more most many much well very one two",
+    )
 )
 
 
@@ -199,7 +202,10 @@ async def _queries(
     ]
     try:
         queries, problems = await model.ask(ask, RelatedWorkQueries, max_tokens=150, prompt_phrases=QUERY_PHRASES)
-    except (ValueError, RuntimeError) as exc:  # no valid reply at all: fall back (a budget error recurs at the next call)
+    except (
+        ValueError,
+        RuntimeError,
+    ) as exc:  # no valid reply at all: fall back (a budget error recurs at the next call)
         queries, problems = None, [f"no valid reply: {type(exc).__name__}: {str(exc)[:200]}"]
     if queries is not None and not problems and len(set(queries.model_dump().values())) == 3:
         return queries

@@ -77,7 +77,10 @@ def review_markdown(result: PaperReview) -> str:
         decision = f", {member.decision}" if member.decision else ""
         lines += [f"## Reviewer {i} ({member.persona}; rating {member.rating:g}{decision})", ""]
         if member.degenerate:
-            lines += ["*This review still echoes the form after being asked again:* " + "; ".join(member.degenerate), ""]
+            lines += [
+                "*This review still echoes the form after being asked again:* " + "; ".join(member.degenerate),
+                "",
+            ]
         for key, value in member.review.items():
             if key == "decision":
                 continue
@@ -88,7 +91,8 @@ def review_markdown(result: PaperReview) -> str:
     if result.injection is not None and result.injection.findings:
         lines += ["## Injection scan", ""]
         lines += [
-            f"- {f.where}: {f.why}{' (removed)' if f.neutralised else ''}: \"{f.excerpt}\"" for f in result.injection.findings
+            f'- {f.where}: {f.why}{" (removed)" if f.neutralised else ""}: "{f.excerpt}"'
+            for f in result.injection.findings
         ]
         lines.append("")
     if result.reading is not None:
@@ -119,7 +123,11 @@ def _literature(result: PaperReview) -> list[str]:
     if lit.query_problems:
         lines.append("- the model's queries were not used: " + "; ".join(lit.query_problems[:4]))
     kept = {w.id for w in lit.works}
-    lines += ["", "| work | year | search score | relevance | compared | shown | reason |", "|---|---|---:|---:|---|---|---|"]
+    lines += [
+        "",
+        "| work | year | search score | relevance | compared | shown | reason |",
+        "|---|---|---:|---:|---|---|---|",
+    ]
     for w in lit.candidates or lit.works:
         relevance = "-" if w.relevance is None else f"{w.relevance}/3"
         shown = f"{w.text_source} ({w.text_chars})" if w.id in kept else ""

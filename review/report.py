@@ -212,4 +212,4 @@ def _baseline_sections(report: CalibrationReport) -> list[str]:
             + (f"; ICC of the mean of {rel.k_mean:.0f}: {rel.icc_mean:.2f}" if rel.icc_mean is not None else "")
             + ". `fars compare --noise` can take this file to size the smallest detectable effect.",
         ]
-    return lines + [""]
+    return [*lines, ""]

@@ -182,7 +182,8 @@ class AgenticReviewer:
         limits = self.limits()
         model = CheckedModel(self.client, self.settings.echo_retries)
         text, reading = await self._read(model, paper, limits)
-        literature, texts = None, {}
+        literature: LiteratureStep | None = None
+        texts: dict[str, str] = {}
         if self.literature is not None and self.settings.related_works > 0 and self.literature.name != "none":
             literature, texts = await find_related(
                 model, self.literature, paper, text, self.settings, limits, paper_id=paper_id, top_k=self.top_k

@@ -39,6 +39,11 @@ Review papers that have human reviews and report agreement with the humans (JSON
 exit status: 0 done, 1 too few papers reviewed, 2 bad input or config
 """
 log = logging.getLogger("fars.calibrate")
+Baseline = Literal["length", "bow"]
+
+
+def _all_baselines() -> list[Baseline]:
+    return ["length", "bow"]
 
 
 @dataclass(config=ConfigDict(extra="forbid"))
@@ -56,7 +61,7 @@ class CalibrateConfig:
     folds: int = Field(default=5, ge=2, le=20)
     fit_name: str | None = None  # name of the fitted model; null: <model>-<form>
     save_to: str | None = None  # also write the fitted model here
-    baselines: list[Literal["length", "bow"]] = Field(default_factory=lambda: ["length", "bow"])  # shown beside
+    baselines: list[Baseline] = Field(default_factory=_all_baselines)  # fitted on the same folds, shown beside
     llm: LLMConfig = Field(default_factory=LLMConfig)
     reviewer: ReviewerConfig = Field(default_factory=ReviewerConfig)
     literature: LiteratureConfig = Field(default_factory=LiteratureConfig)
@@ -134,7 +139,7 @@ async def _calibrate(
     finally:
         if client is not None:
             client.close()
-    fit = None
+    fit: dict[str, Any] | None = None
     if cfg.fit:
         fit = {
             "name": cfg.fit_name or ("oracle" if oracle else f"{cfg.llm.model.replace('/', '-')}-{form}"),
@@ -147,12 +152,12 @@ async def _calibrate(
             },
         }
     notes = []
-    if baseline and getattr(reviewer, "model", None) is not None:
-        if reviewer.model.fitted_on.get("data_sha256") == data["sha256"]:  # type: ignore[union-attr]
-            notes.append(
-                f"the {cfg.reviewer.kind} baseline reviewer was fitted on this very data file: its figures are in-sample "
-                "(the cross-validated baselines in the same table are not)"
-            )
+    fitted_model = getattr(reviewer, "model", None) if baseline else None
+    if fitted_model is not None and fitted_model.fitted_on.get("data_sha256") == data["sha256"]:
+        notes.append(
+            f"the {cfg.reviewer.kind} baseline reviewer was fitted on this very data file: its figures are in-sample "
+            "(the cross-validated baselines in the same table are not)"
+        )
     try:
         report, fitted = build_report(
             papers, reviews, failures, reviewer=name, form=form, data={k: v for k, v in data.items() if k != "selected_ids"},
@@ -255,9 +260,21 @@ def _track(cfg: TrackerConfig, report: Any, out: Path, raw: dict[str, Any]) -> N
         for verdict in report.verdicts:
             summary[f"verdict/{verdict.kind}_vs_{verdict.baseline}"] = verdict.verdict
         if report.reliability is not None:
-            summary |= {f"reliability/{k}": v for k, v in report.reliability.model_dump().items() if isinstance(v, float)}
+            summary |= {
+                f"reliability/{k}": v for k, v in report.reliability.model_dump().items() if isinstance(v, float)
+            }
         summary.update({f"usage/{k}": v for k, v in report.usage.items() if v is not None})
-        columns: list[str | int] = ["id", "decision", "human_mean", "raw", "calibrated", "meta", "length", "bow", "tokens"]
+        columns: list[str | int] = [
+            "id",
+            "decision",
+            "human_mean",
+            "raw",
+            "calibrated",
+            "meta",
+            "length",
+            "bow",
+            "tokens",
+        ]
         table = wandb.Table(columns=columns, data=[[getattr(r, str(c)) for c in columns] for r in report.papers])
         run.log({**summary, "papers": table, "scatter": wandb.Image(str(out / "scatter.png"))})
         for key, value in summary.items():

@@ -142,7 +142,11 @@ async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
     result.usage = usage.model_dump() | {"total_tokens": usage.total_tokens}
     (out / "review.json").write_text(result.model_dump_json(indent=1), encoding="utf-8")
     (out / "review.md").write_text(review_markdown(result), encoding="utf-8")
-    flag = " FLAGGED: the paper carries text aimed at its reviewer (removed; see review.md)." if result.injection_flagged else ""
+    flag = (
+        " FLAGGED: the paper carries text aimed at its reviewer (removed; see review.md)."
+        if result.injection_flagged
+        else ""
+    )
     print(
         f"{paper.title[:70]}: rating {result.final_rating:g}, {result.decision} (ensemble mean {result.raw_rating:.2f}, "
         f"calibrated {calibrated_text(result)}), read {result.reading.chars_read if result.reading else 0} of "
