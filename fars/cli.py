@@ -30,6 +30,7 @@ commands:
   report RUN                 write RUN/report.html, a self-contained page of the run (--help)
   review PAPER [KEY=VALUE]   review a .pdf/.tex/.md/.txt paper; writes review.json and review.md (--help)
   calibrate [KEY=VALUE]      measure the reviewer against human reviews, optionally fit its calibration (--help)
+  probe [KEY=VALUE]          plant flaws in papers and measure what they do to the reviewer's score (--help)
 
 exit status: 0 done, 1 the run produced no paper, 2 bad config or arguments
 """
@@ -40,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "report": "fars.commands.report",
     "review": "fars.commands.review",
     "calibrate": "fars.commands.calibrate",
+    "probe": "fars.commands.probe",
 }
 
 log = logging.getLogger("fars")

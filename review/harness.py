@@ -15,9 +15,9 @@ import asyncio
 import datetime as _dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -33,6 +33,13 @@ from review.reviewer import PaperReview
 log = logging.getLogger(__name__)
 REPORT_VERSION = 2
 ReviewFn = Callable[[HumanReviewedPaper], Awaitable[PaperReview]]
+
+
+class _HasId(Protocol):
+    id: str
+
+
+_P = TypeVar("_P", bound=_HasId)
 
 
 class ScoreMetrics(BaseModel):
@@ -103,7 +110,7 @@ class CalibrationReport(BaseModel):
 
 
 async def review_all(
-    papers: list[HumanReviewedPaper], review_fn: ReviewFn, out: Path, *, concurrency: int = 1
+    papers: Sequence[_P], review_fn: Callable[[_P], Awaitable[PaperReview]], out: Path, *, concurrency: int = 1
 ) -> tuple[dict[str, PaperReview], dict[str, str], dict[str, float]]:
     """Review every paper not yet reviewed in ``out``; returns reviews, failures and session figures."""
     reviews_dir, failures_dir = out / "reviews", out / "failures"
@@ -120,7 +127,7 @@ async def review_all(
     started = time.perf_counter()
     done_now = 0
 
-    async def one(paper: HumanReviewedPaper) -> None:
+    async def one(paper: _P) -> None:
         nonlocal done_now
         async with gate:
             try:
