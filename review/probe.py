@@ -27,6 +27,7 @@ from review.reading import plan_parts, plan_reading
 from review.reviewer import PaperReview
 
 PROBE_VERSION = 1
+SEEN_CHARS = 80  # characters of a planted text's opening that must lie in what was read for it to count as seen
 Verdict = Literal["caught", "missed", "rewarded", "robust", "steered", "lowered", "floor", "not applicable"]
 
 
@@ -150,7 +151,8 @@ def _visible(reviewer: Any, original: PaperText, copy: PaperText, planted: Plant
     if seen is None:
         return None
     squash = " ".join(seen.split())
-    if planted.markers and not all(" ".join(m.split()) in squash for m in planted.markers):
+    # a marker counts as seen when its opening (up to SEEN_CHARS) was read: an excerpt may cut a planted sentence
+    if planted.markers and not all(" ".join(m.split())[:SEEN_CHARS] in squash for m in planted.markers):
         return False
     if planted.removed:
         before = " ".join((read_text(reviewer, original) or "").split())
