@@ -3,7 +3,7 @@
 A small model asked for JSON against a schema often copies the schema into the values: a search
 query that reads "the research field of the paper, in a few words" (a field's description), a
 strength that reads "strengths_1" (a field's name and a number), or a bare placeholder ("string",
-"...", "<text>"). Such a reply validates, yet says nothing. ``echo_problems`` names every such
+"...", "<text>"), or loops ("1.1.1.1...", one sentence ten times). Such a reply validates, yet says nothing. ``echo_problems`` names every such
 value of a parsed reply, so the reviewer can ask again, fall back, and count them.
 """
 
@@ -50,6 +50,12 @@ def is_echo(value: str, names: set[str], descriptions: list[str]) -> str | None:
         return "empty text" if not _BRACKETED.match(value) else f"placeholder {value.strip()!r}"
     if _BRACKETED.match(value) or norm in _PLACEHOLDERS:
         return f"placeholder {value.strip()[:40]!r}"
+    words = norm.split()
+    if len(words) >= 6 and len(set(words)) <= 2:
+        return f"a loop {value.strip()[:30]!r}"
+    sentences = [" ".join(x.split()) for x in re.split(r"[.!?]+", value) if x.strip()]
+    if len(sentences) >= 4 and len(set(sentences)) <= len(sentences) // 2:
+        return "a loop (the same sentence again and again)"
     stem = re.sub(r"\s*\d+$", "", norm)  # "strengths 1", "weakness 2"
     if stem in names or stem.rstrip("s") in {n.rstrip("s") for n in names}:
         return f"field name {value.strip()[:40]!r}"

@@ -128,7 +128,8 @@ def instruction_spans(text: str) -> list[tuple[int, int, str]]:
     for start, end, why in spans:
         if merged and start <= merged[-1][1]:
             last = merged[-1]
-            merged[-1] = (last[0], max(last[1], end), last[2])
+            whys = last[2] if why in last[2].split("; ") else f"{last[2]}; {why}"
+            merged[-1] = (last[0], max(last[1], end), whys)
         else:
             merged.append((start, end, why))
     return merged

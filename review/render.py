@@ -23,7 +23,7 @@ def calibrated_text(result: PaperReview) -> str:
     status = result.calibration_status
     if result.calibrated_rating is None:
         why = result.calibration_note or "no calibration"
-        return f"not presented ({why})" if status == "no_signal" else f"n/a ({why})"
+        return f"none: {why}" if status == "no_signal" else f"n/a ({why})"
     text = f"{result.calibrated_rating:.2f} ({result.calibration})"
     if status == "other_settings":
         text += f" **[{result.calibration_note}]**"

@@ -150,6 +150,6 @@ async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
     print(
         f"{paper.title[:70]}: rating {result.final_rating:g}, {result.decision} (ensemble mean {result.raw_rating:.2f}, "
         f"calibrated {calibrated_text(result)}), read {result.reading.chars_read if result.reading else 0} of "
-        f"{paper.chars} characters, {usage.total_tokens} tokens -> {out / 'review.json'}, {out / 'review.md'}{flag}"
+        f"{result.reading.chars_total if result.reading else paper.chars} characters, {usage.total_tokens} tokens -> {out / 'review.json'}, {out / 'review.md'}{flag}"
     )
     return 0

@@ -128,7 +128,8 @@ def test_summaries_mode_reads_long_papers_in_parts(client: LLMClient) -> None:
     reading = result.reading
     assert reading is not None and reading.mode == "summaries" and not reading.complete
     assert 1 <= len(reading.notes) <= 3
-    assert [n for n, _ in recorder.asked].count("PartNotes") == len(reading.notes)
+    asked = [n for n, _ in recorder.asked].count("PartNotes")  # a note that loops ("text text text") is asked again
+    assert len(reading.notes) <= asked <= 2 * len(reading.notes)
 
 
 def test_calibration_for_another_form_is_refused(client: LLMClient) -> None:
@@ -162,7 +163,7 @@ def scripted_client(tmp_path: Path, outputs: list[str]) -> LLMClient:
 
 LONG_WEAKNESSES = [f"Weakness {i}: " + ("the evidence for this claim is thin and " * 20)[:588] for i in range(8)]
 STRONG_REVIEW = {
-    "summary": "The paper shows that weight decay speeds up grokking of modular addition in small MLPs. " * 8,
+    "summary": " ".join(f"Section {i} shows that weight decay speeds up grokking of task {i} in small MLPs." for i in range(12)),
     "strengths": ["A clean, controlled setting with a single varied factor.", "Clear figures over seeds."],
     "weaknesses": LONG_WEAKNESSES,
     "questions": ["Does the effect survive a change of optimizer?"],
