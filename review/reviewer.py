@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from review.calibration import CalibrationModel
 from review.degenerate import CheckedModel
@@ -119,9 +119,10 @@ class PaperReview(BaseModel):
         """The area chair's rating when there is a meta-review, else the ensemble mean."""
         return self.meta_rating if self.meta_rating is not None else self.raw_rating
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def injection_flagged(self) -> bool:
-        """Whether the paper carried text aimed at its reviewer (the field a RunRecord carries)."""
+        """Whether the paper carried text aimed at its reviewer (in review.json; the field a RunRecord carries)."""
         return bool(self.injection and self.injection.flagged)
 
     def features(self) -> dict[str, float]:
@@ -162,6 +163,11 @@ class AgenticReviewer:
         self.top_k = top_k
         self.name = name
         self._context = context_tokens
+        if settings.kind != "model":
+            raise ValueError(
+                f"reviewer.kind={settings.kind} is not the agentic reviewer: baselines are review.baselines.BaselineReviewer, "
+                "the oracle works only in `fars calibrate` (fars.commands.review.build_reviewer builds each kind)"
+            )
         if calibration is not None and calibration.form != settings.form:
             raise ValueError(
                 f"calibration {calibration.label} was fitted for form {calibration.form!r}, not {settings.form!r}; "
