@@ -34,6 +34,7 @@ commands:
   calibrate [KEY=VALUE]      measure the reviewer against human reviews, optionally fit its calibration (--help)
   template list|check DIR    the experiment templates; validate a template folder of your own (--help)
   view [DIR ...]             serve runs read-only in a browser, live while they run (--host, --port; --help)
+  probe [KEY=VALUE]          plant flaws in papers and measure what they do to the reviewer's score (--help)
 
 exit status: 0 done (every job of a sweep made a paper), 1 a run or sweep job failed or made no paper,
              2 bad config or arguments
@@ -47,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "calibrate": "fars.commands.calibrate",
     "template": "fars.commands.template",
     "view": "fars.commands.view",
+    "probe": "fars.commands.probe",
 }
 
 log = logging.getLogger("fars")

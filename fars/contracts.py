@@ -453,9 +453,12 @@ class ReviewSummary(BaseModel):
     meta_rating: float | None = None
     calibrated_rating: float | None = None
     calibration: str | None = None
+    calibration_status: str | None = None  # e.g. withheld: the calibration showed no signal on its own validation
+    calibration_note: str | None = None
     decision: str
     ensemble: int = 1
     subscores: dict[str, float] = Field(default_factory=dict)  # the form's sub-scores, ensemble means
+    injection_flagged: bool = False  # the paper carried text aimed at its reviewer (removed before reviewing)
 
     @model_validator(mode="before")
     @classmethod

@@ -23,6 +23,11 @@ CALIBRATION_VERSION = 1
 SHIPPED_DIR = Path(__file__).resolve().parent / "calibrations"
 ALPHAS = (0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 SCALE_MIN, SCALE_MAX = 1.0, 10.0
+MIN_SPEARMAN = 0.2  # files without a recorded interval: the least cross-validated Spearman that counts as signal
+
+
+def _num(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.2f}"
 
 
 class CalibrationError(ValueError):
@@ -51,6 +56,31 @@ class CalibrationModel(BaseModel):
     def label(self) -> str:
         """``name@vVERSION``, recorded in every review it calibrates."""
         return f"{self.name}@v{self.version}"
+
+    def signal(self) -> tuple[bool, str]:
+        """Whether the model shows signal on its own cross-validation, and its validation figures.
+
+        No signal: every coefficient zero (an intercept: one score for every paper), no cross-validated
+        Spearman, a cross-validated Spearman whose 95% interval reaches 0 (when recorded; older files
+        hold the point value only, which must then be at least ``MIN_SPEARMAN``), or a decision AUC
+        not above 0.5. Such a model is not presented as a score.
+        """
+        cv = self.cv
+        rho, low, auc = cv.get("spearman"), cv.get("spearman_low"), cv.get("decision_auc")
+        n = self.fitted_on.get("n_papers")
+        figures = (
+            f"cross-validated Spearman {_num(rho)}"
+            + (f" [{_num(low)}, {_num(cv.get('spearman_high'))}]" if low is not None else "")
+            + f", decision AUC {_num(auc)}"
+            + (f" on {n} papers" if n else "")
+        )
+        if not any(abs(c) > 1e-9 for c in self.coef):
+            return False, f"an intercept only (every paper gets {self.intercept:.2f}); {figures}"
+        if rho is None or (low is not None and low <= 0) or (low is None and rho < MIN_SPEARMAN):
+            return False, figures
+        if auc is not None and auc <= 0.5:
+            return False, figures
+        return True, figures
 
     def predict(self, features: dict[str, float]) -> float:
         """The calibrated rating for one review's features, clipped to the rating scale [1, 10]."""

@@ -2,13 +2,20 @@
 
 Each form names its overall rating field and its numeric sub-scores, so the ensemble, the
 calibration model and the metrics treat every form alike. ``FORMS`` maps a config name to a form.
+
+One decision rule: a decision is never asked of a model; it is derived from a rating by
+``decision_for`` (``DECISION_RULE``), so a reviewer or the area chair cannot say "accept" beside a
+rating that means "reject". ``sized_form`` makes a form with room for a longer review (more and
+longer points) for a model with a large context.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from annotated_types import MinLen
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 ICLR_RATINGS = (1, 3, 5, 6, 8, 10)
 ACCEPT_THRESHOLD = 6.0  # ICLR: 6, "marginally above the acceptance threshold", and up
@@ -16,7 +23,14 @@ Point = Annotated[str, StringConstraints(min_length=3, max_length=200)]
 Score4 = Literal[1, 2, 3, 4]
 Rating = Literal[1, 3, 5, 6, 8, 10]
 Confidence = Literal[1, 2, 3, 4, 5]
-Decision = Literal["accept", "reject"]
+DECISION_RULE = (
+    "The decision follows from the rating alone: accept when the rating is 6 (marginally above the "
+    "acceptance threshold) or higher, reject below. Each reviewer's decision comes from its own rating; "
+    "the paper's recorded decision comes from its final rating (the area chair's when there is a "
+    "meta-review, else the ensemble mean). The calibrated rating predicts the mean human rating and does "
+    "not change the decision."
+)
+POINTS, POINT_CHARS, SUMMARY_CHARS = 4, 200, 600  # the fixed form's limits (the embedded model's budget)
 
 
 def _drop_description(schema: dict[str, Any]) -> None:
@@ -63,7 +77,6 @@ class ICLR2025Review(ReviewForm):
         description="1 strong reject, 3 reject, 5 marginally below, 6 marginally above, 8 accept, 10 strong accept"
     )
     confidence: Confidence = Field(description="1 educated guess ... 5 absolutely certain")
-    decision: Decision = Field(description="accept or reject")
 
 
 class ICLR2022Review(ReviewForm):
@@ -88,7 +101,6 @@ class ICLR2022Review(ReviewForm):
         description="1 strong reject, 3 reject, 5 marginally below, 6 marginally above, 8 accept, 10 strong accept"
     )
     confidence: Confidence = Field(description="1 educated guess ... 5 absolutely certain")
-    decision: Decision = Field(description="accept or reject")
 
 
 class MetaReview(BaseModel):
@@ -99,10 +111,35 @@ class MetaReview(BaseModel):
     agreed_strengths: list[Point] = Field(min_length=1, max_length=3, description="strengths reviewers agree on")
     agreed_weaknesses: list[Point] = Field(min_length=1, max_length=3, description="weaknesses reviewers agree on")
     rating: Rating = Field(description="the area chair's overall rating on the ICLR scale")
-    decision: Decision = Field(description="accept or reject")
 
 
 FORMS: dict[str, type[ReviewForm]] = {"iclr2025": ICLR2025Review, "iclr2022": ICLR2022Review}
+_SUMMARY_FIELDS = ("summary", "summary_of_the_review")
+
+
+@cache
+def sized_form(
+    form: type[BaseModel], points: int = POINTS, point_chars: int = POINT_CHARS, summary_chars: int = SUMMARY_CHARS
+) -> type[BaseModel]:
+    """``form`` (a review form or ``MetaReview``) with room for ``points`` points of ``point_chars``
+    characters per list and summaries of ``summary_chars``; the form itself at the fixed limits.
+
+    The subclass keeps the form's name, rating and sub-score fields, so everything that reads a form
+    reads it alike; only the JSON schema the model is given, and its validation, grow.
+    """
+    if (points, point_chars, summary_chars) == (POINTS, POINT_CHARS, SUMMARY_CHARS):
+        return form
+    point = Annotated[str, StringConstraints(min_length=3, max_length=point_chars)]
+    fields: dict[str, Any] = {}
+    for name, info in form.model_fields.items():
+        least = next((m.min_length for m in info.metadata if isinstance(m, MinLen)), 0)
+        if getattr(info.annotation, "__origin__", None) is list:
+            fields[name] = (list[point], Field(min_length=least, max_length=points, description=info.description))
+        elif name in _SUMMARY_FIELDS:
+            fields[name] = (str, Field(min_length=least, max_length=summary_chars, description=info.description))
+    sized: type[BaseModel] = create_model(form.__name__, __base__=form, __module__=form.__module__, **fields)
+    sized.__doc__ = form.__doc__
+    return sized
 
 
 def get_form(name: str) -> type[ReviewForm]:

@@ -3,7 +3,10 @@
 ``review_all`` reviews papers concurrently and resumably: each finished review is written at once to
 ``OUT/reviews/ID.json`` and is never redone; a failed paper is written to ``OUT/failures/ID.txt`` and
 tried again next time. ``build_report`` compares each score kind (raw ensemble mean, calibrated,
-area chair) with the mean human rating, beside the human-human baseline on the same papers.
+area chair) with the mean human rating, beside the human-human baseline and the trivial baselines
+(text length, bag of words; fitted on the same cross-validation folds as the calibration) on the same
+papers; it gives each score's Spearman controlling for text length, a verdict per baseline, and the
+reviewer's test-retest reliability when its ensemble has two or more members.
 """
 
 from __future__ import annotations
@@ -12,22 +15,31 @@ import asyncio
 import datetime as _dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from review.baselines import KINDS, cross_validated
 from review.calibration import CalibrationModel, fit_calibration
 from review.forms import form_fields
 from review.humans import HumanReviewedPaper
-from review.metrics import METRICS, bootstrap, human_baseline, mean_excluding
+from review.metrics import STRATA, bootstrap, bootstrap_partial, human_baseline, mean_excluding, versus
+from review.noise import Reliability, reliability
 from review.reviewer import PaperReview
 
 log = logging.getLogger(__name__)
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 ReviewFn = Callable[[HumanReviewedPaper], Awaitable[PaperReview]]
+
+
+class _HasId(Protocol):
+    id: str
+
+
+_P = TypeVar("_P", bound=_HasId)
 
 
 class ScoreMetrics(BaseModel):
@@ -50,7 +62,20 @@ class PaperRow(BaseModel):
     raw: float | None = None
     calibrated: float | None = None
     meta: float | None = None
+    length: float | None = None  # the length baseline's cross-validated prediction
+    bow: float | None = None  # the bag-of-words baseline's cross-validated prediction
+    text_chars: int | None = None
     tokens: int | None = None
+
+
+class BaselineVerdict(BaseModel):
+    """Whether one of the reviewer's scores beats one baseline, by Spearman with the mean human rating."""
+
+    kind: str  # the reviewer's score kind (raw, calibrated, meta)
+    baseline: str  # length, bow
+    verdict: Literal["beats", "beaten", "indistinguishable", "undefined"]
+    difference: dict[str, dict[str, float | None]]  # by stratum: reviewer minus baseline, paired 95% interval
+    line: str
 
 
 class CalibrationReport(BaseModel):
@@ -72,13 +97,20 @@ class CalibrationReport(BaseModel):
     bootstrap_draws: int
     scores: list[ScoreMetrics]
     human_baseline: ScoreMetrics
+    baselines: list[ScoreMetrics] = Field(default_factory=list)
+    partial_length: dict[str, dict[str, dict[str, float | None]]] = Field(default_factory=dict)  # kind -> stratum
+    length_spearman: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # text length itself, no fit
+    verdicts: list[BaselineVerdict] = Field(default_factory=list)
+    reliability: Reliability | None = None
+    folds: int = 5
+    notes: list[str] = Field(default_factory=list)  # what a reader must know to read the figures
     usage: dict[str, float | int | None]
     calibration: dict[str, Any]
     papers: list[PaperRow]
 
 
 async def review_all(
-    papers: list[HumanReviewedPaper], review_fn: ReviewFn, out: Path, *, concurrency: int = 1
+    papers: Sequence[_P], review_fn: Callable[[_P], Awaitable[PaperReview]], out: Path, *, concurrency: int = 1
 ) -> tuple[dict[str, PaperReview], dict[str, str], dict[str, float]]:
     """Review every paper not yet reviewed in ``out``; returns reviews, failures and session figures."""
     reviews_dir, failures_dir = out / "reviews", out / "failures"
@@ -95,7 +127,7 @@ async def review_all(
     started = time.perf_counter()
     done_now = 0
 
-    async def one(paper: HumanReviewedPaper) -> None:
+    async def one(paper: _P) -> None:
         nonlocal done_now
         async with gate:
             try:
@@ -127,12 +159,53 @@ def targets_for(papers: list[HumanReviewedPaper], reviews: dict[str, PaperReview
     return np.array([mean_excluding(p.human_ratings, reviews[p.id].excluded_human) for p in papers])
 
 
+def _clean(values: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    return {m: {k: (None if np.isnan(v) else float(v)) for k, v in values[m].items()} for m in values}
+
+
 def _score_metrics(
     kind: str, description: str, pred: np.ndarray, target: np.ndarray, acc: np.ndarray, **kw: Any
 ) -> ScoreMetrics:
     intervals = bootstrap(pred, target, acc, kw["threshold"], draws=kw["draws"], seed=kw["seed"])
-    clean = {m: {k: (None if np.isnan(v) else v) for k, v in intervals[m].items()} for m in METRICS}
-    return ScoreMetrics(kind=kind, description=description, n=len(pred), metrics=clean)
+    return ScoreMetrics(kind=kind, description=description, n=len(pred), metrics=_clean(intervals))
+
+
+def _fmt_diff(values: dict[str, float | None]) -> str:
+    v, lo, hi = values.get("value"), values.get("low"), values.get("high")
+    if v is None:
+        return "undefined"
+    return f"{v:+.2f}" + ("" if lo is None or hi is None else f" [{lo:+.2f}, {hi:+.2f}]")
+
+
+def verdict_for(kind: str, baseline: str, difference: dict[str, dict[str, float | None]]) -> BaselineVerdict:
+    """The verdict from the paired interval of the overall Spearman difference (within-group ones reported beside)."""
+    overall = difference["all"]
+    v, lo, hi = overall.get("value"), overall.get("low"), overall.get("high")
+    if v is None:
+        verdict: Literal["beats", "beaten", "indistinguishable", "undefined"] = "undefined"
+        phrase = "cannot be compared with"
+    elif lo is not None and lo > 0:
+        verdict, phrase = "beats", "beats"
+    elif hi is not None and hi < 0:
+        verdict, phrase = "beaten", "is beaten by"
+    else:
+        verdict, phrase = "indistinguishable", "does not beat"
+    why = " (its Spearman is undefined: constant scores)" if verdict == "undefined" else ""
+    line = (
+        f"{kind} {phrase} the {baseline} baseline{why}: Spearman difference {_fmt_diff(overall)} overall, "
+        f"{_fmt_diff(difference['accepted'])} within accepted, {_fmt_diff(difference['rejected'])} within rejected"
+    )
+    return BaselineVerdict(kind=kind, baseline=baseline, verdict=verdict, difference=difference, line=line)
+
+
+def member_reliability(reviews: list[PaperReview], seed: int, draws: int) -> Reliability | None:
+    """Reliability from the ensemble members' ratings of each paper (None unless some paper has two or more)."""
+    ratings = [[m.rating for m in r.reviews] for r in reviews if len(r.reviews) >= 2]
+    if len(ratings) < 2:
+        return None
+    return reliability(
+        ratings, unit="member", source="the ensemble members' ratings of each paper", seed=seed, draws=draws
+    )
 
 
 def build_report(
@@ -148,11 +221,15 @@ def build_report(
     seed: int,
     fit: dict[str, Any] | None = None,
     session: dict[str, float] | None = None,
+    folds: int = 5,
+    baselines: tuple[str, ...] = KINDS,
+    notes: list[str] | None = None,
 ) -> tuple[CalibrationReport, CalibrationModel | None]:
     """The report over the reviewed papers; with ``fit`` also a calibration model fitted on them."""
     done = [p for p in papers if p.id in reviews]
     if len(done) < 3:
         raise ValueError(f"only {len(done)} paper(s) reviewed; metrics need at least 3 (see failures: {failures})")
+    folds = fit["folds"] if fit is not None else folds
     target = targets_for(done, reviews)
     acc = np.array([p.accepted for p in done])
     kw = {"threshold": threshold, "draws": draws, "seed": seed}
@@ -165,20 +242,27 @@ def build_report(
         names = form_fields(form)
         features = [reviews[p.id].features() for p in done]
         fitted, calibrated = fit_calibration(
-            features, list(target), form=form, feature_names=names, name=fit["name"], folds=fit["folds"], seed=seed,
+            features, list(target), form=form, feature_names=names, name=fit["name"], folds=folds, seed=seed,
             fitted_on={"reviewer": reviewer, **fit.get("fitted_on", {})},
         )  # fmt: skip
         cv_metrics = _score_metrics("calibrated", "", calibrated, target, acc, **kw).metrics
         fitted.cv = {m: cv_metrics[m]["value"] for m in ("spearman", "mae", "bias", "decision_auc")}
-        description = f"calibrated by a ridge model fitted here; {fit['folds']}-fold nested cross-validated predictions"
-        calibration_info = {"fitted": fitted.model_dump(), "applied": None}
+        fitted.cv |= {"spearman_low": cv_metrics["spearman"]["low"], "spearman_high": cv_metrics["spearman"]["high"]}
+        description = f"calibrated by a ridge model fitted here; {folds}-fold nested cross-validated predictions"
+        has_signal, figures = fitted.signal()
+        calibration_info = {"fitted": fitted.model_dump(), "applied": None, "signal": has_signal, "figures": figures}
     else:
         values = [reviews[p.id].calibrated_rating for p in done]
         labels = {reviews[p.id].calibration for p in done}
+        cal_notes = sorted({str(reviews[p.id].calibration_note) for p in done if reviews[p.id].calibration_note})
+        statuses = sorted({str(reviews[p.id].calibration_status) for p in done if reviews[p.id].calibration_status})
         if all(v is not None for v in values):
             calibrated = np.array(values, dtype=float)
-            description = f"calibrated by {', '.join(sorted(str(x) for x in labels))} (fitted on other data)"
-        calibration_info = {"applied": sorted(str(x) for x in labels if x), "fitted": None}
+            marked = " [" + "; ".join(cal_notes) + "]" if "other_settings" in statuses else ""
+            description = f"calibrated by {', '.join(sorted(str(x) for x in labels))} (fitted on other data){marked}"
+        calibration_info = {
+            "applied": sorted(str(x) for x in labels if x), "fitted": None, "status": statuses, "notes": cal_notes,
+        }  # fmt: skip
     if calibrated is not None:
         scores.append(_score_metrics("calibrated", description, calibrated, target, acc, **kw))
     meta_values = [reviews[p.id].meta_rating for p in done]
@@ -191,8 +275,31 @@ def build_report(
         kind="human",
         description="one human held out at random against the mean of the others (same papers)",
         n=len(done),
-        metrics={m: {k: (None if np.isnan(v) else v) for k, v in baseline[m].items()} for m in METRICS},
+        metrics=_clean(baseline),
     )
+    lengths = np.array([len(p.text) for p in done], dtype=float)
+    base_preds, base_seconds = cross_validated([p.text for p in done], target, folds, seed, baselines)
+    descriptions = {
+        "length": f"a + b log(text characters), least squares; {folds}-fold cross-validated on the same folds",
+        "bow": f"TF-IDF bag of words, ridge (scikit-learn); {folds}-fold cross-validated on the same folds",
+    }
+    trivial = [_score_metrics(k, descriptions[k], v, target, acc, **kw) for k, v in base_preds.items()]
+    by_length = bootstrap(lengths, target, acc, threshold, draws=draws, seed=seed)
+    length_spearman = _clean(
+        {s: by_length[m] for s, m in zip(STRATA, ("spearman", "spearman_accepted", "spearman_rejected"), strict=True)}
+    )
+    by_kind = {"raw": raw, "calibrated": calibrated, "meta": meta}
+    partial = {
+        kind: _clean(bootstrap_partial(values, target, lengths, acc, draws=draws, seed=seed))
+        for kind, values in [*by_kind.items(), *base_preds.items()]
+        if values is not None
+    }
+    verdicts = [
+        verdict_for(kind, name, _clean(versus(values, pred, target, acc, draws=draws, seed=seed)))
+        for kind, values in by_kind.items()
+        if values is not None
+        for name, pred in base_preds.items()
+    ]
     tokens = [int((reviews[p.id].usage or {}).get("total_tokens", 0)) for p in done]
     walls = [reviews[p.id].wall_s for p in done]
     session = session or {}
@@ -203,12 +310,17 @@ def build_report(
         "reviews_per_hour": 3600 / float(np.mean(walls)) if np.mean(walls) > 0 else None,
         "session_reviews": session.get("reviews"),
         "session_wall_s": session.get("wall_s"),
+        **{f"baseline_{k}_s": v for k, v in base_seconds.items()},
     }
+
+    def opt(values: np.ndarray | None, i: int) -> float | None:
+        return None if values is None else float(values[i])
+
     rows = [
         PaperRow(
             id=p.id, title=p.title, decision=p.decision, human_mean=float(t), n_humans=len(p.human_ratings),
-            raw=float(raw[i]), calibrated=None if calibrated is None else float(calibrated[i]),
-            meta=None if meta is None else float(meta[i]), tokens=tokens[i],
+            raw=float(raw[i]), calibrated=opt(calibrated, i), meta=opt(meta, i), length=opt(base_preds.get("length"), i),
+            bow=opt(base_preds.get("bow"), i), text_chars=len(p.text), tokens=tokens[i],
         )
         for i, (p, t) in enumerate(zip(done, target, strict=True))
     ]  # fmt: skip
@@ -229,6 +341,13 @@ def build_report(
         bootstrap_draws=draws,
         scores=scores,
         human_baseline=human,
+        baselines=trivial,
+        partial_length=partial,
+        length_spearman=length_spearman,
+        verdicts=verdicts,
+        reliability=member_reliability([reviews[p.id] for p in done], seed, draws),
+        folds=folds,
+        notes=list(notes or []),
         usage=usage,
         calibration=calibration_info,
         papers=rows,

@@ -101,8 +101,10 @@ def oracle_review(paper: HumanReviewedPaper, seed: int) -> PaperReview:
     rating = float(paper.human_ratings[index])
     subscores = {name: _subscore(paper, name, index, 2.5) for name in ICLR2022Review.subscore_fields}
     subscores["confidence"] = _subscore(paper, "confidence", index, 3.0)
-    review: dict[str, Any] = {**subscores, "recommendation": rating, "decision": decision_for(rating)}
-    member = MemberReview(persona="human", review=review, rating=rating, subscores=subscores)
+    review: dict[str, Any] = {**subscores, "recommendation": rating}
+    member = MemberReview(
+        persona="human", review=review, rating=rating, subscores=subscores, decision=decision_for(rating)
+    )
     return PaperReview(
         reviewer="oracle",
         form="iclr2022",

@@ -5,6 +5,8 @@ overall and within accepted and within rejected papers (the data's text-version 
 within a group), pairwise ranking accuracy, decision AUC, balanced accuracy at a threshold, MAE and
 mean bias (reviewer minus human). ``bootstrap`` resamples papers for 95% percentile intervals.
 ``human_baseline`` scores a held-out human against the mean of the others, on the same papers.
+``partial_spearman`` is the rank correlation left once a control (text length) is accounted for, and
+``versus`` the paired bootstrap of one score's Spearman minus another's (reviewer against baseline).
 An undefined value (e.g. a correlation of constant scores) is NaN and reported as such.
 """
 
@@ -168,4 +170,64 @@ def human_baseline(
         defined = [v for v in values[name] if not math.isnan(v)]
         low, high = interval(samples[name])
         out[name] = {"value": float(np.mean(defined)) if defined else math.nan, "low": low, "high": high}
+    return out
+
+
+STRATA = ("all", "accepted", "rejected")
+
+
+def partial_spearman(x: ArrayLike, y: ArrayLike, z: ArrayLike) -> float:
+    """Spearman correlation of ``x`` and ``y`` controlling for ``z``: the partial correlation of their ranks,
+    (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)); NaN when a side is constant or ``z`` explains it all."""
+    a, b, c = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
+    if len(a) < 4 or _constant(a) or _constant(b) or _constant(c):
+        return math.nan
+    r_xy, r_xz, r_yz = spearman(a, b), spearman(a, c), spearman(b, c)
+    den = (1 - r_xz**2) * (1 - r_yz**2)
+    if den <= 1e-12:
+        return math.nan
+    return float((r_xy - r_xz * r_yz) / math.sqrt(den))
+
+
+def _strata(accepted: np.ndarray) -> dict[str, np.ndarray]:
+    return {"all": np.ones(len(accepted), bool), "accepted": accepted, "rejected": ~accepted}
+
+
+def bootstrap_partial(
+    pred: ArrayLike, target: ArrayLike, control: ArrayLike, accepted: ArrayLike, *, draws: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Partial Spearman of ``pred`` with ``target`` controlling for ``control``, per stratum, with 95% intervals."""
+    p, t, c, acc = (np.asarray(v, float) for v in (pred, target, control, accepted))
+    acc = acc.astype(bool)
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, float]] = {}
+    samples: dict[str, list[float]] = {s: [] for s in STRATA}
+    for _ in range(draws):
+        idx = rng.integers(0, len(p), len(p))
+        for name, mask in _strata(acc[idx]).items():
+            samples[name].append(partial_spearman(p[idx][mask], t[idx][mask], c[idx][mask]))
+    for name, mask in _strata(acc).items():
+        low, high = interval(samples[name])
+        out[name] = {"value": partial_spearman(p[mask], t[mask], c[mask]), "low": low, "high": high}
+    return out
+
+
+def versus(
+    pred: ArrayLike, other: ArrayLike, target: ArrayLike, accepted: ArrayLike, *, draws: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Spearman of ``pred`` minus Spearman of ``other`` (both with ``target``), per stratum, with a paired
+    bootstrap 95% interval: the same resampled papers score both, so their shared noise cancels."""
+    p, o, t = (np.asarray(v, float) for v in (pred, other, target))
+    acc = np.asarray(accepted, bool)
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {s: [] for s in STRATA}
+    for _ in range(draws):
+        idx = rng.integers(0, len(p), len(p))
+        for name, mask in _strata(acc[idx]).items():
+            pi, oi, ti = p[idx][mask], o[idx][mask], t[idx][mask]
+            samples[name].append(spearman(pi, ti) - spearman(oi, ti))
+    out: dict[str, dict[str, float]] = {}
+    for name, mask in _strata(acc).items():
+        low, high = interval(samples[name])
+        out[name] = {"value": spearman(p[mask], t[mask]) - spearman(o[mask], t[mask]), "low": low, "high": high}
     return out

@@ -1,4 +1,9 @@
-"""A ``PaperReview`` as Markdown: scores first, then each reviewer, the meta-review and what was read."""
+"""A ``PaperReview`` as Markdown: scores first, then each reviewer, the meta-review and what was read.
+
+Wherever a calibrated score appears it says which calibration made it and whether that model was
+fitted under other settings; a calibration withheld for want of signal is shown as withheld, with
+its validation figures. The decision rule and any injection flag are stated beside the scores.
+"""
 
 from __future__ import annotations
 
@@ -13,26 +18,51 @@ def _items(values: Any) -> str:
     return str(values)
 
 
+def calibrated_text(result: PaperReview) -> str:
+    """The calibrated score as a reader should see it: value, model, and any mark or reason withheld."""
+    status = result.calibration_status
+    if result.calibrated_rating is None:
+        why = result.calibration_note or "no calibration"
+        return f"none: {why}" if status == "no_signal" else f"n/a ({why})"
+    text = f"{result.calibrated_rating:.2f} ({result.calibration})"
+    if status == "other_settings":
+        text += f" **[{result.calibration_note}]**"
+    return text
+
+
 def review_markdown(result: PaperReview) -> str:
     """The review as a Markdown document."""
     lines = [f"# Review: {result.title}", ""]
-    calibrated = "n/a" if result.calibrated_rating is None else f"{result.calibrated_rating:.2f}"
+    if result.injection_flagged and result.injection is not None:
+        lines += [
+            f"> **Flagged: the paper carries text aimed at its reviewer** ({len(result.injection.findings)} finding(s); "
+            f"{'removed before review' if result.injection.mode == 'neutralise' else 'kept: injection=off'}). See "
+            "'Injection scan' below.",
+            "",
+        ]
     lines += [
         f"- **Rating** (area chair): {result.meta_rating:g}" if result.meta_rating is not None else "",
         f"- **Ensemble mean rating** (raw): {result.raw_rating:.2f} over {len(result.reviews)} reviewer(s)",
-        f"- **Calibrated rating**: {calibrated}"
-        + (f" ({result.calibration})" if result.calibration else "")
-        + (f"; note: {result.calibration_note}" if result.calibration_note else ""),
-        f"- **Decision**: {result.decision}",
+        f"- **Calibrated rating**: {calibrated_text(result)}",
+        f"- **Decision**: {result.decision} (from the {'area chair' if result.meta_rating is not None else 'ensemble mean'}"
+        f" rating {result.final_rating:g}; see the decision rule below)",
         "- **Sub-scores** (ensemble mean): " + ", ".join(f"{k} {v:.2f}" for k, v in result.subscores.items()),
         f"- Form {result.form}, reviewer {result.reviewer}, {result.wall_s:.1f} s"
         + (f", {result.usage.get('total_tokens', 0)} tokens" if result.usage else ""),
+        f"- Limits: {result.limits.source}: {result.limits.paper_chars} characters of paper, {result.limits.points} points "
+        f"of {result.limits.point_chars} characters, {result.limits.reply_tokens} reply tokens"
+        if result.limits
+        else "",
+        "- Invalid replies (schema text or placeholders), asked again: "
+        + ", ".join(f"{k} {v}" for k, v in result.degenerate.items())
+        if result.degenerate
+        else "",
     ]
-    lines = [line for line in lines if line] + [""]
+    lines = [line for line in lines if line] + ["", f"Decision rule: {result.decision_rule}", ""]
     if result.meta_review:
         meta = result.meta_review
         lines += [
-            "## Meta-review",
+            f"## Meta-review (rating {meta.get('rating', '')}, {meta.get('decision', '')})",
             "",
             str(meta.get("summary", "")),
             "",
@@ -44,17 +74,26 @@ def review_markdown(result: PaperReview) -> str:
             "",
         ]
     for i, member in enumerate(result.reviews, 1):
-        lines += [f"## Reviewer {i} ({member.persona})", ""]
+        decision = f", {member.decision}" if member.decision else ""
+        lines += [f"## Reviewer {i} ({member.persona}; rating {member.rating:g}{decision})", ""]
+        if member.degenerate:
+            lines += [
+                "*This review still echoes the form after being asked again:* " + "; ".join(member.degenerate),
+                "",
+            ]
         for key, value in member.review.items():
+            if key == "decision":
+                continue
             lines.append(f"**{key.replace('_', ' ').capitalize()}**:" + ("\n" if isinstance(value, list) else " "))
             lines += [_items(value), ""]
     if result.literature is not None:
-        lit = result.literature
-        lines += [f"## Related work ({lit.backend})", ""]
-        lines += [f"- query ({level}): {query}" for level, query in lit.queries.items()]
-        lines += [f"- found: {w.title} ({w.year or 'n.d.'}; {w.id}; score {w.score:.2f})" for w in lit.works]
-        if lit.error:
-            lines.append(f"- search error: {lit.error}")
+        lines += _literature(result)
+    if result.injection is not None and result.injection.findings:
+        lines += ["## Injection scan", ""]
+        lines += [
+            f'- {f.where}: {f.why}{" (removed)" if f.neutralised else ""}: "{f.excerpt}"'
+            for f in result.injection.findings
+        ]
         lines.append("")
     if result.reading is not None:
         r = result.reading
@@ -73,3 +112,32 @@ def review_markdown(result: PaperReview) -> str:
         ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _literature(result: PaperReview) -> list[str]:
+    lit = result.literature
+    assert lit is not None
+    lines = [f"## Related work ({lit.backend})", ""]
+    source = "written by the model" if lit.query_source == "model" else "built from the title and abstract"
+    lines += [f"Queries ({source}):"] + [f"- {level}: {query}" for level, query in lit.queries.items()]
+    if lit.query_problems:
+        lines.append("- the model's queries were not used: " + "; ".join(lit.query_problems[:4]))
+    kept = {w.id for w in lit.works}
+    lines += [
+        "",
+        "| work | year | search score | relevance | compared | shown | reason |",
+        "|---|---|---:|---:|---|---|---|",
+    ]
+    for w in lit.candidates or lit.works:
+        relevance = "-" if w.relevance is None else f"{w.relevance}/3"
+        shown = f"{w.text_source} ({w.text_chars})" if w.id in kept else ""
+        lines.append(
+            f"| {w.title} ({w.id}) | {w.year or 'n.d.'} | {w.score:.2f} | {relevance} | {'yes' if w.id in kept else 'no'} "
+            f"| {shown} | {w.reason or ''} |"
+        )
+    if lit.judge_error:
+        lines.append(f"\nRelevance judgement: {lit.judge_error}")
+    if lit.error:
+        lines.append(f"\nSearch error: {lit.error}")
+    lines.append("")
+    return lines

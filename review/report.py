@@ -1,4 +1,9 @@
-"""The calibration report as Markdown with plots (PNG, drawn with matplotlib's Agg backend)."""
+"""The calibration report as Markdown with plots (PNG, drawn with matplotlib's Agg backend).
+
+The reviewer's scores, the human-human baseline and the trivial baselines (text length, bag of words)
+share one table; below it come each score's Spearman controlling for text length, the verdict per
+baseline, and the reviewer's test-retest reliability.
+"""
 
 from __future__ import annotations
 
@@ -67,10 +72,10 @@ def plot_metrics(report: CalibrationReport, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: list[ScoreMetrics] = [*report.scores, report.human_baseline]
+    groups: list[ScoreMetrics] = [*report.scores, report.human_baseline, *report.baselines]
     names = [m for m in METRICS if m not in ("mae", "bias")]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) * len(groups) / 2 + 2))
-    colours = ["#264653", "#2a9d8f", "#e9c46a", "#9d4edd", "#e76f51"]
+    colours = ["#264653", "#2a9d8f", "#e9c46a", "#9d4edd", "#e76f51", "#8d99ae", "#6c584c"]
     for g, group in enumerate(groups):
         for i, name in enumerate(names):
             vals = group.metrics[name]
@@ -95,7 +100,7 @@ def plot_metrics(report: CalibrationReport, path: Path) -> Path:
 
 def report_markdown(report: CalibrationReport, plots: list[Path]) -> str:
     """The report as Markdown (plots linked by file name, next to the Markdown file)."""
-    groups = [*report.scores, report.human_baseline]
+    groups = [*report.scores, report.human_baseline, *report.baselines]
     lines = [
         f"# Reviewer calibration: {report.reviewer} on the {report.form} form",
         "",
@@ -108,6 +113,7 @@ def report_markdown(report: CalibrationReport, plots: list[Path]) -> str:
         f"predicts accept when the score is at least {report.threshold:g}. Within-group correlations are the ones "
         "free of the text-version confound (accepted papers' texts are camera-ready versions).",
         "",
+        *[f"**Note:** {note}\n" for note in report.notes],
         "| metric | " + " | ".join(g.kind for g in groups) + " |",
         "|---|" + "---:|" * len(groups),
     ]
@@ -115,6 +121,7 @@ def report_markdown(report: CalibrationReport, plots: list[Path]) -> str:
         lines.append(f"| {LABELS[name]} | " + " | ".join(_cell(g.metrics[name]) for g in groups) + " |")
     lines += ["", "Score kinds:", ""]
     lines += [f"- **{g.kind}** (n={g.n}): {g.description}" for g in groups]
+    lines += _baseline_sections(report)
     u = report.usage
     lines += [
         "",
@@ -132,8 +139,16 @@ def report_markdown(report: CalibrationReport, plots: list[Path]) -> str:
             "only split at hand, so there is no separate held-out test of the fitted model here.",
             "",
         ]
+        if report.calibration.get("signal") is False:
+            lines += [
+                f"**This calibration shows no signal on its own validation ({report.calibration.get('figures')}).** "
+                "Reviews it is applied to will not present a calibrated score; they say so, with these figures.",
+                "",
+            ]
     elif report.calibration.get("applied"):
         lines += [f"Calibration applied: {', '.join(report.calibration['applied'])}.", ""]
+        if report.calibration.get("notes"):
+            lines += ["Calibration notes: " + "; ".join(report.calibration["notes"]), ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     if report.failures:
         lines += ["", "## Failures", ""] + [f"- {k}: {v[:200]}" for k, v in report.failures.items()]
@@ -141,12 +156,60 @@ def report_markdown(report: CalibrationReport, plots: list[Path]) -> str:
         "",
         "## Papers",
         "",
-        "| id | decision | human mean | raw | calibrated | meta | tokens |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| id | decision | human mean | raw | calibrated | meta | length | bow | characters | tokens |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.papers:
         fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
         lines.append(
-            f"| {r.id} | {r.decision} | {r.human_mean:.2f} | {fmt(r.raw)} | {fmt(r.calibrated)} | {fmt(r.meta)} | {r.tokens or ''} |"
+            f"| {r.id} | {r.decision} | {r.human_mean:.2f} | {fmt(r.raw)} | {fmt(r.calibrated)} | {fmt(r.meta)} "
+            f"| {fmt(r.length)} | {fmt(r.bow)} | {r.text_chars or ''} | {r.tokens or ''} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _baseline_sections(report: CalibrationReport) -> list[str]:
+    """Partial Spearman controlling for length, the verdicts, and the reliability, as Markdown lines."""
+    lines: list[str] = []
+    if report.partial_length:
+        lines += [
+            "",
+            "## Controlling for text length",
+            "",
+            "Spearman with the mean human rating after text length is accounted for (partial rank correlation; "
+            "95% bootstrap intervals). A score that only rewards long papers falls to about 0 here.",
+            "",
+            "| score | all | accepted | rejected |",
+            "|---|---:|---:|---:|",
+        ]
+        if report.length_spearman:
+            lines.insert(
+                -4,
+                "Text length itself (characters, no fit) has Spearman "
+                + ", ".join(f"{_cell(report.length_spearman[s])} ({s})" for s in ("all", "accepted", "rejected"))
+                + " with the mean human rating here.\n",
+            )
+        for kind, strata in report.partial_length.items():
+            lines.append(f"| {kind} | " + " | ".join(_cell(strata[s]) for s in ("all", "accepted", "rejected")) + " |")
+    if report.verdicts:
+        lines += ["", "## Verdicts against the baselines", ""]
+        lines += [f"- {v.line}" for v in report.verdicts]
+        lines += [
+            "",
+            "Each difference is the reviewer's Spearman minus the baseline's on the same papers, with a paired "
+            "bootstrap 95% interval; 'beats' needs the overall interval above 0.",
+        ]
+    rel = report.reliability
+    if rel is not None:
+        icc = "undefined (every rating equal)" if rel.icc is None else f"{rel.icc:.2f}"
+        lines += [
+            "",
+            "## Test-retest reliability",
+            "",
+            f"From {rel.source}: {rel.n_papers} papers, {rel.k_mean:.1f} ratings each. Within-paper SD "
+            f"{rel.within_sd:.2f} rating points; ICC(1) {icc}"
+            + (f" [{rel.icc_interval[0]:.2f}, {rel.icc_interval[1]:.2f}]" if rel.icc_interval[0] is not None else "")
+            + (f"; ICC of the mean of {rel.k_mean:.0f}: {rel.icc_mean:.2f}" if rel.icc_mean is not None else "")
+            + ". `fars compare --noise` can take this file to size the smallest detectable effect.",
+        ]
+    return [*lines, ""]

@@ -27,8 +27,13 @@ PERSONAS: dict[str, str] = {
 class ReviewerConfig:
     """Which form, how a paper is read, the ensemble, the meta-review and the calibration model."""
 
-    kind: Literal["model", "oracle"] = "model"  # oracle: returns a human's rating (harness check; calibrate only)
+    # model: the agentic reviewer; oracle: returns a human's rating (harness check; calibrate only);
+    # length, bow: trivial baselines fitted on human ratings (text length; a bag-of-words ridge)
+    kind: Literal["model", "oracle", "length", "bow"] = "model"
     form: Literal["iclr2025", "iclr2022"] = "iclr2025"
+    # fixed: the limits below; context: limits derived from the model's context window (these are floors);
+    # auto: context for a model with at least 32k tokens of context, fixed otherwise (the embedded model)
+    limits: Literal["auto", "fixed", "context"] = "auto"
     max_paper_chars: int = Field(default=6000, ge=500)  # characters of paper text one review reads at most
     reading: Literal["excerpts", "summaries"] = "excerpts"  # how a longer paper is read (see review.reading)
     chunk_chars: int = Field(default=6000, ge=500)  # summaries mode: characters per part summarised
@@ -38,7 +43,14 @@ class ReviewerConfig:
     meta_review: bool = True  # an area chair's meta-review over the ensemble
     related_works: int = Field(default=5, ge=0, le=50)  # nearest works read (0: no literature search)
     max_tokens: int = Field(default=900, ge=64)  # per review reply
+    max_points: int = Field(default=4, ge=1, le=20)  # strengths, weaknesses, questions per review at most
+    point_chars: int = Field(default=200, ge=50)  # characters per point at most
+    judge_relevance: bool = True  # the model judges each related-work candidate's relevance before reviewing
+    fulltext_works: int = Field(default=2, ge=0, le=20)  # nearest works read in fuller text when the backend has it
+    echo_retries: int = Field(default=1, ge=0, le=5)  # asks again when a reply echoes the schema or placeholders
+    injection: Literal["neutralise", "off"] = "neutralise"  # text aimed at the reviewer: removed and flagged
     calibration: str | None = "default"  # a shipped calibration name, a JSON path, or null for none
+    baseline: str = "default"  # length/bow kinds: the fitted baseline model (shipped name or JSON path)
 
     @model_validator(mode="after")
     def _known_personas(self) -> ReviewerConfig:

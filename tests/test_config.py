@@ -11,6 +11,7 @@ import yaml
 from fars.cli import expand_jobs, preflight
 from fars.commands.calibrate import CalibrateConfig
 from fars.commands.configured import CONF_DIR, compose_raw
+from fars.commands.probe import ProbeConfig
 from fars.commands.review import ReviewCommandConfig
 from fars.config import ConfigError, FarsConfig, schema_defaults, validate_as, validate_config
 from fars.summary import read_run_record
@@ -61,7 +62,7 @@ def test_the_composed_default_config_is_the_schema_field_by_field() -> None:
     assert composed.keys() == schema.keys()
     assert {k: v for k, v in composed.items() if schema[k] != v} == {}
     assert compose() == FarsConfig()  # the fixture's config is the CLI's config
-    for name, command_schema in (("review", ReviewCommandConfig), ("calibrate", CalibrateConfig)):
+    for name, command_schema in (("review", ReviewCommandConfig), ("calibrate", CalibrateConfig), ("probe", ProbeConfig)):
         raw, problems = compose_raw(name, [], command_schema)
         assert problems == [] and validate_as(command_schema, raw or {}) == validate_as(command_schema, {})
 

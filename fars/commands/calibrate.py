@@ -4,8 +4,12 @@ Composes ``conf/calibrate.yaml``; reviews ``limit`` papers of ``data`` (a JSONL 
 reviews) concurrently, cached and resumable (``out=`` an earlier folder continues it), then writes
 ``calibration.json``, ``calibration.md`` with plots, and a W&B run (offline by default). With
 ``fit=true`` it also fits a calibration model on the reviews (nested k-fold CV) and writes
-``calibration_model.json`` (and to ``save_to`` when given, e.g. ``review/calibrations/default-iclr2025.json``).
-``reviewer=oracle`` returns one human's rating per paper: the harness check.
+``calibration_model.json`` (and to ``save_to`` when given, e.g. ``review/calibrations/default-iclr2025.json``),
+and the baselines fitted on every reviewed paper (``baseline-length.json``, ``baseline-bow.json``, the
+models ``reviewer=length|bow`` ship). Every report shows the ``baselines`` (text length, bag of words)
+cross-validated on the same folds beside the reviewer, each score's Spearman controlling for length,
+and a verdict per baseline. ``reviewer=oracle`` returns one human's rating per paper: the harness
+check; ``reviewer=length`` or ``bow`` measures a shipped baseline as a reviewer.
 Exit status: 0 done, 1 too few papers reviewed for metrics, 2 bad input or config.
 """
 
@@ -16,7 +20,7 @@ import datetime as _dt
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
@@ -31,9 +35,15 @@ Review papers that have human reviews and report agreement with the humans (JSON
   fars calibrate reviewer=oracle limit=null           the harness check: one human against the others
   fars calibrate limit=30 llm.local.n_threads=1       the embedded model on 30 dev papers
   fars calibrate out=outputs/calibrate/x fit=true     continue a run; fit and save a calibration model
+  fars calibrate reviewer=length limit=null            the shipped text-length baseline as the reviewer
 exit status: 0 done, 1 too few papers reviewed, 2 bad input or config
 """
 log = logging.getLogger("fars.calibrate")
+Baseline = Literal["length", "bow"]
+
+
+def _all_baselines() -> list[Baseline]:
+    return ["length", "bow"]
 
 
 @dataclass(config=ConfigDict(extra="forbid"))
@@ -51,6 +61,7 @@ class CalibrateConfig:
     folds: int = Field(default=5, ge=2, le=20)
     fit_name: str | None = None  # name of the fitted model; null: <model>-<form>
     save_to: str | None = None  # also write the fitted model here
+    baselines: list[Baseline] = Field(default_factory=_all_baselines)  # fitted on the same folds, shown beside
     llm: LLMConfig = Field(default_factory=LLMConfig)
     reviewer: ReviewerConfig = Field(default_factory=ReviewerConfig)
     literature: LiteratureConfig = Field(
@@ -70,6 +81,12 @@ def main(args: list[str]) -> int:
     from fars.commands.configured import compose_config
 
     cfg, raw = compose_config("calibrate", args, CalibrateConfig)
+    if cfg.fit and cfg.reviewer.kind in ("length", "bow"):
+        raise UsageError(
+            f"reviewer={cfg.reviewer.kind} is a fitted baseline, its rating already a prediction of the human mean; "
+            "fit=true fits a calibration for a model reviewer (and writes baseline-length.json and baseline-bow.json "
+            "from the papers it reviewed)"
+        )
     from review.humans import DataError, file_sha256, load_papers, select_papers
 
     try:
@@ -97,10 +114,11 @@ async def _calibrate(
     from review.humans import oracle_review
 
     oracle = cfg.reviewer.kind == "oracle"
+    baseline = cfg.reviewer.kind in ("length", "bow")
     form = "iclr2022" if oracle else cfg.reviewer.form
-    name = "oracle" if oracle else f"model:{cfg.llm.model}"
+    name = "oracle" if oracle else f"baseline:{cfg.reviewer.kind}" if baseline else f"model:{cfg.llm.model}"
     ledger = Ledger(out / "ledger.sqlite")
-    client = None if oracle else LLMClient(cfg.llm, ledger)
+    client = None if oracle or baseline else LLMClient(cfg.llm, ledger)
     try:
         reviewer = None if oracle else build_reviewer(client, cfg.reviewer, cfg.literature, cfg.llm.model)
 
@@ -124,7 +142,7 @@ async def _calibrate(
     finally:
         if client is not None:
             client.close()
-    fit = None
+    fit: dict[str, Any] | None = None
     if cfg.fit:
         fit = {
             "name": cfg.fit_name or ("oracle" if oracle else f"{cfg.llm.model.replace('/', '-')}-{form}"),
@@ -136,14 +154,24 @@ async def _calibrate(
                 "model": cfg.llm.model,
             },
         }
+    notes = []
+    fitted_model = getattr(reviewer, "model", None) if baseline else None
+    if fitted_model is not None and fitted_model.fitted_on.get("data_sha256") == data["sha256"]:
+        notes.append(
+            f"the {cfg.reviewer.kind} baseline reviewer was fitted on this very data file: its figures are in-sample "
+            "(the cross-validated baselines in the same table are not)"
+        )
     try:
         report, fitted = build_report(
             papers, reviews, failures, reviewer=name, form=form, data={k: v for k, v in data.items() if k != "selected_ids"},
-            threshold=cfg.threshold, draws=cfg.bootstrap, seed=cfg.seed, fit=fit, session=session,
+            threshold=cfg.threshold, draws=cfg.bootstrap, seed=cfg.seed, fit=fit, session=session, folds=cfg.folds,
+            baselines=tuple(cfg.baselines), notes=notes,
         )  # fmt: skip
     except ValueError as exc:
         print(f"fars calibrate: {exc}", file=sys.stderr)
         return 1
+    if cfg.fit and fit is not None:
+        _save_baselines([p for p in papers if p.id in reviews], out, fit["fitted_on"])
     from review.report import plot_metrics, plot_scatter, report_markdown
 
     plots = [plot_scatter(report, out / "scatter.png"), plot_metrics(report, out / "metrics.png")]
@@ -156,6 +184,18 @@ async def _calibrate(
     _track(cfg.tracker, report, out, raw)
     _print_summary(report, out)
     return 0
+
+
+def _save_baselines(done: list[Any], out: Path, fitted_on: dict[str, Any]) -> None:
+    """Fit the baselines on every reviewed paper (target: the mean of all its humans) and write them."""
+    import numpy as np
+
+    from review.baselines import fit_all, save_baseline
+
+    targets = np.array([p.mean_rating for p in done])
+    info = {k: v for k, v in fitted_on.items() if k in ("data", "data_sha256")}
+    for kind, model in fit_all([p.text for p in done], targets, fitted_on=info).items():
+        save_baseline(model, out / f"baseline-{kind}.json")
 
 
 def _json(value: Any) -> str:
@@ -176,11 +216,26 @@ def _print_summary(report: Any, out: Path) -> None:
         f"{report.reviewer}: {report.reviewed} papers reviewed, {report.failed} failed, "
         f"valid-form rate {report.valid_form_rate:.1%}"
     )
-    for group in [*report.scores, report.human_baseline]:
+    for note in report.notes:
+        print(f"  note: {note}")
+    for group in [*report.scores, report.human_baseline, *report.baselines]:
         print(
-            f"  {group.kind:>10}: Spearman {show(group, 'spearman')}  AUC {show(group, 'decision_auc')}  "
-            f"MAE {show(group, 'mae')}  bias {show(group, 'bias')}"
+            f"  {group.kind:>10}: Spearman {show(group, 'spearman')}  accepted {show(group, 'spearman_accepted')}  "
+            f"rejected {show(group, 'spearman_rejected')}  AUC {show(group, 'decision_auc')}  MAE {show(group, 'mae')}"
         )
+    for kind, strata in report.partial_length.items():
+        v = strata["all"]
+        value = "undefined" if v["value"] is None else f"{v['value']:.3f}"
+        ci = "" if v["low"] is None else f" [{v['low']:.2f}, {v['high']:.2f}]"
+        print(f"  {kind:>10}: Spearman controlling for text length {value}{ci}")
+    for verdict in report.verdicts:
+        print(f"  verdict: {verdict.line}")
+    if report.reliability is not None:
+        rel = report.reliability
+        icc = "undefined" if rel.icc is None else f"{rel.icc:.2f}"
+        print(f"  test-retest ({rel.source}): within-paper SD {rel.within_sd:.2f}, ICC {icc}, {rel.n_papers} papers")
+    if report.calibration.get("signal") is False:
+        print(f"  the calibration fitted here shows no signal ({report.calibration.get('figures')}): not a score")
     print(f"report: {out / 'calibration.md'}  {out / 'calibration.json'}")
 
 
@@ -197,13 +252,32 @@ def _track(cfg: TrackerConfig, report: Any, out: Path, raw: dict[str, Any]) -> N
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
         )  # fmt: skip
         summary: dict[str, Any] = {"valid_form_rate": report.valid_form_rate, "reviewed": report.reviewed}
-        for group in [*report.scores, report.human_baseline]:
+        for group in [*report.scores, report.human_baseline, *report.baselines]:
             for metric, values in group.metrics.items():
                 for key, value in values.items():
                     if value is not None:
                         summary[f"{group.kind}/{metric}/{key}"] = value
+        for kind, strata in report.partial_length.items():
+            for stratum, values in strata.items():
+                summary |= {f"{kind}/partial_length_{stratum}/{k}": v for k, v in values.items() if v is not None}
+        for verdict in report.verdicts:
+            summary[f"verdict/{verdict.kind}_vs_{verdict.baseline}"] = verdict.verdict
+        if report.reliability is not None:
+            summary |= {
+                f"reliability/{k}": v for k, v in report.reliability.model_dump().items() if isinstance(v, float)
+            }
         summary.update({f"usage/{k}": v for k, v in report.usage.items() if v is not None})
-        columns: list[str | int] = ["id", "decision", "human_mean", "raw", "calibrated", "meta", "tokens"]
+        columns: list[str | int] = [
+            "id",
+            "decision",
+            "human_mean",
+            "raw",
+            "calibrated",
+            "meta",
+            "length",
+            "bow",
+            "tokens",
+        ]
         table = wandb.Table(columns=columns, data=[[getattr(r, str(c)) for c in columns] for r in report.papers])
         run.log({**summary, "papers": table, "scatter": wandb.Image(str(out / "scatter.png"))})
         for key, value in summary.items():

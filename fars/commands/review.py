@@ -144,7 +144,7 @@ async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
     from fars.context import call_context
     from fars.ledger import Ledger
     from fars.llm.client import LLMClient, LLMError
-    from review.render import review_markdown
+    from review.render import calibrated_text, review_markdown
 
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(out / "ledger.sqlite")
@@ -165,10 +165,14 @@ async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
     result.usage = usage.model_dump() | {"total_tokens": usage.total_tokens}
     (out / "review.json").write_text(result.model_dump_json(indent=1), encoding="utf-8")
     (out / "review.md").write_text(review_markdown(result), encoding="utf-8")
-    calibrated = "n/a" if result.calibrated_rating is None else f"{result.calibrated_rating:.2f}"
+    flag = (
+        " FLAGGED: the paper carries text aimed at its reviewer (removed; see review.md)."
+        if result.injection_flagged
+        else ""
+    )
     print(
-        f"{paper.title[:70]}: rating {result.final_rating:g} (ensemble mean {result.raw_rating:.2f}, calibrated "
-        f"{calibrated}), read {result.reading.chars_read if result.reading else 0} of {paper.chars} characters, "
-        f"{usage.total_tokens} tokens -> {out / 'review.json'}, {out / 'review.md'}"
+        f"{paper.title[:70]}: rating {result.final_rating:g}, {result.decision} (ensemble mean {result.raw_rating:.2f}, "
+        f"calibrated {calibrated_text(result)}), read {result.reading.chars_read if result.reading else 0} of "
+        f"{result.reading.chars_total if result.reading else paper.chars} characters, {usage.total_tokens} tokens -> {out / 'review.json'}, {out / 'review.md'}{flag}"
     )
     return 0

@@ -5,11 +5,21 @@ bootstrap interval of the mean difference and Cliff's delta; when both runs shar
 hypotheses, projects are paired by hypothesis and the paired differences are used instead. The
 verdict is a *regression* when, at the configured confidence, the candidate's mean score is lower by
 more than the configured margin (the one-sided bootstrap upper bound of the difference lies below
-``-margin``); an *improvement* mirrors that; anything else is *no regression*.
+``-margin``); an *improvement* mirrors that. Otherwise the comparison says *no regression* only when
+it could have seen one: the minimum detectable effect at the configured confidence and power (from
+the runs' sizes, their spread, and the reviewer's test-retest noise) must not exceed the margin, and
+the scores must vary at all. When they do not, the verdict is *inconclusive*: a gate that cannot
+fail says so, rather than passing every change.
+
+The reviewer's noise comes from ``noise`` (rating points, or a ``calibration.json`` / ``probe.json``
+holding a ``reliability`` block), else from the runs' own ``review.json`` files (the spread of the
+ensemble members' ratings of each paper), else it is not known and only the observed spread counts.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +31,7 @@ from fars.evaluation import stats
 from fars.records import ProjectStatus, RunRecord
 from fars.summary import RUN_RECORD_FILE
 
-Verdict = Literal["regression", "improvement", "no regression"]
+Verdict = Literal["regression", "improvement", "no regression", "inconclusive"]
 
 
 class CompareError(ValueError):
@@ -39,6 +49,11 @@ class CompareSettings(BaseModel):
     resamples: int = Field(default=10_000, ge=100)
     seed: int = 0
     min_papers: int = Field(default=2, ge=1, description="rated papers each run needs for a comparison")
+    power: float = Field(default=0.8, ge=0.5, lt=1.0, description="power at which the detectable effect is sized")
+    require_power: bool = Field(default=False, description="an inconclusive comparison fails the gate (exit 3)")
+    noise: float | str | None = Field(
+        default=None, description="the reviewer's test-retest SD in rating points, or a JSON with a reliability block"
+    )
 
 
 @dataclass
@@ -101,17 +116,119 @@ def load_runs(path_text: str) -> list[LoadedRun]:
     return runs
 
 
+@dataclass(frozen=True)
+class ReviewScores:
+    """What ``compare`` reads of one project's review: its scores and how to read the calibrated one."""
+
+    rating: float | None
+    calibrated: float | None
+    calibration_status: str | None
+    calibration_note: str | None
+    ensemble: int
+    injection_flagged: bool
+
+
+def review_scores(project: Any) -> ReviewScores:
+    """Every read of a project's review scores, in one place (``project.review``: a dict or a typed summary)."""
+    review = project.review
+
+    def get(key: str) -> Any:
+        if review is None:
+            return None
+        return review.get(key) if isinstance(review, dict) else getattr(review, key, None)
+
+    calibrated = getattr(project, "calibrated_rating", None)
+    if calibrated is None:
+        calibrated = get("calibrated_rating") if get("calibrated_rating") is not None else get("calibrated")
+    ensemble = get("ensemble")
+    return ReviewScores(
+        rating=project.rating,
+        calibrated=float(calibrated) if isinstance(calibrated, int | float) else None,
+        calibration_status=get("calibration_status"),
+        calibration_note=get("calibration_note"),
+        ensemble=int(ensemble) if isinstance(ensemble, int | float) and ensemble >= 1 else 1,
+        injection_flagged=bool(get("injection_flagged")),
+    )
+
+
 def calibrated_scores(record: RunRecord) -> list[float] | None:
     """Calibrated ratings of the rated papers, or None unless every rated paper has one."""
     values = []
     for project in record.projects:
-        if project.rating is None:
+        scores = review_scores(project)
+        if scores.rating is None:
             continue
-        value = project.review.calibrated_rating if project.review is not None else None
-        if not isinstance(value, int | float):
+        if scores.calibrated is None:
             return None
-        values.append(float(value))
+        values.append(scores.calibrated)
     return values or None
+
+
+class NoiseEstimate(BaseModel):
+    """The reviewer's noise as it enters the power calculation: SD of one paper's score, and its source."""
+
+    sd: float
+    source: str
+
+
+def noise_from_file(path: Path, ensemble: int = 1) -> NoiseEstimate:
+    """The noise in a ``calibration.json`` or ``probe.json`` (its ``reliability`` block) or a bare one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CompareError(f"noise={path}: not a readable JSON file ({exc})") from None
+    block = data.get("reliability", data) if isinstance(data, dict) else None
+    if not isinstance(block, dict) or not isinstance(block.get("within_sd"), int | float):
+        raise CompareError(
+            f"noise={path}: no reliability block with within_sd; give a calibration.json or probe.json that has one "
+            "(an ensemble of 2+ or `fars probe retest=K`), or a number"
+        )
+    unit = block.get("unit", "review")
+    sd = float(block["within_sd"]) / (math.sqrt(ensemble) if unit == "member" else 1.0)
+    return NoiseEstimate(sd=sd, source=f"{path} ({block.get('source', 'reliability')})")
+
+
+def noise_from_runs(runs: list[LoadedRun]) -> NoiseEstimate | None:
+    """The spread of the ensemble members' ratings of each paper, read from the runs' review.json files."""
+    from review.noise import reliability
+
+    ratings: list[list[float]] = []
+    members = []
+    for run in runs:
+        for project in run.record.projects:
+            for artifact in project.artifacts:
+                if artifact.kind != "review" or not artifact.path.endswith(".json"):
+                    continue
+                try:
+                    review = json.loads((run.path / artifact.path).read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+                values = [
+                    float(m["rating"]) for m in review.get("reviews", []) if isinstance(m.get("rating"), int | float)
+                ]
+                if len(values) >= 2:
+                    ratings.append(values)
+                    members.append(len(values))
+    rel = reliability(ratings, unit="member", source="ensemble members", draws=0) if len(ratings) >= 2 else None
+    if rel is None:
+        return None
+    ensemble = round(sum(members) / len(members))
+    return NoiseEstimate(
+        sd=rel.noise_of_score(ensemble),
+        source=f"the spread of {ensemble} ensemble members' ratings over {rel.n_papers} reviews in the runs' review.json",
+    )
+
+
+def resolve_noise(setting: float | str | None, runs: list[LoadedRun]) -> NoiseEstimate | None:
+    """The noise to size detectable effects with: the ``noise`` setting, else the runs' own reviews."""
+    if isinstance(setting, int | float):
+        return NoiseEstimate(sd=float(setting), source="the noise setting")
+    if isinstance(setting, str) and setting.strip():
+        try:
+            return NoiseEstimate(sd=float(setting), source="the noise setting")
+        except ValueError:
+            return noise_from_file(Path(setting).expanduser())
+    return noise_from_runs(runs)
 
 
 @dataclass
@@ -191,11 +308,11 @@ def paired_scores(base: RunRecord, cand: RunRecord, metric: str) -> list[tuple[f
 
     def by_hypothesis(record: RunRecord) -> dict[str, float]:
         scores: dict[str, float] = {}
-        calibrated = calibrated_scores(record) if metric == "calibrated" else None
-        rated = [p for p in record.projects if p.rating is not None]
-        for i, p in enumerate(rated):
-            if p.hypothesis:
-                scores.setdefault(p.hypothesis, calibrated[i] if calibrated else float(p.rating))  # type: ignore[arg-type]
+        for p in record.projects:
+            read = review_scores(p)
+            value = read.calibrated if metric == "calibrated" else read.rating
+            if p.hypothesis and read.rating is not None and value is not None:
+                scores.setdefault(p.hypothesis, float(value))
         return scores
 
     a, b = by_hypothesis(base), by_hypothesis(cand)
@@ -224,13 +341,37 @@ class Comparison:
     reason: str
     raw_difference: float | None = None
     calibrated_difference: float | None = None
+    power: stats.Power | None = None
+    noise_sd: float | None = None
+    noise_source: str | None = None
+    notes: list[str] = field(default_factory=list)  # what a reader must know (calibrations marked, injections)
 
 
 def _scores(s: RunStats, metric: str) -> list[float]:
     return (s.calibrated or []) if metric == "calibrated" else s.scores
 
 
-def compare_runs(base: LoadedRun, cand: LoadedRun, settings: CompareSettings) -> Comparison:
+def _notes(runs: list[LoadedRun], metric: str) -> list[str]:
+    """Calibrated scores fitted under other settings, withheld calibrations and flagged papers, per run."""
+    notes = []
+    for run in runs:
+        scores = [review_scores(p) for p in run.record.projects if p.rating is not None]
+        marked = sorted(
+            {s.calibration_note for s in scores if s.calibration_status == "other_settings" and s.calibration_note}
+        )
+        if metric == "calibrated" and marked:
+            notes.append(f"{run.label}: calibrated scores marked: {'; '.join(marked)}")
+        if any(s.calibration_status == "no_signal" for s in scores):
+            notes.append(f"{run.label}: its calibration shows no signal on its own validation; raw scores compared")
+        flagged = sum(1 for s in scores if s.injection_flagged)
+        if flagged:
+            notes.append(f"{run.label}: {flagged} paper(s) flagged for text aimed at the reviewer")
+    return notes
+
+
+def compare_runs(
+    base: LoadedRun, cand: LoadedRun, settings: CompareSettings, noise: NoiseEstimate | None = None
+) -> Comparison:
     """Compare a candidate run with a baseline run; raises CompareError when too few papers."""
     sa, sb = run_stats(base), run_stats(cand)
     metric = settings.metric
@@ -271,6 +412,7 @@ def compare_runs(base: LoadedRun, cand: LoadedRun, settings: CompareSettings) ->
             )
     pairs = paired_scores(base.record, cand.record, metric)
     paired = len(pairs) >= settings.min_papers
+    diffs: list[float] = []
     if paired:
         diffs = [y - x for x, y in pairs]
         interval = stats.bootstrap_paired_difference(
@@ -284,6 +426,12 @@ def compare_runs(base: LoadedRun, cand: LoadedRun, settings: CompareSettings) ->
         one_sided = stats.mann_whitney(a, b, alternative="less").p_value
     delta = stats.cliffs_delta(a, b)
     level = f"{settings.confidence:.0%}"
+    floor = noise.sd if noise is not None else None
+    power = stats.minimum_detectable_effect(
+        a, b, differences=diffs if paired else None, confidence=settings.confidence, power=settings.power,
+        noise_sd=floor,
+    )  # fmt: skip
+    constant = len(set(a) | set(b)) == 1
     if interval.upper < -settings.margin:
         verdict: Verdict = "regression"
         reason = (
@@ -293,11 +441,24 @@ def compare_runs(base: LoadedRun, cand: LoadedRun, settings: CompareSettings) ->
     elif interval.lower > settings.margin:
         verdict = "improvement"
         reason = f"mean {metric} score higher by {interval.estimate:.2f}; at {level} confidence by more than {interval.lower:.2f}"
+    elif constant:
+        verdict = "inconclusive"
+        reason = (
+            f"every rated paper of both runs scored {a[0]:g}: the scores have no variance, so no drop could show "
+            "(the reviewer cannot tell these runs apart)"
+        )
+    elif power.mde is None or power.mde > settings.margin:
+        verdict = "inconclusive"
+        size = "cannot be computed (" + (power.reason or "") + ")" if power.mde is None else f"is {power.mde:.2f}"
+        reason = (
+            f"difference {interval.estimate:+.2f}, but a drop of the margin {settings.margin} cannot be detected: the "
+            f"minimum detectable effect at {level} confidence and {settings.power:.0%} power {size}"
+        )
     else:
         verdict = "no regression"
         reason = (
             f"difference {interval.estimate:+.2f}; at {level} confidence not lower by more than the margin "
-            f"{settings.margin} (one-sided bound {interval.upper:+.2f})"
+            f"{settings.margin} (one-sided bound {interval.upper:+.2f}; minimum detectable effect {power.mde:.2f})"
         )
     return Comparison(
         **common,
@@ -310,6 +471,10 @@ def compare_runs(base: LoadedRun, cand: LoadedRun, settings: CompareSettings) ->
         cliffs_magnitude=stats.cliffs_magnitude(delta),
         verdict=verdict,
         reason=reason,
+        power=power,
+        noise_sd=floor,
+        noise_source=noise.source if noise is not None else None,
+        notes=_notes([base, cand], metric),
     )
 
 
@@ -327,7 +492,7 @@ def _short(label: str, width: int = 40) -> str:
 def format_table(rows: list[RunStats], comparisons: dict[int, Comparison | str]) -> str:
     """One fixed-width table: a row per run, with its comparison against the baseline (row 0)."""
     header = [
-        "#", "run", "status", "papers", "score", "calib", "diff", "interval", "p(MW)", "cliff", "verdict",
+        "#", "run", "status", "papers", "score", "calib", "diff", "interval", "MDE", "p(MW)", "cliff", "verdict",
         "tok/paper", "$/paper", "min/paper", "papers/h",
     ]  # fmt: skip
     lines = [header]
@@ -338,14 +503,15 @@ def format_table(rows: list[RunStats], comparisons: dict[int, Comparison | str])
             cells = [
                 _fmt(iv.estimate, "+.2f") if iv else "-",
                 f"[{iv.low:+.2f},{iv.high:+.2f}]" if iv else "-",
+                _fmt(comp.power.mde if comp.power else None),
                 _fmt(comp.mann_whitney_p, ".3f"),
                 _fmt(comp.cliffs_delta, "+.2f"),
                 comp.verdict + (" (paired)" if comp.paired else ""),
             ]
         elif isinstance(comp, str):
-            cells = ["-", "-", "-", "-", comp]
+            cells = ["-", "-", "-", "-", "-", comp]
         else:
-            cells = ["", "", "", "", "baseline" if i == 0 and len(rows) > 1 else ""]
+            cells = ["", "", "", "", "", "baseline" if i == 0 and len(rows) > 1 else ""]
         lines.append(
             [
                 str(i), _short(s.label), s.status, f"{s.papers}/{s.projects}", _fmt(s.mean_score),
@@ -384,6 +550,20 @@ def format_details(rows: list[RunStats], comparisons: dict[int, Comparison | str
                 f"Mann-Whitney p={_fmt(comp.mann_whitney_p, '.4f')}; one-sided p(lower)={_fmt(comp.regression_p, '.4f')}; "
                 f"Cliff's delta {_fmt(comp.cliffs_delta, '+.3f')} ({comp.cliffs_magnitude})"
             )
+        pw = comp.power
+        if pw is not None:
+            floor = (
+                f"; the reviewer's noise {comp.noise_sd:.2f} from {comp.noise_source}"
+                if comp.noise_sd is not None
+                else "; reviewer noise unknown (observed spread only; see --noise)"
+            )
+            size = "undefined: " + (pw.reason or "") if pw.mde is None else f"{pw.mde:.3f}"
+            out.append(
+                f"  minimum detectable effect {size} rating points at {pw.confidence:.0%} confidence and "
+                f"{pw.power:.0%} power ({'paired' if pw.paired else 'unpaired'}, SD {pw.sd:.2f}, {pw.df:.0f} df{floor})"
+            )
+        for note in comp.notes:
+            out.append(f"  note: {note}")
         if comp.calibrated_difference is not None and comp.metric == "raw":
             out.append(f"  calibrated difference {comp.calibrated_difference:+.3f}")
         if comp.raw_difference is not None and comp.metric == "calibrated":

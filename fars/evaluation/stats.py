@@ -7,6 +7,7 @@ resampling uses a fixed seed, so the same inputs always give the same interval.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -176,3 +177,76 @@ def holm(p_values: dict[str, float | None]) -> dict[str, float | None]:
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[name] = running
     return adjusted
+
+
+def mean_and_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    arr = _floats(values, "values")
+    sd = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return float(arr.mean()), sd if math.isfinite(sd) else 0.0
+
+
+@dataclass(frozen=True)
+class Power:
+    """The smallest mean difference a one-sided test at ``confidence`` detects with probability ``power``.
+
+    ``mde`` is None when it cannot be computed (too few papers; ``reason`` says why). ``sd`` is the
+    standard deviation it assumed: the observed one, or the reviewer's noise floor when that is larger
+    (a sample of a few papers can look steadier than the reviewer is).
+    """
+
+    mde: float | None
+    sd: float
+    se: float
+    df: float
+    paired: bool
+    confidence: float
+    power: float
+    noise_floor: float | None
+    reason: str | None = None
+
+
+def _sd(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
+def minimum_detectable_effect(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    differences: Sequence[float] | None = None,
+    confidence: float = 0.95,
+    power: float = 0.8,
+    noise_sd: float | None = None,
+) -> Power:
+    """The minimum detectable effect of comparing ``b`` with ``a`` (paired when ``differences`` is given).
+
+    MDE = (t_confidence + t_power) * SE, with t quantiles at the test's degrees of freedom: the
+    usual normal-approximation power formula with Student's t for small samples. Unpaired, SE is
+    Welch's (each sample's SD floored at ``noise_sd``) with Welch-Satterthwaite degrees of freedom;
+    paired, SE is the SD of the differences (floored at sqrt(2) * ``noise_sd``: each side carries the
+    reviewer's noise) over sqrt(n), with n - 1 degrees of freedom.
+    """
+    if not 0.5 < confidence < 1 or not 0.5 <= power < 1:
+        raise ValueError(f"confidence must lie in (0.5, 1) and power in [0.5, 1) (got {confidence}, {power})")
+    floor = float(noise_sd) if noise_sd else 0.0
+    if differences is not None:
+        d = _floats(differences, "paired differences")
+        if d.size < 2:
+            return Power(None, 0.0, 0.0, 0.0, True, confidence, power, noise_sd, "fewer than 2 pairs")
+        sd = max(_sd(d), math.sqrt(2) * floor)
+        se, df = sd / math.sqrt(d.size), float(d.size - 1)
+    else:
+        x, y = _floats(a, "baseline scores"), _floats(b, "candidate scores")
+        if x.size < 2 or y.size < 2:
+            return Power(None, 0.0, 0.0, 0.0, False, confidence, power, noise_sd, "fewer than 2 papers in a run")
+        va, vb = max(_sd(x), floor) ** 2 / x.size, max(_sd(y), floor) ** 2 / y.size
+        se = math.sqrt(va + vb)
+        df = (
+            (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+            if va + vb > 0
+            else float(x.size + y.size - 2)
+        )
+        sd = math.sqrt((va * x.size + vb * y.size) / 2) if se > 0 else 0.0
+    t_sum = float(stats.t.ppf(confidence, df) + stats.t.ppf(power, df))
+    return Power(t_sum * se, sd, se, df, differences is not None, confidence, power, noise_sd)

@@ -116,6 +116,16 @@ def _free_model_info(model: str, cfg: LLMConfig) -> dict[str, Any]:
     }
 
 
+def model_context_tokens(model: str) -> int | None:
+    """A model's context window in tokens from litellm's model data (None when litellm does not know it)."""
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # litellm raises a plain Exception for a model it does not know
+        return None
+    tokens = info.get("max_input_tokens") or info.get("max_tokens")
+    return int(tokens) if tokens else None
+
+
 def request_hash(request: dict[str, Any]) -> str:
     """sha256 of a request in canonical JSON form."""
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()

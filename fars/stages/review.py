@@ -33,9 +33,12 @@ def stage_output(result: PaperReview) -> ReviewOutput:
         meta_rating=result.meta_rating,
         calibrated_rating=result.calibrated_rating,
         calibration=result.calibration,
+        calibration_status=str(result.calibration_status) if result.calibration_status else None,
+        calibration_note=result.calibration_note,
         decision=result.decision,
         ensemble=len(result.reviews),
         subscores=dict(result.subscores),
+        injection_flagged=result.injection_flagged,
     )
     return ReviewOutput(rating=result.final_rating, review=summary, paper_review=result)
 

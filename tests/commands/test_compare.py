@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +154,100 @@ def test_a_sweep_folder_gives_one_table(tmp_path: Path, capsys: pytest.CaptureFi
     assert "pipeline.projects=1" in table[2] and "baseline" in table[2]
     assert "no regression" in table[3] and "regression (paired)" in table[4]
     assert compare([str(sweep), "--baseline", "2"]) == 0  # against the worst job, the others improve
+
+
+def test_two_equal_embedded_model_runs_are_inconclusive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The embedded model rates every paper 1: a gate over such runs cannot fail, and must say so."""
+    a = make_run(tmp_path / "a", [1.0] * 16)
+    b = make_run(tmp_path / "b", [1.0] * 16, seed=1)
+    assert compare([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "inconclusive" in out and "no variance" in out and "VERDICT: no regression" not in out
+    assert "require_power=true makes this exit 3" in out
+    assert compare([str(a), str(b), "compare.require_power=true"]) == 3
+    assert compare([str(a), str(b), "--require-power"]) == 3
+    result = tmp_path / "r.json"
+    assert compare([str(a), str(b), "--json", str(result)]) == 0
+    assert json.loads(result.read_text())["inconclusive"] == [1]
+
+
+def test_too_few_papers_for_the_margin_is_inconclusive_and_prints_the_effect_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = make_run(tmp_path / "a", [3.0, 6.0, 5.0, 8.0], seed=0)
+    b = make_run(tmp_path / "b", [5.0, 3.0, 8.0, 6.0], seed=1)
+    assert compare([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "INCONCLUSIVE" in out and "minimum detectable effect" in out
+    mde = float(re.search(r"minimum detectable effect ([\d.]+) rating points", out).group(1))  # type: ignore[union-attr]
+    assert mde > 2.0  # four papers a run: only a drop of several rating points could show
+    assert compare([str(a), str(b), "require_power=true", "margin=5.0"]) == 0  # a margin this wide is detectable
+    assert compare([str(a), str(b), "compare.nope=1"]) == 2
+    assert "unknown compare setting" in capsys.readouterr().err
+
+
+def test_the_reviewers_noise_widens_the_detectable_effect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = baseline_scores()
+    a = make_run(tmp_path / "a", base)
+    b = make_run(tmp_path / "b", list(base))  # paired, every difference 0: detectable without noise
+    assert compare([str(a), str(b)]) == 0
+    assert "no regression (paired)" in capsys.readouterr().out
+    reliability = tmp_path / "calibration.json"
+    reliability.write_text(json.dumps({"reliability": {"unit": "review", "within_sd": 1.5, "source": "retest"}}))
+    assert compare([str(a), str(b), f"--noise={reliability}", "--require-power"]) == 3
+    out = capsys.readouterr().out
+    assert "inconclusive (paired)" in out and "noise 1.50" in out
+    assert compare([str(a), str(b), "noise=0.1"]) == 0  # a steady reviewer: 16 pairs detect 0.25
+    (tmp_path / "bad.json").write_text("{}")
+    assert compare([str(a), str(b), f"--noise={tmp_path / 'bad.json'}"]) == 2
+
+
+def scripted_reviews(papers: list[str]) -> list[Any]:
+    """The scripted model's reviews of ``papers`` (an ensemble of two, through the real client)."""
+    import asyncio
+
+    from fars.config import LLMConfig
+    from fars.llm.client import LLMClient
+    from review.reviewer import AgenticReviewer
+    from review.settings import ReviewerConfig
+
+    client = LLMClient(LLMConfig(model="scripted/default", cache=False))
+    reviewer = AgenticReviewer(client, ReviewerConfig(ensemble=2, meta_review=False, related_works=0))
+    try:
+        return [asyncio.run(reviewer.review(text)) for text in papers]
+    finally:
+        client.close()
+
+
+def scripted_run(folder: Path, reviews: list[Any], shift: float = 0.0) -> Path:
+    """A run folder rated by ``reviews`` (shifted by ``shift``), each review.json kept as the pipeline keeps it."""
+    from fars.records import Artifact
+
+    make_run(folder, [max(1.0, r.final_rating + shift) for r in reviews])
+    record = RunRecord.model_validate_json((folder / "run_record.json").read_text())
+    for project, review in zip(record.projects, reviews, strict=True):
+        path = folder / "projects" / project.id / "review.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(review.model_dump_json())
+        project.artifacts = [Artifact(kind="review", path=str(path.relative_to(folder)), sha256="-", stage="review")]
+        project.review = {"ensemble": len(review.reviews), "rating": project.rating}
+    write_run_record(record, folder)
+    return folder
+
+
+def test_a_planted_regression_on_the_scripted_model_still_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    papers = [
+        f"# Paper {i}\n\n## Abstract\n\nWe study problem {i} with method {i * 7}.\n\n## Results\n\nIt works."
+        for i in range(8)
+    ]
+    reviews = scripted_reviews(papers)
+    a = scripted_run(tmp_path / "a", reviews)
+    same = scripted_run(tmp_path / "same", reviews)
+    planted = scripted_run(tmp_path / "planted", reviews, shift=-4.0)
+    assert compare([str(a), str(planted)]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
+    assert compare([str(a), str(same), "--require-power"]) == 3  # the members disagree: 8 papers cannot show 0.25
+    out = capsys.readouterr().out
+    assert "inconclusive (paired)" in out and "ensemble members' ratings" in out

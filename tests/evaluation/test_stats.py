@@ -69,3 +69,30 @@ def test_bad_input_is_named() -> None:
         stats.mann_whitney([1.0, float("nan")], [1.0])
     with pytest.raises(ValueError, match="confidence must lie between"):
         stats.bootstrap_mean_difference([1, 2], [1, 2], confidence=0.3)
+
+
+def test_minimum_detectable_effect_by_formula_and_by_simulation() -> None:
+    from scipy import stats as sps
+
+    a = [3.0, 5.0, 6.0, 8.0] * 4  # SD 2.16 (ddof 1), n 16 each
+    sd = float(np.std(a, ddof=1))
+    power = stats.minimum_detectable_effect(a, list(a), confidence=0.95, power=0.8)
+    se = sd * np.sqrt(2 / 16)  # Welch with equal SDs and sizes: 30 degrees of freedom
+    assert power.df == pytest.approx(30.0)
+    assert power.mde == pytest.approx((sps.t.ppf(0.95, 30) + sps.t.ppf(0.8, 30)) * se)
+    # a true drop of that size is found by the one-sided test about 80% of the time
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, sd, (1000, 16))
+    y = rng.normal(5.0 - power.mde, sd, (1000, 16))  # type: ignore[operator]
+    found = sps.ttest_ind(y, x, axis=1, equal_var=False, alternative="less").pvalue < 0.05
+    assert found.mean() == pytest.approx(0.8, abs=0.04)
+
+
+def test_the_noise_floor_and_pairing_enter_the_effect_size() -> None:
+    steady = stats.minimum_detectable_effect([], [], differences=[0.0] * 16)
+    assert steady.mde == 0.0 and steady.paired and steady.df == 15
+    noisy = stats.minimum_detectable_effect([], [], differences=[0.0] * 16, noise_sd=1.0)
+    assert noisy.sd == pytest.approx(np.sqrt(2)) and noisy.mde is not None and noisy.mde > 0.8
+    assert stats.minimum_detectable_effect([1.0], [1.0, 2.0]).mde is None  # one paper: undefined, says why
+    with pytest.raises(ValueError, match="power"):
+        stats.minimum_detectable_effect([1, 2], [1, 2], power=1.2)

@@ -47,7 +47,8 @@ def test_review_of_a_markdown_paper_writes_json_and_markdown(
     paper = tmp_path / "paper.md"
     paper.write_text("# Grokking\n\n## Abstract\n\nWe study grokking.\n\n## Results\n\n" + "Accuracy rises. " * 800)
     out = tmp_path / "out"
-    assert main(["review", str(paper), *SCRIPTED, f"out={out}", "reviewer.max_paper_chars=3000"]) == 0
+    limits = ["reviewer.limits=fixed", "reviewer.max_paper_chars=3000"]  # the scripted model has a 1M context
+    assert main(["review", str(paper), *SCRIPTED, f"out={out}", *limits]) == 0
     result = PaperReview.model_validate_json((out / "review.json").read_text())
     assert len(result.reviews) == 2 and result.meta_review is not None
     assert result.reading is not None and result.reading.mode == "excerpts" and result.reading.chars_read <= 3000

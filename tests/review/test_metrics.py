@@ -101,3 +101,51 @@ def test_human_baseline_of_unanimous_humans_is_perfect() -> None:
     assert base["spearman"]["value"] == pytest.approx(1.0)
     assert base["mae"]["value"] == pytest.approx(0.0)
     assert base["decision_auc"]["value"] == pytest.approx(1.0)
+
+
+def test_partial_spearman_by_hand() -> None:
+    from review.metrics import partial_spearman
+
+    # ranks: x 1..5, y (2,1,4,3,5), z (1,3,2,5,4); sum d^2 = 4, 4, 14 over n(n^2-1) = 120:
+    # r_xy = 1 - 6*4/120 = 0.8, r_xz = 0.8, r_yz = 1 - 6*14/120 = 0.3
+    # partial = (0.8 - 0.8*0.3) / sqrt((1 - 0.64)(1 - 0.09)) = 0.56 / sqrt(0.3276) = 0.97840
+    x, y, z = [1, 2, 3, 4, 5], [2, 1, 4, 3, 5], [1, 3, 2, 5, 4]
+    assert spearman(y, z) == pytest.approx(0.3)
+    assert partial_spearman(x, y, z) == pytest.approx(0.56 / math.sqrt(0.3276))
+    # a score that is a monotone function of the control has nothing left: undefined, not 1 or 0
+    assert math.isnan(partial_spearman([10, 20, 30, 40, 50], y, x))
+    # the same figure another way: correlate the residuals of x's and y's ranks regressed on z's ranks
+    ranks = [np.argsort(np.argsort(v)).astype(float) for v in (x, y, z)]
+    design = np.vstack([np.ones(5), ranks[2]]).T
+    residuals = [r - design @ np.linalg.lstsq(design, r, rcond=None)[0] for r in ranks[:2]]
+    assert partial_spearman(x, y, z) == pytest.approx(np.corrcoef(*residuals)[0, 1])
+
+
+def test_a_length_only_reviewer_loses_its_correlation_once_length_is_controlled() -> None:
+    from review.metrics import bootstrap_partial
+
+    rng = np.random.default_rng(3)
+    quality = rng.normal(size=200)
+    length = quality + rng.normal(size=200)  # longer papers are better, on average
+    target = quality + 0.5 * rng.normal(size=200)
+    accepted = target > 0.3
+    reads = quality + 0.3 * rng.normal(size=200)  # a reviewer that judges the content
+    counts = length + 0.01 * rng.normal(size=200)  # a reviewer that counts pages
+    assert spearman(counts, target) > 0.4  # looks useful on its own...
+    left = bootstrap_partial(counts, target, length, accepted, draws=200)
+    assert abs(left["all"]["value"]) < 0.15  # ...but has nothing beyond length
+    kept = bootstrap_partial(reads, target, length, accepted, draws=200)
+    assert kept["all"]["value"] > 0.6 and kept["all"]["low"] > 0.4
+    assert set(kept) == {"all", "accepted", "rejected"}
+
+
+def test_versus_is_a_paired_difference_of_spearman() -> None:
+    from review.metrics import versus
+
+    target = [1, 2, 3, 4, 5, 6, 7, 8]
+    accepted = [False, False, False, False, True, True, True, True]
+    better = [1, 2, 3, 4, 5, 6, 8, 7]
+    worse = [2, 1, 4, 3, 6, 5, 8, 7]
+    diff = versus(better, worse, target, accepted, draws=300)
+    assert diff["all"]["value"] == pytest.approx(spearman(better, target) - spearman(worse, target))
+    assert diff["all"]["value"] > 0 and diff["all"]["low"] is not None

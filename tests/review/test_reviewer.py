@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,8 @@ def flat_calibration(form: str) -> CalibrationModel:
     coef = [0.0] * (len(names) - 1) + [0.5]
     return CalibrationModel(
         name="t", form=form, features=names, mean=[0.0] * len(names), scale=[1.0] * len(names), coef=coef, intercept=2.0,
-        alpha=1.0, fitted_on={"reviewer": "model:other", "reviewer_settings": {"ensemble": 1}},
+        alpha=1.0, fitted_on={"reviewer": "model:other", "reviewer_settings": {"ensemble": 1}, "n_papers": 40},
+        cv={"spearman": 0.4, "spearman_low": 0.1, "spearman_high": 0.6, "decision_auc": 0.7},
     )  # fmt: skip
 
 
@@ -98,7 +100,9 @@ def test_ensemble_meta_review_related_work_and_calibration(client: LLMClient) ->
     assert len(literature.queries) == 3 and lit.excluded_self == 3
     assert [w.id for w in lit.works] == ["x:1", "x:2"]
     names = [name for name, _ in recorder.asked]
-    assert names == ["RelatedWorkQueries", "ICLR2025Review", "ICLR2025Review", "ICLR2025Review", "MetaReview"]
+    assert names == [
+        "RelatedWorkQueries", "RelevanceJudgements", "ICLR2025Review", "ICLR2025Review", "ICLR2025Review", "MetaReview",
+    ]  # fmt: skip
     # the paper comes first and the persona last, so the members' prompts share the paper as a prefix
     prompts = [m[-1]["content"] for name, m in recorder.asked if name == "ICLR2025Review"]
     shared = prompts[0][: prompts[0].index("Related work")]
@@ -124,7 +128,8 @@ def test_summaries_mode_reads_long_papers_in_parts(client: LLMClient) -> None:
     reading = result.reading
     assert reading is not None and reading.mode == "summaries" and not reading.complete
     assert 1 <= len(reading.notes) <= 3
-    assert [n for n, _ in recorder.asked].count("PartNotes") == len(reading.notes)
+    asked = [n for n, _ in recorder.asked].count("PartNotes")  # a note that loops ("text text text") is asked again
+    assert len(reading.notes) <= asked <= 2 * len(reading.notes)
 
 
 def test_calibration_for_another_form_is_refused(client: LLMClient) -> None:
@@ -147,3 +152,102 @@ def test_replies_with_raw_newlines_inside_strings_parse() -> None:
 
     reply = '{"summary": "first line\nsecond line", "agreed_strengths": ["abc"], "agreed_weaknesses": ["def"], "rating": 5, "decision": "reject"}'
     assert parse_structured(MetaReview, reply).summary == "first line\nsecond line"
+
+
+def scripted_client(tmp_path: Path, outputs: list[str]) -> LLMClient:
+    from fars.config import ScriptedModelConfig
+
+    cfg = LLMConfig(model="scripted/default", cache=False, scripted=ScriptedModelConfig(outputs=outputs))
+    return LLMClient(cfg, Ledger(tmp_path / "scripted.sqlite"))
+
+
+LONG_WEAKNESSES = [f"Weakness {i}: " + ("the evidence for this claim is thin and " * 20)[:588] for i in range(8)]
+STRONG_REVIEW = {
+    "summary": " ".join(f"Section {i} shows that weight decay speeds up grokking of task {i} in small MLPs." for i in range(12)),
+    "strengths": ["A clean, controlled setting with a single varied factor.", "Clear figures over seeds."],
+    "weaknesses": LONG_WEAKNESSES,
+    "questions": ["Does the effect survive a change of optimizer?"],
+    "soundness": 2, "presentation": 3, "contribution": 2, "rating": 5, "confidence": 4,
+}  # fmt: skip
+STRONG_QUERIES = {"broad": "grokking in neural networks", "focused": "weight decay and delayed generalization",
+                  "specific": "weight decay speeds up grokking on modular addition"}  # fmt: skip
+STRONG_JUDGEMENTS = {"judgements": [{"work": 1, "relevance": 3, "reason": "the grokking paper itself"},
+                                    {"work": 2, "relevance": 1, "reason": "weight decay, another setting"}]}  # fmt: skip
+STRONG_META = {"summary": "Both reviewers find the setting clean and the evidence thin.",
+               "agreed_strengths": ["clean setting"], "agreed_weaknesses": LONG_WEAKNESSES[:6], "rating": 5}  # fmt: skip
+
+
+def test_a_strong_reviewers_long_review_is_kept_whole_with_queries_and_judgements(tmp_path: Path) -> None:
+    from review.render import review_markdown
+
+    outputs = [json.dumps(o) for o in (STRONG_QUERIES, STRONG_JUDGEMENTS, STRONG_REVIEW, STRONG_META)]
+    client = scripted_client(tmp_path, outputs)
+    settings = ReviewerConfig(ensemble=1, meta_review=True)
+    reviewer = AgenticReviewer(client, settings, literature=FakeLiterature(), context_tokens=128_000)
+    result = asyncio.run(reviewer.review(PAPER * 30))
+    client.close()
+    assert result.limits is not None and result.limits.source.startswith("context") and result.limits.points >= 8
+    assert result.reading is not None and result.reading.complete  # the whole paper, not 6,000 characters
+    member = result.reviews[0].review
+    assert member["weaknesses"] == LONG_WEAKNESSES and all(len(w) == 600 for w in member["weaknesses"])
+    assert result.meta_review is not None and result.meta_review["agreed_weaknesses"] == LONG_WEAKNESSES[:6]
+    lit = result.literature
+    assert lit is not None and lit.queries == STRONG_QUERIES and lit.query_source == "model"
+    assert [(w.id, w.relevance, w.reason) for w in lit.candidates] == [
+        ("x:1", 3, "the grokking paper itself"), ("x:2", 1, "weight decay, another setting"),
+    ]  # fmt: skip
+    markdown = review_markdown(result)
+    assert all(w in markdown for w in LONG_WEAKNESSES) and "the grokking paper itself" in markdown
+    assert result.degenerate == {}
+
+
+def test_under_fixed_limits_the_same_long_review_does_not_fit(tmp_path: Path) -> None:
+    outputs = [json.dumps(STRONG_REVIEW)] * 3  # the first try and both repairs
+    client = scripted_client(tmp_path, outputs)
+    settings = ReviewerConfig(ensemble=1, meta_review=False, related_works=0, limits="fixed")
+    with pytest.raises(Exception, match="ICLR2025Review"):
+        asyncio.run(AgenticReviewer(client, settings, context_tokens=128_000).review(PAPER))
+    client.close()
+
+
+ECHO = {"broad": "the research field of the paper, in a few words",
+        "focused": "the problem the paper studies and its kind of method",
+        "specific": "the paper's specific method or main claim"}  # fmt: skip
+PLACEHOLDER_REVIEW = {**STRONG_REVIEW, "summary": "summary of the paper: what the paper claims and does",
+                      "strengths": ["strengths_1"], "weaknesses": ["weaknesses_1"], "questions": []}  # fmt: skip
+
+
+def test_echoed_schema_queries_are_caught_counted_and_replaced(tmp_path: Path) -> None:
+    """The embedded model's failure: its queries were the schema's descriptions, its points placeholders."""
+    from review.render import review_markdown
+
+    outputs = [json.dumps(ECHO), json.dumps(ECHO)] + [json.dumps(PLACEHOLDER_REVIEW)] * 2
+    client = scripted_client(tmp_path, outputs)
+    literature = FakeLiterature()
+    settings = ReviewerConfig(ensemble=1, meta_review=False, judge_relevance=False)
+    result = asyncio.run(AgenticReviewer(client, settings, literature=literature).review(PAPER))
+    client.close()
+    lit = result.literature
+    assert lit is not None and lit.query_source == "fallback" and "research field" in lit.query_problems[0]
+    assert lit.queries["specific"] == "Weight decay speeds up grokking"  # from the title
+    assert not any("research field" in q for q in literature.queries)  # never searched for the prompt
+    assert result.degenerate == {"RelatedWorkQueries": 2, "ICLR2025Review": 2}
+    assert any("strengths_1" in p for p in result.reviews[0].degenerate)
+    markdown = review_markdown(result)
+    assert "built from the title and abstract" in markdown and "echoes the form" in markdown
+
+
+def test_a_calibration_without_signal_is_not_presented_and_decisions_follow_ratings(client: LLMClient) -> None:
+    intercept = flat_calibration("iclr2025").model_copy(
+        update={"coef": [0.0] * 5, "cv": {"spearman": -0.25, "decision_auc": 0.5}, "fitted_on": {"n_papers": 30}}
+    )
+    settings = ReviewerConfig(ensemble=2, related_works=0)
+    result = asyncio.run(AgenticReviewer(client, settings, calibration=intercept).review(PAPER))
+    assert result.calibrated_rating is None and result.calibration_status == "no_signal"
+    assert "Spearman -0.25" in (result.calibration_note or "") and "not presented" in (result.calibration_note or "")
+    for member in result.reviews:
+        assert member.decision == ("accept" if member.rating >= 6 else "reject") and "decision" not in member.review
+    assert result.meta_rating is not None and result.meta_review is not None
+    assert result.decision == result.meta_review["decision"] == ("accept" if result.meta_rating >= 6 else "reject")
+    noisy = flat_calibration("iclr2025").model_copy(update={"cv": {"spearman": 0.3, "spearman_low": -0.1}})
+    assert not noisy.signal()[0]  # an interval that reaches 0 is no signal either

@@ -1,0 +1,271 @@
+"""``fars probe [KEY=VALUE ...]``: the robustness probe: planted flaws, and what they do to the score.
+
+Composes ``conf/probe.yaml``; takes ``limit`` papers (the dev data, or ``papers=`` a run folder, a
+folder of papers or one paper file), makes a copy of each with every flaw kind of ``flaws`` planted
+(see ``review.flaws``), reviews originals and copies with the configured reviewer (any: a model,
+``reviewer=length`` or ``reviewer=bow``), resumably (``out=`` an earlier folder continues it), and
+writes ``probe.json``, ``probe.md`` with a plot, and a W&B run (offline by default). ``retest=K``
+adds K repeated reviews of each original for the test-retest reliability.
+Exit status: 0 done, 1 too few reviews for a report, 2 bad input or config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ConfigDict, Field, field_validator
+from pydantic.dataclasses import dataclass
+
+from fars.commands.configured import UsageError
+from fars.config import LiteratureConfig, LLMConfig, TrackerConfig
+from review.settings import ReviewerConfig
+
+USAGE = """usage: fars probe [KEY=VALUE ...]
+
+Review papers and copies of them with planted flaws; report per flaw the mean score change (95% interval),
+how often the review names the flaw, and a verdict (JSON, Markdown with a plot, W&B).
+  fars probe limit=10                                    10 dev papers on the embedded model, 6 flaw kinds
+  fars probe papers=outputs/2026-01-01/12-00-00 llm=openai   a run's own papers
+  fars probe reviewer=length limit=30                    does the text-length baseline reward padding?
+  fars probe retest=2 llm.temperature=0.7 llm.cache=false    with test-retest reliability
+exit status: 0 done, 1 too few reviews, 2 bad input or config
+"""
+log = logging.getLogger("fars.probe")
+
+
+def _all_flaws() -> list[str]:
+    from review.flaws import FLAWS
+
+    return list(FLAWS)
+
+
+@dataclass(config=ConfigDict(extra="forbid"))
+class ProbeConfig:
+    """The composed config of ``fars probe``."""
+
+    data: str = "../shared/data/iclr2022/dev.jsonl"
+    papers: str | None = None  # a run folder, a folder of papers or a paper file; replaces data
+    limit: int | None = Field(default=10, ge=2)
+    seed: int = 0
+    flaws: list[str] = Field(default_factory=_all_flaws)
+    retest: int = Field(default=0, ge=0, le=10)
+    concurrency: int = Field(default=1, ge=1, le=64)
+    bootstrap: int = Field(default=1000, ge=50)
+    min_effect: float = Field(default=0.25, ge=0.0)  # rating points a mean change must reach to count
+    out: str | None = None
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    reviewer: ReviewerConfig = Field(default_factory=ReviewerConfig)
+    literature: LiteratureConfig = Field(default_factory=lambda: LiteratureConfig(backend="none"))  # no search
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+
+    @field_validator("flaws")
+    @classmethod
+    def _known_flaws(cls, value: list[str]) -> list[str]:
+        from review.flaws import FLAWS
+
+        unknown = [f for f in value if f not in FLAWS]
+        if unknown or not value:
+            raise ValueError(f"unknown or no flaw kind(s) {unknown or value}; choose from {list(FLAWS)}")
+        return value
+
+
+def paper_files(path_text: str) -> list[Path]:
+    """The papers a ``papers=`` value names: a run folder's projects/*/paper.md, a folder's papers, or one file."""
+    path = Path(path_text).expanduser()
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UsageError(f"papers={path_text}: no such file or folder; give a run folder, a folder of papers or a file")
+    found = sorted(path.glob("projects/*/paper.md")) or sorted(
+        p for p in path.iterdir() if p.suffix.lower() in (".md", ".tex", ".pdf", ".txt")
+    )
+    if not found:
+        raise UsageError(f"papers={path_text}: no projects/*/paper.md and no .md/.tex/.pdf/.txt paper in the folder")
+    return found
+
+
+def load_probe_papers(cfg: ProbeConfig) -> list[tuple[str, Any]]:
+    """(id, PaperText) of the papers to probe, ``limit`` of them drawn with ``seed``."""
+    import random
+
+    from review.ingest import PaperError, load_paper, paper_from_text
+
+    if cfg.papers:
+        papers = []
+        for file in paper_files(cfg.papers):
+            try:
+                paper = load_paper(file)
+            except PaperError as exc:
+                raise UsageError(str(exc)) from None
+            pid = file.parent.name if file.name == "paper.md" else file.stem
+            papers.append((pid, paper))
+    else:
+        from review.humans import DataError, load_papers
+
+        try:
+            rows = load_papers(cfg.data)
+        except DataError as exc:
+            raise UsageError(str(exc)) from None
+        papers = [(p.id, paper_from_text(p.text, source=f"{cfg.data}#{p.id}")) for p in rows]
+    if cfg.limit is not None and cfg.limit < len(papers):
+        picked = sorted(random.Random(cfg.seed).sample(range(len(papers)), cfg.limit))
+        papers = [papers[i] for i in picked]
+    if len(papers) < 2:
+        raise UsageError(f"{len(papers)} paper(s) found; the probe needs at least 2 for its intervals")
+    return papers
+
+
+def main(args: list[str]) -> int:
+    """Entry point of ``fars probe``."""
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE)
+        return 0
+    stray = [a for a in args if "=" not in a]
+    if stray:
+        raise UsageError(f"arguments must be KEY=VALUE overrides (got {stray}); see `fars probe --help`")
+    from fars.commands.configured import compose_config
+
+    cfg, raw = compose_config("probe", args, ProbeConfig)
+    if cfg.reviewer.kind == "oracle":
+        raise UsageError(
+            "reviewer=oracle returns human ratings, which no planted flaw can move; probe a model or a baseline"
+        )
+    papers = load_probe_papers(cfg)
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+    out = Path(cfg.out) if cfg.out else Path("outputs") / "probe" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("LiteLLM", "httpx", "wandb"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if cfg.retest and cfg.llm.temperature == 0:
+        log.warning(
+            "retest=%d at llm.temperature=0: repeated reviews are deterministic and measure nothing", cfg.retest
+        )
+    return asyncio.run(_probe(cfg, raw, papers, out))
+
+
+async def _probe(cfg: ProbeConfig, raw: dict[str, Any], papers: list[tuple[str, Any]], out: Path) -> int:
+    from fars.commands.review import build_reviewer
+    from fars.context import call_context
+    from fars.ledger import Ledger
+    from fars.llm.client import LLMClient
+    from review.harness import review_all
+    from review.ingest import paper_from_text
+    from review.probe import build_copies, build_probe_report, plot_probe, probe_markdown
+
+    baseline = cfg.reviewer.kind in ("length", "bow")
+    name = f"baseline:{cfg.reviewer.kind}" if baseline else f"model:{cfg.llm.model}"
+    items = build_copies(papers, cfg.flaws, seed=cfg.seed, retest=cfg.retest)
+    todo = [p for p in items if p.planted is None or p.planted.applicable]
+    ledger = Ledger(out / "ledger.sqlite")
+    client = None if baseline else LLMClient(cfg.llm, ledger)
+    (out / "config.json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
+    (out / "copies.json").write_text(json.dumps([p.model_dump() for p in items], indent=1), encoding="utf-8")
+    try:
+        reviewer = build_reviewer(client, cfg.reviewer, cfg.literature, cfg.llm.model)
+
+        async def review_one(item: Any) -> Any:
+            paper = paper_from_text(item.text, source=item.source, fallback_title=item.title)
+            paper.title = item.title
+            with call_context(item.id, "review"):
+                result = await reviewer.review(paper, paper_id=item.original)
+            usage = ledger.usage(project_id=item.id).get("")
+            if usage is not None:
+                result.usage = usage.model_dump() | {"total_tokens": usage.total_tokens}
+            return result
+
+        log.info("%d papers, %d flaw kinds: %d reviews to have", len(papers), len(cfg.flaws), len(todo))
+        reviews, failures, session = await review_all(todo, review_one, out, concurrency=cfg.concurrency)
+    finally:
+        if client is not None:
+            client.close()
+    if sum(1 for p in items if p.flaw is None and p.id in reviews) < 2:
+        print(f"fars probe: fewer than 2 original papers reviewed (failures: {failures})", file=sys.stderr)
+        return 1
+    report = build_probe_report(
+        items, reviews, failures, reviewer=reviewer, name=name, kinds=cfg.flaws, draws=cfg.bootstrap, seed=cfg.seed,
+        settings={"reviewer": raw.get("reviewer"), "llm": {"model": cfg.llm.model, "temperature": cfg.llm.temperature}},
+        session=session, min_effect=cfg.min_effect,
+    )  # fmt: skip
+    plots = [plot_probe(report, out / "probe.png")]
+    (out / "probe.json").write_text(report.model_dump_json(indent=1), encoding="utf-8")
+    (out / "probe.md").write_text(probe_markdown(report, plots), encoding="utf-8")
+    _track(cfg.tracker, report, out, raw)
+    _print_summary(report, out)
+    return 0
+
+
+def _print_summary(report: Any, out: Path) -> None:
+    def fmt(value: float | None, spec: str = "+.2f") -> str:
+        return "-" if value is None else format(value, spec)
+
+    print(f"{report.reviewer}: {len(report.papers)} papers, {len(report.pairs)} pairs, {len(report.failures)} failed")
+    if report.floor:
+        print("  every original got the lowest rating: no flaw can lower it (a floor effect)")
+    for f in report.flaws:
+        interval = "" if f.delta_low is None else f" [{f.delta_low:+.2f}, {f.delta_high:+.2f}]"
+        print(
+            f"  {f.kind:>22}: change {fmt(f.mean_delta)}{interval}  named {fmt(f.named_rate, '.0%')} "
+            f"(original {fmt(f.named_rate_original, '.0%')})  seen {fmt(f.visible_rate, '.0%')}  {f.verdict}"
+        )
+    if report.reliability is not None:
+        rel = report.reliability
+        icc = "undefined" if rel.icc is None else f"{rel.icc:.2f}"
+        print(f"  test-retest ({rel.source}): within-paper SD {rel.within_sd:.2f}, ICC {icc}")
+    print(f"report: {out / 'probe.md'}  {out / 'probe.json'}")
+
+
+def _track(cfg: TrackerConfig, report: Any, out: Path, raw: dict[str, Any]) -> None:
+    """Log the probe to W&B; a failure is a warning, never the end of the command."""
+    if cfg.backend != "wandb":
+        return
+    try:
+        import wandb
+
+        run = wandb.init(
+            project=cfg.project, entity=cfg.entity, group=cfg.group, tags=[*cfg.tags, "probe"],
+            name=f"probe-{out.name}", mode=cfg.mode, dir=str(out), config=raw, job_type="probe",
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+        )  # fmt: skip
+        summary: dict[str, Any] = {"papers": len(report.papers), "pairs": len(report.pairs), "floor": report.floor}
+        for f in report.flaws:
+            for key in (
+                "mean_delta",
+                "delta_low",
+                "delta_high",
+                "lowered_share",
+                "named_rate",
+                "named_rate_original",
+                "visible_rate",
+            ):
+                value = getattr(f, key)
+                if value is not None:
+                    summary[f"{f.kind}/{key}"] = value
+            summary[f"{f.kind}/verdict"] = f.verdict
+        if report.reliability is not None:
+            summary |= {
+                f"reliability/{k}": v for k, v in report.reliability.model_dump().items() if isinstance(v, float)
+            }
+        columns: list[str | int] = [
+            "paper",
+            "flaw",
+            "original",
+            "perturbed",
+            "delta",
+            "named",
+            "named_original",
+            "visible",
+        ]
+        table = wandb.Table(columns=columns, data=[[getattr(r, str(c)) for c in columns] for r in report.pairs])
+        run.log({**summary, "pairs": table, "probe": wandb.Image(str(out / "probe.png"))})
+        for key, value in summary.items():
+            run.summary[key] = value
+        run.finish()
+    except Exception as exc:  # tracking must never lose the report, which is already written
+        log.warning("W&B logging failed (%s: %s); the report is in %s", type(exc).__name__, exc, out)
