@@ -124,14 +124,25 @@ class DeepSpeedConfig:
 
 
 @dataclass(config=_STRICT)
-class ModelCodeConfig:
-    """The model-written method path: code against a template's extension point, smoke-run, repaired."""
+class CodeSearchConfig:
+    """The Experiment stage's search over programs: model-written edits to a working copy, run in the sandbox.
 
-    enabled: bool = False  # off by default: the embedded 135M model rarely writes runnable code
-    max_attempts: int = Field(default=3, ge=1, le=10)  # first try plus repairs
-    smoke_steps: int = Field(default=3, ge=1)
-    smoke_timeout_s: float = Field(default=120.0, gt=0)
-    max_tokens: int = Field(default=900, ge=64)
+    Drafts start from the template's code; a draft that fails is debugged (``debug_depth`` times at most);
+    the best working node is improved (``improve_steps`` times); at most ``max_nodes`` nodes in all,
+    ``parallel`` at a time. The winner (better than the baseline) runs over the plan's seeds, and each of
+    its changes is ablated. Every node is in the ledger; weak models' failures fall back to the plan.
+    """
+
+    enabled: bool = True
+    drafts: int = Field(default=2, ge=0, le=16)
+    debug_depth: int = Field(default=1, ge=0, le=8)
+    improve_steps: int = Field(default=1, ge=0, le=16)
+    max_nodes: int = Field(default=5, ge=1, le=64)
+    parallel: int = Field(default=2, ge=1, le=16)  # nodes evaluated at once (their jobs share the run's pool)
+    ablations: bool = True  # the winner without each of its changes
+    max_parts: int = Field(default=4, ge=1, le=12)  # changes of the winner ablated at most
+    smoke_timeout_s: float = Field(default=120.0, gt=0)  # a node's smoke run (the template's smoke scale)
+    max_tokens: int = Field(default=1500, ge=64)  # per model reply
 
 
 @dataclass(config=_STRICT)
@@ -164,7 +175,7 @@ class ExperimentConfig:
     compile: bool = False  # torch.compile (GPU throughput)
     figures: bool = True  # learning-curve figures for the paper
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
-    model_code: ModelCodeConfig = Field(default_factory=ModelCodeConfig)
+    code: CodeSearchConfig = Field(default_factory=CodeSearchConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:

@@ -325,23 +325,35 @@ class EngineInfo(BaseModel):
     parameters: int = 0
 
 
-class CodeAttemptRecord(BaseModel):
-    """One attempt at model-written code, as the ledger records it."""
+NodeKind = Literal["draft", "debug", "improve", "ablation"]
+NodeVerdict = Literal["buggy", "worse", "same", "better"]
 
-    stage: str
-    attempt: int
-    path: str | None = None
-    sha256: str | None = None
-    ok: bool
-    error: str | None = None
+
+class CodeNode(BaseModel):
+    """One node of the search over programs: a version of the template's code, its parent, and how it ran."""
+
+    id: str
+    parent: str | None = None
+    kind: NodeKind
+    depth: int = 0  # debug steps from its last working ancestor
+    verdict: NodeVerdict
+    error: str | None = None  # why it is buggy: the edit, syntax, the smoke run's error tail, NaN, time-out
+    edits: list[str] = Field(default_factory=list)  # what the reply changed, file by file
+    diff: str | None = None  # the unified diff against the template (a file, relative to the run folder)
+    mean: float | None = None  # the metric over the plan's seeds (nodes that ran)
+    values: list[float] = Field(default_factory=list)
+    p_vs_baseline: float | None = None  # Welch, uncorrected: it guides the search, the paper's tests are corrected
     seconds: float = 0.0
 
 
-class MethodInfo(BaseModel):
-    """Whether a model-written method was used, and every attempt at one."""
+class CodeSearchSummary(BaseModel):
+    """The search over programs of a project: every node, the winner, and the changes its ablations removed."""
 
-    used: bool
-    attempts: list[CodeAttemptRecord] = Field(default_factory=list)
+    nodes: list[CodeNode] = Field(default_factory=list)
+    winner: str | None = None  # the node run as condition ``code`` (None: no node beat the baseline)
+    reason: str = ""
+    parts: list[str] = Field(default_factory=list)  # the winner's changes, one ablation condition each
+    diff: str | None = None  # the winner's diff (the paper's appendix)
 
 
 class Results(BaseModel):
@@ -360,7 +372,7 @@ class Results(BaseModel):
     failures: list[JobFailure] = Field(default_factory=list)
     figures: list[FigureFile] = Field(default_factory=list)
     engine: EngineInfo
-    method: MethodInfo | None = None
+    code: CodeSearchSummary | None = None  # the search over programs, when it ran
 
     @model_validator(mode="after")
     def _has_baseline(self) -> Results:

@@ -36,10 +36,10 @@ CREATE INDEX IF NOT EXISTS calls_replay ON calls (project_id, stage, request_has
 CREATE TABLE IF NOT EXISTS artifacts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, stage TEXT NOT NULL,
     kind TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, ts REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS code_attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, stage TEXT NOT NULL,
-    attempt INTEGER NOT NULL, path TEXT, sha256 TEXT, ok INTEGER NOT NULL, error TEXT,
-    seconds REAL NOT NULL, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS code_nodes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, node TEXT NOT NULL, parent TEXT,
+    kind TEXT NOT NULL, verdict TEXT NOT NULL, record TEXT NOT NULL, reply TEXT, ts REAL NOT NULL,
+    UNIQUE (project_id, node));
 CREATE INDEX IF NOT EXISTS stage_events_project ON stage_events (project_id, stage, event);
 CREATE INDEX IF NOT EXISTS artifacts_project ON artifacts (project_id);
 """
@@ -388,33 +388,30 @@ class Ledger:
             (project_id, artifact.stage, artifact.kind, artifact.path, artifact.sha256, time.time()),
         )
 
-    def record_code_attempt(
-        self,
-        project_id: str,
-        stage: str,
-        attempt: int,
-        *,
-        path: str | None,
-        sha256: str | None,
-        ok: bool,
-        error: str | None,
-        seconds: float,
-    ) -> None:
-        """Record one attempt at model-written code: where it is, whether its smoke run passed, and why not."""
+    def record_code_node(self, project_id: str, node: BaseModel, reply: str | None) -> None:
+        """Record a finished node of a project's search over programs (its record and the reply that made it)."""
+        data = node.model_dump(mode="json")
         self._db.execute(
-            "INSERT INTO code_attempts (project_id, stage, attempt, path, sha256, ok, error, seconds, ts) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            (project_id, stage, attempt, path, sha256, int(ok), error, seconds, time.time()),
-        )
+            "INSERT OR REPLACE INTO code_nodes (project_id, node, parent, kind, verdict, record, reply, ts) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (project_id, data["id"], data.get("parent"), data["kind"], data["verdict"], json.dumps(data), reply,
+             time.time()),
+        )  # fmt: skip
+
+    def code_nodes(self, project_id: str) -> list[tuple[dict[str, Any], str | None]]:
+        """A project's finished code nodes in the order they finished: (record, reply)."""
+        rows = self._db.execute(
+            "SELECT record, reply FROM code_nodes WHERE project_id=? ORDER BY id", (project_id,)
+        ).fetchall()
+        return [(json.loads(r[0]), r[1]) for r in rows]
 
     def code_attempts(self, project_id: str) -> list[dict[str, Any]]:
-        """A project's model-written code attempts in order."""
-        rows = self._db.execute(
-            "SELECT stage, attempt, path, sha256, ok, error, seconds FROM code_attempts WHERE project_id=? ORDER BY id",
-            (project_id,),
-        ).fetchall()
-        keys = ("stage", "attempt", "path", "sha256", "ok", "error", "seconds")
-        return [{**dict(zip(keys, r, strict=True)), "ok": bool(r[4])} for r in rows]
+        """A project's code nodes as attempts, in order: the node's record plus ``attempt``, ``path`` (its diff), ``ok``."""
+        return [
+            {**record, "stage": "experiment", "attempt": i + 1, "path": record.get("diff"),
+             "ok": record.get("verdict") != "buggy"}
+            for i, (record, _reply) in enumerate(self.code_nodes(project_id))
+        ]  # fmt: skip
 
     def artifacts(self, project_id: str) -> list[Artifact]:
         """A project's artifacts, latest version of each path."""

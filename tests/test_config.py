@@ -62,7 +62,11 @@ def test_the_composed_default_config_is_the_schema_field_by_field() -> None:
     assert composed.keys() == schema.keys()
     assert {k: v for k, v in composed.items() if schema[k] != v} == {}
     assert compose() == FarsConfig()  # the fixture's config is the CLI's config
-    for name, command_schema in (("review", ReviewCommandConfig), ("calibrate", CalibrateConfig), ("probe", ProbeConfig)):
+    for name, command_schema in (
+        ("review", ReviewCommandConfig),
+        ("calibrate", CalibrateConfig),
+        ("probe", ProbeConfig),
+    ):
         raw, problems = compose_raw(name, [], command_schema)
         assert problems == [] and validate_as(command_schema, raw or {}) == validate_as(command_schema, {})
 

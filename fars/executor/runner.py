@@ -106,7 +106,7 @@ class Runner:
         elif sandbox is not None:
             raise RunnerConfigError(
                 "model-written code runs only on the local executor, inside fars.sandbox; "
-                "set experiment.model_code.enabled=false with executor=slurm"
+                "experiment.code.enabled=false with executor=slurm"
             )
         else:
             assert self.slurm_slots is not None

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,16 +29,17 @@ from pydantic import ValidationError
 
 from experiments.metrics import Metrics
 from experiments.spec import TemplateSpec, load_template
+from fars.code.search import CodeSearch, SearchOutcome
 from fars.config import DeepSpeedConfig, ExperimentConfig, FarsConfig, SandboxConfig
 from fars.contracts import (
-    CodeAttemptRecord,
+    CodeNode,
+    CodeSearchSummary,
     Condition,
     ConditionResult,
     EngineInfo,
     ExperimentOutput,
     IdeationOutput,
     JobFailure,
-    MethodInfo,
     PlanningOutput,
     Results,
     Stat,
@@ -51,12 +52,12 @@ from fars.figures import condition_figure, learning_curve_figures
 from fars.offload import run_in_worker
 from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
-from fars.stages.model_code import CodeAttempt, write_method
 
 if TYPE_CHECKING:
     from fars.services import Services
 
-METHOD_CODE = "model_code"  # the condition name of a model-written method
+log = logging.getLogger(__name__)
+CODE = "code"  # the condition of the search's winning code
 
 
 class ExperimentError(RuntimeError):
@@ -188,14 +189,6 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
         ds_path = ctx.save_artifact("plan", "ds_config.json", json.dumps(deepspeed_json(exp.deepspeed), indent=1))
         common = engine_args(exp, ctx.run_dir / ds_path.path) if spec.kind == "training" else []
         conditions: dict[str, Condition] = {c.name: c for c in plan.conditions}
-        method_file: Path | None = None
-        if exp.model_code.enabled and spec.extension and spec.kind == "training":
-            hypothesis = ctx.input(IdeationOutput).require_chosen().statement
-            method_file = await _model_method(ctx, services, settings, runner, spec, base, hypothesis)
-            if method_file is not None:
-                conditions[METHOD_CODE] = Condition(
-                    name=METHOD_CODE, role="method", description="the model-written method module"
-                )
         gateway = await services.subject_gateway() if spec.kind == "inference" else None
 
         async def job(condition: Condition, seed: int) -> tuple[str, int, Metrics | str]:
@@ -203,11 +196,6 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
             args = [*common, "--seed", str(seed), "--steps", str(plan.steps), *condition_args(spec, base, condition)]
             extra: dict[str, Any] = {}
             token = None
-            if condition.name == METHOD_CODE and method_file is not None:
-                args += ["--method", str(method_file)]
-                # model-written code runs only inside the sandbox, reading just what it needs
-                readable = (method_file.parent, (ctx.run_dir / ds_path.path).parent, spec.folder)
-                extra = {"sandbox": settings.sandbox, "readable": readable}
             if gateway is not None:
                 token, env = gateway.grant(ctx.project_id, ctx.stage, folder.name)
                 extra["env"] = env
@@ -233,6 +221,20 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
                 failures.append(JobFailure(condition=name, seed=seed, error=result[-500:]))
         if not per_condition["baseline"] or not any(per_condition[c] for c in per_condition if c != "baseline"):
             raise ExperimentError(f"too many training jobs failed to compare anything: {failures[:2]}")
+        code: CodeSearchSummary | None = None
+        if exp.code.enabled and spec.kind == "training":
+            outcome = await _search_code(ctx, services, settings, runner, spec, base, plan, per_condition["baseline"])
+            code = outcome.summary
+            if outcome.winner_runs:
+                conditions[CODE] = Condition(
+                    name=CODE,
+                    role="method",
+                    description=f"the model-written code of node {code.winner} (its diff in the appendix)",
+                )
+                per_condition[CODE] = outcome.winner_runs
+                for name, (description, runs) in outcome.ablations.items():
+                    conditions[name] = Condition(name=name, role="ablation", of=CODE, description=description)
+                    per_condition[name] = runs
         table, best = aggregate(
             per_condition, conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha, resamples=exp.bootstrap
         )
@@ -282,12 +284,7 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
                 device=first.device_name,
                 parameters=first.parameters,
             ),
-            method=MethodInfo(
-                used=method_file is not None,
-                attempts=[CodeAttemptRecord(**a) for a in ctx.ledger.code_attempts(ctx.project_id)],
-            )
-            if exp.model_code.enabled
-            else None,
+            code=code,
         )
         ctx.save_artifact("results", "results.json", results.model_dump_json(indent=1))
         return ExperimentOutput(results=results)
@@ -295,58 +292,73 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
     return run
 
 
-async def _model_method(
+async def _search_code(
     ctx: StageContext,
     services: Services,
     settings: ExperimentSettings,
     runner: Runner,
-    template: TemplateSpec,
-    base: dict[str, Any],
-    hypothesis: str,
-) -> Path | None:
-    """The model-written method for this project, smoke-tested, or None (the parametric plan stands)."""
+    spec: TemplateSpec,
+    base: dict[str, Value],
+    plan: Any,
+    baseline: list[Metrics],
+) -> SearchOutcome:
+    """The search over programs for this project (``fars.code.search``), every run of it in the sandbox."""
     exp = settings.experiment
-    folder = ctx.project_dir / "method"
+    folder = ctx.project_dir / "code"
+    baseline_values = [m.final[spec.metric] for m in baseline]
+    if runner.pool is None or not spec.editable:
+        why = (
+            "the sandbox needs the local executor" if runner.pool is None else "the template declares no editable file"
+        )
+        return SearchOutcome(CodeSearchSummary(reason=f"no code search: {why}"))
+    defaults = condition_args(spec, base, Condition(name="baseline", role="baseline"))
+    ds_dir = ctx.project_dir
 
-    async def smoke(path: Path) -> str | None:
-        out = folder / f"smoke-{path.stem}"
-        shutil.rmtree(out, ignore_errors=True)
-        knobs = [f"--{k}={v}" for k, v in base.items()]
-        steps = str(exp.model_code.smoke_steps)
-        # one plain rank, whatever the engine: a smoke run checks the code, not the cluster
-        args = ["--device", exp.device, "--seed", "0", "--steps", steps, *knobs, "--method", str(path)]
+    async def run_code(
+        src: Path, out: Path, seeds: list[int], steps: int, timeout: float | None
+    ) -> list[Metrics] | str:
+        method = src / "method.py"
+
+        async def one(seed: int) -> Metrics:
+            args = ["--engine", "plain", "--device", exp.device, "--ds_config", str(ds_dir / "ds_config.json")]
+            args += ["--seed", str(seed), "--steps", str(steps), *defaults]
+            if method.is_file():
+                args += ["--method", str(method)]
+            return await runner.train(
+                str(src / spec.entry), args, out / f"seed{seed}", ranks=1, timeout_s=timeout,
+                sandbox=settings.sandbox, readable=(src, ds_dir),
+            )  # fmt: skip
+
         try:
-            metrics = await runner.train(
-                str(template.entry_path),
-                args,
-                out,
-                ranks=1,
-                timeout_s=exp.model_code.smoke_timeout_s,
-                sandbox=settings.sandbox,
-                readable=(path.parent, template.folder),
-            )
+            return list(await asyncio.gather(*(one(s) for s in seeds)))
         except (JobFailed, JobTimeout, ValidationError, SandboxError, RunnerConfigError) as exc:
             return f"{type(exc).__name__}: {exc}"
-        if not all(math.isfinite(v) for v in metrics.final.values()):
-            return f"the smoke run finished with non-finite results {metrics.final}"
-        return None
 
-    def record(attempt: CodeAttempt) -> None:
-        path = None
-        if attempt.path:
-            path = ctx.record_artifact("code", Path(attempt.path)).path
-        ctx.ledger.record_code_attempt(
-            ctx.project_id,
-            ctx.stage,
-            attempt.attempt,
-            path=path,
-            sha256=attempt.sha256,
-            ok=attempt.ok,
-            error=attempt.error,
-            seconds=attempt.seconds,
-        )
+    def remember(node: CodeNode, reply: str | None) -> None:
+        ctx.ledger.record_code_node(ctx.project_id, node, reply)
+        if node.diff:
+            ctx.record_artifact("code", ctx.run_dir / node.diff)
 
-    return await write_method(services.llm, template, hypothesis, folder, exp.model_code, smoke, record)
+    idea = ctx.input(IdeationOutput).require_chosen()
+    method = next((c.description for c in plan.conditions if c.role in ("method", "variant")), "the plan's method")
+    search = CodeSearch(
+        llm=services.llm,
+        spec=spec,
+        hypothesis=idea.statement,
+        method=method,
+        baseline=baseline_values,
+        seeds=list(plan.seeds),
+        steps=plan.steps,
+        settings=exp.code,
+        folder=folder,
+        run_dir=ctx.run_dir,
+        run_code=run_code,
+        remember=remember,
+        known={record["id"]: (record, reply) for record, reply in ctx.ledger.code_nodes(ctx.project_id)},
+    )
+    outcome = await search.search()
+    log.info("%s: code search: %s", ctx.project_id, outcome.summary.reason)
+    return outcome
 
 
 def _slug(text: str) -> str:

@@ -306,6 +306,7 @@ def writing(settings: WritingSettings, services: Services) -> StageFn:
             hypothesis, idea.related, keys, source, settings.novelty_max_similarity, numbers
         )
         figures = figures_from(results, ctx.project_dir, numbers)
+        appendix = code_appendix(results, ctx.run_dir, numbers)
 
         def build(texts: dict[str, str]) -> Paper:
             return Paper(
@@ -322,6 +323,7 @@ def writing(settings: WritingSettings, services: Services) -> StageFn:
                 table=results_table(results, numbers),
                 figures=figures,
                 bibliography=bibliography,
+                appendix=appendix,
                 metadata={"project": ctx.project_id, "template": spec.name, "design": plan.design},
             )
 
@@ -405,6 +407,38 @@ def writing(settings: WritingSettings, services: Services) -> StageFn:
         return output
 
     return run
+
+
+MAX_DIFF_LINES = 300  # of the winning code's diff shown in the appendix
+
+
+def code_appendix(results: Results, run_dir: Path, numbers: Numbers) -> list[Section]:
+    """The appendix on the search over programs: what it tried and, when one won, the winning diff."""
+    code = results.code
+    if code is None or not code.nodes:
+        return []
+    buggy = sum(1 for n in code.nodes if n.verdict == "buggy")
+    tried = (
+        f"The search over programs tried {numbers.num(len(code.nodes), 'results.code.nodes#count', '{:d}')} versions "
+        f"of the template's code, of which {numbers.num(buggy, 'results.code.nodes#buggy', '{:d}')} failed to run."
+    )
+    if code.winner is None or code.diff is None:
+        return [Section(heading="The search over programs", body=f"{tried} {code.reason}.")]
+    path = run_dir / code.diff
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    lines = text.splitlines()
+    shown = "\n".join(lines[:MAX_DIFF_LINES]) + (
+        f"\n... ({len(lines) - MAX_DIFF_LINES} more lines)" if len(lines) > MAX_DIFF_LINES else ""
+    )
+    body = (
+        f"{tried} The winner, node {code.winner}, runs as condition code; its changes against the template are below"
+        + (
+            f", and each is removed in turn by the ablations {', '.join(p.split(':')[0] for p in code.parts)}."
+            if code.parts
+            else "."
+        )
+    )
+    return [Section(heading="The winning code", body=body, code=shown)]
 
 
 def _claims_of(parts: list[str], prose: dict[str, str], results: Results) -> ClaimCheck:
