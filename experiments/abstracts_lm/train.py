@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from pathlib import Path
 
 from experiments.abstracts_lm import SPEC
@@ -63,8 +64,13 @@ def joined(train: list[str], val: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> Metrics:
-    """Train the GPT of this template's knobs and components on the abstracts."""
-    return run(SPEC, joined(*load_papers()), argv)
+    """Train the GPT of this template's knobs and components on the abstracts.
+
+    Validation reads 8 micro-batches (chargpt's default is 4): this template's micro-batches are half
+    chargpt's, and 8 x 16 windows of 64 characters still take under a second. A flag given wins.
+    """
+    given = sys.argv[1:] if argv is None else argv
+    return run(SPEC, joined(*load_papers()), ["--eval_batches", "8", *given])
 
 
 if __name__ == "__main__":
