@@ -31,7 +31,7 @@ from experiments.metrics import Metrics
 
 ENV_ID = "CartPole-v1"
 OBS, ACTIONS = 4, 2
-EVAL_SEED = 100_000  # evaluation episode i starts from reset(seed=EVAL_SEED + i), for every run
+EVAL_SEED = 100_000  # the evaluation episodes start from reset(seed=EVAL_SEED) of eval_episodes envs, in every run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -223,15 +223,15 @@ def main(argv: list[str] | None = None) -> Metrics:
         with torch.no_grad():
             tails = actor(torch.as_tensor(np.stack([e.last_obs for e in episodes]), device=engine.device))[1]
         adv, target, credit = credit_assignment(args, episodes, values.detach(), tails, state["mean"])
-        steps, adv_sum, adv_sq, credit_sum, return_sum = moments.sums(
-            len(adv), float(adv.sum()), float((adv**2).sum()), float(credit.sum()), float(len(adv))
+        steps, adv_sum, adv_sq, credit_sum = moments.sums(
+            len(adv), float(adv.sum()), float((adv**2).sum()), float(credit.sum())
         )
         if args.advantage_norm == "standardize":
             mean = adv_sum / steps
             adv = (adv - mean) / (max(adv_sq / steps - mean**2, 0.0) ** 0.5 + 1e-8)
         if args.baseline == "running_mean":  # updated after use: it never sees the returns it is subtracted from
             state["mean"] = args.mean_decay * state["mean"] + (1 - args.mean_decay) * credit_sum / steps
-        state["train_return"] = return_sum / (per_rank * engine.world_size)  # a reward of 1 per step
+        state["train_return"] = steps / (per_rank * engine.world_size)  # a reward of 1 per step
         state["env_steps"] += int(steps)
         state["episodes"] += per_rank * engine.world_size
         adv, target = adv.to(engine.device), target.to(engine.device)

@@ -95,7 +95,7 @@ def layout(question: str, candidates: list[str], labels: list[str], fmt: str) ->
             "question": question,
             "candidates": [{"label": la, "text": c} for la, c in zip(labels, candidates, strict=True)],
         }
-        return json.dumps(block, indent=1)
+        return json.dumps(block)
     if fmt == "xml":
         tags = [f'<candidate label="{la}">{c}</candidate>' for la, c in zip(labels, candidates, strict=True)]
         return "\n".join([f"<question>{question}</question>", *tags])
