@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,8 @@ from fars.executor.launch import JobFailed, JobTimeout
 from fars.executor.runner import Runner, RunnerConfigError
 from fars.figures import learning_curve_figures
 from fars.offload import run_in_worker
+from fars.results_check import ResultRejected, check_result
+from fars.safe_files import remove_tree
 from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
 from fars.stages.model_code import CodeAttempt, write_method
@@ -168,7 +169,8 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
                 sandboxed = {"sandbox": settings.sandbox, "readable": readable}
             try:
                 metrics = await runner.train(template.module, args, folder, **sandboxed)
-            except (JobFailed, JobTimeout, ValidationError) as exc:
+                check_result(metrics, template.metric, seed=seed)  # NaN, 1e300, a missing metric: a failed job
+            except (JobFailed, JobTimeout, ValidationError, SandboxError, ResultRejected) as exc:
                 return condition, seed, f"{type(exc).__name__}: {exc}"
             ctx.record_artifact("results", folder / "metrics.json")
             return condition, seed, metrics
@@ -244,7 +246,7 @@ async def _model_method(
 
     async def smoke(path: Path) -> str | None:
         out = folder / f"smoke-{path.stem}"
-        shutil.rmtree(out, ignore_errors=True)
+        await asyncio.to_thread(remove_tree, out)  # iterative, links unfollowed: a planted deep tree cannot stop it
         knobs = [f"--{k}={v}" for k, v in base.items()]
         steps = str(exp.model_code.smoke_steps)
         # one plain rank, whatever the engine: a smoke run checks the code, not the cluster
