@@ -292,6 +292,7 @@ class FarsConfig:
     area: str = "training dynamics of small neural networks"
     seed: int = 0
     resume: str | None = None
+    resume_force: bool = False  # resume even with other model, seeds, area, ... or deleted files (recorded)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
