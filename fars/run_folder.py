@@ -26,6 +26,7 @@ import sqlite3
 import string
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -174,8 +175,11 @@ def ledger_problems(run_dir: Path) -> list[str]:
         check_plain(path)
     except UnsafeFileError as exc:
         return [f"{exc.strerror}; {restore}"]
+    # read-only; without a WAL file there is nothing beyond the main file to read, and immutable=1 leaves
+    # the folder exactly as it was (no -wal or -shm made)
+    flags = "mode=ro" if os.path.lexists(f"{path}-wal") else "mode=ro&immutable=1"
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        db = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?{flags}", uri=True, timeout=30)
     except sqlite3.Error as exc:
         return [f"{path}: cannot be opened ({exc}); {restore}"]
     try:
