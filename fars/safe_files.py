@@ -280,8 +280,32 @@ def remove_tree(path: Path) -> None:
         os.close(parent_fd)
 
 
+def _let_owner_in(fd: int) -> None:
+    """Give the owner full rights on an open folder again (a program may have removed them to stop its
+    clean-up); root needs none, and a folder of someone else stays as it is."""
+    if os.geteuid() != 0:
+        with contextlib.suppress(OSError):
+            os.chmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | stat.S_IRWXU)
+
+
+def _open_child_dir(fd: int, name: str) -> int:
+    """A subfolder opened without following a link; one its owner made unreadable is opened again after
+    giving the owner its rights back (only the owner can, so this reaches nothing of anyone else)."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=fd)
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise
+        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise
+        os.chmod(name, stat.S_IMODE(info.st_mode) | stat.S_IRWXU, dir_fd=fd)
+        return os.open(name, _DIR_FLAGS, dir_fd=fd)
+
+
 def _scan(fd: int, frame: _Frame) -> None:
     """Unlink every non-folder entry of ``fd`` and note its subfolders in ``frame``."""
+    _let_owner_in(fd)
     frame.pending = []
     with os.scandir(fd) as entries:
         for entry in entries:
@@ -293,7 +317,7 @@ def _scan(fd: int, frame: _Frame) -> None:
 
 
 def _remove_below(parent_fd: int, path: Path) -> None:
-    fd = os.open(path.name, _DIR_FLAGS, dir_fd=parent_fd)
+    fd = _open_child_dir(parent_fd, path.name)
     info = os.fstat(fd)
     frames = [_Frame(path.name, info.st_dev, info.st_ino)]
     refills = 0
@@ -305,7 +329,7 @@ def _remove_below(parent_fd: int, path: Path) -> None:
             if top.pending:
                 child = top.pending.pop()
                 try:
-                    child_fd = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                    child_fd = _open_child_dir(fd, child)
                 except FileNotFoundError:
                     continue
                 except OSError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -260,3 +261,31 @@ def test_sha256_is_bounded_and_refuses_links(box: Path, secret: Path) -> None:
     (box / "fig.png").symlink_to(secret)
     with pytest.raises(UnsafeFileError):
         sha256_file(box, "fig.png")
+
+
+def test_a_tree_its_owner_locked_is_still_removed_without_root(tmp_path: Path) -> None:
+    """A program (not root) takes the rights off its folders to stop clean-up: the owner gets them back."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.access("/usr/bin/python3", os.X_OK):
+        pytest.skip("needs root (to run the check as another user), setpriv and /usr/bin/python3")
+    box = Path(tempfile.mkdtemp(prefix="fars-locked-", dir="/tmp"))
+    try:
+        shutil.copy(Path(__file__).resolve().parents[1] / "fars" / "safe_files.py", box / "safe_files_copy.py")
+        os.chown(box, 65534, 65534)
+        os.chmod(box / "safe_files_copy.py", 0o644)
+        script = (
+            "import os, shutil; from pathlib import Path; from safe_files_copy import remove_tree\n"
+            f"t = Path({str(box / 'tree')!r}); (t / 'a' / 'b').mkdir(parents=True); (t / 'a' / 'b' / 'f').write_text('x')\n"
+            "os.chmod(t / 'a' / 'b', 0); os.chmod(t / 'a', 0o500)\n"
+            "try:\n    shutil.rmtree(t); print('shutil removed it')\nexcept PermissionError:\n    print('shutil refused')\n"
+            "remove_tree(t); print('gone' if not t.exists() else 'left')\n"
+        )
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script],
+            cwd=box, env={"PYTHONPATH": str(box), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.stdout.split() == ["shutil", "refused", "gone"], done.stderr
+    finally:
+        shutil.rmtree(box, ignore_errors=True)

@@ -95,7 +95,10 @@ class Runner:
         finished = await asyncio.to_thread(finished_metrics, out_dir)
         if finished is not None:
             return finished
-        await asyncio.to_thread(fresh_dir, out_dir)  # nothing an earlier attempt left is reused or followed
+        try:
+            await asyncio.to_thread(fresh_dir, out_dir)  # nothing an earlier attempt left is reused or followed
+        except OSError as exc:
+            raise JobFailed(f"job folder {out_dir} could not be recreated clean: {exc}") from None
         exp = self.experiment
         ranks = ranks or exp.ranks_per_job
         timeout = timeout_s or exp.timeout_s
