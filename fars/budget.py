@@ -1,20 +1,47 @@
 """Budgets: tokens, dollars and wall time, per run and per project, checked before and after each call.
 
-Before a model call the client *reserves* its estimate (prompt tokens plus ``max_tokens``, priced
-from litellm's cost data); the reservation is refused when what is spent plus what calls in flight
-have reserved plus this estimate would pass a limit. After the call the actual usage replaces the
-reservation. So however many calls run at once, a limit is passed only by what the estimates missed
-(``max_tokens`` bounds the output; the prompt is estimated), which stays under one call's worth; and
-no call starts once a limit is reached.
+Before a model call the client *reserves* its estimate (a bound of its prompt tokens plus
+``max_tokens``, priced from litellm's cost data at the dearest model that may answer); the reservation
+is refused when what is spent plus what calls in flight have reserved plus this estimate would pass a
+limit. After the call the actual usage replaces the reservation. The prompt bound
+(``prompt_token_bound``) is the request's UTF-8 bytes plus a chat template's overhead: no byte-level
+tokenizer (GPT's, Llama's, SmolLM's, ...) makes more tokens than bytes, so digits, code and non-Latin
+text (which a characters/4 guess undercounts up to 12x) cannot slip past it. So however many calls run
+at once, a limit is not passed by a call that bills what it asked for, and no call starts once a limit
+is reached.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from fars.config import BudgetConfig
+
+MESSAGE_OVERHEAD_TOKENS = 16  # what a chat template adds around each message (role, separators, a prefix)
+REQUEST_OVERHEAD_TOKENS = 64  # what a provider adds to every request (reply priming, a default system prompt)
+
+
+def prompt_token_bound(messages: Sequence[Mapping[str, Any]], response_format: Mapping[str, Any] | None = None) -> int:
+    """An upper bound of the prompt tokens of a request: its UTF-8 bytes, plus template overheads.
+
+    The schema of a structured request is counted too (providers bill it as prompt). Never less than a
+    byte-level tokenizer's count, and costs microseconds (no tokenizer is loaded on the event loop).
+    """
+    total = REQUEST_OVERHEAD_TOKENS
+    for message in messages:
+        content = message.get("content") or ""
+        text = content if isinstance(content, str) else json.dumps(content, default=str)
+        total += len(text.encode("utf-8")) + len(str(message.get("role", "")).encode("utf-8"))
+        total += MESSAGE_OVERHEAD_TOKENS
+    if response_format:
+        total += len(json.dumps(response_format, separators=(",", ":"), default=str).encode("utf-8"))
+    return total
 
 
 class BudgetExceeded(RuntimeError):
@@ -26,6 +53,10 @@ class BudgetExceeded(RuntimeError):
     def __init__(self, message: str, scope: str = "run") -> None:
         super().__init__(message)
         self.scope = scope
+
+
+class _HeldInFlight(BudgetExceeded):
+    """Refused only for what calls in flight hold: the call may fit once they settle (``reserve_waiting``)."""
 
 
 @dataclass
@@ -57,6 +88,8 @@ class Budget:
         self._run = _Spent(tokens, dollars, started=time.time() if started is None else started)
         self._projects: dict[str, _Spent] = {}
         self._lock = threading.Lock()
+        self._settled: asyncio.Event | None = None  # set when a call settles: waiting reservations try again
+        self._settled_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def tokens(self) -> int:
@@ -90,6 +123,24 @@ class Budget:
                 spent.in_flight += 1
             return Reservation(project_id, estimated_tokens, estimated_dollars)
 
+    async def reserve_waiting(
+        self, estimated_tokens: int, estimated_dollars: float = 0.0, project_id: str | None = None
+    ) -> Reservation:
+        """``reserve``, but a call that would fit once the calls in flight settle waits for them instead.
+
+        The estimates are upper bounds, so calls in flight usually cost less than they hold; refusing a
+        call for what they hold would end projects with budget left (most at high concurrency). Only a
+        call that cannot fit even if every call in flight cost nothing is refused.
+        """
+        while True:
+            try:
+                return self.reserve(estimated_tokens, estimated_dollars, project_id)
+            except _HeldInFlight:
+                loop = asyncio.get_running_loop()
+                if self._settled is None or self._settled_loop is not loop:
+                    self._settled, self._settled_loop = asyncio.Event(), loop
+                await self._settled.wait()
+
     def settle(self, reservation: Reservation, tokens: int, dollars: float) -> None:
         """Replace a reservation by what the call actually cost (0 and 0 if it failed)."""
         with self._lock:
@@ -99,6 +150,9 @@ class Budget:
                 spent.in_flight -= 1
                 spent.tokens += tokens
                 spent.dollars += dollars
+        woken, self._settled = self._settled, None
+        if woken is not None:
+            woken.set()  # called on the event loop by the client; waiting reservations try again
 
     def charge(self, tokens: int, dollars: float, project_id: str | None = None) -> None:
         """Add what a call cost without a reservation."""
@@ -145,16 +199,18 @@ class Budget:
         if max_tokens is not None:
             committed = spent.tokens + spent.reserved_tokens
             if spent.tokens >= max_tokens or committed + tokens > max_tokens:
-                raise BudgetExceeded(
-                    f"{label}: tokens used up: {spent.tokens} spent, {spent.reserved_tokens} in flight, about "
+                kind = _HeldInFlight if spent.tokens + tokens <= max_tokens and spent.in_flight else BudgetExceeded
+                raise kind(
+                    f"{label}: tokens used up: {spent.tokens} spent, {spent.reserved_tokens} in flight, at most "
                     f"{tokens} more asked, limit {max_tokens} (raise {key}max_tokens)",
                     scope,
                 )
         if max_dollars is not None:
             committed_usd = spent.dollars + spent.reserved_dollars
             if spent.dollars >= max_dollars or committed_usd + dollars > max_dollars:
-                raise BudgetExceeded(
+                fits = spent.dollars + dollars <= max_dollars and spent.in_flight
+                raise (_HeldInFlight if fits else BudgetExceeded)(
                     f"{label}: dollars used up: ${spent.dollars:.4f} spent, ${spent.reserved_dollars:.4f} in flight, "
-                    f"about ${dollars:.4f} more asked, limit ${max_dollars:.4f} (raise {key}max_dollars)",
+                    f"at most ${dollars:.4f} more asked, limit ${max_dollars:.4f} (raise {key}max_dollars)",
                     scope,
                 )

@@ -8,10 +8,13 @@ folder with the overrides it was started with.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,21 +127,35 @@ def _takes(flag: str, following: str) -> bool:
 
 
 def _resume_overrides(run_dir_text: str, overrides: list[str]) -> list[str]:
-    """The overrides a run was started with, then the new ones, pinned to the old run folder."""
+    """The overrides a run was started with, then the new ones, pinned to the old run folder.
+
+    ``resume_force`` is never carried over from an earlier session: each forced resume is asked for anew.
+    """
     import yaml
 
-    run_dir = Path(run_dir_text).expanduser()
     from fars.pipeline import LEDGER_FILE
+    from fars.safe_files import read_text
 
+    run_dir = Path(run_dir_text).expanduser()
     saved = run_dir / ".hydra" / "overrides.yaml"
     # a run killed during start-up has its overrides but no ledger yet: resuming starts it afresh there
-    if not (run_dir / LEDGER_FILE).is_file() and not saved.is_file():
+    if not os.path.lexists(run_dir / LEDGER_FILE) and not saved.is_file():
         raise UsageError(
             f"resume={run_dir_text}: neither {LEDGER_FILE} nor .hydra/overrides.yaml there; "
             "give the folder of an earlier `fars run`"
         )
-    original = yaml.safe_load(saved.read_text()) if saved.is_file() else []
-    keep = [o for o in original if not o.startswith(("resume=", "hydra.run.dir="))]
+    original: object = []
+    if saved.is_file():
+        try:
+            original = yaml.safe_load(read_text(saved.parent, saved.name, max_bytes=1024 * 1024)) or []
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(
+                f"resume={run_dir_text}: {saved} cannot be read ({str(exc)[:200]}); restore it, or give the "
+                "overrides again on the command line after deleting it"
+            ) from None
+    if not isinstance(original, list) or not all(isinstance(o, str) for o in original):
+        raise UsageError(f"resume={run_dir_text}: {saved} is not a list of overrides; restore it or delete it")
+    keep = [o for o in original if not o.startswith(("resume=", "hydra.run.dir=", "resume_force="))]
     new = [o for o in overrides if not o.startswith("resume=")]
     return [*keep, *new, f"resume={run_dir.resolve()}", f"hydra.run.dir={run_dir.resolve()}"]
 
@@ -237,7 +254,7 @@ def exit_status(folder: Path, jobs: int, multirun: bool) -> tuple[int, list[str]
             continue
         try:
             record = read_run_record(path.parent)
-        except (ValidationError, ValueError) as exc:
+        except (ValidationError, ValueError, OSError) as exc:
             bad.append(f"{path.parent}: unreadable {RUN_RECORD_FILE} ({str(exc)[:200]})")
             continue
         if record.status != "completed":
@@ -285,22 +302,83 @@ def run_command(args: list[str]) -> int:
             raise UsageError("resume= cannot be combined with -m; resume one run folder at a time")
         overrides = _resume_overrides(resume[0], overrides)
     jobs = expand_jobs(overrides, multirun)
-    if not passthrough:
+    if passthrough:
+        problems = _resolve_problems(jobs) if "--resolve" in flags else []
+        if problems:
+            print(f"fars run: {listing(problems)}", file=sys.stderr)
+            return 2
+        sys.argv = ["fars", *flags, *_output_dir(overrides, multirun)[0]]
+        _hydra_entry()
+        return 0
+    overrides, folder = _output_dir(overrides, multirun)
+    resuming = bool(resume and resume[0] not in ("", "null"))
+    if not resuming:  # a new run never continues (and pays into) an old ledger
+        from fars.run_folder import fresh_run_problems
+
+        taken = [p for job in (sorted(folder.glob("*/")) if multirun else [folder]) for p in fresh_run_problems(job)]
+        if taken:
+            raise UsageError(
+                taken[0] if len(taken) == 1 else f"{len(taken)} job folders of {folder} hold runs: {taken[0]}"
+            )
+    with _run_folder_held(None if multirun else folder) as hold:
         sweep_hydra = [o for o in overrides if o.startswith("hydra.")] if multirun else None
         problems = preflight(jobs, sweep_hydra)
         if problems:
             print(f"fars run: {listing(problems)}", file=sys.stderr)
             return 2
-    overrides, folder = _output_dir(overrides, multirun)
-    sys.argv = ["fars", *flags, *overrides]
-    _hydra_entry()
-    if passthrough:
-        return 0
+        hold.take()  # a new run's folder is made (and held) only once its config is known to be good
+        sys.argv = ["fars", *flags, *overrides]
+        _hydra_entry()
     code, bad = exit_status(folder, len(jobs), multirun)
     for line in bad:
         log.error("%s", line)
         print(f"fars run: {line}", file=sys.stderr)
     return code
+
+
+class _Hold:
+    """This process's hold on a run folder for the whole command (one session per folder)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.lock: Any = None
+
+    def take(self) -> None:
+        """Hold the folder (made if missing); a folder another session holds is a usage error (exit 2)."""
+        if self.folder is None or self.lock is not None:
+            return
+        from fars.run_folder import RunFolderBusy, RunFolderError, hold_run_folder
+
+        try:
+            self.lock = hold_run_folder(self.folder)
+        except (RunFolderBusy, RunFolderError) as exc:
+            raise UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _run_folder_held(folder: Path | None) -> Iterator[_Hold]:
+    """Hold ``folder`` from now when it exists (a resume), else from ``take()``; released at the end."""
+    hold = _Hold(folder)
+    if folder is not None and folder.is_dir():
+        hold.take()  # before preflight: a second session is told at once who holds the folder
+    try:
+        yield hold
+    finally:
+        if hold.lock is not None:
+            from fars.run_folder import release_run_folder
+
+            release_run_folder(hold.lock)
+
+
+def _resolve_problems(jobs: list[list[str]]) -> list[str]:
+    """What composing each job with interpolations resolved rejects (``--cfg job --resolve``)."""
+    from fars.commands.configured import compose_raw
+    from fars.config import FarsConfig
+
+    problems: list[str] = []
+    for job in jobs:
+        problems += compose_raw("run", [o for o in job if not o.startswith("hydra.")], FarsConfig)[1]
+    return problems
 
 
 def _task(dict_config: Any) -> float | None:

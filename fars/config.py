@@ -300,10 +300,13 @@ class SandboxConfig:
     require_network_isolation: bool = False  # True: refuse to run code where the network cannot be cut
     wall_s: float = Field(default=600.0, gt=0)  # wall-clock limit (the harness kills the process group)
     cpu_s: int = Field(default=1200, ge=1)  # CPU seconds per process
-    memory_mb: int = Field(default=8192, ge=16)  # address space per process (not set for GPU jobs: CUDA needs more)
+    # address space per process (not set for GPU jobs: CUDA needs more) and memory of all its processes together
+    memory_mb: int = Field(default=8192, ge=16)
     processes: int = Field(default=256, ge=4)  # processes and threads of the sandbox user
     file_size_mb: int = Field(default=1024, ge=1)  # largest file it may write
     disk_mb: int = Field(default=4096, ge=1)  # total size of its folder
+    files: int = Field(default=20_000, ge=16)  # files, folders and links in its folder (inodes)
+    folder_depth: int = Field(default=64, ge=4, le=1024)  # levels of folders below its folder
     open_files: int = Field(default=256, ge=16)
 
 
@@ -314,6 +317,7 @@ class FarsConfig:
     area: str = "training dynamics of small neural networks"
     seed: int = 0
     resume: str | None = None
+    resume_force: bool = False  # resume even with other model, seeds, area, ... or deleted files (recorded)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from fars.records import Artifact, ProjectStatus, Usage
+from fars.safe_files import UnsafeFileError, check_plain
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -141,6 +142,10 @@ class ProjectRow:
     error: str | None
 
 
+class LedgerError(ValueError):
+    """The ledger file cannot be used (damaged, not SQLite, a link); the message names it and what to do."""
+
+
 class Ledger:
     """SQLite ledger of one run; every write commits at once so a kill loses nothing written."""
 
@@ -150,11 +155,17 @@ class Ledger:
             self._db = connect_read_only(path)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._migrate()
+        try:
+            check_plain(path)  # a link or special file in its place is refused, never followed
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._migrate()
+        except (sqlite3.DatabaseError, UnsafeFileError) as exc:
+            raise LedgerError(
+                f"{path} is not a usable ledger ({exc}); restore it from a backup, or start a new run in another folder"
+            ) from None
 
     def _migrate(self) -> None:
         """Bring a ledger written by an older FARS up to this schema (columns are only ever added)."""

@@ -25,6 +25,17 @@ from fars.latex import LatexError, engine_notice
 from fars.ledger import Ledger, ProjectRow
 from fars.llm.client import LLMError
 from fars.records import ProjectStatus, RunRecord
+from fars.run_folder import (
+    RunFolderError,
+    active_seconds,
+    fresh_run_problems,
+    hold_run_folder,
+    note_active,
+    open_session,
+    release_run_folder,
+    resume_problems,
+    tracker_run_id,
+)
 from fars.sandbox import describe_isolation
 from fars.services import Services, build_services
 from fars.stages.base import StageContext, StageFn, StageSpec, StopProject
@@ -42,10 +53,6 @@ _RESUMABLE = (
     ProjectStatus.failed,
     ProjectStatus.budget_exhausted,
 )
-
-
-class RunFolderError(ValueError):
-    """The run folder cannot be continued as it is (e.g. a stored stage output breaks its contract)."""
 
 
 def stored_output_problems(ledger: Ledger, specs: list[StageSpec]) -> list[str]:
@@ -70,7 +77,22 @@ class Pipeline:
         self.cfg = cfg
         self.config_dict = config_dict(cfg)  # the validated config, as the RunRecord and W&B record it
         self.run_dir = run_dir
+        self._hold = hold_run_folder(run_dir)  # one session per run folder, held until run() ends
+        try:
+            self._open(cfg, run_dir)
+        except BaseException:
+            release_run_folder(self._hold)
+            raise
+
+    def _open(self, cfg: FarsConfig, run_dir: Path) -> None:
+        """Open the ledger (refusing a folder that cannot be continued) and restore what spans sessions."""
+        problems = resume_problems(run_dir, cfg) if cfg.resume else fresh_run_problems(run_dir)
+        if problems:
+            raise RunFolderError("; ".join(problems))
         self.ledger = Ledger(run_dir / LEDGER_FILE)
+        forced = open_session(self.ledger, cfg)
+        if forced:
+            log.warning("resumed with resume_force=true despite: %s (recorded in the ledger)", "; ".join(forced))
         previous = self.ledger.get_meta("sessions")
         self.resumed = int(previous) if previous else 0
         self.ledger.set_meta("sessions", str(self.resumed + 1))
@@ -79,7 +101,11 @@ class Pipeline:
         if not started:
             self.ledger.set_meta("started_at", str(self.started_at))
         spent = self.ledger.total_usage()
-        self.budget = Budget(cfg.budget, tokens=spent.total_tokens, dollars=spent.cost_usd)
+        self._active_before = active_seconds(self.ledger)  # the wall budget counts every earlier session
+        self._session_start = time.monotonic()
+        self.budget = Budget(
+            cfg.budget, tokens=spent.total_tokens, dollars=spent.cost_usd, started=time.time() - self._active_before
+        )
         self.tracker = make_tracker(cfg.tracker)
         self.board = StatusBoard(self.ledger, cfg.pipeline.status_interval_s, self.started_at)
         self.services: Services | None = None
@@ -135,7 +161,8 @@ class Pipeline:
         """Run (or resume) projects until ``pipeline.papers`` papers are done; return the final RunRecord."""
         status, error = "interrupted", None
         try:
-            self.tracker.start(self.config_dict, self.run_dir, self.run_dir.name)  # so W&B sees a failed start too
+            # started first, so W&B sees a failed start too; every session continues the run's own W&B run
+            self.tracker.start(self.config_dict, self.run_dir, self.run_dir.name, run_id=tracker_run_id(self.ledger))
             self._start()
             self._pending = [p for p in self.ledger.projects() if p.status in _RESUMABLE]
             with self.board:
@@ -149,12 +176,17 @@ class Pipeline:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            self._note_active()
             record = self.record(status, error)
             self.tracker.finish(record)
             if self.services is not None:
                 self.services.close()
             self.ledger.close()
+            release_run_folder(self._hold)
         return record
+
+    def _note_active(self) -> None:
+        note_active(self.ledger, self._active_before + time.monotonic() - self._session_start)
 
     async def _worker(self) -> None:
         while (project := self._claim()) is not None:
@@ -172,6 +204,7 @@ class Pipeline:
     async def _tick(self) -> None:
         while True:
             self.board.refresh()
+            self._note_active()  # a killed session's wall time still counts, to the last second
             await asyncio.sleep(min(1.0, self.cfg.pipeline.status_interval_s))
 
     async def _run_project(self, project: ProjectRow) -> None:

@@ -61,19 +61,23 @@ def run_config_problems(cfg: FarsConfig) -> list[str]:
     if level >= logging.ERROR:  # paper.compile=always without a TeX engine: refuse before running
         problems.append(notice)
     if cfg.resume:
-        problems += resume_problems(Path(cfg.resume), specs)
+        problems += resume_problems(Path(cfg.resume), specs, cfg)
     return problems
 
 
-def resume_problems(run_dir: Path, specs: Sequence[object]) -> list[str]:
-    """Problems of a run folder to resume: stored stage outputs that do not fit their contracts."""
+def resume_problems(run_dir: Path, specs: Sequence[object], cfg: FarsConfig | None = None) -> list[str]:
+    """Problems of a run folder to resume: a ledger that is damaged, emptied or behind its record, other
+    settings than the run's own, deleted files (``fars.run_folder``), stored outputs that break their contracts."""
     from fars.ledger import Ledger
     from fars.pipeline import LEDGER_FILE, stored_output_problems
+    from fars.run_folder import ledger_problems
+    from fars.run_folder import resume_problems as folder_problems
     from fars.stages.base import StageSpec
 
+    problems = folder_problems(run_dir, cfg) if cfg is not None else ledger_problems(run_dir)
     path = run_dir / LEDGER_FILE
-    if not path.is_file():
-        return []
+    if problems or not path.is_file():
+        return problems
     ledger = Ledger(path)
     try:
         return stored_output_problems(ledger, [s for s in specs if isinstance(s, StageSpec)])

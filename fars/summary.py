@@ -24,8 +24,10 @@ from fars.contracts import (
 )
 from fars.ledger import Ledger, ProjectRow, StoredOutput
 from fars.records import Artifact, Funnel, ProjectStatus, ProjectSummary, RunRecord, Totals, Usage
+from fars.safe_files import read_file, write_atomic
 
 RUN_RECORD_FILE = "run_record.json"
+RUN_RECORD_MAX_BYTES = 512 * 1024 * 1024  # about 6 kB a project: far more projects than any run has
 OutputT = TypeVar("OutputT", bound=StageOutput)
 _OPEN = (ProjectStatus.queued, ProjectStatus.running)  # a project in these has not finished
 _typed_cache: dict[tuple[str, int], StageOutput | None] = {}  # (ledger, event id) -> its typed output
@@ -251,13 +253,11 @@ def build_run_record(
 
 def write_run_record(record: RunRecord, run_dir: Path) -> Path:
     """Write the RunRecord atomically (a reader never sees half a file)."""
-    path = run_dir / RUN_RECORD_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(record.model_dump_json(indent=1), encoding="utf-8")  # pydantic's encoder: ~10x json's
-    tmp.replace(path)
-    return path
+    # pydantic's encoder (~10x json's); written as a new file renamed over the old, never through a link
+    return write_atomic(run_dir, RUN_RECORD_FILE, record.model_dump_json(indent=1))
 
 
 def read_run_record(run_dir: Path) -> RunRecord:
     """Load a run folder's RunRecord."""
-    return RunRecord.model_validate_json((run_dir / RUN_RECORD_FILE).read_text(encoding="utf-8"))
+    data = read_file(run_dir, RUN_RECORD_FILE, max_bytes=RUN_RECORD_MAX_BYTES, allow_hard_links=True)
+    return RunRecord.model_validate_json(data)

@@ -50,7 +50,7 @@ def guarded(method: F) -> F:
 class NullTracker:
     """Tracking switched off."""
 
-    def start(self, config: dict[str, Any], run_dir: Path, name: str) -> None:
+    def start(self, config: dict[str, Any], run_dir: Path, name: str, run_id: str | None = None) -> None:
         """Do nothing."""
 
     def log_project(self, project: ProjectSummary, progress: Progress) -> None:
@@ -82,8 +82,12 @@ class WandbTracker:
         self.run: Any = None
 
     @guarded
-    def start(self, config: dict[str, Any], run_dir: Path, name: str) -> None:
-        """Open the W&B run (offline unless configured online) in the run folder."""
+    def start(self, config: dict[str, Any], run_dir: Path, name: str, run_id: str | None = None) -> None:
+        """Open the W&B run (offline unless configured online) in the run folder.
+
+        ``run_id`` (kept in the run's ledger) makes every session of a resumed run continue the same
+        W&B run (``resume="allow"``) instead of opening a new one.
+        """
         import wandb
 
         overrides = run_dir / ".hydra" / "overrides.yaml"  # a sweep job is named by what it changes
@@ -112,6 +116,8 @@ class WandbTracker:
             mode=self.cfg.mode,
             dir=str(run_dir),
             config=config,
+            id=run_id,
+            resume="allow" if run_id else None,
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
         )
 

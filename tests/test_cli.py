@@ -78,3 +78,18 @@ def test_ctrl_c_ends_the_run_with_its_record_and_no_traceback(tmp_path: Path) ->
             proc.kill()
     assert proc.returncode == 130 and "Traceback" not in output, output[-3000:]
     assert json.loads((tmp_path / "run" / "run_record.json").read_text())["status"] == "interrupted"
+
+
+def test_printing_the_resolved_config_with_a_missing_variable_exits_2(tmp_path: Path) -> None:
+    done = run_fars(["run", "--cfg", "job", "--resolve", "area=${oc.env:FARS_NO_SUCH_VARIABLE}"], tmp_path, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "FARS_NO_SUCH_VARIABLE" in done.stderr and "not found" in done.stderr
+
+
+@pytest.mark.parametrize("saved", ["[unclosed", "just: a mapping", "- 3\n- [nested]\n"])
+def test_a_broken_saved_overrides_file_exits_2_on_resume(tmp_path: Path, saved: str) -> None:
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(saved)
+    done = run_fars(["run", f"resume={tmp_path}"], tmp_path, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "overrides.yaml" in done.stderr

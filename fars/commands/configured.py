@@ -67,7 +67,48 @@ def compose_job(config_name: str, overrides: list[str]) -> tuple[dict[str, Any] 
     try:
         raw: dict[str, Any] = OmegaConf.to_container(composed, resolve=True)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:  # e.g. ${oc.env:MISSING} with no such variable
-        return None, [*problems, " ".join(str(exc).split())]
+        found, unresolved = _without_unresolvable(composed)
+        if found is None:
+            return None, [*problems, " ".join(str(exc).split())]
+        return found, [*problems, *unresolved]
+    return raw, problems
+
+
+def _without_unresolvable(composed: Any) -> tuple[dict[str, Any] | None, list[str]]:
+    """The config with every value whose interpolation fails left out, and one problem per such value.
+
+    So ``${oc.env:NOPE}`` in one key does not hide what is wrong with the others: the schema still
+    checks the rest (the keys left out take their defaults and are reported here).
+    """
+    import copy
+
+    from omegaconf import DictConfig, OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    problems: list[str] = []
+    trimmed = copy.deepcopy(composed)
+
+    def visit(node: DictConfig, prefix: str) -> None:
+        for key in list(node.keys()):
+            name = str(key)
+            path = prefix + name
+            if OmegaConf.is_interpolation(node, name):
+                try:
+                    node[name]  # resolving it is the check
+                except OmegaConfBaseException as exc:
+                    problems.append(f"{path}: {' '.join(str(exc).split()).split(' full_key:')[0]}")
+                    with open_dict(node):
+                        del node[name]
+                continue
+            child = node._get_node(name)
+            if isinstance(child, DictConfig):
+                visit(child, f"{path}.")
+
+    try:
+        visit(trimmed, "")
+        raw: dict[str, Any] = OmegaConf.to_container(trimmed, resolve=True)  # type: ignore[assignment]
+    except OmegaConfBaseException:
+        return None, []
     return raw, problems
 
 

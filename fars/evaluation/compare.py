@@ -19,6 +19,7 @@ ensemble members' ratings of each paper), else it is not known and only the obse
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fars.evaluation import stats
-from fars.records import ProjectStatus, RunRecord
-from fars.summary import RUN_RECORD_FILE
+from fars.records import RUN_RECORD_VERSION, ProjectStatus, RunRecord
+from fars.safe_files import read_file
+from fars.summary import RUN_RECORD_FILE, RUN_RECORD_MAX_BYTES
+
+log = logging.getLogger(__name__)
 
 Verdict = Literal["regression", "improvement", "no regression", "inconclusive"]
 
@@ -73,9 +77,51 @@ def _job_key(path: Path) -> tuple[Any, ...]:
 
 def _load_record(path: Path) -> RunRecord:
     try:
-        return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
+        record = RunRecord.model_validate_json(read_file(path.parent, path.name, max_bytes=RUN_RECORD_MAX_BYTES,
+                                                         allow_hard_links=True))  # fmt: skip
     except (OSError, ValueError, ValidationError) as exc:
         raise CompareError(f"{path}: not a readable RunRecord ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return checked_record(path, record)
+
+
+RATING_BOUND = 100.0  # ratings are on 1-10 scales; anything beyond this bound is damage, never a score
+
+
+def checked_record(path: Path, record: RunRecord) -> RunRecord:
+    """``record`` when a comparison can trust it; ``CompareError`` (exit 2: fail closed) when it cannot.
+
+    Refused: a version this FARS does not know (a newer FARS wrote it), ratings that are not finite or
+    beyond any rating scale (+-1e308 would turn every statistic into inf or NaN, and NaN compares as "no
+    regression"), and a score list that disagrees with the projects' ratings. A stored mean that
+    disagrees with its scores is not trusted: means are always recomputed from the scores.
+    """
+    if record.version > RUN_RECORD_VERSION or record.version < 1:
+        raise CompareError(
+            f"{path}: RunRecord version {record.version}, this FARS reads versions 1 to {RUN_RECORD_VERSION}; "
+            "compare it with the FARS that wrote it (upgrade FARS)"
+        )
+    ratings = [p.rating for p in record.projects if p.rating is not None]
+    calibrated = [
+        v for p in record.projects if p.review is not None and isinstance(v := p.review.calibrated_rating, int | float)
+    ]
+    for label, values in (("scores", record.scores), ("project ratings", ratings), ("calibrated ratings", calibrated)):
+        bad = [v for v in values if not math.isfinite(v) or abs(v) > RATING_BOUND]
+        if bad:
+            raise CompareError(
+                f"{path}: {label} hold {bad[0]!r}, not a rating (finite, within +-{RATING_BOUND:g}); "
+                "the record is damaged or was edited: regenerate it from its ledger or rerun"
+            )
+    if sorted(record.scores) != sorted(ratings):
+        raise CompareError(
+            f"{path}: its scores {record.scores[:6]} disagree with its projects' ratings {ratings[:6]}; "
+            "the record is damaged or was edited: regenerate it from its ledger or rerun"
+        )
+    if record.scores and record.mean_score is not None:
+        mean = sum(record.scores) / len(record.scores)
+        if not math.isclose(record.mean_score, mean, rel_tol=1e-9, abs_tol=1e-9):
+            log.warning("%s: stored mean_score %r is not the mean of its scores (%.4f); using %.4f",
+                        path, record.mean_score, mean, mean)  # fmt: skip
+    return record
 
 
 def _overrides(run_dir: Path) -> list[str]:
@@ -280,7 +326,7 @@ def run_stats(run: LoadedRun) -> RunStats:
         papers=papers,
         scores=list(r.scores),
         calibrated=calibrated,
-        mean_score=r.mean_score if r.scores else None,
+        mean_score=sum(r.scores) / len(r.scores) if r.scores else None,  # recomputed, never the stored mean
         mean_calibrated=sum(calibrated) / len(calibrated) if calibrated else None,
         funnel=f.model_dump(),
         funnel_rates={

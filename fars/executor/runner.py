@@ -3,24 +3,38 @@
 On the local executor it holds the run's slot pool (whole GPUs, or CPU slots) and runs each job as a
 subprocess, or inside ``fars.sandbox`` when the job loads model-written code; on SLURM it submits
 through submitit with a cap on jobs in flight. A job whose folder already holds a valid
-``metrics.json`` (a resumed project) is not run again.
+``metrics.json`` (a resumed project) is not run again; any other folder is recreated clean before the
+job runs in it (a killed run's leftovers, or links and special files planted by model-written code).
+Every file of a job folder is read and written through ``fars.safe_files`` (no link followed, no FIFO
+blocked on, bounded sizes), off the event loop every project shares.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from experiments.metrics import Metrics, read_metrics
+from experiments.metrics import Metrics
 from fars.config import ExecutorConfig, ExperimentConfig, SandboxConfig
 from fars.executor.launch import JobFailed, JobTimeout, build_command, job_env, run_command
 from fars.executor.pool import PoolError, SlotPool
 from fars.executor.slurm import run_slurm_job
-from fars.sandbox import SandboxLimits, read_sandbox_file, run_sandboxed_async
+from fars.safe_files import UnsafeFileError, fresh_dir, open_append, read_file, write_atomic
+from fars.sandbox import SandboxLimits, run_sandboxed_async
+
+log = logging.getLogger(__name__)
+# a metrics.json is a few kB (a long run's curves a few hundred); anything far larger is refused unread
+METRICS_MAX_BYTES = 8 * 1024 * 1024
+
+
+class ResultRefused(JobFailed):
+    """A job's ``metrics.json`` is missing, a link or special file, too large, or not valid metrics."""
 
 
 class RunnerConfigError(ValueError):
@@ -81,13 +95,13 @@ class Runner:
         read-only host but ``readable``, its own folder, hard limits. ``env`` adds variables (the
         subject gateway's address for inference templates) to the job's scrubbed environment.
         """
-        metrics_path = out_dir / "metrics.json"
-        if metrics_path.exists():
-            try:
-                return read_metrics(metrics_path)
-            except (ValidationError, ValueError):
-                metrics_path.unlink()  # a half-written file from a killed run: train again
-        out_dir.mkdir(parents=True, exist_ok=True)
+        finished = await asyncio.to_thread(finished_metrics, out_dir)
+        if finished is not None:
+            return finished
+        try:
+            await asyncio.to_thread(fresh_dir, out_dir)  # nothing an earlier attempt left is reused or followed
+        except OSError as exc:
+            raise JobFailed(f"job folder {out_dir} could not be recreated clean: {exc}") from None
         exp = self.experiment
         ranks = ranks or exp.ranks_per_job
         timeout = timeout_s or exp.timeout_s
@@ -96,13 +110,14 @@ class Runner:
             async with self.pool.lease(ranks, name=str(out_dir)) as lease:
                 cmd = build_command(target, args, ranks=ranks, launcher=self.executor.launcher, device=exp.device)
                 job = job_env(exp.threads_per_job, {**lease.env(), **(env or {})})
-                (out_dir / "command.json").write_text(json.dumps({"argv": cmd, "slots": lease.ids}), encoding="utf-8")
+                write_atomic(out_dir, "command.json", json.dumps({"argv": cmd, "slots": lease.ids}))
                 if sandbox is None:
+                    open_append(out_dir, "train.log").close()
                     await run_command(cmd, job, out_dir / "train.log", timeout)
                 else:
                     gpus = lease.ids if lease.kind == "gpu" else ()
                     await _run_in_sandbox(cmd, out_dir, sandbox, timeout, gpus, readable, job)
-                    return Metrics.model_validate_json(read_sandbox_file(out_dir, "metrics.json"))
+                    return await asyncio.to_thread(accept_metrics, out_dir, rewrite=True)
         elif sandbox is not None:
             raise RunnerConfigError(
                 "model-written code runs only on the local executor, inside fars.sandbox; "
@@ -123,7 +138,43 @@ class Runner:
                     device=exp.device,
                     threads=exp.threads_per_job,
                 )
-        return read_metrics(metrics_path)
+        return await asyncio.to_thread(accept_metrics, out_dir)
+
+
+def accept_metrics(out_dir: Path, *, rewrite: bool = False) -> Metrics:
+    """The validated ``metrics.json`` a job wrote; ``ResultRefused`` when it is absent, unsafe or invalid.
+
+    With ``rewrite`` (a sandboxed job) the validated metrics replace the file the job left, so what the
+    harness records and reads later is a regular file the harness wrote, not one model code controls.
+    """
+    try:
+        data = read_file(out_dir, "metrics.json", max_bytes=METRICS_MAX_BYTES)
+        metrics = Metrics.model_validate_json(data)
+    except FileNotFoundError:
+        raise ResultRefused(f"job {out_dir.name} wrote no metrics.json (log beside it)") from None
+    except UnsafeFileError as exc:
+        raise ResultRefused(f"job {out_dir.name}: metrics.json refused: {exc.strerror}") from None
+    except (ValidationError, ValueError) as exc:
+        raise ResultRefused(f"job {out_dir.name}: metrics.json is not valid metrics: {str(exc)[:500]}") from None
+    if rewrite:
+        write_atomic(out_dir, "metrics.json", metrics.model_dump_json(indent=1))
+    return metrics
+
+
+def finished_metrics(out_dir: Path) -> Metrics | None:
+    """The metrics of a job that finished in an earlier session, or None when it has to run (again).
+
+    A half-written, invalid or planted file (a link, FIFO, oversized) is never followed or trusted:
+    the job runs again in a folder recreated clean.
+    """
+    try:
+        return accept_metrics(out_dir)
+    except ResultRefused as exc:
+        if os.path.lexists(out_dir / "metrics.json"):
+            log.warning("%s; running the job again in a clean folder", exc)
+        return None
+    except (FileNotFoundError, UnsafeFileError):  # no folder yet, or a link in its place
+        return None
 
 
 # variables a sandboxed job needs from the job environment (the sandbox builds the rest itself)
@@ -143,12 +194,16 @@ async def _run_in_sandbox(
     limits = replace(SandboxLimits.from_config(sandbox), wall_s=min(timeout_s, sandbox.wall_s))
     import experiments
 
+    passed = {k: v for k, v in env.items() if k in _SANDBOX_PASS}
+    # the templates are found where this harness found them (a source checkout, an editable or a wheel
+    # install alike); only the experiments package itself is mounted there, nothing else of the checkout
+    passed["PYTHONPATH"] = os.pathsep.join(str(Path(p).parent) for p in experiments.__path__)
     result = await run_sandboxed_async(
         cmd,
         out_dir,
         limits,
         gpus=gpus,
-        env={k: v for k, v in env.items() if k in _SANDBOX_PASS},
+        env=passed,
         readable=[*experiments.__path__, *(str(p) for p in readable)],
         backend=sandbox.backend,
         require_network_isolation=sandbox.require_network_isolation,

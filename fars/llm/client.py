@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from fars.budget import Budget
+from fars.budget import Budget, prompt_token_bound
 from fars.config import LLMConfig
 from fars.context import CallContext, current_call_context
 from fars.ledger import CallRow, Ledger
@@ -198,6 +198,8 @@ class LLMClient:
             "max_tokens": max_tokens or self.cfg.max_tokens,
             "response_format": response_format,
         }
+        if self.cfg.api_base:  # two servers with one model name are two models: their replies never mix
+            request["api_base"] = self.cfg.api_base
         key = request_hash(request)
         ctx = current_call_context()
         ordinal = self._ordinals[(ctx.project_id, ctx.stage, key)]
@@ -217,8 +219,8 @@ class LLMClient:
         async with self._semaphore:  # reserve only once the call can start, so waiting calls hold nothing
             reservation = None
             if self.budget is not None:
-                prompt_tokens = self._estimate_tokens(messages)
-                reservation = self.budget.reserve(
+                prompt_tokens = self._estimate_tokens(messages, response_format)
+                reservation = await self.budget.reserve_waiting(  # waits for calls in flight that may free room
                     prompt_tokens + request["max_tokens"],
                     self._estimate_dollars(prompt_tokens, request["max_tokens"]),
                     ctx.project_id,
@@ -297,7 +299,7 @@ class LLMClient:
                 with calling_with(self.handlers):  # the routers send in-process calls to this client's handlers
                     response = await asyncio.wait_for(
                         litellm.acompletion(
-                            **{k: v for k, v in request.items() if v is not None and k != "model"},
+                            **{k: v for k, v in request.items() if v is not None and k not in ("model", "api_base")},
                             model=model,
                             api_base=self.cfg.api_base,
                             api_key=os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None,
@@ -396,8 +398,9 @@ class LLMClient:
         return worst
 
     @staticmethod
-    def _estimate_tokens(messages: list[dict[str, str]]) -> int:
-        return sum(len(m.get("content", "")) for m in messages) // 4
+    def _estimate_tokens(messages: list[dict[str, str]], response_format: dict[str, Any] | None = None) -> int:
+        """A bound of the prompt's tokens that no byte-level tokenizer exceeds (``fars.budget``)."""
+        return prompt_token_bound(messages, response_format)
 
     def _record(self, ctx: CallContext, key: str, ordinal: int, done: Completion) -> None:
         if self.ledger is None:

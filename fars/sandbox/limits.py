@@ -1,7 +1,8 @@
 """Resource limits of one sandboxed program, and how they are applied (kernel rlimits).
 
-Wall time and the folder's disk use are enforced by the harness's watchdog; CPU time, address space,
-processes, file size and open files by rlimits set before the program starts. Soft and hard limits are
+Wall time, the folder's disk use, file count and depth, and the memory of all the program's processes
+together are enforced by the harness's watchdog (memory also by a cgroup where one can be made); CPU
+time, address space per process, processes, file size and open files by rlimits set before it starts. Soft and hard limits are
 set together (CPU gets one second of grace for SIGXCPU), so the program cannot raise its own limits.
 """
 
@@ -26,6 +27,8 @@ class SandboxLimits:
     file_size_mb: int = 1024
     disk_mb: int = 4096
     open_files: int = 256
+    files: int = 20_000
+    folder_depth: int = 64
 
     @classmethod
     def from_config(cls, cfg: SandboxConfig) -> SandboxLimits:
@@ -38,6 +41,8 @@ class SandboxLimits:
             file_size_mb=cfg.file_size_mb,
             disk_mb=cfg.disk_mb,
             open_files=cfg.open_files,
+            files=cfg.files,
+            folder_depth=cfg.folder_depth,
         )
 
     def as_dict(self) -> dict[str, float]:

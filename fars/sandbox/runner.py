@@ -1,10 +1,12 @@
 """Run one untrusted program in the sandbox and report what happened.
 
 ``run_sandboxed`` starts the program under the probed isolation (``backends``) with rlimits
-(``limits``) and a secret-free environment (``environment``), watches its wall time and the size of
-its folder, kills the whole sandbox when a limit is passed, removes every process left under its user
+(``limits``) and a secret-free environment (``environment``), watches its wall time, its folder (bytes,
+files and depth, walked without following links) and the memory of all its processes together
+(``memory``), kills the whole sandbox when a limit is passed, removes every process left under its user
 id, and returns a ``SandboxResult``: exit code or signal, which limit (if any) ended it, the tails of
-its output, and its wall time. The result can be written as JSON next to the harness's records.
+its output, its wall time and peak memory. The result can be written as JSON next to the harness's
+records. What it leaves in its folder is read only through ``fars.safe_files`` (``read_sandbox_file``).
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from fars.safe_files import UnsafeFileError, chown_tree, open_append, read_file, tree_usage, write_atomic
 from fars.sandbox.backends import Isolation, SandboxUnavailable, probe, wrap_command
 from fars.sandbox.environment import sandbox_env
 from fars.sandbox.limits import SandboxLimits, apply_rlimits
+from fars.sandbox.memory import MemoryCgroup, job_processes, total_memory
 
 TAIL_BYTES = 16_000
+_MB = 1024 * 1024
+MEMORY_POLL_S = 0.25  # how often the job's total memory is summed (between polls only rlimits hold)
+FOLDER_POLL_S = 0.5  # how often its folder is walked at least (less often when a walk is costly)
 _UID_BASE, _UID_SPAN = 200_000, 800_000
 _uid_lock = threading.Lock()
 _uids_in_use: set[int] = set()
@@ -52,7 +59,7 @@ class SandboxResult:
     exit_code: int | None  # None when it died from a signal
     signal: str | None  # e.g. "SIGKILL"
     timed_out: bool
-    limit_hit: str | None  # wall, cpu, memory, processes, file_size, disk, open_files, cancelled
+    limit_hit: str | None  # wall, cpu, memory, processes, file_size, disk, files, depth, open_files, cancelled
     stdout_tail: str
     stderr_tail: str
     wall_s: float
@@ -60,6 +67,8 @@ class SandboxResult:
     uid: int | None
     refused_env: list[str] = field(default_factory=list)
     stragglers_killed: int = 0  # processes still alive under its user id after it ended
+    peak_memory_mb: float = 0.0  # the most all its processes held together at one poll
+    memory_bound: str = "accounting"  # how its total memory was bounded: cgroup (kernel) or accounting (watchdog)
 
     @property
     def ok(self) -> bool:
@@ -108,8 +117,13 @@ def run_sandboxed(
     workdir = Path(workdir).resolve()
     if not workdir.is_dir():
         raise SandboxError(f"sandbox work folder {workdir} does not exist; create it before running code in it")
-    (workdir / ".tmp").mkdir(exist_ok=True)
+    try:
+        os.mkdir(workdir / ".tmp", 0o755)
+    except FileExistsError:
+        if not (workdir / ".tmp").is_dir() or (workdir / ".tmp").is_symlink():
+            raise SandboxError(f"{workdir / '.tmp'} is not a folder; give the sandbox a clean work folder") from None
     uid = _allocate_uid() if isolation.own_user else None
+    group: MemoryCgroup | None = None
     try:
         if uid is not None:
             _hand_over(workdir, uid)
@@ -137,14 +151,22 @@ def run_sandboxed(
             def preexec() -> None:
                 apply_rlimits(rlimits)
 
+        group = MemoryCgroup.create(limits.memory_mb * _MB)
+        if group is not None:
+            command = group.wrap(command)
         result = _supervise(command, workdir, child_env, limits, isolation, uid, preexec, log_path, cancel)
         result.refused_env = refused
+        if group is not None:
+            result.memory_bound = "cgroup"
+            if group.oom_killed() and result.limit_hit is None:
+                result.limit_hit = "memory"
     finally:
+        if group is not None:
+            group.close()
         if uid is not None:
             _release_uid(uid)
     if record_path is not None:
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        record_path.write_text(result.to_json(), encoding="utf-8")
+        write_atomic(record_path.parent, record_path.name, result.to_json())
     return result
 
 
@@ -164,39 +186,22 @@ async def run_sandboxed_async(
 
 
 def read_sandbox_file(workdir: Path, name: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
-    """Read a file the sandbox wrote, refusing links, paths leaving its folder and oversized files.
+    """Read a file the sandbox wrote, refusing links, special files, paths leaving its folder and oversized files.
 
     The harness must never follow a link the sandboxed code planted (e.g. ``metrics.json`` pointing
-    at a host secret); this opens the file without following links at any level below the folder.
+    at a host secret), block on a FIFO or read ``/dev/zero`` to the end: this opens the file without
+    following links at any level, non-blocking, a regular file only, and reads at most ``max_bytes``.
     """
     root = Path(workdir).resolve()
     parts = Path(name).parts
     if Path(name).is_absolute() or ".." in parts or not parts:
         raise SandboxError(f"sandbox file name {name!r} leaves its folder {root}")
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            flags = os.O_RDONLY | os.O_NOFOLLOW | (0 if last else os.O_DIRECTORY)
-            try:
-                nxt = os.open(part, flags, dir_fd=fd)
-            except OSError as exc:
-                raise SandboxError(
-                    f"cannot read {name!r} from sandbox folder {root}: {exc.strerror} (a link?)"
-                ) from exc
-            os.close(fd)
-            fd = nxt
-        info = os.fstat(fd)
-        if not (info.st_mode & 0o170000 == 0o100000):
-            raise SandboxError(f"{name!r} in sandbox folder {root} is not a regular file")
-        if info.st_size > max_bytes:
-            raise SandboxError(f"{name!r} in sandbox folder {root} is {info.st_size} bytes, over {max_bytes}")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+        return read_file(root, name, max_bytes=max_bytes)
+    except UnsafeFileError as exc:
+        raise SandboxError(f"cannot read {name!r} from sandbox folder {root}: {exc.strerror} (a link?)") from None
+    except OSError as exc:
+        raise SandboxError(f"cannot read {name!r} from sandbox folder {root}: {exc.strerror}") from None
 
 
 # -- supervision ---------------------------------------------------------------------------------
@@ -235,9 +240,14 @@ def _supervise(
     log_path: Path | None,
     cancel: threading.Event | None,
 ) -> SandboxResult:
-    log = log_path.open("wb") if log_path is not None else None
+    log = None
+    if log_path is not None:
+        write_atomic(log_path.parent, log_path.name, b"")  # a fresh log, whatever stood at its name
+        log = open_append(log_path.parent, log_path.name)
     started = time.monotonic()
     killed_for: str | None = None
+    peak = 0
+    pids: set[int] = set()
     try:
         proc = subprocess.Popen(
             command,
@@ -252,25 +262,36 @@ def _supervise(
         assert proc.stdout is not None and proc.stderr is not None
         cap = limits.file_size_mb * 1024 * 1024
         out, err = _Tail(proc.stdout, log, cap), _Tail(proc.stderr, log, cap)
-        next_disk_check = 0.0
+        next_folder_check = next_memory_check = 0.0
         while proc.poll() is None:
             now = time.monotonic() - started
             if now >= limits.wall_s:
                 killed_for = "wall"
             elif cancel is not None and cancel.is_set():
                 killed_for = "cancelled"
-            elif now >= next_disk_check:
-                next_disk_check = now + 0.5
-                if folder_bytes(workdir, stop_above=limits.disk_mb * 1024 * 1024) > limits.disk_mb * 1024 * 1024:
-                    killed_for = "disk"
+            else:
+                if now >= next_memory_check:
+                    next_memory_check = now + MEMORY_POLL_S
+                    pids = job_processes(proc.pid, uid)
+                    held = total_memory(pids)
+                    peak = max(peak, held)
+                    if held > limits.memory_mb * _MB:
+                        killed_for = "memory"
+                if killed_for is None and now >= next_folder_check:
+                    walked = time.monotonic()
+                    killed_for = folder_limit(workdir, limits)
+                    # a costly walk (a folder of many files) is repeated less often: at most ~20% of a core
+                    next_folder_check = now + max(FOLDER_POLL_S, 4 * (time.monotonic() - walked))
             if killed_for is not None:
-                _kill(proc, uid)
+                _kill(proc, uid, pids)
                 break
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.1)
         code = proc.wait()
         wall = time.monotonic() - started
         stragglers = _kill_user(uid) if uid is not None else 0
+        if killed_for is None:  # what it left may have passed a limit after the last look
+            killed_for = folder_limit(workdir, limits)
         stdout, stderr = out.text(), err.text()
     finally:
         if log is not None:
@@ -288,6 +309,7 @@ def _supervise(
         backend=isolation.backend,
         uid=uid,
         stragglers_killed=stragglers,
+        peak_memory_mb=round(peak / _MB, 1),
     )
 
 
@@ -310,29 +332,39 @@ def _limit_from(sig: str | None, output: str) -> str | None:
     return None  # a bare SIGKILL may be the hard CPU limit or the kernel's OOM killer: signal recorded
 
 
-def _kill(proc: subprocess.Popen[bytes], uid: int | None) -> None:
+def _kill(proc: subprocess.Popen[bytes], uid: int | None, pids: set[int] | None = None) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    for pid in (pids or set()) | job_processes(proc.pid, uid):  # descendants that left its process group too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
     if uid is not None:
         _kill_user(uid)
 
 
+def folder_limit(workdir: Path, limits: SandboxLimits) -> str | None:
+    """Which folder limit the work folder passes now (disk, files or depth), or None.
+
+    Walked without following links and stopped at the first limit passed, so a hostile tree (200,000
+    empty files, thousands of levels) costs the watchdog at most ``limits.files`` entries.
+    """
+    disk = limits.disk_mb * _MB
+    try:
+        usage = tree_usage(workdir, max_depth=limits.folder_depth, stop_bytes=disk, stop_entries=limits.files)
+    except OSError:
+        return None  # the folder is gone or unreadable: the program's own problem, found when results are read
+    if usage.bytes > disk:
+        return "disk"
+    if usage.entries > limits.files:
+        return "files"
+    if usage.depth > limits.folder_depth:
+        return "depth"
+    return None
+
+
 def folder_bytes(path: Path, stop_above: int | None = None) -> int:
-    """Disk space used by a folder tree (allocated blocks; links not followed)."""
-    total = 0
-    stack = [str(path)]
-    while stack:
-        current = stack.pop()
-        with contextlib.suppress(OSError), os.scandir(current) as entries:
-            for entry in entries:
-                with contextlib.suppress(OSError):
-                    info = entry.stat(follow_symlinks=False)
-                    total += info.st_blocks * 512
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                if stop_above is not None and total > stop_above:
-                    return total
-    return total
+    """Disk space used by a folder tree (allocated blocks; links not followed, any depth up to 1,024)."""
+    return tree_usage(path, max_depth=1024, stop_bytes=stop_above).bytes
 
 
 # -- user ids --------------------------------------------------------------------------------------
@@ -387,10 +419,10 @@ def _release_uid(uid: int) -> None:
 
 def _hand_over(workdir: Path, uid: int) -> None:
     """Give the work folder (without following links) to the sandbox's user id."""
-    os.lchown(workdir, uid, uid)
-    for root, dirs, files in os.walk(workdir):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, uid)
+    try:
+        chown_tree(workdir, uid, uid, max_depth=256)
+    except UnsafeFileError as exc:
+        raise SandboxError(f"{exc.strerror}; give the sandbox a clean work folder") from None
 
 
 def _check_reachable(argv: Sequence[str], workdir: Path) -> None:

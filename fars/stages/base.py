@@ -15,8 +15,8 @@ the entry point group ``fars.stages``) and orders them by what each consumes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fars.contracts import StageOutput
 from fars.ledger import Ledger
 from fars.records import Artifact, ProjectStatus
+from fars.safe_files import sha256_file, write_atomic
 
 if TYPE_CHECKING:
     from fars.config import FarsConfig
@@ -143,17 +144,18 @@ class StageContext:
         path = (self.project_dir / name).resolve()
         if not path.is_relative_to(self.project_dir.resolve()):
             raise ValueError(f"artifact name {name!r} leaves the project folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = content.encode("utf-8") if isinstance(content, str) else content
-        path.write_bytes(data)
-        return self.record_artifact(kind, path)
+        relative = path.relative_to(self.project_dir.resolve())
+        write_atomic(self.project_dir, relative, data)  # never written through a link
+        return self.record_artifact(kind, self.project_dir / relative)
 
     def record_artifact(self, kind: str, path: Path) -> Artifact:
-        """Hash an existing file in the run folder and record it."""
+        """Hash an existing file in the run folder and record it (a link or special file is refused)."""
+        relative = Path(os.path.abspath(path)).relative_to(os.path.abspath(self.run_dir))
         artifact = Artifact(
             kind=kind,
-            path=str(path.resolve().relative_to(self.run_dir.resolve())),
-            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            path=str(relative),
+            sha256=sha256_file(self.run_dir, relative),
             stage=self.stage,
         )
         self.ledger.add_artifact(self.project_id, artifact)

@@ -50,6 +50,7 @@ from fars.executor.launch import JobFailed, JobTimeout
 from fars.executor.runner import Runner, RunnerConfigError
 from fars.figures import condition_figure, learning_curve_figures
 from fars.offload import run_in_worker
+from fars.results_check import ResultRejected, check_result
 from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
 
@@ -201,13 +202,12 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
                 extra["env"] = env
             try:
                 metrics = await runner.train(str(spec.entry_path), args, folder, **extra)
-            except (JobFailed, JobTimeout, ValidationError, SandboxError) as exc:
+                check_result(metrics, spec.metric, seed=seed)  # NaN, 1e300, a missing metric: a failed job
+            except (JobFailed, JobTimeout, ValidationError, SandboxError, ResultRejected) as exc:
                 return condition.name, seed, f"{type(exc).__name__}: {exc}"
             finally:
                 if gateway is not None and token is not None:
                     gateway.revoke(token)
-            if spec.metric not in metrics.final or not math.isfinite(metrics.final[spec.metric]):
-                return condition.name, seed, f"the run reported no finite {spec.metric}: {metrics.final}"
             ctx.record_artifact("results", folder / "metrics.json")
             return condition.name, seed, metrics
 
@@ -324,14 +324,16 @@ async def _search_code(
             args += ["--seed", str(seed), "--steps", str(steps), *defaults]
             if method.is_file():
                 args += ["--method", str(method)]
-            return await runner.train(
+            metrics = await runner.train(
                 str(src / spec.entry), args, out / f"seed{seed}", ranks=1, timeout_s=timeout,
                 sandbox=settings.sandbox, readable=(src, ds_dir),
             )  # fmt: skip
+            check_result(metrics, spec.metric, seed=seed)
+            return metrics
 
         try:
             return list(await asyncio.gather(*(one(s) for s in seeds)))
-        except (JobFailed, JobTimeout, ValidationError, SandboxError, RunnerConfigError) as exc:
+        except (JobFailed, JobTimeout, ValidationError, SandboxError, RunnerConfigError, ResultRejected) as exc:
             return f"{type(exc).__name__}: {exc}"
 
     def remember(node: CodeNode, reply: str | None) -> None:

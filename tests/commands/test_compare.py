@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -251,3 +252,63 @@ def test_a_planted_regression_on_the_scripted_model_still_exits_1(
     assert compare([str(a), str(same), "--require-power"]) == 3  # the members disagree: 8 papers cannot show 0.25
     out = capsys.readouterr().out
     assert "inconclusive (paired)" in out and "ensemble members' ratings" in out
+
+
+# -- records a comparison must not trust ------------------------------------------------------------
+
+
+def _edit(folder: Path, change: Any) -> None:
+    """Rewrite a run folder's record as raw JSON (NaN and all), the way a damaged or edited file would be."""
+    path = folder / "run_record.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_a_record_of_an_unknown_future_version_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = make_run(tmp_path / "a", baseline_scores())
+    b = make_run(tmp_path / "b", baseline_scores())
+    _edit(b, lambda d: d.update(version=99, new_field_of_the_future={"x": 1}))
+    assert compare([str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "RunRecord version 99" in err and "reads versions 1 to" in err
+
+
+@pytest.mark.parametrize("poison", [1e308, -1e308, math.nan, math.inf])
+def test_ratings_beyond_any_scale_fail_closed(
+    poison: float, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = make_run(tmp_path / "a", baseline_scores())
+    scores = baseline_scores()
+    b = make_run(tmp_path / "b", scores)
+
+    def plant(d: dict[str, Any]) -> None:
+        d["scores"][0] = poison
+        d["projects"][0]["rating"] = poison
+        d["mean_score"] = sum(d["scores"]) / len(d["scores"])
+
+    _edit(b, plant)
+    assert compare([str(a), str(b)]) == 2, "a poisoned record passed the gate"
+    assert "VERDICT: no regression" not in capsys.readouterr().out
+
+
+def test_scores_that_disagree_with_the_projects_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = make_run(tmp_path / "a", baseline_scores())
+    b = make_run(tmp_path / "b", [max(1.0, s - 2.0) for s in baseline_scores()])  # a real regression
+    _edit(b, lambda d: d.update(scores=[10.0] * len(d["scores"])))  # ...painted over in the score list
+    assert compare([str(a), str(b)]) == 2
+    assert "disagree with its projects' ratings" in capsys.readouterr().err
+
+
+def test_means_are_recomputed_not_taken_from_the_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    base = baseline_scores()
+    a = make_run(tmp_path / "a", base)
+    b = make_run(tmp_path / "b", list(base))
+    _edit(b, lambda d: d.update(mean_score=9.99))
+    result = tmp_path / "result.json"
+    assert compare([str(a), str(b), "--json", str(result)]) == 0
+    rows = json.loads(result.read_text())["runs"]
+    assert rows[1]["mean_score"] == pytest.approx(sum(base) / len(base))
+    assert "9.99" not in capsys.readouterr().out and "is not the mean of its scores" in caplog.text

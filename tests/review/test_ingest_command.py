@@ -102,3 +102,15 @@ def test_a_hostile_pdf_exits_2_naming_the_file(
     err = capsys.readouterr().err
     assert str(bomb) in err and "ran out of its 256 MiB" in err and "Traceback" not in err
     assert not (tmp_path / "bomb.review").exists()
+
+
+def test_a_pdf_with_a_page_tree_without_end_exits_2_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.review.test_ingest_pdf import page_tree_pdf
+
+    tree = page_tree_pdf(tmp_path / "tree.pdf")  # claims 2**40 pages
+    assert main(["review", str(tree), *SCRIPTED]) == 2
+    err = capsys.readouterr().err
+    assert str(tree) in err and "not a readable PDF" in err and "Traceback" not in err
+    assert not (tmp_path / "tree.review").exists()

@@ -9,6 +9,7 @@ refused by the kernel long before they happen.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from fars.safe_files import remove_tree
 from fars.sandbox import (
     SandboxError,
     SandboxLimits,
@@ -72,7 +74,7 @@ def workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="fars-sbx-", dir="/tmp"))
     path.chmod(0o755)
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    remove_tree(path)  # what an attack leaves may be thousands of levels deep
 
 
 @pytest.fixture
@@ -294,6 +296,83 @@ def test_filling_the_disk_with_many_files_is_stopped(workdir: Path, backend: str
     result = attack(script, workdir, backend)
     assert result.limit_hit == "disk", result.summary()
     assert folder_bytes(workdir) < 1024**3, "the disk watchdog let well over its limit through"
+
+
+def test_two_hundred_thousand_empty_files_are_stopped(workdir: Path, backend: str) -> None:
+    """Empty files take no blocks: only a limit on entries (inodes) stops them."""
+    script = """
+        import os
+        os.mkdir("many")
+        for i in range(200_000):
+            open(f"many/{i}", "w").close()
+    """
+    limits = dataclasses.replace(SMALL, files=2000)
+    result = attack(script, workdir, backend, limits)
+    assert result.limit_hit == "files", result.summary()
+    made = len(os.listdir(workdir / "many"))
+    assert made < 200_000, f"all {made} files were made"
+
+
+def test_a_tree_thousands_of_levels_deep_is_stopped_and_cleaned_up(workdir: Path, backend: str) -> None:
+    script = """
+        import os, time
+        for _ in range(3000):
+            os.mkdir("d")
+            os.chdir("d")
+        time.sleep(30)
+    """
+    limits = dataclasses.replace(SMALL, folder_depth=64)
+    result = attack(script, workdir, backend, limits)
+    assert result.limit_hit == "depth", result.summary()
+    assert result.wall_s < 10
+    remove_tree(workdir)  # iterative: no RecursionError however deep it got
+    assert not workdir.exists()
+
+
+def test_a_deep_tree_made_between_two_looks_still_fails_the_job(workdir: Path, backend: str) -> None:
+    script = """
+        import os
+        for _ in range(500):
+            os.mkdir("d")
+            os.chdir("d")
+    """
+    result = attack(script, workdir, backend, dataclasses.replace(SMALL, folder_depth=64))
+    assert result.exit_code == 0 and result.limit_hit == "depth" and not result.ok
+
+
+def test_memory_of_all_its_processes_together_is_bounded(workdir: Path, backend: str) -> None:
+    """Six processes under the per-process limit each: together they pass it, and the job is killed."""
+    script = """
+        import os, time
+        for _ in range(5):
+            if os.fork() == 0:
+                break
+        block = b"x" * (150 * 1024 * 1024)  # touched pages, well under the 512 MiB each process may map
+        time.sleep(30)
+    """
+    result = attack(script, workdir, backend, SMALL)
+    assert result.limit_hit == "memory", result.summary()
+    assert result.peak_memory_mb > SMALL.memory_mb and result.wall_s < 15
+    assert result.memory_bound in ("cgroup", "accounting")
+
+
+def test_planted_fifo_device_link_and_huge_file_are_refused_without_blocking(workdir: Path, backend: str) -> None:
+    script = """
+        import os
+        os.mkfifo("metrics.json")
+        os.symlink("/dev/zero", "zero.json")
+        with open("huge.json", "wb") as f:
+            f.write(b"{" + b" " * (7 * 1024 * 1024))
+    """
+    assert attack(script, workdir, backend).ok
+    started = time.monotonic()
+    with pytest.raises(SandboxError, match="FIFO"):
+        read_sandbox_file(workdir, "metrics.json")
+    with pytest.raises(SandboxError, match="link"):
+        read_sandbox_file(workdir, "zero.json")
+    with pytest.raises(SandboxError, match="over the"):
+        read_sandbox_file(workdir, "huge.json", max_bytes=1024 * 1024)
+    assert time.monotonic() - started < 2
 
 
 def test_sleeping_forever_and_daemons_end_at_the_wall_limit(workdir: Path, backend: str) -> None:

@@ -1,0 +1,107 @@
+"""How far a dollar budget is passed, with adversarial prompts, at 1, 4 and 16 calls in flight.
+
+Usage: ``python benchmarks/budget_overshoot.py [--calls 80] [--limit 0.004]``
+
+Prompts of digits, code and non-Latin text (which a characters/4 guess undercounts) go through the real
+client, budget and ledger to the scripted model, billed as a real provider bills: prompt tokens as
+gpt-4o-mini's tokenizer counts them (litellm's ``token_counter``), at gpt-4o-mini's litellm price.
+Printed for each prompt kind and concurrency: the overshoot of the limit (spent / limit - 1) with the
+prompt bound FARS uses (``fars.budget.prompt_token_bound``) and with the characters/4 estimate it
+replaced, and how many calls were paid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import litellm
+from litellm.types.utils import Usage as LiteUsage
+
+from fars.budget import Budget, BudgetExceeded
+from fars.config import BudgetConfig, LLMConfig, ScriptedModelConfig
+from fars.ledger import Ledger
+from fars.llm.client import LLMClient
+from fars.llm.scripted import ScriptedProvider
+
+PRICED = "openai/gpt-4o-mini"
+PROMPTS = {
+    "digits": "0 1 2 3 4 5 6 7 8 9 " * 60,
+    "code": "for(i=0;i<n;i++){x[i]+=y[i]*2;}\n" * 40,
+    "non-latin": "注意力机制は重要です。Внимание — всё. 🙂🚀 " * 30,
+}
+
+
+class TokenizerBilled(ScriptedProvider):
+    """The scripted model billing prompt tokens by gpt-4o-mini's tokenizer."""
+
+    def _respond(self, model: str, messages: list, optional_params: dict, model_response: Any, scripted: Any) -> Any:
+        response = super()._respond(model, messages, optional_params, model_response, scripted)
+        prompt = litellm.token_counter(model=PRICED, messages=messages)
+        out = self.cfg.output_tokens
+        response.usage = LiteUsage(prompt_tokens=prompt, completion_tokens=out, total_tokens=prompt + out)
+        return response
+
+
+def chars_over_4(messages: list[dict[str, str]], response_format: Any = None) -> int:
+    """The estimate FARS used before: characters / 4."""
+    return sum(len(m.get("content", "")) for m in messages) // 4
+
+
+def measure(kind: str, concurrency: int, calls: int, limit: float, folder: Path, old: bool) -> tuple[float, int]:
+    """(spent / limit - 1, calls paid) for one setting."""
+    cfg = LLMConfig(
+        model="scripted/priced",
+        cache=False,
+        concurrency=concurrency,
+        max_tokens=50,
+        scripted=ScriptedModelConfig(output_tokens=50, latency_s=0.02, price_as=PRICED),
+    )
+    ledger = Ledger(folder / f"{kind}-{concurrency}-{old}.sqlite")
+    client = LLMClient(cfg, ledger, Budget(BudgetConfig(max_dollars=limit)))
+    client.handlers["scripted"] = TokenizerBilled(cfg.scripted)
+    if old:
+        client._estimate_tokens = chars_over_4  # type: ignore[method-assign]
+
+    async def one(i: int) -> None:
+        with contextlib.suppress(BudgetExceeded):
+            await client.complete([{"role": "system", "content": "You are terse."},
+                                   {"role": "user", "content": f"{i}: {PROMPTS[kind]}"}])  # fmt: skip
+
+    async def many() -> None:
+        await asyncio.gather(*(one(i) for i in range(calls)))
+
+    asyncio.run(many())
+    spent = ledger.total_usage()
+    return spent.cost_usd / limit - 1, spent.calls
+
+
+def main() -> None:
+    """Print the overshoot table."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--calls", type=int, default=80)
+    p.add_argument("--limit", type=float, default=0.004)
+    args = p.parse_args()
+    print(f"dollar budget ${args.limit}, {args.calls} calls offered, billed as {PRICED} (tokenizer and price)")
+    print(
+        f"{'prompt':10} {'in flight':>9} {'overshoot (bound)':>18} {'paid':>5} {'overshoot (chars/4)':>20} {'paid':>5}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in PROMPTS:
+            for concurrency in (1, 4, 16):
+                new, paid_new = measure(kind, concurrency, args.calls, args.limit, Path(tmp), old=False)
+                old, paid_old = measure(kind, concurrency, args.calls, args.limit, Path(tmp), old=True)
+                print(f"{kind:10} {concurrency:>9} {new:>+18.1%} {paid_new:>5} {old:>+20.1%} {paid_old:>5}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Validation of what one training job reports, before any of it is aggregated, plotted or written.
+
+A ``metrics.json`` that fits the schema may still be poison: model-written code controls its own file,
+so it can report NaN, infinity or 1e300 (named best, then ``OverflowError`` while writing), leave out
+the template's metric (``KeyError`` in aggregation), or carry millions of curve points (gigabytes while
+plotting). ``check_result`` refuses such a result with every problem named; the Experiment stage then
+counts the job as a failed job of its condition, never of the project.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from experiments.metrics import Metrics
+
+VALUE_LIMIT = 1e9  # no loss or metric of a training run is larger; sums and means of these cannot overflow
+MAX_CURVE_POINTS = 10_000
+MAX_KEYS = 64  # entries of ``final``, ``config`` and ``provenance.files``
+MAX_TEXT = 512  # characters of any name or value string
+REQUIRED = ("val_loss", "train_loss")  # read by aggregation for every condition, besides the template's metric
+
+
+class ResultRejected(ValueError):
+    """A job's result that must not be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("result refused: " + "; ".join(problems[:8]) + (" ..." if len(problems) > 8 else ""))
+
+
+def _bad_numbers(
+    label: str, values: Iterable[float], *, low: float = -VALUE_LIMIT, high: float = VALUE_LIMIT
+) -> list[str]:
+    """The first value that is not a finite number within [low, high], as one problem (or none)."""
+    for i, value in enumerate(values):
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return [f"{label}[{i}] is {value!r}, not a finite number"]
+        if not low <= value <= high:
+            return [f"{label}[{i}] is {value:g}, outside [{low:g}, {high:g}]"]
+    return []
+
+
+def result_problems(
+    metrics: Metrics, metric: str, *, seed: int | None = None, template: str | None = None
+) -> list[str]:
+    """Every reason ``metrics`` cannot be used as a result for the template metric ``metric`` (empty: fine)."""
+    problems: list[str] = []
+    if metrics.metric != metric:
+        problems.append(f"metric is {metrics.metric[:MAX_TEXT]!r}, the template reports {metric!r}")
+    if template is not None and metrics.template != template:
+        problems.append(f"template is {metrics.template[:MAX_TEXT]!r}, the job ran {template!r}")
+    if seed is not None and metrics.seed != seed:
+        problems.append(f"seed is {metrics.seed}, the job ran seed {seed}")
+    missing = [key for key in (metric, *REQUIRED) if key not in metrics.final]
+    if missing:
+        problems.append(f"final lacks {', '.join(missing)}")
+    for name, mapping in (
+        ("final", metrics.final),
+        ("config", metrics.config),
+        ("provenance.files", metrics.provenance.files),
+    ):
+        if len(mapping) > MAX_KEYS:
+            problems.append(f"{name} has {len(mapping)} entries, more than {MAX_KEYS}")
+    for key, value in list(metrics.final.items())[:MAX_KEYS]:
+        low = 0.0 if key.endswith("loss") else -VALUE_LIMIT
+        problems += _bad_numbers(f"final.{key[:MAX_TEXT]}", [value], low=low)
+    curves = metrics.curves
+    if len(curves.step) > MAX_CURVE_POINTS:
+        problems.append(f"curves have {len(curves.step):,} points, more than {MAX_CURVE_POINTS:,}")
+    else:
+        problems += _bad_numbers("curves.step", curves.step, low=0)
+        for name in ("train_loss", "val_loss", "val_metric"):
+            problems += _bad_numbers(
+                f"curves.{name}", getattr(curves, name), low=0.0 if "loss" in name else -VALUE_LIMIT
+            )
+    scalars = {"wall_s": metrics.wall_s, "examples_per_s": metrics.examples_per_s, "tokens_per_s": metrics.tokens_per_s,
+               "steps": metrics.steps}  # fmt: skip
+    for name, value in scalars.items():
+        problems += _bad_numbers(name, [value], low=0.0)
+    problems += _bad_numbers("parameters", [metrics.parameters], low=0, high=1e13)
+    if metrics.flops_per_token is not None:
+        problems += _bad_numbers("flops_per_token", [metrics.flops_per_token], low=0.0, high=1e15)
+    if metrics.mfu is not None:  # a share of the device's peak
+        problems += _bad_numbers("mfu", [metrics.mfu], low=0.0, high=1.0)
+    texts = [metrics.template, metrics.engine, metrics.device, metrics.precision, metrics.device_name,
+             metrics.method or "", *map(str, metrics.config.values()), *metrics.config]  # fmt: skip
+    if any(len(text) > MAX_TEXT for text in texts[: 6 + 2 * MAX_KEYS]):
+        problems.append(f"a name or setting is longer than {MAX_TEXT} characters")
+    return problems
+
+
+def check_result(metrics: Metrics, metric: str, *, seed: int | None = None, template: str | None = None) -> Metrics:
+    """``metrics`` when it can be used as a result; ``ResultRejected`` naming every problem otherwise."""
+    problems = result_problems(metrics, metric, seed=seed, template=template)
+    if problems:
+        raise ResultRejected(problems)
+    return metrics
