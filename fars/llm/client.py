@@ -410,7 +410,7 @@ class LLMClient:
                             **wire,
                             model=model,
                             api_base=self.cfg.api_base,
-                            api_key=os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None,
+                            api_key=self._api_key(),
                             num_retries=0,
                             drop_params=True,
                         ),
@@ -421,6 +421,9 @@ class LLMClient:
                 self._record_failure(ctx, key, ordinal, "context window exceeded", time.perf_counter() - started, model)
                 raise _FallbackWorthy(f"prompt too long for {model}: {str(exc)[:200]}") from exc
             except _RETRYABLE_OR_EMPTY as exc:
+                if "missing credentials" in str(exc).lower():  # litellm calls this a server error; no retry helps
+                    hint = f"set ${self.cfg.api_key_env}" if self.cfg.api_key_env else "set llm.api_key_env"
+                    raise _FallbackWorthy(f"model {model} has no API key ({hint})") from exc
                 if _is_validation_error(exc):  # a 5xx that says the request is invalid: the same request fails again
                     self._record_failure(
                         ctx, key, ordinal, _fault_name(exc), time.perf_counter() - started, model, mode
@@ -443,10 +446,19 @@ class LLMClient:
             except litellm.NotFoundError as exc:
                 self._record_failure(ctx, key, ordinal, type(exc).__name__, time.perf_counter() - started, model)
                 raise _FallbackWorthy(f"model {model} is unknown to its provider: {str(exc)[:300]}") from exc
-            except litellm.BadRequestError as exc:  # the request itself is wrong: never retried
+            except (
+                litellm.BadRequestError,
+                litellm.UnprocessableEntityError,
+            ) as exc:  # the request is wrong: never retried
                 self._record_failure(ctx, key, ordinal, _fault_name(exc), time.perf_counter() - started, model, mode)
                 raise _RequestRejected(f"model {model} rejected the request: {str(exc)[:300]}") from exc
         raise AssertionError("unreachable")
+
+    def _api_key(self) -> str | None:
+        """The key from ``llm.api_key_env``; a placeholder for a server at ``llm.api_base`` when none is set
+        (local servers take any key, and the OpenAI client refuses to send a request without one)."""
+        key = os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None
+        return key or ("no-key" if self.cfg.api_base else None)
 
     def _describe_fault(self, exc: BaseException) -> str:
         """A fault as the log and ledger name it; a refused connection is called that, with where."""
@@ -520,7 +532,9 @@ class LLMClient:
                 log.warning("no price known for %s (%s); its cost is recorded as $0", priced, exc)
                 self._warned_price = True
             return 0.0, 0.0
-        return cost, (float(full) - cost if cached else 0.0)
+        usage = getattr(response, "usage", None)
+        written = int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
+        return cost, (float(full) - cost if cached or written else 0.0)  # a cache write alone saves less than 0
 
     def _estimate_dollars(self, prompt_tokens: int, max_tokens: int) -> float:
         """An upper estimate of a call's price: the dearest model of the chain, ``max_tokens`` out."""

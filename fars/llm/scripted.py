@@ -7,7 +7,7 @@ bills ``output_tokens`` output tokens; input tokens are the words of the prompt.
 
 A scripted output ``!fault:KIND[:ARG]`` injects a provider fault instead of a reply:
 
-* raised like a real provider: ``429[:SECONDS]`` (rate limit, with a Retry-After header when SECONDS
+* raised like a real provider: ``400`` (the request is invalid), ``429[:SECONDS]`` (rate limit, with a Retry-After header when SECONDS
   is given), ``500``, ``503``, ``timeout``, ``connection``, ``context`` (context length exceeded);
 * ``hang[:SECONDS]``: no answer for SECONDS (default an hour), so the client's own time-out fires;
 * bad replies: ``empty`` (no content), ``truncated`` (the JSON reply cut in half, finish_reason
@@ -112,7 +112,7 @@ def request_schema(messages: list[dict[str, Any]], optional_params: dict[str, An
     return None
 
 
-RAISED_FAULTS = ("429", "500", "503", "timeout", "connection", "context")
+RAISED_FAULTS = ("400", "429", "500", "503", "timeout", "connection", "context")
 REPLY_FAULTS = ("empty", "truncated", "nonjson", "hang")
 
 
@@ -131,6 +131,7 @@ def _fault(kind: str, model: str, arg: str | None = None) -> Exception:
         else litellm.RateLimitError("scripted rate limit", llm_provider="scripted", model=model)
     )
     faults: dict[str, Exception] = {
+        "400": litellm.BadRequestError("scripted invalid request", model=model, llm_provider="scripted"),
         "429": rate_limited,
         "503": litellm.ServiceUnavailableError("scripted overload", llm_provider="scripted", model=model),
         "500": litellm.InternalServerError("scripted server error", llm_provider="scripted", model=model),
