@@ -67,9 +67,13 @@ def main(args: list[str]) -> int:
     stray = [a for a in args if "=" not in a]
     if stray:
         raise UsageError(f"arguments must be KEY=VALUE overrides (got {stray}); see `fars calibrate --help`")
-    from fars.commands.configured import compose_config
+    from fars.commands.configured import compose_config, listing
+    from fars.llm.endpoint import api_base_problems
 
     cfg, raw = compose_config("calibrate", args, CalibrateConfig)
+    unreachable = api_base_problems(cfg.llm)
+    if unreachable:  # before any paper is read or any model called
+        raise UsageError(listing(unreachable))
     from review.humans import DataError, file_sha256, load_papers, select_papers
 
     try:
