@@ -298,6 +298,12 @@ class LocalLlamaProvider(CustomLLM):
         """Generations in progress (0 or 1)."""
         return self._running
 
+    @property
+    def generating(self) -> int:
+        """Tokens the generation in progress has generated so far (0 while it reads its prompt, or when idle)."""
+        meter = self._meter
+        return meter.generated if meter is not None else 0
+
     def _load(self, name: str) -> Any:
         path = Path(self.cfg.model_path) if self.cfg.model_path else bundled_model_path(name)
         key = str(path)
