@@ -270,6 +270,8 @@ class _Meter:
 class LocalLlamaProvider(CustomLLM):
     """litellm custom provider over llama-cpp-python; one loaded model per model path (module docstring)."""
 
+    record_prompts = False  # benchmarks: keep every prompt's tokens in ``stats.prompts`` (set on the class)
+
     def __init__(self, cfg: LocalModelConfig, timeout_s: float = 300.0) -> None:
         super().__init__()
         self.cfg = cfg
@@ -286,7 +288,6 @@ class LocalLlamaProvider(CustomLLM):
         self._stop_check: Callable[[Any, Any], bool] | None = None
         self.prompt_cache = PromptCache(cfg.prompt_cache_mb * 2**20) if cfg.prompt_cache_mb > 0 else None
         self.stats = GenerationStats()
-        self.record_prompts = False  # benchmarks: keep every prompt's tokens in ``stats.prompts``
 
     @property
     def waiting(self) -> int:
