@@ -143,44 +143,79 @@ def dev_papers(n: int) -> list[tuple[str, str]]:
     return rows
 
 
+def stock_sampling(client: LLMClient) -> None:
+    """Give the client's loaded model llama-cpp-python's own sampler back (no greedy grammar shortcut)."""
+    from llama_cpp import Llama
+
+    def restore(llm: Any) -> None:
+        llm._init_sampler = Llama._init_sampler.__get__(llm)
+
+    client.handlers["local"].with_model("smollm2-135m", restore)
+
+
+def test_interleaved_calls_reuse_kept_prefixes_with_identical_replies(tmp_path: Path) -> None:
+    papers = [text[:1200] for _, text in dev_papers(2)]
+    prompts = [
+        [{"role": "user", "content": f"Paper:\n\n{paper}\n\n{persona} Give your verdict as JSON."}]
+        for persona in ("You are balanced.", "You are critical.")
+        for paper in papers
+    ]  # paper 1, paper 2, paper 1 again, paper 2 again: each repeat follows the other paper
+
+    def replies(cache_mb: int, stock: bool) -> tuple[list[str], Any]:
+        local = LocalModelConfig(n_threads=1, n_ctx=2048, prompt_cache_mb=cache_mb)
+        client = LLMClient(LLMConfig(cache=False, max_tokens=24, local=local), Ledger(tmp_path / f"{cache_mb}.sqlite"))
+        if stock:
+            stock_sampling(client)
+        try:
+            texts = [asyncio.run(client.complete(m, response_format=FORMAT)).text for m in prompts]
+        finally:
+            client.close()
+        return texts, client.ledger
+
+    plain, plain_ledger = replies(0, stock=True)  # every prompt evaluated whole, llama-cpp-python's sampler
+    reused, reused_ledger = replies(256, stock=False)
+    assert reused == plain
+    assert plain_ledger.total_usage().cached_input_tokens == 0
+    usage = reused_ledger.total_usage()
+    assert usage.input_tokens == plain_ledger.total_usage().input_tokens
+    # the repeats read their paper from the kept states, though the other paper's prompt came between
+    assert usage.cached_input_tokens > 0.4 * usage.input_tokens
+    assert usage.evaluated_input_tokens == usage.input_tokens - usage.cached_input_tokens
+
+
 @pytest.mark.slow
 def test_temperature_zero_reviews_are_byte_identical_with_and_without_prefix_reuse(tmp_path: Path) -> None:
     from review.ingest import paper_from_text
     from review.reviewer import AgenticReviewer
     from review.settings import ReviewerConfig
 
-    papers = dev_papers(2)
+    (paper_id, text), *_ = dev_papers(1)
     settings = ReviewerConfig(
-        ensemble=2, meta_review=False, related_works=0, calibration=None, max_paper_chars=1500, max_tokens=400
+        ensemble=2, meta_review=False, related_works=0, calibration=None, max_paper_chars=1000, max_tokens=400
     )
 
-    def review_all(cache_mb: int, together: bool) -> tuple[list[str], Ledger]:
+    def review(cache_mb: int, stock: bool) -> tuple[str, Ledger]:
         ledger = Ledger(tmp_path / f"ledger-{cache_mb}.sqlite")
-        cfg = LLMConfig(cache=False, concurrency=4, local=LocalModelConfig(n_threads=1, prompt_cache_mb=cache_mb))
+        cfg = LLMConfig(cache=False, local=LocalModelConfig(n_threads=1, prompt_cache_mb=cache_mb))
         client = LLMClient(cfg, ledger)
+        if stock:
+            stock_sampling(client)
         reviewer = AgenticReviewer(client, settings)
 
-        async def one(paper_id: str, text: str) -> str:
+        async def go() -> str:
             with call_context(paper_id, "review"):
                 result = await reviewer.review(paper_from_text(text), paper_id=paper_id)
             return result.model_dump_json(exclude={"wall_s"})
-
-        async def go() -> list[str]:
-            if together:  # the two papers' calls interleave on the llama thread
-                return list(await asyncio.gather(*(one(i, t) for i, t in papers)))
-            return [await one(i, t) for i, t in papers]
 
         try:
             return asyncio.run(go()), ledger
         finally:
             client.close()
 
-    plain, plain_ledger = review_all(0, together=False)
-    reused, reused_ledger = review_all(256, together=True)
+    plain, plain_ledger = review(0, stock=True)
+    reused, reused_ledger = review(256, stock=False)
     assert reused == plain
     without, with_reuse = plain_ledger.total_usage(), reused_ledger.total_usage()
     assert without.evaluated_input_tokens == without.input_tokens and without.cached_input_tokens == 0
     assert with_reuse.input_tokens == without.input_tokens
-    # each paper's second reviewer read the paper from the kept state, though the other paper came between
-    assert with_reuse.cached_input_tokens > 0.4 * with_reuse.input_tokens
-    assert with_reuse.evaluated_input_tokens == with_reuse.input_tokens - with_reuse.cached_input_tokens
+    assert with_reuse.cached_input_tokens > 0.3 * with_reuse.input_tokens  # the second reviewer read the paper once
