@@ -184,6 +184,7 @@ def test_interleaved_calls_reuse_kept_prefixes_with_identical_replies(tmp_path: 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # four reviews on the real model: about a minute on a quiet 2-core machine
 def test_temperature_zero_reviews_are_byte_identical_with_and_without_prefix_reuse(tmp_path: Path) -> None:
     from review.ingest import paper_from_text
     from review.reviewer import AgenticReviewer
