@@ -29,6 +29,8 @@ class LocalModelConfig:
     n_threads: int = Field(default=2, ge=1, le=256)
     n_ctx: int = Field(default=8192, ge=512, le=131072)
     n_batch: int = Field(default=512, ge=8)
+    # evaluated prompt states kept for reuse by later calls sharing a prefix (an ensemble on one paper); 0: off
+    prompt_cache_mb: int = Field(default=256, ge=0)
 
 
 @dataclass(config=_STRICT)
@@ -44,6 +46,12 @@ class ScriptedModelConfig:
     outputs: list[str] = Field(default_factory=list)  # replies given in order before generating
     # bill replies at this real model's litellm price (e.g. openai/gpt-4o-mini) to test dollar budgets
     price_as: str | None = None
+    # report cached input tokens as a provider does: none, automatic (OpenAI: shared prefixes of 1024+ tokens,
+    # in 128-token steps) or explicit (Anthropic: prefixes ending at a cache_control mark, written then read)
+    prompt_cache: Literal["none", "automatic", "explicit"] = "none"
+    # structured-output modes the scripted "server" rejects, as a server would: 400, or a 500 with a validation body
+    refuse_modes: list[Literal["json_schema", "json_object", "tools"]] = Field(default_factory=list)
+    refuse_status: Literal[400, 422, 500] = 500
 
 
 @dataclass(config=_STRICT)
@@ -55,7 +63,8 @@ class LLMConfig:
     max_tokens: int = Field(default=512, ge=1)
     timeout_s: float = Field(default=300.0, gt=0)
     max_retries: int = Field(default=2, ge=0)
-    backoff_s: float = Field(default=0.5, ge=0.0)
+    backoff_s: float = Field(default=0.5, ge=0.0)  # first retry wait; doubled each retry up to max_backoff_s
+    max_backoff_s: float = Field(default=30.0, ge=0.0)
     repair_attempts: int = Field(default=2, ge=0)
     concurrency: int = Field(default=1, ge=1)
     cache: bool = True
@@ -63,6 +72,12 @@ class LLMConfig:
     api_base: str | None = None
     api_key_env: str | None = None  # name of the environment variable holding the key
     fallbacks: list[str] = Field(default_factory=list)  # models tried in order when the model fails for good
+    # how structured output is asked for first: auto (JSON schema), then on a server's rejection of the request
+    # json_object with the schema, tool calling, plain text with extraction and repair (remembered per model)
+    structured_mode: Literal["auto", "json_schema", "json_object", "tools", "text"] = "auto"
+    # mark the shared prefix of long prompts with cache_control for providers with explicit prompt caching
+    prompt_caching: bool = True
+    prompt_cache_min_tokens: int = Field(default=1024, ge=0)  # shorter prefixes are not marked (about 4 chars a token)
     local: LocalModelConfig = Field(default_factory=LocalModelConfig)
     scripted: ScriptedModelConfig = Field(default_factory=ScriptedModelConfig)
 

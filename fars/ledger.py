@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT, stage TEXT, model TEXT NOT NULL,
     request_hash TEXT NOT NULL, ordinal INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
     output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, latency_s REAL NOT NULL,
-    cache_hit INTEGER NOT NULL, ts REAL NOT NULL, response TEXT, error TEXT);
+    cache_hit INTEGER NOT NULL, ts REAL NOT NULL, response TEXT, error TEXT,
+    cached_input_tokens INTEGER NOT NULL DEFAULT 0, evaluated_input_tokens INTEGER NOT NULL DEFAULT 0,
+    saved_usd REAL NOT NULL DEFAULT 0, structured_mode TEXT);
 CREATE INDEX IF NOT EXISTS calls_replay ON calls (project_id, stage, request_hash, ordinal);
 CREATE TABLE IF NOT EXISTS artifacts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, stage TEXT NOT NULL,
@@ -78,6 +80,22 @@ class CallRow:
     cache_hit: bool
     response: str | None
     error: str | None = None
+    cached_input_tokens: int = 0  # input tokens served by a prompt cache (provider's reads, embedded prefix reuse)
+    evaluated_input_tokens: int = 0  # input tokens the model evaluated: input_tokens minus the cached ones
+    saved_usd: float = 0.0  # the cached tokens' saving against the full input price
+    structured_mode: str | None = None  # how structured output was asked: json_schema, json_object, tools, text
+
+
+# columns added after the first release, with their SQL types: ``Ledger._migrate`` adds them to older ledgers
+_ADDED_COLUMNS = {
+    "stage_events": (("contract", "TEXT"), ("contract_version", "INTEGER")),
+    "calls": (
+        ("cached_input_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ("evaluated_input_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ("saved_usd", "REAL NOT NULL DEFAULT 0"),
+        ("structured_mode", "TEXT"),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -169,10 +187,11 @@ class Ledger:
 
     def _migrate(self) -> None:
         """Bring a ledger written by an older FARS up to this schema (columns are only ever added)."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(stage_events)")}
-        for name, kind in (("contract", "TEXT"), ("contract_version", "INTEGER")):
-            if name not in columns:
-                self._db.execute(f"ALTER TABLE stage_events ADD COLUMN {name} {kind}")
+        for table, added in _ADDED_COLUMNS.items():
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in added:
+                if name not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         """Close the database."""
@@ -331,8 +350,8 @@ class Ledger:
         """Store one model call, its usage and its reply."""
         self._db.execute(
             "INSERT INTO calls (project_id, stage, model, request_hash, ordinal, input_tokens, "
-            "output_tokens, cost_usd, latency_s, cache_hit, ts, response, error) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "output_tokens, cost_usd, latency_s, cache_hit, ts, response, error, cached_input_tokens, "
+            "evaluated_input_tokens, saved_usd, structured_mode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 row.project_id,
                 row.stage,
@@ -347,6 +366,10 @@ class Ledger:
                 time.time(),
                 row.response,
                 row.error,
+                row.cached_input_tokens,
+                row.evaluated_input_tokens,
+                row.saved_usd,
+                row.structured_mode,
             ),
         )
 
@@ -372,7 +395,8 @@ class Ledger:
         where, args = ("WHERE project_id=?", (project_id,)) if project_id is not None else ("", ())
         rows = self._db.execute(
             f"SELECT {key}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), "
-            f"SUM(latency_s), SUM(cache_hit) FROM calls {where} GROUP BY {key}",
+            f"SUM(latency_s), SUM(cache_hit), SUM(cached_input_tokens), SUM(evaluated_input_tokens), SUM(saved_usd) "
+            f"FROM calls {where} GROUP BY {key}",
             args,
         ).fetchall()
         return {
@@ -383,9 +407,23 @@ class Ledger:
                 cost_usd=r[4] or 0.0,
                 latency_s=r[5] or 0.0,
                 cache_hits=r[6] or 0,
+                cached_input_tokens=r[7] or 0,
+                evaluated_input_tokens=r[8] or 0,
+                saved_usd=r[9] or 0.0,
             )
             for r in rows
         }
+
+    def structured_modes(self) -> dict[str, dict[str, int]]:
+        """Answered calls per model and structured-output mode (how each model was asked for JSON)."""
+        rows = self._db.execute(
+            "SELECT model, structured_mode, COUNT(*) FROM calls WHERE structured_mode IS NOT NULL "
+            "AND response IS NOT NULL GROUP BY model, structured_mode"
+        ).fetchall()
+        modes: dict[str, dict[str, int]] = {}
+        for model, mode, count in rows:
+            modes.setdefault(str(model), {})[str(mode)] = int(count)
+        return modes
 
     def total_usage(self) -> Usage:
         """Usage of every call of the run."""

@@ -155,6 +155,7 @@ class Pipeline:
             raise LatexError(notice)
         log.info("%s", describe_isolation(self.cfg.sandbox.backend))  # which isolation model-written code gets
         self.services = build_services(self.cfg, self.ledger, self.run_dir, self.budget)
+        self.board.calls_waiting = self.services.llm.calls_waiting  # the board shows the model queue
         self.stages = [(spec, spec.build(self.cfg, self.services)) for spec in specs]
 
     async def run(self) -> RunRecord:

@@ -4,7 +4,8 @@ The schema (``fars.config``) checks types and ranges; this checks what only the 
 that the stages exist and what each consumes is produced, that the templates exist, that the
 reviewer can be built here (its calibration file loads; the oracle is refused outside calibration),
 that the job runner can run the experiment settings, that a TeX engine is there when one is
-required, and that a folder to resume holds outputs that fit their contracts. ``fars run`` calls it
+required, that a server answers at ``llm.api_base``, and that a folder to resume holds outputs that
+fit their contracts. ``fars run`` calls it
 for every job before anything runs; the pipeline repeats the stage and folder checks at start.
 """
 
@@ -23,6 +24,7 @@ def run_config_problems(cfg: FarsConfig) -> list[str]:
     from experiments.spec import TemplateError, available_templates, load_template
     from fars.executor.runner import runner_problems
     from fars.latex import engine_notice
+    from fars.llm.endpoint import api_base_problems
     from fars.reviewing import reviewer_problems
     from fars.stages.base import StageConfigError
     from fars.stages.registry import resolve_stages
@@ -60,6 +62,7 @@ def run_config_problems(cfg: FarsConfig) -> list[str]:
     level, notice = engine_notice(cfg.paper.compile, cfg.paper.engine)
     if level >= logging.ERROR:  # paper.compile=always without a TeX engine: refuse before running
         problems.append(notice)
+    problems += api_base_problems(cfg.llm)
     if cfg.resume:
         problems += resume_problems(Path(cfg.resume), specs, cfg)
     return problems

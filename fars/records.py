@@ -36,7 +36,11 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
-    cache_hits: int = 0
+    cache_hits: int = 0  # calls answered by the response cache or the ledger's replay (no model call)
+    # input tokens a prompt cache served: the provider's cached reads (hosted), the reused prefix (embedded)
+    cached_input_tokens: int = 0
+    evaluated_input_tokens: int = 0  # input tokens the model actually evaluated (sent minus cached)
+    saved_usd: float = 0.0  # what the cached input tokens saved against the full input price (litellm's prices)
 
     @property
     def total_tokens(self) -> int:

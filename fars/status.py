@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, Group
@@ -61,6 +62,8 @@ class StatusBoard:
         self._last_line = 0.0
         self._seen: dict[str, tuple[str | None, ProjectStatus]] = {}
         self._swapped: list[tuple[logging.Handler, logging.Handler]] = []
+        # model calls waiting their turn now (``LLMClient.calls_waiting``), set once the run's client exists
+        self.calls_waiting: Callable[[], int] | None = None
 
     def __enter__(self) -> StatusBoard:
         if self.interactive:
@@ -131,9 +134,10 @@ class StatusBoard:
         active = sum(1 for r in rows if r.status == ProjectStatus.running)
         failed = sum(1 for r in rows if r.status == ProjectStatus.failed)
         elapsed = time.time() - self.started
+        waiting = f" | {self.calls_waiting()} calls waiting" if self.calls_waiting is not None else ""
         return (
             f"{elapsed:5.0f}s | papers {papers} | in flight {active} | failed {failed} | tokens "
-            f"{usage.total_tokens:,} ({usage.calls} calls, {usage.cache_hits} cached) | ${usage.cost_usd:.4f} | "
+            f"{usage.total_tokens:,} ({usage.calls} calls, {usage.cache_hits} cached){waiting} | ${usage.cost_usd:.4f} | "
             f"{papers_per_hour(papers, elapsed):.1f} papers/h"
         )
 

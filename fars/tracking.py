@@ -183,6 +183,9 @@ def summary_metrics(record: RunRecord) -> dict[str, float | int]:
         "cost_usd/total": overall.cost_usd,
         "calls/total": overall.calls,
         "calls/cache_hits": overall.cache_hits,
+        "tokens/cached_input": overall.cached_input_tokens,  # served by a prompt cache (provider or embedded)
+        "tokens/evaluated_input": overall.evaluated_input_tokens,
+        "cost_usd/saved": overall.saved_usd,  # what the cached input tokens saved at litellm's prices
         **{f"funnel/{k}": v for k, v in record.funnel.model_dump().items()},
         **{f"tokens/{stage}": u.total_tokens for stage, u in record.totals.by_stage.items()},
         **{f"cost_usd/{stage}": u.cost_usd for stage, u in record.totals.by_stage.items()},

@@ -78,7 +78,8 @@ def main(args: list[str]) -> int:
     stray = [a for a in args if "=" not in a]
     if stray:
         raise UsageError(f"arguments must be KEY=VALUE overrides (got {stray}); see `fars calibrate --help`")
-    from fars.commands.configured import compose_config
+    from fars.commands.configured import compose_config, listing
+    from fars.llm.endpoint import api_base_problems
 
     cfg, raw = compose_config("calibrate", args, CalibrateConfig)
     if cfg.fit and cfg.reviewer.kind in ("length", "bow"):
@@ -87,6 +88,9 @@ def main(args: list[str]) -> int:
             "fit=true fits a calibration for a model reviewer (and writes baseline-length.json and baseline-bow.json "
             "from the papers it reviewed)"
         )
+    unreachable = api_base_problems(cfg.llm)
+    if unreachable:  # before any paper is read or any model called
+        raise UsageError(listing(unreachable))
     from review.humans import DataError, file_sha256, load_papers, select_papers
 
     try:

@@ -78,9 +78,13 @@ def main(args: list[str]) -> int:
         raise UsageError(f"one paper at a time (got {positional}); use `fars calibrate` for many")
     if positional:
         overrides = [o for o in overrides if not o.startswith("file=")] + [f"file={positional[0]}"]
-    from fars.commands.configured import compose_config
+    from fars.commands.configured import compose_config, listing
+    from fars.llm.endpoint import api_base_problems
 
     cfg, _ = compose_config("review", overrides, ReviewCommandConfig)
+    unreachable = api_base_problems(cfg.llm)
+    if unreachable:  # before any paper is read or any model called
+        raise UsageError(listing(unreachable))
     if not cfg.file:
         raise UsageError("no paper given: `fars review PAPER` (a .pdf, .tex, .md or .txt file)")
     from review.ingest import PaperError, load_paper

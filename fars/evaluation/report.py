@@ -163,16 +163,23 @@ def throughput_svg(record: RunRecord) -> str:
     return "".join(parts)
 
 
+def _share(usage: Usage) -> str:
+    """Cached input tokens as a share of all input tokens."""
+    return f"{usage.cached_input_tokens / usage.input_tokens:.0%}" if usage.input_tokens else "0%"
+
+
 def _usage_table(title: str, usage: dict[str, Usage]) -> str:
     rows = "".join(
         f"<tr><td>{_e(name)}</td><td class=n>{u.calls}</td><td class=n>{u.input_tokens:,}</td>"
-        f"<td class=n>{u.output_tokens:,}</td><td class=n>{u.cost_usd:.4f}</td><td class=n>{u.cache_hits}</td>"
+        f"<td class=n>{u.cached_input_tokens:,}</td><td class=n>{u.output_tokens:,}</td>"
+        f"<td class=n>{u.cost_usd:.4f}</td><td class=n>{u.saved_usd:.4f}</td><td class=n>{u.cache_hits}</td>"
         f"<td class=n>{u.latency_s:.1f}</td></tr>"
         for name, u in usage.items()
     )
     return (
         f"<table class=sortable><thead><tr><th>{_e(title)}</th><th class=n>calls</th><th class=n>input tokens</th>"
-        "<th class=n>output tokens</th><th class=n>cost $</th><th class=n>cache hits</th><th class=n>model s</th>"
+        "<th class=n>cached input</th><th class=n>output tokens</th><th class=n>cost $</th><th class=n>saved $</th>"
+        "<th class=n>cache hits</th><th class=n>model s</th>"
         f"</tr></thead><tbody>{rows}</tbody></table>"
     )
 
@@ -230,6 +237,8 @@ def render_report(record: RunRecord, run_dir: Path, out_dir: Path) -> str:
         ("cost", f"${overall.cost_usd:.4f}"),
         ("cost / paper", f"${overall.cost_usd / papers:.4f}" if papers else "–"),
         ("model calls", f"{overall.calls:,} ({overall.cache_hits} cached)"),
+        ("cached input tokens", f"{overall.cached_input_tokens:,} ({_share(overall)} of input)"),
+        ("saved by prompt caching", f"${overall.saved_usd:.4f}"),
     ]
     f = record.funnel
     funnel = [

@@ -4,9 +4,16 @@ Every call: replayed from the run's ledger if the same call already happened at 
 resumed run pays nothing twice), else served from the shared response cache if deterministic, else
 checked against the budget (its estimate reserved, then settled at its actual cost), sent through
 litellm with time-outs and retries with backoff on provider faults (an empty reply counts as one),
-then down the ``llm.fallbacks`` chain if the model fails for good, priced from litellm's cost data,
-and written to the ledger with the model that answered, its tokens, cost, latency and reply.
-``structured`` asks for a pydantic model as a JSON schema and validates, repairs or re-asks.
+then down the ``llm.fallbacks`` chain if the model fails for good, priced from litellm's cost data
+(cached input tokens at the provider's cache price), and written to the ledger with the model that
+answered, its tokens (sent, cached, evaluated), cost and saving, latency, structured-output mode and reply.
+
+``structured`` asks for a pydantic model and validates, repairs or re-asks. How it asks adapts to the
+server (``STRUCTURED_MODES``): JSON schema first; a server that rejects the request itself (a 4xx, or
+a 500 whose body is a validation error; never retried) is asked with JSON object plus the schema,
+then tool calling, then plain text with extraction and repair; the mode that works is remembered
+per model. Long prompts are sent with their shared prefix marked ``cache_control`` for providers
+with explicit prompt caching (the part after the last blank line of a message is what varies).
 """
 
 from __future__ import annotations
@@ -37,7 +44,23 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network look
 import litellm
 
 log = logging.getLogger(__name__)
+litellm.suppress_debug_info = True  # its "Give Feedback" banner on every exception says nothing a user can use
 T = TypeVar("T", bound=BaseModel)
+# how structured output is asked for, in the order a server that rejects one is asked the next
+STRUCTURED_MODES = ("json_schema", "json_object", "tools", "text")
+# providers whose prompt caching takes explicit cache_control marks (litellm passes them on)
+EXPLICIT_CACHING = ("anthropic", "bedrock", "vertex_ai", "vertex_ai_beta")
+# words in a 5xx body that say the server refused the request itself (a validation error), not that it failed
+_VALIDATION_MARKERS = (
+    "validation error",
+    "literal_error",
+    "input should be",
+    "extra inputs are not permitted",
+    "unprocessable",
+    "response_format",
+    "json_schema",
+    "not supported",
+)
 
 _RETRYABLE: tuple[type[BaseException], ...] = (
     litellm.RateLimitError,
@@ -66,6 +89,10 @@ class _EmptyReply(RuntimeError):
     """A provider answered with no content (treated as a retryable fault)."""
 
 
+class _RequestRejected(LLMError):
+    """The server called the request itself invalid (never retried; structured output may ask another way)."""
+
+
 _RETRYABLE_OR_EMPTY: tuple[type[BaseException], ...] = (*_RETRYABLE, _EmptyReply)
 
 
@@ -81,6 +108,9 @@ class Completion:
     latency_s: float
     cache_hit: bool
     finish_reason: str | None = None
+    cached_input_tokens: int = 0  # input tokens a prompt cache served (provider's reads, embedded prefix reuse)
+    saved_usd: float = 0.0  # their saving against the full input price
+    structured_mode: str | None = None  # how structured output was asked for (STRUCTURED_MODES)
 
 
 def register_providers(cfg: LLMConfig) -> dict[str, Any]:
@@ -96,7 +126,7 @@ def register_providers(cfg: LLMConfig) -> dict[str, Any]:
     free = [m for m in (cfg.model, *cfg.fallbacks) if m.split("/", 1)[0] in FREE_PROVIDERS]
     if free:  # listed models are looked up exactly; unlisted ones cost litellm ~1 ms a call in pattern matching
         litellm.register_model({m: _free_model_info(m, cfg) for m in free if m not in litellm.model_cost})
-    return {"local": LocalLlamaProvider(cfg.local), "scripted": ScriptedProvider(cfg.scripted)}
+    return {"local": LocalLlamaProvider(cfg.local, cfg.timeout_s), "scripted": ScriptedProvider(cfg.scripted)}
 
 
 def _free_model_info(model: str, cfg: LLMConfig) -> dict[str, Any]:
@@ -168,12 +198,29 @@ class LLMClient:
         # before it started can replay; fresh places skip the ledger look-up
         self._replayable = ledger.answered_places() if ledger is not None else set()
         self._semaphore = asyncio.Semaphore(cfg.concurrency)
+        self._queued = 0  # calls waiting for a slot of llm.concurrency
+        # the structured-output mode that works, per model (an index into STRUCTURED_MODES), once one was refused
+        first = 0 if cfg.structured_mode == "auto" else STRUCTURED_MODES.index(cfg.structured_mode)
+        self._first_mode = first
+        self._modes: dict[str, int] = {}
         self._warned_price = False
         self.cache: ResponseCache | None = None
         if cfg.cache:
             cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
             self.cache = ResponseCache(cache_dir / "llm-cache.sqlite")
         self.handlers = register_providers(cfg)
+
+    def calls_waiting(self) -> int:
+        """Model calls waiting their turn now: for a slot of ``llm.concurrency`` or for the embedded model's thread.
+
+        The status board shows it, so a queue that builds up is seen rather than mistaken for slow calls.
+        """
+        local = self.handlers.get("local")
+        return self._queued + (int(getattr(local, "waiting", 0)) if local is not None else 0)
+
+    def structured_mode(self, model: str | None = None) -> str:
+        """The structured-output mode this client asks ``model`` (default: the configured model) with now."""
+        return STRUCTURED_MODES[self._modes.get(model or self.cfg.model, self._first_mode)]
 
     def close(self) -> None:
         """Release the cache file and any loaded local model."""
@@ -216,7 +263,12 @@ class LLMClient:
             self._record(ctx, key, ordinal, done)
             return done
 
-        async with self._semaphore:  # reserve only once the call can start, so waiting calls hold nothing
+        self._queued += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self._queued -= 1
+        try:  # reserve only once the call can start, so waiting calls hold nothing
             reservation = None
             if self.budget is not None:
                 prompt_tokens = self._estimate_tokens(messages, response_format)
@@ -234,6 +286,8 @@ class LLMClient:
                         (answered.input_tokens + answered.output_tokens, answered.cost_usd) if answered else (0, 0.0)
                     )
                     self.budget.settle(reservation, *spent)
+        finally:
+            self._semaphore.release()
         done = answered
         if deterministic and self.cache is not None and done.finish_reason != "length":
             self.cache.put(key, self.cfg.model, done.text)
@@ -278,7 +332,7 @@ class LLMClient:
         failures: list[str] = []
         for position, model in enumerate(chain):
             try:
-                return await self._call_with_retries(request, ctx, key, ordinal, model)
+                return await self._call_model(request, ctx, key, ordinal, model)
             except _FallbackWorthy as exc:
                 failures.append(f"{model}: {exc}")
                 if position + 1 < len(chain):
@@ -289,70 +343,168 @@ class LLMClient:
                 raise LLMError(f"every model in the chain failed ({len(chain)}): " + " | ".join(failures)) from exc
         raise AssertionError("unreachable")
 
-    async def _call_with_retries(
+    async def _call_model(
         self, request: dict[str, Any], ctx: CallContext, key: str, ordinal: int, model: str
     ) -> Completion:
+        """One model's answer; a structured request the server rejects is asked the next way (remembered)."""
+        if request.get("response_format") is None:
+            try:
+                return await self._call_with_retries(request, ctx, key, ordinal, model, None)
+            except _RequestRejected as exc:
+                raise LLMError(str(exc)) from exc
+        first = self._modes.get(model, self._first_mode)
+        for index in range(first, len(STRUCTURED_MODES)):
+            mode = STRUCTURED_MODES[index]
+            try:
+                done = await self._call_with_retries(request, ctx, key, ordinal, model, mode)
+            except _RequestRejected as exc:
+                if index + 1 == len(STRUCTURED_MODES):
+                    raise LLMError(
+                        f"{exc} (asked in every structured-output mode: {', '.join(STRUCTURED_MODES)})"
+                    ) from exc
+                log.warning(
+                    "model %s rejected structured output as %s (%s); asking with %s instead",
+                    model, mode, str(exc)[:200], STRUCTURED_MODES[index + 1],
+                )  # fmt: skip
+                continue
+            if self._modes.get(model, self._first_mode) != index:
+                log.warning("model %s: structured output is asked as %s from now on", model, mode)
+            self._modes[model] = index
+            return done
+        raise AssertionError("unreachable")
+
+    def _wire_request(self, request: dict[str, Any], model: str, mode: str | None) -> dict[str, Any]:
+        """What litellm is sent for ``request`` in ``mode``: the response format spelt that way, cache marks."""
+        wire = {k: v for k, v in request.items() if v is not None and k not in ("model", "response_format", "api_base")}
+        response_format = request.get("response_format")
+        if mode is not None and isinstance(response_format, dict):
+            spec = response_format.get("json_schema", {})
+            schema, name = spec.get("schema", {}), re.sub(r"[^A-Za-z0-9_-]", "_", str(spec.get("name") or "reply"))
+            if mode == "json_schema":
+                wire["response_format"] = response_format
+            elif mode == "json_object":
+                wire["response_format"] = {"type": "json_object", "schema": schema}
+            elif mode == "tools":
+                wire["tools"] = [
+                    {
+                        "type": "function",
+                        "function": {"name": name, "description": f"Give the {name} as JSON.", "parameters": schema},
+                    }
+                ]
+                wire["tool_choice"] = {"type": "function", "function": {"name": name}}
+        elif response_format is not None:
+            wire["response_format"] = response_format
+        if self._marks_cache(model):
+            wire["messages"] = mark_shared_prefix(wire["messages"], self.cfg.prompt_cache_min_tokens)
+        return wire
+
+    def _marks_cache(self, model: str) -> bool:
+        """Whether calls to ``model`` carry cache_control marks (providers with explicit prompt caching)."""
+        if not self.cfg.prompt_caching:
+            return False
+        if model.startswith("scripted/"):
+            return self.cfg.scripted.prompt_cache == "explicit"
+        return model.split("/", 1)[0] in EXPLICIT_CACHING
+
+    async def _call_with_retries(
+        self, request: dict[str, Any], ctx: CallContext, key: str, ordinal: int, model: str, mode: str | None
+    ) -> Completion:
         attempts = self.cfg.max_retries + 1
+        wire = self._wire_request(request, model, mode)
+        # the embedded model times its calls itself, from the start of their generation (not their queue)
+        limit = None if model.startswith("local/") else self.cfg.timeout_s
         for attempt in range(attempts):
             started = time.perf_counter()
             try:
                 with calling_with(self.handlers):  # the routers send in-process calls to this client's handlers
                     response = await asyncio.wait_for(
                         litellm.acompletion(
-                            **{k: v for k, v in request.items() if v is not None and k not in ("model", "api_base")},
+                            **wire,
                             model=model,
                             api_base=self.cfg.api_base,
-                            api_key=os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None,
+                            api_key=self._api_key(),
                             num_retries=0,
                             drop_params=True,
                         ),
-                        timeout=self.cfg.timeout_s,
+                        timeout=limit,
                     )
-                return self._completion_from(response, time.perf_counter() - started, model)
+                return self._completion_from(response, time.perf_counter() - started, model, mode)
+            except litellm.ContextWindowExceededError as exc:  # retrying cannot help; a bigger model may
+                self._record_failure(ctx, key, ordinal, "context window exceeded", time.perf_counter() - started, model)
+                raise _FallbackWorthy(f"prompt too long for {model}: {str(exc)[:200]}") from exc
             except _RETRYABLE_OR_EMPTY as exc:
-                fault = f"{type(exc).__name__}: {str(exc)[:200]}"
+                if "missing credentials" in str(exc).lower():  # litellm calls this a server error; no retry helps
+                    hint = f"set ${self.cfg.api_key_env}" if self.cfg.api_key_env else "set llm.api_key_env"
+                    raise _FallbackWorthy(f"model {model} has no API key ({hint})") from exc
+                if _is_validation_error(exc):  # a 5xx that says the request is invalid: the same request fails again
+                    self._record_failure(
+                        ctx, key, ordinal, _fault_name(exc), time.perf_counter() - started, model, mode
+                    )
+                    raise _RequestRejected(f"model {model} rejected the request: {str(exc)[:300]}") from exc
+                fault = self._describe_fault(exc)
                 if attempt + 1 == attempts:
-                    self._record_failure(ctx, key, ordinal, fault, time.perf_counter() - started, model)
+                    self._record_failure(ctx, key, ordinal, fault, time.perf_counter() - started, model, mode)
                     raise _FallbackWorthy(
                         f"model {model} failed {attempts} times; last fault: {fault}. "
                         "Check the provider, raise llm.max_retries / llm.timeout_s, or add llm.fallbacks."
                     ) from exc
-                delay = _retry_after(exc) or self.cfg.backoff_s * (2**attempt)
+                delay = _retry_after(exc) or min(self.cfg.backoff_s * (2**attempt), self.cfg.max_backoff_s)
                 log.warning("model %s: %s; retry %d/%d in %.1fs", model, fault, attempt + 1, attempts - 1, delay)
                 await asyncio.sleep(delay)
                 continue
-            except litellm.ContextWindowExceededError as exc:  # retrying cannot help; a bigger model may
-                self._record_failure(ctx, key, ordinal, "context window exceeded", time.perf_counter() - started, model)
-                raise _FallbackWorthy(f"prompt too long for {model}: {str(exc)[:200]}") from exc
             except (litellm.AuthenticationError, litellm.PermissionDeniedError) as exc:
                 hint = f" (is ${self.cfg.api_key_env} set?)" if self.cfg.api_key_env else ""
                 raise _FallbackWorthy(f"model {model} refused the credentials{hint}: {str(exc)[:200]}") from exc
             except litellm.NotFoundError as exc:
                 self._record_failure(ctx, key, ordinal, type(exc).__name__, time.perf_counter() - started, model)
                 raise _FallbackWorthy(f"model {model} is unknown to its provider: {str(exc)[:300]}") from exc
-            except litellm.BadRequestError as exc:  # the request itself is wrong: no model will take it
-                self._record_failure(ctx, key, ordinal, type(exc).__name__, time.perf_counter() - started, model)
-                raise LLMError(f"model {model} rejected the request: {str(exc)[:300]}") from exc
+            except (
+                litellm.BadRequestError,
+                litellm.UnprocessableEntityError,
+            ) as exc:  # the request is wrong: never retried
+                self._record_failure(ctx, key, ordinal, _fault_name(exc), time.perf_counter() - started, model, mode)
+                raise _RequestRejected(f"model {model} rejected the request: {str(exc)[:300]}") from exc
         raise AssertionError("unreachable")
 
-    def _completion_from(self, response: Any, latency: float, model: str) -> Completion:
+    def _api_key(self) -> str | None:
+        """The key from ``llm.api_key_env``; a placeholder for a server at ``llm.api_base`` when none is set
+        (local servers take any key, and the OpenAI client refuses to send a request without one)."""
+        key = os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None
+        return key or ("no-key" if self.cfg.api_base else None)
+
+    def _describe_fault(self, exc: BaseException) -> str:
+        """A fault as the log and ledger name it; a refused connection is called that, with where."""
+        if _connection_refused(exc):
+            where = self.cfg.api_base or "the provider"
+            return f"connection refused by {where} (is the server running? check llm.api_base)"
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+    def _completion_from(self, response: Any, latency: float, model: str, mode: str | None = None) -> Completion:
         choice = response.choices[0]
         usage = getattr(response, "usage", None)
         input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         text = choice.message.content or ""
+        calls = getattr(choice.message, "tool_calls", None) or []
+        if mode == "tools" and calls:  # the reply is the forced tool call's arguments
+            text = str(getattr(calls[0].function, "arguments", "") or "")
         finish_reason = getattr(choice, "finish_reason", None)
         if not text.strip() and finish_reason != "length":
             raise _EmptyReply(f"model {model} sent an empty reply")
+        cached = min(cached_input_tokens(usage), input_tokens)
+        cost, saved = self._price(response, model, input_tokens, output_tokens, cached)
         return Completion(
             text=text,
             model=model,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            cost_usd=self._price(response, model, input_tokens, output_tokens),
+            cost_usd=cost,
             latency_s=latency,
             cache_hit=False,
             finish_reason=finish_reason,
+            cached_input_tokens=cached,
+            saved_usd=saved,
+            structured_mode=mode,
         )
 
     def _price_model(self, model: str) -> str | None:
@@ -362,22 +514,39 @@ class LLMClient:
             return self.cfg.scripted.price_as
         return None if provider in FREE_PROVIDERS else model
 
-    def _price(self, response: Any, model: str, input_tokens: int, output_tokens: int) -> float:
+    def _price(
+        self, response: Any, model: str, input_tokens: int, output_tokens: int, cached: int = 0
+    ) -> tuple[float, float]:
+        """The call's cost from litellm's prices (cached reads at the cache price) and what caching saved."""
         priced = self._price_model(model)
         if priced is None:
-            return 0.0
+            return 0.0, 0.0
         try:
-            if priced != model:  # a stand-in billed at a real model's price
-                prompt_usd, completion_usd = litellm.cost_per_token(
-                    model=priced, prompt_tokens=input_tokens, completion_tokens=output_tokens
+            full = sum(
+                litellm.cost_per_token(model=priced, prompt_tokens=input_tokens, completion_tokens=output_tokens)
+            )
+            if priced != model:  # a stand-in billed at a real model's price, with the usage it reported
+                usage = getattr(response, "usage", None)
+                cost = float(
+                    sum(
+                        litellm.cost_per_token(
+                            model=priced,
+                            prompt_tokens=input_tokens,
+                            completion_tokens=output_tokens,
+                            usage_object=usage,
+                        )
+                    )
                 )
-                return float(prompt_usd + completion_usd)
-            return float(litellm.completion_cost(completion_response=response, model=model))
+            else:
+                cost = float(litellm.completion_cost(completion_response=response, model=model))
         except Exception as exc:  # litellm raises plain Exception for unpriced models
             if not self._warned_price:
                 log.warning("no price known for %s (%s); its cost is recorded as $0", priced, exc)
                 self._warned_price = True
-            return 0.0
+            return 0.0, 0.0
+        usage = getattr(response, "usage", None)
+        written = int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
+        return cost, (float(full) - cost if cached or written else 0.0)  # a cache write alone saves less than 0
 
     def _estimate_dollars(self, prompt_tokens: int, max_tokens: int) -> float:
         """An upper estimate of a call's price: the dearest model of the chain, ``max_tokens`` out."""
@@ -418,28 +587,101 @@ class LLMClient:
                 latency_s=done.latency_s,
                 cache_hit=done.cache_hit,
                 response=done.text,
+                cached_input_tokens=done.cached_input_tokens,
+                evaluated_input_tokens=done.input_tokens - done.cached_input_tokens,
+                saved_usd=done.saved_usd,
+                structured_mode=done.structured_mode,
             )
         )
 
-    def _record_failure(self, ctx: CallContext, key: str, ordinal: int, error: str, latency: float, model: str) -> None:
+    def _record_failure(
+        self, ctx: CallContext, key: str, ordinal: int, error: str, latency: float, model: str, mode: str | None = None
+    ) -> None:
         if self.ledger is None:
             return
         self.ledger.record_call(
             CallRow(
-                ctx.project_id,
-                ctx.stage,
-                model,
-                key,
-                ordinal,
-                0,
-                0,
-                0.0,
-                latency,
-                False,
-                None,
-                error,
+                project_id=ctx.project_id,
+                stage=ctx.stage,
+                model=model,
+                request_hash=key,
+                ordinal=ordinal,
+                input_tokens=0,
+                output_tokens=0,
+                cost_usd=0.0,
+                latency_s=latency,
+                cache_hit=False,
+                response=None,
+                error=error,
+                structured_mode=mode,
             )
         )
+
+
+def cached_input_tokens(usage: Any) -> int:
+    """Input tokens a provider says its prompt cache served: OpenAI's ``prompt_tokens_details.cached_tokens``
+    (litellm fills it for Anthropic, Gemini and Bedrock too), else Anthropic's ``cache_read_input_tokens``."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    if not cached:
+        cached = getattr(usage, "cache_read_input_tokens", None)
+    try:
+        return max(0, int(cached or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def mark_shared_prefix(messages: list[dict[str, Any]], min_tokens: int) -> list[dict[str, Any]]:
+    """The messages with the shared prefix of the latest long user message marked for prompt caching.
+
+    Prompts put what calls share first (the paper) and what differs last (the persona, the question),
+    so the message is split at its last blank line and the part before it gets ``cache_control``: the
+    provider caches everything up to there (system prompt included) and a later call with the same
+    prefix reads it at the cache price. Prefixes under ``min_tokens`` (about 4 characters a token) are
+    not marked: providers do not cache them, and a cache write costs more than plain input.
+    """
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        content = message.get("content")
+        if message.get("role") != "user" or not isinstance(content, str):
+            continue
+        cut = content.rfind("\n\n")
+        if cut <= 0 or (cut + 2) // 4 < max(1, min_tokens):
+            continue
+        head, tail = content[: cut + 2], content[cut + 2 :]
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": head, "cache_control": {"type": "ephemeral"}}]
+        if tail:
+            blocks.append({"type": "text", "text": tail})
+        return [*messages[:index], {**message, "content": blocks}, *messages[index + 1 :]]
+    return messages
+
+
+def _fault_name(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _is_validation_error(exc: BaseException) -> bool:
+    """Whether a server error's body says the request was invalid (llama-cpp-python answers 500 to those)."""
+    status = getattr(exc, "status_code", None)
+    if status is not None and status != 500:
+        return False
+    if not isinstance(exc, (litellm.InternalServerError, litellm.APIError)) or _connection_refused(exc):
+        return False
+    text = str(exc).lower()
+    return any(marker in text for marker in _VALIDATION_MARKERS)
+
+
+def _connection_refused(exc: BaseException) -> bool:
+    """Whether a fault is, underneath litellm's wrapping, a refused TCP connection."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        current = current.__cause__ or current.__context__
+    text = str(exc).lower()
+    return "connection refused" in text or "connect call failed" in text
 
 
 def parse_structured(schema: type[T], text: str) -> T:

@@ -7,11 +7,20 @@ bills ``output_tokens`` output tokens; input tokens are the words of the prompt.
 
 A scripted output ``!fault:KIND[:ARG]`` injects a provider fault instead of a reply:
 
-* raised like a real provider: ``429[:SECONDS]`` (rate limit, with a Retry-After header when SECONDS
+* raised like a real provider: ``400`` (the request is invalid), ``429[:SECONDS]`` (rate limit, with a Retry-After header when SECONDS
   is given), ``500``, ``503``, ``timeout``, ``connection``, ``context`` (context length exceeded);
 * ``hang[:SECONDS]``: no answer for SECONDS (default an hour), so the client's own time-out fires;
 * bad replies: ``empty`` (no content), ``truncated`` (the JSON reply cut in half, finish_reason
   ``length``), ``nonjson`` (prose where JSON was asked).
+
+Like a server, it can refuse ways of asking for structured output (``refuse_modes``: with a 400,
+422, or a 500 whose body is a validation error, as llama-cpp-python's server answers
+``json_schema``), answers tool calls with the tool's arguments, and follows a schema written in the
+system prompt when no format is given. Like a provider with prompt caching (``prompt_cache``), it
+reports cached input tokens in its usage the way the real APIs do: ``automatic`` as OpenAI (shared
+prefixes of 1024+ tokens, in steps of 128, in ``prompt_tokens_details.cached_tokens``), ``explicit``
+as Anthropic (prefixes ending at a ``cache_control`` mark of 1024+ tokens are written, then read:
+``cache_creation_input_tokens`` and ``cache_read_input_tokens``).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from typing import Any
 import httpx
 import litellm
 from litellm import CustomLLM
-from litellm.types.utils import ModelResponse
+from litellm.types.utils import ChatCompletionMessageToolCall, Function, ModelResponse
 from litellm.types.utils import Usage as LiteUsage
 
 from fars.config import ScriptedModelConfig
@@ -39,12 +48,71 @@ from fars.llm import stamp_free
 _WORD = re.compile(r"[A-Za-z][A-Za-z\-]{2,}")
 
 
+CACHE_MIN_TOKENS = 1024  # the providers' minimum cacheable prompt (OpenAI; Anthropic's Sonnet and Opus)
+CACHE_STEP = 128  # OpenAI caches prefixes in steps of this many tokens
+
+
+def _text_of(content: Any) -> str:
+    """A message content as text (a list of content blocks joined)."""
+    if isinstance(content, list):
+        return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return str(content or "")
+
+
 def prompt_words(messages: list[dict[str, Any]]) -> list[str]:
     """The words of all message contents, in order."""
-    return [w for m in messages for w in str(m.get("content", "")).split()]
+    return [w for m in messages for w in _text_of(m.get("content", "")).split()]
 
 
-RAISED_FAULTS = ("429", "500", "503", "timeout", "connection", "context")
+def marked_prefixes(messages: list[dict[str, Any]]) -> list[int]:
+    """Word counts of the prompt up to the end of each content block marked ``cache_control``."""
+    counts, total = [], 0
+    for message in messages:
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else [{"text": content}]
+        for block in blocks:
+            if not isinstance(block, dict):
+                continue
+            total += len(str(block.get("text", "") or "").split())
+            if block.get("cache_control"):
+                counts.append(total)
+    return counts
+
+
+def request_mode(optional_params: dict[str, Any]) -> str:
+    """How a request asks for structured output: json_schema, json_object, tools or text."""
+    if optional_params.get("tools"):
+        return "tools"
+    fmt = optional_params.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
+        return str(fmt["type"])
+    return "text"
+
+
+def request_schema(messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema a request asks for, however it asks (format, tool, or written in the prompt)."""
+    fmt = optional_params.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return dict(fmt["json_schema"]["schema"])
+    if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
+        return dict(fmt["schema"])
+    tools = optional_params.get("tools") or []
+    if tools:
+        return dict(tools[0]["function"].get("parameters") or {})
+    for message in messages:  # a model that follows the instruction "... this JSON schema: {...}"
+        text = _text_of(message.get("content")) if message.get("role") == "system" else ""
+        marker = text.find("JSON schema: {")
+        if marker >= 0:
+            try:
+                found, _ = json.JSONDecoder().raw_decode(text[marker + len("JSON schema: ") :])
+            except ValueError:
+                continue
+            if isinstance(found, dict):
+                return found
+    return None
+
+
+RAISED_FAULTS = ("400", "429", "500", "503", "timeout", "connection", "context")
 REPLY_FAULTS = ("empty", "truncated", "nonjson", "hang")
 
 
@@ -63,6 +131,7 @@ def _fault(kind: str, model: str, arg: str | None = None) -> Exception:
         else litellm.RateLimitError("scripted rate limit", llm_provider="scripted", model=model)
     )
     faults: dict[str, Exception] = {
+        "400": litellm.BadRequestError("scripted invalid request", model=model, llm_provider="scripted"),
         "429": rate_limited,
         "503": litellm.ServiceUnavailableError("scripted overload", llm_provider="scripted", model=model),
         "500": litellm.InternalServerError("scripted server error", llm_provider="scripted", model=model),
@@ -146,6 +215,9 @@ class ScriptedProvider(CustomLLM):
         # (project, stage, simulated latency, monotonic time the wait began)
         self.waits: list[tuple[str | None, str | None, float, float]] = []
         self.reply_cpu_s = 0.0  # CPU seconds spent making replies
+        self._seen_prompts: list[list[str]] = []  # automatic prompt caching: earlier prompts' words
+        self._written: set[tuple[str, ...]] = set()  # explicit prompt caching: prefixes written to the cache
+        self.modes: list[str] = []  # how each request asked for structured output, in order
 
     def sample_latency(self) -> float:
         """The next simulated latency: mean ``latency_s``, drawn from ``latency_dist`` with a seeded RNG.
@@ -198,15 +270,70 @@ class ScriptedProvider(CustomLLM):
         raise _fault(kind, f"scripted/{model}", arg or None)
 
     def generate(self, messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> str:
-        """The deterministic reply made from the request: a schema instance, or a short sentence."""
-        seed_text = json.dumps([messages, optional_params.get("response_format")], sort_keys=True, default=str)
+        """The deterministic reply made from the request: a schema instance, or a short sentence.
+
+        Seeded by the request's text and format (content blocks marked for caching read as their text).
+        """
+        schema = request_schema(messages, optional_params)
+        plain = [{**m, "content": _text_of(m.get("content"))} for m in messages]
+        tools = optional_params.get("tools")
+        seed_text = json.dumps(
+            [plain, optional_params.get("response_format") or ({"tools": tools} if tools else None)],
+            sort_keys=True,
+            default=str,
+        )
         rng = random.Random(hashlib.sha256(seed_text.encode()).hexdigest())
-        fmt = optional_params.get("response_format")
-        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-            schema = fmt["json_schema"]["schema"]
+        if schema is not None:
             return json.dumps(SchemaSampler(schema, rng, prompt_words(messages)[-200:]).sample())
         words = prompt_words(messages)[-50:] or ["ok"]
         return " ".join(rng.choice(words) for _ in range(self.cfg.output_tokens))
+
+    def refusal(self, model: str, optional_params: dict[str, Any]) -> Exception | None:
+        """The error a server gives for a structured-output mode it does not take (``refuse_modes``), if any."""
+        mode = request_mode(optional_params)
+        with self._lock:
+            self.modes.append(mode)
+        if mode not in self.cfg.refuse_modes:
+            return None
+        detail = (
+            "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+            f"'msg': \"Input should be 'text' or 'json_object'\", 'input': '{mode}'}}"
+        )
+        where = f"scripted/{model}"
+        if self.cfg.refuse_status == 400:
+            return litellm.BadRequestError(f"unsupported {mode}: {detail}", model=where, llm_provider="scripted")
+        if self.cfg.refuse_status == 422:
+            return litellm.UnprocessableEntityError(
+                f"unprocessable {mode}: {detail}",
+                model=where,
+                llm_provider="scripted",
+                response=httpx.Response(422, request=httpx.Request("POST", "http://scripted.invalid/v1/chat")),
+            )
+        return litellm.InternalServerError(detail, llm_provider="scripted", model=where)
+
+    def cached_tokens(self, messages: list[dict[str, Any]]) -> tuple[int, int]:
+        """(tokens read from the prompt cache, tokens written to it) for a prompt, as the configured provider does."""
+        words = prompt_words(messages)
+        with self._lock:
+            if self.cfg.prompt_cache == "automatic":
+                shared = max((_shared(words, earlier) for earlier in self._seen_prompts), default=0)
+                self._seen_prompts.append(words)
+                if len(words) < CACHE_MIN_TOKENS or shared < CACHE_MIN_TOKENS:
+                    return 0, 0
+                return min(shared, len(words) - 1) // CACHE_STEP * CACHE_STEP, 0
+            if self.cfg.prompt_cache == "explicit":
+                read = written = 0
+                for end in marked_prefixes(messages):
+                    if end < CACHE_MIN_TOKENS:
+                        continue
+                    prefix = tuple(words[:end])
+                    if prefix in self._written:
+                        read = max(read, end)
+                    else:
+                        self._written.add(prefix)
+                        written = max(written, end)
+                return read, max(0, written - read)
+        return 0, 0
 
     def _respond(
         self, model: str, messages: list, optional_params: dict, model_response: ModelResponse, scripted: str | None
@@ -215,13 +342,34 @@ class ScriptedProvider(CustomLLM):
         text, finish = self.reply(model, messages, optional_params, scripted)
         self.reply_cpu_s += time.thread_time() - started  # the model's work, not the harness's (benchmarks)
         choice: Any = model_response.choices[0]
-        choice.message.content = text
-        choice.finish_reason = finish
+        if request_mode(optional_params) == "tools" and finish == "stop":  # answered as the forced tool call
+            name = optional_params["tools"][0]["function"]["name"]
+            choice.message.content = None
+            choice.message.tool_calls = [
+                ChatCompletionMessageToolCall(
+                    id=f"call_{self.calls}", type="function", function=Function(name=name, arguments=text)
+                )
+            ]
+            choice.finish_reason = "tool_calls"
+        else:
+            choice.message.content = text
+            choice.finish_reason = finish
         prompt_tokens = len(prompt_words(messages))
+        read, written = self.cached_tokens(messages)
+        cache_usage: dict[str, Any] = {}
+        if self.cfg.prompt_cache == "automatic":
+            cache_usage = {"prompt_tokens_details": {"cached_tokens": read}}
+        elif self.cfg.prompt_cache == "explicit":  # as litellm reports Anthropic's usage
+            cache_usage = {
+                "prompt_tokens_details": {"cached_tokens": read},
+                "cache_read_input_tokens": read,
+                "cache_creation_input_tokens": written,
+            }
         model_response.usage = LiteUsage(  # type: ignore[attr-defined]
             prompt_tokens=prompt_tokens,
             completion_tokens=self.cfg.output_tokens,
             total_tokens=prompt_tokens + self.cfg.output_tokens,
+            **cache_usage,
         )
         model_response.model = f"scripted/{model}"
         model_response.created = int(time.time())
@@ -238,6 +386,9 @@ class ScriptedProvider(CustomLLM):
         **kw: Any,
     ) -> ModelResponse:
         """Blocking scripted reply."""
+        refused = self.refusal(model, optional_params)
+        if refused is not None:
+            raise refused
         scripted = self._next_scripted()
         time.sleep(self.sample_latency() + _hang_seconds(scripted))
         return self._respond(model, messages, optional_params, model_response, scripted)
@@ -252,11 +403,24 @@ class ScriptedProvider(CustomLLM):
         **kw: Any,
     ) -> ModelResponse:
         """Async scripted reply after the configured latency."""
+        refused = self.refusal(model, optional_params)
+        if refused is not None:
+            raise refused
         scripted = self._next_scripted()
         delay = self.sample_latency() + _hang_seconds(scripted)
         if delay:
             await asyncio.sleep(delay)
         return self._respond(model, messages, optional_params, model_response, scripted)
+
+
+def _shared(a: list[str], b: list[str]) -> int:
+    """How many leading words two prompts share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _hang_seconds(scripted: str | None) -> float:
