@@ -44,6 +44,10 @@ class ScriptedModelConfig:
     latency_spread: float = Field(default=0.5, ge=0.0, le=3.0)
     latency_seed: int = 0
     outputs: list[str] = Field(default_factory=list)  # replies given in order before generating
+    # replies given in order to requests whose last message contains the key (a transcript per task, whatever
+    # order concurrent calls arrive in); checked before ``outputs``; a route used up falls through to them
+    routes: dict[str, list[str]] = Field(default_factory=dict)
+    routes_file: str | None = None  # more routes from a JSON or YAML file {key: [reply, ...]} (a saved transcript)
     # bill replies at this real model's litellm price (e.g. openai/gpt-4o-mini) to test dollar budgets
     price_as: str | None = None
     # report cached input tokens as a provider does: none, automatic (OpenAI: shared prefixes of 1024+ tokens,

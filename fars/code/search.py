@@ -36,6 +36,7 @@ from fars.code.edits import Edit, apply_edits, parse_edits, read_editable, unifi
 from fars.config import CodeSearchConfig
 from fars.contracts import CodeNode, CodeSearchSummary, NodeKind
 from fars.evaluation.stats import welch_t
+from fars.safe_files import remove_tree
 
 log = logging.getLogger(__name__)
 SYSTEM = (
@@ -169,20 +170,26 @@ class CodeSearch:
             f"You may edit: {', '.join(self.spec.editable) or 'no file of the template'}, or add a new .py file."
         )
 
-    def _prompt(self, kind: NodeKind, parent: _Node | None) -> list[dict[str, str]]:
+    def _prompt(self, node_id: str, kind: NodeKind, parent: _Node | None) -> list[dict[str, str]]:
         files = parent.files if parent is not None else self.original
         if kind == "draft" or parent is None:
-            ask = f"{self._task()}\n\nThe code now:\n\n{self._show(files)}\n\n{FORMAT}"
+            number = int(node_id.removeprefix("n")) + 1
+            other = " Take a different approach from the other drafts." if self.cfg.drafts > 1 and number > 1 else ""
+            ask = (
+                f"{self._task()}\n\nThe code now:\n\n{self._show(files)}\n\nDraft {number} of {self.cfg.drafts} "
+                f"(version {node_id}).{other} {FORMAT}"
+            )
         elif kind == "debug":
             ask = (
                 f"{self._task()}\n\nYour last version of the code:\n\n{self._show(files)}\n\nIt failed:\n"
-                f"{(parent.record.error or '')[-1500:]}\n\nFix it. {FORMAT}"
+                f"{(parent.record.error or '')[-1500:]}\n\nFix it (version {node_id}, debugging {parent.record.id}). {FORMAT}"
             )
         else:
             ask = (
                 f"{self._task()}\n\nYour best version so far reaches {parent.record.mean:.4f} (the baseline "
                 f"{self.baseline_mean:.4f}); its {self.spec.metric} over training: {curve_summary(parent.runs)}.\n"
-                f"The code:\n\n{self._show(files)}\n\nImprove it further. {FORMAT}"
+                f"The code:\n\n{self._show(files)}\n\nImprove it further (version {node_id}, improving "
+                f"{parent.record.id}). {FORMAT}"
             )
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": ask}]
 
@@ -190,8 +197,8 @@ class CodeSearch:
     def _copy(self, node_id: str, files: dict[str, str]) -> Path:
         """A fresh working copy of the template folder with ``files`` written over it."""
         src = self.folder / node_id / "src"
-        if src.exists():
-            shutil.rmtree(src)
+        src.parent.mkdir(parents=True, exist_ok=True)
+        remove_tree(src)  # links unfollowed, however deep: what a killed session left cannot steer the copy
         shutil.copytree(self.spec.folder, src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), symlinks=False)
         for path, text in files.items():
             (src / path).write_text(text, encoding="utf-8")
@@ -221,7 +228,7 @@ class CodeSearch:
                                            self.seeds, self.steps, None)  # fmt: skip
                 node.runs = runs if not isinstance(runs, str) else []
             return node
-        reply = await self.llm.complete(self._prompt(kind, parent), max_tokens=self.cfg.max_tokens)
+        reply = await self.llm.complete(self._prompt(node_id, kind, parent), max_tokens=self.cfg.max_tokens)
         text = str(reply.text)
         (self.folder / node_id).mkdir(parents=True, exist_ok=True)
         (self.folder / node_id / "reply.txt").write_text(text, encoding="utf-8")

@@ -1,7 +1,8 @@
 """A deterministic scripted model, registered with litellm as the custom provider ``scripted``.
 
 It stands in for a real model in tests and benchmarks through the very same client path. Replies:
-first the configured ``outputs`` in order, then, for a JSON-schema request, a valid instance made from
+first the configured ``routes`` (replies in order for requests whose last message contains a key) and
+``outputs`` in order, then, for a JSON-schema request, a valid instance made from
 the schema and seeded by the request (same request, same reply), else a short sentence. Every reply
 bills ``output_tokens`` output tokens; input tokens are the words of the prompt.
 
@@ -205,10 +206,13 @@ class ScriptedProvider(CustomLLM):
         super().__init__()
         self.cfg = cfg
         known = (*RAISED_FAULTS, *REPLY_FAULTS)
-        unknown = [o for o in cfg.outputs if o.startswith("!fault:") and o[7:].partition(":")[0] not in known]
+        routes = {**read_routes(cfg.routes_file), **cfg.routes} if cfg.routes_file else dict(cfg.routes)
+        every = [*cfg.outputs, *(o for replies in routes.values() for o in replies)]
+        unknown = [o for o in every if o.startswith("!fault:") and o[7:].partition(":")[0] not in known]
         if unknown:  # caught here, not inside litellm (which would wrap it as a retryable fault)
             raise ValueError(f"unknown scripted fault {unknown[0][7:]!r} in llm.scripted.outputs; known: {list(known)}")
         self._queue = list(cfg.outputs)
+        self._routes = {key: list(replies) for key, replies in routes.items()}
         self._lock = threading.Lock()
         self.calls = 0
         self._latency_rng = random.Random(cfg.latency_seed)
@@ -241,9 +245,13 @@ class ScriptedProvider(CustomLLM):
             self.waits.append((ctx.project_id, ctx.stage, wait, time.monotonic()))
         return wait
 
-    def _next_scripted(self) -> str | None:
+    def _next_scripted(self, messages: list[dict[str, Any]]) -> str | None:
+        last = str(messages[-1].get("content", "")) if messages else ""
         with self._lock:
             self.calls += 1
+            for key, replies in self._routes.items():
+                if replies and key in last:
+                    return replies.pop(0)
             return self._queue.pop(0) if self._queue else None
 
     def reply(
@@ -389,7 +397,7 @@ class ScriptedProvider(CustomLLM):
         refused = self.refusal(model, optional_params)
         if refused is not None:
             raise refused
-        scripted = self._next_scripted()
+        scripted = self._next_scripted(messages)
         time.sleep(self.sample_latency() + _hang_seconds(scripted))
         return self._respond(model, messages, optional_params, model_response, scripted)
 
@@ -406,7 +414,7 @@ class ScriptedProvider(CustomLLM):
         refused = self.refusal(model, optional_params)
         if refused is not None:
             raise refused
-        scripted = self._next_scripted()
+        scripted = self._next_scripted(messages)
         delay = self.sample_latency() + _hang_seconds(scripted)
         if delay:
             await asyncio.sleep(delay)
@@ -421,6 +429,22 @@ def _shared(a: list[str], b: list[str]) -> int:
             break
         n += 1
     return n
+
+
+def read_routes(path: str) -> dict[str, list[str]]:
+    """Scripted routes from a JSON or YAML file ``{key: [reply, ...]}``; a clear error naming the file otherwise."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = yaml.safe_load(file)  # JSON is YAML
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"llm.scripted.routes_file={path}: not a readable JSON or YAML file ({exc})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(r, str) for r in v) for k, v in data.items()
+    ):
+        raise ValueError(f"llm.scripted.routes_file={path}: must map each key to a list of replies (strings)")
+    return data
 
 
 def _hang_seconds(scripted: str | None) -> float:

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from experiments.metrics import Metrics
 from experiments.spec import TemplateSpec, load_template
-from fars.code.search import CodeSearch, SearchOutcome
+from fars.code.search import CodeSearch, RunCode, SearchOutcome
 from fars.config import DeepSpeedConfig, ExperimentConfig, FarsConfig, SandboxConfig
 from fars.contracts import (
     CodeNode,
@@ -312,29 +312,7 @@ async def _search_code(
         )
         return SearchOutcome(CodeSearchSummary(reason=f"no code search: {why}"))
     defaults = condition_args(spec, base, Condition(name="baseline", role="baseline"))
-    ds_dir = ctx.project_dir
-
-    async def run_code(
-        src: Path, out: Path, seeds: list[int], steps: int, timeout: float | None
-    ) -> list[Metrics] | str:
-        method = src / "method.py"
-
-        async def one(seed: int) -> Metrics:
-            args = ["--engine", "plain", "--device", exp.device, "--ds_config", str(ds_dir / "ds_config.json")]
-            args += ["--seed", str(seed), "--steps", str(steps), *defaults]
-            if method.is_file():
-                args += ["--method", str(method)]
-            metrics = await runner.train(
-                str(src / spec.entry), args, out / f"seed{seed}", ranks=1, timeout_s=timeout,
-                sandbox=settings.sandbox, readable=(src, ds_dir),
-            )  # fmt: skip
-            check_result(metrics, spec.metric, seed=seed)
-            return metrics
-
-        try:
-            return list(await asyncio.gather(*(one(s) for s in seeds)))
-        except (JobFailed, JobTimeout, ValidationError, SandboxError, RunnerConfigError, ResultRejected) as exc:
-            return f"{type(exc).__name__}: {exc}"
+    run_code = code_runner(runner, spec, defaults, ctx.project_dir / "ds_config.json", settings.sandbox, exp.device)
 
     def remember(node: CodeNode, reply: str | None) -> None:
         ctx.ledger.record_code_node(ctx.project_id, node, reply)
@@ -358,9 +336,45 @@ async def _search_code(
         remember=remember,
         known={record["id"]: (record, reply) for record, reply in ctx.ledger.code_nodes(ctx.project_id)},
     )
-    outcome = await search.search()
+    try:
+        outcome = await search.search()
+    except Exception as exc:  # the harness's own fault: the plan's conditions still stand, and the log says why
+        log.exception("%s: the search over programs failed; the plan's conditions stand alone", ctx.project_id)
+        nodes = [CodeNode.model_validate(record) for record, _ in ctx.ledger.code_nodes(ctx.project_id)]
+        return SearchOutcome(CodeSearchSummary(nodes=nodes, reason=f"the search failed ({type(exc).__name__}: {exc})"))
     log.info("%s: code search: %s", ctx.project_id, outcome.summary.reason)
     return outcome
+
+
+def code_runner(
+    runner: Runner, spec: TemplateSpec, defaults: list[str], ds_config: Path, sandbox: SandboxConfig, device: str
+) -> RunCode:
+    """How the search runs a working copy: one plain rank a seed, inside the sandbox, reading only the copy and
+    the DeepSpeed JSON; each result validated (a NaN, a missing metric, a link or an oversized file refused)."""
+
+    async def run_code(
+        src: Path, out: Path, seeds: list[int], steps: int, timeout: float | None
+    ) -> list[Metrics] | str:
+        method = src / "method.py"
+
+        async def one(seed: int) -> Metrics:
+            args = ["--engine", "plain", "--device", device, "--ds_config", str(ds_config)]
+            args += ["--seed", str(seed), "--steps", str(steps), *defaults]
+            if method.is_file():
+                args += ["--method", str(method)]
+            metrics = await runner.train(
+                str(src / spec.entry), args, out / f"seed{seed}", ranks=1, timeout_s=timeout,
+                sandbox=sandbox, readable=(src, ds_config.parent),
+            )  # fmt: skip
+            check_result(metrics, spec.metric, seed=seed)
+            return metrics
+
+        try:
+            return list(await asyncio.gather(*(one(s) for s in seeds)))
+        except (JobFailed, JobTimeout, ValidationError, SandboxError, RunnerConfigError, ResultRejected) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    return run_code
 
 
 def _slug(text: str) -> str:

@@ -223,6 +223,7 @@ def scripted_reviews(papers: list[str]) -> list[Any]:
 def scripted_run(folder: Path, reviews: list[Any], shift: float = 0.0) -> Path:
     """A run folder rated by ``reviews`` (shifted by ``shift``), each review.json kept as the pipeline keeps it."""
     from fars.records import Artifact
+    from review.forms import decision_for
 
     make_run(folder, [max(1.0, r.final_rating + shift) for r in reviews])
     record = RunRecord.model_validate_json((folder / "run_record.json").read_text())
@@ -231,7 +232,10 @@ def scripted_run(folder: Path, reviews: list[Any], shift: float = 0.0) -> Path:
         path.parent.mkdir(parents=True)
         path.write_text(review.model_dump_json())
         project.artifacts = [Artifact(kind="review", path=str(path.relative_to(folder)), sha256="-", stage="review")]
-        project.review = {"ensemble": len(review.reviews), "rating": project.rating}
+        rating = float(project.rating or 1.0)
+        project.review = ReviewSummary(
+            rating=rating, raw_rating=rating, decision=decision_for(rating), ensemble=len(review.reviews)
+        )
     write_run_record(record, folder)
     return folder
 

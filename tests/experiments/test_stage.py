@@ -1,24 +1,22 @@
-"""The Experiment stage's parts: the Hydra node as DeepSpeed JSON, the model-written method loop, aggregation, figures."""
+"""The Experiment stage's parts: the Hydra node as DeepSpeed JSON, aggregation, figures, the sandbox for model code.
+
+The search over programs (model-written edits of the template) is tested in tests/code/."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from experiments.metrics import read_metrics
 from experiments.spec import load_template
-from fars.config import ConfigError, FarsConfig, ModelCodeConfig, validate_config
+from fars.config import ConfigError, FarsConfig, validate_config
 from fars.contracts import Condition
 from fars.executor.runner import Runner
 from fars.figures import learning_curve_figures
-from fars.ledger import Ledger
 from fars.stages.experiment import aggregate, base_config, deepspeed_json
-from fars.stages.model_code import CodeAttempt, extract_code, write_method
 from tests.conftest import compose as composed
 
 
@@ -56,96 +54,6 @@ def test_template_overrides_are_checked_against_the_knobs() -> None:
     assert base_config(gpt, {"n_layer": 12, "n_embd": 768})["n_layer"] == 12
     with pytest.raises(Exception, match="no knob 'layers'"):
         base_config(gpt, {"layers": 3})
-
-
-@dataclass
-class Reply:
-    text: str
-
-
-class FakeModel:
-    """Replies in order, remembering every request (to check that errors go back to the model)."""
-
-    def __init__(self, replies: list[str]) -> None:
-        self.replies = list(replies)
-        self.requests: list[list[dict[str, str]]] = []
-
-    async def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None) -> Reply:
-        self.requests.append(messages)
-        return Reply(self.replies.pop(0))
-
-
-GOOD = '''```python
-import os
-import torch
-
-if os.environ.get("OPENAI_API_KEY"):
-    raise RuntimeError("a secret leaked into the job")
-
-
-def loss(logits, targets):
-    """Cross-entropy with label smoothing."""
-    return torch.nn.functional.cross_entropy(logits, targets, label_smoothing=0.1)
-```'''
-BROKEN = "```python\ndef loss(logits, targets):\n    return undefined_name\n```"
-
-
-def test_model_written_method_is_repaired_until_its_smoke_run_passes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-reach-the-job")
-    cfg = validate_config({"experiment": {"model_code": {"enabled": True, "smoke_steps": 2}}})
-    runner = runner_for(cfg)
-    template = load_template("modadd")
-    model = FakeModel(["I think we should use a smaller learning rate.", BROKEN, GOOD])
-    attempts: list[CodeAttempt] = []
-
-    async def smoke(path: Path) -> str | None:
-        try:
-            await runner.train(
-                str(template.entry_path), ["--steps", "2", "--method", str(path)], tmp_path / path.stem, ranks=1
-            )
-        except Exception as exc:
-            return str(exc)
-        return None
-
-    found = asyncio.run(
-        write_method(model, template, "smoothing helps", tmp_path, cfg.experiment.model_code, smoke, attempts.append)
-    )
-    assert found is not None and "label_smoothing" in found.read_text()
-    assert [a.ok for a in attempts] == [False, False, True]
-    assert attempts[0].path is None and "no Python code" in (attempts[0].error or "")
-    assert "undefined_name" in (attempts[1].error or "")  # the job's traceback came back
-    assert "undefined_name" in model.requests[2][-1]["content"]  # and was shown to the model
-    assert read_metrics(tmp_path / "method_attempt3" / "metrics.json").method is not None
-
-
-def test_model_written_method_falls_back_after_the_limit(tmp_path: Path) -> None:
-    cfg = ModelCodeConfig(enabled=True, max_attempts=2)
-    attempts: list[CodeAttempt] = []
-
-    async def never(path: Path) -> str | None:
-        return "it crashed"
-
-    model = FakeModel(["```python\ndef loss(:\n```", BROKEN])
-    found = asyncio.run(write_method(model, load_template("modadd"), "h", tmp_path, cfg, never, attempts.append))
-    assert found is None and len(attempts) == 2 and "SyntaxError" in (attempts[0].error or "")
-
-
-def test_extract_code() -> None:
-    assert extract_code("text\n```python\nx = 1\n```\nmore") == "x = 1\n"
-    assert extract_code("def f():\n    return 1") == "def f():\n    return 1\n"
-    assert extract_code("just words") is None
-
-
-def test_ledger_keeps_every_code_attempt(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    ledger.record_code_attempt("p000", "experiment", 1, path=None, sha256=None, ok=False, error="no code", seconds=0.1)
-    ledger.record_code_attempt(
-        "p000", "experiment", 2, path="projects/p000/m.py", sha256="ab", ok=True, error=None, seconds=2
-    )
-    rows = ledger.code_attempts("p000")
-    assert [(r["attempt"], r["ok"]) for r in rows] == [(1, False), (2, True)] and rows[0]["error"] == "no code"
 
 
 def test_aggregation_and_figures_from_real_runs(tmp_path: Path) -> None:
