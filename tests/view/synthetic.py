@@ -196,7 +196,7 @@ def _metrics(condition: Condition, seed: int, final: float) -> Metrics:
     """One training run's report, its learning curve rising to ``final``."""
     steps = list(range(15, STEPS + 1, 15))
     lr = float(condition.knobs.get("lr", 0.01))
-    loss = [4.0 * (1 - lr * 20) ** (s / 30) + 0.1 + 0.01 * seed if lr < 0.05 else 4.0 for s in steps]
+    loss = [4.0 * (1 - lr * 20) ** (s / 30) + 1.2 * (1 - final) + 0.01 * seed if lr < 0.05 else 4.0 for s in steps]
     metric = [round(final * min(1.0, (s / STEPS) ** 0.7), 4) for s in steps]
     config: dict[str, float | int | str] = {"lr": lr, **condition.components, **condition.knobs}
     return Metrics(

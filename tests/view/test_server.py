@@ -61,6 +61,8 @@ def test_run_page_board_funnel_usage_and_scores(client: TestClient, outputs: Pat
     assert "hypotheses" in page and "novel" in page and "reviewed" in page  # the funnel
     assert "ICLR 2026 submissions 4.21" in page and "accepted 5.39" in page
     assert "Usage by model" in page and "scripted/default" in page
+    done = client.get(f"/run/{key(outputs, 'done')}").text
+    assert re.search(r"supported claims</span><b>100%", done) and "degenerate text" in done
     assert 'data-stream="/live/run/' in page
 
 
@@ -73,6 +75,8 @@ def test_project_page_shows_everything_about_a_project(client: TestClient, outpu
     assert 'id="paper-markdown"' in page and "The baseline reached 0.41" in page
     assert "Meta-review" not in page and "Reviewer 1 (balanced)" in page  # the review, its members
     assert "Grounded numbers 100%" in page
+    assert "Supported claims 100% (as the model wrote them 67%)" in page and "Repaired:" in page  # ClaimCheck
+    assert "Method: schedule=warmup_cosine, normalization=layernorm" in page and "2 method candidate(s)" in page
     calls = re.findall(r'<tr(?: class="error")?><td class="n">\d+</td><td>(\w+)</td>', page)
     assert len(calls) == 4 * len(STAGES)
 
@@ -112,6 +116,7 @@ def test_model_written_text_is_escaped_everywhere(client: TestClient, outputs: P
     project = client.get(urls[2]).text
     assert "&lt;script&gt;window.__injected = 1; alert(&#39;x&#39;)&lt;/script&gt;" in project
     assert "&lt;img src=x onerror=alert(1)&gt;" in project
+    assert "(replaced by the harness: abstract: repeats one phrase)" in project
     # the paper's own file is served as sandboxed text, never as a page of this origin
     raw = client.get(f"/files/{key(outputs, 'done')}/projects/p002/paper.md")
     assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/plain")
