@@ -8,7 +8,6 @@ Markdown renderer (raw HTML off) or the charts' own escaping.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import time
@@ -266,20 +265,45 @@ def _files_route(folder: RunFolder) -> str:
     return f"/files/{folder.key}"
 
 
-def _diffs(attempts: list[dict[str, Any]], folder: RunFolder, served: ServedFolders) -> list[dict[str, Any]]:
-    """Each code attempt with its file's text and the diff from the attempt before it."""
-    shown = []
-    previous: tuple[str, list[str]] | None = None
-    for attempt in attempts:
-        text = read_text(folder, attempt["path"], served, limit=500_000) if attempt.get("path") else None
-        lines = text.splitlines(keepends=True) if text is not None else []
-        diff: list[str] = []
-        if previous is not None and text is not None:
-            diff = list(difflib.unified_diff(previous[1], lines, previous[0], attempt["path"], n=2))[:MAX_DIFF_LINES]
-        shown.append({**attempt, "text": text, "diff": diff, "first": previous is None})
-        if text is not None:
-            previous = (attempt["path"], lines)
-    return shown
+def _diff_lines(folder: RunFolder, path: str | None, served: ServedFolders) -> list[str] | None:
+    """A stored unified diff (a path relative to the run folder) as lines, at most ``MAX_DIFF_LINES``; None if unread."""
+    text = read_text(folder, path, served, limit=500_000) if path else None
+    if text is None:
+        return None
+    lines = text.splitlines()
+    if len(lines) > MAX_DIFF_LINES:
+        lines = [*lines[:MAX_DIFF_LINES], f"... {len(lines) - MAX_DIFF_LINES} more line(s): open the file"]
+    return lines
+
+
+def code_search(detail: ProjectDetail, folder: RunFolder, served: ServedFolders) -> dict[str, Any]:
+    """The project's search over programs: its nodes (with reply and diff), the winner and its diff, or why none.
+
+    ``state``: ``nodes`` (some finished; ``running`` says whether the search is still going), ``empty`` (the
+    experiment finished and its search ran no node: ``reason`` says why), ``off`` (the experiment finished
+    without a search) or ``waiting`` (no node has finished yet).
+    """
+    search = detail.experiment.results.code if detail.experiment is not None else None
+    nodes = [
+        {"node": n, "reply": detail.code_replies.get(n.id), "diff": _diff_lines(folder, n.diff, served)}
+        for n in detail.code_nodes
+    ]
+    if nodes:
+        state = "nodes"
+    elif detail.experiment is not None:
+        state = "empty" if search is not None else "off"
+    else:
+        state = "waiting"
+    winner = search.winner if search is not None else None
+    return {
+        "state": state,
+        "running": detail.experiment is None,
+        "nodes": nodes,
+        "search": search,
+        "winner": winner,
+        "winner_diff": _diff_lines(folder, search.diff, served) if search is not None else None,
+        "buggy": sum(1 for n in detail.code_nodes if n.verdict == "buggy"),
+    }
 
 
 def project_page(snap: RunSnapshot, detail: ProjectDetail, served: ServedFolders, generation: int) -> Page:
@@ -324,7 +348,7 @@ def project_page(snap: RunSnapshot, detail: ProjectDetail, served: ServedFolders
         "artifacts": p.artifacts,
         "curves": [(name, curves_svg(detail.curves, name)) for name in series],
         "conditions": sorted({condition_of(r.name) for r in detail.curves}),
-        "code": _diffs(detail.code_attempts, folder, served),
+        "code": code_search(detail, folder, served),
         "calls": calls,
         "call_totals": totals,
         "extra_columns": extra_columns,

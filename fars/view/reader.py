@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from fars.config import DEFAULT_STAGES
 from fars.contracts import (
+    CodeNode,
     ContractError,
     ExperimentOutput,
     IdeationOutput,
@@ -70,7 +71,8 @@ class ProjectDetail:
     other_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # stages with contracts unknown here
     events: list[dict[str, Any]] = field(default_factory=list)  # stage starts, finishes and failures
     calls: list[dict[str, Any]] = field(default_factory=list)  # every column the ledger has
-    code_attempts: list[dict[str, Any]] = field(default_factory=list)
+    code_nodes: list[CodeNode] = field(default_factory=list)  # the search over programs, as its nodes finished
+    code_replies: dict[str, str] = field(default_factory=dict)  # node id -> the model's reply that made it
     curves: list[TrainingRun] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -302,7 +304,7 @@ class RunReader:
                     (project_id,),
                 )
                 detail.calls = _rows(self._raw, "SELECT * FROM calls WHERE project_id=? ORDER BY id", (project_id,))
-                detail.code_attempts = ledger.code_attempts(project_id)
+                _code_nodes(ledger, project_id, detail)
             except (sqlite3.Error, ContractError, ValueError) as exc:
                 fallback = self._project_from_record(project_id)
                 if fallback is None:
@@ -353,6 +355,26 @@ class RunReader:
             except (LookupError, OSError, ValueError):
                 continue  # not served, unreadable or not JSON: listed among the files, not drawn
         return found
+
+
+def _code_nodes(ledger: Ledger, project_id: str, detail: ProjectDetail) -> None:
+    """The project's code nodes: the finished experiment's own list (``Results.code``), else those the ledger
+    holds so far (the search is under way); the replies, which only the ledger keeps, beside them."""
+    stored = ledger.code_nodes(project_id)
+    nodes: dict[str, CodeNode] = {}
+    for record, reply in stored:
+        try:
+            node = CodeNode.model_validate(record)
+        except ValidationError as exc:
+            detail.problems.append(f"code node {record.get('id')!r} in the ledger is unreadable ({str(exc)[:200]})")
+            continue
+        nodes[node.id] = node
+        if reply is not None:
+            detail.code_replies[node.id] = reply
+    search = detail.experiment.results.code if detail.experiment is not None else None
+    if search is not None and search.nodes:
+        nodes = {n.id: n for n in search.nodes}
+    detail.code_nodes = list(nodes.values())
 
 
 def _rows(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:

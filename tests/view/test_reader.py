@@ -88,10 +88,18 @@ def test_project_detail_has_outputs_calls_events_and_training_curves(tmp_path: P
     assert detail.planning is not None and detail.experiment is not None and detail.writing is not None
     assert [e["event"] for e in detail.events].count("finish") == len(STAGES)
     assert {c["stage"] for c in detail.calls} == set(STAGES)
-    assert sorted(r.name for r in detail.curves) == ["baseline-seed0", "baseline-seed1", "lr_0.03-seed0"]
+    conditions = [c.name for c in detail.planning.plan.conditions]
+    assert sorted(r.name for r in detail.curves) == sorted(f"{c}-seed{s}" for c in conditions for s in (0, 1, 2))
     assert len(detail.curves[0].steps) == len(detail.curves[0].curves["train_loss"]) == 20
+    results = detail.experiment.results  # the v2 table: every condition tested against the baseline, corrected
+    assert set(results.conditions) == {*conditions, "code", "code-without-change1", "code-without-change2"}
+    assert results.best == "code" and results.conditions["method"].verdict == "better"
+    assert results.conditions["method-without-normalization"].verdict == "no significant difference"
+    assert results.code is not None and [n.id for n in detail.code_nodes] == [n.id for n in results.code.nodes]
+    assert set(detail.code_replies) == {"n0", "n1", "n2", "n3"} and results.code.winner == "n2"
     unfinished = reader.project("p001")
     assert unfinished is not None and unfinished.review is None and unfinished.summary.status == ProjectStatus.running
+    assert unfinished.code_nodes == [] and unfinished.experiment is None  # still planning
     assert reader.project("p404") is None
 
 

@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 from starlette.testclient import TestClient
 
-from fars.ledger import Ledger
+from fars.evaluation.compare import CompareSettings, compare_runs, load_runs
 from fars.view.folders import folder_key
 from fars.view.server import create_app
 from tests.view.synthetic import SCRIPT, STAGES, synthetic_run
@@ -19,16 +20,7 @@ from tests.view.synthetic import SCRIPT, STAGES, synthetic_run
 def outputs(tmp_path: Path) -> Path:
     root = tmp_path / "outputs"
     synthetic_run(root / "done", 6, hostile=(2,), curves=(0,))
-    live = synthetic_run(root / "live", 5, finished=2, record=None, seed=1)
-    ledger = Ledger(live / "ledger.sqlite")  # model-written code: two attempts, the second repairs the first
-    for attempt, body in ((1, "def method(x):\n    return x +\n"), (2, "def method(x):\n    return x + 1\n")):
-        path = live / "projects" / "p000" / "method" / f"attempt{attempt}.py"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(body)
-        ledger.record_code_attempt("p000", "experiment", attempt, path=str(path.relative_to(live)), sha256="0",
-                                   ok=attempt == 2, error="SyntaxError: invalid syntax" if attempt == 1 else None,
-                                   seconds=1.5)  # fmt: skip
-    ledger.close()
+    synthetic_run(root / "live", 5, finished=2, record=None, seed=1, code=(0, 2))  # p002: its search under way
     sweep = root / "sweep"
     for job in range(2):
         synthetic_run(sweep / str(job), 4, seed=job)
@@ -69,6 +61,8 @@ def test_run_page_board_funnel_usage_and_scores(client: TestClient, outputs: Pat
     assert "hypotheses" in page and "novel" in page and "reviewed" in page  # the funnel
     assert "ICLR 2026 submissions 4.21" in page and "accepted 5.39" in page
     assert "Usage by model" in page and "scripted/default" in page
+    done = client.get(f"/run/{key(outputs, 'done')}").text
+    assert re.search(r"supported claims</span><b>100%", done) and "degenerate text" in done
     assert 'data-stream="/live/run/' in page
 
 
@@ -76,16 +70,42 @@ def test_project_page_shows_everything_about_a_project(client: TestClient, outpu
     page = client.get(f"/run/{key(outputs, 'done')}/project/p000").text
     assert "Weight decay changes grokking speed" in page and "below the similarity bar" in page  # evidence, verdict
     assert "Related work 0" in page and "similarity" in page
-    assert "<th>knob</th><td>lr</td>" in page  # the plan
+    assert "<th>design</th><td>components</td>" in page and "<td>method-without-schedule</td><td>ablation</td>" in page
     assert page.count('class="curves"') >= 2 and "train_loss" in page and "baseline-seed0" in page
-    assert 'id="paper-markdown"' in page and "The baseline reached 0.60" in page
+    assert 'id="paper-markdown"' in page and "The baseline reached 0.41" in page
     assert "Meta-review" not in page and "Reviewer 1 (balanced)" in page  # the review, its members
     assert "Grounded numbers 100%" in page
+    assert "Supported claims 100% (as the model wrote them 67%)" in page and "Repaired:" in page  # ClaimCheck
+    assert "Method: schedule=warmup_cosine, normalization=layernorm" in page and "2 method candidate(s)" in page
     calls = re.findall(r'<tr(?: class="error")?><td class="n">\d+</td><td>(\w+)</td>', page)
     assert len(calls) == 4 * len(STAGES)
-    live = client.get(f"/run/{key(outputs, 'live')}/project/p000").text
-    assert "Attempt 1" in live and "Attempt 2" in live and "SyntaxError" in live
-    assert '<span class="add">+    return x + 1' in live and '<span class="del">-    return x +' in live
+
+
+def test_project_page_shows_the_results_table_and_the_code_search(client: TestClient, outputs: Path) -> None:
+    page = client.get(f"/run/{key(outputs, 'done')}/project/p000").text
+    table = page.split('id="conditions"', 1)[1].split("</table>", 1)[0]  # the experiment's corrected tests
+    rows = re.findall(r"<tr(?: class=\"best\")?><td>([\w-]+)", table)
+    assert rows == ["baseline", "method", "method-without-schedule", "method-without-normalization", "code",
+                    "code-without-change1", "code-without-change2"]  # fmt: skip
+    assert '<td>code <span class="badge done">best</span></td>' in table and "no significant difference" in table
+    assert re.search(r"<td class=\"n\">0\.4[0-9]{3} to 0\.4[0-9]{3}</td>", table)  # the baseline's bootstrap interval
+    code = page.split('id="code"', 1)[1].split('id="paper"', 1)[0]
+    nodes = re.findall(r'<tr id="node-(n\d)"[^>]*><td>n\d.*?</td><td>([\w–]+)</td><td>(\w+)</td>', code)
+    assert nodes == [("n0", "–", "draft"), ("n1", "–", "draft"), ("n2", "n1", "improve"), ("n3", "n0", "debug")]
+    assert "Winner <b>n2</b>" in code and "code-without-change2: train.py lines 11-12" in code
+    assert "SyntaxError: &#39;(&#39; was never closed" in code and "RuntimeError: mat1 and mat2 shapes" in code
+    assert "experiment.code.enabled" not in code and "model_code" not in page
+    winner = code.split('id="code-winner-diff"', 1)[1].split("</pre>", 1)[0]  # read from Results.code.diff
+    assert '<span class="add">+            layers.append(nn.Dropout(0.1))</span>' in winner
+    assert (
+        '<span class="del">-    loss_fn = getattr(method, &#34;loss&#34;, nn.functional.cross_entropy)</span>' in winner
+    )
+    assert f'href="/files/{key(outputs, "done")}/projects/p000/code/n2/diff.patch"' in code
+    sweep = client.get(f"/run/{key(outputs, 'done')}/project/p001").text  # a knob sweep, without a search
+    assert "<td>lr=0.03</td><td>variant</td>" in sweep and "experiment.code.enabled</code> is true" in sweep
+    live = client.get(f"/run/{key(outputs, 'live')}/project/p002").text  # the search under way: the ledger's nodes
+    assert "the search is under way" in live and 'id="node-n0"' in live and 'id="node-n1"' in live
+    assert 'id="node-n2"' not in live and "SyntaxError" in live and "Winner" not in live
 
 
 def test_model_written_text_is_escaped_everywhere(client: TestClient, outputs: Path) -> None:
@@ -96,6 +116,7 @@ def test_model_written_text_is_escaped_everywhere(client: TestClient, outputs: P
     project = client.get(urls[2]).text
     assert "&lt;script&gt;window.__injected = 1; alert(&#39;x&#39;)&lt;/script&gt;" in project
     assert "&lt;img src=x onerror=alert(1)&gt;" in project
+    assert "(replaced by the harness: abstract: repeats one phrase)" in project
     # the paper's own file is served as sandboxed text, never as a page of this origin
     raw = client.get(f"/files/{key(outputs, 'done')}/projects/p002/paper.md")
     assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/plain")
@@ -129,7 +150,11 @@ def test_only_loopback_host_names_are_answered(client: TestClient) -> None:
 def test_compare_and_sweep_pages_use_compares_numbers(client: TestClient, outputs: Path) -> None:
     sweep = client.get(f"/sweep/{key(outputs, 'sweep')}").text
     assert "outputs/sweep/0: seed=0" in sweep and "outputs/sweep/1: seed=1" in sweep
-    assert re.search(r"<b>(no regression|regression|improvement)</b>", sweep)
+    jobs = load_runs(str(outputs / "sweep"))  # the verdict `fars compare` reaches on the same records
+    verdict = compare_runs(jobs[0], jobs[1], CompareSettings())
+    assert (
+        f"<b>{verdict.verdict}</b>" in sweep and f"<b>1 vs 0:</b> {verdict.verdict}: {escape(verdict.reason)}" in sweep
+    )
     pair = client.get(f"/compare?run={key(outputs, 'done')}&run={key(outputs, 'live')}&margin=0.5")
     assert pair.status_code == 200 and "margin 0.5" in pair.text and "outputs/live" in pair.text
     assert client.get(f"/compare?run={key(outputs, 'done')}").status_code == 400
