@@ -18,7 +18,9 @@ VALUE_LIMIT = 1e9  # no loss or metric of a training run is larger; sums and mea
 MAX_CURVE_POINTS = 10_000
 MAX_KEYS = 64  # entries of ``final``, ``config`` and ``provenance.files``
 MAX_TEXT = 512  # characters of any name or value string
-REQUIRED = ("val_loss", "train_loss")  # read by aggregation for every condition, besides the template's metric
+# besides the template's metric, nothing in ``final`` is required: a policy-gradient or inference template
+# reports no losses, and aggregation reads the other values only where every seed has them
+REQUIRED: tuple[str, ...] = ()
 
 
 class ResultRejected(ValueError):

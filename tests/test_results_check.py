@@ -8,7 +8,6 @@ those jobs failed for their condition, a finite best condition, and nothing cras
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,7 @@ from typing import Any
 import pytest
 
 from experiments.metrics import Metrics
-from fars.contracts import ExperimentOutput, IdeationOutput, LiteratureInfo, Plan, PlanningOutput
 from fars.results_check import ResultRejected, check_result, result_problems
-from tests.conftest import compose, run_stage, services_for, stage_context
 
 
 def metrics(**change: Any) -> Metrics:
@@ -54,7 +51,6 @@ def test_a_good_result_passes() -> None:
         ({"final__val_accuracy": 1e300}, "outside"),
         ({"final__val_loss": -3.0}, "final.val_loss"),
         ({"final": {"val_loss": 1.0, "train_loss": 1.0}}, "final lacks val_accuracy"),
-        ({"final": {"val_accuracy": 0.5}}, "final lacks val_loss, train_loss"),
         ({"metric": "val_loss"}, "the template reports 'val_accuracy'"),
         ({"seed": 7}, "seed is 7"),
         ({"curves__val_metric": [0.1, math.nan, 0.5]}, "curves.val_metric[1]"),
@@ -65,6 +61,14 @@ def test_a_good_result_passes() -> None:
 def test_poison_is_refused_with_the_problem_named(change: dict[str, Any], complaint: str) -> None:
     with pytest.raises(ResultRejected, match=complaint.replace("[", r"\[")):
         check_result(metrics(**change), "val_accuracy", seed=0, template="modadd")
+
+
+def test_a_result_without_losses_is_fine() -> None:
+    """Policy-gradient and inference templates report no losses: only the template's metric is required."""
+    rl = metrics(
+        final={"val_accuracy": 0.5}, curves={"step": [1, 2], "train_loss": [], "val_loss": [], "val_metric": [0.1, 0.5]}
+    )
+    assert result_problems(rl, "val_accuracy") == []
 
 
 def test_huge_curves_and_key_floods_are_refused_before_anything_plots_them() -> None:
@@ -79,19 +83,20 @@ def test_huge_curves_and_key_floods_are_refused_before_anything_plots_them() -> 
     assert any("final has 103 entries" in p for p in result_problems(flood, "val_accuracy"))
 
 
-TAMPERING_METHOD = """```python
+TAMPERING_METHOD = """method.py
+```python
 import atexit, json, sys
 
 import torch
 
 
 def _poison():
-    # the smoke run (3 steps) stays clean, so the method is accepted; real runs report poison
-    args = sys.argv
-    if args[args.index("--steps") + 1] == "3":
+    # the smoke run stays clean, so the node goes on to its real runs; those report poison
+    out = sys.argv[sys.argv.index("--out_dir") + 1]
+    if "/smoke/" in out:
         return
-    seed = int(args[args.index("--seed") + 1])
-    with open("metrics.json") as f:
+    seed = int(sys.argv[sys.argv.index("--seed") + 1])
+    with open(out + "/metrics.json") as f:
         data = json.load(f)
     if seed == 0:
         data["final"]["val_accuracy"] = float("nan")
@@ -99,7 +104,7 @@ def _poison():
         data["final"]["val_accuracy"] = 1e300
     else:
         del data["final"]["val_accuracy"]
-    with open("metrics.json", "w") as f:
+    with open(out + "/metrics.json", "w") as f:
         json.dump(data, f)
 
 
@@ -111,29 +116,14 @@ def loss(logits, targets):
 ```"""
 
 
-def test_poisoned_method_results_fail_only_their_condition(tmp_path: Path) -> None:
-    cfg = compose(
-        "llm=scripted", "tracker=disabled", "experiment.model_code.enabled=true", "experiment.model_code.smoke_steps=3",
-        "experiment.figures=true", "paper.compile=never",
-    )  # fmt: skip
-    cfg.llm.scripted.outputs = [TAMPERING_METHOD]
-    idea = IdeationOutput(
-        hypotheses=[], scores=[], overall=[], screened=1, novel=1, literature=LiteratureInfo(backend="offline"),
-        template="modadd", focus="lr", chosen={"title": "t", "statement": "a method helps"},  # type: ignore[arg-type]
-    )  # fmt: skip
-    plan = Plan(template="modadd", knob="lr", baseline=0.01, variants=[0.03], seeds=[0, 1, 2], steps=20)
-    services = services_for(cfg, tmp_path, runner=True)
-    ctx = stage_context(services, "experiment", [idea, PlanningOutput(plan=plan)])
-    output = run_stage("experiment", cfg, ctx, services)
+def test_poisoned_results_of_model_code_make_its_node_buggy_and_are_never_aggregated(tmp_path: Path) -> None:
+    """Model code that poisons its own metrics.json after a clean smoke run: each seed's result refused."""
+    from tests.code.harness import search_once
 
-    assert isinstance(output, ExperimentOutput)
-    results = output.results
-    assert results.method is not None and results.method.used  # the smoke run passed: the method was accepted
-    assert "method" not in results.conditions, "a poisoned condition was aggregated"
-    failed = {(f.condition, f.seed): f.error for f in results.failures}
-    assert set(failed) == {("method", 0), ("method", 1), ("method", 2)}
-    assert "not a finite number" in failed[("method", 0)] and "outside" in failed[("method", 1)]
-    assert "final lacks val_accuracy" in failed[("method", 2)]
-    assert results.best in ("baseline", "lr=0.03")
-    assert all(math.isfinite(c.metric.mean) for c in results.conditions.values())
-    json.loads(results.model_dump_json())  # the paper's numbers come from this: plain finite JSON
+    outcome, recorded = search_once(
+        tmp_path, "modadd", {"version n0)": [TAMPERING_METHOD]}, [0, 1, 2], drafts=1, max_nodes=1, improve_steps=0
+    )
+    (node,) = recorded
+    assert node.edits == ["method.py: whole file"] and node.verdict == "buggy"
+    assert "a run over the seeds failed" in (node.error or "") and "ResultRejected" in (node.error or "")
+    assert outcome.winner_runs == [] and outcome.summary.winner is None  # nothing of it reaches the table

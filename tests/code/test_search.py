@@ -8,7 +8,6 @@ call twice. Edits that try to leave the copy, read a secret or plant a linked re
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -23,13 +22,12 @@ import pytest
 from experiments.spec import load_template
 from fars.code.search import CodeSearch
 from fars.config import CodeSearchConfig
-from fars.contracts import CodeNode, Condition, Results
-from fars.executor.runner import Runner
+from fars.contracts import CodeNode, Results
 from fars.ledger import Ledger
-from fars.stages.experiment import base_config, code_runner, condition_args
 from fars.summary import read_run_record
 from tests.code import transcripts
-from tests.conftest import compose, fars_command, run_fars
+from tests.code.harness import search_once
+from tests.conftest import fars_command, run_fars
 
 SEARCH = [
     "llm=scripted",
@@ -128,46 +126,9 @@ def test_a_kill_mid_search_then_resume_reruns_no_node_and_pays_no_call_twice(tmp
     assert results.code is not None and results.code.winner == "n1"
 
 
-def _search(
-    tmp_path: Path, template: str, transcript: dict[str, list[str]], seeds: list[int], **settings: Any
-) -> tuple[Any, list]:
-    """One project's search, in process, with the stage's own sandboxed runner and the scripted model."""
-    cfg = compose("llm=scripted", "tracker=disabled", "experiment.seeds=2")
-    cfg.llm.scripted.routes = transcript
-    from fars.llm.client import LLMClient
-
-    spec = load_template(template)
-    base = base_config(spec, {}, "smoke")
-    defaults = condition_args(spec, base, Condition(name="baseline", role="baseline"))
-    project = tmp_path / "p000"  # as the run makes a project's folder: readable to the sandbox's own user
-    project.mkdir(mode=0o755)
-    (project / "ds_config.json").write_text("{}")
-    runner = Runner(cfg.experiment, cfg.executor)
-    run_code = code_runner(runner, spec, defaults, project / "ds_config.json", cfg.sandbox, "cpu")
-    recorded: list[CodeNode] = []
-    client = LLMClient(cfg.llm)
-
-    async def go() -> Any:
-        steps = spec.scale("smoke").steps
-        baseline = await run_code(spec.folder, project / "baseline", seeds, steps, None)
-        assert not isinstance(baseline, str), baseline
-        search = CodeSearch(
-            llm=client, spec=spec, hypothesis="h", method="the plan's method",
-            baseline=[m.final[spec.metric] for m in baseline], seeds=seeds, steps=steps,
-            settings=CodeSearchConfig(**settings), folder=project / "code", run_dir=tmp_path,
-            run_code=run_code, remember=lambda node, reply: recorded.append(node), known={},
-        )  # fmt: skip
-        return await search.search()
-
-    try:
-        return asyncio.run(go()), recorded
-    finally:
-        client.close()
-
-
 def test_real_training_code_on_modadd_runs_in_the_sandbox(tmp_path: Path) -> None:
     """Two methods a capable model writes for modadd: a new method module and an optimizer edit; both train."""
-    outcome, recorded = _search(tmp_path, "modadd", transcripts.MODADD, [0], drafts=2, max_nodes=2, improve_steps=0)
+    outcome, recorded = search_once(tmp_path, "modadd", transcripts.MODADD, [0], drafts=2, max_nodes=2, improve_steps=0)
     assert [(n.id, n.edits) for n in recorded] == [
         ("n0", ["method.py: whole file"]),
         ("n1", ["train.py: replace 1 line(s)"]),
@@ -189,7 +150,7 @@ def test_edits_that_leave_the_copy_read_secrets_or_plant_links_are_refused_and_r
     reader = transcripts.READ_A_SECRET.replace('os.environ.get("FARS_TEST_SECRET_FILE", "")', repr(str(secret)))
     linker = transcripts.PLANT_A_LINK.replace('os.environ.get("FARS_TEST_TARGET", "/etc/passwd")', repr(str(target)))
     transcript = {"version n0)": [transcripts.LEAVE_THE_COPY], "version n1)": [reader], "version n2)": [linker]}
-    outcome, recorded = _search(
+    outcome, recorded = search_once(
         tmp_path, "simulated", transcript, [0, 1], drafts=3, max_nodes=3, debug_depth=0, parallel=3
     )
     by_id = {n.id: n for n in recorded}
