@@ -97,6 +97,8 @@ class PipelineConfig:
     screen_threshold: float = Field(default=1.5, ge=1, le=5)  # minimum mean screening score (1-5) to go on
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))  # run order follows what each consumes
     stage_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # settings of stages from other packages
+    # a written paper whose review fails is reviewed again this many times, then kept as unreviewed (never discarded)
+    review_retries: int = Field(default=1, ge=0, le=5)
     status_interval_s: float = Field(default=10.0, gt=0)
     # how often run_record.json is rewritten while projects are running (it is also written at the end)
     record_interval_s: float = Field(default=10.0, ge=0)

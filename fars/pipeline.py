@@ -20,7 +20,7 @@ from fars import offload
 from fars.budget import Budget, BudgetExceeded
 from fars.config import FarsConfig, config_dict
 from fars.context import call_context
-from fars.contracts import ContractError, StageOutput, load_stored
+from fars.contracts import ContractError, StageOutput, WritingOutput, load_stored
 from fars.latex import LatexError, engine_notice
 from fars.ledger import Ledger, ProjectRow
 from fars.llm.client import LLMError
@@ -234,7 +234,7 @@ class Pipeline:
             )
             try:
                 with call_context(pid, stage):
-                    output = await run_stage(ctx)
+                    output = await self._attempt(run_stage, ctx, stage, WritingOutput in inputs)
                 if not isinstance(output, spec.produces):
                     raise TypeError(
                         f"stage {stage!r} returned {type(output).__name__}, not the {spec.produces.__name__} "
@@ -258,12 +258,31 @@ class Pipeline:
                 (ctx.project_dir / "error.log").write_text(detail, encoding="utf-8")
                 self.ledger.stage_failed(pid, stage, detail[-4000:])
                 kind = "model" if isinstance(exc, LLMError) else type(exc).__name__
+                if stage == "review" and WritingOutput in inputs:  # the paper is written: kept, never discarded
+                    self.ledger.update_project(pid, stage="done")
+                    self._end(pid, ProjectStatus.done, f"unreviewed: the review failed ({kind}): {str(exc)[:300]}")
+                    return
                 self._end(pid, ProjectStatus.failed, f"{stage} failed ({kind}): {str(exc)[:300]}")
                 return
             self.ledger.stage_finished(pid, stage, output)
             inputs[spec.produces] = output
         self.ledger.update_project(pid, stage="done")
         self._end(pid, ProjectStatus.done, None)
+
+    async def _attempt(self, run_stage: StageFn, ctx: StageContext, stage: str, written: bool) -> StageOutput:
+        """Run one stage; a review of a written paper that fails is tried again ``pipeline.review_retries`` times."""
+        tries = 1 + (self.cfg.pipeline.review_retries if stage == "review" and written else 0)
+        for attempt in range(1, tries + 1):
+            try:
+                return await run_stage(ctx)
+            except (StopProject, BudgetExceeded):
+                raise
+            except Exception as exc:
+                if attempt == tries:
+                    raise
+                log.warning("%s: the review failed (%s: %s); reviewing again (%d of %d)", ctx.project_id,
+                            type(exc).__name__, str(exc)[:200], attempt + 1, tries)  # fmt: skip
+        raise AssertionError("unreachable")
 
     def _restore_project_budget(self, pid: str) -> None:
         """Give the budget a project's spending so far and its start time (kept in the ledger for resume)."""

@@ -34,7 +34,8 @@ _typed_cache: dict[tuple[str, int], StageOutput | None] = {}  # (ledger, event i
 
 
 def is_paper(status: ProjectStatus) -> bool:
-    """Whether a project counts as a paper: it went through every configured stage."""
+    """Whether a project counts as a paper: it went through every configured stage (or was written and kept,
+    unreviewed, when its review failed for good)."""
     return status == ProjectStatus.done
 
 

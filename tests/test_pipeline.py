@@ -155,3 +155,25 @@ def test_sigkill_half_way_then_resume_repeats_nothing_and_pays_nothing_twice(tmp
         ).fetchall()
     assert paid == [], f"calls paid twice: {paid}"
     assert_record_matches_ledger(run_dir)
+
+
+def test_a_paper_whose_review_fails_for_good_is_kept_unreviewed_not_discarded(tmp_path: Path) -> None:
+    """Every review call fails (a dead provider under load): the review is tried again, then the written
+    paper is kept as a paper without a rating; no new project is started in its place."""
+    import json
+
+    transcript = tmp_path / "dead-reviewer.json"
+    transcript.write_text(json.dumps({"Paper (you see": ["!fault:500"] * 200}))
+    run_dir = tmp_path / "run"
+    args = ["run", *FAST, "pipeline.papers=1", "pipeline.projects=1", "llm.backoff_s=0",
+            f"llm.scripted.routes_file={transcript}", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    done = run_fars(args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = read_run_record(run_dir)
+    assert [p.status for p in record.projects] == [ProjectStatus.done] and record.papers == 1
+    (project,) = record.projects
+    assert project.rating is None and (project.error or "").startswith("unreviewed: the review failed (model)")
+    assert (run_dir / "projects" / project.id / "paper.md").is_file()
+    assert "reviewing again (2 of 2)" in (run_dir / "cli.log").read_text()
+    failures = [e for p, s, e in Ledger(run_dir / "ledger.sqlite").stage_events() if s == "review" and e == "fail"]
+    assert failures == ["fail"]  # one failure recorded, after the retry inside the stage's attempt
