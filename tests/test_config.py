@@ -112,6 +112,14 @@ def test_every_problem_is_listed_at_once() -> None:
     assert "llm/missing" in text and "scripted" in text  # names the options that exist
 
 
+def test_a_misspelt_key_gets_the_nearest_real_keys_not_hydras_plus_advice() -> None:
+    problems = preflight([["pipeline.paper=3", "lm.model=x", "experiment.cod.drafts=1"]])
+    text = "\n".join(problems)
+    assert "did you mean pipeline.papers" in text and "did you mean llm.model" in text
+    assert "did you mean experiment.code.drafts" in text
+    assert "+pipeline.paper" not in text and "To append to your config" not in text
+
+
 def test_sweep_jobs_are_each_validated() -> None:
     jobs = expand_jobs(["llm=scripted", "pipeline.projects=1,x"], multirun=True)
     assert jobs == [["llm=scripted", "pipeline.projects=1"], ["llm=scripted", "pipeline.projects=x"]]

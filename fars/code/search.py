@@ -287,6 +287,8 @@ class CodeSearch:
         if best is not None and improved < self.cfg.improve_steps:
             actions.append(("improve", best))
         debugged = {n.record.parent for n in self.nodes if n.record.kind == "debug"}
+        if all(n.record.edits == [] for n in self.nodes):  # no reply held an edit: the model ignores the format,
+            return actions  # so asking it to fix what it never wrote only spends calls (weak models land here)
         for n in self.nodes:
             if n.record.verdict == "buggy" and n.record.id not in debugged and n.record.depth < self.cfg.debug_depth:
                 actions.append(("debug", n))

@@ -60,8 +60,9 @@ def compose_job(config_name: str, overrides: list[str]) -> tuple[dict[str, Any] 
     composed, error = attempt(overrides)
     if error is not None:  # find every override Hydra rejects, then compose the rest
         rejected = {o: err for o in overrides for _, err in [attempt([o])] if err is not None}
-        problems += [f"{o}: {err}" for o, err in rejected.items()]
         composed, error = attempt([o for o in overrides if o not in rejected])
+        known = _keys(OmegaConf.to_container(composed, resolve=False)) if error is None else []
+        problems += [f"{o}: {_hint(o, err, known)}" for o, err in rejected.items()]
         if error is not None:
             return None, [*problems, error]
     try:
@@ -110,6 +111,34 @@ def _without_unresolvable(composed: Any) -> tuple[dict[str, Any] | None, list[st
     except OmegaConfBaseException:
         return None, []
     return raw, problems
+
+
+def _keys(node: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a composed config (``hydra`` left out)."""
+    if not isinstance(node, dict):
+        return [prefix] if prefix else []
+    out = [prefix] if prefix else []
+    for key, value in node.items():
+        if not prefix and key == "hydra":
+            continue
+        out += _keys(value, f"{prefix}.{key}" if prefix else str(key))
+    return out
+
+
+def _hint(override: str, error: str, known: list[str]) -> str:
+    """Hydra's message for a key that does not exist, with the nearest real keys instead of its "+key" advice
+    (which would add the misspelt key, not set the one meant)."""
+    import difflib
+
+    if "Could not override" not in error and "Key '" not in error:
+        return error
+    key = override.split("=", 1)[0].lstrip("+~")
+    near = [k for k in difflib.get_close_matches(key, known, n=5, cutoff=0.6) if not key.startswith(k + ".")][:2]
+    if not near:
+        leaf = key.rsplit(".", 1)[-1]
+        near = [k for k in known if k.rsplit(".", 1)[-1] == leaf][:3]
+    where = f"did you mean {' or '.join(near)}?" if near else "`fars run --cfg job` lists every key"
+    return f"{key!r} is not a setting; {where}"
 
 
 def compose_raw(config_name: str, overrides: list[str], schema: type[Any]) -> tuple[dict[str, Any] | None, list[str]]:
