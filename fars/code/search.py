@@ -5,7 +5,8 @@ hypothesis; a *debug* node fixes a failed node from its error tail; an *improve*
 best working node after reading its metrics and learning curve. A node's edits (``fars.code.edits``)
 are applied to a fresh copy of the template folder; the copy is smoke-run at the template's smoke
 scale and then run over the plan's seeds, every run inside the sandbox (the runner the stage hands in).
-A node is *buggy* (its edits did not apply or parse, its runs failed, timed out or reported a
+The first draft runs alone; when its reply holds no edit at all (a weak model ignoring the format), the
+search ends there, one call spent. A node is *buggy* (its edits did not apply or parse, its runs failed, timed out or reported a
 non-finite metric), or *better*, *same* or *worse* than the baseline by its mean. The search is
 bounded (drafts, debug depth, improvement steps, nodes in all, nodes at once) and deterministic given
 its nodes' outcomes, so a resumed search takes the same path: a node the ledger already holds is not
@@ -298,8 +299,15 @@ class CodeSearch:
         """Run the bounded search; the winner's and its ablations' runs for the stage to aggregate."""
         self.folder.mkdir(parents=True, exist_ok=True)
         budget = self.cfg.max_nodes
-        first = [("draft", None)] * min(self.cfg.drafts, budget)
-        await self._round(first)  # type: ignore[arg-type]
+        drafts = min(self.cfg.drafts, budget)
+        await self._round([("draft", None)])  # one first: a model that ignores the edit format is asked once
+        if not self.nodes[0].record.edits:
+            outcome = await self._conclude()
+            outcome.summary.reason = "the first draft held no edit (the reply ignores the edit format), so the search "
+            outcome.summary.reason += "stopped there: the plan's conditions stand alone"
+            return outcome
+        if drafts > 1:
+            await self._round([("draft", None)] * (drafts - 1))
         improved = 0
         while len(self.nodes) < budget:
             actions = self._next_actions(improved)[: min(self.cfg.parallel, budget - len(self.nodes))]
