@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fars.config import TrackerConfig
-from fars.records import ProjectSummary, RunRecord
+from fars.records import ProjectStatus, ProjectSummary, RunRecord
 from fars.summary import Progress
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class WandbTracker:
         self.cfg = cfg
         self.broken = False
         self.run: Any = None
+        self.run_dir: Path | None = None
 
     @guarded
     def start(self, config: dict[str, Any], run_dir: Path, name: str, run_id: str | None = None) -> None:
@@ -90,6 +91,7 @@ class WandbTracker:
         """
         import wandb
 
+        self.run_dir = run_dir
         overrides = run_dir / ".hydra" / "overrides.yaml"  # a sweep job is named by what it changes
         if self.cfg.group and overrides.is_file():
             import yaml
@@ -123,15 +125,18 @@ class WandbTracker:
 
     @guarded
     def log_project(self, project: ProjectSummary, progress: Progress) -> None:
-        """Log running totals when a project ends."""
+        """Log running totals when a project ends, and what the project made: its ratings (final, raw,
+        calibrated, area chair's), its training curves (one table a project), its figures, and its paper
+        (Markdown and PDF) and review as a W&B artifact of type ``paper``."""
         self.run.log(
             {
+                **project_ratings(project),
+                **({"failed": 1} if project.status == ProjectStatus.failed else {}),
                 "projects_finished": progress.finished,
                 "papers": progress.papers,
                 "tokens/total": progress.usage.total_tokens,
                 "cost_usd/total": progress.usage.cost_usd,
                 "papers_per_hour": progress.papers_per_hour,
-                **({"score/last": project.rating} if project.rating is not None else {}),
                 **(
                     {
                         "grounding/last_number_rate": project.grounded_number_rate,
@@ -142,6 +147,37 @@ class WandbTracker:
                 ),
             }
         )
+
+        if self.run_dir is not None:
+            self._log_outputs(project, self.run_dir)
+
+    def _log_outputs(self, project: ProjectSummary, run_dir: Path) -> None:
+        import wandb
+
+        files = [(a.kind, run_dir / a.path) for a in project.artifacts]
+        files = [(kind, path) for kind, path in files if path.is_file() and not path.is_symlink()]
+        rows = []
+        for kind, path in files:
+            if kind == "results" and path.name == "metrics.json":
+                rows += curve_rows(project.id, path)
+        logged: dict[str, Any] = {}
+        if rows:
+            logged[f"curves/{project.id}"] = wandb.Table(columns=CURVE_COLUMNS, data=rows)
+        for kind, path in files:
+            if kind == "figure" and path.suffix == ".png":
+                logged[f"figures/{project.id}/{path.stem}"] = wandb.Image(str(path))
+        if logged:
+            self.run.log(logged)
+        papers = [
+            (kind, path) for kind, path in files if kind in ("paper", "review") and path.suffix in (".md", ".pdf")
+        ]
+        if papers:
+            artifact = wandb.Artifact(f"paper-{project.id}", type="paper", metadata={
+                "title": project.title, "rating": project.rating, "status": project.status.value,
+            })  # fmt: skip
+            for _, path in papers:
+                artifact.add_file(str(path), name=path.name)
+            self.run.log_artifact(artifact)
 
     @guarded
     def finish(self, record: RunRecord) -> None:
@@ -163,6 +199,45 @@ class WandbTracker:
         if record.error:
             self.run.summary["error"] = record.error[:500]
         self.run.finish(exit_code=0 if record.status == "completed" else 1)
+
+
+CURVE_COLUMNS: list[str | int] = ["project", "condition", "seed", "step", "val_metric", "train_loss", "val_loss"]
+
+
+def curve_rows(project: str, metrics_path: Path) -> list[list[Any]]:
+    """One row per logged step of a training run's ``metrics.json`` (the run folder names its condition)."""
+    from experiments.metrics import read_metrics
+
+    try:
+        metrics = read_metrics(metrics_path)
+    except (OSError, ValueError):
+        return []
+    condition = metrics_path.parent.name.rsplit("-seed", 1)[0]
+    curves = metrics.curves
+
+    def at(values: list[float], i: int) -> float | None:
+        return values[i] if i < len(values) else None
+
+    return [
+        [project, condition, metrics.seed, step, at(curves.val_metric, i), at(curves.train_loss, i),
+         at(curves.val_loss, i)]
+        for i, step in enumerate(curves.step)
+    ]  # fmt: skip
+
+
+def project_ratings(project: ProjectSummary) -> dict[str, float]:
+    """The project's final rating and, where there are, the raw, calibrated and area chair's ratings."""
+    out: dict[str, float] = {}
+    if project.rating is not None:
+        out["score/last"] = project.rating
+    review = project.review
+    if review is not None:
+        out["score/last_raw"] = review.raw_rating
+        if review.calibrated_rating is not None:
+            out["score/last_calibrated"] = review.calibrated_rating
+        if review.meta_rating is not None:
+            out["score/last_area_chair"] = review.meta_rating
+    return out
 
 
 def summary_metrics(record: RunRecord) -> dict[str, float | int]:

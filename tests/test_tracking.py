@@ -74,3 +74,51 @@ def test_summary_config_and_sweep_name_match_the_run_record(tmp_path: Path) -> N
     assert {k: seen["summary"][k] for k in expected} == expected
     assert expected["score/mean"] == rec.mean_score and expected["papers"] == 1
     assert seen["summary"]["papers_table"]["nrows"] == len(rec.projects)
+
+
+def test_each_project_logs_its_ratings_curves_figures_and_paper(tmp_path: Path) -> None:
+    """What the dashboards draw: every rating, the training curves, the figures and the paper itself."""
+    import json
+    import subprocess
+    import sys
+
+    from experiments.simulated.train import main as simulate
+    from fars.records import Artifact
+
+    run = tmp_path / "run"
+    for seed in (0, 1):
+        simulate(
+            ["--out_dir", str(run / "projects/p000/runs" / f"baseline-seed{seed}"), "--seed", str(seed), "--steps", "8"]
+        )
+    figure = run / "projects/p000/figures/curve.png"
+    figure.parent.mkdir(parents=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.plot([0, 1], [0, 1])
+    plt.savefig(figure)
+    (run / "projects/p000/paper.md").write_text("# T\n\nA paper.")
+    arts = [Artifact(kind="results", path=f"projects/p000/runs/baseline-seed{s}/metrics.json", sha256="-", stage="experiment")
+            for s in (0, 1)]  # fmt: skip
+    arts += [Artifact(kind="figure", path="projects/p000/figures/curve.png", sha256="-", stage="experiment"),
+             Artifact(kind="paper", path="projects/p000/paper.md", sha256="-", stage="writing")]  # fmt: skip
+    rec = record(run)
+    project = rec.projects[0].model_copy(update={"artifacts": arts})
+    project.review = ReviewSummary(
+        rating=6.0, raw_rating=5.0, calibrated_rating=4.5, meta_rating=6.0, decision="accept"
+    )
+    tracker = WandbTracker(TrackerConfig(mode="offline", project="fars-test"))
+    tracker.start({"area": "x"}, run, "test")
+    tracker.log_project(project, Progress.from_record(rec))
+    tracker.finish(rec)
+    assert not tracker.broken
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    shown = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(offline)],
+                           capture_output=True, text=True, timeout=120, check=True).stdout  # fmt: skip
+    history = [json.loads(line) for line in shown.splitlines() if '"type":"history"' in line]
+    keys = {k.split(".")[0] for h in history for k in json.dumps(h).split('"') if "/" in k and " " not in k}
+    assert {"score/last_raw", "score/last_calibrated", "score/last_area_chair", "curves/p000"} <= keys, keys
+    assert any(k.startswith("figures/p000/curve") for k in keys), keys
+    assert '"paper-p000"' in shown or "paper-p000" in shown  # the paper went up as an artifact
