@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -89,6 +90,7 @@ class WandbTracker:
         ``run_id`` (kept in the run's ledger) makes every session of a resumed run continue the same
         W&B run (``resume="allow"``) instead of opening a new one.
         """
+        os.environ.setdefault("WANDB_DISABLE_WEAVE", "true")  # no Weave advertisement: litellm is imported
         import wandb
 
         self.run_dir = run_dir
