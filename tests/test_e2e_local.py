@@ -33,10 +33,11 @@ def test_embedded_model_fills_a_review_form(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the README's main job on 2 cores: minutes unloaded, several times that under load
 def test_default_run_on_the_embedded_model(tmp_path: Path) -> None:
     """`fars run` with the default config: two papers, each reviewed, W&B offline, ledger = record."""
     run_dir = tmp_path / "run"
-    done = run_fars(["run", f"hydra.run.dir={run_dir}"], cwd=tmp_path, timeout=1200)
+    done = run_fars(["run", f"hydra.run.dir={run_dir}"], cwd=tmp_path, timeout=1700)
     assert done.returncode == 0, done.stderr[-4000:]
     record = read_run_record(run_dir)
     assert record.config["llm"]["model"] == "local/smollm2-135m"
@@ -45,6 +46,22 @@ def test_default_run_on_the_embedded_model(tmp_path: Path) -> None:
         if project.rating is not None:
             assert (run_dir / "projects" / project.id / "paper.md").is_file()
             assert (run_dir / "projects" / project.id / "review.json").is_file()
+    # the research: each paper's plan has a baseline, a method and an ablation, on a template of its own;
+    # the weak model's attempt at code is recorded, and the plan's conditions stood without it
+    from fars.contracts import Results
+
+    templates = set()
+    for project in record.projects:
+        results_file = run_dir / "projects" / project.id / "results.json"
+        if project.rating is None or not results_file.is_file():
+            continue
+        results = Results.model_validate_json(results_file.read_text())
+        templates.add(results.template)
+        roles = [c.role for c in results.conditions.values()]
+        assert len(roles) >= 3 and "baseline" in roles and "ablation" in roles, roles
+        if results.code is not None and results.code.reason and "no code search" not in results.code.reason:
+            assert Ledger(run_dir / "ledger.sqlite").code_nodes(project.id), "a code attempt went unrecorded"
+    assert len(templates) >= 2, templates
     assert record.totals.overall.output_tokens > 500
     assert record.totals.by_model["local/smollm2-135m"].calls == record.totals.overall.calls
     assert_record_matches_ledger(run_dir)
