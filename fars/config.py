@@ -163,7 +163,9 @@ class CodeSearchConfig:
     ablations: bool = True  # the winner without each of its changes
     max_parts: int = Field(default=4, ge=1, le=12)  # changes of the winner ablated at most
     smoke_timeout_s: float = Field(default=120.0, gt=0)  # a node's smoke run (the template's smoke scale)
-    max_tokens: int = Field(default=1500, ge=64)  # per model reply
+    # per model reply; None: 1500, or 256 on the embedded model (local/...), which does not follow the edit format
+    # and repeats itself up to the limit (a SEARCH/REPLACE edit fits in 256)
+    max_tokens: int | None = Field(default=None, ge=64)
 
 
 @dataclass(config=_STRICT)

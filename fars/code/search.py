@@ -229,7 +229,7 @@ class CodeSearch:
                                            self.seeds, self.steps, None)  # fmt: skip
                 node.runs = runs if not isinstance(runs, str) else []
             return node
-        reply = await self.llm.complete(self._prompt(node_id, kind, parent), max_tokens=self.cfg.max_tokens)
+        reply = await self.llm.complete(self._prompt(node_id, kind, parent), max_tokens=self.cfg.max_tokens or 1500)
         text = str(reply.text)
         (self.folder / node_id).mkdir(parents=True, exist_ok=True)
         (self.folder / node_id / "reply.txt").write_text(text, encoding="utf-8")

@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,11 +161,13 @@ class ExperimentSettings:
     experiment: ExperimentConfig
     sandbox: SandboxConfig
     vector_figures: bool  # also draw figures as PDF (only a LaTeX compile uses them)
+    code_max_tokens: int = 1500  # a code reply's limit (experiment.code.max_tokens, resolved for the model)
 
     @classmethod
     def of(cls, cfg: FarsConfig) -> ExperimentSettings:
         """The settings of a run's config."""
-        return cls(cfg.experiment, cfg.sandbox, cfg.paper.compile != "never")
+        limit = cfg.experiment.code.max_tokens or (256 if cfg.llm.model.startswith("local/") else 1500)
+        return cls(cfg.experiment, cfg.sandbox, cfg.paper.compile != "never", limit)
 
 
 def condition_args(spec: TemplateSpec, base: dict[str, Value], condition: Condition) -> list[str]:
@@ -329,7 +331,7 @@ async def _search_code(
         baseline=baseline_values,
         seeds=list(plan.seeds),
         steps=plan.steps,
-        settings=exp.code,
+        settings=replace(exp.code, max_tokens=settings.code_max_tokens),
         folder=folder,
         run_dir=ctx.run_dir,
         run_code=run_code,

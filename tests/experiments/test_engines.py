@@ -41,8 +41,11 @@ def check_learned(out: Path, template: str, engine: str, world: int) -> None:
 
 
 def test_every_template_is_covered() -> None:
+    """Every research template is trained here under each engine, or has a test module of its own (the newer
+    templates: their own engines' runs and what they must learn, e.g. returns rather than losses)."""
     research = set(available_templates()) - {"simulated"}  # "simulated" sleeps instead of training (benchmarks)
-    assert research == set(TINY)
+    own = {t for t in research if (Path(__file__).parent / f"test_{t}.py").is_file()}
+    assert set(TINY) <= research and research == set(TINY) | own, research - set(TINY) - own
 
 
 @pytest.mark.parametrize("template", sorted(TINY))
