@@ -82,8 +82,8 @@ def _response_format_for_llama(response_format: Any) -> dict[str, Any] | None:
     return None
 
 
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading tokens two sequences share."""
+def common_prefix(a: Sequence[object], b: Sequence[object]) -> int:
+    """How many leading items (tokens, words) two sequences share."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:

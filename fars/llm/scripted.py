@@ -45,6 +45,7 @@ from litellm.types.utils import Usage as LiteUsage
 from fars.config import ScriptedModelConfig
 from fars.context import current_call_context
 from fars.llm import stamp_free
+from fars.llm.local import common_prefix
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z\-]{2,}")
 
@@ -324,7 +325,7 @@ class ScriptedProvider(CustomLLM):
         words = prompt_words(messages)
         with self._lock:
             if self.cfg.prompt_cache == "automatic":
-                shared = max((_shared(words, earlier) for earlier in self._seen_prompts), default=0)
+                shared = max((common_prefix(words, earlier) for earlier in self._seen_prompts), default=0)
                 self._seen_prompts.append(words)
                 if len(words) < CACHE_MIN_TOKENS or shared < CACHE_MIN_TOKENS:
                     return 0, 0
@@ -419,16 +420,6 @@ class ScriptedProvider(CustomLLM):
         if delay:
             await asyncio.sleep(delay)
         return self._respond(model, messages, optional_params, model_response, scripted)
-
-
-def _shared(a: list[str], b: list[str]) -> int:
-    """How many leading words two prompts share."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def read_routes(path: str) -> dict[str, list[str]]:
