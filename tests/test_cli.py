@@ -93,3 +93,29 @@ def test_a_broken_saved_overrides_file_exits_2_on_resume(tmp_path: Path, saved: 
     done = run_fars(["run", f"resume={tmp_path}"], tmp_path, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "overrides.yaml" in done.stderr
+
+
+def test_run_help_says_what_each_group_and_the_common_keys_mean(tmp_path: Path) -> None:
+    """`fars run --help` dumped 163 lines of config and no word of what a key means."""
+    import re
+
+    import yaml
+
+    done = run_fars(["run", "--help"], tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = done.stdout
+    assert len(text.splitlines()) < 80, "the help is a page, not the whole config (`--cfg job` prints that)"
+    conf = Path(__file__).parents[1] / "conf"
+    groups = {p.name for p in conf.iterdir() if p.is_dir() and p.name != "hydra"}
+    section = text.split("What each group sets:")[1].split("==")[0]
+    described = set(re.findall(r"^  ([a-z_]+) {2,}\S", section, flags=re.M))
+    assert groups <= described, f"groups without a word in conf/hydra/help/fars.yaml: {groups - described}"
+    keys = re.findall(r"^  ([a-z_.]+)=", text.split("== Keys set most often ==")[1], flags=re.M)
+    assert {"pipeline.papers", "llm.model", "experiment.templates", "resume"} <= set(keys)
+    full = run_fars(["run", "--cfg", "job"], tmp_path, timeout=120)
+    config = yaml.safe_load(full.stdout)
+    for key in keys:  # every key the help names is a key of the config (or a group)
+        node = config
+        for part in key.split("."):
+            assert isinstance(node, dict) and (part in node or part in groups), f"--help names {key}: no such key"
+            node = node.get(part)
