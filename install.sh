@@ -3,7 +3,8 @@
 # llama.cpp runtime built portably, and the package with its test tools.
 #   ./install.sh            then  .venv/bin/fars run
 #   ./install.sh --system   also installs the Debian packages FARS uses when present: a TeX engine
-#                           (papers as PDF), bubblewrap (the sandbox for model-written code) and
+#                           (papers as PDF), bubblewrap (the sandbox for model-written code), tmux
+#                           (the live table's test in a real terminal) and
 #                           Chromium (the browser tests of `fars report` and `fars view`: Playwright,
 #                           installed with the test tools, drives Debian's Chromium, so no
 #                           `playwright install` and no browser download); needs root or sudo
@@ -15,6 +16,7 @@ if [ "${1:-}" = "--system" ]; then
   need=()
   command -v pdflatex >/dev/null || need+=(texlive-latex-base texlive-latex-recommended texlive-fonts-recommended)
   command -v bwrap >/dev/null || need+=(bubblewrap)
+  command -v tmux >/dev/null || need+=(tmux)   # a real terminal for the live-table test
   if [ ${#need[@]} -gt 0 ] || ! command -v chromium >/dev/null; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
     $SUDO apt-get update -qq

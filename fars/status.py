@@ -67,11 +67,13 @@ class StatusBoard:
 
     def __enter__(self) -> StatusBoard:
         if self.interactive:
+            # before Live starts: it swaps sys.stdout/sys.stderr for proxies, and the logging handlers
+            # still holding the real streams would then write into the table's last line
+            self._route_logs_through_console()
             self._live = Live(
                 self._render(self.ledger.board()), console=self.console, auto_refresh=False, transient=False
             )
             self._live.__enter__()
-            self._route_logs_through_console()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -90,7 +92,12 @@ class StatusBoard:
         root = logging.getLogger()
         for handler in list(root.handlers):
             stream = getattr(handler, "stream", None)
-            if isinstance(handler, logging.StreamHandler) and stream in (sys.stderr, sys.stdout, sys.__stderr__):
+            if isinstance(handler, logging.StreamHandler) and stream in (
+                sys.stderr,
+                sys.stdout,
+                sys.__stderr__,
+                sys.__stdout__,
+            ):
                 mine = _ConsoleHandler(self.console, handler.formatter)
                 mine.setLevel(handler.level)
                 root.removeHandler(handler)
