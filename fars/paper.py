@@ -116,15 +116,24 @@ def reference_line(entry: BibEntry) -> str:
     return ". ".join(p for p in parts if p) + "."
 
 
+def _table_anchor(paper: Paper) -> int:
+    """The index of the section the results table and figures follow: ``table_after``, else the last
+    section (-1: right after the abstract), so they always come before the references."""
+    named = [i for i, section in enumerate(paper.sections) if section.heading == paper.table_after]
+    return named[0] if named else len(paper.sections) - 1
+
+
 def render_markdown(paper: Paper, numbers: Numbers | None = None) -> tuple[str, list[Span]]:
     """The paper as Markdown, and where each harness-written number stands in it (its provenance).
 
     Sections, the results table and figures after their section, then the references.
     """
     out = [f"# {paper.title}", "", "## Abstract", "", _markdown_citations(paper.abstract, paper), ""]
-    for section in paper.sections:
-        out += [f"## {section.heading}", "", _markdown_citations(section.body, paper), ""]
-        if section.heading == paper.table_after:
+    anchor = _table_anchor(paper)
+    for index, section in [(-1, None), *enumerate(paper.sections)]:
+        if section is not None:
+            out += [f"## {section.heading}", "", _markdown_citations(section.body, paper), ""]
+        if index == anchor:
             t = paper.table
             out += ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
             out += ["| " + " | ".join(row) + " |" for row in t.rows]
@@ -246,9 +255,15 @@ def render_latex(paper: Paper, numbers: Numbers | None = None) -> str:
         _latex_citations(tex_escape(paper.abstract), paper),
         r"\end{abstract}",
     ]
-    for section in paper.sections:
-        body += [rf"\section{{{tex_escape(section.heading)}}}", _latex_citations(tex_escape(section.body), paper), ""]
-        if section.heading == paper.table_after:
+    anchor = _table_anchor(paper)
+    for index, section in [(-1, None), *enumerate(paper.sections)]:
+        if section is not None:
+            body += [
+                rf"\section{{{tex_escape(section.heading)}}}",
+                _latex_citations(tex_escape(section.body), paper),
+                "",
+            ]
+        if index == anchor:
             t = paper.table
             body += [
                 r"\begin{table}[H]",

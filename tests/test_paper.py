@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from fars.contracts import ConditionResult, EngineInfo, Results, Stat
 from fars.grounding import Numbers
 from fars.paper import Paper, Section, render_latex, render_markdown, results_table, tex_escape, verbatim_safe
@@ -101,3 +103,32 @@ def test_an_appendix_with_code_renders_in_both_and_cannot_end_its_block() -> Non
     assert "\\appendix" in tex and "\\begin{Verbatim}" in tex
     assert tex.count("\\end{Verbatim}") == 1  # the planted one was defused
     assert "\\end {Verbatim}" in verbatim_safe(hostile) and "?" in verbatim_safe(hostile)
+
+
+def test_figures_stay_beside_the_results_and_before_the_references() -> None:
+    """Figures floated after, or inside, the references; without a "Results" section they vanished."""
+    from fars.figures import band_limits
+    from fars.grounding import BibEntry
+    from fars.paper import Figure
+
+    table = results_table(RESULTS, Numbers())
+    figures = [Figure(caption="Curves.", png="figures/curve.png", pdf="figures/curve.pdf")]
+    bib = [BibEntry(key="smith2021", record_id="r1", title="A work", authors=["A. Smith"], year=2021)]
+    for heading in ("Results", "Findings"):  # the named section, or the last one when none has the name
+        sections = [
+            Section(heading="Method", body="M"),
+            Section(heading=heading, body="R"),
+            Section(heading="Discussion", body="D"),
+        ]
+        paper = Paper(title="T", abstract="A", sections=sections, table=table, figures=figures, bibliography=bib)
+        tex = render_latex(paper)
+        assert tex.count("\\begin{figure}[H]") == 1 and "\\usepackage{float}" in tex  # [H]: here, not floated
+        assert tex.index("\\begin{figure}") < tex.index("\\begin{thebibliography}")
+        md, _ = render_markdown(paper)
+        assert md.index("![Figure 1](figures/curve.png)") < md.index("## References")
+        after = "\\section{Results}" if heading == "Results" else "\\section{Discussion}"
+        assert tex.index(after) < tex.index("\\begin{table}[H]") < tex.index("\\begin{figure}")
+    # the bands of the curves stay inside the quantity's range: accuracies in [0, 1], losses above 0
+    assert band_limits(np.array([0.2, 0.97, 1.0])) == (0.0, 1.0)
+    assert band_limits(np.array([0.01, 2.3])) == (0.0, float("inf"))
+    assert band_limits(np.array([-0.5, 2.3])) == (-float("inf"), float("inf"))

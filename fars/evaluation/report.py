@@ -62,7 +62,7 @@ def _num(value: float | None, spec: str = ".2f") -> str:
 
 def histogram_svg(scores: Sequence[float], calibrated: Sequence[float] | None = None) -> str:
     """Scores binned on the ICLR 1-10 scale with reference lines for human submissions and accepted papers."""
-    width, height, left, bottom, top = 520, 240, 36, 30, 24
+    width, height, left, bottom, top = 520, 256, 36, 30, 40  # the legend row sits above the plot
     plot_w, plot_h = width - left - 12, height - bottom - top
     bins = list(range(1, 11))
     counts = [sum(1 for s in scores if round(s) == b or (b == 1 and s < 1.5) or (b == 10 and s > 9.5)) for b in bins]
@@ -98,11 +98,16 @@ def histogram_svg(scores: Sequence[float], calibrated: Sequence[float] | None = 
     ]
     if scores:
         lines.append((sum(scores) / len(scores), "#1d2433", f"this run {sum(scores) / len(scores):.2f}"))
-    for i, (value, colour, label) in enumerate(lines):
+    at = float(left)  # the legend: one row above the plot, so no reference line crosses a label
+    for value, colour, label in lines:
         parts.append(
             f'<line x1="{x(value):.1f}" y1="{top - 4}" x2="{x(value):.1f}" y2="{top + plot_h}" stroke="{colour}" stroke-width="2" stroke-dasharray="5 3"/>'
         )
-        parts.append(f'<text x="{x(value) + 4:.1f}" y="{top + 8 + 13 * i}" style="fill:{colour}">{_e(label)}</text>')
+        parts.append(
+            f'<line x1="{at:.1f}" y1="14" x2="{at + 16:.1f}" y2="14" stroke="{colour}" stroke-width="2" stroke-dasharray="5 3"/>'
+        )
+        parts.append(f'<text x="{at + 20:.1f}" y="18" style="fill:{colour}">{_e(label)}</text>')
+        at += 20 + 6.2 * len(label) + 14  # 11px text: at most about 6.2px a character
     parts.append("</svg>")
     return "".join(parts)
 
@@ -195,6 +200,20 @@ def _link(run_dir: Path, out_dir: Path, project: ProjectSummary, kind: str) -> s
     return " ".join(links) or "–"
 
 
+def _status(project: ProjectSummary) -> str:
+    """The status, with the stage a project ended in when it did not finish (``failed in experiment``)."""
+    if project.status in (ProjectStatus.failed, ProjectStatus.budget_exhausted) and project.stage:
+        return f"{project.status.value} in {project.stage}"
+    return project.status.value
+
+
+def _review_links(run_dir: Path, out_dir: Path, project: ProjectSummary) -> str:
+    """The review as a person reads it (review.md) first, then its record (json)."""
+    readable = _link(run_dir, out_dir, project, "review_md")
+    record = _link(run_dir, out_dir, project, "review")
+    return " ".join(link for link in (readable, record) if link != "–") or "–"
+
+
 def _papers_table(record: RunRecord, run_dir: Path, out_dir: Path) -> str:
     rows = []
     for p in record.projects:
@@ -202,7 +221,7 @@ def _papers_table(record: RunRecord, run_dir: Path, out_dir: Path) -> str:
         calibrated = p.review.calibrated_rating if p.review is not None else None
         seconds = sum(p.stage_seconds.values())
         rows.append(
-            f"<tr><td>{_e(p.id)}</td><td class='status-{_e(p.status.value)}'>{_e(p.status.value)}</td>"
+            f"<tr><td>{_e(p.id)}</td><td class='status-{_e(p.status.value)}'>{_e(_status(p))}</td>"
             f"<td>{_e(p.title or p.hypothesis or '')}{'<br><span class=muted>' + _e(p.error[:200]) + '</span>' if p.error else ''}</td>"
             f"<td class=n data-v='{p.rating if p.rating is not None else -1}'>{_num(p.rating, '.1f')}</td>"
             f"<td class=n>{_num(calibrated if isinstance(calibrated, int | float) else None)}</td>"
@@ -210,7 +229,7 @@ def _papers_table(record: RunRecord, run_dir: Path, out_dir: Path) -> str:
             f"<td class=n>{_e(sub.get('contribution', '–'))}</td>"
             f"<td class=n data-v='{p.usage.total_tokens}'>{p.usage.total_tokens:,}</td>"
             f"<td class=n>{p.usage.cost_usd:.4f}</td><td class=n>{seconds:.0f}</td>"
-            f"<td>{_link(run_dir, out_dir, p, 'paper')}</td><td>{_link(run_dir, out_dir, p, 'review')}</td></tr>"
+            f"<td>{_link(run_dir, out_dir, p, 'paper')}</td><td>{_review_links(run_dir, out_dir, p)}</td></tr>"
         )
     return (
         "<table class=sortable id=papers><thead><tr><th>project</th><th>status</th><th>title</th><th class=n>rating</th>"
@@ -243,7 +262,7 @@ def render_report(record: RunRecord, run_dir: Path, out_dir: Path) -> str:
     f = record.funnel
     funnel = [
         ("projects", float(len(record.projects))), ("hypotheses", float(f.hypotheses)),
-        ("passed screening", float(f.screened)), ("planned", float(f.planned)),
+        ("passed screening", float(f.screened)), ("novel", float(f.novel)), ("planned", float(f.planned)),
         ("experimented", float(f.experimented)), ("written", float(f.written)),
         ("reviewed", float(f.reviewed)), ("papers", float(papers)),
     ]  # fmt: skip

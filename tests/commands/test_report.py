@@ -9,7 +9,7 @@ import pytest
 
 from fars.commands.report import main as report
 from fars.contracts import ReviewSummary
-from fars.records import Artifact, RunRecord, Usage
+from fars.records import Artifact, ProjectStatus, RunRecord, Usage
 from fars.summary import write_run_record
 from tests.chromium import chromium, require_browser, watch
 from tests.commands.test_compare import baseline_scores, make_run
@@ -19,6 +19,18 @@ PROBE = """{title: document.title, svgs: document.querySelectorAll('svg').length
  links: Array.from(document.querySelectorAll('#papers a')).map(a => a.getAttribute('href')),
  refs: Array.from(document.querySelectorAll('svg text')).map(t => t.textContent).filter(t => t.includes('ICLR') || t.includes('accepted')),
  height: document.body.scrollHeight}"""
+
+# every pair of labels in one chart that overlap, and every label that leaves its chart
+OVERLAPS = """Array.from(document.querySelectorAll('svg')).flatMap(svg => {
+  const box = svg.getBoundingClientRect();
+  const texts = Array.from(svg.querySelectorAll('text')).map(t => [t.textContent, t.getBoundingClientRect()]);
+  const out = texts.filter(([_, r]) => r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5).map(([t]) => 'outside: ' + t);
+  texts.forEach(([a, r], i) => texts.slice(i + 1).forEach(([b, q]) => {
+    const w = Math.min(r.right, q.right) - Math.max(r.left, q.left), h = Math.min(r.bottom, q.bottom) - Math.max(r.top, q.top);
+    if (w > 1 && h > 1) out.push('overlap: ' + a + ' / ' + b);
+  }));
+  return out;
+})"""
 
 
 def run_with_artifacts(tmp_path: Path) -> Path:
@@ -30,9 +42,11 @@ def run_with_artifacts(tmp_path: Path) -> Path:
         folder.mkdir(parents=True)
         (folder / "paper.md").write_text(f"# Paper {i}\n")
         (folder / "review.json").write_text("{}")
+        (folder / "review.md").write_text("# Review\n")
         p.artifacts = [
             Artifact(kind="paper", path=f"projects/{p.id}/paper.md", sha256="0", stage="writing"),
             Artifact(kind="review", path=f"projects/{p.id}/review.json", sha256="0", stage="review"),
+            Artifact(kind="review_md", path=f"projects/{p.id}/review.md", sha256="0", stage="review"),
         ]
         p.finished_at = record.started_at + 600 * (i + 1)
         p.review = ReviewSummary(
@@ -43,6 +57,8 @@ def run_with_artifacts(tmp_path: Path) -> Path:
             subscores={"soundness": 3, "presentation": 2, "contribution": 2},
         )
     record.projects[0].title = "<script>alert('x')</script> & escaped"
+    record.projects[1].status, record.projects[1].stage = ProjectStatus.failed, "experiment"
+    record.projects[1].error = "experiment: every condition crashed"
     record.totals.by_stage = {
         s: Usage(calls=5, input_tokens=900, output_tokens=100, cost_usd=0.002)
         for s in ("ideation", "planning", "writing", "review")
@@ -60,6 +76,10 @@ def test_report_is_self_contained_and_links_papers(tmp_path: Path) -> None:
     assert "http://" not in page and "https://" not in page  # nothing fetched from anywhere
     assert "ICLR 2026 submissions 4.21" in page and "accepted 5.39" in page
     assert 'href="projects/p000/paper.md"' in page and 'href="projects/p007/review.json"' in page
+    # the review a person reads comes first; the funnel shows the novelty check; a failed project names its stage
+    assert page.index('href="projects/p007/review.md"') < page.index('href="projects/p007/review.json"')
+    assert ">novel<" in page
+    assert "failed in experiment" in page
     out = tmp_path / "elsewhere" / "r.html"
     assert report([str(run / "run_record.json"), "--out", str(out)]) == 0
     assert 'href="../run/projects/p000/paper.md"' in out.read_text()
@@ -82,8 +102,10 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         seen = watch(page)
         page.goto((run / "report.html").as_uri())
         probe = page.evaluate(f"() => ({PROBE})")
+        overlaps = page.evaluate(f"() => {OVERLAPS}")
         png = page.screenshot(full_page=True)
     assert seen.console_errors == []
+    assert overlaps == [], overlaps  # chart labels neither overlap each other nor leave their chart
     assert seen.foreign_requests(None) == []  # a file page fetches nothing from any host
     assert probe["title"].startswith("FARS run")
     assert probe["svgs"] >= 5 and probe["rows"] == 8
