@@ -11,6 +11,10 @@ checkouts can be compared for the same outputs (``--code``), back to back under 
     python benchmarks/embedded_throughput.py --review-only --papers 2   # only the review workload, on dev papers
     python benchmarks/embedded_throughput.py --review-only --code ../main   # the same on another checkout (before)
     python benchmarks/embedded_throughput.py --prompt-cache-mb 0      # no prefix reuse at all
+    python benchmarks/embedded_throughput.py --threads 2 --hog 2      # `fars run` as shipped, a busy process per core
+
+``--hog N`` keeps N busy processes (one per core is the issue's "CPU hog") running for the whole run and
+prints what became of every written paper: reviewed, kept unreviewed, or lost (there must be none).
 
 ``--review-only`` reviews dev papers as a default run's review stage does (ensemble of two and an
 area chair, related work from the offline corpus), two papers in flight.
@@ -24,6 +28,7 @@ import hashlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -130,6 +135,16 @@ def default_run(args: argparse.Namespace) -> dict[str, Any]:
         wall = time.perf_counter() - started
         reviews = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("projects/*/review.json"))]
     papers = record.papers
+    fates = {"reviewed": 0, "kept unreviewed": 0, "written, then lost": 0}
+    for p in record.projects:
+        if "writing" not in p.stage_seconds:
+            continue
+        if p.rating is not None:
+            fates["reviewed"] += 1
+        elif p.error and p.error.startswith("unreviewed"):
+            fates["kept unreviewed"] += 1
+        else:
+            fates["written, then lost"] += 1
     review_s = [p.stage_seconds["review"] for p in record.projects if "review" in p.stage_seconds]
     return {
         "wall_s": wall,
@@ -137,6 +152,7 @@ def default_run(args: argparse.Namespace) -> dict[str, Any]:
         "papers_per_hour": papers / wall * 3600 if wall else 0.0,
         "review_s_per_paper": statistics.mean(review_s) if review_s else float("nan"),
         "review_tokens": sum(u.total_tokens for k, u in record.totals.by_stage.items() if k == "review"),
+        "fates": fates,
         "digest": review_digest([{k: v for k, v in r.items() if k not in ("wall_s", "usage")} for r in reviews]),
         "providers": seen,
     }
@@ -209,13 +225,24 @@ def main() -> int:
     parser.add_argument("--review-only", action="store_true", help="only the review workload, on dev papers")
     parser.add_argument("--code", type=Path, default=REPO, help="the FARS checkout to import (compare before/after)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--hog", type=int, default=0, help="busy processes kept running during the run (0: none)")
     args = parser.parse_args()
     sys.path.insert(0, str(args.code.resolve()))
     load = os.getloadavg()
     print(
         f"code: {args.code}  threads: {args.threads}  load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
-    result = review_only(args) if args.review_only else default_run(args)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hog)]
+    try:
+        result = review_only(args) if args.review_only else default_run(args)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    if args.hog:
+        print(
+            f"under {args.hog} busy process(es): " + ", ".join(f"{v} {k}" for k, v in result.get("fates", {}).items())
+        )
     providers = [p for p in result.pop("providers") if getattr(p, "stats", None) is not None and p.stats.calls]
     print(
         f"{'review-only' if args.review_only else 'default run'}: {result['papers']} paper(s) in {result['wall_s']:.0f} s"
