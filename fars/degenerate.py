@@ -11,6 +11,7 @@ model's own words were used.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 
 from fars.literature.similarity import content_words
@@ -80,10 +81,16 @@ def degenerate_reasons(
             reasons.append("repeats the prompt")
     if len(words) >= 12:
         trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-        if len(set(trigrams)) / len(trigrams) < 0.5:
+        # a phrase going round ("the maximum allowed gradient descent ... the maximum allowed ..."): one
+        # trigram of content words, three times or more, filling a quarter of the text. In 12,790
+        # paragraphs of ICLR 2022 papers this flags 29 (0.2%), nearly all figure and table debris.
+        topical = Counter(g for g in trigrams if sum(1 for w in g if content_words(w)) >= 2)
+        most = topical.most_common(1)[0][1] if topical else 0
+        if len(set(trigrams)) / len(trigrams) < 0.5 or (most >= 3 and 3 * most / len(words) >= 0.25):
             reasons.append("loops (repeats the same phrases)")
-    sentences = [s.strip().lower() for s in re.split(r"[.!?]\s+", stripped) if s.strip()]
-    if len(sentences) >= 3 and len(set(sentences)) <= len(sentences) / 2:
+    sentences = [s.strip(" .!?").lower() for s in re.split(r"[.!?]\s+", stripped) if s.strip(" .!?")]
+    repeated = [s for s, n in Counter(sentences).items() if n > 1 and len(_words(s)) >= 5]
+    if (len(sentences) >= 3 and len(set(sentences)) <= len(sentences) / 2) or repeated:
         reasons.append("repeats the same sentence")
     own_content = {w for w in content_words(stripped) if w not in _GENERIC_FOLDED}
     if not own_content:
