@@ -14,6 +14,7 @@ whose rendezvous still loses its port to another process (EADDRINUSE) is started
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -177,9 +178,22 @@ def with_new_port(cmd: list[str]) -> tuple[list[str], int]:
 
 async def _run_once(cmd: list[str], env: dict[str, str], log_path: Path, timeout_s: float, cwd: Path | None) -> int:
     with log_path.open("ab") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=log_file, stderr=asyncio.subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        # shielded: a cancellation that lands while the process is being made (Ctrl-C just as a job starts)
+        # must still find the process and kill it, or it trains on, orphaned, after the run has ended
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                *cmd, stdout=log_file, stderr=asyncio.subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+            )
         )
+        try:
+            proc = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                made = await spawn
+                kill_group(made.pid)
+                await made.wait()
+            raise
+        _LIVE_GROUPS.add(proc.pid)
         try:
             return await asyncio.wait_for(proc.wait(), timeout=timeout_s)
         except asyncio.TimeoutError:
@@ -192,3 +206,17 @@ async def _run_once(cmd: list[str], env: dict[str, str], log_path: Path, timeout
             raise
         finally:
             kill_group(proc.pid)
+            _LIVE_GROUPS.discard(proc.pid)
+
+
+# the process groups of jobs running now; whatever is left when the interpreter exits is killed, so no
+# job outlives the run that started it, however the run ended
+_LIVE_GROUPS: set[int] = set()
+
+
+@atexit.register
+def kill_live_jobs() -> None:
+    """SIGKILL every job group this process started and still holds (also called at a run's end)."""
+    for pid in list(_LIVE_GROUPS):
+        kill_group(pid)
+        _LIVE_GROUPS.discard(pid)

@@ -67,3 +67,35 @@ def test_two_deepspeed_jobs_at_once_both_train(tmp_path: Path) -> None:
     asyncio.run(both())
     for name in ("a", "b"):
         assert read_metrics(tmp_path / name / "metrics.json").world_size == 2
+
+
+def test_a_job_cancelled_while_it_is_being_started_does_not_outlive_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C just as two seeds started left both training on, orphaned, 28 minutes after the run ended."""
+    import os
+
+    real = asyncio.create_subprocess_exec
+    made: list[int] = []
+
+    async def slow_start(*args: object, **kwargs: object) -> asyncio.subprocess.Process:
+        proc = await real(*args, **kwargs)  # type: ignore[arg-type]
+        made.append(proc.pid)
+        await asyncio.sleep(0.5)  # the process exists; the caller has not got it yet
+        return proc
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", slow_start)
+    cmd = [sys.executable, "-c", "import time; time.sleep(120)"]
+
+    async def go() -> None:
+        job = asyncio.ensure_future(run_command(cmd, job_env(1), tmp_path / "log", timeout_s=300))
+        while not made:
+            await asyncio.sleep(0.01)
+        job.cancel()  # inside the start
+        with pytest.raises(asyncio.CancelledError):
+            await job
+
+    asyncio.run(go())
+    with pytest.raises(ProcessLookupError):
+        os.killpg(made[0], 0)  # the group is gone
+    assert not launch._LIVE_GROUPS
