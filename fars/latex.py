@@ -94,6 +94,9 @@ def compile_latex(
             "openin_any": "p",  # kpathsea: no reading of dot files or files above the folder
             "openout_any": "p",  # and no writing outside it
             "shell_escape": "f",
+            "max_print_line": "10000",  # TeX wraps its messages at 79 columns: a long path's "not found" became "n ot found"
+            "error_line": "254",
+            "half_error_line": "238",
         }
         cmd = [exe, "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"]
         for _ in range(2):  # the second pass resolves citations and references
