@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -60,6 +61,25 @@ def test_a_glob_sweep_under_the_joblib_launcher_makes_papers(tmp_path: Path) -> 
         assert len(record["scores"]) == 1, [p.get("error") for p in record["projects"]]
 
 
+def _kill_jobs_under(folder: Path) -> list[int]:
+    """SIGKILL every process whose command line names ``folder`` (a run's jobs); returns their pids."""
+    import os
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in argv:
+            found.append(int(entry.name))
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
+    return found
+
+
 def test_ctrl_c_ends_the_run_with_its_record_and_no_traceback(tmp_path: Path) -> None:
     args = ["run", "pipeline.papers=1", *FAST, "experiment.steps=5000000", f"hydra.run.dir={tmp_path / 'run'}"]
     proc = subprocess.Popen(
@@ -76,7 +96,9 @@ def test_ctrl_c_ends_the_run_with_its_record_and_no_traceback(tmp_path: Path) ->
     finally:
         if proc.poll() is None:
             proc.kill()
+        _kill_jobs_under(tmp_path)  # a failed run must not leave its jobs training through the rest of the suite
     assert proc.returncode == 130 and "Traceback" not in output, output[-3000:]
+    assert not _kill_jobs_under(tmp_path), "jobs of the interrupted run were still running"
     assert json.loads((tmp_path / "run" / "run_record.json").read_text())["status"] == "interrupted"
 
 
