@@ -67,6 +67,9 @@ def degenerate_reasons(
     prefix = _FIELD_PREFIX.match(stripped)
     if prefix and prefix.group(1).strip().lower() in names | {"hypothesis", "title", "abstract", "answer"}:
         reasons.append(f"opens with a field name ({prefix.group(1).strip()!r})")
+    elif prefix and not {w for w in content_words(prefix.group(1)) if w not in _GENERIC_FOLDED}:
+        # "The Proposal: A New Approach to Policy Gradient Control": a boilerplate head on the study's words
+        reasons.append(f"opens with boilerplate ({prefix.group(1).strip()!r})")
     for echo in echoes:
         echo_words = _words(echo)
         if len(echo_words) >= 3 and (

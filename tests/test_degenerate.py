@@ -16,6 +16,7 @@ STUDY = ["modular addition", "val accuracy", "optimizer", "sgd", "cosine schedul
         ("Hypothesis: A testable hypothesis.", "field name"),
         ("Theoretical Framework: A Testable Hypothesis.", "content words"),
         ("The Proposal: A New Approach to the Proposal", "content words"),
+        ("The Proposal: A New Approach to Optimizer Schedules for Modular Addition", "boilerplate"),  # a cartpole title
         ("strengths_1", "placeholder"),
         ("<title>", "placeholder"),
         ("a testable claim about the effect of a setting", "echoes"),
