@@ -28,6 +28,13 @@ _GENERIC = {
     "specific", "rationale", "statement", "text", "field", "example", "value", "values", "description",
 }  # fmt: skip
 _GENERIC_FOLDED = _GENERIC | {w for g in _GENERIC for w in content_words(g)}
+# the first content word of a short text (a title) that marks it as the schema's boilerplate; no ICLR
+# 2022 title of the 459 starts with one
+_BOILERPLATE_HEADS = {
+    w
+    for g in ("proposal", "approach", "framework", "theoretical", "testable", "hypothesis", "novel")
+    for w in content_words(g)
+}
 
 
 def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
@@ -70,6 +77,8 @@ def degenerate_reasons(
     elif prefix and not {w for w in content_words(prefix.group(1)) if w not in _GENERIC_FOLDED}:
         # "The Proposal: A New Approach to Policy Gradient Control": a boilerplate head on the study's words
         reasons.append(f"opens with boilerplate ({prefix.group(1).strip()!r})")
+    elif len(words) <= 15 and (head := content_words(stripped)[:1]) and head[0] in _BOILERPLATE_HEADS:
+        reasons.append(f"opens with boilerplate ({head[0]!r}), as in 'The Proposal for a New Language Model'")
     for echo in echoes:
         echo_words = _words(echo)
         if len(echo_words) >= 3 and (

@@ -17,6 +17,7 @@ STUDY = ["modular addition", "val accuracy", "optimizer", "sgd", "cosine schedul
         ("Theoretical Framework: A Testable Hypothesis.", "content words"),
         ("The Proposal: A New Approach to the Proposal", "content words"),
         ("The Proposal: A New Approach to Optimizer Schedules for Modular Addition", "boilerplate"),  # a cartpole title
+        ("The Proposal for a New Optimizer on Modular Addition", "boilerplate"),  # as a chargpt paper was titled
         ("strengths_1", "placeholder"),
         ("<title>", "placeholder"),
         ("a testable claim about the effect of a setting", "echoes"),
@@ -51,6 +52,18 @@ def test_real_prose_about_the_study_stands() -> None:
     assert degenerate_reasons(text, echoes=SCHEMA, field_names=["title"], expected=STUDY) == []
 
 
+def test_real_titles_are_not_boilerplate() -> None:
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "iclr2022" / "dev.jsonl"
+    if not data.is_file():
+        pytest.skip(f"no dev data at {data}")
+    titles = [json.loads(line)["title"] for line in data.read_text(encoding="utf-8").split("\n") if line.strip()]
+    assert len(titles) > 400
+    assert [t for t in titles if any("boilerplate" in r for r in degenerate_reasons(t))] == []
+
+
 def test_real_papers_paragraphs_are_not_called_loops() -> None:
     """Human prose repeats its subject ("the magnitude vector of images") without going round in a loop."""
     import json
@@ -60,7 +73,7 @@ def test_real_papers_paragraphs_are_not_called_loops() -> None:
     if not data.is_file():
         pytest.skip(f"no dev data at {data}")
     paragraphs = []
-    for line in data.read_text(encoding="utf-8").splitlines()[:60]:
+    for line in [line for line in data.read_text(encoding="utf-8").split("\n") if line.strip()][:60]:
         text = json.loads(line).get("text") or ""
         paragraphs += [p for p in text.split("\n\n") if 40 < len(p.split()) < 300 and not set("[]_*|") & set(p)][:40]
     assert len(paragraphs) > 500

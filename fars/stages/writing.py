@@ -298,7 +298,8 @@ def writing(settings: WritingSettings, services: Services) -> StageFn:
             prose[part] = harness[part] if reasons else getattr(draft, part)
         if degenerate:
             log.info("%s: the harness wrote %s (the model's text was degenerate)", ctx.project_id, sorted(degenerate))
-        prose["hypothesis"] = f"{hypothesis.title}. {hypothesis.statement}"
+        same = hypothesis.title.strip(" .").lower() == hypothesis.statement.strip(" .").lower()
+        prose["hypothesis"] = hypothesis.statement if same else f"{hypothesis.title}. {hypothesis.statement}"
         model_parts = [p for p in ("title", "abstract", "introduction", "discussion") if p not in degenerate]
         if hypothesis.written_by == "model":
             model_parts.append("hypothesis")
