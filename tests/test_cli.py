@@ -83,7 +83,14 @@ def _kill_jobs_under(folder: Path) -> list[int]:
 def test_ctrl_c_ends_the_run_with_its_record_and_no_traceback(tmp_path: Path) -> None:
     args = ["run", "pipeline.papers=1", *FAST, "experiment.steps=5000000", f"hydra.run.dir={tmp_path / 'run'}"]
     proc = subprocess.Popen(
-        fars_command(args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        fars_command(args),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # a shell's background job (`pytest &`) ignores SIGINT, and children inherit that; a terminal's
+        # Ctrl-C reaches a foreground run, which is what this test stands for
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 150
