@@ -14,6 +14,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
+
+class InvalidReply(RuntimeError):
+    """A model gave no reply that fits the requested schema (after its repairs).
+
+    The reviewer's model (any object with ``structured``) raises a subclass of this when it gives up on
+    a form; fars's client does (``StructuredOutputError``). The reviewer then goes on without that
+    reviewer; budgets, cancellation and provider failures are other errors and still end the review.
+    """
+
+
 _PLACEHOLDERS = {
     "string", "str", "text", "example", "placeholder", "todo", "tbd", "n/a", "na", "none", "null", "value",
     "your answer", "your answer here", "insert text", "lorem ipsum", "query", "point", "item",

@@ -57,6 +57,7 @@ def review_markdown(result: PaperReview) -> str:
         + ", ".join(f"{k} {v}" for k, v in result.degenerate.items())
         if result.degenerate
         else "",
+        "- **Not counted** (no valid form after repairs): " + "; ".join(result.failed) if result.failed else "",
     ]
     lines = [line for line in lines if line] + ["", f"Decision rule: {result.decision_rule}", ""]
     if result.meta_review:

@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field, computed_field
 
 from review.calibration import CalibrationModel
-from review.degenerate import CheckedModel
+from review.degenerate import CheckedModel, InvalidReply
 from review.forms import DECISION_RULE, MetaReview, Point, decision_for, get_form, sized_form
 from review.ingest import PaperText, paper_from_text
 from review.injection import InjectionReport, scan_paper
@@ -110,6 +110,7 @@ class PaperReview(BaseModel):
     decision_rule: str = DECISION_RULE
     injection: InjectionReport | None = None
     degenerate: dict[str, int] = Field(default_factory=dict)  # replies that echoed the schema, by schema
+    failed: list[str] = Field(default_factory=list)  # reviewers (or the area chair) that gave no valid form
     excluded_human: int | None = None  # oracle: the human whose rating was returned
     usage: dict[str, Any] | None = None  # tokens and calls, filled by the caller from its ledger
     wall_s: float = 0.0
@@ -195,11 +196,21 @@ class AgenticReviewer:
                 model, self.literature, paper, text, self.settings, limits, paper_id=paper_id, top_k=self.top_k
             )
         related = related_block(literature, texts)
-        members = [
-            await self._member(model, i, text, reading, related, limits, injection)
-            for i in range(self.settings.ensemble)
-        ]
-        meta = await self._meta(model, paper, members, limits) if self.settings.meta_review else None
+        members: list[MemberReview] = []
+        failed: list[str] = []
+        for i in range(self.settings.ensemble):
+            try:
+                members.append(await self._member(model, i, text, reading, related, limits, injection))
+            except InvalidReply as exc:  # one reviewer without a valid form does not sink the others
+                if i == self.settings.ensemble - 1 and not members:
+                    raise
+                failed.append(f"reviewer {i + 1}: {str(exc)[:300]}")
+        meta = None
+        if self.settings.meta_review:
+            try:
+                meta = await self._meta(model, paper, members, limits)
+            except InvalidReply as exc:  # the decision then follows the ensemble's mean
+                failed.append(f"area chair: {str(exc)[:300]}")
         subscores = {k: sum(m.subscores[k] for m in members) / len(members) for k in members[0].subscores}
         raw = sum(m.rating for m in members) / len(members)
         meta_rating = float(meta.rating) if meta is not None else None
@@ -219,6 +230,7 @@ class AgenticReviewer:
             decision=decision_for(meta_rating if meta_rating is not None else raw),
             injection=injection,
             degenerate=dict(model.counts),
+            failed=failed,
         )
         apply_calibration(result, self.calibration, self._settings_mismatch())
         result.wall_s = time.perf_counter() - started

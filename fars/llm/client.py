@@ -39,6 +39,7 @@ from fars.context import CallContext, current_call_context
 from fars.ledger import CallRow, Ledger
 from fars.llm.cache import ResponseCache, default_cache_dir
 from fars.llm.providers import FREE_PROVIDERS, calling_with, install_routers
+from review.degenerate import InvalidReply
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network look-up at import
 import litellm
@@ -77,8 +78,8 @@ class LLMError(RuntimeError):
     """A model call failed for good (after retries, or on a fault retrying cannot fix)."""
 
 
-class StructuredOutputError(LLMError):
-    """The model's reply did not match the requested schema even after repair."""
+class StructuredOutputError(LLMError, InvalidReply):
+    """The model's reply did not match the requested schema even after repair (for the reviewer, an InvalidReply)."""
 
 
 class _FallbackWorthy(LLMError):

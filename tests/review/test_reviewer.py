@@ -251,3 +251,29 @@ def test_a_calibration_without_signal_is_not_presented_and_decisions_follow_rati
     assert result.decision == result.meta_review["decision"] == ("accept" if result.meta_rating >= 6 else "reject")
     noisy = flat_calibration("iclr2025").model_copy(update={"cv": {"spearman": 0.3, "spearman_low": -0.1}})
     assert not noisy.signal()[0]  # an interval that reaches 0 is no signal either
+
+
+def test_a_reviewer_without_a_valid_form_does_not_sink_the_review(tmp_path: Path) -> None:
+    """`fars review` on a produced PDF: the embedded model's first reviewer never closed its form and the
+    whole review failed, though the second reviewer and the area chair could answer."""
+    from review.degenerate import InvalidReply
+    from review.render import review_markdown
+
+    # reviewer 1: every attempt (the first and two repairs) prose where JSON was asked; then the schema's
+    # own valid instances for reviewer 2 and the area chair
+    client = scripted_client(tmp_path, ["!fault:nonjson"] * 3)
+    settings = ReviewerConfig(ensemble=2, meta_review=True, related_works=0, calibration=None)
+    result = asyncio.run(AgenticReviewer(client, settings).review(PAPER))
+    client.close()
+    assert len(result.reviews) == 1 and result.meta_rating is not None
+    assert len(result.failed) == 1 and result.failed[0].startswith("reviewer 1:")
+    assert "Not counted" in review_markdown(result)
+    # with no reviewer answering, there is no review: the error says so
+    client = scripted_client(tmp_path / "none", ["!fault:nonjson"] * 3)
+    with pytest.raises(InvalidReply):
+        asyncio.run(
+            AgenticReviewer(
+                client, ReviewerConfig(ensemble=1, meta_review=False, related_works=0, calibration=None)
+            ).review(PAPER)
+        )
+    client.close()
