@@ -144,6 +144,19 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+# the process groups of jobs running now; whatever is left when the interpreter exits is killed, so no
+# job outlives the run that started it, however the run ended
+_LIVE_GROUPS: set[int] = set()
+
+
+@atexit.register
+def kill_live_jobs() -> None:
+    """SIGKILL every job group this process started and still holds (run at interpreter exit)."""
+    for pid in list(_LIVE_GROUPS):
+        kill_group(pid)
+        _LIVE_GROUPS.discard(pid)
+
+
 async def run_command(
     cmd: list[str], env: dict[str, str], log_path: Path, timeout_s: float, cwd: Path | None = None
 ) -> None:
@@ -207,16 +220,3 @@ async def _run_once(cmd: list[str], env: dict[str, str], log_path: Path, timeout
         finally:
             kill_group(proc.pid)
             _LIVE_GROUPS.discard(proc.pid)
-
-
-# the process groups of jobs running now; whatever is left when the interpreter exits is killed, so no
-# job outlives the run that started it, however the run ended
-_LIVE_GROUPS: set[int] = set()
-
-
-@atexit.register
-def kill_live_jobs() -> None:
-    """SIGKILL every job group this process started and still holds (also called at a run's end)."""
-    for pid in list(_LIVE_GROUPS):
-        kill_group(pid)
-        _LIVE_GROUPS.discard(pid)
