@@ -12,6 +12,7 @@ checkouts can be compared for the same outputs (``--code``), back to back under 
     python benchmarks/embedded_throughput.py --review-only --code ../main   # the same on another checkout (before)
     python benchmarks/embedded_throughput.py --prompt-cache-mb 0      # no prefix reuse at all
     python benchmarks/embedded_throughput.py --threads 2 --hog 2      # `fars run` as shipped, a busy process per core
+    python benchmarks/embedded_throughput.py --threads 2 --hog 2 --keep runs/hog   # the same, its papers kept
 
 ``--hog N`` keeps N busy processes (one per core is the issue's "CPU hog") running for the whole run and
 prints what became of every written paper: reviewed, kept unreviewed, or lost (there must be none).
@@ -129,7 +130,8 @@ def default_run(args: argparse.Namespace) -> dict[str, Any]:
 
     seen = providers_seen()
     cfg = compose_run([*overrides(args), f"pipeline.papers={args.papers}"])
-    with tempfile.TemporaryDirectory(prefix="fars-embedded-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fars-embedded-") as scratch:
+        tmp = str(args.keep) if args.keep else scratch
         started = time.perf_counter()
         record = asyncio.run(Pipeline(cfg, Path(tmp)).run())
         wall = time.perf_counter() - started
@@ -226,7 +228,10 @@ def main() -> int:
     parser.add_argument("--code", type=Path, default=REPO, help="the FARS checkout to import (compare before/after)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--hog", type=int, default=0, help="busy processes kept running during the run (0: none)")
+    parser.add_argument("--keep", type=Path, default=None, help="run the default run in this (new) folder and keep it")
     args = parser.parse_args()
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        parser.error(f"--keep {args.keep}: the folder is not empty; name a new one")
     sys.path.insert(0, str(args.code.resolve()))
     load = os.getloadavg()
     print(
