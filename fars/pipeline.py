@@ -251,6 +251,9 @@ class Pipeline:
                 if exc.scope == "run":
                     self._stop = True  # no new project starts once a run budget is used up
                 self.ledger.stage_failed(pid, stage, str(exc))
+                if stage == "review" and WritingOutput in inputs:
+                    self._keep_unreviewed(pid, f"the budget ran out in its review: {str(exc)[:300]}")
+                    return
                 self._end(pid, ProjectStatus.budget_exhausted, str(exc))
                 return
             except Exception as exc:  # one project's failure never stops the queue
@@ -258,9 +261,8 @@ class Pipeline:
                 (ctx.project_dir / "error.log").write_text(detail, encoding="utf-8")
                 self.ledger.stage_failed(pid, stage, detail[-4000:])
                 kind = "model" if isinstance(exc, LLMError) else type(exc).__name__
-                if stage == "review" and WritingOutput in inputs:  # the paper is written: kept, never discarded
-                    self.ledger.update_project(pid, stage="done")
-                    self._end(pid, ProjectStatus.done, f"unreviewed: the review failed ({kind}): {str(exc)[:300]}")
+                if stage == "review" and WritingOutput in inputs:
+                    self._keep_unreviewed(pid, f"the review failed ({kind}): {str(exc)[:300]}")
                     return
                 self._end(pid, ProjectStatus.failed, f"{stage} failed ({kind}): {str(exc)[:300]}")
                 return
@@ -268,6 +270,11 @@ class Pipeline:
             inputs[spec.produces] = output
         self.ledger.update_project(pid, stage="done")
         self._end(pid, ProjectStatus.done, None)
+
+    def _keep_unreviewed(self, pid: str, why: str) -> None:
+        """A written paper whose review could not be had is kept as a paper without a rating, never discarded."""
+        self.ledger.update_project(pid, stage="done")
+        self._end(pid, ProjectStatus.done, f"unreviewed: {why}")
 
     async def _attempt(self, run_stage: StageFn, ctx: StageContext, stage: str, written: bool) -> StageOutput:
         """Run one stage; a review of a written paper that fails is tried again ``pipeline.review_retries`` times."""

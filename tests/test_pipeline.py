@@ -10,11 +10,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from fars.latex import find_tex_engine
 from fars.ledger import Ledger
 from fars.records import ProjectStatus
 from fars.summary import read_run_record, run_progress, summarize_project
-from tests.conftest import FAST, fars_command, run_fars
+from tests.conftest import FAST, compose, fars_command, run_fars
 
 
 def assert_record_matches_ledger(run_dir: Path) -> None:
@@ -155,6 +157,36 @@ def test_sigkill_half_way_then_resume_repeats_nothing_and_pays_nothing_twice(tmp
         ).fetchall()
     assert paid == [], f"calls paid twice: {paid}"
     assert_record_matches_ledger(run_dir)
+
+
+@pytest.mark.parametrize("scope", ["project", "run"])
+def test_a_paper_whose_review_runs_out_of_budget_is_kept_unreviewed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scope: str
+) -> None:
+    """A budget used up in the review of a written paper ends that review, not the paper: it is kept as a
+    paper without a rating (a run budget still stops new projects)."""
+    import asyncio
+    import dataclasses
+
+    from fars.budget import BudgetExceeded
+    from fars.pipeline import Pipeline
+    from fars.stages import base
+
+    def out_of_budget(settings: object, services: object) -> object:
+        async def run(ctx: object) -> None:
+            raise BudgetExceeded(f"the {scope} token budget is used up", scope=scope)
+
+        return run
+
+    review = base._REGISTRY["review"]
+    monkeypatch.setitem(base._REGISTRY, "review", dataclasses.replace(review, factory=out_of_budget))
+    cfg = compose(*FAST, "pipeline.papers=1", "pipeline.projects=1", "paper.compile=never")
+    record = asyncio.run(Pipeline(cfg, tmp_path).run())
+    (project,) = record.projects  # no project started in its place
+    assert project.status == ProjectStatus.done and record.papers == 1 and project.rating is None
+    assert (project.error or "").startswith(f"unreviewed: the budget ran out in its review: the {scope} token")
+    assert (tmp_path / "projects" / project.id / "paper.md").is_file()
+    assert record.funnel.written == 1 and record.funnel.reviewed == 0
 
 
 def test_a_paper_whose_review_fails_for_good_is_kept_unreviewed_not_discarded(tmp_path: Path) -> None:
