@@ -411,11 +411,11 @@ def _task(dict_config: Any) -> float | None:
         " | resuming" if cfg.resume else "",
     )  # fmt: skip
     log.info("after a crash or kill, continue with: fars run resume=%s", run_dir)
-    from fars.executor.slurm import cancel_jobs_on_exit
+    from fars.executor.slurm import as_main, cancel_jobs_on_exit
 
     try:
         with cancel_jobs_on_exit():  # SIGTERM acts as Ctrl-C; SLURM jobs still queued or running are cancelled
-            record = asyncio.run(Pipeline(cfg, run_dir).run())
+            record = asyncio.run(as_main(Pipeline(cfg, run_dir).run()))
     except Exception as exc:  # recorded in the RunRecord (status failed) by the pipeline
         log.error("run failed: %s: %s (%s)", type(exc).__name__, exc, run_dir / "run_record.json")
         return None

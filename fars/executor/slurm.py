@@ -398,13 +398,41 @@ def cancel_all() -> list[str]:
     return [j.job_id for j in jobs]
 
 
+@dataclass
+class _Main:
+    """The task :func:`as_main` runs, and whether SIGTERM has cancelled it."""
+
+    task: asyncio.Task[Any] | None = None
+    terminated: bool = False
+
+
+_MAIN = _Main()
+
+
+async def as_main(awaitable: Awaitable[Any]) -> Any:
+    """Await ``awaitable`` as the run's main task: the one SIGTERM cancels when SIGINT is ignored.
+
+    ``asyncio.run`` handles Ctrl-C only when SIGINT has Python's default handler. A process started in the
+    background by a script has SIGINT ignored, so there is no handler to pass SIGTERM on to; raising
+    KeyboardInterrupt would then land at whatever line is running. Cancelling this task instead stops the
+    run the way Ctrl-C does: the pipeline sees CancelledError where it awaits and writes its record.
+    """
+    _MAIN.task = asyncio.current_task()
+    try:
+        return await awaitable
+    finally:
+        _MAIN.task = None
+
+
 @contextlib.contextmanager
 def cancel_jobs_on_exit() -> Iterator[None]:
     """For the body, SIGTERM is handled as Ctrl-C, and on the way out every job still in flight is cancelled.
 
     Ctrl-C (and so SIGTERM) makes ``asyncio.run`` cancel the pipeline: each job's waiter scancels its job and
-    the pipeline writes its RunRecord as interrupted. A job submitted while that happened is caught by
-    :func:`cancel_all` at the end. Outside the main thread (no signals there) only the last part applies.
+    the pipeline writes its RunRecord as interrupted. With SIGINT ignored, SIGTERM cancels the task run by
+    :func:`as_main` and the body's CancelledError is raised as KeyboardInterrupt. A job submitted while that
+    happened is caught by :func:`cancel_all` at the end. Outside the main thread (no signals there) only the
+    last part applies.
     """
     previous: Any = None
     main = threading.current_thread() is threading.main_thread()
@@ -413,19 +441,32 @@ def cancel_jobs_on_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         yield
+    except asyncio.CancelledError:
+        if _MAIN.terminated:
+            raise KeyboardInterrupt from None
+        raise
     finally:
+        _MAIN.terminated = False
         if main:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         cancel_all()
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    if _MAIN.terminated:  # a second SIGTERM (a process manager and a wrapper both sent one): already stopping
+        log.warning("SIGTERM again: the run is already stopping (SIGKILL stops it at once)")
+        return
+    _MAIN.terminated = True
     log.warning("SIGTERM: stopping the run, cancelling its jobs")
     handler = signal.getsignal(signal.SIGINT)
     if callable(handler) and handler is not _sigterm_as_interrupt:
         handler(signal.SIGINT, frame)  # asyncio.run's own Ctrl-C handler: cancels the main task
-    else:
-        raise KeyboardInterrupt
+        return
+    task = _MAIN.task
+    if task is not None and not task.done():  # SIGINT ignored: cancel the run as Ctrl-C would
+        task.get_loop().call_soon_threadsafe(task.cancel)
+        return
+    raise KeyboardInterrupt  # no run to cancel: stop here
 
 
 # ---------------------------------------------------------------- submitting and waiting

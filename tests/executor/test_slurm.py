@@ -26,6 +26,7 @@ from fars.executor.slurm import (
     SIGNAL_DELAY_S,
     JobNotStarted,
     JobState,
+    as_main,
     build_request,
     cancel_all,
     cancel_jobs_on_exit,
@@ -255,6 +256,33 @@ def test_sigterm_interrupts_the_run_and_cancels_its_jobs(tmp_path: Path, no_jobs
     while time.monotonic() < deadline and _alive(pids[0]):
         time.sleep(0.1)
     assert not _alive(pids[0]), "the job's process outlived the run"
+
+
+def test_sigterm_with_sigint_ignored_cancels_the_run_where_it_awaits() -> None:
+    """A run started in the background by a script has SIGINT ignored, so asyncio.run has no Ctrl-C handler:
+    SIGTERM must still stop it as Ctrl-C would (CancelledError where it awaits, then KeyboardInterrupt),
+    not by a KeyboardInterrupt raised in the middle of whatever code is running."""
+    seen: list[str] = []
+
+    async def main() -> None:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        try:
+            busy_until = time.monotonic() + 1.0
+            while time.monotonic() < busy_until:  # running code when the signal lands, as a pipeline often is
+                pass
+            seen.append("work finished")
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.append("cancelled")  # where the pipeline writes its record as interrupted
+            raise
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt), cancel_jobs_on_exit():
+            asyncio.run(as_main(main()))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == ["work finished", "cancelled"]
 
 
 def _alive(pid: int) -> bool:
