@@ -91,6 +91,9 @@ class Component:
     help: str
     options: dict[str, str]
     default: str
+    # option -> {other slot: options}: the option acts exactly as the default unless one of those slots has
+    # one of those options (digits: Adam is AdamW unless the regularizer is weight decay)
+    acts_only_with: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -102,6 +105,12 @@ class Component:
         bad = [o for o in self.options if not o.replace("_", "").replace("-", "").isalnum()]
         if bad:
             raise ValueError(f"component {self.name!r}: option names must be plain words (got {bad})")
+        for option in self.acts_only_with:
+            if option not in self.options or option == self.default:
+                raise ValueError(
+                    f"component {self.name!r}: acts_only_with names {option!r}, which is not one of its "
+                    f"alternatives {self.alternatives}"
+                )
 
     @property
     def alternatives(self) -> list[str]:
@@ -267,12 +276,22 @@ def _knob(raw: Any, where: str) -> Knob:
 def _component(name: str, raw: Any, where: str) -> Component:
     if not isinstance(raw, dict) or not isinstance(raw.get("options"), dict):
         raise TemplateError(f"{where}: a component needs 'options' (option -> what it does) and 'default'")
+    unknown = sorted(set(raw) - {"help", "options", "default", "acts_only_with"})
+    if unknown:
+        raise TemplateError(f"{where}: unknown field(s) {unknown} (known: acts_only_with, default, help, options)")
+    acts = raw.get("acts_only_with") or {}
+    if not isinstance(acts, dict) or not all(isinstance(v, dict) and v for v in acts.values()):
+        raise TemplateError(f"{where}: acts_only_with must map an option to {{other slot: [options]}}")
     try:
         return Component(
             name=name,
             help=str(raw.get("help", "")),
             options={str(k): str(v) for k, v in raw["options"].items()},
             default=str(_require(raw, "default", where)),
+            acts_only_with={
+                str(o): {str(slot): [str(x) for x in (v if isinstance(v, list) else [v])] for slot, v in w.items()}
+                for o, w in acts.items()
+            },
         )
     except ValueError as exc:
         raise TemplateError(f"{where}: {exc}") from None
@@ -302,6 +321,22 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
     if not isinstance(components_raw, dict):
         raise TemplateError(f"{where}: components must be a mapping of slot -> {{options, default, help}}")
     components = [_component(str(n), c, f"{where}: components.{n}") for n, c in components_raw.items()]
+    by_slot = {c.name: c for c in components}
+    for c in components:
+        for option, needs in c.acts_only_with.items():
+            for slot, options in needs.items():
+                other = by_slot.get(slot)
+                if other is None or slot == c.name:
+                    raise TemplateError(
+                        f"{where}: components.{c.name}.acts_only_with.{option} names slot {slot!r}, which is no "
+                        f"other component (components: {sorted(by_slot)})"
+                    )
+                wrong = [o for o in options if o not in other.options]
+                if wrong:
+                    raise TemplateError(
+                        f"{where}: components.{c.name}.acts_only_with.{option}: {wrong} are not options of "
+                        f"{slot!r} ({sorted(other.options)})"
+                    )
     clash = {k.name for k in knobs} & {c.name for c in components}
     if clash:
         raise TemplateError(f"{where}: {sorted(clash)} are both a knob and a component; rename one")

@@ -45,6 +45,22 @@ def method_label(components: dict[str, str]) -> str:
     return "+".join(f"{slot}={option}" for slot, option in components.items()) or "baseline"
 
 
+def inert_slots(spec: TemplateSpec, method: dict[str, str]) -> dict[str, str]:
+    """Slots of ``method`` whose option acts exactly as the baseline's in this setting, each with the reason.
+
+    The template says so with ``acts_only_with`` (digits: Adam is AdamW unless the regularizer is weight
+    decay); the other slots are read from the method, or the baseline where the method leaves them.
+    """
+    setting = {**spec.baseline_components(), **method}
+    found: dict[str, str] = {}
+    for slot, option in method.items():
+        needs = spec.component(slot).acts_only_with.get(option)
+        if needs and not any(setting.get(other) in options for other, options in needs.items()):
+            wanted = " or ".join(f"{other} is {' or '.join(options)}" for other, options in needs.items())
+            found[slot] = f"{slot}={option} acts as the baseline's {spec.component(slot).default} unless {wanted}"
+    return found
+
+
 def candidate_methods(spec: TemplateSpec, size: int, *, offset: int = 0, count: int = 3) -> list[MethodCandidate]:
     """``count`` methods that each change ``size`` slots, starting ``offset`` places into a fixed order.
 
@@ -61,7 +77,11 @@ def candidate_methods(spec: TemplateSpec, size: int, *, offset: int = 0, count: 
     for depth in range(max(len(p) for p in per_combo)):
         for combo, options in zip(combos, per_combo, strict=True):
             if depth < len(options):
-                ordered.append({c.name: o for c, o in zip(combo, options[depth], strict=True)})
+                method = {c.name: o for c, o in zip(combo, options[depth], strict=True)}
+                if not inert_slots(spec, method):  # a method that changes a slot in name only is no method
+                    ordered.append(method)
+    if not ordered:
+        return []
     start = offset % len(ordered)
     picked = [ordered[(start + i) % len(ordered)] for i in range(min(count, len(ordered)))]
     return [MethodCandidate(id=i + 1, components=m, summary=describe(spec, m)) for i, m in enumerate(picked)]

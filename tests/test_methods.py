@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from experiments.spec import load_template
-from fars.methods import candidate_methods, component_conditions, knob_values, rank_templates
+from fars.methods import candidate_methods, component_conditions, inert_slots, knob_values, rank_templates
 
 
 def test_candidates_change_the_asked_number_of_slots_and_differ_across_projects() -> None:
@@ -26,6 +26,20 @@ def test_a_method_of_two_components_gets_two_ablations_and_an_optional_sweep() -
     assert conditions[2].components == {"schedule": "cosine"} and conditions[2].removed == "optimizer"
     assert len(component_conditions(spec, {"optimizer": "sgd"})) == 2  # one component: no ablation but the baseline
     assert knob_values(spec, "lr", 2) == [0.03, 0.003333]
+
+
+def test_a_method_that_changes_a_slot_in_name_only_is_never_offered() -> None:
+    """digits: without weight decay Adam takes AdamW's steps, so "Adam and a cosine schedule" would be the
+    cosine schedule alone, and its ablation without the optimizer would equal the method."""
+    spec = load_template("digits")
+    assert inert_slots(spec, {"optimizer": "adam", "schedule": "cosine"}) == {
+        "optimizer": "optimizer=adam acts as the baseline's adamw unless regularizer is weight_decay"
+    }
+    assert inert_slots(spec, {"optimizer": "adam", "regularizer": "weight_decay"}) == {}
+    offered = [c.components for size in (1, 2, 3) for c in candidate_methods(spec, size, count=200)]
+    assert offered and all(not inert_slots(spec, m) for m in offered)
+    with_adam = [m for m in offered if m.get("optimizer") == "adam"]
+    assert with_adam and all(m.get("regularizer") == "weight_decay" for m in with_adam)
 
 
 def test_the_area_picks_the_templates() -> None:

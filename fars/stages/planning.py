@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from experiments.spec import TemplateSpec, load_template
 from fars.config import FarsConfig
 from fars.contracts import IdeationOutput, Plan, PlanningOutput, Value
-from fars.methods import component_conditions, knob_conditions, knob_values
+from fars.methods import component_conditions, inert_slots, knob_conditions, knob_values
 from fars.stages.base import StageContext, StageFn, register_stage
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ def planning(settings: PlanningSettings, services: Services) -> StageFn:
         spec = load_template(idea.template, settings.template_dirs)
         chosen = idea.require_chosen()
         method = {s: o for s, o in chosen.method.items() if s in spec.component_names}
+        inert = inert_slots(spec, method)  # a slot changed in name only would give an ablation equal to the method
+        method = {s: o for s, o in method.items() if s not in inert}
         design: Literal["components", "knob"] = "components" if method else "knob"
         focus = idea.focus or (spec.knobs[0].name if spec.knobs else "")
         knob_lines = "\n".join(
@@ -109,7 +111,7 @@ def planning(settings: PlanningSettings, services: Services) -> StageFn:
             },
         ]
         draft = await llm.structured(ask, PlanDraft, max_tokens=250)
-        repaired: list[str] = []
+        repaired: list[str] = [f"{why}: left out of the method" for why in inert.values()]
         names = [k.name for k in spec.knobs]
         knob = draft.knob.strip()
         if knob not in names:

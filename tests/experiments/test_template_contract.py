@@ -93,6 +93,19 @@ def test_every_bundled_spec_loads_with_components_data_and_scales() -> None:
         (SPEC.format(name="q").replace("  smoke: {steps: 20}\n", ""), "scales.smoke is required"),
         ("[not, a, mapping]", "must be a YAML mapping"),
         ("name: q\n  bad: : indentation", "not readable YAML"),
+        (
+            SPEC.format(name="q").replace(
+                "default: small\n", "default: small\n    acts_only_with: {large: {speed: [x]}}\n"
+            ),
+            "acts_only_with.large names slot 'speed', which is no other component",
+        ),
+        (
+            SPEC.format(name="q").replace(
+                "default: small\n", "default: small\n    acts_only_with: {large: {momentum: [nesterov]}}\n"
+            ),
+            r"\['nesterov'\] are not options of 'momentum'",
+        ),
+        (SPEC.format(name="q").replace("default: small\n", "default: small\n    strength: 3\n"), "unknown field"),
     ],
 )
 def test_a_bad_spec_names_the_file_and_field(tmp_path: Path, broken: str, message: str) -> None:

@@ -17,11 +17,14 @@ def idea(method: dict[str, str], template: str = "modadd") -> IdeationOutput:
     )  # fmt: skip
 
 
-def plan_with(draft: dict[str, object], tmp_path: Path, *overrides: str, method: dict[str, str] | None = None) -> Plan:
+def plan_with(
+    draft: dict[str, object], tmp_path: Path, *overrides: str, method: dict[str, str] | None = None,
+    template: str = "modadd",
+) -> Plan:  # fmt: skip
     cfg = compose("llm=scripted", f"llm.scripted.outputs=[{json.dumps(json.dumps(draft))}]", *overrides)
     services = services_for(cfg, tmp_path)
     chosen = {"optimizer": "sgd", "schedule": "cosine"} if method is None else method
-    output = run_stage("planning", cfg, stage_context(services, "planning", [idea(chosen)]), services)
+    output = run_stage("planning", cfg, stage_context(services, "planning", [idea(chosen, template)]), services)
     assert isinstance(output, PlanningOutput)
     assert (tmp_path / "projects" / "p000" / "plan.json").is_file()
     return output.plan
@@ -55,3 +58,15 @@ def test_unknown_knob_and_useless_values_are_repaired(tmp_path: Path) -> None:
     variants = [c for c in plan.conditions if c.role == "variant"]
     assert variants and all(c.knobs["weight_decay"] != 1.0 for c in variants)
     assert len(plan.repaired) == 2
+
+
+def test_a_component_changed_in_name_only_is_left_out_of_the_method(tmp_path: Path) -> None:
+    """digits: Adam without weight decay is AdamW. Kept in, its ablation would equal the method and the
+    paper would credit Adam for what the schedule did."""
+    draft = {"knob": "lr", "values": ["0.003"], "rationale": "because"}
+    plan = plan_with(draft, tmp_path, method={"optimizer": "adam", "schedule": "cosine"}, template="digits")
+    assert plan.condition("method").components == {"schedule": "cosine"}
+    assert [c.name for c in plan.conditions] == ["baseline", "method"]
+    assert any(
+        "optimizer=adam acts as the baseline's adamw unless regularizer is weight_decay" in r for r in plan.repaired
+    )
