@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
-from fars.commands.configured import UsageError
+from fars.commands.configured import UsageError, track_report
 from fars.config import LiteratureConfig, LLMConfig, TrackerConfig
 from review.settings import ReviewerConfig
 
@@ -244,48 +244,23 @@ def _print_summary(report: Any, out: Path) -> None:
 
 
 def _track(cfg: TrackerConfig, report: Any, out: Path, raw: dict[str, Any]) -> None:
-    """Log the report to W&B; a failure is a warning, never the end of the command."""
-    if cfg.backend != "wandb":
-        return
-    try:
-        import wandb
-
-        run = wandb.init(
-            project=cfg.project, entity=cfg.entity, group=cfg.group, tags=[*cfg.tags, "calibrate"],
-            name=f"calibrate-{out.name}", mode=cfg.mode, dir=str(out), config=raw, job_type="calibrate",
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
-        )  # fmt: skip
-        summary: dict[str, Any] = {"valid_form_rate": report.valid_form_rate, "reviewed": report.reviewed}
-        for group in [*report.scores, report.human_baseline, *report.baselines]:
-            for metric, values in group.metrics.items():
-                for key, value in values.items():
-                    if value is not None:
-                        summary[f"{group.kind}/{metric}/{key}"] = value
-        for kind, strata in report.partial_length.items():
-            for stratum, values in strata.items():
-                summary |= {f"{kind}/partial_length_{stratum}/{k}": v for k, v in values.items() if v is not None}
-        for verdict in report.verdicts:
-            summary[f"verdict/{verdict.kind}_vs_{verdict.baseline}"] = verdict.verdict
-        if report.reliability is not None:
-            summary |= {
-                f"reliability/{k}": v for k, v in report.reliability.model_dump().items() if isinstance(v, float)
-            }
-        summary.update({f"usage/{k}": v for k, v in report.usage.items() if v is not None})
-        columns: list[str | int] = [
-            "id",
-            "decision",
-            "human_mean",
-            "raw",
-            "calibrated",
-            "meta",
-            "length",
-            "bow",
-            "tokens",
-        ]
-        table = wandb.Table(columns=columns, data=[[getattr(r, str(c)) for c in columns] for r in report.papers])
-        run.log({**summary, "papers": table, "scatter": wandb.Image(str(out / "scatter.png"))})
-        for key, value in summary.items():
-            run.summary[key] = value
-        run.finish()
-    except Exception as exc:  # tracking must never lose the report, which is already written
-        log.warning("W&B logging failed (%s: %s); the report is in %s", type(exc).__name__, exc, out)
+    """Log the report to W&B: every figure of every group, the papers and the scatter plot."""
+    summary: dict[str, Any] = {"valid_form_rate": report.valid_form_rate, "reviewed": report.reviewed}
+    for group in [*report.scores, report.human_baseline, *report.baselines]:
+        for metric, values in group.metrics.items():
+            for key, value in values.items():
+                if value is not None:
+                    summary[f"{group.kind}/{metric}/{key}"] = value
+    for kind, strata in report.partial_length.items():
+        for stratum, values in strata.items():
+            summary |= {f"{kind}/partial_length_{stratum}/{k}": v for k, v in values.items() if v is not None}
+    for verdict in report.verdicts:
+        summary[f"verdict/{verdict.kind}_vs_{verdict.baseline}"] = verdict.verdict
+    if report.reliability is not None:
+        summary |= {f"reliability/{k}": v for k, v in report.reliability.model_dump().items() if isinstance(v, float)}
+    summary.update({f"usage/{k}": v for k, v in report.usage.items() if v is not None})
+    columns = ["id", "decision", "human_mean", "raw", "calibrated", "meta", "length", "bow", "tokens"]
+    track_report(
+        cfg, out, raw, job="calibrate", summary=summary, table=("papers", columns, report.papers),
+        image=("scatter", out / "scatter.png"),
+    )  # fmt: skip

@@ -173,3 +173,34 @@ def listing(problems: list[str]) -> str:
     """The one message that lists every problem of a config."""
     lines = "\n".join(f"  - {p}" for p in problems)
     return f"invalid config, nothing was run ({len(problems)} problem(s)):\n{lines}"
+
+
+def track_report(
+    cfg: Any, out: Path, raw: dict[str, Any], *, job: str, summary: dict[str, Any], table: tuple[str, list[str], list[Any]],
+    image: tuple[str, Path],
+) -> None:  # fmt: skip
+    """Log a command's report to W&B (``cfg`` is its TrackerConfig): the summary figures, one table of
+    ``(key, columns, rows)`` (each row read by attribute) and one image. The report is already written, so a
+    failure is a warning, never the end of the command."""
+    import logging
+
+    if cfg.backend != "wandb":
+        return
+    try:
+        import wandb
+
+        run = wandb.init(
+            project=cfg.project, entity=cfg.entity, group=cfg.group, tags=[*cfg.tags, job], name=f"{job}-{out.name}",
+            mode=cfg.mode, dir=str(out), config=raw, job_type=job,
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+        )  # fmt: skip
+        key, columns, rows = table
+        data = [[getattr(row, column) for column in columns] for row in rows]
+        run.log({**summary, key: wandb.Table(columns=list(columns), data=data), image[0]: wandb.Image(str(image[1]))})
+        for name, value in summary.items():
+            run.summary[name] = value
+        run.finish()
+    except Exception as exc:  # tracking must never lose the report, which is already written
+        logging.getLogger(__name__).warning(
+            "W&B logging failed (%s: %s); the report is in %s", type(exc).__name__, exc, out
+        )

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass
 
-from fars.commands.configured import UsageError
+from fars.commands.configured import UsageError, track_report
 from fars.config import LiteratureConfig, LLMConfig, TrackerConfig
 from review.settings import ReviewerConfig
 
@@ -222,50 +222,17 @@ def _print_summary(report: Any, out: Path) -> None:
 
 
 def _track(cfg: TrackerConfig, report: Any, out: Path, raw: dict[str, Any]) -> None:
-    """Log the probe to W&B; a failure is a warning, never the end of the command."""
-    if cfg.backend != "wandb":
-        return
-    try:
-        import wandb
-
-        run = wandb.init(
-            project=cfg.project, entity=cfg.entity, group=cfg.group, tags=[*cfg.tags, "probe"],
-            name=f"probe-{out.name}", mode=cfg.mode, dir=str(out), config=raw, job_type="probe",
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
-        )  # fmt: skip
-        summary: dict[str, Any] = {"papers": len(report.papers), "pairs": len(report.pairs), "floor": report.floor}
-        for f in report.flaws:
-            for key in (
-                "mean_delta",
-                "delta_low",
-                "delta_high",
-                "lowered_share",
-                "named_rate",
-                "named_rate_original",
-                "visible_rate",
-            ):
-                value = getattr(f, key)
-                if value is not None:
-                    summary[f"{f.kind}/{key}"] = value
-            summary[f"{f.kind}/verdict"] = f.verdict
-        if report.reliability is not None:
-            summary |= {
-                f"reliability/{k}": v for k, v in report.reliability.model_dump().items() if isinstance(v, float)
-            }
-        columns: list[str | int] = [
-            "paper",
-            "flaw",
-            "original",
-            "perturbed",
-            "delta",
-            "named",
-            "named_original",
-            "visible",
-        ]
-        table = wandb.Table(columns=columns, data=[[getattr(r, str(c)) for c in columns] for r in report.pairs])
-        run.log({**summary, "pairs": table, "probe": wandb.Image(str(out / "probe.png"))})
-        for key, value in summary.items():
-            run.summary[key] = value
-        run.finish()
-    except Exception as exc:  # tracking must never lose the report, which is already written
-        log.warning("W&B logging failed (%s: %s); the report is in %s", type(exc).__name__, exc, out)
+    """Log the probe to W&B: each flaw's figures and verdict, the pairs and the plot."""
+    summary: dict[str, Any] = {"papers": len(report.papers), "pairs": len(report.pairs), "floor": report.floor}
+    figures = ("mean_delta", "delta_low", "delta_high", "lowered_share", "named_rate", "named_rate_original",
+               "visible_rate")  # fmt: skip
+    for f in report.flaws:
+        summary |= {f"{f.kind}/{key}": getattr(f, key) for key in figures if getattr(f, key) is not None}
+        summary[f"{f.kind}/verdict"] = f.verdict
+    if report.reliability is not None:
+        summary |= {f"reliability/{k}": v for k, v in report.reliability.model_dump().items() if isinstance(v, float)}
+    columns = ["paper", "flaw", "original", "perturbed", "delta", "named", "named_original", "visible"]
+    track_report(
+        cfg, out, raw, job="probe", summary=summary, table=("pairs_table", columns, report.pairs),
+        image=("probe", out / "probe.png"),
+    )  # fmt: skip

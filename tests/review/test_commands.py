@@ -14,6 +14,7 @@ from review.humans import dump_jsonl
 from review.metrics import METRICS
 from review.reviewer import PaperReview
 from tests.conftest import REPO
+from tests.evaluation.wandb_inspect import inspect_offline_run
 from tests.review.test_ingest_reading import make_pdf
 
 DEV = REPO.parent / "shared" / "data" / "iclr2022" / "dev.jsonl"
@@ -78,10 +79,16 @@ def test_review_of_a_pdf_and_clear_errors(tmp_path: Path, capsys: pytest.Capture
 def test_calibrate_reports_every_metric_fits_and_resumes(tmp_path: Path) -> None:
     data = small_data(tmp_path / "data.jsonl")
     out = tmp_path / "cal"
-    args = ["calibrate", *FAST, f"data={data}", "limit=null", "bootstrap=100", f"out={out}", "fit=true", "folds=3"]
+    args = ["calibrate", "llm=scripted", "tracker=wandb_offline", f"data={data}", "limit=null", "bootstrap=100",
+            f"out={out}", "fit=true", "folds=3"]  # fmt: skip
     assert main(args) == 0
     report = CalibrationReport.model_validate_json((out / "calibration.json").read_text())
     assert report.reviewed == 12 and report.valid_form_rate == 1.0
+    seen = inspect_offline_run(out)  # what W&B got: every group's figures, the papers table, the scatter plot
+    assert seen["run"]["job_type"] == "calibrate" and seen["summary"]["reviewed"] == 12
+    raw = next(s for s in report.scores if s.kind == "raw")
+    assert seen["summary"]["raw/spearman/value"] == pytest.approx(raw.metrics["spearman"]["value"])
+    assert seen["summary"]["papers"]["_type"] == "table-file" and seen["summary"]["scatter"]["_type"] == "image-file"
     kinds = [s.kind for s in report.scores]
     assert kinds == ["raw", "calibrated", "meta"]
     for group in [*report.scores, report.human_baseline]:

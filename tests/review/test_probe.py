@@ -16,6 +16,7 @@ from review.ingest import PaperText, paper_from_text
 from review.injection import scan_paper
 from review.probe import ProbeReport, build_copies, build_probe_report, probe_markdown
 from review.reviewer import MemberReview, PaperReview
+from tests.evaluation.wandb_inspect import inspect_offline_run
 
 
 def synthetic_paper(i: int, runs: int = 0) -> str:
@@ -132,11 +133,16 @@ def test_a_length_rewarding_reviewer_is_steered_by_padding(tmp_path: Path, capsy
     for i in range(6):
         (data / f"p{i}.md").write_text(synthetic_paper(i, runs=400))  # about 25,000 characters
     out = tmp_path / "probe"
-    args = ["probe", f"papers={data}", "reviewer=length", "tracker=disabled", "bootstrap=100", f"out={out}"]
+    args = ["probe", f"papers={data}", "reviewer=length", "tracker=wandb_offline", "bootstrap=100", f"out={out}"]
     assert main(args) == 0
     report = ProbeReport.model_validate_json((out / "probe.json").read_text())
     padding = next(f for f in report.flaws if f.kind == "padding")
     assert padding.verdict == "steered" and padding.mean_delta is not None and padding.mean_delta > 0.25
+    seen = inspect_offline_run(out)  # what W&B got: each flaw's figures and verdict, the pairs table, the plot
+    assert seen["run"]["job_type"] == "probe" and seen["summary"]["padding/verdict"] == "steered"
+    assert seen["summary"]["padding/mean_delta"] == pytest.approx(padding.mean_delta)
+    assert seen["summary"]["pairs"] == len(report.pairs)
+    assert seen["summary"]["pairs_table"]["_type"] == "table-file" and seen["summary"]["probe"]["_type"] == "image-file"
     assert (out / "probe.png").stat().st_size > 1000 and "![probe](probe.png)" in (out / "probe.md").read_text()
     assert "padding" in capsys.readouterr().out
     assert main([*args[:-1], f"out={out}", "flaws=[typo]"]) == 2
