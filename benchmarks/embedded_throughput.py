@@ -254,11 +254,15 @@ def main() -> int:
         f" = {result['papers_per_hour']:.1f} papers/h; review {result['review_s_per_paper']:.0f} s per paper; "
         f"reviews digest {result['digest']}"
     )
+    rates = (0.0, 0.0)
     if providers:
         stats = providers[0].stats
+        rates = raw_rates(providers[0], max(stats.prompts, key=len))
+    if providers and min(rates) <= 0:
+        print(f"bound: n/a (the raw rates measured after the run were {rates[0]:.0f} and {rates[1]:.1f} tok/s)")
+    elif providers:
         unique = unique_prompt_tokens(stats.prompts)
-        longest = max(stats.prompts, key=len)
-        prompt_rate, gen_rate = raw_rates(providers[0], longest)
+        prompt_rate, gen_rate = rates
         bound_s = unique / prompt_rate + stats.generated_tokens / gen_rate
         ratio = bound_s / result["wall_s"]
         result.update(

@@ -192,7 +192,7 @@ def test_temperature_zero_reviews_are_byte_identical_with_and_without_prefix_reu
 
     (paper_id, text), *_ = dev_papers(1)
     settings = ReviewerConfig(
-        ensemble=2, meta_review=False, related_works=0, calibration=None, max_paper_chars=1000, max_tokens=400
+        ensemble=2, meta_review=False, related_works=0, calibration=None, max_paper_chars=1000, max_tokens=200
     )
 
     def review(cache_mb: int, stock: bool) -> tuple[str, Ledger]:
