@@ -36,6 +36,32 @@ def sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
 
 
+def in_sentence(title: str) -> str:
+    """A template's title inside a sentence: a capitalised first word is lowered; names such as GPT, CartPole
+    or ML keep their case ("Character-level GPT" -> "character-level GPT")."""
+    first, _, rest = title.partition(" ")
+    if first[:1].isupper() and first[1:] == first[1:].lower():
+        first = first.lower()
+    return f"{first} {rest}" if rest else first
+
+
+def option_label(spec: TemplateSpec, slot: str, option: str) -> str:
+    """An option as a title names it: its name as its description spells it ("ReLU", "RMSNorm", "JSON"),
+    and the slot after it unless the name already says it ("RMSNorm", not "RMSNorm norm")."""
+
+    def key(word: str) -> str:
+        return word.lower().replace("_", "").replace("-", "")
+
+    words = [w.strip(".,;:()'\"") for w in spec.component(slot).options.get(option, "").split()]
+    name = next((w for w in words if key(w) == key(option)), option.replace("_", " "))
+    return name if key(slot) in key(name) else f"{name} {slot.replace('_', ' ')}"
+
+
+def method_phrase(spec: TemplateSpec, components: dict[str, str]) -> str:
+    """A method in a few words for a title: "ReLU activation and RMSNorm"."""
+    return " and ".join(option_label(spec, slot, option) for slot, option in components.items())
+
+
 def _path(name: str, field: str) -> str:
     return f"results.conditions.{name}.{field}"
 
@@ -142,11 +168,11 @@ def harness_title(spec: TemplateSpec, plan: Plan, results: Results) -> str:
     """A title that states the study and its result."""
     main = plan.conditions[1]
     what = (
-        " and ".join(f"{o} {s}" for s, o in main.components.items())
+        method_phrase(spec, main.components)
         if main.components
         else ", ".join(f"{k}={v}" for k, v in main.knobs.items())
     )
-    return sentence_case(f"{what[:70]} on {spec.title.lower()}: {headline(results)}")[:120]
+    return sentence_case(f"{what[:70]} on {in_sentence(spec.title)}: {headline(results)}")[:120]
 
 
 def harness_abstract(
@@ -166,7 +192,7 @@ def harness_abstract(
         f", and {count} ablations that each remove one component" if ablations else ""
     )
     parts = [
-        f"We test a hypothesis about {spec.title.lower()} ({spec.domain}): {hypothesis.statement.rstrip('.')}.",
+        f"We test a hypothesis about {in_sentence(spec.title)} ({spec.domain}): {hypothesis.statement.rstrip('.')}.",
         f"We compare {design}, over {numbers.num(len(plan.seeds), 'plan.seeds#count', '{:d}')} seeds at "
         f"{numbers.num(plan.steps, 'plan.steps', '{:d}')} steps each.",
     ]
@@ -191,7 +217,7 @@ def harness_introduction(spec: TemplateSpec, plan: Plan, hypothesis: HypothesisR
         else numbers.numbers_in(method.description, "plan.conditions[1].description")
     )
     return (
-        f"This paper asks whether {what} changes the final {spec.metric} of {spec.title.lower()} ({spec.domain}). "
+        f"This paper asks whether {what} changes the final {spec.metric} of {in_sentence(spec.title)} ({spec.domain}). "
         f"{numbers.numbers_in(hypothesis.rationale.rstrip('.'), 'ideation.chosen.rationale')}. We answer with a "
         "small controlled experiment: every condition shares the template, the data and the seeds, and only the "
         "components under test change."

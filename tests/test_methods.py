@@ -46,3 +46,17 @@ def test_the_area_picks_the_templates() -> None:
     specs = [load_template("modadd"), load_template("chargpt")]
     assert rank_templates("language models of text, next-character prediction", specs)[0].name == "chargpt"
     assert rank_templates("modular arithmetic and grokking of addition", specs)[0].name == "modadd"
+
+
+def test_harness_titles_name_methods_and_tasks_as_their_templates_spell_them() -> None:
+    """The run on chargpt was titled "Relu activation and rmsnorm norm on character-level gpt": option ids and
+    a lowered template title. Names keep their case, and the slot is not said twice."""
+    from fars.paper_text import in_sentence, method_phrase
+
+    chargpt, cartpole, digits = load_template("chargpt"), load_template("cartpole"), load_template("digits")
+    assert method_phrase(chargpt, {"activation": "relu", "norm": "rmsnorm"}) == "ReLU activation and RMSNorm"
+    assert in_sentence(chargpt.title) == "character-level GPT"
+    assert in_sentence(cartpole.title) == "policy-gradient control of CartPole"
+    assert in_sentence(load_template("abstracts_lm").title) == "character-level language model of ML abstracts"
+    assert method_phrase(digits, {"regularizer": "label_smoothing"}) == "label smoothing regularizer"
+    assert method_phrase(load_template("llm_judge"), {"format": "json"}) == "JSON format"

@@ -38,7 +38,7 @@ from fars.literature import LiteratureBackend, LiteratureError, SearchHit
 from fars.literature.similarity import text_similarity
 from fars.llm.client import LLMClient
 from fars.methods import candidate_methods, rank_templates, study_terms
-from fars.paper_text import sentence_case
+from fars.paper_text import in_sentence, method_phrase, sentence_case
 from fars.records import ProjectStatus
 from fars.stages.base import StageContext, StageFn, StopProject, register_stage
 
@@ -208,11 +208,9 @@ def harness_hypothesis(spec: TemplateSpec, candidate: MethodCandidate) -> Hypoth
     better = "raises" if spec.higher_is_better else "lowers"
     slots = " and ".join(candidate.components)
     return Hypothesis(
-        title=sentence_case(
-            f"{' and '.join(f'{o} {s}' for s, o in candidate.components.items())} in {spec.title.lower()}"
-        )[:90],
+        title=sentence_case(f"{method_phrase(spec, candidate.components)} in {in_sentence(spec.title)}")[:90],
         statement=sentence_case(
-            f"{candidate.summary} {better} the final {spec.metric} of {spec.title.lower()} "
+            f"{candidate.summary} {better} the final {spec.metric} of {in_sentence(spec.title)} "
             "compared with the template's baseline"
         )[:259]
         + ".",
