@@ -36,6 +36,20 @@ def sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
 
 
+_DANGLING = {"a", "an", "and", "as", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to", "with"}
+
+
+def clip_words(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary (never inside a word)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit + 1].rsplit(" ", 1)[0] if " " in text[: limit + 1] else text[:limit]
+    words = cut.rstrip(" ,;:-(").split(" ")
+    while len(words) > 1 and words[-1].lower() in _DANGLING:  # "... control of" reads as cut off
+        words.pop()
+    return " ".join(words).rstrip(" ,;:-(")
+
+
 def in_sentence(title: str) -> str:
     """A template's title inside a sentence: a capitalised first word is lowered; names such as GPT, CartPole
     or ML keep their case ("Character-level GPT" -> "character-level GPT")."""
@@ -172,7 +186,7 @@ def harness_title(spec: TemplateSpec, plan: Plan, results: Results) -> str:
         if main.components
         else ", ".join(f"{k}={v}" for k, v in main.knobs.items())
     )
-    return sentence_case(f"{what[:70]} on {in_sentence(spec.title)}: {headline(results)}")[:120]
+    return clip_words(sentence_case(f"{clip_words(what, 70)} on {in_sentence(spec.title)}: {headline(results)}"), 120)
 
 
 def harness_abstract(

@@ -60,3 +60,19 @@ def test_harness_titles_name_methods_and_tasks_as_their_templates_spell_them() -
     assert in_sentence(load_template("abstracts_lm").title) == "character-level language model of ML abstracts"
     assert method_phrase(digits, {"regularizer": "label_smoothing"}) == "label smoothing regularizer"
     assert method_phrase(load_template("llm_judge"), {"format": "json"}) == "JSON format"
+
+
+def test_harness_text_is_cut_at_words_and_long_method_descriptions_give_way_to_names() -> None:
+    """The llm_judge run's statement ended "... of a languag." (cut at 259 characters) and its title inside a
+    word: text is cut between words, without a dangling "of", and a statement too long for its field names
+    the options instead of describing them."""
+    from fars.paper_text import clip_words
+    from fars.stages.ideation import harness_hypothesis
+
+    assert clip_words("policy-gradient control of CartPole", 30) == "policy-gradient control"
+    assert clip_words("short", 10) == "short"
+    spec = load_template("llm_judge")
+    for candidate in candidate_methods(spec, 2, count=20):
+        hypothesis = harness_hypothesis(spec, candidate)
+        assert hypothesis.statement.endswith("compared with the template's baseline."), hypothesis.statement
+        assert "trains" not in hypothesis.rationale  # an inference template trains nothing

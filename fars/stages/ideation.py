@@ -38,7 +38,7 @@ from fars.literature import LiteratureBackend, LiteratureError, SearchHit
 from fars.literature.similarity import text_similarity
 from fars.llm.client import LLMClient
 from fars.methods import candidate_methods, rank_templates, study_terms
-from fars.paper_text import in_sentence, method_phrase, sentence_case
+from fars.paper_text import clip_words, in_sentence, method_phrase, sentence_case
 from fars.records import ProjectStatus
 from fars.stages.base import StageContext, StageFn, StopProject, register_stage
 
@@ -207,17 +207,19 @@ def harness_hypothesis(spec: TemplateSpec, candidate: MethodCandidate) -> Hypoth
     """A hypothesis written by the harness from a method, for when the model's text is degenerate."""
     better = "raises" if spec.higher_is_better else "lowers"
     slots = " and ".join(candidate.components)
+    task = in_sentence(spec.title)
+    effect = f"{better} the final {spec.metric} of {task} compared with the template's baseline."
+    statement = sentence_case(f"{candidate.summary} {effect}")
+    if len(statement) > 260:  # the options' descriptions are long: name the options instead
+        statement = sentence_case(f"{method_phrase(spec, candidate.components)} {effect}")
+    what = "how the model trains" if spec.kind == "training" else "how the subject model is asked or scored"
     return Hypothesis(
-        title=sentence_case(f"{method_phrase(spec, candidate.components)} in {in_sentence(spec.title)}")[:90],
-        statement=sentence_case(
-            f"{candidate.summary} {better} the final {spec.metric} of {in_sentence(spec.title)} "
-            "compared with the template's baseline"
-        )[:259]
-        + ".",
-        rationale=(
-            f"Each changes how the model trains ({slots}); together they may do more than either alone, "
-            "which the ablations test."
-        )[:260],
+        title=clip_words(sentence_case(f"{method_phrase(spec, candidate.components)} in {task}"), 90),
+        statement=clip_words(statement, 259).rstrip(".") + ".",
+        rationale=clip_words(
+            f"Each changes {what} ({slots}); together they may do more than either alone, which the ablations test.",
+            260,
+        ),
     )
 
 
