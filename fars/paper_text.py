@@ -39,6 +39,11 @@ def sentence_case(text: str) -> str:
 _DANGLING = {"a", "an", "and", "as", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to", "with"}
 
 
+def article(word: str) -> str:
+    """'a' or 'an' before ``word`` as it is read aloud ("an accuracy", "a val_bpc", "an eval_return")."""
+    return "an" if word[:1].lower() in "aeio" else "a"
+
+
 def clip_words(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters at a word boundary (never inside a word)."""
     if len(text) <= limit:
@@ -212,7 +217,8 @@ def harness_abstract(
     ]
     if main is not None:
         parts.append(
-            f"The baseline reached a {results.metric} of {metric_value(numbers, results, 'baseline')} and the "
+            f"The baseline reached {article(results.metric)} {results.metric} of "
+            f"{metric_value(numbers, results, 'baseline')} and the "
             f"{main} reached {metric_value(numbers, results, main)}; {test_clause(numbers, results, main)}."
         )
     for cond in ablations:
@@ -245,10 +251,15 @@ def harness_discussion(spec: TemplateSpec, plan: Plan, results: Results, numbers
         if name != "baseline":
             lines.append(f"Condition {name} {VERDICT_PREDICATES[row.verdict]}.")
     seeds = numbers.num(len(plan.seeds), "plan.seeds#count", "{:d}")
+    steps = numbers.num(plan.steps, "plan.steps", "{:d}")
+    scale = (
+        f"{steps} steps and the template's small, CPU-scale model "
+        f"({numbers.num(results.engine.parameters, 'results.engine.parameters', '{:,d}')} parameters)"
+        if spec.kind == "training"
+        else f"{steps} items per seed and the one subject model asked (other models may behave otherwise)"
+    )
     lines.append(
-        f"These conclusions hold for the settings tested: {seeds} seeds per condition, "
-        f"{numbers.num(plan.steps, 'plan.steps', '{:d}')} steps and the template's small, CPU-scale model "
-        f"({numbers.num(results.engine.parameters, 'results.engine.parameters', '{:,d}')} parameters). With this "
+        f"These conclusions hold for the settings tested: {seeds} seeds per condition, {scale}. With this "
         "few seeds the intervals are wide: a difference the tests cannot detect here may still exist, and a "
         "larger scale of the template, more seeds or other settings may change the picture."
     )

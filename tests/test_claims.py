@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from experiments.spec import load_template
 from fars.claims import check_claims, find_claims, repair_claims
 from fars.grounding import Numbers
 from fars.paper_text import findings, harness_discussion
@@ -57,6 +58,11 @@ def test_the_harness_own_results_and_discussion_claim_only_what_the_tests_found(
                     Condition(name="method-without-schedule", role="ablation", components={"optimizer": "sgd"},
                               of="method", removed="schedule")],
     )  # fmt: skip
-    text = numbers.plain(findings(RESULTS, numbers) + " " + harness_discussion(None, plan, RESULTS, numbers))  # type: ignore[arg-type]
+    discussion = harness_discussion(load_template("modadd"), plan, RESULTS, numbers)
+    text = numbers.plain(findings(RESULTS, numbers) + " " + discussion)
     check = check_claims(text, RESULTS)
     assert check.checked >= 4 and check.problems == [], check.problems
+    assert "CPU-scale model" in discussion
+    # an inference template trains no model: its limits are its items and its one subject model
+    judged = harness_discussion(load_template("llm_judge"), plan, RESULTS, Numbers())
+    assert "parameters" not in judged and "items per seed and the one subject model asked" in judged

@@ -76,3 +76,9 @@ def test_harness_text_is_cut_at_words_and_long_method_descriptions_give_way_to_n
         hypothesis = harness_hypothesis(spec, candidate)
         assert hypothesis.statement.endswith("compared with the template's baseline."), hypothesis.statement
         assert "trains" not in hypothesis.rationale  # an inference template trains nothing
+
+
+def test_the_article_follows_the_metric_name() -> None:
+    from fars.paper_text import article
+
+    assert [article(m) for m in ("accuracy", "eval_return", "val_bpc", "final_loss")] == ["an", "an", "a", "a"]
