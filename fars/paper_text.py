@@ -10,6 +10,8 @@ study and what the corrected tests show, and claim nothing the tests do not.
 
 from __future__ import annotations
 
+import math
+
 from experiments.spec import TemplateSpec
 from fars.contracts import ConditionResult, HypothesisRecord, Plan, Results
 from fars.grounding import Numbers
@@ -244,12 +246,43 @@ def harness_introduction(spec: TemplateSpec, plan: Plan, hypothesis: HypothesisR
     )
 
 
+def other_measures(results: Results, numbers: Numbers, most: int = 3) -> str:
+    """The measures beside the metric that moved most between the baseline and the main condition, as
+    values only (they were not tested): llm_judge's position bias, a training run's losses."""
+    main = _main(results)
+    if main is None or "baseline" not in results.conditions:
+        return ""
+    base, cond = results.conditions["baseline"].secondary, results.conditions[main].secondary
+    moved = []
+    for key in sorted(set(base) & set(cond)):
+        a, b = base[key].mean, cond[key].mean
+        if key == results.metric or not (math.isfinite(a) and math.isfinite(b)) or a == b:
+            continue
+        moved.append((abs(b - a) / max(abs(a), abs(b)), key))
+    if not moved:
+        return ""
+    where = "the method" if main == "method" else f"condition {main}"
+    parts = [
+        f"{key.replace('_', ' ')} was {numbers.num(base[key].mean, _path('baseline', f'secondary.{key}.mean'))} "
+        f"in the baseline and {numbers.num(cond[key].mean, _path(main, f'secondary.{key}.mean'))} in {where}"
+        for _, key in sorted(moved, reverse=True)[:most]
+    ]
+    return (
+        "Beside the tested metric, the runs recorded other measures (means over seeds, not tested): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def harness_discussion(spec: TemplateSpec, plan: Plan, results: Results, numbers: Numbers) -> str:
     """The discussion: what the corrected tests show, what the ablations add, and the limits."""
     lines = []
     for name, row in results.conditions.items():
         if name != "baseline":
             lines.append(f"Condition {name} {VERDICT_PREDICATES[row.verdict]}.")
+    other = other_measures(results, numbers)
+    if other:
+        lines.append(other)
     seeds = numbers.num(len(plan.seeds), "plan.seeds#count", "{:d}")
     steps = numbers.num(plan.steps, "plan.steps", "{:d}")
     scale = (

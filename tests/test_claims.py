@@ -66,3 +66,7 @@ def test_the_harness_own_results_and_discussion_claim_only_what_the_tests_found(
     # an inference template trains no model: its limits are its items and its one subject model
     judged = harness_discussion(load_template("llm_judge"), plan, RESULTS, Numbers())
     assert "parameters" not in judged and "items per seed and the one subject model asked" in judged
+    # the measures beside the metric are given as values, each traced to its field, and claim nothing
+    plain = numbers.plain(discussion)
+    assert "train loss was 0.9000 in the baseline and 0.4500 in the method" in plain
+    assert ("0.4500", "results.conditions.method.secondary.train_loss.mean") in numbers.entries
