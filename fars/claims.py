@@ -35,6 +35,16 @@ _NULL = re.compile(
 )
 _NEGATION = re.compile(r"\b(not|no|never|neither|nor|without|fail\w*)\b", re.I)
 _DIRECTION_NOTE = re.compile(r"\(?\b(?:higher|lower) is better\b\)?", re.I)  # "(higher is better)" claims nothing
+# a sentence that states the hypothesis under test ("We test a hypothesis about X: the method raises accuracy")
+# claims nothing yet, unless it also says what was found ("the hypothesis is confirmed: ...")
+_HYPOTHESIS = re.compile(
+    r"\b(?:we (?:test|ask|study|examine) (?:a |the |our )?(?:hypothes[ie]s|whether)|we hypothesi[sz]e|hypothesis:"
+    r"|(?:the|our) hypothesis (?:is|states) that|this paper asks whether|asks whether)",
+    re.I,
+)
+_FINDING = re.compile(
+    r"\b(?:confirm\w*|support\w*|found|finds?|show(?:s|ed|n)?|demonstrat\w*|reached|achiev\w*)\b", re.I
+)
 _GENERIC_METHOD = ("method", "methods", "approach", "proposed", "intervention", "combination", "our model")
 
 
@@ -106,6 +116,8 @@ def find_claims(text: str, results: Results) -> list[FoundClaim]:
     for raw in _SENTENCE.split(text.strip()):
         sentence = " ".join(raw.split())
         if not sentence or sentence.startswith(("|", "#", "![", "*Table", "*Figure")):
+            continue
+        if _HYPOTHESIS.search(sentence) and not _FINDING.search(sentence):  # the question, not an answer
             continue
         claim = _claim_of(_DIRECTION_NOTE.sub(" ", sentence), metric_words, results.higher_is_better)
         if claim is None:

@@ -24,6 +24,24 @@ def test_an_overclaim_and_a_wrong_direction_are_caught_and_named() -> None:
     assert check.rate == 1 / 3
 
 
+def test_the_hypothesis_under_test_is_not_a_claim_but_its_confirmation_is() -> None:
+    """The llm_judge paper's own abstract ("We test a hypothesis about ...: ... raises the final accuracy") and
+    Hypothesis section were counted as overclaims. Stating what is tested claims nothing; saying it was
+    confirmed does."""
+    stated = (
+        "We test a hypothesis about modular addition: without the schedule, the method raises accuracy. "
+        "We hypothesize that without the schedule the method still improves accuracy."
+    )
+    assert check_claims(stated, RESULTS).checked == 0
+    confirmed = "The hypothesis is confirmed: without the schedule, the method still improves accuracy."
+    check = check_claims(confirmed, RESULTS)
+    assert check.overclaims == 1 and "(method-without-schedule)" in check.problems[0]
+    from fars.stages.writing import _prose_only
+
+    paper = "# T\n\n## Hypothesis\n\nWithout the schedule, the method improves accuracy.\n\n## Results\n\nIt ran.\n"
+    assert "improves" not in _prose_only(paper) and "It ran." in _prose_only(paper)
+
+
 def test_no_effect_claimed_where_the_test_found_one_is_named_too() -> None:
     check = check_claims("The method did not change accuracy compared with the baseline.", RESULTS)
     assert check.unsupported_null == 1 and check.supported == 0

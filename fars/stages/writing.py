@@ -448,8 +448,10 @@ def _claims_of(parts: list[str], prose: dict[str, str], results: Results) -> Cla
 
 
 def _prose_only(markdown: str) -> str:
-    """The paper's sentences: headings, the table, figure lines and the references left out."""
+    """The paper's sentences: headings, the table, figure lines, the references and the Hypothesis section
+    (it states what is tested, not what was found) left out."""
     body = markdown.split("\n## References", 1)[0]
+    body = re.sub(r"\n## Hypothesis\n.*?(?=\n## |\Z)", "\n", body, flags=re.S)
     keep = [line for line in body.splitlines() if line.strip() and not line.lstrip().startswith(("#", "|", "![", "*"))]
     return "\n".join(keep)
 
