@@ -94,7 +94,7 @@ def _claim_of(sentence: str, metric_words: list[str], higher_is_better: bool) ->
     if _NULL.search(sentence):
         return "none"
     up, down = bool(_QUALITY_UP.search(sentence)), bool(_QUALITY_DOWN.search(sentence))
-    if _mentions(sentence, metric_words):
+    if _mentions(sentence.replace("_", " "), metric_words):  # "val_accuracy" names accuracy too
         value_up, value_down = bool(_VALUE_UP.search(sentence)), bool(_VALUE_DOWN.search(sentence))
         if value_up != value_down:
             better = value_up == higher_is_better

@@ -42,6 +42,12 @@ def test_the_hypothesis_under_test_is_not_a_claim_but_its_confirmation_is() -> N
     assert "improves" not in _prose_only(paper) and "It ran." in _prose_only(paper)
 
 
+def test_a_claim_on_the_metric_by_its_field_name_is_checked() -> None:
+    """ "raises the final val_accuracy" was read as no claim at all: the underscore hid the metric's word."""
+    check = check_claims("Without the schedule, the method raises the final val_accuracy.", RESULTS)
+    assert check.checked == 1 and check.overclaims == 1
+
+
 def test_no_effect_claimed_where_the_test_found_one_is_named_too() -> None:
     check = check_claims("The method did not change accuracy compared with the baseline.", RESULTS)
     assert check.unsupported_null == 1 and check.supported == 0
