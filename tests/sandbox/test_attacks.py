@@ -337,7 +337,9 @@ def test_a_deep_tree_made_between_two_looks_still_fails_the_job(workdir: Path, b
             os.chdir("d")
     """
     result = attack(script, workdir, backend, dataclasses.replace(SMALL, folder_depth=64))
-    assert result.exit_code == 0 and result.limit_hit == "depth" and not result.ok
+    assert result.limit_hit == "depth" and not result.ok, result.summary()
+    # it finished between two looks (found at the end), or, under load, a look caught it first and killed it
+    assert result.exit_code == 0 or result.signal == "SIGKILL", result.summary()
 
 
 def test_memory_of_all_its_processes_together_is_bounded(workdir: Path, backend: str) -> None:
