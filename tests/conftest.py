@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,9 +21,12 @@ from fars.services import Services, build_services
 from fars.stages.base import StageContext
 
 REPO = Path(__file__).resolve().parent.parent
+# Cheap by construction: the scripted model, no tracker, and the `simulated` template (a formula and a sleep of
+# steps milliseconds, no torch) wherever training is not what a test is about; those that train name a template
 FAST = [
     "llm=scripted",
     "tracker=disabled",
+    "experiment.templates=[simulated]",
     "experiment.steps=30",
     "experiment.seeds=2",
     "experiment.max_variants=1",
@@ -44,11 +49,39 @@ def fars_command(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "fars.cli", *args]
 
 
-def run_fars(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run `fars ARGS` in ``cwd`` and return the finished process (output captured)."""
-    return subprocess.run(
-        fars_command(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
-    )
+def run_fars(
+    args: list[str], cwd: Path, timeout: float = 600, *, cold: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run `fars ARGS` in ``cwd`` as its own process and return it finished (output captured). The process
+    starts warm (``tests.fars_process``), without the seconds of imports a cold start costs; ``cold`` starts
+    the console command itself (a loky worker of the joblib launcher cannot start its figure pool from a
+    forkserver's child)."""
+    from tests.fars_process import run_warm
+
+    if cold:
+        return subprocess.run(
+            fars_command(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
+        )
+    return run_warm(args, cwd, timeout)
+
+
+def start_fars(args: list[str], cwd: Path, *, stdout: Path | None = None, stderr: Path | None = None) -> Any:
+    """Start `fars ARGS` in ``cwd`` as its own warm process (``tests.fars_process.WarmProcess``, used as a
+    ``subprocess.Popen`` is), its output into the given files; for tests that kill or race runs."""
+    from tests.fars_process import start_warm
+
+    return start_warm(args, cwd, stdout=stdout, stderr=stderr)
+
+
+def finished_stages(ledger: Path) -> int:
+    """Stages finished so far in the ledger of a run that is writing it (0 before it has its tables)."""
+    if not ledger.exists():
+        return 0
+    try:
+        with sqlite3.connect(ledger) as db:
+            return int(db.execute("SELECT COUNT(*) FROM stage_events WHERE event='finish'").fetchone()[0])
+    except sqlite3.OperationalError:  # created, tables not made yet, or locked for a moment
+        return 0
 
 
 def compose(*overrides: str) -> FarsConfig:

@@ -51,7 +51,7 @@ def test_a_glob_sweep_under_the_joblib_launcher_makes_papers(tmp_path: Path) -> 
     done = run_fars(
         ["run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "reviewer=glob(iclr202*)",
          "pipeline.papers=1", *FAST],
-        tmp_path, timeout=500,
+        tmp_path, timeout=500, cold=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     records = sorted((tmp_path / "multirun").glob("*/*/*/run_record.json"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +15,7 @@ from fars.latex import find_tex_engine
 from fars.ledger import Ledger
 from fars.records import ProjectStatus
 from fars.summary import read_run_record, run_progress, summarize_project
-from tests.conftest import FAST, compose, fars_command, run_fars
+from tests.conftest import FAST, compose, finished_stages, run_fars, start_fars
 
 
 def assert_record_matches_ledger(run_dir: Path) -> None:
@@ -124,19 +123,13 @@ def test_sigkill_half_way_then_resume_repeats_nothing_and_pays_nothing_twice(tmp
         "llm.scripted.latency_s=0.4",
         f"hydra.run.dir={run_dir}",
     ]
-    proc = subprocess.Popen(
-        fars_command(args), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ)
-    )
+    proc = start_fars(args, tmp_path)
     ledger_path = run_dir / "ledger.sqlite"
     deadline = time.time() + 240
-    finished = 0
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.3)
-        if ledger_path.exists():
-            with sqlite3.connect(ledger_path) as db:
-                finished = db.execute("SELECT COUNT(*) FROM stage_events WHERE event='finish'").fetchone()[0]
-            if finished >= 6:  # well into the run, not at its end (15 stages in all)
-                break
+        if finished_stages(ledger_path) >= 6:  # well into the run, not at its end (15 stages in all)
+            break
     assert proc.poll() is None, "the run ended before it could be killed; slow it down"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

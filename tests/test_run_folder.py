@@ -34,7 +34,7 @@ from fars.run_folder import (
     release_run_folder,
 )
 from fars.summary import read_run_record
-from tests.conftest import FAST, compose, fars_command, run_fars
+from tests.conftest import FAST, compose, run_fars, start_fars
 
 QUICK = [*FAST, "pipeline.stages=[ideation,planning]", "llm.cache=false"]
 
@@ -73,10 +73,7 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("killed")
     run_dir = base / "run"
     args = ["run", *QUICK, "pipeline.papers=2", "pipeline.projects=2", "llm.scripted.latency_s=0.4"]
-    proc = subprocess.Popen(
-        fars_command([*args, f"hydra.run.dir={run_dir}"]), cwd=base, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env=dict(os.environ),
-    )  # fmt: skip
+    proc = start_fars([*args, f"hydra.run.dir={run_dir}"], base)
     ledger = run_dir / "ledger.sqlite"
     deadline = time.time() + 180
     while proc.poll() is None and time.time() < deadline:
@@ -127,10 +124,7 @@ def test_the_lock_is_reentrant_in_one_process_and_names_its_holder_to_another(tm
 def test_a_second_session_on_a_running_folder_exits_2_naming_the_first(killed: Path, tmp_path: Path) -> None:
     run_dir = copy_of(killed, tmp_path)
     slow = ["llm.scripted.latency_s=2", "pipeline.papers=3"]  # still running when the second one starts
-    first = subprocess.Popen(
-        fars_command(["run", f"resume={run_dir}", *slow]), cwd=tmp_path, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, env=dict(os.environ),
-    )  # fmt: skip
+    first = start_fars(["run", f"resume={run_dir}", *slow], tmp_path, stderr=tmp_path / "first.err")
     deadline = time.time() + 120
     while time.time() < deadline and first.poll() is None:
         lock = run_dir / LOCK_FILE
@@ -138,7 +132,8 @@ def test_a_second_session_on_a_running_folder_exits_2_naming_the_first(killed: P
             break
         time.sleep(0.1)
     second = run_fars(["run", f"resume={run_dir}"], cwd=tmp_path, timeout=300)
-    _, first_err = first.communicate(timeout=300)
+    first.wait(timeout=300)
+    first_err = (tmp_path / "first.err").read_text()
     assert second.returncode == 2, second.stderr[-2000:]
     assert f"in use by another fars session (pid {first.pid} on host {socket.gethostname()}" in second.stderr
     assert "Traceback" not in second.stderr
@@ -150,12 +145,9 @@ def test_two_resumes_started_together_run_once_and_pay_once(killed: Path, tmp_pa
     slow = ["llm.scripted.latency_s=1", "pipeline.papers=3"]  # the winner still runs when the loser starts
     for round_ in range(2):
         run_dir = copy_of(killed, tmp_path / f"round{round_}")
-        procs = [
-            subprocess.Popen(fars_command(["run", f"resume={run_dir}", *slow]), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-            for _ in range(2)
-        ]  # fmt: skip
-        results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
+        errs = [tmp_path / f"round{round_}" / f"resume{i}.err" for i in range(2)]
+        procs = [start_fars(["run", f"resume={run_dir}", *slow], tmp_path, stderr=err) for err in errs]
+        results = [(p.wait(timeout=300), err.read_text()) for p, err in zip(procs, errs, strict=True)]
         codes = sorted(code for code, _ in results)
         assert codes == [0, 2], results
         assert "in use by another fars session" in next(err for code, err in results if code == 2)

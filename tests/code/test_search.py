@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from fars.ledger import Ledger
 from fars.summary import read_run_record
 from tests.code import transcripts
 from tests.code.harness import search_once
-from tests.conftest import fars_command, run_fars
+from tests.conftest import run_fars, start_fars
 
 SEARCH = [
     "llm=scripted",
@@ -94,7 +93,7 @@ def test_a_kill_mid_search_then_resume_reruns_no_node_and_pays_no_call_twice(tmp
     run_dir = tmp_path / "run"
     args = ["run", *SEARCH, routes(tmp_path, transcripts.SIMULATED), "llm.scripted.latency_s=0.3",
             f"hydra.run.dir={run_dir}"]  # fmt: skip
-    proc = subprocess.Popen(fars_command(args), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_fars(args, tmp_path)
     ledger = run_dir / "ledger.sqlite"
     deadline = time.time() + 300
     before: dict[str, float] = {}

@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,20 +21,10 @@ import pytest
 from fars.ledger import Ledger
 from fars.records import ProjectStatus
 from fars.summary import read_run_record
-from tests.conftest import FAST, fars_command, run_fars
+from tests.conftest import FAST, finished_stages, run_fars, start_fars
 from tests.test_pipeline import assert_record_matches_ledger
 
 KILLS = 3
-
-
-def _finished_stages(ledger_path: Path) -> int:
-    if not ledger_path.exists():
-        return 0
-    with sqlite3.connect(ledger_path) as db:
-        try:
-            return int(db.execute("SELECT COUNT(*) FROM stage_events WHERE event='finish'").fetchone()[0])
-        except sqlite3.OperationalError:  # created but no tables yet
-            return 0
 
 
 @pytest.mark.slow
@@ -52,20 +41,18 @@ def test_three_random_sigkills_then_resume_lose_and_repeat_nothing(tmp_path: Pat
         # killed before Hydra saved the overrides, nothing was started: the same command starts it
         started = (run_dir / ".hydra" / "overrides.yaml").is_file()
         args = ["run", f"resume={run_dir}"] if started else first
-        proc = subprocess.Popen(
-            fars_command(args), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ)
-        )
+        proc = start_fars(args, tmp_path)
         # kill once the run has reached its random target (stages finished), a random moment later
         target, extra = targets[session], rng.uniform(0.0, 1.5)
         began = time.time()
-        while proc.poll() is None and _finished_stages(ledger_path) < target and time.time() - began < 120:
+        while proc.poll() is None and finished_stages(ledger_path) < target and time.time() - began < 120:
             time.sleep(0.05)
         time.sleep(extra)
         if proc.poll() is not None:
             break  # it finished before this kill: the remaining sessions have nothing to kill
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        kills.append((round(time.time() - began, 2), _finished_stages(ledger_path)))
+        kills.append((round(time.time() - began, 2), finished_stages(ledger_path)))
         assert not (run_dir / "run_record.json").exists() or read_run_record(run_dir).status != "completed"
     assert len(kills) >= 2, f"the run ended too soon to be killed repeatedly (seed {seed}): {kills}"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from fars.config import DEFAULT_STAGES
 from fars.contracts import IdeationOutput, PlanningOutput
 from fars.stages import get_stage, resolve_stages
 from fars.stages.base import StageConfigError
-from tests.conftest import FAST, compose, fars_command, services_for
+from tests.conftest import FAST, compose, run_fars, services_for
 
 PLUGIN_SITE = Path(__file__).resolve().parent / "plugin_site"
 
@@ -57,11 +56,10 @@ def test_a_stage_from_another_package_runs_inside_fars_run(tmp_path: Path) -> No
     """The plug-in is found through its own entry point (a dist-info on the path), placed by what it consumes."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PLUGIN_SITE), os.environ.get("PYTHONPATH", "")]))
     stages = "pipeline.stages=[wordcount,review,writing,experiment,planning,ideation]"  # order from consumes
-    done = subprocess.run(
-        fars_command(["run", *FAST, stages, "pipeline.papers=1", "pipeline.projects=1",
-                      "+pipeline.stage_options.wordcount.minimum=50", f"hydra.run.dir={tmp_path}"]),
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", env["PYTHONPATH"])
+        done = run_fars(["run", *FAST, stages, "pipeline.papers=1", "pipeline.projects=1",
+                         "+pipeline.stage_options.wordcount.minimum=50", f"hydra.run.dir={tmp_path}"], tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     db = sqlite3.connect(tmp_path / "ledger.sqlite")
     order = [r[0] for r in db.execute("SELECT stage FROM stage_events WHERE event='finish' ORDER BY id")]
@@ -77,10 +75,7 @@ def test_a_stage_from_another_package_runs_inside_fars_run(tmp_path: Path) -> No
 
 
 def test_an_unknown_stage_in_pipeline_stages_exits_2_before_anything_runs(tmp_path: Path) -> None:
-    done = subprocess.run(
-        fars_command(["run", "llm=scripted", "pipeline.stages=[ideation,planing]"]),
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = run_fars(["run", "llm=scripted", "pipeline.stages=[ideation,planing]"], tmp_path, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "no stage named 'planing'; did you mean planning" in done.stderr
     assert not (tmp_path / "outputs").exists()
