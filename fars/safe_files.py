@@ -12,7 +12,13 @@ opened as given, its last component not followed):
 * ``open_append`` opens a log for appending, refusing links and special files;
 * ``remove_tree`` removes a tree iteratively (any depth, no ``RecursionError``) without following links;
 * ``fresh_dir`` recreates a folder clean before it is reused;
-* ``tree_usage`` measures blocks, entries and depth of a tree (the sandbox's watchdog), links unfollowed.
+* ``tree_usage`` measures blocks, entries and depth of a tree (the sandbox's watchdog), links unfollowed;
+* ``read_named`` reads a file a user named on the command line (a regular file, non-blocking, bounded);
+* ``load_yaml`` parses untrusted YAML with limits on its size, nesting and alias expansion (no bombs).
+
+This module imports only the standard library (and PyYAML inside ``load_yaml``), so the standalone
+``review`` and ``experiments`` packages read through it too: it is the one reading path for input
+from outside (run folders, papers and their sources, templates).
 """
 
 from __future__ import annotations
@@ -48,14 +54,18 @@ class UnsafeFileError(OSError):
     """A file the harness refused to use: a link, a special file, too large, or outside its folder."""
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words ("a FIFO", "a symbolic link", ...)."""
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
+_kind = kind_of
+
+
 def _parts(name: str | Path) -> list[str]:
-    """The components of a relative name; absolute names and ``..`` are refused."""
+    """The components of a relative name; absolute names, ``..`` and NUL bytes are refused."""
     path = Path(name)
-    if path.is_absolute() or ".." in path.parts:
+    if path.is_absolute() or ".." in path.parts or "\0" in str(name):
         raise UnsafeFileError(errno.EPERM, f"file name {str(name)!r} leaves its folder")
     return [p for p in path.parts if p not in ("", ".")]
 
@@ -96,6 +106,33 @@ def _open_dirs(root: Path, parts: list[str], *, create: bool = False) -> int:
     return fd
 
 
+def open_folder(root: Path, name: str | Path = "") -> int:
+    """An fd of the folder ``root/name``, walked from ``root`` without following a link at any component
+    (``UnsafeFileError`` names the one that is a link or no folder; ``FileNotFoundError`` when missing)."""
+    return _open_dirs(root, _parts(name))
+
+
+def open_regular(root: Path, name: str | Path, *, allow_hard_links: bool = False) -> tuple[int, os.stat_result]:
+    """An fd (read-only, non-blocking) of regular file ``root/name`` and its ``fstat``: walked from ``root``
+    without following links, refusing special files and (unless allowed) hard links with ``UnsafeFileError``.
+    The caller closes the fd; ``read_fd`` reads it bounded."""
+    return _open_regular(root, name, allow_links=allow_hard_links)
+
+
+def read_fd(fd: int, max_bytes: int, *, name: str = "the file") -> bytes:
+    """At most ``max_bytes`` from an open file; ``UnsafeFileError`` if it holds (or grows to) more."""
+    chunks, total = [], 0
+    while total <= max_bytes:
+        chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > max_bytes:
+        raise UnsafeFileError(errno.EFBIG, f"{name} grew past the {max_bytes:,} bytes allowed while read")
+    return b"".join(chunks)
+
+
 def _open_regular(root: Path, name: str | Path, *, allow_links: bool = False) -> tuple[int, os.stat_result]:
     """An fd of regular file ``root/name`` opened for reading without following links or blocking."""
     parts = _parts(name)
@@ -104,20 +141,26 @@ def _open_regular(root: Path, name: str | Path, *, allow_links: bool = False) ->
     where = os.path.join(root, *parts)
     dir_fd = _open_dirs(root, parts[:-1])
     try:
+        # looked at first, so a link, FIFO or device is refused without being opened at all
+        seen = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISLNK(seen.st_mode):
+            raise UnsafeFileError(errno.ELOOP, f"{where} is a symbolic link; refused")
+        if not stat.S_ISREG(seen.st_mode):
+            raise UnsafeFileError(errno.EPERM, f"{where} is {_kind(seen.st_mode)}, not a regular file; refused")
         try:
             fd = os.open(parts[-1], _READ_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise UnsafeFileError(exc.errno, f"{where} is a symbolic link; refused") from None
-            if exc.errno == errno.ENXIO:
-                raise UnsafeFileError(exc.errno, f"{where} is a socket or device; refused") from None
+            if exc.errno in (errno.ELOOP, errno.ENXIO):
+                raise UnsafeFileError(
+                    exc.errno, f"{where} became a link or special file as it was opened; refused"
+                ) from None
             raise
     finally:
         os.close(dir_fd)
     info = os.fstat(fd)
     problem = None
-    if not stat.S_ISREG(info.st_mode):
-        problem = f"{where} is {_kind(info.st_mode)}, not a regular file; refused"
+    if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino):
+        problem = f"{where} was replaced as it was opened; refused"
     elif info.st_nlink > 1 and not allow_links:
         problem = f"{where} has {info.st_nlink} hard links (one may point outside its folder); refused"
     if problem is not None:
@@ -139,16 +182,7 @@ def read_file(
         where = os.path.join(root, name)
         if info.st_size > max_bytes:
             raise UnsafeFileError(errno.EFBIG, f"{where} is {info.st_size:,} bytes, over the {max_bytes:,} allowed")
-        chunks, total = [], 0
-        while total <= max_bytes:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > max_bytes:
-            raise UnsafeFileError(errno.EFBIG, f"{where} grew past the {max_bytes:,} bytes allowed while read")
-        return b"".join(chunks)
+        return read_fd(fd, max_bytes, name=where)
     finally:
         os.close(fd)
 
@@ -472,3 +506,95 @@ def _walk_entries(path: Path, max_depth: int) -> Generator[tuple[os.stat_result,
         for fd, entries in stack:
             entries.close()
             os.close(fd)
+
+
+# -- input a user names, and YAML from outside ----------------------------------------------------------
+
+YAML_MAX_BYTES = 1 << 20  # a config or template spec is a few KB; a megabyte is already absurd
+YAML_MAX_NODES = 100_000  # scalars, lists and maps after aliases are expanded (a "billion laughs" is 10^9)
+YAML_MAX_DEPTH = 64
+
+
+class UnsafeYamlError(ValueError):
+    """YAML refused before it could cost memory or time: too large, too deep, or aliases that expand too far."""
+
+
+def read_named(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of a file a user named (``fars review PAPER``): followed as named, but only a regular file,
+    opened non-blocking (a FIFO cannot hang the command) and read to at most ``max_bytes``."""
+    resolved = Path(path).resolve()  # the user's own link is theirs to follow; nothing below it is
+    return read_file(resolved.parent, resolved.name, max_bytes=max_bytes, allow_hard_links=True)
+
+
+def load_yaml(
+    text: str | bytes,
+    *,
+    source: str = "YAML",
+    max_bytes: int = YAML_MAX_BYTES,
+    max_nodes: int = YAML_MAX_NODES,
+    max_depth: int = YAML_MAX_DEPTH,
+) -> Any:
+    """``yaml.safe_load`` for untrusted text, refusing (``UnsafeYamlError``, naming ``source``) text over
+    ``max_bytes``, nesting deeper than ``max_depth``, or more than ``max_nodes`` nodes once aliases are
+    expanded: PyYAML shares an aliased node, but whatever walks the result (a renderer, ``json.dumps``,
+    OmegaConf) expands it, which is how 1.7 KB became gigabytes."""
+    import yaml
+
+    if len(text) > max_bytes:
+        raise UnsafeYamlError(f"{source} is {len(text):,} bytes, over the {max_bytes:,} allowed for YAML")
+    if _bracket_depth(text.encode("utf-8", errors="replace") if isinstance(text, str) else text) > max_depth:
+        # PyYAML's scanner works per open bracket for every token: deep flow nesting is quadratic before it recurses
+        raise UnsafeYamlError(f"{source} nests deeper than {max_depth} levels of brackets; refused")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml's scanner where PyYAML was built with it
+    try:
+        try:
+            node = loader.get_single_node()  # PyYAML's composer recurses: deep nesting ends here, not in a crash
+        except RecursionError:
+            raise UnsafeYamlError(f"{source} nests deeper than {max_depth} levels; refused") from None
+        if node is None:
+            return None
+        _check_yaml_tree(node, source, max_nodes, max_depth)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _bracket_depth(raw: bytes) -> int:
+    """The deepest nesting of flow brackets (``[`` and ``{``) in ``raw``, in one linear pass (quotes not parsed:
+    a bracket inside a string counts too, which only errs on the side of refusing)."""
+    depth = deepest = 0
+    for byte in raw.translate(None, _NOT_BRACKETS):
+        depth = depth + 1 if byte in b"[{" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _check_yaml_tree(root: Any, source: str, max_nodes: int, max_depth: int) -> None:
+    """Count the nodes of a composed YAML tree with aliases expanded (memoised per shared node, iteratively)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, expanded = stack.pop()
+        if depth > max_depth:
+            raise UnsafeYamlError(f"{source} nests deeper than {max_depth} levels; refused")
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+            continue
+        children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else node.value
+        if not expanded:
+            stack.append((node, depth, True))
+            stack.extend((c, depth + 1, False) for c in children if id(c) not in sizes)
+            continue
+        total = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if total > max_nodes:
+            raise UnsafeYamlError(
+                f"{source} expands to over {max_nodes:,} values (anchors and aliases repeated: a YAML bomb?); refused"
+            )
+        sizes[id(node)] = total

@@ -19,11 +19,16 @@ import pytest
 
 from fars.safe_files import (
     UnsafeFileError,
+    UnsafeYamlError,
     check_plain,
     chown_tree,
     fresh_dir,
+    load_yaml,
     open_append,
+    open_regular,
+    read_fd,
     read_file,
+    read_named,
     remove_tree,
     sha256_file,
     tree_usage,
@@ -289,3 +294,97 @@ def test_a_tree_its_owner_locked_is_still_removed_without_root(tmp_path: Path) -
         assert done.stdout.split() == ["shutil", "refused", "gone"], done.stderr
     finally:
         shutil.rmtree(box, ignore_errors=True)
+
+
+# -- YAML from outside, files a user names, and the module's own imports ---------------------------------------
+
+
+def _bomb(levels: int = 9, fan: int = 9) -> str:
+    """A "billion laughs" of ``fan`` ** ``levels`` values in about a kilobyte."""
+    lines = ["l0: &l0 [" + ", ".join(["lol"] * fan) + "]"]
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * fan) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_load_yaml_reads_what_hydra_and_templates_write_and_shares_aliases() -> None:
+    assert load_yaml("a: &x [1, 2]\nb: *x\nc: {d: [3]}\n") == {"a": [1, 2], "b": [1, 2], "c": {"d": [3]}}
+    assert load_yaml("") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (_bomb(), "expands to over 100,000 values"),  # 387 million values once expanded, in 1 KB
+        ("a: &a [*a]\n", "nests deeper than 64 levels"),  # an alias of itself: infinite once expanded
+        ("[" * 20_000 + "]" * 20_000, "nests deeper than 64 levels of brackets"),  # PyYAML's scanner: quadratic
+        ("x:\n" + "".join(" " * (2 * i) + f"k{i}:\n" for i in range(1, 80)) + " " * 160 + "v: 1\n", "deeper than 64"),
+        ("a: " + "b" * 2_000_000, "over the 1,048,576 allowed"),
+    ],
+)
+def test_load_yaml_refuses_bombs_depth_and_size_fast_and_small(text: str, reason: str) -> None:
+    import tracemalloc
+
+    tracemalloc.start()
+    started = time.monotonic()
+    with pytest.raises(UnsafeYamlError, match=reason) as refused:
+        load_yaml(text, source="planted.yaml")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert "planted.yaml" in str(refused.value)
+    assert time.monotonic() - started < 5 and peak < 64 * 2**20
+
+
+def test_read_named_follows_the_users_link_but_refuses_what_is_no_plain_file(tmp_path: Path, secret: Path) -> None:
+    link = tmp_path / "paper.md"
+    link.symlink_to(secret)  # the user named this link on the command line: theirs to follow
+    assert read_named(link) == secret.read_bytes()
+    fifo = tmp_path / "fifo.md"
+    os.mkfifo(fifo)
+    with pytest.raises(UnsafeFileError, match="FIFO"):
+        read_named(fifo)  # never blocks on it
+    big = tmp_path / "big.md"
+    with big.open("wb") as out:
+        out.truncate(10 * 2**20)
+    with pytest.raises(UnsafeFileError, match="over the 1,048,576 allowed"):
+        read_named(big, max_bytes=2**20)
+
+
+def test_open_regular_looks_before_it_opens_and_read_fd_is_bounded(tmp_path: Path, secret: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "record.json").write_text("{}")
+    (tmp_path / "run" / "linked.json").symlink_to(secret)
+    fd, info = open_regular(tmp_path / "run", "record.json")
+    try:
+        assert info.st_size == 2 and read_fd(fd, 10) == b"{}"
+    finally:
+        os.close(fd)
+    with pytest.raises(UnsafeFileError, match="is a symbolic link; refused"):
+        open_regular(tmp_path / "run", "linked.json")
+    (tmp_path / "run" / "big").write_bytes(b"x" * 100)
+    fd, _ = open_regular(tmp_path / "run", "big")
+    try:
+        with pytest.raises(UnsafeFileError, match="grew past the 10 bytes"):
+            read_fd(fd, 10)
+    finally:
+        os.close(fd)
+    with pytest.raises(UnsafeFileError, match="leaves its folder"):
+        open_regular(tmp_path / "run", "a\0b")
+
+
+def test_the_module_imports_only_the_standard_library_and_yaml() -> None:
+    """review/ and experiments/ (and the sandbox's template jobs) import it: nothing else of fars, no third party."""
+    import ast
+    import sys
+
+    import fars.safe_files as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+        if not (isinstance(node, ast.ImportFrom) and node.level)
+    }
+    assert imported - {"__future__", "yaml"} <= set(sys.stdlib_module_names), imported
