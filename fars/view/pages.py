@@ -33,14 +33,16 @@ from fars.evaluation.compare import (
 )
 from fars.evaluation.report import ICLR_2026_ACCEPTED, ICLR_2026_SUBMISSIONS, bars_svg, histogram_svg, throughput_svg
 from fars.records import ProjectStatus, ProjectSummary, RunRecord
+from fars.safe_files import UnsafeYamlError, load_yaml, read_file
 from fars.view.charts import condition_of, curves_svg
 from fars.view.folders import RunFolder, ServedFolders, SweepFolder, read_text
 from fars.view.markdown import render_markdown
-from fars.view.reader import ProjectDetail, Readers, RunSnapshot, change_stamp, stored_record
+from fars.view.reader import ProjectDetail, Readers, RunSnapshot, change_stamp, ledger_refusal, read_stored_record
 
 FUNNEL_STEPS = ("hypotheses", "screened", "novel", "planned", "experimented", "written", "reviewed")
 MAX_CALL_TEXT = 4000  # characters of a model reply shown per call
 MAX_DIFF_LINES = 400
+OVERRIDES_MAX_BYTES = 64 * 1024  # Hydra's overrides.yaml: a line per override
 # the project page's parts, in order; each is swapped alone when it changed (the PDF frame reloads only with the paper)
 PROJECT_SECTIONS = ("ideas", "plan", "training", "code", "paper", "review", "grounding", "calls", "errors")
 
@@ -124,16 +126,20 @@ class RunRow:
     problem: str | None
     projects: int = 0
     in_flight: int = 0
+    refused: list[str] = field(default_factory=list)  # files of the run folder refused, each with why
 
 
 def run_row(folder: RunFolder, readers: Readers) -> RunRow:
     """A run's line: from its RunRecord when it finished, else summarised live from its ledger."""
-    record, problem = stored_record(folder.path)
+    stored = read_stored_record(folder.path)
+    record, problem = stored.record, stored.problem
     if record is None or record.status == "running":
         snap = readers.get(folder.key).snapshot()
-        record, problem = snap.record or record, snap.problem or problem
+        record, problem, refused = snap.record or record, snap.problem or problem, snap.refused
+    else:  # a finished run's ledger is not opened for its line, only looked at (a few lstat calls)
+        refused = [why] if (why := ledger_refusal(folder.path)) else []
     live = record is not None and record.status == "running"
-    row = RunRow(folder, record, live, problem)
+    row = RunRow(folder, record, live, problem, refused=refused)
     if record is not None:
         row.projects = len(record.projects)
         row.in_flight = sum(1 for p in record.projects if p.status == ProjectStatus.running)
@@ -265,9 +271,12 @@ def _files_route(folder: RunFolder) -> str:
     return f"/files/{folder.key}"
 
 
-def _diff_lines(folder: RunFolder, path: str | None, served: ServedFolders) -> list[str] | None:
-    """A stored unified diff (a path relative to the run folder) as lines, at most ``MAX_DIFF_LINES``; None if unread."""
-    text = read_text(folder, path, served, limit=500_000) if path else None
+def _diff_lines(
+    folder: RunFolder, path: str | None, served: ServedFolders, problems: list[str] | None = None
+) -> list[str] | None:
+    """A stored unified diff (a path relative to the run folder) as lines, at most ``MAX_DIFF_LINES``; None if unread
+    (why it was refused added to ``problems``)."""
+    text = read_text(folder, path, served, limit=500_000, problems=problems) if path else None
     if text is None:
         return None
     lines = text.splitlines()
@@ -285,7 +294,11 @@ def code_search(detail: ProjectDetail, folder: RunFolder, served: ServedFolders)
     """
     search = detail.experiment.results.code if detail.experiment is not None else None
     nodes = [
-        {"node": n, "reply": detail.code_replies.get(n.id), "diff": _diff_lines(folder, n.diff, served)}
+        {
+            "node": n,
+            "reply": detail.code_replies.get(n.id),
+            "diff": _diff_lines(folder, n.diff, served, detail.problems),
+        }
         for n in detail.code_nodes
     ]
     if nodes:
@@ -301,7 +314,7 @@ def code_search(detail: ProjectDetail, folder: RunFolder, served: ServedFolders)
         "nodes": nodes,
         "search": search,
         "winner": winner,
-        "winner_diff": _diff_lines(folder, search.diff, served) if search is not None else None,
+        "winner_diff": _diff_lines(folder, search.diff, served, detail.problems) if search is not None else None,
         "buggy": sum(1 for n in detail.code_nodes if n.verdict == "buggy"),
     }
 
@@ -318,10 +331,10 @@ def project_page(snap: RunSnapshot, detail: ProjectDetail, served: ServedFolders
     paper_pdf = next((a for a in by_kind.get("paper", []) if a.endswith(".pdf")), None)
     markdown = None
     if paper_md is not None:
-        text = read_text(folder, paper_md, served)
+        text = read_text(folder, paper_md, served, problems=detail.problems)
         if text is not None:
             markdown = render_markdown(text, files, str(Path(paper_md).parent))
-    error_log = read_text(folder, f"projects/{p.id}/error.log", served, limit=200_000)
+    error_log = read_text(folder, f"projects/{p.id}/error.log", served, limit=200_000, problems=detail.problems)
     series = sorted({k for r in detail.curves for k in r.curves})
     calls = detail.calls
     totals = {
@@ -383,15 +396,16 @@ class CompareRow:
 
 
 def run_overrides(folder: RunFolder, served: ServedFolders) -> list[str]:
-    """The overrides a run was started with (``.hydra/overrides.yaml``), as ``fars compare`` labels sweep jobs."""
-    text = read_text(folder, ".hydra/overrides.yaml", served, limit=100_000)
+    """The overrides a run was started with (``.hydra/overrides.yaml``), as ``fars compare`` labels sweep jobs;
+    none when the file is missing, refused (a link, a special file, over ``OVERRIDES_MAX_BYTES``) or not YAML."""
     try:
-        loaded = yaml.safe_load(text) if text else None
-    except yaml.YAMLError:
+        data = read_file(folder.path, ".hydra/overrides.yaml", max_bytes=OVERRIDES_MAX_BYTES)
+        loaded = load_yaml(data, source=".hydra/overrides.yaml", max_bytes=OVERRIDES_MAX_BYTES, max_nodes=10_000)
+    except (OSError, yaml.YAMLError, UnsafeYamlError):
         return []
     if not isinstance(loaded, list):
         return []
-    return [str(o) for o in loaded if not str(o).startswith(("hydra.", "resume="))]
+    return [str(o)[:200] for o in loaded[:200] if not str(o).startswith(("hydra.", "resume="))]
 
 
 def loaded_run(folder: RunFolder, readers: Readers) -> LoadedRun | str:

@@ -21,6 +21,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import signal
 import socket
 import threading
@@ -28,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
@@ -35,12 +37,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fars.view.folders import NotServed, RunFolder, ServedFolders, served_file
+from fars.view.folders import NotServed, RunFolder, ServedFolders, open_served
 from fars.view.pages import (
     BadQuery,
     Page,
@@ -109,6 +111,34 @@ class ReadOnlyHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class OpenFileResponse(Response):
+    """A file already opened safely (``open_served``: no link followed, not a FIFO or device), streamed from
+    its descriptor, which is closed whatever happens; at most the size it had when opened is sent."""
+
+    chunk_size = 256 * 1024
+
+    def __init__(self, fd: int, info: os.stat_result, media_type: str, headers: dict[str, str]) -> None:
+        self.fd = fd
+        self.size = info.st_size
+        super().__init__(None, media_type=media_type, headers={**headers, "content-length": str(info.st_size)})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            left, ended = (0 if scope.get("method") == "HEAD" else self.size), False
+            while left > 0:
+                chunk = await run_in_threadpool(os.read, self.fd, min(self.chunk_size, left))
+                if not chunk:
+                    break  # it shrank since it was opened: the body falls short and the connection is closed
+                left -= len(chunk)
+                ended = left <= 0
+                await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            os.close(self.fd)
+
+
 class ViewApp:
     """The view's state (served folders, readers, templates) and its route handlers."""
 
@@ -126,7 +156,8 @@ class ViewApp:
 
     def warm(self, runs: int = WARM_RUNS) -> None:
         """Summarise the most recently active runs in the background, so their pages open at once."""
-        folders = sorted(self.served.runs.values(), key=lambda f: change_stamp(f.path), reverse=True)
+        # a missing file's time is None: counted as 0, so runs with and without a ledger sort together
+        folders = sorted(self.served.runs.values(), key=lambda f: [t or 0 for t in change_stamp(f.path)], reverse=True)
         for folder in folders[:runs]:
             try:
                 self.readers.get(folder.key).snapshot()
@@ -217,20 +248,24 @@ class ViewApp:
     async def files(self, request: Request) -> Response:
         """A file of a run folder: served only from inside it, text and images sandboxed, others as downloads."""
         folder = self.served.run(request.path_params["key"])
-        path = served_file(folder, request.path_params["path"], self.served)
-        suffix = path.suffix.lower()
+        fd, info, path = await run_in_threadpool(open_served, folder, request.path_params["path"], self.served)
+        suffix = path.suffix.lower()  # of the file itself, not of a link's name
         headers = {"Cache-Control": "no-cache", "Content-Security-Policy": FILE_POLICY}
+        media_type = "application/octet-stream"
         if suffix == ".pdf":
             headers["Content-Security-Policy"] = PDF_POLICY
-            return FileResponse(path, media_type="application/pdf", headers=headers)
-        if suffix in IMAGE_TYPES:
-            return FileResponse(path, media_type=IMAGE_TYPES[suffix], headers=headers)
-        if suffix in TEXT_SUFFIXES:
-            return FileResponse(path, media_type="text/plain; charset=utf-8", headers=headers)
-        return FileResponse(
-            path, media_type="application/octet-stream", headers=headers, filename=path.name,
-            content_disposition_type="attachment",
-        )  # fmt: skip
+            media_type = "application/pdf"
+        elif suffix in IMAGE_TYPES:
+            media_type = IMAGE_TYPES[suffix]
+        elif suffix in TEXT_SUFFIXES:
+            media_type = "text/plain; charset=utf-8"
+        else:
+            headers["Content-Disposition"] = f"attachment; filename*=utf-8''{quote(path.name)}"
+        try:
+            return OpenFileResponse(fd, info, media_type, headers)
+        except BaseException:
+            os.close(fd)
+            raise
 
     # -- JSON ---------------------------------------------------------------------------------
     async def api_runs(self, request: Request) -> Response:
@@ -249,6 +284,7 @@ class ViewApp:
                     "tokens": r.totals.overall.total_tokens if r else None,
                     "cost_usd": r.totals.overall.cost_usd if r else None,
                     "mean_score": r.mean_score if r else None, "problem": row.problem,
+                    "error": "; ".join(row.refused) or None,
                 })  # fmt: skip
             return out
 
