@@ -8,6 +8,11 @@ converted by pylatexenc with its ``\\input``/``\\include`` files followed and it
 one PDF. A text that looks too short for a paper (under ``MIN_PAPER_CHARS`` characters, or under
 ``MIN_CHARS_PER_PAGE`` per PDF page) is flagged in ``PaperText.ingest``, which the review's reading
 record carries, so a reader that saw almost nothing never passes for a complete reading.
+
+A paper comes from whoever wrote it: every file is read through ``fars.safe_files`` (the file the user
+named as named, anything found in a folder without following links), non-blocking and bounded in
+size (``MAX_TEXT_BYTES``, ``MAX_PDF_BYTES``, ``ingest_latex.MAX_FILE_BYTES``); a link, a FIFO or a file
+too large is refused with an error naming it, never followed, waited on or read whole.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from fars.safe_files import UnsafeFileError, read_file, read_named
+
 FORMATS = {".pdf": "pdf", ".tex": "latex", ".md": "markdown", ".markdown": "markdown", ".txt": "text"}
 MIN_PAPER_CHARS = 2000  # a conference paper has tens of thousands; below this the reader likely missed it
 MIN_CHARS_PER_PAGE = 500  # a page of a paper has about 3,000-5,000; below this, images or unmapped fonts
+MAX_TEXT_BYTES = 4 * 2**20  # a Markdown or text paper; a long one has 100-300 KB
+MAX_PDF_BYTES = 100 * 2**20  # a PDF paper (arXiv takes at most 50 MB)
 _BANNER = re.compile(
     r"^(?:(?:published|accepted|under review|to appear) as an? .{0,40}paper at\b|machine-generated paper \(fars\))",
     re.I,
@@ -123,8 +132,9 @@ def latex_to_text(source: str) -> str:
 
 def resolve_paper_path(path: str | Path) -> Path:
     """The file to read for a paper argument: the file itself, or for a folder its main ``.tex`` file
-    (the one that is a document; by conventional name when several are) or its single PDF."""
-    from review.ingest_latex import find_main_tex
+    (the one that is a document; by conventional name when several are) or its single PDF. A folder's
+    files are looked for without following links (``ingest_latex.source_files``)."""
+    from review.ingest_latex import find_main_tex, source_files
 
     path = Path(path).expanduser()
     if path.is_file():
@@ -141,13 +151,14 @@ def resolve_paper_path(path: str | Path) -> Path:
         raise PaperError(
             f"{path}: a folder with several LaTeX documents ({names}); give the main one, e.g. {path / candidates[0].relative_to(path)}"
         )
-    pdfs = sorted(p for p in path.iterdir() if p.suffix.lower() == ".pdf" and p.is_file())
+    own = [path / name for name in source_files(path, depth=1)]
+    pdfs = sorted(p for p in own if p.suffix.lower() == ".pdf")
     if len(pdfs) == 1:
         return pdfs[0]
     if pdfs:
         names = ", ".join(p.name for p in pdfs[:8])
         raise PaperError(f"{path}: a folder with {len(pdfs)} PDFs ({names}); give the paper's file itself")
-    others = sorted(p.name for p in path.iterdir() if p.suffix.lower() in FORMATS)[:8]
+    others = sorted(p.name for p in own if p.suffix.lower() in FORMATS)[:8]
     hint = f" (it holds {', '.join(others)}: give one of them)" if others else ""
     raise PaperError(
         f"{path}: a folder with no LaTeX document (\\documentclass) and no PDF{hint}; give the paper's file"
@@ -172,11 +183,28 @@ def extent_flags(chars: int, pages: int | None = None) -> tuple[list[str], list[
     return flags, warnings
 
 
+def read_paper_file(path: Path, *, folder: Path | None, max_bytes: int) -> bytes:
+    """The bytes of a paper's file: the one the user named (``folder`` None), followed as named, or one
+    found in source ``folder``, read without following a link at any level; never a FIFO or device,
+    never over ``max_bytes``. ``PaperError`` naming the file otherwise."""
+    try:
+        if folder is None:
+            return read_named(path, max_bytes=max_bytes)
+        return read_file(folder.resolve(), path.relative_to(folder), max_bytes=max_bytes)
+    except UnsafeFileError as exc:
+        raise PaperError(
+            f"{path}: refused: {exc.strerror}; give the paper as a regular file of at most {max_bytes // 2**20} MiB"
+        ) from None
+    except OSError as exc:
+        raise PaperError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
 def load_paper(path: str | Path) -> PaperText:
     """Read a paper (.pdf, .tex, .md, .txt, or a folder holding one) into sections and the record of
     how it was read; errors name the file and the fix."""
     given = Path(path).expanduser()
     path = resolve_paper_path(given)
+    folder = given if given.is_dir() else None  # a file found in a folder: no link below it is followed
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise PaperError(f"{path}: unsupported file type {path.suffix!r}; give a .pdf, .tex, .md or .txt file")
@@ -186,7 +214,7 @@ def load_paper(path: str | Path) -> PaperText:
         from review.ingest_pdf import PdfReadError, read_pdf
 
         try:
-            pdf = read_pdf(path)
+            pdf = read_pdf(path, data=read_paper_file(path, folder=folder, max_bytes=MAX_PDF_BYTES))
         except PdfReadError as exc:
             raise PaperError(f"{path}: {exc}") from None
         text, title = pdf.text, pdf.title
@@ -202,16 +230,19 @@ def load_paper(path: str | Path) -> PaperText:
         from review.ingest_latex import read_latex
 
         try:
-            latex = read_latex(path, root=given if given.is_dir() else path.parent)
+            latex = read_latex(path, root=folder or path.parent, named=folder is None)
+        except UnsafeFileError as exc:
+            raise PaperError(f"{path}: refused: {exc.strerror}; give the paper's own source file") from None
         except OSError as exc:
-            raise PaperError(f"{path}: cannot be read ({exc})") from None
+            raise PaperError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         text, title = latex.text, latex.title
         record = IngestRecord(reader="pylatexenc", files=latex.files, warnings=list(latex.warnings))
         if any("not found" in w or "not read" in w for w in latex.warnings):
             record.flags.append("inputs_missing")
     else:
+        data = read_paper_file(path, folder=folder, max_bytes=MAX_TEXT_BYTES)
         try:
-            text = path.read_text(encoding="utf-8").strip()
+            text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n").strip()
         except UnicodeDecodeError as exc:
             raise PaperError(f"{path}: not UTF-8 text ({exc}); convert it to UTF-8") from exc
     if not text.strip():

@@ -14,18 +14,40 @@ Steps, each a function of its own:
 3. ``latex_to_markdown``: pylatexenc turns the body into text; sections become numbered Markdown
    headings (the appendix lettered), math is kept as LaTeX between its delimiters, tables as rows of
    cells separated by ``|``, figures as their captions, citations and references as ``[key]``.
+
+A source comes from whoever wrote the paper, so every file is read through ``fars.safe_files``
+(below the source folder one component at a time: no link followed, no FIFO or device opened, each
+file at most ``MAX_FILE_BYTES``), a folder is searched a few levels deep without following links,
+and every step is linear in the source and bounded: groups are matched in one pass (an unbalanced
+``\\def`` costs nothing extra), the source and its expansion are capped, and nesting deeper than
+``MAX_NESTING`` is flattened before pylatexenc, which recurses once per level.
 """
 
 from __future__ import annotations
 
+import os
+import posixpath
 import re
+import stat
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-MAX_SOURCE_CHARS = 20_000_000  # flattened source; a larger one is cut and flagged
+from fars.safe_files import UnsafeFileError, read_file, read_named
+
+MAX_FILE_BYTES = 4 * 2**20  # one .tex or .bbl file; a paper's main file is 50-300 KB
+MAX_SOURCE_CHARS = 1_000_000  # flattened; the rest is cut and flagged (a reviewer reads at most 400,000 characters)
+MAX_CONVERT_CHARS = 1_200_000  # given to pylatexenc once macros are expanded (it reads about 150 KB a second)
+MAX_READ_BYTES = 16 * 2**20  # all files of one source together, comments included
 MAX_INPUT_DEPTH = 16
+MAX_INPUTS = 1_000  # \input commands followed in one source; the rest are recorded, not read
 MAX_EXPANSION_DEPTH = 24
+MAX_NESTING = 64  # braces and environments nested deeper are flattened (pylatexenc recurses per level)
+MAX_WARNINGS = 20  # warnings recorded one by one; the rest are counted
+FOLDER_DEPTH = 3  # a source folder is searched this many levels down (its own files are level 1)
+MAX_FOLDER_ENTRIES = 20_000  # entries of a source folder looked at, at most
+MAX_MAIN_READS = 200  # .tex files of a folder opened to find its main one
+MAX_BBL_CHARS = 500_000  # a compiled bibliography; a paper's has 20-100 KB
 _INPUT = re.compile(
     r"\\(?P<cmd>input|include|subfile|import|subimport|InputIfFileExists)\*?\s*"
     r"(?:\{(?P<dir>[^{}]*)\}\s*(?=\{))?(?:\{(?P<arg>[^{}]*)\}|(?<=\\input)\s+(?P<bare>[^\s{}\\%]+))"
@@ -57,90 +79,217 @@ class LatexReading:
     text: str
     files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    more_warnings: int = 0  # warnings past MAX_WARNINGS, counted only
+
+    def warn(self, message: str) -> None:
+        """Record a warning; past ``MAX_WARNINGS`` they are only counted (a source can repeat one without end)."""
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+        else:
+            self.more_warnings += 1
+
+    def close_warnings(self) -> None:
+        """Say how many warnings were counted but not recorded."""
+        if self.more_warnings:
+            self.warnings.append(f"... and {self.more_warnings} more warnings like these (inputs not read)")
+            self.more_warnings = 0
 
 
 def strip_comments(source: str) -> str:
     """``source`` without comments: ``%`` to the end of the line (as TeX, with the line end and the next
     line's indentation), ``comment`` environments and ``\\iffalse ... \\fi`` blocks."""
     text = re.sub(r"(?<!\\)((?:\\\\)*)%[^\n]*(?:\n[ \t]*)?", r"\1", source)
-    text = re.sub(r"\\begin\{comment\}.*?\\end\{comment\}", "", text, flags=re.S)
+    text = _drop_spans(text, "\\begin{comment}", "\\end{comment}")
     return _drop_iffalse(text)
+
+
+def _drop_spans(text: str, begin: str, end: str) -> str:
+    """``text`` without each span from ``begin`` to the next ``end`` (one without an end is kept); one pass."""
+    out, pos = [], 0
+    while (start := text.find(begin, pos)) != -1:
+        stop = text.find(end, start + len(begin))
+        if stop == -1:
+            break
+        out.append(text[pos:start])
+        pos = stop + len(end)
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _drop_iffalse(text: str) -> str:
     """Remove ``\\iffalse ... \\fi`` blocks, counting the conditionals nested in them."""
     out, pos = [], 0
+    cond = re.compile(r"\\(if[A-Za-z@]*|fi)(?![A-Za-z@])")
     for start in (m.start() for m in re.finditer(r"\\iffalse(?![A-Za-z@])", text)):
         if start < pos:
             continue
         depth, i = 1, start + len("\\iffalse")
-        cond = re.compile(r"\\(if[A-Za-z@]*|fi)(?![A-Za-z@])")
         while depth and (m := cond.search(text, i)):
             depth += -1 if m.group(1) == "fi" else 1
             i = m.end()
         out.append(text[pos:start])
         pos = i if depth == 0 else len(text)
+        if depth:
+            break
     out.append(text[pos:])
     return "".join(out)
 
 
-def _resolve(name: str, here: Path, root: Path) -> tuple[Path | None, str | None]:
-    """The file an ``\\input{name}`` means, or why it was not read."""
+# -- files of a source folder ---------------------------------------------------------------------
+
+
+def source_files(folder: Path, *, depth: int = FOLDER_DEPTH, limit: int = MAX_FOLDER_ENTRIES) -> list[str]:
+    """The regular files of ``folder`` at most ``depth`` levels down, as relative POSIX names in sorted
+    order. Links and special files are left out and never followed, a deeper tree is not entered, and
+    the search stops after ``limit`` entries (a folder of a million files costs no more)."""
+    found: list[str] = []
+    pending, seen = [("", 1)], 0
+    while pending:
+        rel, level = pending.pop()
+        try:
+            with os.scandir(folder / rel if rel else folder) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > limit:
+                        return sorted(found, key=lambda name: name.split("/"))
+                    name = f"{rel}/{entry.name}" if rel else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        if level < depth:
+                            pending.append((name, level + 1))
+                    elif entry.is_file(follow_symlinks=False):
+                        found.append(name)
+        except OSError:
+            continue  # unreadable, vanished, or a name too long: not part of the source
+    return sorted(found, key=lambda name: name.split("/"))
+
+
+def read_source_file(root: Path, name: str | PurePosixPath, *, named: bool = False) -> str:
+    """The text of file ``name`` below source folder ``root``, read through ``fars.safe_files`` (no link
+    followed at any level, no FIFO or device opened, at most ``MAX_FILE_BYTES``); ``named``: the file
+    the user gave, followed as named. ``root`` itself is the user's path (resolved: a link they made to
+    it is theirs). ``UnsafeFileError`` (naming the file) or ``OSError`` if refused."""
+    path = root / name
+    data = (
+        read_named(path, max_bytes=MAX_FILE_BYTES)
+        if named
+        else read_file(root.resolve(), str(name), max_bytes=MAX_FILE_BYTES)
+    )
+    return data.decode("utf-8", errors="replace")
+
+
+def _input_names(name: str, here: PurePosixPath, root: Path) -> tuple[list[str], str | None]:
+    """The names below the source folder an ``\\input{name}`` in a file of folder ``here`` may mean, in
+    the order LaTeX tries them (the main file's folder first, with ``.tex`` first), or why none."""
     name = name.strip().strip('"')
     if not name:
-        return None, "an empty file name"
-    if Path(name).is_absolute() or name.startswith("~"):
-        return None, f"{name!r} is an absolute path outside the source folder; not read"
-    tried = []
-    for base in dict.fromkeys((root, here)):
-        for candidate in (base / f"{name}.tex", base / name) if not name.endswith(".tex") else (base / name,):
-            resolved = candidate.resolve()
-            if not resolved.is_relative_to(root.resolve()):
-                return None, f"{name!r} leaves the source folder {root}; not read"
-            tried.append(candidate)
-            if resolved.is_file():
-                return resolved, None
-    return None, f"{name!r} not found in {root}"
+        return [], "an empty file name"
+    if name.startswith(("/", "~")) or Path(name).is_absolute():
+        return [], f"{name!r} is an absolute path outside the source folder; not read"
+    files = [name] if name.endswith(".tex") else [f"{name}.tex", name]
+    inside = []
+    for base in dict.fromkeys((".", str(here))):
+        for file in files:
+            norm = posixpath.normpath(posixpath.join(base, file))
+            if norm != ".." and not norm.startswith("../"):
+                inside.append(norm)
+    if not inside:
+        return [], f"{name!r} leaves the source folder {root}; not read"
+    return list(dict.fromkeys(inside)), None
 
 
-def flatten(main: Path, *, root: Path | None = None) -> LatexReading:
-    """The source of ``main`` with every file it inputs spliced in (comments dropped), and the record."""
-    root = (root or main.parent).resolve()
+def _is_folder(root: Path, name: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(root / name).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _read_input(root: Path, names: list[str], shown: str) -> tuple[str | None, bytes, str]:
+    """The first of ``names`` that is a file below ``root`` and its bytes, or (None, b"", why not)."""
+    for name in names:
+        try:
+            return name, read_file(root, name, max_bytes=MAX_FILE_BYTES), ""
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except UnsafeFileError as exc:
+            if _is_folder(root, name):
+                continue  # \input{sections} beside a folder sections/: LaTeX tries the next name too
+            return None, b"", f"{exc.strerror}; not read"
+        except (OSError, ValueError) as exc:  # a name too long, a NUL in it, no permission
+            return None, b"", f"{shown!r} cannot be read ({getattr(exc, 'strerror', None) or exc}); not read"
+    return None, b"", f"{shown!r} not found in {root}"
+
+
+def flatten(main: Path, *, root: Path | None = None, named: bool = False) -> LatexReading:
+    """The source of ``main`` with every file it inputs spliced in (comments dropped), and the record.
+
+    Every file is read below ``root`` (default: main's folder) through ``read_source_file``; ``named``:
+    ``main`` is the file the user gave (followed as named). The files, the bytes read, the inputs
+    followed and the flattened text are all bounded; what was left out is recorded.
+    """
+    root = root or main.parent
+    try:
+        main_rel = PurePosixPath(main.relative_to(root).as_posix())
+    except ValueError:
+        root, main_rel = main.parent, PurePosixPath(main.name)
+    root = root.resolve()  # the user's path to the folder (theirs to follow); nothing below it is followed
     reading = LatexReading(title=None, text="")
-    total = [0]
+    state = {"chars": 0, "bytes": 0, "inputs": 0}
+    stopped: set[str] = set()
 
-    def read(path: Path, stack: tuple[Path, ...]) -> str:
-        raw = path.read_bytes()[: MAX_SOURCE_CHARS + 1]
+    def stop_once(why: str) -> None:
+        if why not in stopped:
+            stopped.add(why)
+            reading.warnings.append(why)
+
+    def read(rel: PurePosixPath, raw: bytes, stack: tuple[str, ...]) -> str:
+        state["bytes"] += len(raw)
         text = strip_comments(raw.decode("utf-8", errors="replace"))
-        rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-        reading.files.append(rel)
-        total[0] += len(text)
-        if total[0] > MAX_SOURCE_CHARS:
-            reading.warnings.append(f"the source is over {MAX_SOURCE_CHARS} characters; the rest was not read")
-            return text[: max(0, MAX_SOURCE_CHARS - (total[0] - len(text)))]
+        reading.files.append(str(rel))
+        state["chars"] += len(text)
+        if state["chars"] > MAX_SOURCE_CHARS:
+            stop_once(f"the source is over {MAX_SOURCE_CHARS} characters; the rest was not read")
+            text = text[: max(0, MAX_SOURCE_CHARS - (state["chars"] - len(text)))]
 
         def splice(m: re.Match[str]) -> str:
             cmd, name = m.group("cmd"), m.group("arg") or m.group("bare") or ""
             if cmd in ("import", "subimport"):
                 folder = m.group("dir") or ""
                 name = (
-                    str(Path(folder) / name) if cmd == "import" else str(path.parent.relative_to(root) / folder / name)
+                    posixpath.join(folder, name) if cmd == "import" else posixpath.join(str(rel.parent), folder, name)
                 )
-            target, why = _resolve(name, path.parent, root)
+            shown = f"\\{cmd}{{{name}}} in {rel}"
+            state["inputs"] += 1
+            if state["inputs"] > MAX_INPUTS:
+                stop_once(f"over {MAX_INPUTS} \\input commands; the rest were not read")
+                return ""
+            if state["chars"] >= MAX_SOURCE_CHARS or state["bytes"] >= MAX_READ_BYTES:
+                stop_once(
+                    f"the source is over {MAX_SOURCE_CHARS} characters or {MAX_READ_BYTES} bytes; the rest was not read"
+                )
+                return ""
+            names, why = _input_names(name, rel.parent, root)
+            target, data, why = _read_input(root, names, name.strip()) if why is None else (None, b"", why)
             if target is None:
-                reading.warnings.append(f"\\{cmd}{{{name}}} in {rel}: {why}")
+                reading.warn(f"{shown}: {why}")
                 return ""
             if target in stack or len(stack) >= MAX_INPUT_DEPTH:
-                reading.warnings.append(f"\\{cmd}{{{name}}} in {rel}: inputs itself or nests too deep; not read again")
+                reading.warn(f"{shown}: inputs itself or nests too deep; not read again")
                 return ""
-            body = read(target, (*stack, target))
+            body = read(PurePosixPath(target), data, (*stack, target))
             if cmd == "subfile":  # a standalone file: its document body only
                 body = _document_body(body)
             return ("\n\\clearpage\n" if cmd == "include" else "") + body + "\n"
 
         return _INPUT.sub(splice, text)
 
-    reading.text = read(main.resolve(), (main.resolve(),))
+    raw = (
+        read_named(main, max_bytes=MAX_FILE_BYTES)
+        if named
+        else read_file(root, str(main_rel), max_bytes=MAX_FILE_BYTES)
+    )
+    reading.text = read(main_rel, raw, (str(main_rel),))
+    reading.close_warnings()
     return reading
 
 
@@ -151,45 +300,71 @@ def _document_body(text: str) -> str:
     return text[begin + len("\\begin{document}") :].split("\\end{document}")[0]
 
 
+# -- groups and macros --------------------------------------------------------------------------------
+
+
+def group_ends(text: str, open_: str = "{", close: str = "}") -> dict[int, int]:
+    """Where the groups of ``text`` end: the index of each unescaped ``open_`` mapped to that of its
+    matching ``close`` (unmatched ones left out). One pass, so no group is ever looked for twice: an
+    unbalanced brace used to be rescanned to the end of the text at every definition after it."""
+    ends: dict[int, int] = {}
+    stack: list[int] = []
+    for m in re.finditer(r"\\.|" + re.escape(open_) + "|" + re.escape(close), text, flags=re.S):
+        token = m.group()
+        if token == open_:
+            stack.append(m.start())
+        elif token == close and stack:
+            ends[stack.pop()] = m.start()
+    return ends
+
+
+class Groups:
+    """The balanced groups of one text, matched once per kind of bracket and then looked up in O(1)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._ends: dict[str, dict[int, int]] = {}
+
+    def at(self, i: int, open_: str = "{", close: str = "}") -> tuple[str, int] | None:
+        """The group starting at ``text[i]`` (which must be ``open_``): its content and the index after it."""
+        text = self.text
+        if i >= len(text) or text[i] != open_:
+            return None
+        ends = self._ends.get(open_)
+        if ends is None:
+            ends = self._ends[open_] = group_ends(text, open_, close)
+        j = ends.get(i)
+        return None if j is None else (text[i + 1 : j], j + 1)
+
+
 def _group(text: str, i: int, open_: str = "{", close: str = "}") -> tuple[str, int] | None:
     """The balanced group starting at ``text[i]`` (which must be ``open_``): its content and the index after it."""
-    if i >= len(text) or text[i] != open_:
-        return None
-    depth, j = 0, i
-    while j < len(text):
-        c = text[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == open_:
-            depth += 1
-        elif c == close:
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j], j + 1
-        j += 1
-    return None
+    return Groups(text).at(i, open_, close)
+
+
+_SPACE = re.compile(r"[ \t\n]*")
+_CONTROL_WORD = re.compile(r"\\([A-Za-z@]+)")
 
 
 def _skip_space(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\n":
-        i += 1
-    return i
+    match = _SPACE.match(text, i)
+    return match.end() if match else i
 
 
 def _control_word(text: str, i: int) -> tuple[str, int] | None:
     """The control word at ``text[i]`` (a backslash and letters), e.g. ``('datanet', i + 8)``."""
-    m = re.compile(r"\\([A-Za-z@]+)").match(text, i)
+    m = _CONTROL_WORD.match(text, i)
     return (m.group(1), m.end()) if m else None
 
 
-def _one_argument(text: str, i: int) -> tuple[str, int] | None:
+def _one_argument(groups: Groups, i: int) -> tuple[str, int] | None:
     """A macro argument at ``text[i]``: a braced group, a control sequence or one character."""
+    text = groups.text
     i = _skip_space(text, i)
     if i >= len(text):
         return None
     if text[i] == "{":
-        return _group(text, i)
+        return groups.at(i)
     if text[i] == "\\":
         word = _control_word(text, i)
         return (text[i : word[1]], word[1]) if word else (text[i : i + 2], i + 2)
@@ -200,11 +375,12 @@ def collect_macros(text: str) -> tuple[dict[str, Macro], str]:
     """The macros ``text`` defines, and ``text`` without their definitions."""
     macros: dict[str, Macro] = {}
     out, pos = [], 0
+    groups = Groups(text)
     head = re.compile(r"\\(newcommand|renewcommand|providecommand|DeclareRobustCommand|DeclareMathOperator|def|let)\*?")
     for m in head.finditer(text):
         if m.start() < pos:
             continue
-        parsed = _definition(text, m)
+        parsed = _definition(groups, m)
         if parsed is None:
             continue
         name, macro, end, kind = parsed
@@ -219,8 +395,9 @@ def collect_macros(text: str) -> tuple[dict[str, Macro], str]:
     return macros, "".join(out)
 
 
-def _definition(text: str, m: re.Match[str]) -> tuple[str, Macro, int, str] | None:
+def _definition(groups: Groups, m: re.Match[str]) -> tuple[str, Macro, int, str] | None:
     """Parse the definition starting at match ``m``: name, macro, end index, kind; None if malformed."""
+    text = groups.text
     kind, i = m.group(1), _skip_space(text, m.end())
     if kind == "let":  # \let\a\b or \let\a=\b
         first = _control_word(text, i)
@@ -236,11 +413,11 @@ def _definition(text: str, m: re.Match[str]) -> tuple[str, Macro, int, str] | No
             return None
         params = re.compile(r"(?:#\d)*").match(text, word[1])
         j = params.end() if params else word[1]
-        body = _group(text, j)
+        body = groups.at(j)
         return (
             (word[0], Macro(len(params.group(0)) // 2 if params else 0, None, body[0]), body[1], kind) if body else None
         )
-    braced = _group(text, i)
+    braced = groups.at(i)
     if braced:
         name = braced[0].strip().lstrip("\\")
         j = braced[1]
@@ -252,34 +429,36 @@ def _definition(text: str, m: re.Match[str]) -> tuple[str, Macro, int, str] | No
     if not re.fullmatch(r"[A-Za-z@]+", name):
         return None
     if kind == "DeclareMathOperator":
-        body = _group(text, _skip_space(text, j))
+        body = groups.at(_skip_space(text, j))
         return (name, Macro(0, None, body[0]), body[1], kind) if body else None
     nargs, default = 0, None
     j = _skip_space(text, j)
     if j < len(text) and text[j] == "[":
-        count = _group(text, j, "[", "]")
+        count = groups.at(j, "[", "]")
         if not count or not count[0].strip().isdigit():
             return None
         nargs, j = int(count[0]), _skip_space(text, count[1])
         if j < len(text) and text[j] == "[":
-            opt = _group(text, j, "[", "]")
+            opt = groups.at(j, "[", "]")
             if not opt:
                 return None
             default, j = opt[0], _skip_space(text, opt[1])
-    body = _group(text, j)
+    body = groups.at(j)
     return (name, Macro(nargs, default, body[0]), body[1], kind) if body else None
 
 
 def expand_macros(text: str, macros: dict[str, Macro], *, limit: int | None = None) -> tuple[str, bool]:
     """``text`` with the given macros expanded (recursively, as TeX would); True if the output limit
-    (default: ten times the input plus a megabyte, against self-multiplying macros) cut it short."""
+    (default: ten times the input plus a megabyte, at most ``MAX_CONVERT_CHARS``, against
+    self-multiplying macros) cut it short."""
     if not macros:
         return text, False
-    budget = [limit if limit is not None else 10 * len(text) + 1_000_000]
+    budget = [limit if limit is not None else min(10 * len(text) + 1_000_000, MAX_CONVERT_CHARS)]
     cut = [False]
 
     def run(src: str, depth: int) -> str:
         out: list[str] = []
+        groups = Groups(src)  # matched once, on the first argument looked for
         i = 0
         while i < len(src):
             j = src.find("\\", i)
@@ -301,15 +480,20 @@ def expand_macros(text: str, macros: dict[str, Macro], *, limit: int | None = No
             args, k = [], end
             if macro.default is not None:
                 k2 = _skip_space(src, k)
-                opt = _group(src, k2, "[", "]") if k2 < len(src) and src[k2] == "[" else None
+                opt = groups.at(k2, "[", "]") if k2 < len(src) and src[k2] == "[" else None
                 args.append(opt[0] if opt else macro.default)
                 k = opt[1] if opt else k
             while len(args) < macro.nargs:
-                arg = _one_argument(src, k)
+                arg = _one_argument(groups, k)
                 if arg is None:
                     break
                 args.append(arg[0])
                 k = arg[1]
+            if sum(map(len, args)) * max(1, macro.body.count("#")) + len(macro.body) > budget[0]:
+                cut[0] = True  # the body would outgrow what is left: not even built
+                out.append(src[j:k])
+                i = k
+                continue
             body = _substitute(macro.body, args)
             budget[0] -= len(body)
             if budget[0] < 0:
@@ -333,18 +517,53 @@ def _substitute(body: str, args: list[str]) -> str:
     return re.sub(r"#(\d)", arg, body)
 
 
+_VERBATIM = re.compile(
+    r"\\begin\{(verbatim\*?|Verbatim|lstlisting|minted|listing|code)\}(?:\[[^\]]{0,500}\])?(?:\{[^}]{0,500}\})?"
+)
+
+
 def _verbatim_blocks(text: str) -> tuple[str, list[str]]:
-    """Verbatim-like environments replaced by placeholders (restored after conversion), and their contents."""
+    """Verbatim-like environments replaced by placeholders (restored after conversion), and their contents.
+    One pass: an environment without its ``\\end`` is looked for once, not once per ``\\begin``."""
     blocks: list[str] = []
+    out, pos, search = [], 0, 0
+    unclosed: set[str] = set()
+    while m := _VERBATIM.search(text, search):
+        env = m.group(1)
+        end_tag = f"\\end{{{env}}}"
+        stop = -1 if env in unclosed else text.find(end_tag, m.end())
+        if stop == -1:
+            unclosed.add(env)
+            search = m.end()
+            continue
+        blocks.append(text[m.end() : stop].strip("\n"))
+        out.append(text[pos : m.start()] + f" FARSVERBATIM{len(blocks) - 1}Z ")
+        pos = search = stop + len(end_tag)
+    out.append(text[pos:])
+    return "".join(out), blocks
 
-    def keep(m: re.Match[str]) -> str:
-        blocks.append(m.group(2).strip("\n"))
-        return f" FARSVERBATIM{len(blocks) - 1}Z "
 
-    pattern = (
-        r"\\begin\{(verbatim\*?|Verbatim|lstlisting|minted|listing|code)\}(?:\[[^\]]*\])?(?:\{[^}]*\})?(.*?)\\end\{\1\}"
-    )
-    return re.sub(pattern, keep, text, flags=re.S), blocks
+def limit_nesting(text: str, limit: int = MAX_NESTING) -> tuple[str, int]:
+    """``text`` with braces and ``\\begin``/``\\end`` pairs nested deeper than ``limit`` flattened (each
+    replaced by a space, what they hold kept), and how many were: pylatexenc recurses once per level
+    and a few hundred levels end in ``RecursionError``. One pass."""
+    out, pos, flattened = [], 0, 0
+    stack: list[bool] = []
+    for m in re.finditer(r"\\(?:begin|end)\s*\{[^{}]{0,80}\}|\\.|[{}]", text, flags=re.S):
+        token = m.group()
+        if token == "{" or token.startswith("\\begin"):
+            drop = len(stack) >= limit
+            stack.append(drop)
+        elif token == "}" or token.startswith("\\end"):
+            drop = stack.pop() if stack else False
+        else:
+            continue
+        if drop:
+            out.append(text[pos : m.start()] + " ")
+            pos = m.end()
+            flattened += 1
+    out.append(text[pos:])
+    return "".join(out), flattened
 
 
 class _Converter:
@@ -571,11 +790,25 @@ def _tidy(text: str) -> str:
 
 def _find_command_argument(text: str, name: str) -> str | None:
     """The braced argument of the first ``\\name[...]{...}`` in ``text``."""
-    m = re.search(rf"\\{name}\*?\s*(\[[^\]]*\]\s*)?(?=\{{)", text)
+    m = re.search(rf"\\{name}\*?\s*(\[[^\]]{{0,500}}\]\s*)?(?=\{{)", text)
     if not m:
         return None
     group = _group(text, m.end())
     return group[0] if group else None
+
+
+def _plain(latex: str) -> str:
+    """LaTeX as rough text (control words, braces and math signs dropped), for a source pylatexenc cannot take."""
+    return re.sub(r"\\[A-Za-z@]+\*?|[{}$]", " ", latex)
+
+
+def _to_text(converter: _Converter, latex: str, warnings: list[str]) -> str:
+    """``converter.to_text``, falling back to rough text where pylatexenc's recursion still runs out."""
+    try:
+        return converter.to_text(latex)
+    except RecursionError:
+        warnings.append("the LaTeX nests too deeply for the converter; read as rough text")
+        return _plain(latex)
 
 
 def latex_to_markdown(source: str, *, bbl: str | None = None) -> tuple[str | None, str, list[str]]:
@@ -585,28 +818,45 @@ def latex_to_markdown(source: str, *, bbl: str | None = None) -> tuple[str | Non
     source, cut = expand_macros(source, macros)
     if cut:
         warnings.append("the source's macros expand without end; expansion was stopped")
+    if len(source) > MAX_CONVERT_CHARS:
+        warnings.append(f"the source is over {MAX_CONVERT_CHARS} characters once expanded; the rest was not read")
+        source = source[:MAX_CONVERT_CHARS]
     source, blocks = _verbatim_blocks(source)
+    source, flattened = limit_nesting(source)
+    if flattened:
+        warnings.append(f"{flattened} braces or environments nested over {MAX_NESTING} deep were flattened")
     begin = source.find("\\begin{document}")
     preamble, body = (source[:begin], source[begin + len("\\begin{document}") :]) if begin != -1 else ("", source)
     body = body.split("\\end{document}")[0]
     if begin == -1:
         warnings.append("no \\begin{document}: read as a fragment")
-    abstract = re.search(r"\\begin\{abstract\}.*?\\end\{abstract\}", preamble, flags=re.S)  # some classes take it early
-    if abstract and "\\begin{abstract}" not in body:
-        body = abstract.group(0) + "\n" + body
+    start = preamble.find("\\begin{abstract}")  # some classes take it early
+    stop = preamble.find("\\end{abstract}", start) if start != -1 else -1
+    if stop != -1 and "\\begin{abstract}" not in body:
+        body = preamble[start : stop + len("\\end{abstract}")] + "\n" + body
+    if bbl and len(bbl) > MAX_BBL_CHARS:
+        warnings.append(f"the bibliography (.bbl) is over {MAX_BBL_CHARS} characters; the rest was not read")
+        bbl = bbl[:MAX_BBL_CHARS]
     if bbl and "\\begin{thebibliography}" not in body:
-        body = re.sub(r"\\(bibliography|printbibliography)(\[[^\]]*\])?(\{[^{}]*\})?", lambda _: bbl, body, count=1)
-    body = re.sub(r"\\cmidrule(\([^)]*\))?\{[^}]*\}", "", body)
+        bbl = limit_nesting(bbl)[0]
+        body = re.sub(
+            r"\\(bibliography|printbibliography)(\[[^\]]{0,500}\])?(\{[^{}]{0,2000}\})?", lambda _: bbl, body, count=1
+        )
+    body = re.sub(r"\\cmidrule(\([^)]{0,100}\))?\{[^}]{0,100}\}", "", body)
     converter = _Converter()
     raw_title = _find_command_argument(preamble, "title") or _find_command_argument(body, "title")
-    title = " ".join(converter.to_text(raw_title.replace("\\\\", " ")).split()) if raw_title else None
+    title = " ".join(_to_text(converter, raw_title.replace("\\\\", " "), warnings).split()) if raw_title else None
     if raw_title and "\\title" in body:
-        body = re.sub(r"\\title\*?\s*(\[[^\]]*\])?", "", body, count=1).replace("{" + raw_title + "}", "", 1)
-    body = re.sub(r"\\author\*?\s*(\[[^\]]*\])?\s*(?=\{)", r"\\FARSauthor", body)
+        body = re.sub(r"\\title\*?\s*(\[[^\]]{0,500}\])?", "", body, count=1).replace("{" + raw_title + "}", "", 1)
+    body = re.sub(r"\\author\*?\s*(\[[^\]]{0,500}\])?\s*(?=\{)", r"\\FARSauthor", body)
     body = _strip_command(body, "FARSauthor")
-    text = _tidy(converter.to_text(body))
-    for i, block in enumerate(blocks):
-        text = text.replace(f"FARSVERBATIM{i}Z", "\n```\n" + block + "\n```\n")
+    text = _tidy(_to_text(converter, body, warnings))
+    if blocks:
+        text = re.sub(
+            r"FARSVERBATIM(\d+)Z",
+            lambda m: "\n```\n" + blocks[int(m.group(1))] + "\n```\n" if int(m.group(1)) < len(blocks) else m.group(0),
+            text,
+        )
     if title:
         text = f"# {title}\n\n{text}"
     return title, text, warnings
@@ -615,26 +865,42 @@ def latex_to_markdown(source: str, *, bbl: str | None = None) -> tuple[str | Non
 def _strip_command(text: str, name: str) -> str:
     """``text`` without every ``\\name{...}`` (its balanced argument included)."""
     out, pos = [], 0
+    groups = Groups(text)
     for m in re.finditer(rf"\\{name}(?![A-Za-z])", text):
         if m.start() < pos:
             continue
-        group = _group(text, _skip_space(text, m.end()))
+        group = groups.at(_skip_space(text, m.end()))
         out.append(text[pos : m.start()])
         pos = group[1] if group else m.end()
     out.append(text[pos:])
     return "".join(out)
 
 
-def read_latex(path: Path, *, root: Path | None = None) -> LatexReading:
-    """Read a LaTeX paper: its inputs followed, macros expanded, converted to text; see the module doc."""
-    reading = flatten(path, root=root)
-    bbl_path = path.with_suffix(".bbl")
-    bbl = bbl_path.read_text(encoding="utf-8", errors="replace") if bbl_path.is_file() else None
+def read_latex(path: Path, *, root: Path | None = None, named: bool = False) -> LatexReading:
+    """Read a LaTeX paper: its inputs followed, macros expanded, converted to text; see the module doc.
+
+    ``root`` is the source folder (default: the file's folder); ``named``: ``path`` is the file the user
+    gave (followed as named). The compiled bibliography (``.bbl`` beside the main file) is read the
+    same way; one that is a link, a FIFO or too large is refused and recorded.
+    """
+    root = root or path.parent
+    reading = flatten(path, root=root, named=named)
+    try:
+        bbl_rel = PurePosixPath(path.relative_to(root).as_posix()).with_suffix(".bbl")
+    except ValueError:
+        root, bbl_rel = path.parent, PurePosixPath(path.with_suffix(".bbl").name)
+    bbl: str | None = None
+    try:
+        bbl = read_source_file(root, bbl_rel)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except (OSError, ValueError) as exc:
+        reading.warnings.append(f"{bbl_rel}: {getattr(exc, 'strerror', None) or exc}; not read")
     title, text, warnings = latex_to_markdown(reading.text, bbl=bbl)
     reading.title, reading.text = title, text
     reading.warnings += warnings
     if bbl is not None:
-        reading.files.append(bbl_path.name)
+        reading.files.append(str(bbl_rel))
     return reading
 
 
@@ -649,23 +915,27 @@ MAIN_NAMES = ("main", "paper", "ms", "manuscript", "article", "root")
 
 def find_main_tex(folder: Path) -> tuple[Path | None, list[Path]]:
     """The main .tex file of a source folder (the one that is a document; by conventional name when
-    several are), and every candidate found (for the error message when none can be chosen)."""
-    candidates = []
-    for tex in sorted(folder.rglob("*.tex")):
-        if len(tex.relative_to(folder).parts) > 3 or not tex.is_file():
-            continue
+    several are), and every candidate found (for the error message when none can be chosen).
+
+    The folder is searched ``FOLDER_DEPTH`` levels down by ``source_files`` (links never followed) and
+    each .tex file read by ``read_source_file``: one that is refused is no candidate."""
+    candidates: list[Path] = []
+    with_body: set[Path] = set()
+    names = [name for name in source_files(folder) if name.endswith(".tex")]
+    for name in names[:MAX_MAIN_READS]:
         try:
-            head = tex.read_bytes()[:200_000].decode("utf-8", errors="replace")
-        except OSError:
+            text = read_source_file(folder, name)
+        except (OSError, ValueError):
             continue
-        if is_main_file(head):
-            candidates.append(tex)
+        if is_main_file(text[:200_000]):
+            candidates.append(folder / name)
+            if "\\begin{document}" in text:
+                with_body.add(folder / name)
     top = [c for c in candidates if c.parent == folder] or candidates
     if len(top) == 1:
         return top[0], candidates
     named = [c for c in top if c.stem.lower() in (*MAIN_NAMES, folder.name.lower())]
     if len(named) == 1:
         return named[0], candidates
-    with_body = [c for c in top if "\\begin{document}" in c.read_text(encoding="utf-8", errors="replace")]
-    named = [c for c in with_body if c.stem.lower() in MAIN_NAMES]
+    named = [c for c in top if c in with_body and c.stem.lower() in MAIN_NAMES]
     return (named[0] if len(named) == 1 else None), candidates

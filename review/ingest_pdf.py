@@ -2,7 +2,10 @@
 
 The text and each line's position and font come from PDFium (``review/pdf_worker.py``, run as a
 child process under memory, CPU and wall-clock limits, so a decompression bomb or a page tree without
-end ends in an error naming the file, never in a hung or killed review). From the layout:
+end ends in an error naming the file, never in a hung or killed review). The parent reads the file
+(safely, bounded: ``review.ingest.read_paper_file``) and hands the child its bytes on stdin; the
+prompt-injection scan's pdfplumber reader runs the same way (``run_worker(mode="hidden")``). From
+the layout:
 
 * running headers and footers (lines repeated at the top or bottom of most pages, page numbers, and
   venue banners such as "Published as a conference paper at ICLR 2021" or FARS's own
@@ -24,9 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fars.safe_files import read_named
+
 MAX_PAGES = 200
+MAX_CHARS = 4_000_000  # text read from one PDF (a long paper has 100-300 thousand characters)
 MEMORY_MB = 2048
 TIME_LIMIT_S = 120
+HIDDEN_MEMORY_MB = 1024  # the hidden-text scan (pdfplumber): a 60-page paper takes about 300 MiB
+HIDDEN_TIME_LIMIT_S = 60  # pdfplumber reads 3-10 pages a second; the scan stops at 3/4 of this with what it found
 WORKER = Path(__file__).with_name("pdf_worker.py")
 LIGATURES = {"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"}
 BANNERS = re.compile(
@@ -65,40 +73,64 @@ class PdfReading:
 
 
 def run_worker(
-    path: Path, *, max_pages: int | None = None, memory_mb: int | None = None, time_limit_s: int | None = None
+    path: Path,
+    *,
+    data: bytes | None = None,
+    hidden: bool = False,
+    max_pages: int | None = None,
+    memory_mb: int | None = None,
+    time_limit_s: int | None = None,
 ) -> dict[str, Any]:
-    """Run ``pdf_worker.py`` on ``path`` under the limits (default: this module's ``MAX_PAGES``,
-    ``MEMORY_MB`` and ``TIME_LIMIT_S``); its JSON result, or ``PdfReadError``."""
+    """Run ``pdf_worker.py`` on the PDF ``path`` under the limits (default: this module's ``MAX_PAGES``,
+    ``MEMORY_MB`` and ``TIME_LIMIT_S``, or ``HIDDEN_MEMORY_MB`` and ``HIDDEN_TIME_LIMIT_S`` for the
+    hidden-text scan); its JSON
+    result, or ``PdfReadError``. The child gets the file's bytes on stdin: ``data``, or the file as
+    the user named it (``fars.safe_files.read_named``: a regular file, at most ``MAX_PDF_BYTES``).
+    ``hidden``: run the injection scan's reader (pdfplumber) instead of the text reader."""
+    from review.ingest import MAX_PDF_BYTES
+
     max_pages = MAX_PAGES if max_pages is None else max_pages
-    memory_mb = MEMORY_MB if memory_mb is None else memory_mb
-    time_limit_s = TIME_LIMIT_S if time_limit_s is None else time_limit_s
+    memory_mb = (HIDDEN_MEMORY_MB if hidden else MEMORY_MB) if memory_mb is None else memory_mb
+    time_limit_s = (HIDDEN_TIME_LIMIT_S if hidden else TIME_LIMIT_S) if time_limit_s is None else time_limit_s
+    task, reader = ("the hidden-text scan", "the scan") if hidden else ("reading", "the reader")
+    if data is None:
+        try:
+            data = read_named(path, max_bytes=MAX_PDF_BYTES)
+        except OSError as exc:
+            raise PdfReadError(f"not read: {exc.strerror or exc}") from None
     command = [
-        sys.executable, "-I", str(WORKER), str(path),
-        "--max-pages", str(max_pages), "--memory-mb", str(memory_mb), "--cpu-s", str(time_limit_s),
+        sys.executable, "-I", str(WORKER), "-", "--max-pages", str(max_pages), "--max-chars", str(MAX_CHARS),
+        "--memory-mb", str(memory_mb), "--cpu-s", str(time_limit_s), *(["--hidden"] if hidden else []),
     ]  # fmt: skip
     try:
-        done = subprocess.run(command, capture_output=True, timeout=time_limit_s + 2 + time_limit_s // 4, check=False)
+        done = subprocess.run(
+            command, input=data, capture_output=True, timeout=time_limit_s + 2 + time_limit_s // 4, check=False
+        )
     except subprocess.TimeoutExpired:
         raise PdfReadError(
-            f"reading took over {time_limit_s} s and was stopped (a hostile or very complex PDF?); "
+            f"{task} took over {time_limit_s} s and was stopped (a hostile or very complex PDF?); "
             "check the file, or give the paper's .tex or .md"
         ) from None
     if done.returncode != 0 or not done.stdout.strip():
         signal = -done.returncode if done.returncode < 0 else None
         why = (
-            f"the reader ran out of its {memory_mb} MiB or {time_limit_s} s CPU (signal {signal}; a decompression bomb "
+            f"{reader} ran out of its {memory_mb} MiB or {time_limit_s} s CPU (signal {signal}; a decompression bomb "
             "or a huge page tree?)"
             if signal
-            else f"the reader failed (exit {done.returncode}): {done.stderr.decode(errors='replace').strip()[-300:]}"
+            else f"{reader} failed (exit {done.returncode}): {done.stderr.decode(errors='replace').strip()[-300:]}"
         )
         raise PdfReadError(f"not a readable PDF: {why}; check the file, or give the paper's .tex or .md")
-    result: dict[str, Any] = json.loads(done.stdout)
+    try:
+        result: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        raise PdfReadError(f"not a readable PDF: {reader} gave no result; check the file") from None
     if "error" in result:
         kind, message = result["error"], result.get("message", "")
         if kind == "encrypted":
             raise PdfReadError("the PDF is encrypted; give a decrypted copy (e.g. `qpdf --decrypt in.pdf out.pdf`)")
         if kind == "memory":
-            raise PdfReadError(f"reading it {message} (a decompression bomb?); check the file, or give its .tex or .md")
+            doing = "the hidden-text scan" if hidden else "reading it"
+            raise PdfReadError(f"{doing} {message} (a decompression bomb?); check the file, or give its .tex or .md")
         raise PdfReadError(f"not a readable PDF ({message}); check the file")
     return result
 
@@ -262,6 +294,8 @@ def layout_text(result: dict[str, Any]) -> PdfReading:
     unreadable = result.get("unreadable_pages") or []
     if unreadable:
         reading.warnings.append(f"{len(unreadable)} page(s) could not be read: {unreadable[:10]}")
+    if result.get("chars_cut"):
+        reading.warnings.append(f"the text was cut at {MAX_CHARS:,} characters; later pages were not read")
     if reading.pages_read + len(unreadable) < reading.page_count:
         reading.warnings.append(f"only the first {reading.pages_read} of {reading.page_count} pages were read")
     unmapped = sum(line["text"].count("(cid:") for page in pages for line in page["lines"])
@@ -271,10 +305,16 @@ def layout_text(result: dict[str, Any]) -> PdfReading:
 
 
 def read_pdf(
-    path: Path, *, max_pages: int | None = None, memory_mb: int | None = None, time_limit_s: int | None = None
+    path: Path,
+    *,
+    data: bytes | None = None,
+    max_pages: int | None = None,
+    memory_mb: int | None = None,
+    time_limit_s: int | None = None,
 ) -> PdfReading:
-    """Read a PDF paper under the limits (see the module doc); ``PdfReadError`` says why not."""
-    result = run_worker(path, max_pages=max_pages, memory_mb=memory_mb, time_limit_s=time_limit_s)
+    """Read a PDF paper under the limits (see the module doc; ``data``: its bytes, already read safely);
+    ``PdfReadError`` says why not."""
+    result = run_worker(path, data=data, max_pages=max_pages, memory_mb=memory_mb, time_limit_s=time_limit_s)
     reading = layout_text(result)
     meta = (result.get("title") or "").strip()
     if not reading.title and _plausible_title(meta):

@@ -12,15 +12,26 @@ ratings, acceptance, what to mention), not by topic: a paper about LLM reviewers
 discussing them. One that quotes an attack string ("ignore previous instructions") has that
 sentence removed and flagged too: a false flag costs the reviewer one sentence, a missed one the
 score. On the 459 ICLR 2022 dev papers no paper is flagged (tests/review/test_injection.py).
+
+The paper is hostile input, so the scan is bounded too: the source file is read through
+``fars.safe_files`` (a regular file, non-blocking, at most ``MAX_FILE_BYTES``), a PDF's hidden text is
+found by pdfplumber in a child process under memory, CPU, wall-clock and page limits
+(``review.ingest_pdf.run_worker``), every pass over the text is linear, and at most ``MAX_FINDINGS``
+findings are listed (the rest counted; spans addressed to the reviewer and comments are all removed,
+hidden spans up to ``MAX_FINDINGS`` distinct ones). A scan that fails is recorded and logged, naming
+the file.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
+
+from fars.safe_files import read_named
 
 MARKER = "[removed by the reviewer harness: text addressed to the reviewer (possible prompt injection)]"
 HIDDEN_MARKER = "[removed by the reviewer harness: text hidden from human readers]"
@@ -93,6 +104,10 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("announces new instructions", re.compile(r"\bnew\s+(?:instructions?|directives?)\s*:", re.I)),
 ]
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+MAX_SENTENCE_CHARS = 2_000  # a span is cut there when no sentence end is nearer (keeps every search local)
+MAX_FINDINGS = 200  # findings listed one by one; the rest are removed all the same and counted
+MAX_HIDDEN_CHARS = 5_000  # of one hidden span (an unclosed \phantom{ would hold the rest of the file)
+log = logging.getLogger(__name__)
 
 
 class InjectionFinding(BaseModel):
@@ -136,13 +151,20 @@ def instruction_spans(text: str) -> list[tuple[int, int, str]]:
 
 
 def _sentence_start(text: str, at: int) -> int:
-    cut = max(text.rfind(". ", 0, at), text.rfind("! ", 0, at), text.rfind("? ", 0, at), text.rfind("\n", 0, at))
-    return 0 if cut < 0 else cut + (1 if text[cut] == "\n" else 2)
+    floor = max(0, at - MAX_SENTENCE_CHARS)
+    cut = max(
+        text.rfind(". ", floor, at),
+        text.rfind("! ", floor, at),
+        text.rfind("? ", floor, at),
+        text.rfind("\n", floor, at),
+    )
+    return floor if cut < 0 else cut + (1 if text[cut] == "\n" else 2)
 
 
 def _sentence_end(text: str, at: int) -> int:
-    match = _SENTENCE_END.search(text, at)
-    return len(text) if match is None else match.start()
+    ceiling = min(len(text), at + MAX_SENTENCE_CHARS)
+    match = _SENTENCE_END.search(text, at, ceiling)
+    return ceiling if match is None else match.start()
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -180,21 +202,20 @@ _TEX_GROUP_HIDERS = [
 ]
 
 
-def _braced(source: str, start: int) -> tuple[str, int]:
-    """The contents of the brace group whose body starts at ``start`` (after its '{'), and its end."""
-    depth, i = 1, start
-    while i < len(source) and depth:
-        if source[i] == "\\":
-            i += 2
-            continue
-        depth += {"{": 1, "}": -1}.get(source[i], 0)
-        i += 1
-    return source[start : i - 1], i
+def _braced(source: str, start: int, ends: dict[int, int]) -> str:
+    """The contents of the brace group whose body starts at ``start`` (after its '{'), from the group
+    ends ``ends`` matched once for the whole source; an unclosed one runs to the end of the source
+    (at most ``MAX_HIDDEN_CHARS`` of it)."""
+    end = ends.get(start - 1)
+    return source[start:end] if end is not None else source[start : start + MAX_HIDDEN_CHARS]
 
 
 def latex_hidden(source: str) -> list[InjectionFinding]:
     """Instruction-like LaTeX comments, and text that macros hide (white, phantom, tiny), in a source."""
+    from review.ingest_latex import group_ends
+
     found: list[InjectionFinding] = []
+    ends = group_ends(source)
     for number, line in enumerate(source.splitlines(), 1):
         match = re.search(r"(?<!\\)%(.*)", line)
         if match:
@@ -208,18 +229,17 @@ def latex_hidden(source: str) -> list[InjectionFinding]:
                 )  # fmt: skip
     for pattern, how in _TEX_HIDERS:
         for match in re.finditer(pattern, source):
-            body, _ = _braced(source, match.end())
-            _add_hidden(found, "latex_hidden", how, body)
+            _add_hidden(found, "latex_hidden", how, _braced(source, match.end(), ends))
     for pattern, how in _TEX_GROUP_HIDERS:
         for match in re.finditer(pattern, source):
-            group_start = source.rfind("{", 0, match.start() + 1)
-            body, _ = _braced(source, group_start + 1)
+            group_start = match.start()  # each pattern starts at the group's own '{'
+            body = _braced(source, group_start + 1, ends)
             _add_hidden(found, "latex_hidden", how, body[match.end() - group_start - 1 :])
     return found
 
 
 def _add_hidden(found: list[InjectionFinding], where: Where, how: str, body: str) -> None:
-    plain = " ".join(re.sub(r"\\[a-zA-Z]+|[{}]", " ", body).split())
+    plain = " ".join(re.sub(r"\\[a-zA-Z]+|[{}]", " ", body[:MAX_HIDDEN_CHARS]).split())
     if len(plain) < 3:
         return
     instruction, why = _is_instruction(plain)
@@ -232,46 +252,45 @@ def _add_hidden(found: list[InjectionFinding], where: Where, how: str, body: str
 
 
 def html_comments(text: str) -> list[tuple[int, int]]:
-    """Spans of HTML comments (invisible in rendered Markdown) in ``text``."""
-    return [(m.start(), m.end()) for m in re.finditer(r"<!--.*?-->", text, flags=re.S)]
+    """Spans of HTML comments (invisible in rendered Markdown) in ``text``; one pass (an unclosed
+    ``<!--`` is looked for once, not once per opening)."""
+    spans, pos = [], 0
+    while (start := text.find("<!--", pos)) != -1:
+        end = text.find("-->", start + 4)
+        if end == -1:
+            break
+        spans.append((start, end + 3))
+        pos = end + 3
+    return spans
 
 
-def pdf_hidden(path: Path) -> list[InjectionFinding]:
-    """Text of a PDF that a human reader does not see: white fill, under 2pt, or outside the page."""
-    import logging
+def pdf_hidden(path: Path, data: bytes | None = None) -> list[InjectionFinding]:
+    """Text of a PDF that a human reader does not see: white fill, under 2pt, or outside the page.
 
-    import pdfplumber
+    Found by pdfplumber in a child process under limits (``review.ingest_pdf.run_worker``, at most
+    ``MAX_PAGES`` pages; a page that is a bomb, or too slow, is skipped); ``data`` is the file's bytes
+    (default: the file as named, read safely). Pages not scanned are listed as findings of their own
+    and logged, naming the file; ``PdfReadError`` when the scan fails as a whole.
+    """
+    from review.ingest_pdf import run_worker
 
-    logging.getLogger("pdfminer").setLevel(logging.ERROR)
+    result = run_worker(path, data=data, hidden=True)
     found: list[InjectionFinding] = []
-    with pdfplumber.open(str(path)) as pdf:
-        for number, page in enumerate(pdf.pages, 1):
-            runs: dict[str, list[str]] = {}
-            for char in page.chars:
-                how = _hidden_char(char, page.width, page.height)
-                if how:
-                    runs.setdefault(how, []).append(char["text"])
-            for how, chars in runs.items():
-                for piece in re.split(r"\s{3,}", "".join(chars)):
-                    if len(piece.strip()) >= 3:
-                        _add_hidden(found, "pdf_hidden", f"{how} on page {number}", piece)
+    for run in result.get("runs") or []:
+        _add_hidden(found, "pdf_hidden", f"{run['how']} on page {run['page']}", str(run["text"]))
+    notes = [f"page {skip['page']} was not scanned: {skip['why']}" for skip in result.get("skipped") or []]
+    if result.get("stopped"):
+        notes.append(f"the scan {result['stopped']}; later pages were not scanned")
+    elif result.get("more_pages"):
+        notes.append(f"hidden text looked for on the first {result.get('pages_scanned')} pages only")
+    for note in notes[:MAX_FINDINGS]:
+        log.warning("%s: %s", path, note)
+        found.append(
+            InjectionFinding(
+                where="text", why=note, excerpt=f"{path.name}: {note}", instruction=False, neutralised=False
+            )
+        )
     return found
-
-
-def _hidden_char(char: dict[str, object], width: float, height: float) -> str | None:
-    colour = char.get("non_stroking_color")
-    values = tuple(colour) if isinstance(colour, list | tuple) else (colour,) if colour is not None else ()
-    size = char.get("size")
-    if values and all(isinstance(v, int | float) for v in values):
-        nums = [float(v) for v in values if isinstance(v, int | float)]
-        if (len(nums) in (1, 3) and min(nums) >= 0.95) or (len(nums) == 4 and max(nums) <= 0.05):
-            return "white text"
-    if isinstance(size, int | float) and size < 2.0:
-        return "text under 2pt"
-    x0, top = char.get("x0"), char.get("top")
-    if isinstance(x0, int | float) and isinstance(top, int | float) and (x0 > width or top > height or x0 < -5):
-        return "text outside the page"
-    return None
 
 
 # -- the scan ---------------------------------------------------------------------------------------
@@ -293,18 +312,67 @@ def _remove_text(text: str, snippet: str) -> tuple[str, int]:
     return pattern.sub(replace, text), removed
 
 
+def _cut(text: str, spans: list[tuple[int, int]], marker: str) -> str:
+    """``text`` with each of the sorted, disjoint ``spans`` replaced by ``marker``, in one pass."""
+    out, pos = [], 0
+    for start, end in spans:
+        out += [text[pos:start], marker]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+class _Findings:
+    """The findings of one scan: listed up to ``MAX_FINDINGS``, the rest counted (a hostile paper can
+    carry a hundred thousand), and whether any of them flags the paper."""
+
+    def __init__(self, report: InjectionReport) -> None:
+        self.report, self.unlisted, self.flagged = report, 0, False
+
+    def add(self, finding: InjectionFinding) -> None:
+        self.flagged = self.flagged or finding.instruction or finding.where in ("pdf_hidden", "latex_hidden")
+        if len(self.report.findings) < MAX_FINDINGS:
+            self.report.findings.append(finding)
+        else:
+            self.unlisted += 1
+
+    def close(self) -> None:
+        if self.unlisted:
+            self.report.findings.append(
+                InjectionFinding(
+                    where="text", why=f"{self.unlisted} more findings, not listed", excerpt="",
+                    instruction=False, neutralised=self.report.mode == "neutralise",
+                )
+            )  # fmt: skip
+        self.report.flagged = self.flagged
+
+
+def _source_findings(path: Path) -> list[InjectionFinding]:
+    """Comments and hidden text of a paper's source file (.tex or .pdf), read safely and bounded."""
+    from review.ingest_latex import MAX_FILE_BYTES
+
+    suffix = path.suffix.lower()
+    if suffix == ".tex":
+        return latex_hidden(read_named(path, max_bytes=MAX_FILE_BYTES).decode("utf-8", errors="replace"))
+    if suffix == ".pdf":
+        return pdf_hidden(path)
+    return []
+
+
 def scan_paper(text: str, source: str | None = None, mode: str = "neutralise") -> tuple[str, InjectionReport]:
     """The text the reviewer may read, and the report of what was found (``mode=off``: found, kept).
 
-    ``source``, when it names a readable ``.tex``, ``.md`` or ``.pdf`` file, is scanned too, for
-    comments and hidden text the extracted text may carry or may have dropped.
+    ``source``, when it names a readable ``.tex`` or ``.pdf`` file, is scanned too, for comments and
+    hidden text the extracted text may carry or may have dropped; a source that cannot be scanned (a
+    link, too large, a PDF that runs the scan out of its limits) is recorded and logged, naming it.
     """
     report = InjectionReport(mode="off" if mode == "off" else "neutralise")
+    findings = _Findings(report)
     keep = mode == "off"
     clean, tags = _decode_tags(text)
     if tags.strip():
         instruction, why = _is_instruction(tags)
-        report.findings.append(
+        findings.add(
             InjectionFinding(
                 where="unicode_tags", why="invisible Unicode tag characters" + (f"; {why}" if instruction else ""),
                 excerpt=_short(tags), instruction=instruction, neutralised=not keep,
@@ -315,47 +383,48 @@ def scan_paper(text: str, source: str | None = None, mode: str = "neutralise") -
     hidden: list[InjectionFinding] = []
     path = Path(source) if source else None
     if path is not None and path.is_file():
-        suffix = path.suffix.lower()
         try:
-            if suffix == ".tex":
-                hidden = latex_hidden(path.read_text(encoding="utf-8", errors="replace"))
-            elif suffix == ".pdf":
-                hidden = pdf_hidden(path)
-        except (
-            Exception
-        ) as exc:  # a file the scan cannot parse (pdfminer's own errors too) is reviewed all the same; said
-            report.findings.append(
+            hidden = _source_findings(path)
+        except (OSError, ValueError) as exc:  # refused, or a PDF the scan cannot parse: reviewed all the same; said
+            message = getattr(exc, "strerror", None) or str(exc)
+            log.warning("%s: hidden text not looked for: %s", path, message)
+            findings.add(
                 InjectionFinding(
-                    where="text", why=f"source not scanned ({type(exc).__name__})", excerpt=str(exc)[:200],
+                    where="text", why=f"source not scanned ({type(exc).__name__})", excerpt=f"{path.name}: {message}"[:200],
                     instruction=False, neutralised=False,
                 )
             )  # fmt: skip
+    removed_by: dict[str, int] = {}
     for finding in hidden:
+        snippet = finding._text or finding.excerpt
         if finding.where != "latex_comment" and not keep:
-            clean, removed = _remove_text(clean, finding._text or finding.excerpt)
-            finding.neutralised = removed > 0 or finding.neutralised
-            report.removed_chars += removed
-        report.findings.append(finding)
-    for start, end in reversed(html_comments(clean)):
+            if snippet not in removed_by and len(removed_by) < MAX_FINDINGS:  # each distinct span: one pass
+                clean, removed_by[snippet] = _remove_text(clean, snippet)
+                report.removed_chars += removed_by[snippet]
+            finding.neutralised = removed_by.get(snippet, 0) > 0 or finding.neutralised
+        findings.add(finding)
+    comments = html_comments(clean)
+    for start, end in reversed(comments):
         body = clean[start:end]
         instruction, why = _is_instruction(body)
         if instruction:
-            report.findings.append(
+            findings.add(
                 InjectionFinding(
                     where="html_comment", why=why, excerpt=_short(body[4:-3]), instruction=True, neutralised=not keep
                 )
             )
-        if not keep:
-            clean = clean[:start] + clean[end:]
-            report.removed_chars += end - start
-    for start, end, why in reversed(instruction_spans(clean)):
-        report.findings.append(
+    if not keep and comments:
+        clean = _cut(clean, comments, "")
+        report.removed_chars += sum(end - start for start, end in comments)
+    spans = instruction_spans(clean)
+    for start, end, why in reversed(spans):
+        findings.add(
             InjectionFinding(
                 where="text", why=why, excerpt=_short(clean[start:end]), instruction=True, neutralised=not keep
             )
         )
-        if not keep:
-            clean = clean[:start] + MARKER + clean[end:]
-            report.removed_chars += end - start
-    report.flagged = any(f.instruction or f.where in ("pdf_hidden", "latex_hidden") for f in report.findings)
+    if not keep and spans:
+        clean = _cut(clean, [(start, end) for start, end, _ in spans], MARKER)
+        report.removed_chars += sum(end - start for start, end, _ in spans)
+    findings.close()
     return clean, report

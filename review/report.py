@@ -2,13 +2,17 @@
 
 The reviewer's scores, the human-human baseline and the trivial baselines (text length, bag of words)
 share one table; below it come each score's Spearman controlling for text length, the verdict per
-baseline, and the reviewer's test-retest reliability.
+baseline, and the reviewer's test-retest reliability. Plots are written as new files renamed over
+their names, never through a link standing there.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any
 
+from fars.safe_files import write_atomic
 from review.harness import CalibrationReport, ScoreMetrics
 from review.metrics import METRICS
 
@@ -36,6 +40,14 @@ def _cell(values: dict[str, float | None]) -> str:
     return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def _save(fig: Any, path: Path) -> None:
+    """Save a figure as a new file renamed over ``path`` (``fars.safe_files.write_atomic``): a link
+    standing at the name is replaced, never written through."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=110)
+    write_atomic(path.parent, path.name, buffer.getvalue())
+
+
 def plot_scatter(report: CalibrationReport, path: Path) -> Path:
     """Reviewer scores against the mean human rating, accepted and rejected papers apart."""
     import matplotlib
@@ -60,7 +72,7 @@ def plot_scatter(report: CalibrationReport, path: Path) -> Path:
         ax.set(xlim=(0.5, 10.5), ylim=(0.5, 10.5), xlabel="mean human rating", ylabel=f"reviewer ({kind})", title=kind)
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -93,7 +105,7 @@ def plot_metrics(report: CalibrationReport, path: Path) -> Path:
     ax.set_xlabel("value (95% interval)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 

@@ -8,12 +8,21 @@ reviewer (related work, ensemble, meta-review, calibrated score) and writes ``re
 or, when that holds an earlier review, the next free ``PAPER_STEM.review-N/``. An earlier review is
 replaced only with ``overwrite=true``. Exit status: 0 reviewed, 1 the model gave no valid review,
 2 bad input or config.
+
+The folder beside the paper came with the paper and may hold what its author planted: a default
+folder that is a link (or a file) is never used, and each output is written through
+``fars.safe_files.write_atomic`` (a new file renamed over the name), so a link planted at
+``review.json`` or ``review.md`` is replaced, never written through; a link or special file planted
+at the call ledger's names is removed before the ledger is opened.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +32,7 @@ from pydantic.dataclasses import dataclass
 
 from fars.commands.configured import UsageError
 from fars.config import LiteratureConfig, LLMConfig
+from fars.safe_files import write_atomic
 from review.settings import ReviewerConfig
 
 USAGE = """usage: fars review PAPER [KEY=VALUE ...]
@@ -117,41 +127,82 @@ def describe_reading(paper: Any) -> str:
     )
 
 
+OUTPUTS = ("review.json", "review.md")
+LEDGER_FILES = ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "ledger.sqlite-journal")
+
+
+def _folder_state(folder: Path) -> str:
+    """``free`` (missing, or a folder without a review), ``review`` (a folder holding one) or ``planted``
+    (a link, file or special file: not a folder FARS made; never looked into or written through)."""
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return "free"
+    if not stat.S_ISDIR(info.st_mode):
+        return "planted"
+    return "review" if os.path.lexists(folder / "review.json") else "free"
+
+
 def review_folder(paper: Path, out: Path | None, *, overwrite: bool) -> Path:
     """Where the review of ``paper`` goes: ``out`` if given (refused when it holds a review, unless
     ``overwrite``), else ``PAPER_STEM.review`` next to the paper, else the first free
-    ``PAPER_STEM.review-N`` there; never a folder holding an earlier review unless ``overwrite``."""
+    ``PAPER_STEM.review-N`` there; never a folder holding an earlier review unless ``overwrite``, and
+    never a default name where a link or a file stands (said, and passed over)."""
     if out is not None:
-        if (out / "review.json").exists() and not overwrite:
+        out = out.expanduser().resolve()  # the user's own path: a link they name is theirs to follow
+        if os.path.lexists(out / "review.json") and not overwrite:
             raise UsageError(
                 f"{out} already holds a review ({out / 'review.json'}); give another out= or overwrite=true"
             )
-        return out
-    base = paper.parent / f"{paper.stem}.review"
-    if overwrite or not (base / "review.json").exists():
-        chosen = base
+        chosen = out
     else:
-        n = 2
-        while (paper.parent / f"{paper.stem}.review-{n}" / "review.json").exists():
+        chosen = paper.parent / f"{paper.stem}.review"
+        n = 1
+        while (state := _folder_state(chosen)) != "free" and not (state == "review" and overwrite):
+            if state == "planted":
+                print(
+                    f"fars review: warning: {chosen} is not a folder (a link or a file someone left there); "
+                    "it is not written through",
+                    file=sys.stderr,
+                )
             n += 1
-        chosen = paper.parent / f"{paper.stem}.review-{n}"
+            chosen = paper.parent / f"{paper.stem}.review-{n}"
     try:
         chosen.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(
             f"cannot write the review next to the paper ({chosen}: {exc.strerror}); give out=FOLDER"
         ) from None
+    if out is None and _folder_state(chosen) == "planted":  # put there since it was looked at
+        raise UsageError(f"{chosen} is not a folder (a link?); the review is not written through it; give out=FOLDER")
     return chosen
+
+
+def clear_planted(folder: Path, names: tuple[str, ...]) -> None:
+    """Remove whatever stands at ``folder/name`` that FARS cannot have written there (a link, a special
+    file, a file with other hard links), so that nothing opened there writes through it."""
+    for name in names:
+        path = folder / name
+        with contextlib.suppress(FileNotFoundError):
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode):
+                raise UsageError(f"{path} is a folder, where the review writes a file; give out=FOLDER")
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+                log.warning("removing %s: a link or special file planted where the review writes", path)
+                os.unlink(path)
 
 
 async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
     from fars.context import call_context
-    from fars.ledger import Ledger
+    from fars.ledger import Ledger, LedgerError
     from fars.llm.client import LLMClient, LLMError
     from review.render import calibrated_text, review_markdown
 
-    out.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(out / "ledger.sqlite")
+    try:
+        clear_planted(out, LEDGER_FILES + OUTPUTS)
+        ledger = Ledger(out / "ledger.sqlite")
+    except (LedgerError, OSError) as exc:
+        raise UsageError(f"cannot write the review into {out}: {exc}; give out=FOLDER") from None
     client = LLMClient(cfg.llm, ledger)
     try:
         reviewer = build_reviewer(client, cfg.reviewer, cfg.literature, cfg.llm.model)
@@ -167,8 +218,12 @@ async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
         client.close()
     usage = ledger.usage(project_id="paper").get("", None) or ledger.total_usage()
     result.usage = usage.model_dump() | {"total_tokens": usage.total_tokens}
-    (out / "review.json").write_text(result.model_dump_json(indent=1), encoding="utf-8")
-    (out / "review.md").write_text(review_markdown(result), encoding="utf-8")
+    try:  # new files renamed over the names: a link planted there is replaced, never written through
+        write_atomic(out, "review.json", result.model_dump_json(indent=1))
+        write_atomic(out, "review.md", review_markdown(result))
+    except OSError as exc:
+        print(f"fars review: cannot write the review into {out}: {exc}", file=sys.stderr)
+        return 2
     flag = (
         " FLAGGED: the paper carries text aimed at its reviewer (removed; see review.md)."
         if result.injection_flagged
