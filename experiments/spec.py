@@ -20,26 +20,51 @@ FARS finds the bundled templates under ``experiments/`` and the folders of ``exp
 (a template folder, or a folder of them). ``fars template check DIR`` validates one: the spec, a
 sandboxed smoke run of the baseline and of a method, and the metrics contract.
 
-Plain dataclasses and PyYAML only: every training process reads its spec at start, and building
-pydantic models at import would cost more than a simulated job itself.
+A template folder may come from anywhere, so its spec is untrusted input: read through
+``fars.safe_files`` (a plain file of at most ``SPEC_MAX_BYTES``, never a link, FIFO or device; YAML with
+bounded nesting and alias expansion), and every path it names (``entry``, ``editable``) must stay inside
+its folder without passing a link. A refused spec is named with what to do, never its content.
+
+Plain dataclasses, PyYAML and ``fars.safe_files`` (standard library only): every training process reads
+its spec at start, and building pydantic models at import would cost more than a simulated job itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from fars import safe_files  # the one reading path for untrusted files (standard library only; mounted in the sandbox)
+
 KINDS = ("float", "int", "choice")
 SPEC_FILE = "template.yaml"
+# a spec is a few KB (the bundled ones 1-6 KB): a larger one is refused by its size before it is read, which also
+# bounds what PyYAML's pure-Python parser spends on it (about 40 microseconds a token on a busy core)
+SPEC_MAX_BYTES = 64 * 1024
+SPEC_MAX_VALUES = 10_000  # scalars, lists and maps once aliases are expanded (a spec has a few hundred)
+SPEC_MAX_BRACKETS = 32  # [ and { open at once (a spec has 3): PyYAML's scanner spends time per token on each
 BUNDLED_DIR = Path(__file__).resolve().parent
 Value = float | int | str
+_PLAIN_SPEC = (
+    "A template.yaml must be a plain file of its own in its template folder (no link, FIFO or device, no hard "
+    f"link) of at most {SPEC_MAX_BYTES // 1024} KiB, with no YAML anchors repeated without end"
+)
 
 
 class TemplateError(ValueError):
-    """A template folder or its spec is invalid; the message names the file and the field."""
+    """A template folder or its spec is invalid; the message names the file and the field.
+
+    ``problems`` holds one line per problem when several templates were refused at once (discovery).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -392,9 +417,12 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
         for key in scale.knobs:
             if key not in {k.name for k in knobs}:
                 raise TemplateError(f"{where}: scales.{scale_name}.knobs names {key!r}, which is no knob")
-    for edit in spec.editable:
-        if Path(edit).is_absolute() or ".." in Path(edit).parts:
-            raise TemplateError(f"{where}: editable file {edit!r} must be a path inside the template folder")
+    for what, name in [("entry", spec.entry), *(("editable file", edit) for edit in spec.editable)]:
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts:
+            raise TemplateError(
+                f"{where}: {what} {name!r} must be a path inside the template folder (relative, without '..')"
+            )
     return spec
 
 
@@ -402,61 +430,218 @@ _SPECS: dict[Path, TemplateSpec] = {}
 
 
 def load_spec(folder: Path) -> TemplateSpec:
-    """The spec of the template in ``folder`` (its ``template.yaml``), read once per process."""
+    """The spec of the template in ``folder`` (its ``template.yaml``), read once per process.
+
+    The spec is read as untrusted input (``read_spec_data``), and every path it names (``entry``, the
+    ``editable`` files) must lie inside the folder without passing a link; ``TemplateError`` names what not.
+    """
     folder = Path(folder).resolve()
     if folder in _SPECS:
         return _SPECS[folder]
     path = folder / SPEC_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise TemplateError(f"{folder}: no {SPEC_FILE}; a template folder holds one (see experiments/spec.py)")
-    import yaml
-
+    data = read_spec_data(folder)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise TemplateError(f"{path}: not readable YAML ({' '.join(str(exc).split())[:300]})") from None
-    spec = spec_from_dict(data, folder, where=str(path))
-    if not spec.entry_path.is_file():
-        raise TemplateError(f"{path}: entry {spec.entry!r} does not exist in {folder}")
+        spec = spec_from_dict(data, folder, where=str(path))
+    except TemplateError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:  # a field of another YAML type than its own
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise TemplateError(
+            f"{path}: a field has the wrong type ({detail}); see TemplateSpec in experiments/spec.py for each "
+            "field's type"
+        ) from None
+    for what, name, required in [("entry", spec.entry, True), *(("editable file", e, False) for e in spec.editable)]:
+        problem = _path_problem(folder, name, required=required, hard_links_ok=spec.bundled)
+        if problem is not None:
+            raise TemplateError(f"{path}: {what} {name!r} {problem}")
     _SPECS[folder] = spec
     return spec
+
+
+_PARSED: dict[Path, tuple[tuple[int, ...], Any]] = {}  # spec file -> (its identity when read, data or refusal)
+
+
+def read_spec_data(folder: Path) -> Any:
+    """The parsed ``template.yaml`` of ``folder``, read as untrusted input: a plain file of its own of at most
+    ``SPEC_MAX_BYTES`` (refused by its size before it is read), opened without following a link or blocking
+    on a FIFO, and YAML parsed with limits on nesting and alias expansion (``fars.safe_files``).
+    ``TemplateError`` names the file, what was refused and what to do, never the file's content.
+
+    Parsed once per version of the file (its inode, size and times): every lookup of a template by name
+    scans them all, and a refused one costs its parse once, not once per lookup. The data is shared: read it,
+    never change it.
+    """
+    path = folder / SPEC_FILE
+    try:
+        info = os.lstat(path)
+        key: tuple[int, ...] | None = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    except OSError:
+        key = None
+    cached = _PARSED.get(path)
+    if key is not None and cached is not None and cached[0] == key:
+        if isinstance(cached[1], TemplateError):
+            raise TemplateError(str(cached[1])) from None
+        return cached[1]
+    try:
+        data = _parse_spec(folder)
+    except TemplateError as exc:
+        if key is not None:
+            _PARSED[path] = (key, exc)
+        raise
+    if key is not None:
+        _PARSED[path] = (key, data)
+    return data
+
+
+def _parse_spec(folder: Path) -> Any:
+    import yaml
+
+    path = folder / SPEC_FILE
+    todo = f"{_PLAIN_SPEC}: replace it with one, or leave {folder} out of experiment.template_dirs"
+    try:
+        raw = safe_files.read_file(folder, SPEC_FILE, max_bytes=SPEC_MAX_BYTES, allow_hard_links=_bundled(folder))
+        return safe_files.load_yaml(
+            raw, source=str(path), max_bytes=SPEC_MAX_BYTES, max_nodes=SPEC_MAX_VALUES, max_depth=SPEC_MAX_BRACKETS
+        )
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise TemplateError(f"{reason if str(path) in reason else f'{path}: {reason}'}. {todo}") from None
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{path}: not readable YAML ({_yaml_problem(exc)})") from None
+    except ValueError as exc:  # fars.safe_files.UnsafeYamlError: too large, too deep, or a YAML bomb
+        raise TemplateError(f"{exc}. {todo}") from None
+
+
+def _bundled(folder: Path) -> bool:
+    """Whether ``folder`` is one of FARS's own templates (an installer may hard-link their files)."""
+    try:
+        return Path(folder).resolve().parent == BUNDLED_DIR
+    except OSError:
+        return False
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's complaint and where, without the snippet of the file it quotes."""
+    problem = getattr(exc, "problem", None)
+    if problem is None:
+        return " ".join(str(exc).split())[:200]
+    mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{f'{context}: ' if context else ''}{problem}{at}"[:300]
+
+
+def _path_problem(folder: Path, name: str, *, required: bool, hard_links_ok: bool) -> str | None:
+    """Why the file ``name`` a spec names is not a plain file inside ``folder`` (None: it is, or it is optional
+    and missing). Every component is looked at without following it: a link could lead anywhere."""
+    current, info = folder, None
+    parts = Path(name).parts
+    for i, part in enumerate(parts):
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except (FileNotFoundError, NotADirectoryError):
+            return f"does not exist in {folder}" if required else None
+        if stat.S_ISLNK(info.st_mode):
+            return (
+                f"passes through a link ({current}), which may lead out of the template folder; make it a plain "
+                f"file inside {folder}"
+            )
+        if i < len(parts) - 1 and not stat.S_ISDIR(info.st_mode):
+            return f"does not exist in {folder}" if required else None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        return f"is not a plain file (a folder, FIFO or device?); make it a plain file inside {folder}"
+    if info.st_nlink > 1 and not hard_links_ok:
+        return (
+            f"has {info.st_nlink} hard links (one may be a file outside the template folder); make it a file of "
+            f"its own in {folder} (copy it to a new name, then move that over it)"
+        )
+    return None
+
+
+def scan_templates(extra_dirs: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Path], list[str]]:
+    """Every template FARS can use by name (the bundled ones, then those under ``extra_dirs``), and one
+    problem per template folder it cannot use (each naming the folder or file and what to do).
+
+    Each extra entry is a template folder (it holds ``template.yaml``) or a folder of template folders. A
+    folder of them is scanned without following links (a linked template folder is named, not entered) and
+    without opening anything but the specs, each read as untrusted input (``read_spec_data``). A name
+    defined twice is a problem naming both folders.
+    """
+    found: dict[str, Path] = {}
+    problems: list[str] = []
+
+    def add(folder: Path) -> None:
+        try:
+            data = read_spec_data(folder)
+        except TemplateError as exc:
+            problems.append(str(exc))
+            return
+        name = str(data.get("name") or "") if isinstance(data, dict) else ""
+        if not name:
+            problems.append(f"{folder / SPEC_FILE}: missing required field 'name'")
+        elif name in found and found[name] != folder:
+            problems.append(f"template {name!r} is defined twice: in {found[name]} and in {folder}")
+        else:
+            found[name] = folder
+
+    for folder in _template_subfolders(BUNDLED_DIR, problems):
+        add(folder)
+    for entry in extra_dirs:
+        root = Path(entry).expanduser().resolve()  # the user's own path: followed as they named it
+        if os.path.lexists(root / SPEC_FILE):
+            add(root)
+        elif root.is_dir():
+            before = len(problems)
+            subs = _template_subfolders(root, problems)
+            if not subs and len(problems) == before:
+                problems.append(f"experiment.template_dirs: {root} holds no template ({SPEC_FILE} in it or below)")
+            for sub in subs:
+                add(sub)
+        else:
+            problems.append(f"experiment.template_dirs: {root} is not a folder")
+    return found, problems
+
+
+def _template_subfolders(root: Path, problems: list[str]) -> list[Path]:
+    """The folders directly under ``root`` that hold a ``template.yaml`` (of whatever kind: one that is a link
+    or a FIFO is refused by name when read). Links are never entered: one to a template folder is a problem."""
+    subs = []
+    try:
+        with os.scandir(root) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(f"experiment.template_dirs: {root} cannot be listed ({exc.strerror})")
+        return []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink():
+            if os.path.lexists(os.path.join(entry.path, SPEC_FILE)):  # looked at, never read
+                problems.append(
+                    f"{entry.path} is a link to a template folder; links inside a template_dirs folder are not "
+                    f"followed: add the folder it leads to to experiment.template_dirs itself, if you trust it"
+                )
+            continue
+        if entry.is_dir(follow_symlinks=False) and os.path.lexists(os.path.join(entry.path, SPEC_FILE)):
+            subs.append(Path(entry.path))
+    return subs
 
 
 def template_folders(extra_dirs: list[str] | tuple[str, ...] = ()) -> dict[str, Path]:
     """Every template FARS can use by name: the bundled ones, then those under ``extra_dirs``.
 
     Each extra entry is a template folder (it holds ``template.yaml``) or a folder of template
-    folders. A name defined twice is an error naming both folders.
+    folders. Any folder that cannot be used (an unreadable or refused spec, a name defined twice) is a
+    ``TemplateError`` listing every such problem (``scan_templates`` returns them instead).
     """
-    found: dict[str, Path] = {}
-
-    def add(folder: Path) -> None:
-        try:
-            import yaml
-
-            name = str((yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8")) or {}).get("name", ""))
-        except Exception as exc:  # a broken spec is reported by load_spec with its details
-            raise TemplateError(f"{folder / SPEC_FILE}: cannot be read ({exc})") from None
-        if not name:
-            raise TemplateError(f"{folder / SPEC_FILE}: missing required field 'name'")
-        if name in found and found[name] != folder:
-            raise TemplateError(f"template {name!r} is defined twice: in {found[name]} and in {folder}")
-        found[name] = folder
-
-    for spec_file in sorted(BUNDLED_DIR.glob(f"*/{SPEC_FILE}")):
-        add(spec_file.parent.resolve())
-    for entry in extra_dirs:
-        root = Path(entry).expanduser().resolve()
-        if (root / SPEC_FILE).is_file():
-            add(root)
-        elif root.is_dir():
-            subs = sorted(p.parent for p in root.glob(f"*/{SPEC_FILE}"))
-            if not subs:
-                raise TemplateError(f"experiment.template_dirs: {root} holds no template ({SPEC_FILE} in it or below)")
-            for sub in subs:
-                add(sub.resolve())
-        else:
-            raise TemplateError(f"experiment.template_dirs: {root} is not a folder")
+    found, problems = scan_templates(extra_dirs)
+    if len(problems) == 1:
+        raise TemplateError(problems[0])
+    if problems:
+        raise TemplateError(f"{len(problems)} template problems:\n  " + "\n  ".join(problems), problems)
     return found
 
 

@@ -8,6 +8,7 @@ loop thread. The RunRecord is computed from it, so their totals agree by constru
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,94 @@ CREATE TABLE IF NOT EXISTS code_nodes (
 CREATE INDEX IF NOT EXISTS stage_events_project ON stage_events (project_id, stage, event);
 CREATE INDEX IF NOT EXISTS artifacts_project ON artifacts (project_id);
 """
+
+
+# What each typed column may hold. SQLite stores whatever a hand edit puts in a column ('abc' in a REAL, -100 as
+# a cost), so these are checked when a run folder is read back (``value_problems``): a negative cost would be
+# credited to the budget, a word where a number belongs would end the resume in a traceback.
+_COUNT, _AMOUNT, _FLAG = "a whole number, 0 or more", "a finite number, 0 or more", "0 or 1"
+_NUMBER = "a finite number"  # saved_usd: a cache write alone saves less than nothing
+_COLUMNS: dict[str, dict[str, str]] = {
+    "calls": {
+        "input_tokens": _COUNT, "output_tokens": _COUNT, "cached_input_tokens": _COUNT,
+        "evaluated_input_tokens": _COUNT, "ordinal": _COUNT, "cost_usd": _AMOUNT, "saved_usd": _NUMBER,
+        "latency_s": _AMOUNT, "cache_hit": _FLAG, "ts": _AMOUNT,
+    },
+    "projects": {"idx": _COUNT, "created": _AMOUNT, "updated": _AMOUNT},
+    "stage_events": {"ts": _AMOUNT},
+    "artifacts": {"ts": _AMOUNT},
+    "code_nodes": {"ts": _AMOUNT},
+}  # fmt: skip
+_NULLABLE = {("stage_events", "contract_version"): _COUNT}
+_WHERE_BAD = {  # SQL true for a value that is not what the column may hold (9e999 is SQLite's infinity)
+    _COUNT: "typeof({c}) != 'integer' OR {c} < 0",
+    _AMOUNT: "typeof({c}) NOT IN ('integer', 'real') OR {c} < 0 OR {c} >= 9e999",
+    _NUMBER: "typeof({c}) NOT IN ('integer', 'real') OR abs({c}) >= 9e999",
+    _FLAG: "typeof({c}) != 'integer' OR {c} NOT IN (0, 1)",
+}
+_CHOICES = {
+    ("projects", "status"): tuple(s.value for s in ProjectStatus),
+    ("stage_events", "event"): ("start", "finish", "fail"),
+}
+# run-level values read back as numbers or JSON (``project_started:<id>`` too: a finite time)
+_META = {"sessions": _COUNT, "started_at": _AMOUNT, "active_s": _AMOUNT, "identity": "a JSON object",
+         "forced_resumes": "a JSON list"}  # fmt: skip
+
+
+def value_problems(db: sqlite3.Connection, *, limit: int = 5) -> list[str]:
+    """Values of a ledger that FARS never writes, as 'table.column = value (row id N): must be ...', at most
+    ``limit`` of them: typed columns holding text or a negative or infinite number, an unknown status, and
+    run-level values (``meta``) that are read back as numbers or JSON but are not."""
+    tables = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    found: list[str] = []
+    for table, columns in _COLUMNS.items():
+        if table not in tables:
+            continue
+        present = {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+        checks = [(c, kind, _WHERE_BAD[kind].format(c=c)) for c, kind in columns.items() if c in present]
+        checks += [
+            (c, kind, f"{c} IS NOT NULL AND ({_WHERE_BAD[kind].format(c=c)})")
+            for (t, c), kind in _NULLABLE.items()
+            if t == table and c in present
+        ]
+        checks += [
+            (c, f"one of {', '.join(allowed)}", f"{c} IS NULL OR {c} NOT IN ({', '.join('?' * len(allowed))})")
+            for (t, c), allowed in _CHOICES.items()
+            if t == table and c in present
+        ]
+        for column, kind, where in checks:
+            args = _CHOICES.get((table, column), ())
+            for rowid, value in db.execute(
+                f"SELECT rowid, {column} FROM {table} WHERE {where} LIMIT ?", (*args, limit)
+            ):
+                found.append(f"{table}.{column} = {_shown(value)} (row id {rowid}): must be {kind}")
+    if "meta" in tables:
+        for key, value in db.execute("SELECT key, value FROM meta"):
+            wanted = _META.get(str(key)) or (_AMOUNT if str(key).startswith("project_started:") else None)
+            if wanted is not None and not _meta_fits(value, wanted):
+                found.append(f"meta {key} = {_shown(value)}: must be {wanted}")
+    return found[:limit]
+
+
+def _meta_fits(value: object, kind: str) -> bool:
+    """Whether a run-level value reads back as ``kind`` (what ``Ledger.get_meta``'s readers parse it as)."""
+    text = str(value)
+    try:
+        if kind == _COUNT:
+            return not isinstance(value, bytes) and int(text) >= 0
+        if kind == _AMOUNT:
+            number = float(text)
+            return not isinstance(value, bytes) and math.isfinite(number) and number >= 0
+        parsed = json.loads(text)
+    except (ValueError, OverflowError):
+        return False
+    return isinstance(parsed, dict if kind == "a JSON object" else list)
+
+
+def _shown(value: object) -> str:
+    """A stored value as a message shows it: its repr, cut short (a hand edit may have put anything there)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:

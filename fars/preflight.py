@@ -21,7 +21,7 @@ from fars.config import FarsConfig
 
 def run_config_problems(cfg: FarsConfig) -> list[str]:
     """Every problem of a validated run config that the schema alone cannot see (empty when none)."""
-    from experiments.spec import TemplateError, available_templates, load_template
+    from experiments.spec import TemplateError, load_spec, scan_templates
     from fars.executor.runner import runner_problems
     from fars.latex import engine_notice
     from fars.llm.endpoint import api_base_problems
@@ -36,11 +36,13 @@ def run_config_problems(cfg: FarsConfig) -> list[str]:
     except StageConfigError as exc:
         problems += exc.problems
     names = set(cfg.pipeline.stages)  # checked even when the list as a whole does not resolve
-    try:
-        known = available_templates(cfg.experiment.template_dirs)
-    except TemplateError as exc:
-        return [*problems, str(exc)]
-    wanted = [] if list(cfg.experiment.templates) == ["auto"] else list(cfg.experiment.templates)
+    # each refused template folder is named (a hostile spec is never read past its limits), and every template
+    # a run may use is loaded whole: with [auto] that is every one found, since ideation may pick any
+    found, refused = scan_templates(cfg.experiment.template_dirs)
+    problems += refused
+    known = sorted(found)
+    auto = list(cfg.experiment.templates) == ["auto"]
+    wanted = known if auto else list(cfg.experiment.templates)
     if "auto" in wanted:
         problems.append("experiment.templates: 'auto' stands alone ([auto]); or list template names")
     for name in wanted:
@@ -52,9 +54,9 @@ def run_config_problems(cfg: FarsConfig) -> list[str]:
             problems.append(f"experiment.templates: no template {name!r}{hint} (available: {known})")
             continue
         try:
-            load_template(name, cfg.experiment.template_dirs)
+            load_spec(found[name])
         except TemplateError as exc:
-            problems.append(f"experiment.templates: {exc}")
+            problems.append(str(exc) if auto else f"experiment.templates: {exc}")
     if "review" in names:
         problems += reviewer_problems(cfg.reviewer)
     if "experiment" in names:

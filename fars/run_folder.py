@@ -4,8 +4,9 @@
   same folder is refused at once, naming the holder (pid, host, start), so two resumes never both run
   and pay twice. The kernel drops the lock when its process dies, however it dies.
 * ``resume_problems`` says why a folder cannot be resumed as it is: a ledger that is missing, a link,
-  damaged (``PRAGMA quick_check``) or emptied while the folder still holds a run; a ledger that lost rows
-  against its ``run_record.json``; a config that differs from the run's own in what makes it one run
+  damaged (``PRAGMA quick_check``) or emptied while the folder still holds a run; a ledger holding values
+  FARS never writes (a negative cost, a word for the session count: ``fars.ledger.value_problems``); a
+  ledger that lost rows against its ``run_record.json``; a config that differs from the run's own in what makes it one run
   (model, seeds, area, ...; ``resume_force=true`` overrides, recorded); files of unfinished projects that
   were deleted. ``fresh_run_problems`` refuses a new run into a folder that already holds one.
 * ``open_session`` records the run's config identity on its first session and every forced resume.
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from fars.config import FarsConfig, config_dict
-from fars.ledger import Ledger
+from fars.ledger import Ledger, value_problems
 from fars.safe_files import UnsafeFileError, check_plain
 from fars.summary import RUN_RECORD_FILE, read_run_record
 
@@ -197,11 +198,21 @@ def ledger_problems(run_dir: Path) -> list[str]:
                     f"{path} holds no run but the folder does ({', '.join(traces)}): emptied or replaced? {restore}"
                 ]
             return []
-        return _behind_record(db, run_dir, tables, restore)
+        return [*_unwritten_values(db, path, restore), *_behind_record(db, run_dir, tables, restore)]
     except sqlite3.DatabaseError as exc:
         return [f"{path} is not a readable ledger ({exc}); {restore}"]
     finally:
         db.close()
+
+
+def _unwritten_values(db: sqlite3.Connection, path: Path, restore: str) -> list[str]:
+    """A ledger holding values FARS never writes (a negative cost, 'abc' as the session count, ...): a hand
+    edit that kept it valid SQLite. Read back they would be credited to the budget or end the run in a
+    traceback, so the resume is refused naming them."""
+    found = value_problems(db)
+    if not found:
+        return []
+    return [f"{path} holds values FARS never writes ({'; '.join(found)}): edited by hand? Correct them, or {restore}"]
 
 
 def _behind_record(db: sqlite3.Connection, run_dir: Path, tables: set[str], restore: str) -> list[str]:

@@ -55,8 +55,12 @@ def compose_job(config_name: str, overrides: list[str]) -> tuple[dict[str, Any] 
             return compose(config_name, overrides=chosen), None
         except (HydraException, OmegaConfBaseException) as exc:
             return None, " ".join(str(exc).split()).split(" Config search path")[0]
+        except (TypeError, ValueError) as exc:  # Hydra's own crash on a value it cannot take (named per override below)
+            return None, f"Hydra cannot apply this ({' '.join(str(exc).split())[:200]})"
 
-    problems: list[str] = []
+    misgiven = {o: problem for o in overrides if (problem := group_problem(o)) is not None}
+    problems = list(misgiven.values())
+    overrides = [o for o in overrides if o not in misgiven]
     composed, error = attempt(overrides)
     if error is not None:  # find every override Hydra rejects, then compose the rest
         rejected = {o: err for o in overrides for _, err in [attempt([o])] if err is not None}
@@ -73,6 +77,32 @@ def compose_job(config_name: str, overrides: list[str]) -> tuple[dict[str, Any] 
             return None, [*problems, " ".join(str(exc).split())]
         return found, [*problems, *unresolved]
     return raw, problems
+
+
+def group_problem(override: str) -> str | None:
+    """Why ``override`` gives a config group (``budget``, ``llm``, ...: a folder of ``conf/``) something other
+    than option names, e.g. ``budget=[1,2]`` or ``llm=3`` (None when it does not). Hydra crashes on those
+    with a TypeError instead of naming them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([override])[0]
+    except HydraException:
+        return None  # malformed: Hydra names it when it composes
+    group = parsed.key_or_group
+    if parsed.is_delete() or "." in group or not (CONF_DIR / group).is_dir():
+        return None
+    value = parsed.value()
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return None
+    options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    example = f", e.g. {group}={options[0]}" if options else ""
+    return (
+        f"{override}: {group!r} is a config group: give the name of one of its options "
+        f"({', '.join(options) or 'none in conf/'}){example}; to set a value inside it, write "
+        f"{group.replace('/', '.')}.KEY=VALUE (`fars run --cfg job` lists every key)"
+    )
 
 
 def _without_unresolvable(composed: Any) -> tuple[dict[str, Any] | None, list[str]]:

@@ -12,7 +12,8 @@ data licence, folder. ``check`` validates one template folder the way a run woul
 3. the metrics contract: ``metrics.json`` validates, names the declared metric, reports it finite,
    and records every knob and component with the value it was given (the entry point honours them).
 
-Exit status: 0 every check passed, 1 a check failed (each named), 2 bad arguments or an unreadable spec.
+Exit status: 0 every check passed, 1 a check failed (each named), 2 bad arguments or an unreadable spec
+(``list`` still lists the good templates, and names each refused one on stderr).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ USAGE = """usage: fars template list [DIR ...]
   check DIR         validate the template folder DIR: its spec, a sandboxed smoke run of the baseline and
                     of a method changing every component, and the metrics contract
   --keep            keep the smoke runs' folders (printed) instead of deleting them
-exit status: 0 all checks passed, 1 a check failed, 2 bad arguments or an unreadable spec
+exit status: 0 all checks passed, 1 a check failed, 2 bad arguments or an unreadable spec (list: the good
+templates are listed, each refused one named)
 """
 
 
@@ -66,14 +68,20 @@ def main(args: list[str]) -> int:
 
 
 def list_templates(dirs: list[str]) -> int:
-    """Print every template FARS can use."""
-    from experiments.spec import TemplateError, load_spec, template_folders
+    """Print every template FARS can use, then name each template folder it refused and why (exit 2 then).
 
-    try:
-        folders = template_folders(dirs)
-        specs = [load_spec(f) for f in folders.values()]
-    except TemplateError as exc:
-        raise UsageError(str(exc)) from None
+    A refused spec (a link, a FIFO, too large, a YAML bomb, a path leading out of its folder) is named on
+    stderr with what to do, never its content; the good templates are listed all the same.
+    """
+    from experiments.spec import TemplateError, load_spec, scan_templates
+
+    folders, problems = scan_templates(dirs)
+    specs = []
+    for folder in folders.values():
+        try:
+            specs.append(load_spec(folder))
+        except TemplateError as exc:
+            problems.append(str(exc))
     for spec in specs:
         direction = "higher" if spec.higher_is_better else "lower"
         slots = ", ".join(f"{c.name} ({'/'.join(c.options)})" for c in spec.components) or "none"
@@ -85,7 +93,9 @@ def list_templates(dirs: list[str]) -> int:
         if spec.data is not None:
             print(f"  data: {spec.data.description} (licence: {spec.data.licence})")
         print(f"  folder: {spec.folder}")
-    return 0
+    for problem in problems:
+        print(f"refused: {problem}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def method_of_every_slot(spec: Any) -> dict[str, str]:
@@ -135,9 +145,9 @@ async def _smoke(
     spec: Any, name: str, components: dict[str, str], root: Path, timeout_s: float
 ) -> tuple[str, list[str]]:
     """One smoke run of ``spec`` (sandboxed for training templates); its folder's name and its problems."""
-    import experiments
     from fars.config import LLMConfig
     from fars.executor.gateway import SubjectGateway
+    from fars.executor.runner import template_runtime
     from fars.llm.client import LLMClient
     from fars.sandbox import SandboxLimits, run_sandboxed_async
 
@@ -153,8 +163,8 @@ async def _smoke(
             argv,
             out,
             SandboxLimits(wall_s=timeout_s),
-            env={"OMP_NUM_THREADS": "1"},
-            readable=[*experiments.__path__, str(spec.folder)],
+            env={"OMP_NUM_THREADS": "1", "PYTHONPATH": template_runtime()[1]},
+            readable=[*template_runtime()[0], str(spec.folder)],
             log_path=root / f"{name}.log",
         )
         if result.timed_out:

@@ -181,6 +181,20 @@ def finished_metrics(out_dir: Path) -> Metrics | None:
 _SANDBOX_PASS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONUNBUFFERED", "CUDA_VISIBLE_DEVICES")
 
 
+def template_runtime() -> tuple[list[str], str]:
+    """What a sandboxed template job may read of the harness, and the PYTHONPATH that finds it: the
+    experiments package, and the one reading path its spec loader uses (``fars/__init__.py`` and
+    ``fars/safe_files.py``, nothing else of fars), where this harness found them (a checkout, an editable or
+    a wheel install alike)."""
+    import experiments
+    import fars
+    import fars.safe_files
+
+    files = [str(fars.__file__), str(fars.safe_files.__file__)]
+    roots = dict.fromkeys([*(str(Path(p).parent) for p in experiments.__path__), str(Path(files[0]).parent.parent)])
+    return [*experiments.__path__, *files], os.pathsep.join(roots)
+
+
 async def _run_in_sandbox(
     cmd: list[str],
     out_dir: Path,
@@ -192,19 +206,15 @@ async def _run_in_sandbox(
 ) -> None:
     """Run a job that loads model-written code inside the sandbox; JobFailed/JobTimeout like any job."""
     limits = replace(SandboxLimits.from_config(sandbox), wall_s=min(timeout_s, sandbox.wall_s))
-    import experiments
-
     passed = {k: v for k, v in env.items() if k in _SANDBOX_PASS}
-    # the templates are found where this harness found them (a source checkout, an editable or a wheel
-    # install alike); only the experiments package itself is mounted there, nothing else of the checkout
-    passed["PYTHONPATH"] = os.pathsep.join(str(Path(p).parent) for p in experiments.__path__)
+    mounts, passed["PYTHONPATH"] = template_runtime()
     result = await run_sandboxed_async(
         cmd,
         out_dir,
         limits,
         gpus=gpus,
         env=passed,
-        readable=[*experiments.__path__, *(str(p) for p in readable)],
+        readable=[*mounts, *(str(p) for p in readable)],
         backend=sandbox.backend,
         require_network_isolation=sandbox.require_network_isolation,
         log_path=out_dir.parent / f"{out_dir.name}.log",
