@@ -1,9 +1,11 @@
 """Budgets: tokens, dollars and wall time, per run and per project, checked before and after each call.
 
-Before a model call the client *reserves* its estimate (a bound of its prompt tokens plus
-``max_tokens``, priced from litellm's cost data at the dearest model that may answer); the reservation
-is refused when what is spent plus what calls in flight have reserved plus this estimate would pass a
-limit. After the call the actual usage replaces the reservation. The prompt bound
+Before each try of a model call, retries and fallbacks included, the client *reserves* its estimate
+(a bound of its prompt tokens as sent plus ``max_tokens``, priced from litellm's cost data at the
+model it is sent to); the reservation is refused when what is spent plus what tries in flight have
+reserved plus this estimate would pass a limit. After the try what the provider billed replaces the
+reservation: the reply's usage, or a failed try's where the provider billed it (an empty reply with
+usage), so a retry is checked against what its failed tries cost. The prompt bound
 (``prompt_token_bound``) is the request's UTF-8 bytes plus a chat template's overhead: no byte-level
 tokenizer (GPT's, Llama's, SmolLM's, ...) makes more tokens than bytes, so digits, code and non-Latin
 text (which a characters/4 guess undercounts up to 12x) cannot slip past it. So however many calls run
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -78,12 +81,30 @@ class Reservation:
     dollars: float
 
 
+def _spent_so_far(tokens: int, dollars: float, started: float | None, whose: str) -> None:
+    """Refuse spending read back from a ledger that no call could have made: a negative or non-finite count
+    would be credited to the budget (``fars.ledger.value_problems`` names such values before a resume)."""
+    if (
+        isinstance(tokens, bool)
+        or not isinstance(tokens, int)
+        or tokens < 0
+        or not math.isfinite(dollars)
+        or dollars < 0
+        or (started is not None and not math.isfinite(started))
+    ):
+        raise ValueError(
+            f"{whose} spending read back from the ledger is impossible ({tokens!r} tokens, ${dollars!r}, started "
+            f"{started!r}): a hand-edited ledger? `fars run resume=FOLDER` names the values to correct"
+        )
+
+
 class Budget:
     """Spent-so-far counters (run and per project) against the configured limits."""
 
     def __init__(
         self, cfg: BudgetConfig, *, tokens: int = 0, dollars: float = 0.0, started: float | None = None
     ) -> None:
+        _spent_so_far(tokens, dollars, started, "the run's")
         self.cfg = cfg
         self._run = _Spent(tokens, dollars, started=time.time() if started is None else started)
         self._projects: dict[str, _Spent] = {}
@@ -102,7 +123,8 @@ class Budget:
         return self._run.dollars
 
     def project(self, project_id: str, *, tokens: int = 0, dollars: float = 0.0, started: float | None = None) -> None:
-        """Start (or, on resume, restore) a project's counters."""
+        """Start (or, on resume, restore) a project's counters; ValueError for impossible ones read back."""
+        _spent_so_far(tokens, dollars, started, f"project {project_id}'s")
         with self._lock:
             self._projects[project_id] = _Spent(tokens, dollars, started=time.time() if started is None else started)
 

@@ -1,8 +1,11 @@
 """A response cache shared across runs, keyed by the sha256 of a deterministic request.
 
 Replaying a run with the same config and cache costs zero tokens. Only deterministic requests
-(temperature 0) are cached; sampling requests always go to the model. The request hashed includes
-the server (``llm.api_base``), so two servers serving one model name never share replies.
+(temperature 0) are cached; sampling requests always go to the model. The key
+(``LLMClient.cache_key``) is the request with the model that answered (a fallback's reply is never
+served as the primary model's) and every setting that shapes a reply: the server (``llm.api_base``),
+so two servers serving one model name never share replies, ``llm.structured_mode``, the embedded
+model's GGUF file and context size, and the scripted model's script.
 
 The cache is shared by every run on the machine, so one broken file must not break them all: a cache
 file that is not SQLite (clobbered), damaged, a link or a special file is set aside (renamed to

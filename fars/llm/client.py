@@ -1,12 +1,17 @@
 """The one door to the models: a thin async client over litellm.
 
 Every call: replayed from the run's ledger if the same call already happened at the same place (a
-resumed run pays nothing twice), else served from the shared response cache if deterministic, else
-checked against the budget (its estimate reserved, then settled at its actual cost), sent through
-litellm with time-outs and retries with backoff on provider faults (an empty reply counts as one),
-then down the ``llm.fallbacks`` chain if the model fails for good, priced from litellm's cost data
-(cached input tokens at the provider's cache price), and written to the ledger with the model that
-answered, its tokens (sent, cached, evaluated), cost and saving, latency, structured-output mode and reply.
+resumed run pays nothing twice), else served from the shared response cache if deterministic (keyed
+by the request and every setting that shapes its reply, ``cache_key``; a fallback's reply is stored
+under the model that answered), else sent through litellm with time-outs and retries with backoff on
+provider faults (an empty reply counts as one), then down the ``llm.fallbacks`` chain if the model
+fails for good. Each try, retries included, reserves its bound in the budget before it is sent and
+settles at what the provider billed for it: its reply's cost, or, for a try that failed but was
+billed all the same (an empty reply with usage, an error with a usage block), that usage's cost,
+recorded in the ledger as a billed failure with its error. Costs come from litellm's cost data
+(cached input tokens at the provider's cache price); the ledger gets the model that answered, its
+tokens (sent, cached, evaluated), cost and saving, latency, structured-output mode and reply, and the
+caller's reason where it rejected the reply (``check``: a structured reply that does not fit).
 
 ``structured`` asks for a pydantic model and validates, repairs or re-asks. How it asks adapts to the
 server (``STRUCTURED_MODES``): JSON schema first; a server that rejects the request itself (a 4xx, or
@@ -19,6 +24,8 @@ with explicit prompt caching (the part after the last blank line of a message is
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -27,14 +34,16 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from pydantic import BaseModel, ValidationError
 
-from fars.budget import Budget, prompt_token_bound
-from fars.config import LLMConfig
+from fars.budget import Budget, Reservation, prompt_token_bound
+from fars.config import LLMConfig, LocalModelConfig, ScriptedModelConfig
 from fars.context import CallContext, current_call_context
 from fars.ledger import CallRow, Ledger
 from fars.llm.cache import ResponseCache, default_cache_dir
@@ -86,8 +95,28 @@ class _FallbackWorthy(LLMError):
     """One model failed for good in a way another model might not (faults, context, credentials)."""
 
 
+@dataclass(frozen=True)
+class _Billed:
+    """What a provider billed for one try: its tokens and their price."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    cached_input_tokens: int = 0
+    saved_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        """Input and output tokens together (what a token budget counts)."""
+        return self.input_tokens + self.output_tokens
+
+
 class _EmptyReply(RuntimeError):
-    """A provider answered with no content (treated as a retryable fault)."""
+    """A provider answered with no content (treated as a retryable fault); ``billed``: what it charged for it."""
+
+    def __init__(self, message: str, billed: _Billed | None = None) -> None:
+        super().__init__(message)
+        self.billed = billed
 
 
 class _RequestRejected(LLMError):
@@ -112,6 +141,7 @@ class Completion:
     cached_input_tokens: int = 0  # input tokens a prompt cache served (provider's reads, embedded prefix reuse)
     saved_usd: float = 0.0  # their saving against the full input price
     structured_mode: str | None = None  # how structured output was asked for (STRUCTURED_MODES)
+    rejected: str | None = None  # why the caller's check rejected the reply (it was paid for all the same)
 
 
 def register_providers(cfg: LLMConfig) -> dict[str, Any]:
@@ -205,6 +235,7 @@ class LLMClient:
         self._first_mode = first
         self._modes: dict[str, int] = {}
         self._warned_price = False
+        self._model_files: dict[str, str] = {}  # the GGUF each local/ model loads (name and size), for cache keys
         self.cache: ResponseCache | None = None
         if cfg.cache:
             cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
@@ -237,8 +268,14 @@ class LLMClient:
         *,
         response_format: dict[str, Any] | None = None,
         max_tokens: int | None = None,
+        check: Callable[[str], str | None] | None = None,
     ) -> Completion:
-        """One chat completion through the ledger, cache, budget and retry layers."""
+        """One chat completion through the ledger, cache, budget and retry layers.
+
+        ``check`` judges the reply: it returns why the caller rejects it (recorded with the reply in the
+        ledger and returned as ``Completion.rejected``, so a reply paid for and then asked again shows as
+        a billed failure), or None to accept it.
+        """
         request: dict[str, Any] = {
             "model": self.cfg.model,
             "messages": messages,
@@ -258,9 +295,10 @@ class LLMClient:
             reply = self.ledger.replay(ctx.project_id, ctx.stage, key, ordinal)
         deterministic = self.cfg.temperature == 0
         if reply is None and deterministic and self.cache is not None:
-            reply = self.cache.get(key)
+            reply = self.cache.get(self.cache_key(request, self.cfg.model))
         if reply is not None:
             done = Completion(reply, self.cfg.model, 0, 0, 0.0, 0.0, cache_hit=True)
+            done = self._judged(done, check)
             self._record(ctx, key, ordinal, done)
             return done
 
@@ -269,31 +307,61 @@ class LLMClient:
             await self._semaphore.acquire()
         finally:
             self._queued -= 1
-        try:  # reserve only once the call can start, so waiting calls hold nothing
-            reservation = None
-            if self.budget is not None:
-                prompt_tokens = self._estimate_tokens(messages, response_format)
-                reservation = await self.budget.reserve_waiting(  # waits for calls in flight that may free room
-                    prompt_tokens + request["max_tokens"],
-                    self._estimate_dollars(prompt_tokens, request["max_tokens"]),
-                    ctx.project_id,
-                )
-            answered: Completion | None = None
-            try:
-                answered = await self._call_with_fallbacks(request, ctx, key, ordinal)
-            finally:
-                if self.budget is not None and reservation is not None:
-                    spent = (
-                        (answered.input_tokens + answered.output_tokens, answered.cost_usd) if answered else (0, 0.0)
-                    )
-                    self.budget.settle(reservation, *spent)
+        try:  # each try reserves its bound once it can start (``_reserve_try``), so waiting calls hold nothing
+            done = await self._call_with_fallbacks(request, ctx, key, ordinal)
         finally:
             self._semaphore.release()
-        done = answered
         if deterministic and self.cache is not None and done.finish_reason != "length":
-            self.cache.put(key, self.cfg.model, done.text)
+            self.cache.put(self.cache_key(request, done.model), done.model, done.text)  # under the model that answered
+        done = self._judged(done, check)
         self._record(ctx, key, ordinal, done)
         return done
+
+    def cache_key(self, request: dict[str, Any], model: str) -> str:
+        """The response cache's key of ``request`` answered by ``model``: the request with every setting
+        that changes a reply, so a fallback's reply, another GGUF's or another structured-output setting's
+        are never served for this one.
+
+        The request holds the model, messages, temperature, ``max_tokens``, response format and server
+        (``llm.api_base``); added here, only where they differ from the defaults (so keys made before
+        them still hit): ``llm.structured_mode`` for structured requests, the embedded model's file (its
+        name and size) and context size for ``local/`` models, and the scripted model's settings that
+        shape its replies for ``scripted/`` models.
+        """
+        keyed = {**request, "model": model}
+        settings: dict[str, Any] = {}
+        if request.get("response_format") is not None and self.cfg.structured_mode != "auto":
+            settings["structured_mode"] = self.cfg.structured_mode
+        settings.update(self._model_settings(model))
+        if settings:
+            keyed["settings"] = settings
+        return request_hash(keyed)
+
+    def _model_settings(self, model: str) -> dict[str, Any]:
+        """What of ``model``'s own configuration shapes its replies (embedded and scripted models), for cache keys."""
+        provider = model.split("/", 1)[0]
+        if provider == "local":
+            if model not in self._model_files:
+                self._model_files[model] = _gguf_identity(model, self.cfg.local.model_path)
+            settings: dict[str, Any] = {"model_file": self._model_files[model]}
+            if self.cfg.local.n_ctx != LocalModelConfig().n_ctx:
+                settings["n_ctx"] = self.cfg.local.n_ctx
+            return settings
+        if provider == "scripted":
+            default = ScriptedModelConfig()
+            shaping = ("outputs", "routes", "routes_file", "output_tokens", "refuse_modes", "refuse_status")
+            return {
+                name: getattr(self.cfg.scripted, name)
+                for name in shaping
+                if getattr(self.cfg.scripted, name) != getattr(default, name)
+            }
+        return {}
+
+    @staticmethod
+    def _judged(done: Completion, check: Callable[[str], str | None] | None) -> Completion:
+        """``done`` with the caller's verdict on its reply (``Completion.rejected``)."""
+        rejected = check(done.text) if check is not None else None
+        return done if rejected is None else dataclasses.replace(done, rejected=rejected)
 
     async def structured(self, messages: list[dict[str, str]], schema: type[T], *, max_tokens: int | None = None) -> T:
         """A reply parsed into ``schema``: constrained where the provider can, validated, repaired."""
@@ -303,13 +371,21 @@ class LLMClient:
         ]
         limit = max_tokens or self.cfg.max_tokens
         problems = ""
-        for attempt in range(self.cfg.repair_attempts + 1):
-            done = await self.complete(asked, response_format=response_format, max_tokens=limit)
+        parsed: list[T] = []
+
+        def check(text: str) -> str | None:  # a reply that does not fit is recorded as a billed failure
             try:
-                return parse_structured(schema, done.text)
+                parsed.append(parse_structured(schema, text))
             except (ValidationError, ValueError) as exc:
-                problems = _short_errors(exc)
-                log.info("structured reply for %s invalid (attempt %d): %s", schema.__name__, attempt + 1, problems)
+                return f"invalid {schema.__name__}: {_short_errors(exc)}"
+            return None
+
+        for attempt in range(self.cfg.repair_attempts + 1):
+            done = await self.complete(asked, response_format=response_format, max_tokens=limit, check=check)
+            if parsed:
+                return parsed[-1]
+            problems = (done.rejected or "").removeprefix(f"invalid {schema.__name__}: ")
+            log.info("structured reply for %s invalid (attempt %d): %s", schema.__name__, attempt + 1, problems)
             if done.finish_reason == "length":
                 limit = min(limit * 2, 4 * (max_tokens or self.cfg.max_tokens))
             asked = [
@@ -410,62 +486,120 @@ class LLMClient:
     async def _call_with_retries(
         self, request: dict[str, Any], ctx: CallContext, key: str, ordinal: int, model: str, mode: str | None
     ) -> Completion:
+        """One model asked up to ``llm.max_retries`` + 1 times; each try is reserved in the budget before it
+        is sent and settled at what the provider billed for it, answered or not (``_billed_by``)."""
         attempts = self.cfg.max_retries + 1
         wire = self._wire_request(request, model, mode)
         # the embedded model times its calls itself, from the start of their generation (not their queue)
         limit = None if model.startswith("local/") else self.cfg.timeout_s
         for attempt in range(attempts):
+            reservation = await self._reserve_try(request, wire, model, ctx.project_id)
+            billed: _Billed | None = None
             started = time.perf_counter()
             try:
-                with calling_with(self.handlers):  # the routers send in-process calls to this client's handlers
-                    response = await asyncio.wait_for(
-                        litellm.acompletion(
-                            **wire,
-                            model=model,
-                            api_base=self.cfg.api_base,
-                            api_key=self._api_key(),
-                            num_retries=0,
-                            drop_params=True,
-                        ),
-                        timeout=limit,
-                    )
-                return self._completion_from(response, time.perf_counter() - started, model, mode)
+                try:
+                    with calling_with(self.handlers):  # the routers send in-process calls to this client's handlers
+                        response = await asyncio.wait_for(
+                            litellm.acompletion(
+                                **wire,
+                                model=model,
+                                api_base=self.cfg.api_base,
+                                api_key=self._api_key(),
+                                num_retries=0,
+                                drop_params=True,
+                            ),
+                            timeout=limit,
+                        )
+                    done = self._completion_from(response, time.perf_counter() - started, model, mode)
+                except Exception as exc:
+                    billed = self._billed_by(exc, model)  # a failed try the provider billed all the same
+                    raise
+                billed = _Billed(done.input_tokens, done.output_tokens, done.cost_usd)
+                return done
             except litellm.ContextWindowExceededError as exc:  # retrying cannot help; a bigger model may
-                self._record_failure(ctx, key, ordinal, "context window exceeded", time.perf_counter() - started, model)
+                self._record_failure(
+                    ctx, key, ordinal, "context window exceeded", time.perf_counter() - started, model, billed=billed
+                )
                 raise _FallbackWorthy(f"prompt too long for {model}: {str(exc)[:200]}") from exc
             except _RETRYABLE_OR_EMPTY as exc:
+                latency = time.perf_counter() - started
                 if "missing credentials" in str(exc).lower():  # litellm calls this a server error; no retry helps
+                    self._record_billed(ctx, key, ordinal, _fault_name(exc), latency, model, mode, billed)
                     hint = f"set ${self.cfg.api_key_env}" if self.cfg.api_key_env else "set llm.api_key_env"
                     raise _FallbackWorthy(f"model {model} has no API key ({hint})") from exc
                 if _is_validation_error(exc):  # a 5xx that says the request is invalid: the same request fails again
-                    self._record_failure(
-                        ctx, key, ordinal, _fault_name(exc), time.perf_counter() - started, model, mode
-                    )
+                    self._record_failure(ctx, key, ordinal, _fault_name(exc), latency, model, mode, billed=billed)
                     raise _RequestRejected(f"model {model} rejected the request: {str(exc)[:300]}") from exc
                 fault = self._describe_fault(exc)
                 if attempt + 1 == attempts:
-                    self._record_failure(ctx, key, ordinal, fault, time.perf_counter() - started, model, mode)
+                    self._record_failure(ctx, key, ordinal, fault, latency, model, mode, billed=billed)
                     raise _FallbackWorthy(
                         f"model {model} failed {attempts} times; last fault: {fault}. "
                         "Check the provider, raise llm.max_retries / llm.timeout_s, or add llm.fallbacks."
                     ) from exc
+                self._record_billed(ctx, key, ordinal, fault, latency, model, mode, billed)
                 delay = _retry_after(exc) or min(self.cfg.backoff_s * (2**attempt), self.cfg.max_backoff_s)
                 log.warning("model %s: %s; retry %d/%d in %.1fs", model, fault, attempt + 1, attempts - 1, delay)
-                await asyncio.sleep(delay)
-                continue
             except (litellm.AuthenticationError, litellm.PermissionDeniedError) as exc:
+                self._record_billed(
+                    ctx, key, ordinal, _fault_name(exc), time.perf_counter() - started, model, mode, billed
+                )
                 hint = f" (is ${self.cfg.api_key_env} set?)" if self.cfg.api_key_env else ""
                 raise _FallbackWorthy(f"model {model} refused the credentials{hint}: {str(exc)[:200]}") from exc
             except litellm.NotFoundError as exc:
-                self._record_failure(ctx, key, ordinal, type(exc).__name__, time.perf_counter() - started, model)
+                self._record_failure(
+                    ctx, key, ordinal, type(exc).__name__, time.perf_counter() - started, model, billed=billed
+                )
                 raise _FallbackWorthy(f"model {model} is unknown to its provider: {str(exc)[:300]}") from exc
             except (
                 litellm.BadRequestError,
                 litellm.UnprocessableEntityError,
             ) as exc:  # the request is wrong: never retried
-                self._record_failure(ctx, key, ordinal, _fault_name(exc), time.perf_counter() - started, model, mode)
+                self._record_failure(
+                    ctx, key, ordinal, _fault_name(exc), time.perf_counter() - started, model, mode, billed=billed
+                )
                 raise _RequestRejected(f"model {model} rejected the request: {str(exc)[:300]}") from exc
+            except Exception as exc:  # anything else fails the call; what it billed is still recorded
+                self._record_billed(
+                    ctx, key, ordinal, _fault_name(exc), time.perf_counter() - started, model, mode, billed
+                )
+                raise
+            finally:
+                if reservation is not None and self.budget is not None:
+                    self.budget.settle(reservation, billed.tokens if billed else 0, billed.cost_usd if billed else 0.0)
+            await asyncio.sleep(delay)  # a retry waits holding nothing of the budget
         raise AssertionError("unreachable")
+
+    async def _reserve_try(
+        self, request: dict[str, Any], wire: dict[str, Any], model: str, project_id: str | None
+    ) -> Reservation | None:
+        """Reserve one try's bound before it is sent: its prompt (as sent, the structured-output spelling
+        included) and ``max_tokens`` out, priced at ``model``; waits while calls in flight hold the room.
+
+        Every try is reserved, retries included, so however many calls fail and retry at once, the tries
+        in flight together never promise more than the budget has left (``fars.budget``).
+        """
+        if self.budget is None:
+            return None
+        spelt: dict[str, Any] | None = {k: wire[k] for k in ("response_format", "tools", "tool_choice") if k in wire}
+        prompt_tokens = self._estimate_tokens(request["messages"], spelt or None)
+        return await self.budget.reserve_waiting(
+            prompt_tokens + request["max_tokens"],
+            self._estimate_dollars(prompt_tokens, request["max_tokens"], (model,)),
+            project_id,
+        )
+
+    def _billed_by(self, exc: BaseException, model: str) -> _Billed | None:
+        """What the provider billed for a try that failed: an empty reply's usage, or a usage block in an
+        error's body, priced from litellm's cost data; None when it billed nothing (the usual fault)."""
+        if isinstance(exc, _EmptyReply):
+            return exc.billed
+        usage = _fault_usage(exc)
+        if usage is None:
+            return None
+        input_tokens, output_tokens = usage
+        cost, _ = self._price(None, model, input_tokens, output_tokens)
+        return _Billed(input_tokens, output_tokens, cost)
 
     def _api_key(self) -> str | None:
         """The key from ``llm.api_key_env``; a placeholder for a server at ``llm.api_base`` when none is set
@@ -490,9 +624,13 @@ class LLMClient:
         if mode == "tools" and calls:  # the reply is the forced tool call's arguments
             text = str(getattr(calls[0].function, "arguments", "") or "")
         finish_reason = getattr(choice, "finish_reason", None)
-        if not text.strip() and finish_reason != "length":
-            raise _EmptyReply(f"model {model} sent an empty reply")
         cached = min(cached_input_tokens(usage), input_tokens)
+        if not text.strip() and finish_reason != "length":
+            billed = None
+            if input_tokens or output_tokens:  # some providers bill an empty reply (its usage says so)
+                cost, saved = self._price(response, model, input_tokens, output_tokens, cached)
+                billed = _Billed(input_tokens, output_tokens, cost, cached, saved)
+            raise _EmptyReply(f"model {model} sent an empty reply", billed)
         cost, saved = self._price(response, model, input_tokens, output_tokens, cached)
         return Completion(
             text=text,
@@ -526,7 +664,9 @@ class LLMClient:
             full = sum(
                 litellm.cost_per_token(model=priced, prompt_tokens=input_tokens, completion_tokens=output_tokens)
             )
-            if priced != model:  # a stand-in billed at a real model's price, with the usage it reported
+            if response is None:  # a billed failure: only the usage its error reported
+                cost = float(full)
+            elif priced != model:  # a stand-in billed at a real model's price, with the usage it reported
                 usage = getattr(response, "usage", None)
                 cost = float(
                     sum(
@@ -549,10 +689,10 @@ class LLMClient:
         written = int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
         return cost, (float(full) - cost if cached or written else 0.0)  # a cache write alone saves less than 0
 
-    def _estimate_dollars(self, prompt_tokens: int, max_tokens: int) -> float:
-        """An upper estimate of a call's price: the dearest model of the chain, ``max_tokens`` out."""
+    def _estimate_dollars(self, prompt_tokens: int, max_tokens: int, models: Sequence[str] | None = None) -> float:
+        """An upper estimate of a call's price: the dearest of ``models`` (default: the chain), ``max_tokens`` out."""
         worst = 0.0
-        for model in [self.cfg.model, *self.cfg.fallbacks]:
+        for model in [self.cfg.model, *self.cfg.fallbacks] if models is None else models:
             priced = self._price_model(model)
             if priced is None:
                 continue
@@ -592,14 +732,26 @@ class LLMClient:
                 evaluated_input_tokens=done.input_tokens - done.cached_input_tokens,
                 saved_usd=done.saved_usd,
                 structured_mode=done.structured_mode,
+                error=done.rejected,
             )
         )
 
     def _record_failure(
-        self, ctx: CallContext, key: str, ordinal: int, error: str, latency: float, model: str, mode: str | None = None
+        self,
+        ctx: CallContext,
+        key: str,
+        ordinal: int,
+        error: str,
+        latency: float,
+        model: str,
+        mode: str | None = None,
+        *,
+        billed: _Billed | None = None,
     ) -> None:
+        """A failed try in the ledger: no reply, the error, and what the provider billed for it (if anything)."""
         if self.ledger is None:
             return
+        paid = billed or _Billed(0, 0, 0.0)
         self.ledger.record_call(
             CallRow(
                 project_id=ctx.project_id,
@@ -607,16 +759,34 @@ class LLMClient:
                 model=model,
                 request_hash=key,
                 ordinal=ordinal,
-                input_tokens=0,
-                output_tokens=0,
-                cost_usd=0.0,
+                input_tokens=paid.input_tokens,
+                output_tokens=paid.output_tokens,
+                cost_usd=paid.cost_usd,
                 latency_s=latency,
                 cache_hit=False,
                 response=None,
                 error=error,
+                cached_input_tokens=paid.cached_input_tokens,
+                evaluated_input_tokens=paid.input_tokens - paid.cached_input_tokens,
+                saved_usd=paid.saved_usd,
                 structured_mode=mode,
             )
         )
+
+    def _record_billed(
+        self,
+        ctx: CallContext,
+        key: str,
+        ordinal: int,
+        error: str,
+        latency: float,
+        model: str,
+        mode: str | None,
+        billed: _Billed | None,
+    ) -> None:
+        """A failed try that is retried (or ends the call unrecorded) in the ledger, only if it was billed."""
+        if billed is not None:
+            self._record_failure(ctx, key, ordinal, error, latency, model, mode, billed=billed)
 
 
 def cached_input_tokens(usage: Any) -> int:
@@ -655,6 +825,39 @@ def mark_shared_prefix(messages: list[dict[str, Any]], min_tokens: int) -> list[
             blocks.append({"type": "text", "text": tail})
         return [*messages[:index], {**message, "content": blocks}, *messages[index + 1 :]]
     return messages
+
+
+def _fault_usage(exc: BaseException) -> tuple[int, int] | None:
+    """(input, output) tokens a provider's error says it billed: a ``usage`` block in the error's body
+    (``body`` or the JSON of its HTTP response); None where it reports none, or only zeros."""
+    bodies: list[Any] = [getattr(exc, "body", None)]
+    response = getattr(exc, "response", None)
+    if isinstance(response, httpx.Response):
+        with contextlib.suppress(ValueError, httpx.HTTPError):
+            bodies.append(response.json())
+    for body in bodies:
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if not isinstance(usage, dict):
+            continue
+        try:
+            tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        except (TypeError, ValueError):
+            continue
+        if tokens[0] > 0 or tokens[1] > 0:
+            return max(0, tokens[0]), max(0, tokens[1])
+    return None
+
+
+def _gguf_identity(model: str, model_path: str | None) -> str:
+    """The GGUF an embedded model loads, as its file name and size (the same file in any folder or
+    virtualenv keys alike; another quantization or model does not); the configured name if it cannot be found."""
+    from fars.llm.local import LocalModelError, bundled_model_path
+
+    try:
+        path = Path(model_path) if model_path else bundled_model_path(model.split("/", 1)[1])
+        return f"{path.name}:{path.stat().st_size}"
+    except (LocalModelError, OSError):
+        return model_path or model
 
 
 def _fault_name(exc: BaseException) -> str:

@@ -10,9 +10,11 @@ A scripted output ``!fault:KIND[:ARG]`` injects a provider fault instead of a re
 
 * raised like a real provider: ``400`` (the request is invalid), ``429[:SECONDS]`` (rate limit, with a Retry-After header when SECONDS
   is given), ``500``, ``503``, ``timeout``, ``connection``, ``context`` (context length exceeded);
+  ``500:billed`` and ``503:billed`` are errors whose body carries a ``usage`` block (the provider billed the try);
 * ``hang[:SECONDS]``: no answer for SECONDS (default an hour), so the client's own time-out fires;
-* bad replies: ``empty`` (no content), ``truncated`` (the JSON reply cut in half, finish_reason
-  ``length``), ``nonjson`` (prose where JSON was asked).
+* bad replies: ``empty`` (no content, and no usage: not billed), ``empty:billed`` (no content, billed as a
+  whole reply, as providers bill a reply spent on hidden reasoning), ``truncated`` (the JSON reply cut in half,
+  finish_reason ``length``), ``nonjson`` (prose where JSON was asked). Every reply but ``empty`` is billed.
 
 Like a server, it can refuse ways of asking for structured output (``refuse_modes``: with a 400,
 422, or a 500 whose body is a validation error, as llama-cpp-python's server answers
@@ -116,6 +118,17 @@ def request_schema(messages: list[dict[str, Any]], optional_params: dict[str, An
 
 RAISED_FAULTS = ("400", "429", "500", "503", "timeout", "connection", "context")
 REPLY_FAULTS = ("empty", "truncated", "nonjson", "hang")
+BILLED = "billed"  # the ARG of ``empty``, ``500`` and ``503`` that makes the provider bill the failed try
+_BILLED_ERRORS = {"500": 500, "503": 503}
+
+
+def _billed_error_response(status: int, message: str, usage: dict[str, int]) -> httpx.Response:
+    """An error response whose JSON body carries the usage the provider billed for the failed try."""
+    return httpx.Response(
+        status,
+        json={"error": {"message": message}, "usage": usage},
+        request=httpx.Request("POST", "http://scripted.invalid/v1/chat"),
+    )
 
 
 def _retry_after_response(seconds: str) -> httpx.Response:
@@ -124,7 +137,12 @@ def _retry_after_response(seconds: str) -> httpx.Response:
     )
 
 
-def _fault(kind: str, model: str, arg: str | None = None) -> Exception:
+def _fault(kind: str, model: str, arg: str | None = None, usage: dict[str, int] | None = None) -> Exception:
+    if arg == BILLED and kind in _BILLED_ERRORS:  # a server error that still reports (and bills) usage
+        body = _billed_error_response(_BILLED_ERRORS[kind], f"scripted billed {kind}", usage or {})
+        if kind == "500":
+            return litellm.InternalServerError("scripted billed server error", "scripted", model, response=body)
+        return litellm.ServiceUnavailableError("scripted billed overload", "scripted", model, response=body)
     rate_limited = (
         litellm.RateLimitError(
             "scripted rate limit", llm_provider="scripted", model=model, response=_retry_after_response(arg)
@@ -212,6 +230,10 @@ class ScriptedProvider(CustomLLM):
         unknown = [o for o in every if o.startswith("!fault:") and o[7:].partition(":")[0] not in known]
         if unknown:  # caught here, not inside litellm (which would wrap it as a retryable fault)
             raise ValueError(f"unknown scripted fault {unknown[0][7:]!r} in llm.scripted.outputs; known: {list(known)}")
+        billable = ("empty", *_BILLED_ERRORS)
+        wrong = [o for o in every if o.startswith("!fault:") and o.endswith(":" + BILLED) and o[7:-7] not in billable]
+        if wrong:
+            raise ValueError(f"scripted fault {wrong[0][7:]!r} cannot be billed; only {', '.join(billable)} can")
         self._queue = list(cfg.outputs)
         self._routes = {key: list(replies) for key, replies in routes.items()}
         self._lock = threading.Lock()
@@ -276,7 +298,9 @@ class ScriptedProvider(CustomLLM):
             return whole[: max(1, len(whole) // 2)], "length"
         if kind == "hang":
             return self.generate(messages, optional_params), "stop"  # the wait happened before
-        raise _fault(kind, f"scripted/{model}", arg or None)
+        words = len(prompt_words(messages))
+        usage = {"prompt_tokens": words, "completion_tokens": self.cfg.output_tokens}
+        raise _fault(kind, f"scripted/{model}", arg or None, usage)
 
     def generate(self, messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> str:
         """The deterministic reply made from the request: a schema instance, or a short sentence.
@@ -363,8 +387,10 @@ class ScriptedProvider(CustomLLM):
         else:
             choice.message.content = text
             choice.finish_reason = finish
-        prompt_tokens = len(prompt_words(messages))
+        prompt_tokens, output_tokens = len(prompt_words(messages)), self.cfg.output_tokens
         read, written = self.cached_tokens(messages)
+        if _unbilled(scripted):  # an empty reply this provider does not bill: its usage is all zeros
+            prompt_tokens = output_tokens = read = written = 0
         cache_usage: dict[str, Any] = {}
         if self.cfg.prompt_cache == "automatic":
             cache_usage = {"prompt_tokens_details": {"cached_tokens": read}}
@@ -376,8 +402,8 @@ class ScriptedProvider(CustomLLM):
             }
         model_response.usage = LiteUsage(  # type: ignore[attr-defined]
             prompt_tokens=prompt_tokens,
-            completion_tokens=self.cfg.output_tokens,
-            total_tokens=prompt_tokens + self.cfg.output_tokens,
+            completion_tokens=output_tokens,
+            total_tokens=prompt_tokens + output_tokens,
             **cache_usage,
         )
         model_response.model = f"scripted/{model}"
@@ -436,6 +462,14 @@ def read_routes(path: str) -> dict[str, list[str]]:
     ):
         raise ValueError(f"llm.scripted.routes_file={path}: must map each key to a list of replies (strings)")
     return data
+
+
+def _unbilled(scripted: str | None) -> bool:
+    """Whether a scripted output is a reply the provider does not bill (``!fault:empty`` without ``:billed``)."""
+    if scripted is None or not scripted.startswith("!fault:"):
+        return False
+    kind, _, arg = scripted.removeprefix("!fault:").partition(":")
+    return kind == "empty" and arg != BILLED
 
 
 def _hang_seconds(scripted: str | None) -> float:
