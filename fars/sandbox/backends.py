@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fars.sandbox.memory import delegated_cgroup
+
 # system folders a program needs; everything else on the host is invisible under bwrap
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt/conda")
 _ETC_FILES = (
@@ -61,6 +63,7 @@ class Isolation:
     own_user: bool  # runs under a user id of its own, without capabilities
     gpu_devices_hidden: bool  # unallocated GPU device files are absent (not just CUDA_VISIBLE_DEVICES)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    memory_cgroup: bool = False  # a delegated cgroup v2 memory controller bounds a job's total in the kernel
 
     def describe(self) -> str:
         """One line saying which isolation is in force, and loudly what is not."""
@@ -74,7 +77,18 @@ class Isolation:
         parts.append("own PID namespace" if self.pid_namespace else "shares the PID space")
         parts.append("own unprivileged user" if self.own_user else "runs as the harness's user")
         parts.append("secret-free environment, limits on wall/CPU/memory/processes/file size/disk/open files")
+        parts.append(self.describe_memory())
         return " | ".join(parts + list(self.notes))
+
+    def describe_memory(self) -> str:
+        """What bounds ``sandbox.memory_mb`` here: what the kernel holds, and what only the watchdog does."""
+        each = "memory: each process bounded by the kernel (RLIMIT_AS; not GPU jobs)"
+        if self.memory_cgroup:
+            return f"{each}, all processes together by a cgroup's memory.max"
+        return (
+            f"{each}; ALL PROCESSES TOGETHER, AND GPU JOBS, BY THE WATCHDOG ONLY (no delegated cgroup v2): it "
+            "looks every 5-250 ms, so a fast burst can pass the limit before it kills"
+        )
 
 
 def is_root() -> bool:
@@ -130,15 +144,16 @@ def probe(wanted: str = "auto") -> Isolation:
     if root and not own_user:
         notes.append("WARNING: util-linux setpriv missing, code runs as root")
     order = BACKENDS if wanted == "auto" else (wanted,)
+    cgroup = delegated_cgroup() is not None
     for backend in order:
         if backend == "bwrap" and _bwrap_works():
-            return Isolation("bwrap", True, True, True, own_user or not root, True, tuple(notes))
+            return Isolation("bwrap", True, True, True, own_user or not root, True, tuple(notes), cgroup)
         if backend == "unshare" and _unshare_works():
             extra = (*notes, "GPU visibility by CUDA_VISIBLE_DEVICES only")
-            return Isolation("unshare", True, False, True, own_user, False, extra)
+            return Isolation("unshare", True, False, True, own_user, False, extra, cgroup)
         if backend == "rlimits":
             extra = (*notes, "install bubblewrap (apt-get install bubblewrap) for real isolation")
-            return Isolation("rlimits", False, False, False, own_user, False, extra)
+            return Isolation("rlimits", False, False, False, own_user, False, extra, cgroup)
         if wanted != "auto":
             raise SandboxUnavailable(
                 f"sandbox backend {backend!r} does not work on this machine "

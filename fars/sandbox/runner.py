@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -30,11 +31,10 @@ from fars.safe_files import UnsafeFileError, chown_tree, open_append, read_file,
 from fars.sandbox.backends import Isolation, SandboxUnavailable, probe, wrap_command
 from fars.sandbox.environment import sandbox_env
 from fars.sandbox.limits import SandboxLimits, apply_rlimits
-from fars.sandbox.memory import MemoryCgroup, job_processes, total_memory
+from fars.sandbox.memory import MemoryCgroup, MemoryWatch, job_processes
 
 TAIL_BYTES = 16_000
 _MB = 1024 * 1024
-MEMORY_POLL_S = 0.25  # how often the job's total memory is summed (between polls only rlimits hold)
 FOLDER_POLL_S = 0.5  # how often its folder is walked at least (less often when a walk is costly)
 _UID_BASE, _UID_SPAN = 200_000, 800_000
 _uid_lock = threading.Lock()
@@ -67,7 +67,7 @@ class SandboxResult:
     uid: int | None
     refused_env: list[str] = field(default_factory=list)
     stragglers_killed: int = 0  # processes still alive under its user id after it ended
-    peak_memory_mb: float = 0.0  # the most all its processes held together at one poll
+    peak_memory_mb: float = 0.0  # the most all its processes held together at one look, or one process at its peak
     memory_bound: str = "accounting"  # how its total memory was bounded: cgroup (kernel) or accounting (watchdog)
 
     @property
@@ -246,8 +246,8 @@ def _supervise(
         log = open_append(log_path.parent, log_path.name)
     started = time.monotonic()
     killed_for: str | None = None
-    peak = 0
-    pids: set[int] = set()
+    watch: MemoryWatch | None = None
+    exited: _ExitWaiter | None = None
     try:
         proc = subprocess.Popen(
             command,
@@ -262,6 +262,8 @@ def _supervise(
         assert proc.stdout is not None and proc.stderr is not None
         cap = limits.file_size_mb * 1024 * 1024
         out, err = _Tail(proc.stdout, log, cap), _Tail(proc.stderr, log, cap)
+        watch = MemoryWatch(limits.memory_mb * _MB, proc.pid, uid)
+        exited = _ExitWaiter(proc)
         next_folder_check = next_memory_check = 0.0
         while proc.poll() is None:
             now = time.monotonic() - started
@@ -271,22 +273,19 @@ def _supervise(
                 killed_for = "cancelled"
             else:
                 if now >= next_memory_check:
-                    next_memory_check = now + MEMORY_POLL_S
-                    pids = job_processes(proc.pid, uid)
-                    held = total_memory(pids)
-                    peak = max(peak, held)
-                    if held > limits.memory_mb * _MB:
+                    if watch.look(now):
                         killed_for = "memory"
+                    next_memory_check = now + watch.next_look_in(now)
                 if killed_for is None and now >= next_folder_check:
                     walked = time.monotonic()
                     killed_for = folder_limit(workdir, limits)
                     # a costly walk (a folder of many files) is repeated less often: at most ~20% of a core
                     next_folder_check = now + max(FOLDER_POLL_S, 4 * (time.monotonic() - walked))
             if killed_for is not None:
-                _kill(proc, uid, pids)
+                _kill(proc, uid, watch.pids)
                 break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=0.1)
+            # wake for the next look, or at once when the program ends
+            exited.wait(min(next_memory_check, next_folder_check, limits.wall_s) - (time.monotonic() - started))
         code = proc.wait()
         wall = time.monotonic() - started
         stragglers = _kill_user(uid) if uid is not None else 0
@@ -294,6 +293,8 @@ def _supervise(
             killed_for = folder_limit(workdir, limits)
         stdout, stderr = out.text(), err.text()
     finally:
+        if exited is not None:
+            exited.close()
         if log is not None:
             log.close()
     exit_code, sig = _decode_status(code, isolation.backend)
@@ -309,8 +310,33 @@ def _supervise(
         backend=isolation.backend,
         uid=uid,
         stragglers_killed=stragglers,
-        peak_memory_mb=round(peak / _MB, 1),
+        peak_memory_mb=round((watch.peak if watch is not None else 0) / _MB, 1),
     )
+
+
+class _ExitWaiter:
+    """Sleeps until a program ends or a time passes, whichever is first (a pidfd where Linux has one)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._fd: int | None = None
+        self._poll = select.poll()  # not select(): a busy harness may hold file descriptors past 1,024
+        with contextlib.suppress(OSError, AttributeError):
+            self._fd = os.pidfd_open(proc.pid)
+            self._poll.register(self._fd, select.POLLIN)
+
+    def wait(self, seconds: float) -> None:
+        """Return after ``seconds`` (at most 0.1, at least 1 ms) or as soon as the program has ended."""
+        seconds = min(max(seconds, 0.001), 0.1)
+        if self._fd is None:
+            time.sleep(seconds)
+            return
+        self._poll.poll(seconds * 1000)
+
+    def close(self) -> None:
+        """Release the pidfd."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _decode_status(code: int, backend: str) -> tuple[int | None, str | None]:
