@@ -9,7 +9,12 @@ and every network request, so a test can assert that a page talks to no host but
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, Request
+    from playwright.sync_api import ConsoleMessage, Page, Request
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 LAUNCH_ARGS = [
@@ -101,15 +106,32 @@ def watch(page: Page) -> Watched:
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
-    """A headless Chromium (Playwright ``Browser``), closed afterwards."""
-    from playwright.sync_api import sync_playwright
-
+def start_chromium(timeout: float = 60.0) -> Iterator[str]:
+    """A headless Chromium process with remote debugging on a free port; its DevTools WebSocket endpoint."""
     binary = find_chromium()
     assert binary is not None, "no Chromium (apt-get install -y chromium)"
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=binary, args=LAUNCH_ARGS, headless=True)
+    profile = tempfile.mkdtemp(prefix="fars-chromium-")
+    process = subprocess.Popen(
+        [binary, *LAUNCH_ARGS, "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        endpoint, deadline = None, time.monotonic() + timeout
+        assert process.stderr is not None
+        while endpoint is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line and process.poll() is not None:
+                break
+            found = re.search(r"DevTools listening on (ws://\S+)", line)
+            endpoint = found.group(1) if found else None
+        assert endpoint is not None, f"Chromium did not start (exit {process.poll()})"
+        threading.Thread(target=process.stderr.read, daemon=True).start()  # drain it, never block Chromium
+        yield endpoint
+    finally:
+        process.terminate()
         try:
-            yield browser
-        finally:
-            browser.close()
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -7,7 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from fars.contracts import StageOutput
 from fars.ledger import Ledger
 from fars.services import Services, build_services
 from fars.stages.base import StageContext
+from tests.fars_process import Finished, run_warm
 
 REPO = Path(__file__).resolve().parent.parent
 # Cheap by construction: the scripted model, no tracker, and the `simulated` template (a formula and a sleep of
@@ -34,13 +35,56 @@ FAST = [
 ]
 
 
+FIRST_GROUP = "embedded_run"  # the run on the real embedded model: the longest unit of the suite
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest first, so two workers finish together: the embedded run's group, then the tests marked
+    ``slow``, then the rest, each in file order (the same order on every worker, as xdist requires)."""
+
+    def cost(item: pytest.Item) -> int:
+        group = item.get_closest_marker("xdist_group")
+        if group is not None and (group.args or [group.kwargs.get("name")])[0] == FIRST_GROUP:
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=cost)
+
+
+@pytest.fixture(scope="session")
+def chromium_endpoint() -> Iterator[str]:
+    """One headless Chromium process for the browser tests of this worker: its DevTools endpoint."""
+    from tests.chromium import require_browser, start_chromium
+
+    require_browser()
+    with start_chromium() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def browser(chromium_endpoint: str) -> Iterator[Any]:
+    """The worker's Chromium as a Playwright ``Browser``, connected for one test (Playwright's sync API keeps
+    an event loop running while it is open, so it is never held across tests that call ``asyncio.run``)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        connected = driver.chromium.connect_over_cdp(chromium_endpoint)
+        try:
+            yield connected
+        finally:
+            connected.close()
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own response cache, so nothing is served from an earlier run."""
+    """Every test gets its own response cache (nothing is served from an earlier run) and the environment of a
+    plain shell (one thread per process, no terminal size forced on programs)."""
     path = tmp_path_factory.mktemp("fars-cache")
     monkeypatch.setenv("FARS_CACHE_DIR", str(path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    for name in ("COLUMNS", "LINES"):  # set by pytest-xdist's workers; a program sizes itself to its terminal
+        monkeypatch.delenv(name, raising=False)
     return path
 
 
@@ -49,19 +93,16 @@ def fars_command(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "fars.cli", *args]
 
 
-def run_fars(
-    args: list[str], cwd: Path, timeout: float = 600, *, cold: bool = False
-) -> subprocess.CompletedProcess[str]:
+def run_fars(args: list[str], cwd: Path, timeout: float = 600, *, cold: bool = False) -> Finished:
     """Run `fars ARGS` in ``cwd`` as its own process and return it finished (output captured). The process
     starts warm (``tests.fars_process``), without the seconds of imports a cold start costs; ``cold`` starts
     the console command itself (a loky worker of the joblib launcher cannot start its figure pool from a
     forkserver's child)."""
-    from tests.fars_process import run_warm
-
     if cold:
-        return subprocess.run(
+        done = subprocess.run(
             fars_command(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
         )
+        return Finished(done.args, done.returncode, done.stdout, done.stderr)
     return run_warm(args, cwd, timeout)
 
 

@@ -55,7 +55,19 @@ def _child(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str, c
     atexit._run_exitfuncs()  # a forked child skips them otherwise (FARS kills leftover jobs in one)
     sys.stdout.flush()
     sys.stderr.flush()
+    if err != os.devnull:  # its own peak memory, which a parent's wait4 cannot tell apart from the parent's own
+        import resource
+
+        Path(f"{err}.peak_mb").write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     os._exit(int(status or 0))
+
+
+class Finished(subprocess.CompletedProcess[str]):
+    """A finished command, and its peak resident memory in MB (None for a cold start). A forked child's peak
+    counts the forkserver's imports (a few hundred MB) it started with: an upper bound, never an undercount.
+    A parent's wait4 is no measure here: Linux carries the forking parent's peak into the child's."""
+
+    peak_mb: float | None = None
 
 
 class WarmProcess:
@@ -104,14 +116,13 @@ def start_warm(args: list[str], cwd: Path, *, stdout: Path | None = None, stderr
     return WarmProcess(args, cwd, stdout, stderr)
 
 
-def run_warm(
-    args: list[str], cwd: Path, timeout: float, *, code: str | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_warm(args: list[str], cwd: Path, timeout: float, *, code: str | None = None) -> Finished:
     """``fars ARGS`` (or ``python -c CODE ARGS``) in ``cwd`` as a warm child process; the finished process
-    with its output."""
+    with its output and peak memory."""
     if os.environ.get("FARS_TEST_COLD") == "1":
         command = [sys.executable, "-m", "fars.cli", *args] if code is None else [sys.executable, "-c", code, *args]
-        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+        cold = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+        return Finished(cold.args, cold.returncode, cold.stdout, cold.stderr)
     with tempfile.TemporaryDirectory(prefix="fars-out-") as folder:
         out, err = Path(folder, "stdout"), Path(folder, "stderr")
         process = WarmProcess(args, cwd, out, err, code)
@@ -123,4 +134,7 @@ def run_warm(
             raise subprocess.TimeoutExpired(process.args, timeout, out.read_text(), err.read_text()) from None
         stdout = out.read_text(encoding="utf-8", errors="replace")
         stderr = err.read_text(encoding="utf-8", errors="replace")
-    return subprocess.CompletedProcess(process.args, code, stdout, stderr)
+        peak = Path(f"{err}.peak_mb")
+        done = Finished(process.args, code, stdout, stderr)
+        done.peak_mb = float(peak.read_text()) if peak.is_file() else None
+    return done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from fars.ledger import Ledger
 from fars.llm.client import LLMClient
 from fars.summary import read_run_record
 from review.forms import ICLR2025Review
-from tests.conftest import run_fars
+from tests.conftest import FIRST_GROUP, run_fars
 from tests.test_pipeline import assert_record_matches_ledger
 
 
@@ -100,40 +101,98 @@ def test_embedded_model_fills_a_review_form(tmp_path: Path) -> None:
     assert usage.calls >= 1 and usage.output_tokens > 10 and usage.cost_usd == 0.0
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)  # the README's main job on 2 cores: minutes unloaded, several times that under load
-def test_default_run_on_the_embedded_model(tmp_path: Path) -> None:
-    """`fars run` with the default config: two papers, each reviewed, W&B offline, ledger = record."""
-    run_dir = tmp_path / "run"
-    done = run_fars(["run", f"hydra.run.dir={run_dir}"], cwd=tmp_path, timeout=1700)
+# The default run at a test's size: every stage and every kind of call on the real model (2 papers on 2
+# templates, code search, an ensemble of two and an area chair), with 2 hypotheses a project, smoke-scale
+# training and 2 related works a review. The default size itself is timed by benchmarks/embedded_throughput.py.
+TEST_SIZE = [
+    "pipeline.hypotheses_per_project=2",
+    "experiment.scale=smoke",
+    "reviewer.related_works=2",
+    "llm.local.n_threads=1",  # beside the other test worker, one thread is faster than two
+]
+
+
+def on_the_run(test: Callable[..., None]) -> Callable[..., None]:
+    """A test that reads the embedded run: slow, and on the worker that made it (one run per suite)."""
+    return pytest.mark.slow(pytest.mark.xdist_group(FIRST_GROUP)(test))
+
+
+@pytest.fixture(scope="session")
+def embedded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`fars run` on the embedded model (W&B offline), finished; every test below reads its folder."""
+    base = tmp_path_factory.mktemp("embedded")
+    run_dir = base / "run"
+    done = run_fars(["run", *TEST_SIZE, f"hydra.run.dir={run_dir}"], cwd=base, timeout=1700)
     assert done.returncode == 0, done.stderr[-4000:]
+    return run_dir
+
+
+def _written(run_dir: Path) -> list[tuple[str, Path]]:
+    """(project id, folder) of every reviewed project with its results."""
     record = read_run_record(run_dir)
-    assert record.config["llm"]["model"] == "local/smollm2-135m"
+    found = []
+    for project in record.projects:
+        folder = run_dir / "projects" / project.id
+        if project.rating is not None and (folder / "results.json").is_file():
+            found.append((project.id, folder))
+    return found
+
+
+@pytest.mark.timeout(1800)  # the embedded run: minutes on a quiet 2-core machine, several times that under load
+@on_the_run
+def test_the_embedded_run_makes_two_reviewed_papers(embedded_run: Path) -> None:
+    record = read_run_record(embedded_run)
+    assert record.status == "completed" and record.config["llm"]["model"] == "local/smollm2-135m"
     assert len(record.scores) >= 2, [(p.id, p.status, p.error) for p in record.projects]
     for project in record.projects:
         if project.rating is not None:
-            assert (run_dir / "projects" / project.id / "paper.md").is_file()
-            assert (run_dir / "projects" / project.id / "review.json").is_file()
-    # the research: each paper's plan has a baseline, a method and an ablation, on a template of its own;
-    # the weak model's attempt at code is recorded, and the plan's conditions stood without it
+            assert (embedded_run / "projects" / project.id / "paper.md").is_file()
+            assert (embedded_run / "projects" / project.id / "review.json").is_file()
+            review = json.loads((embedded_run / "projects" / project.id / "review.json").read_text())
+            assert review["reviews"], "no valid review form within the time-outs"
+
+
+@on_the_run
+def test_the_embedded_runs_plans_are_real_studies_on_two_templates(embedded_run: Path) -> None:
+    """Each paper's plan has a baseline, a method and an ablation, on a template of its own; the weak model's
+    attempt at code is recorded, and the plan's conditions stood without it."""
     from fars.contracts import Results
 
     templates = set()
-    for project in record.projects:
-        results_file = run_dir / "projects" / project.id / "results.json"
-        if project.rating is None or not results_file.is_file():
-            continue
-        results = Results.model_validate_json(results_file.read_text())
+    for project_id, folder in _written(embedded_run):
+        results = Results.model_validate_json((folder / "results.json").read_text())
         templates.add(results.template)
         roles = [c.role for c in results.conditions.values()]
         assert len(roles) >= 3 and "baseline" in roles and "ablation" in roles, roles
-        # what a reader gets is never the weak model's degenerate text: the harness wrote those parts instead
-        assert degenerate_parts(run_dir / "projects" / project.id) == {}, project.id
         if results.code is not None and results.code.reason and "no code search" not in results.code.reason:
-            assert Ledger(run_dir / "ledger.sqlite").code_nodes(project.id), "a code attempt went unrecorded"
+            assert Ledger(embedded_run / "ledger.sqlite").code_nodes(project_id), "a code attempt went unrecorded"
     assert len(templates) >= 2, templates
-    assert record.degenerate_rate is not None  # the weak model's degenerate rate before replacement, recorded
+
+
+@on_the_run
+def test_what_a_reader_gets_of_the_embedded_run_is_never_degenerate(embedded_run: Path) -> None:
+    """The weak model's degenerate text was replaced by the harness's, and its rate before replacement recorded."""
+    written = _written(embedded_run)
+    assert len(written) >= 2
+    for project_id, folder in written:
+        assert degenerate_parts(folder) == {}, project_id
+    assert read_run_record(embedded_run).degenerate_rate is not None
+
+
+@on_the_run
+def test_the_embedded_runs_record_is_its_ledger(embedded_run: Path) -> None:
+    record = read_run_record(embedded_run)
     assert record.totals.overall.output_tokens > 500
     assert record.totals.by_model["local/smollm2-135m"].calls == record.totals.overall.calls
-    assert_record_matches_ledger(run_dir)
-    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb")), "no W&B offline run to sync"
+    assert_record_matches_ledger(embedded_run)
+
+
+@on_the_run
+def test_the_embedded_run_leaves_a_wandb_run_and_a_report(embedded_run: Path) -> None:
+    from fars.commands.report import main as report
+
+    assert list((embedded_run / "wandb").glob("offline-run-*/run-*.wandb")), "no W&B offline run to sync"
+    assert report([str(embedded_run)]) == 0
+    page = (embedded_run / "report.html").read_text()
+    for project_id, _ in _written(embedded_run):
+        assert f"projects/{project_id}/paper.md" in page

@@ -36,6 +36,7 @@ from fars.run_folder import (
 from fars.summary import read_run_record
 from tests.conftest import FAST, compose, run_fars, start_fars
 
+pytestmark = pytest.mark.xdist_group("run_folder")  # its module's finished and killed runs, made once
 QUICK = [*FAST, "pipeline.stages=[ideation,planning]", "llm.cache=false"]
 
 

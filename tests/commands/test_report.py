@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import struct
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +13,7 @@ from fars.commands.report import main as report
 from fars.contracts import ReviewSummary
 from fars.records import Artifact, ProjectStatus, RunRecord, Usage
 from fars.summary import write_run_record
-from tests.chromium import chromium, require_browser, watch
+from tests.chromium import watch
 from tests.commands.test_compare import baseline_scores, make_run
 
 PROBE = """{title: document.title, svgs: document.querySelectorAll('svg').length,
@@ -93,12 +95,10 @@ def test_report_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "give one run folder" in capsys.readouterr().err
 
 
-def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    require_browser()
+def test_report_renders_in_headless_chromium(tmp_path: Path, browser: Any) -> None:
     run = run_with_artifacts(tmp_path)
     assert report([str(run)]) == 0
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    with closing(browser.new_page(viewport={"width": 1280, "height": 1000})) as page:
         seen = watch(page)
         page.goto((run / "report.html").as_uri())
         probe = page.evaluate(f"() => ({PROBE})")
@@ -117,15 +117,13 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     (tmp_path / "report.png").write_bytes(png)
 
 
-def test_the_browser_watch_catches_errors_and_requests(tmp_path: Path) -> None:
-    require_browser()
+def test_the_browser_watch_catches_errors_and_requests(tmp_path: Path, browser: Any) -> None:
     bad = tmp_path / "bad.html"
     bad.write_text(
         "<html><body>x<img src='http://elsewhere.invalid/x.png'>"
         "<script>console.error('boom'); undefinedFunction();</script></body></html>"
     )
-    with chromium() as browser:
-        page = browser.new_page()
+    with closing(browser.new_page()) as page:
         seen = watch(page)
         page.route("http://**/*", lambda route: route.abort())  # seen, then stopped before it leaves the browser
         page.goto(bad.as_uri())

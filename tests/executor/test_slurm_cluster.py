@@ -27,6 +27,7 @@ from fars.executor.launch import JobFailed, job_env
 from fars.executor.slurm import JobNotStarted, run_slurm_job
 from tests.conftest import FAST, REPO, fars_command, run_fars
 
+pytestmark = pytest.mark.xdist_group("slurm_cluster")  # one cluster: its tests count and cancel its jobs
 REQUIRE = os.environ.get("FARS_REQUIRE_SLURM") == "1"
 SCRIPT = REPO / ".ci" / "slurm.sh"
 MARK = "# written by FARS .ci/slurm.sh"

@@ -10,7 +10,6 @@ lists the good templates beside them and names each bad one; the run's preflight
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ import pytest
 
 from experiments.spec import SPEC_MAX_BYTES, TemplateError, load_spec, scan_templates
 from fars.preflight import run_config_problems
-from tests.conftest import compose, fars_command
+from tests.conftest import compose, run_fars
 from tests.experiments.test_template_contract import SPEC, user_template
 
 SECRET = "API_KEY=sk-hostile-template-test-0123456789"
@@ -198,24 +197,12 @@ def test_preflight_names_the_hostile_templates_and_goes_on(tmp_path: Path) -> No
 
 
 def _run_measured(args: list[str], cwd: Path, timeout: float = 120) -> tuple[int, str, str, float, float]:
-    """`fars ARGS` run to its end: exit status, stdout, stderr, seconds and peak resident MB (its own)."""
-    out, err = cwd / "stdout.txt", cwd / "stderr.txt"
+    """`fars ARGS` run to its end: exit status, stdout, stderr, seconds and peak resident MB (its own, the
+    imports it started with included; a hang on a FIFO ends in ``subprocess.TimeoutExpired``)."""
     started = time.perf_counter()
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen(fars_command(args), cwd=cwd, stdout=stdout, stderr=stderr, env=dict(os.environ))
-        deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                raise AssertionError(f"fars {' '.join(args)} ran past {timeout} s (a FIFO read?)")
-            time.sleep(0.05)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - started
-    return proc.returncode, out.read_text(), err.read_text(), seconds, usage.ru_maxrss / 1024
+    done = run_fars(args, cwd, timeout=timeout)
+    assert done.peak_mb is not None
+    return done.returncode, done.stdout, done.stderr, time.perf_counter() - started, done.peak_mb
 
 
 def test_template_list_lists_the_good_and_names_the_bad_in_seconds(tmp_path: Path) -> None:

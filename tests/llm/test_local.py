@@ -192,12 +192,20 @@ def test_temperature_zero_reviews_are_byte_identical_with_and_without_prefix_reu
 
     (paper_id, text), *_ = dev_papers(1)
     settings = ReviewerConfig(
-        ensemble=2, meta_review=False, related_works=0, calibration=None, max_paper_chars=1000, max_tokens=200
+        ensemble=2,
+        meta_review=False,
+        related_works=0,
+        calibration=None,
+        max_paper_chars=1000,
+        max_tokens=200,
+        echo_retries=0,
     )
 
     def review(cache_mb: int, stock: bool) -> tuple[str, Ledger]:
         ledger = Ledger(tmp_path / f"ledger-{cache_mb}.sqlite")
-        cfg = LLMConfig(cache=False, local=LocalModelConfig(n_threads=1, prompt_cache_mb=cache_mb))
+        # no repair or echo retry: a reply that fails is compared as it is, and costs no second generation
+        local = LocalModelConfig(n_threads=1, prompt_cache_mb=cache_mb)
+        cfg = LLMConfig(cache=False, repair_attempts=0, local=local)
         client = LLMClient(cfg, ledger)
         if stock:
             stock_sampling(client)

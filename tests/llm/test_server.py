@@ -52,7 +52,7 @@ def test_fars_run_over_http_survives_a_server_restart_and_shows_the_mode(tmp_pat
     args = [
         "run", "llm=openai", f"llm.model=openai/{MODEL_ALIAS}", f"llm.api_base={server.base_url}",
         "llm.concurrency=2", "pipeline.papers=1", "pipeline.projects=1", "pipeline.hypotheses_per_project=2",
-        "tracker=disabled", "experiment.steps=30", "experiment.seeds=2", "experiment.max_variants=1",
+        "tracker=disabled", "experiment.templates=[simulated]", "experiment.seeds=2", "experiment.max_variants=1",
         "paper.compile=never", "literature.top_k=2", *SMALL_REVIEW, f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -92,6 +92,7 @@ def test_fars_run_over_http_survives_a_server_restart_and_shows_the_mode(tmp_pat
     assert record["totals"]["overall"]["input_tokens"] == sum(c[4] for c in calls)
 
 
+@pytest.mark.xdist_group("llama_server")  # the shared server answers one call at a time
 def test_fars_review_over_hosted_vllm(tmp_path: Path, llama_server_url: str) -> None:
     paper = tmp_path / "paper.md"
     paper.write_text(
@@ -113,6 +114,7 @@ def test_fars_review_over_hosted_vllm(tmp_path: Path, llama_server_url: str) -> 
     assert modes == {"json_object"}
 
 
+@pytest.mark.xdist_group("llama_server")
 def test_fars_calibrate_over_openai_compatible_http(tmp_path: Path, llama_server_url: str) -> None:
     if not DEV.is_file():
         pytest.skip(f"no dev data at {DEV}")

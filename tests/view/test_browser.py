@@ -7,18 +7,18 @@ console error and no request to any host but the view's own.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
-from tests.chromium import chromium, require_browser, watch
-from tests.conftest import FAST, fars_command
+from tests.chromium import watch
+from tests.conftest import FAST, start_fars
 from tests.view.conftest import ViewStarter
 from tests.view.synthetic import synthetic_run
 
 
-def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float) -> None:
+def _wait_for(path: Path, proc: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not path.is_file():
         assert proc.poll() is None, f"fars run ended before {path.name} appeared"
@@ -26,22 +26,17 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float) -> None:
         time.sleep(0.2)
 
 
-def test_a_running_run_updates_live_and_its_paper_opens(tmp_path: Path, view_server: ViewStarter) -> None:
-    require_browser()
+def test_a_running_run_updates_live_and_its_paper_opens(tmp_path: Path, view_server: ViewStarter, browser: Any) -> None:
     run_dir = tmp_path / "outputs" / "run"
     args = [
         "run", *FAST, "llm.scripted.latency_s=0.4", "pipeline.papers=1", "pipeline.projects=1",
         "pipeline.record_interval_s=1", f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
-    run = subprocess.Popen(
-        fars_command(args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ),
-    )  # fmt: skip
+    run = start_fars(args, tmp_path, stderr=tmp_path / "run.log")
     try:
         _wait_for(run_dir / "ledger.sqlite", run, 300)
         _, url = view_server(str(run_dir), "--poll", "0.2")
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
+        with closing(browser.new_page(viewport={"width": 1300, "height": 900})) as page:
             seen = watch(page)
             page.goto(url + "/")
             page.get_by_role("link", name="run", exact=True).click()  # from the Runs page to the run
@@ -56,7 +51,7 @@ def test_a_running_run_updates_live_and_its_paper_opens(tmp_path: Path, view_ser
             later = page.get_attribute("#row-p000", "data-stage")
             assert later != first and page.evaluate("window.__same_page === true")
             assert int(page.get_attribute("body", "data-updates") or "0") >= 1
-            assert run.wait(600) == 0, run.stdout.read() if run.stdout else ""
+            assert run.wait(600) == 0, (tmp_path / "run.log").read_text()[-3000:]
             page.wait_for_function(
                 "() => document.querySelector('#run-status').textContent === 'completed'", timeout=60_000
             )
@@ -87,12 +82,10 @@ def test_a_running_run_updates_live_and_its_paper_opens(tmp_path: Path, view_ser
             run.wait()
 
 
-def test_script_in_model_text_stays_text_in_the_browser(tmp_path: Path, view_server: ViewStarter) -> None:
-    require_browser()
+def test_script_in_model_text_stays_text_in_the_browser(tmp_path: Path, view_server: ViewStarter, browser: Any) -> None:
     run = synthetic_run(tmp_path / "run", 3, hostile=(1,))
     _, url = view_server(str(run))
-    with chromium() as browser:
-        page = browser.new_page()
+    with closing(browser.new_page()) as page:
         seen = watch(page)
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
