@@ -7,7 +7,7 @@ Prompts of digits, code and non-Latin text (which a characters/4 guess undercoun
 client, budget and ledger to the scripted model, billed as a real provider bills: prompt tokens as
 gpt-4o-mini's tokenizer counts them (litellm's ``token_counter``), at gpt-4o-mini's litellm price.
 Printed for each prompt kind and concurrency: the overshoot of the limit (spent / limit - 1) with the
-prompt bound FARS uses (``fars.budget.prompt_token_bound``) and with the characters/4 estimate it
+prompt bound FARS uses (``fars.llm.budget.prompt_token_bound``) and with the characters/4 estimate it
 replaced, and how many calls were paid.
 
 The second table is a provider that bills the empty replies FARS rejects and retries (``!fault:empty:billed``):
@@ -34,11 +34,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm
 from litellm.types.utils import Usage as LiteUsage
 
-from fars.budget import Budget, BudgetExceeded
 from fars.config import BudgetConfig, LLMConfig, ScriptedModelConfig
-from fars.ledger import Ledger
+from fars.llm.budget import Budget, BudgetExceeded
 from fars.llm.client import LLMClient, LLMError
 from fars.llm.scripted import ScriptedProvider
+from fars.run.ledger import Ledger
 
 PRICED = "openai/gpt-4o-mini"
 PROMPTS = {

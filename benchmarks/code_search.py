@@ -34,8 +34,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from experiments.spec import load_template
 from fars.code.search import CodeSearch
 from fars.config import CodeSearchConfig, validate_config
-from fars.contracts import Condition
 from fars.executor.runner import Runner
+from fars.run.contracts import Condition
 from fars.stages.experiment import base_config, code_runner, condition_args
 
 LINE = '    accuracy += 0.02 * (args.optimizer == "adam") + 0.01 * (args.regularizer == "dropout")'

@@ -126,7 +126,7 @@ def overrides(args: argparse.Namespace) -> list[str]:
 def default_run(args: argparse.Namespace) -> dict[str, Any]:
     """A default ``fars run`` in this process; its papers per hour, review time and token counts."""
     from fars.commands.configured import compose_run
-    from fars.pipeline import Pipeline
+    from fars.pipeline.queue import Pipeline
 
     seen = providers_seen()
     cfg = compose_run([*overrides(args), f"pipeline.papers={args.papers}"])
@@ -164,11 +164,11 @@ def review_only(args: argparse.Namespace) -> dict[str, Any]:
     """Review dev papers as a default run's review stage does (two in flight); seconds per paper."""
     from fars.commands.configured import compose_run
     from fars.context import call_context
-    from fars.ledger import Ledger
     from fars.literature import make_backend
     from fars.llm.client import LLMClient
-    from fars.reviewing import build_reviewer
-    from review.ingest import paper_from_text
+    from fars.run.ledger import Ledger
+    from fars.stages.reviewing import build_reviewer
+    from review.ingest.paper import paper_from_text
 
     seen = providers_seen()
     cfg = compose_run(overrides(args))

@@ -104,8 +104,8 @@ def client_overhead(calls: int, concurrency: int = 64, without_litellm: bool = F
 
     from fars.config import LLMConfig, ScriptedModelConfig
     from fars.context import call_context
-    from fars.ledger import Ledger
     from fars.llm.client import LLMClient
+    from fars.run.ledger import Ledger
 
     class Idea(BaseModel):  # the size of a typical stage reply
         title: str
@@ -157,7 +157,7 @@ def client_overhead(calls: int, concurrency: int = 64, without_litellm: bool = F
 def run_once(projects: int, ns: argparse.Namespace) -> dict[str, Any]:
     """One run with P projects in flight; its achieved and ideal throughput and CPU per call."""
     from fars import offload
-    from fars.pipeline import Pipeline
+    from fars.pipeline.queue import Pipeline
 
     cfg = config_for(projects, ns)
     with tempfile.TemporaryDirectory(prefix="fars-bench-") as tmp:

@@ -41,9 +41,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from fars.config import LLMConfig, LocalModelConfig
-    from fars.ledger import Ledger
     from fars.llm.client import LLMClient
     from fars.llm.local import LocalLlamaProvider, bundled_model_path
+    from fars.run.ledger import Ledger
 
     path = bundled_model_path("smollm2-135m")
     cfg = LLMConfig(cache=False, max_tokens=args.max_tokens, local=LocalModelConfig(n_threads=args.threads, n_ctx=4096))

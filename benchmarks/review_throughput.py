@@ -45,9 +45,9 @@ async def bench_model(model: str, papers: list[tuple[str, str]], args: argparse.
     """Review every paper with one model; usage from the run's ledger."""
     from fars.config import LLMConfig, LocalModelConfig
     from fars.context import call_context
-    from fars.ledger import Ledger
     from fars.llm.client import LLMClient
-    from review.ingest import paper_from_text
+    from fars.run.ledger import Ledger
+    from review.ingest.paper import paper_from_text
     from review.reviewer import AgenticReviewer
     from review.settings import ReviewerConfig
 

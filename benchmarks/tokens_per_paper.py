@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--run", nargs="*", metavar="OVERRIDE", help="run `fars run OVERRIDES` first, in a temp folder")
     args = parser.parse_args()
 
-    from fars.summary import read_run_record
+    from fars.run.summary import read_run_record
 
     run_dir = args.run_dir
     if args.run is not None:

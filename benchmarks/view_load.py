@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
-from fars.ledger import Ledger  # noqa: E402
+from fars.run.ledger import Ledger  # noqa: E402
 from fars.view.folders import folder_key  # noqa: E402
 from tests.chromium import chromium, find_chromium  # noqa: E402
 from tests.view.conftest import start_view, stop  # noqa: E402
@@ -116,7 +116,7 @@ def build_ms(run: Path) -> tuple[float, float]:
     """Milliseconds a fresh reader takes to summarise the run (nothing cached), and to do it again after the
     run wrote one more stage event; measured in a child process of its own."""
     code = (
-        "import sys, time; from pathlib import Path; from fars.ledger import Ledger; "
+        "import sys, time; from pathlib import Path; from fars.run.ledger import Ledger; "
         "from fars.view.folders import ServedFolders, folder_key; from fars.view.reader import RunReader; "
         "run = Path(sys.argv[1]).resolve(); s = ServedFolders([run]); s.scan(); "
         "r = RunReader(s.run(folder_key(run)), s); t = time.perf_counter(); r.snapshot(); "

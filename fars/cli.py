@@ -133,7 +133,7 @@ def _resume_overrides(run_dir_text: str, overrides: list[str]) -> list[str]:
     """
     import yaml
 
-    from fars.pipeline import LEDGER_FILE
+    from fars.pipeline.queue import LEDGER_FILE
     from fars.safe_files import read_text
 
     run_dir = Path(run_dir_text).expanduser()
@@ -203,7 +203,7 @@ def preflight(jobs: list[list[str]], sweep_hydra: list[str] | None = None) -> li
 
     from fars.commands.configured import compose_job
     from fars.config import ConfigError, FarsConfig, validate_config
-    from fars.preflight import run_config_problems
+    from fars.pipeline.preflight import run_config_problems
 
     problems: list[str] = []
     register_defaults("run", FarsConfig)
@@ -244,7 +244,7 @@ def exit_status(folder: Path, jobs: int, multirun: bool) -> tuple[int, list[str]
     """0 when every job's RunRecord says completed with at least one paper, else 1; and why not, per job."""
     from pydantic import ValidationError
 
-    from fars.summary import RUN_RECORD_FILE, read_run_record
+    from fars.run.summary import RUN_RECORD_FILE, read_run_record
 
     found = sorted(folder.glob(f"*/{RUN_RECORD_FILE}")) if multirun else [folder / RUN_RECORD_FILE]
     bad: list[str] = []
@@ -313,7 +313,7 @@ def run_command(args: list[str]) -> int:
     overrides, folder = _output_dir(overrides, multirun)
     resuming = bool(resume and resume[0] not in ("", "null"))
     if not resuming:  # a new run never continues (and pays into) an old ledger
-        from fars.run_folder import fresh_run_problems
+        from fars.run.folder import fresh_run_problems
 
         taken = [p for job in (sorted(folder.glob("*/")) if multirun else [folder]) for p in fresh_run_problems(job)]
         if taken:
@@ -347,7 +347,7 @@ class _Hold:
         """Hold the folder (made if missing); a folder another session holds is a usage error (exit 2)."""
         if self.folder is None or self.lock is not None:
             return
-        from fars.run_folder import RunFolderBusy, RunFolderError, hold_run_folder
+        from fars.run.folder import RunFolderBusy, RunFolderError, hold_run_folder
 
         try:
             self.lock = hold_run_folder(self.folder)
@@ -365,7 +365,7 @@ def _run_folder_held(folder: Path | None) -> Iterator[_Hold]:
         yield hold
     finally:
         if hold.lock is not None:
-            from fars.run_folder import release_run_folder
+            from fars.run.folder import release_run_folder
 
             release_run_folder(hold.lock)
 
@@ -394,7 +394,7 @@ def _task(dict_config: Any) -> float | None:
     from omegaconf import OmegaConf
 
     from fars.config import validate_config
-    from fars.pipeline import Pipeline
+    from fars.pipeline.queue import Pipeline
 
     raw: dict[str, Any] = OmegaConf.to_container(dict_config, resolve=True)  # type: ignore[assignment]
     cfg = validate_config(raw)

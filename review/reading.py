@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from review.ingest import IngestRecord, PaperText, Section
+from review.ingest.paper import IngestRecord, PaperText, Section
 
 _SKIP = re.compile(r"^\W*(?:[A-Z]?\d*\.?\s*)?(references|bibliography|acknowledge?ments?)\b", re.I)
 

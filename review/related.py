@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, Field, StringConstraints
 
 from review.degenerate import CheckedModel
-from review.ingest import PaperText
+from review.ingest.paper import PaperText
 from review.limits import ReviewLimits
 from review.settings import ReviewerConfig
 

@@ -3,7 +3,7 @@
 ``AgenticReviewer.review(paper)`` goes through these steps and records each in the ``PaperReview``:
 
 1. scan the paper for text aimed at the reviewer (prompt injection: visible or hidden) and remove it
-   from what the models read, flagging the review (see ``review.injection``);
+   from what the models read, flagging the review (see ``review.ingest.injection``);
 2. set the limits: fixed, or from the model's context window (see ``review.limits``);
 3. read the paper within the limits (whole, excerpts of every section, or notes on parts; see
    ``review.reading``), recording what was read;
@@ -28,11 +28,11 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, computed_field
 
-from review.calibration import CalibrationModel
+from review.calibration.fit import CalibrationModel
 from review.degenerate import CheckedModel, InvalidReply
 from review.forms import DECISION_RULE, MetaReview, Point, decision_for, get_form, sized_form
-from review.ingest import PaperText, paper_from_text
-from review.injection import InjectionReport, scan_paper
+from review.ingest.injection import InjectionReport, scan_paper
+from review.ingest.paper import PaperText, paper_from_text
 from review.limits import ReviewLimits, review_limits
 from review.reading import Reading, plan_parts, plan_reading
 from review.related import (
@@ -166,7 +166,7 @@ class AgenticReviewer:
         self._context = context_tokens
         if settings.kind != "model":
             raise ValueError(
-                f"reviewer.kind={settings.kind} is not the agentic reviewer: baselines are review.baselines.BaselineReviewer, "
+                f"reviewer.kind={settings.kind} is not the agentic reviewer: baselines are review.calibration.baselines.BaselineReviewer, "
                 "the oracle works only in `fars calibrate` (fars.commands.review.build_reviewer builds each kind)"
             )
         if calibration is not None and calibration.form != settings.form:

@@ -15,10 +15,10 @@ import pytest
 
 from fars.commands.configured import compose_run
 from fars.config import FarsConfig
-from fars.contracts import StageOutput
-from fars.ledger import Ledger
-from fars.services import Services, build_services
+from fars.run.contracts import StageOutput
+from fars.run.ledger import Ledger
 from fars.stages.base import StageContext
+from fars.stages.services import Services, build_services
 from tests.fars_process import Finished, run_warm
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,5 +7,5 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network look
 
 import fars.cli
 import fars.commands.configured
-import fars.pipeline
+import fars.pipeline.queue
 import fars.stages.registry  # noqa: F401

@@ -14,7 +14,7 @@ from fars.commands.configured import CONF_DIR, compose_raw
 from fars.commands.probe import ProbeConfig
 from fars.commands.review import ReviewCommandConfig
 from fars.config import ConfigError, FarsConfig, schema_defaults, validate_as, validate_config
-from fars.summary import read_run_record
+from fars.run.summary import read_run_record
 from tests.conftest import FAST, compose, run_fars
 
 OPTIONAL_GROUPS = {"sweep"}  # not in run.yaml's defaults: chosen with +group=option

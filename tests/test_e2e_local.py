@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from fars.config import LLMConfig
-from fars.ledger import Ledger
 from fars.llm.client import LLMClient
-from fars.summary import read_run_record
+from fars.run.ledger import Ledger
+from fars.run.summary import read_run_record
 from review.forms import ICLR2025Review
 from tests.conftest import FIRST_GROUP, run_fars
-from tests.test_pipeline import assert_record_matches_ledger
+from tests.pipeline.test_queue import assert_record_matches_ledger
 
 
 def paper_parts(markdown: str) -> dict[str, str]:
@@ -30,10 +30,10 @@ def degenerate_parts(project_dir: Path) -> dict[str, list[str]]:
     """What is degenerate in a written paper's title, abstract and discussion (by the rules writing applies
     to the model's draft: echoes of the schema, boilerplate, loops, no word of the study)."""
     from experiments.spec import load_template
-    from fars.contracts import Plan, Results
-    from fars.degenerate import degenerate_reasons
-    from fars.methods import study_terms
+    from fars.paper.degenerate import degenerate_reasons
+    from fars.run.contracts import Plan, Results
     from fars.stages.ideation import SCHEMA_TEXTS
+    from fars.stages.methods import study_terms
     from fars.stages.writing import DRAFT_TEXTS, Draft
 
     results = Results.model_validate_json((project_dir / "results.json").read_text())
@@ -53,10 +53,10 @@ def degenerate_parts(project_dir: Path) -> dict[str, list[str]]:
 def test_the_paper_check_fails_on_what_the_embedded_model_used_to_write(tmp_path: Path) -> None:
     """The check the default run's papers must pass names the title, abstract and discussion the 135M model
     wrote before the harness replaced them, and passes the harness's own text for the same study."""
-    from fars.contracts import Condition, Plan
-    from fars.grounding import Numbers
-    from fars.paper_text import harness_abstract, harness_discussion, harness_title
-    from tests.test_paper import RESULTS
+    from fars.paper.grounding import Numbers
+    from fars.paper.prose import harness_abstract, harness_discussion, harness_title
+    from fars.run.contracts import Condition, Plan
+    from tests.paper.test_document import RESULTS
 
     plan = Plan(
         template="modadd", design="components", seeds=[0, 1], steps=30,
@@ -73,7 +73,7 @@ def test_the_paper_check_fails_on_what_the_embedded_model_used_to_write(tmp_path
     )
     assert set(degenerate_parts(tmp_path)) == {"title", "abstract", "discussion"}
     from experiments.spec import load_template
-    from fars.contracts import HypothesisRecord
+    from fars.run.contracts import HypothesisRecord
 
     spec, numbers = load_template("modadd"), Numbers()
     hypothesis = HypothesisRecord(title="SGD and cosine", statement="SGD with a cosine schedule raises val_accuracy.")
@@ -156,7 +156,7 @@ def test_the_embedded_run_makes_two_reviewed_papers(embedded_run: Path) -> None:
 def test_the_embedded_runs_plans_are_real_studies_on_two_templates(embedded_run: Path) -> None:
     """Each paper's plan has a baseline, a method and an ablation, on a template of its own; the weak model's
     attempt at code is recorded, and the plan's conditions stood without it."""
-    from fars.contracts import Results
+    from fars.run.contracts import Results
 
     templates = set()
     for project_id, folder in _written(embedded_run):

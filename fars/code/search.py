@@ -35,8 +35,8 @@ from experiments.metrics import Metrics
 from experiments.spec import TemplateSpec
 from fars.code.edits import Edit, apply_edits, parse_edits, read_editable, unified_diff
 from fars.config import CodeSearchConfig
-from fars.contracts import CodeNode, CodeSearchSummary, NodeKind
 from fars.evaluation.stats import welch_t
+from fars.run.contracts import CodeNode, CodeSearchSummary, NodeKind
 from fars.safe_files import remove_tree
 
 log = logging.getLogger(__name__)

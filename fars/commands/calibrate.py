@@ -4,7 +4,7 @@ Composes ``conf/calibrate.yaml``; reviews ``limit`` papers of ``data`` (a JSONL 
 reviews) concurrently, cached and resumable (``out=`` an earlier folder continues it), then writes
 ``calibration.json``, ``calibration.md`` with plots, and a W&B run (offline by default). With
 ``fit=true`` it also fits a calibration model on the reviews (nested k-fold CV) and writes
-``calibration_model.json`` (and to ``save_to`` when given, e.g. ``review/calibrations/default-iclr2025.json``),
+``calibration_model.json`` (and to ``save_to`` when given, e.g. ``review/calibration/fitted/default-iclr2025.json``),
 and the baselines fitted on every reviewed paper (``baseline-length.json``, ``baseline-bow.json``, the
 models ``reviewer=length|bow`` ship). Every report shows the ``baselines`` (text length, bag of words)
 cross-validated on the same folds beside the reviewer, each score's Spearman controlling for length,
@@ -91,7 +91,7 @@ def main(args: list[str]) -> int:
     unreachable = api_base_problems(cfg.llm)
     if unreachable:  # before any paper is read or any model called
         raise UsageError(listing(unreachable))
-    from review.humans import DataError, file_sha256, load_papers, select_papers
+    from review.calibration.humans import DataError, file_sha256, load_papers, select_papers
 
     try:
         papers = select_papers(load_papers(cfg.data), cfg.limit, cfg.seed)
@@ -112,10 +112,10 @@ async def _calibrate(
 ) -> int:
     from fars.commands.review import build_reviewer
     from fars.context import call_context
-    from fars.ledger import Ledger
     from fars.llm.client import LLMClient
-    from review.harness import build_report, review_all
-    from review.humans import oracle_review
+    from fars.run.ledger import Ledger
+    from review.calibration.harness import build_report, review_all
+    from review.calibration.humans import oracle_review
 
     oracle = cfg.reviewer.kind == "oracle"
     baseline = cfg.reviewer.kind in ("length", "bow")
@@ -129,7 +129,7 @@ async def _calibrate(
         async def review_one(paper: Any) -> Any:
             if oracle:
                 return oracle_review(paper, cfg.seed)
-            from review.ingest import paper_from_text
+            from review.ingest.paper import paper_from_text
 
             assert reviewer is not None
             with call_context(paper.id, "review"):
@@ -176,7 +176,7 @@ async def _calibrate(
         return 1
     if cfg.fit and fit is not None:
         _save_baselines([p for p in papers if p.id in reviews], out, fit["fitted_on"])
-    from review.report import plot_metrics, plot_scatter, report_markdown
+    from review.calibration.report import plot_metrics, plot_scatter, report_markdown
 
     plots = [plot_scatter(report, out / "scatter.png"), plot_metrics(report, out / "metrics.png")]
     (out / "calibration.json").write_text(report.model_dump_json(indent=1), encoding="utf-8")
@@ -194,7 +194,7 @@ def _save_baselines(done: list[Any], out: Path, fitted_on: dict[str, Any]) -> No
     """Fit the baselines on every reviewed paper (target: the mean of all its humans) and write them."""
     import numpy as np
 
-    from review.baselines import fit_all, save_baseline
+    from review.calibration.baselines import fit_all, save_baseline
 
     targets = np.array([p.mean_rating for p in done])
     info = {k: v for k, v in fitted_on.items() if k in ("data", "data_sha256")}

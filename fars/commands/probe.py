@@ -2,7 +2,7 @@
 
 Composes ``conf/probe.yaml``; takes ``limit`` papers (the dev data, or ``papers=`` a run folder, a
 folder of papers or one paper file), makes a copy of each with every flaw kind of ``flaws`` planted
-(see ``review.flaws``), reviews originals and copies with the configured reviewer (any: a model,
+(see ``review.probe.flaws``), reviews originals and copies with the configured reviewer (any: a model,
 ``reviewer=length`` or ``reviewer=bow``), resumably (``out=`` an earlier folder continues it), and
 writes ``probe.json``, ``probe.md`` with a plot, and a W&B run (offline by default). ``retest=K``
 adds K repeated reviews of each original for the test-retest reliability.
@@ -40,7 +40,7 @@ log = logging.getLogger("fars.probe")
 
 
 def _all_flaws() -> list[str]:
-    from review.flaws import FLAWS
+    from review.probe.flaws import FLAWS
 
     return list(FLAWS)
 
@@ -67,7 +67,7 @@ class ProbeConfig:
     @field_validator("flaws")
     @classmethod
     def _known_flaws(cls, value: list[str]) -> list[str]:
-        from review.flaws import FLAWS
+        from review.probe.flaws import FLAWS
 
         unknown = [f for f in value if f not in FLAWS]
         if unknown or not value:
@@ -94,7 +94,7 @@ def load_probe_papers(cfg: ProbeConfig) -> list[tuple[str, Any]]:
     """(id, PaperText) of the papers to probe, ``limit`` of them drawn with ``seed``."""
     import random
 
-    from review.ingest import PaperError, load_paper, paper_from_text
+    from review.ingest.paper import PaperError, load_paper, paper_from_text
 
     if cfg.papers:
         papers = []
@@ -106,7 +106,7 @@ def load_probe_papers(cfg: ProbeConfig) -> list[tuple[str, Any]]:
             pid = file.parent.name if file.name == "paper.md" else file.stem
             papers.append((pid, paper))
     else:
-        from review.humans import DataError, load_papers
+        from review.calibration.humans import DataError, load_papers
 
         try:
             rows = load_papers(cfg.data)
@@ -153,11 +153,11 @@ def main(args: list[str]) -> int:
 async def _probe(cfg: ProbeConfig, raw: dict[str, Any], papers: list[tuple[str, Any]], out: Path) -> int:
     from fars.commands.review import build_reviewer
     from fars.context import call_context
-    from fars.ledger import Ledger
     from fars.llm.client import LLMClient
-    from review.harness import review_all
-    from review.ingest import paper_from_text
-    from review.probe import build_copies, build_probe_report, plot_probe, probe_markdown
+    from fars.run.ledger import Ledger
+    from review.calibration.harness import review_all
+    from review.ingest.paper import paper_from_text
+    from review.probe.runner import build_copies, build_probe_report, plot_probe, probe_markdown
 
     baseline = cfg.reviewer.kind in ("length", "bow")
     name = f"baseline:{cfg.reviewer.kind}" if baseline else f"model:{cfg.llm.model}"

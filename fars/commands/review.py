@@ -66,10 +66,10 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
 
 
 def build_reviewer(client: Any, reviewer: ReviewerConfig, literature: LiteratureConfig, model: str) -> Any:
-    """The reviewer of a command's config (``fars.reviewing.build_reviewer``) with its own literature backend."""
+    """The reviewer of a command's config (``fars.stages.reviewing.build_reviewer``) with its own literature backend."""
     from fars.literature import make_backend
-    from fars.reviewing import ReviewerConfigError
-    from fars.reviewing import build_reviewer as build
+    from fars.stages.reviewing import ReviewerConfigError
+    from fars.stages.reviewing import build_reviewer as build
 
     try:
         backend = make_backend(literature) if reviewer.related_works > 0 else None
@@ -97,7 +97,7 @@ def main(args: list[str]) -> int:
         raise UsageError(listing(unreachable))
     if not cfg.file:
         raise UsageError("no paper given: `fars review PAPER` (a .pdf, .tex, .md or .txt file)")
-    from review.ingest import PaperError, load_paper
+    from review.ingest.paper import PaperError, load_paper
 
     try:
         paper = load_paper(cfg.file)
@@ -194,8 +194,8 @@ def clear_planted(folder: Path, names: tuple[str, ...]) -> None:
 
 async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
     from fars.context import call_context
-    from fars.ledger import Ledger, LedgerError
     from fars.llm.client import LLMClient, LLMError
+    from fars.run.ledger import Ledger, LedgerError
     from review.render import calibrated_text, review_markdown
 
     try:

@@ -29,9 +29,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fars.evaluation import stats
-from fars.records import RUN_RECORD_VERSION, ProjectStatus, RunRecord
+from fars.run.records import RUN_RECORD_VERSION, ProjectStatus, RunRecord
+from fars.run.summary import RUN_RECORD_FILE, RUN_RECORD_MAX_BYTES
 from fars.safe_files import read_file
-from fars.summary import RUN_RECORD_FILE, RUN_RECORD_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def noise_from_file(path: Path, ensemble: int = 1) -> NoiseEstimate:
 
 def noise_from_runs(runs: list[LoadedRun]) -> NoiseEstimate | None:
     """The spread of the ensemble members' ratings of each paper, read from the runs' review.json files."""
-    from review.noise import reliability
+    from review.calibration.noise import reliability
 
     ratings: list[list[float]] = []
     members = []

@@ -6,7 +6,7 @@ multirun/DATE/TIME/*/wandb/offline-run-*``) and you are logged in, run
 
     python -m fars.evaluation.dashboard --entity ME --project fars [--group SWEEP_FOLDER_NAME]
 
-The panels plot the summary metrics ``fars.tracking.summary_metrics`` logs, runs grouped by their
+The panels plot the summary metrics ``fars.pipeline.tracking.summary_metrics`` logs, runs grouped by their
 W&B group (one group per sweep).
 """
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fars.evaluation.compare import calibrated_scores
-from fars.records import ProjectStatus, ProjectSummary, RunRecord, Usage
+from fars.run.records import ProjectStatus, ProjectSummary, RunRecord, Usage
 
 # reference means on the ICLR 1-10 scale (the design's figures)
 ICLR_2026_SUBMISSIONS = 4.21

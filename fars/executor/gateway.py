@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from fars.budget import BudgetExceeded
 from fars.context import call_context
+from fars.llm.budget import BudgetExceeded
 from fars.llm.client import LLMClient, LLMError
 
 log = logging.getLogger(__name__)

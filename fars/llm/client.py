@@ -42,12 +42,12 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from fars.budget import Budget, Reservation, prompt_token_bound
 from fars.config import LLMConfig, LocalModelConfig, ScriptedModelConfig
 from fars.context import CallContext, current_call_context
-from fars.ledger import CallRow, Ledger
+from fars.llm.budget import Budget, Reservation, prompt_token_bound
 from fars.llm.cache import ResponseCache, default_cache_dir
 from fars.llm.providers import FREE_PROVIDERS, calling_with, install_routers
+from fars.run.ledger import CallRow, Ledger
 from review.degenerate import InvalidReply
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network look-up at import
@@ -577,7 +577,7 @@ class LLMClient:
         included) and ``max_tokens`` out, priced at ``model``; waits while calls in flight hold the room.
 
         Every try is reserved, retries included, so however many calls fail and retry at once, the tries
-        in flight together never promise more than the budget has left (``fars.budget``).
+        in flight together never promise more than the budget has left (``fars.llm.budget``).
         """
         if self.budget is None:
             return None
@@ -709,7 +709,7 @@ class LLMClient:
 
     @staticmethod
     def _estimate_tokens(messages: list[dict[str, str]], response_format: dict[str, Any] | None = None) -> int:
-        """A bound of the prompt's tokens that no byte-level tokenizer exceeds (``fars.budget``)."""
+        """A bound of the prompt's tokens that no byte-level tokenizer exceeds (``fars.llm.budget``)."""
         return prompt_token_bound(messages, response_format)
 
     def _record(self, ctx: CallContext, key: str, ordinal: int, done: Completion) -> None:

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fars.contracts import StageOutput
-from fars.ledger import Ledger
-from fars.records import Artifact, ProjectStatus
+from fars.run.contracts import StageOutput
+from fars.run.ledger import Ledger
+from fars.run.records import Artifact, ProjectStatus
 from fars.safe_files import sha256_file, write_atomic
 
 if TYPE_CHECKING:
     from fars.config import FarsConfig
-    from fars.services import Services
+    from fars.stages.services import Services
 
 log = logging.getLogger(__name__)
 OutputT = TypeVar("OutputT", bound=StageOutput)

@@ -31,7 +31,13 @@ from experiments.metrics import Metrics
 from experiments.spec import TemplateSpec, load_template
 from fars.code.search import CodeSearch, RunCode, SearchOutcome
 from fars.config import DeepSpeedConfig, ExperimentConfig, FarsConfig, SandboxConfig
-from fars.contracts import (
+from fars.evaluation.stats import bootstrap_mean, hedges_g, holm, welch_t
+from fars.executor.launch import JobFailed, JobTimeout
+from fars.executor.results import ResultRejected, check_result
+from fars.executor.runner import Runner, RunnerConfigError
+from fars.offload import run_in_worker
+from fars.paper.figures import condition_figure, learning_curve_figures
+from fars.run.contracts import (
     CodeNode,
     CodeSearchSummary,
     Condition,
@@ -45,17 +51,11 @@ from fars.contracts import (
     Stat,
     Value,
 )
-from fars.evaluation.stats import bootstrap_mean, hedges_g, holm, welch_t
-from fars.executor.launch import JobFailed, JobTimeout
-from fars.executor.runner import Runner, RunnerConfigError
-from fars.figures import condition_figure, learning_curve_figures
-from fars.offload import run_in_worker
-from fars.results_check import ResultRejected, check_result
 from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
 
 if TYPE_CHECKING:
-    from fars.services import Services
+    from fars.stages.services import Services
 
 log = logging.getLogger(__name__)
 CODE = "code"  # the condition of the search's winning code

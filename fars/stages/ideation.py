@@ -3,10 +3,10 @@
 The research area picks the templates (``experiment.templates: [auto]`` ranks every template by the
 relevance of its title, domain and description to the area); projects take them in turn. Hypotheses
 must be testable with the template, so the harness draws candidate *methods* from the template's
-component space (``fars.methods``) and asks the model for one hypothesis about each: what the method
+component space (``fars.stages.methods``) and asks the model for one hypothesis about each: what the method
 should do to the metric and why. Each project starts further along the candidate order, so parallel
 projects study different methods. A hypothesis whose text is degenerate (an echo of the schema or the
-prompt, a placeholder, a loop, nothing about the study; ``fars.degenerate``) is rewritten by the harness
+prompt, a placeholder, a loop, nothing about the study; ``fars.paper.degenerate``) is rewritten by the harness
 from its method, and counted. The literature backend supplies related works of the area (shown to
 the model) and of each hypothesis; a hypothesis that passed screening is checked for novelty against
 its nearest works: the largest content-word similarity plus the model's structured judgement,
@@ -22,7 +22,12 @@ from pydantic import BaseModel, Field
 
 from experiments.spec import TemplateSpec, load_template, template_folders
 from fars.config import FarsConfig, LiteratureConfig
-from fars.contracts import (
+from fars.literature import LiteratureBackend, LiteratureError, SearchHit
+from fars.literature.similarity import text_similarity
+from fars.llm.client import LLMClient
+from fars.paper.degenerate import degenerate_reasons
+from fars.paper.prose import clip_words, in_sentence, method_phrase, sentence_case
+from fars.run.contracts import (
     HypothesisRecord,
     IdeationOutput,
     LiteratureInfo,
@@ -33,17 +38,12 @@ from fars.contracts import (
     ScreeningScore,
     TemplateChoice,
 )
-from fars.degenerate import degenerate_reasons
-from fars.literature import LiteratureBackend, LiteratureError, SearchHit
-from fars.literature.similarity import text_similarity
-from fars.llm.client import LLMClient
-from fars.methods import candidate_methods, rank_templates, study_terms
-from fars.paper_text import clip_words, in_sentence, method_phrase, sentence_case
-from fars.records import ProjectStatus
+from fars.run.records import ProjectStatus
 from fars.stages.base import StageContext, StageFn, StopProject, register_stage
+from fars.stages.methods import candidate_methods, rank_templates, study_terms
 
 if TYPE_CHECKING:
-    from fars.services import Services
+    from fars.stages.services import Services
 
 
 class Hypothesis(BaseModel):

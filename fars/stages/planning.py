@@ -18,12 +18,12 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from experiments.spec import TemplateSpec, load_template
 from fars.config import FarsConfig
-from fars.contracts import IdeationOutput, Plan, PlanningOutput, Value
-from fars.methods import component_conditions, inert_slots, knob_conditions, knob_values
+from fars.run.contracts import IdeationOutput, Plan, PlanningOutput, Value
 from fars.stages.base import StageContext, StageFn, register_stage
+from fars.stages.methods import component_conditions, inert_slots, knob_conditions, knob_values
 
 if TYPE_CHECKING:
-    from fars.services import Services
+    from fars.stages.services import Services
 
 
 class PlanDraft(BaseModel):

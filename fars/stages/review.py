@@ -4,7 +4,7 @@ The stage output keeps ``rating`` on the ICLR scale (the area chair's rating whe
 meta-review, else the ensemble mean) and ``review`` with the ensemble-mean sub-scores beside the raw,
 meta and calibrated ratings (what the RunRecord, W&B and ``fars compare`` read); the whole
 ``PaperReview`` is saved as ``review.json`` and ``review.md``. The reviewer is built once per run by
-``fars.reviewing.build_reviewer`` (as ``fars review`` builds it) over the run's literature backend.
+``fars.stages.reviewing.build_reviewer`` (as ``fars review`` builds it) over the run's literature backend.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fars.config import FarsConfig
-from fars.contracts import ReviewOutput, ReviewSummary, WritingOutput
-from fars.reviewing import build_reviewer
+from fars.run.contracts import ReviewOutput, ReviewSummary, WritingOutput
 from fars.stages.base import StageContext, StageFn, register_stage
-from review.ingest import paper_from_text
+from fars.stages.reviewing import build_reviewer
+from review.ingest.paper import paper_from_text
 from review.render import review_markdown
 from review.reviewer import PaperReview
 from review.settings import ReviewerConfig
 
 if TYPE_CHECKING:
-    from fars.services import Services
+    from fars.stages.services import Services
 
 
 def stage_output(result: PaperReview) -> ReviewOutput:

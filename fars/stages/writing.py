@@ -1,13 +1,13 @@
 """Writing: the paper as Markdown and LaTeX, prose from the model, numbers and claims checked against records.
 
 The model writes title, abstract, introduction and discussion, and may cite the related works it is
-shown by their ``[@key]``. A part whose text is degenerate (``fars.degenerate``: schema or prompt
+shown by their ``[@key]``. A part whose text is degenerate (``fars.paper.degenerate``: schema or prompt
 echoed, placeholders, loops, nothing about the study) is written by the harness from the records
-instead (``fars.paper_text``), and counted. The harness writes the related work (citing only works
+instead (``fars.paper.prose``), and counted. The harness writes the related work (citing only works
 close enough to the hypothesis), setup, results paragraph, results table and figure captions from the
 literature records, the plan and ``results.json``, each number with the field it came from. Then
-grounding (``fars.grounding``) checks every number (the harness's by provenance, the model's against
-the fields its sentence is about) and citation, and ``fars.claims`` checks every claim of an effect
+grounding (``fars.paper.grounding``) checks every number (the harness's by provenance, the model's against
+the fields its sentence is about) and citation, and ``fars.paper.claims`` checks every claim of an effect
 against the corrected tests: model sentences that fail are dropped (``paper.on_ungrounded=repair``),
 what is left unverified is marked in the text and the paper is flagged; the rates before and after go
 to the stage output, the RunRecord and W&B. Finally the LaTeX is compiled to PDF when a TeX engine is there.
@@ -26,9 +26,33 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from experiments.spec import load_template
-from fars.claims import check_claims, repair_claims
 from fars.config import FarsConfig, PaperConfig
-from fars.contracts import (
+from fars.literature import LiteratureBackend, LiteratureError
+from fars.literature.similarity import content_words
+from fars.paper.claims import check_claims, repair_claims
+from fars.paper.degenerate import degenerate_reasons
+from fars.paper.document import Figure, Paper, Section, render_latex, render_markdown, results_table
+from fars.paper.grounding import (
+    UNVERIFIED_MARK,
+    BibEntry,
+    GroundingReport,
+    Numbers,
+    Sources,
+    check_text,
+    mark_unverified,
+    mark_unverified_keeping,
+    repair_prose,
+)
+from fars.paper.latex import LatexError, compile_latex, find_tex_engine
+from fars.paper.prose import (
+    findings,
+    harness_abstract,
+    harness_discussion,
+    harness_introduction,
+    harness_title,
+    setup_text,
+)
+from fars.run.contracts import (
     ClaimCheck,
     ExperimentOutput,
     GroundingCounts,
@@ -40,35 +64,11 @@ from fars.contracts import (
     Results,
     WritingOutput,
 )
-from fars.degenerate import degenerate_reasons
-from fars.grounding import (
-    UNVERIFIED_MARK,
-    BibEntry,
-    GroundingReport,
-    Numbers,
-    Sources,
-    check_text,
-    mark_unverified,
-    mark_unverified_keeping,
-    repair_prose,
-)
-from fars.latex import LatexError, compile_latex, find_tex_engine
-from fars.literature import LiteratureBackend, LiteratureError
-from fars.literature.similarity import content_words
-from fars.methods import study_terms
-from fars.paper import Figure, Paper, Section, render_latex, render_markdown, results_table
-from fars.paper_text import (
-    findings,
-    harness_abstract,
-    harness_discussion,
-    harness_introduction,
-    harness_title,
-    setup_text,
-)
 from fars.stages.base import StageContext, StageFn, register_stage
+from fars.stages.methods import study_terms
 
 if TYPE_CHECKING:
-    from fars.services import Services
+    from fars.stages.services import Services
 
 log = logging.getLogger(__name__)
 _TEX_CITE_KEYS = re.compile(r"\\cite\{([^}]*)\}")

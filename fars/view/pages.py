@@ -32,7 +32,7 @@ from fars.evaluation.compare import (
     run_stats,
 )
 from fars.evaluation.report import ICLR_2026_ACCEPTED, ICLR_2026_SUBMISSIONS, bars_svg, histogram_svg, throughput_svg
-from fars.records import ProjectStatus, ProjectSummary, RunRecord
+from fars.run.records import ProjectStatus, ProjectSummary, RunRecord
 from fars.safe_files import UnsafeYamlError, load_yaml, read_file
 from fars.view.charts import condition_of, curves_svg
 from fars.view.folders import RunFolder, ServedFolders, SweepFolder, read_text

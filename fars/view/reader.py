@@ -1,7 +1,7 @@
 """Reading a run for the view: its RunRecord, or the same summary built live from its ledger.
 
 A finished run is read from its ``run_record.json``; a run still going (no record yet, or one saying
-``running``) is summarised from its ledger with ``fars.summary.build_run_record``, opened read-only
+``running``) is summarised from its ledger with ``fars.run.summary.build_run_record``, opened read-only
 (``Ledger(read_only=True)``: SQLite ``mode=ro``, WAL readers never block the writer). A change is
 noticed through ``PRAGMA data_version`` and the record's mtime; a new summary is built at most once
 per change and never more often than its own cost allows (so a large run is not slowed by a viewer).
@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from fars.config import DEFAULT_STAGES
-from fars.contracts import (
+from fars.run.contracts import (
     CodeNode,
     ContractError,
     ExperimentOutput,
@@ -41,10 +41,10 @@ from fars.contracts import (
     WritingOutput,
     load_stored,
 )
-from fars.ledger import BoardRow, Ledger, connect_read_only
-from fars.records import ProjectStatus, ProjectSummary, RunRecord
+from fars.run.ledger import BoardRow, Ledger, connect_read_only
+from fars.run.records import ProjectStatus, ProjectSummary, RunRecord
+from fars.run.summary import RUN_RECORD_FILE, build_run_record, summarize_project, typed_outputs
 from fars.safe_files import UnsafeFileError, UnsafeYamlError, load_yaml, read_file
-from fars.summary import RUN_RECORD_FILE, build_run_record, summarize_project, typed_outputs
 from fars.view.folders import RefusedFile, RunFolder, ServedFolders, list_folders, open_plain, refusal
 
 LEDGER_FILE = "ledger.sqlite"
@@ -419,7 +419,7 @@ class RunReader:
         )
 
     def _from_ledger(self, ledger: Ledger, stored: RunRecord | None) -> RunRecord:
-        """The summary of a run still going, built as the run builds it (``fars.summary``)."""
+        """The summary of a run still going, built as the run builds it (``fars.run.summary``)."""
         started_text = ledger.get_meta("started_at")
         sessions = ledger.get_meta("sessions")
         started = float(started_text) if started_text else (stored.started_at if stored else time.time())

@@ -9,8 +9,8 @@ from typing import Any
 from experiments.spec import load_template
 from fars.code.search import CodeSearch, SearchOutcome
 from fars.config import CodeSearchConfig
-from fars.contracts import CodeNode, Condition
 from fars.executor.runner import Runner
+from fars.run.contracts import CodeNode, Condition
 from fars.stages.experiment import base_config, code_runner, condition_args
 from tests.conftest import compose
 

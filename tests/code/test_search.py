@@ -21,9 +21,9 @@ import pytest
 from experiments.spec import load_template
 from fars.code.search import CodeSearch
 from fars.config import CodeSearchConfig
-from fars.contracts import CodeNode, Results
-from fars.ledger import Ledger
-from fars.summary import read_run_record
+from fars.run.contracts import CodeNode, Results
+from fars.run.ledger import Ledger
+from fars.run.summary import read_run_record
 from tests.code import transcripts
 from tests.code.harness import search_once
 from tests.conftest import run_fars, start_fars

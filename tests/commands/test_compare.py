@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from fars.commands.compare import main as compare
-from fars.contracts import ReviewSummary
-from fars.records import Funnel, ProjectStatus, ProjectSummary, RunRecord, Totals, Usage
-from fars.summary import write_run_record
+from fars.run.contracts import ReviewSummary
+from fars.run.records import Funnel, ProjectStatus, ProjectSummary, RunRecord, Totals, Usage
+from fars.run.summary import write_run_record
 
 RATINGS = [1.0, 3.0, 5.0, 6.0, 8.0, 10.0]
 
@@ -222,7 +222,7 @@ def scripted_reviews(papers: list[str]) -> list[Any]:
 
 def scripted_run(folder: Path, reviews: list[Any], shift: float = 0.0) -> Path:
     """A run folder rated by ``reviews`` (shifted by ``shift``), each review.json kept as the pipeline keeps it."""
-    from fars.records import Artifact
+    from fars.run.records import Artifact
     from review.forms import decision_for
 
     make_run(folder, [max(1.0, r.final_rating + shift) for r in reviews])

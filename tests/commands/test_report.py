@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from fars.commands.report import main as report
-from fars.contracts import ReviewSummary
-from fars.records import Artifact, ProjectStatus, RunRecord, Usage
-from fars.summary import write_run_record
+from fars.run.contracts import ReviewSummary
+from fars.run.records import Artifact, ProjectStatus, RunRecord, Usage
+from fars.run.summary import write_run_record
 from tests.chromium import watch
 from tests.commands.test_compare import baseline_scores, make_run
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fars.commands.compare import main as compare
-from fars.records import RunRecord
-from fars.summary import write_run_record
+from fars.run.records import RunRecord
+from fars.run.summary import write_run_record
 from tests.conftest import FAST, run_fars
 from tests.evaluation.wandb_inspect import inspect_offline_run
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fars.evaluation import dashboard
-from fars.tracking import summary_metrics
-from tests.test_tracking import record
+from fars.pipeline.tracking import summary_metrics
+from tests.pipeline.test_tracking import record
 
 pytest.importorskip("wandb_workspaces")
 

@@ -22,7 +22,7 @@ import pytest
 from fars.config import FarsConfig, validate_config
 from fars.executor.launch import JobFailed
 from fars.executor.runner import ResultRefused, Runner
-from fars.ledger import Ledger
+from fars.run.ledger import Ledger
 
 SIMULATED = "experiments.simulated.train"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from experiments.spec import SPEC_MAX_BYTES, TemplateError, load_spec, scan_templates
-from fars.preflight import run_config_problems
+from fars.pipeline.preflight import run_config_problems
 from tests.conftest import compose, run_fars
 from tests.experiments.test_template_contract import SPEC, user_template
 

@@ -19,10 +19,10 @@ from experiments.llm_judge import SPEC
 from experiments.llm_judge.items import FAMILIES, make_item
 from experiments.llm_judge.train import Judged, build_messages, parse_verdict, summary
 from experiments.metrics import read_metrics
-from fars.budget import Budget
 from fars.config import BudgetConfig, LLMConfig, ScriptedModelConfig
 from fars.executor.gateway import SubjectGateway
 from fars.executor.launch import job_env
+from fars.llm.budget import Budget
 from fars.llm.client import LLMClient
 
 ENTRY = SPEC.entry_path

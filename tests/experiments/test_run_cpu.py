@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fars.ledger import Ledger
+from fars.run.ledger import Ledger
 from tests.conftest import run_fars
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from experiments.spec import load_template
 from fars.config import ConfigError, FarsConfig, validate_config
-from fars.contracts import Condition
 from fars.executor.runner import Runner
-from fars.figures import learning_curve_figures
+from fars.paper.figures import learning_curve_figures
+from fars.run.contracts import Condition
 from fars.stages.experiment import aggregate, base_config, deepspeed_json
 from tests.conftest import compose as composed
 

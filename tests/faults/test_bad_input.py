@@ -1,7 +1,7 @@
 """Bad input answered with a clear error: invalid configs (all problems at once), path traversal in
 artifact and sandbox file names, secrets offered to the sandbox, unknown injected faults.
 
-(TeX injection is covered in tests/test_paper.py; unreadable, encrypted, huge and non-UTF-8 papers in
+(TeX injection is covered in tests/paper/test_document.py; unreadable, encrypted, huge and non-UTF-8 papers in
 the reviewer's ingestion belong to tests of review/.)
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from fars.cli import preflight
-from fars.ledger import Ledger
 from fars.llm.client import LLMClient
+from fars.run.ledger import Ledger
 from fars.sandbox import SandboxError, read_sandbox_file, run_sandboxed, sandbox_env
 from fars.stages.base import StageContext
 from tests.faults.test_provider_faults import scripted

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from fars.budget import Budget, BudgetExceeded
 from fars.config import BudgetConfig, LLMConfig, LocalModelConfig, ScriptedModelConfig
-from fars.ledger import Ledger
+from fars.llm.budget import Budget, BudgetExceeded
 from fars.llm.client import LLMClient, LLMError, request_hash
 from fars.llm.scripted import ScriptedProvider
+from fars.run.ledger import Ledger
 
 PRICED = "openai/gpt-4o-mini"
 PROMPT = [{"role": "user", "content": "report the accuracy please"}]  # 4 words: 4 prompt tokens

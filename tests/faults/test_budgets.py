@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from fars.budget import Budget, BudgetExceeded
 from fars.config import BudgetConfig, LLMConfig, ScriptedModelConfig
 from fars.context import call_context
-from fars.ledger import Ledger
+from fars.llm.budget import Budget, BudgetExceeded
 from fars.llm.client import LLMClient
 from fars.llm.scripted import ScriptedProvider
-from fars.records import ProjectStatus
-from fars.summary import read_run_record
+from fars.run.ledger import Ledger
+from fars.run.records import ProjectStatus
+from fars.run.summary import read_run_record
 from tests.conftest import FAST, run_fars
-from tests.test_pipeline import assert_record_matches_ledger
+from tests.pipeline.test_queue import assert_record_matches_ledger
 
 PRICED = "openai/gpt-4o-mini"
 
@@ -169,9 +169,9 @@ def _smollm_tokens(messages: list[dict[str, str]]) -> int | None:
 def test_the_prompt_bound_is_never_under_a_real_tokenizer(kind: str) -> None:
     import litellm
 
-    from fars.budget import prompt_token_bound
-    from fars.contracts import Plan
+    from fars.llm.budget import prompt_token_bound
     from fars.llm.client import _schema_request
+    from fars.run.contracts import Plan
 
     messages = adversarial(kind)
     real = {model: litellm.token_counter(model=model, messages=messages) for model in ("gpt-4o-mini", "gpt-3.5-turbo")}

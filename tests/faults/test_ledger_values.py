@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from fars.budget import Budget
 from fars.cli import preflight
 from fars.config import BudgetConfig
-from fars.ledger import CallRow, Ledger, value_problems
-from fars.records import ProjectStatus
-from fars.run_folder import LEDGER_FILE, ledger_problems
+from fars.llm.budget import Budget
+from fars.run.folder import LEDGER_FILE, ledger_problems
+from fars.run.ledger import CallRow, Ledger, value_problems
+from fars.run.records import ProjectStatus
 from tests.conftest import run_fars
 
 # a hand edit -> what the refusal names

@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 
 from fars.config import LLMConfig, ScriptedModelConfig
 from fars.context import call_context
-from fars.ledger import Ledger
 from fars.llm import client as client_module
 from fars.llm.client import LLMClient, LLMError, StructuredOutputError
+from fars.run.ledger import Ledger
 
 PROMPT = [{"role": "user", "content": "report the accuracy please"}]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from fars.ledger import Ledger
-from fars.records import ProjectStatus
-from fars.summary import read_run_record
+from fars.run.ledger import Ledger
+from fars.run.records import ProjectStatus
+from fars.run.summary import read_run_record
 from tests.conftest import FAST, finished_stages, run_fars, start_fars
-from tests.test_pipeline import assert_record_matches_ledger
+from tests.pipeline.test_queue import assert_record_matches_ledger
 
 KILLS = 3
 

@@ -10,11 +10,11 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from fars.budget import Budget, BudgetExceeded
 from fars.config import BudgetConfig, LLMConfig, ScriptedModelConfig
 from fars.context import call_context
-from fars.ledger import Ledger
+from fars.llm.budget import Budget, BudgetExceeded
 from fars.llm.client import LLMClient, LLMError, StructuredOutputError, extract_json
+from fars.run.ledger import Ledger
 
 PROMPT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "name three colours please"}]
 

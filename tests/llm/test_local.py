@@ -17,9 +17,9 @@ import pytest
 
 from fars.config import LLMConfig, LocalModelConfig
 from fars.context import call_context
-from fars.ledger import Ledger
 from fars.llm.client import LLMClient, LLMError
 from fars.llm.local import LocalLlamaProvider
+from fars.run.ledger import Ledger
 
 DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "iclr2022" / "dev.jsonl"
 FORMAT = {
@@ -186,7 +186,7 @@ def test_interleaved_calls_reuse_kept_prefixes_with_identical_replies(tmp_path: 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # four reviews on the real model: about a minute on a quiet 2-core machine
 def test_temperature_zero_reviews_are_byte_identical_with_and_without_prefix_reuse(tmp_path: Path) -> None:
-    from review.ingest import paper_from_text
+    from review.ingest.paper import paper_from_text
     from review.reviewer import AgenticReviewer
     from review.settings import ReviewerConfig
 

@@ -16,10 +16,10 @@ import pytest
 from fars.config import LLMConfig, ScriptedModelConfig
 from fars.context import call_context
 from fars.evaluation.report import render_report
-from fars.ledger import Ledger
 from fars.llm.client import LLMClient
-from fars.summary import build_run_record
-from fars.tracking import summary_metrics
+from fars.pipeline.tracking import summary_metrics
+from fars.run.ledger import Ledger
+from fars.run.summary import build_run_record
 
 PAPER = " ".join(f"token{i % 97}" for i in range(1500))
 

@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 
 from fars.config import LLMConfig, ScriptedModelConfig
 from fars.context import call_context
-from fars.ledger import Ledger
 from fars.llm.client import LLMClient, LLMError, mark_shared_prefix
+from fars.run.ledger import Ledger
 
 PROMPT = [{"role": "system", "content": "be exact"}, {"role": "user", "content": "judge the result please"}]
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from fars.cli import main
-from review.harness import CalibrationReport
-from review.humans import dump_jsonl
-from review.metrics import METRICS
+from review.calibration.harness import CalibrationReport
+from review.calibration.humans import dump_jsonl
+from review.calibration.metrics import METRICS
 from review.reviewer import PaperReview
 from tests.conftest import REPO
 from tests.evaluation.wandb_inspect import inspect_offline_run
-from tests.review.test_ingest_reading import make_pdf
+from tests.review.ingest.test_reading import make_pdf
 
 DEV = REPO.parent / "shared" / "data" / "iclr2022" / "dev.jsonl"
 FAST = ["llm=scripted", "tracker=disabled"]  # fars calibrate

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from fars.config import LLMConfig
-from fars.ledger import Ledger
 from fars.literature import LiteratureRecord, SearchHit
 from fars.llm.client import LLMClient
-from review.calibration import CalibrationModel
+from fars.run.ledger import Ledger
+from review.calibration.fit import CalibrationModel
 from review.forms import FORMS, ICLR2022Review, ICLR2025Review, form_fields
 from review.reviewer import AgenticReviewer, review_paper
 from review.settings import ReviewerConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fars.contracts import HypothesisRecord, IdeationOutput, LiteratureInfo, Plan, PlanningOutput
+from fars.run.contracts import HypothesisRecord, IdeationOutput, LiteratureInfo, Plan, PlanningOutput
 from tests.conftest import compose, run_stage, services_for, stage_context
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fars.config import DEFAULT_STAGES
-from fars.contracts import IdeationOutput, PlanningOutput
+from fars.run.contracts import IdeationOutput, PlanningOutput
 from fars.stages import get_stage, resolve_stages
 from fars.stages.base import StageConfigError
 from tests.conftest import FAST, compose, run_fars, services_for

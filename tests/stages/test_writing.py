@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from fars.contracts import (
+from fars.literature.offline import OfflineCorpus
+from fars.paper.grounding import UNVERIFIED_MARK
+from fars.paper.latex import LatexError, compile_latex, find_tex_engine, pdf_page_count
+from fars.run.contracts import (
     Condition,
     ExperimentOutput,
     HypothesisRecord,
@@ -20,12 +23,9 @@ from fars.contracts import (
     StageOutput,
     WritingOutput,
 )
-from fars.grounding import UNVERIFIED_MARK
-from fars.latex import LatexError, compile_latex, find_tex_engine, pdf_page_count
-from fars.literature.offline import OfflineCorpus
 from fars.stages.ideation import related_entry
 from tests.conftest import compose, run_stage, services_for, stage_context
-from tests.test_paper import RESULTS
+from tests.paper.test_document import RESULTS
 
 PLANTED = {  # what a capable model might write, with a wrong number, invented citations and an overclaim
     "title": "SGD with a cosine schedule in modular addition",
@@ -167,13 +167,13 @@ def test_tex_cannot_read_outside_its_folder_or_run_commands(tmp_path: Path) -> N
 def test_a_missing_tex_engine_is_reported_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
-    import fars.latex
+    import fars.paper.latex
     from fars.cli import preflight
 
-    monkeypatch.setattr(fars.latex.shutil, "which", lambda name: None)
-    level, notice = fars.latex.engine_notice("auto")
+    monkeypatch.setattr(fars.paper.latex.shutil, "which", lambda name: None)
+    level, notice = fars.paper.latex.engine_notice("auto")
     assert level == logging.WARNING and "NOT compiled to PDF" in notice and "texlive-latex-base" in notice
-    assert fars.latex.engine_notice("never")[0] == logging.INFO
+    assert fars.paper.latex.engine_notice("never")[0] == logging.INFO
     problems = preflight([["llm=scripted", "paper.compile=always"]])  # refused before anything runs
     assert len(problems) == 1 and "paper.compile=always but no TeX engine" in problems[0]
 

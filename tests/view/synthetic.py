@@ -1,6 +1,6 @@
 """Synthetic run folders for the view's tests and benchmark, written through the real ledger API.
 
-Every stage output is a real contract (``fars.contracts``), every call a ``CallRow``, every file an
+Every stage output is a real contract (``fars.run.contracts``), every call a ``CallRow``, every file an
 artifact the ledger knows, so the view reads them exactly as it reads a run of ``fars run``; only the
 content is made up (and, where asked, hostile: script tags in titles, hypotheses and the paper).
 
@@ -24,7 +24,8 @@ import yaml
 from experiments.metrics import Curves, Metrics, Provenance, write_metrics
 from fars.code.edits import unified_diff
 from fars.code.search import change_regions
-from fars.contracts import (
+from fars.evaluation.stats import welch_t
+from fars.run.contracts import (
     ClaimCheck,
     CodeNode,
     CodeSearchSummary,
@@ -48,11 +49,10 @@ from fars.contracts import (
     ScreeningScore,
     WritingOutput,
 )
-from fars.evaluation.stats import welch_t
-from fars.ledger import CallRow, Ledger
-from fars.records import Artifact, ProjectStatus
+from fars.run.ledger import CallRow, Ledger
+from fars.run.records import Artifact, ProjectStatus
+from fars.run.summary import build_run_record, write_run_record
 from fars.stages.experiment import aggregate
-from fars.summary import build_run_record, write_run_record
 from review.reviewer import MemberReview, PaperReview
 
 STAGES = ("ideation", "planning", "experiment", "writing", "review")

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from fars.ledger import Ledger
-from fars.records import ProjectStatus
+from fars.run.ledger import Ledger
+from fars.run.records import ProjectStatus
 from fars.view.folders import folder_key
 from tests.view.conftest import ViewStarter, stop
 from tests.view.synthetic import synthetic_run

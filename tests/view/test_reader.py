@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fars.ledger import Ledger
-from fars.records import ProjectStatus
-from fars.summary import build_run_record
+from fars.run.ledger import Ledger
+from fars.run.records import ProjectStatus
+from fars.run.summary import build_run_record
 from fars.view.folders import ServedFolders, folder_key
 from fars.view.reader import RunReader
 from tests.view.synthetic import STAGES, synthetic_run

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fars.contracts import StageOutput, WritingOutput, register_contract
+from fars.run.contracts import StageOutput, WritingOutput, register_contract
 from fars.stages.base import StageContext, StageFn, register_stage
 
 

@@ -1,0 +1,176 @@
+"""Claims grounded like numbers: a sentence that says a condition helps, hurts or changes nothing must
+agree with the corrected test of that condition against the baseline.
+
+``find_claims`` reads sentences of a paper and keeps those that claim an effect: quality words
+("improves", "outperforms", "hurts", "worse"), value words on the metric ("higher accuracy", "lower
+loss": read through the metric's direction), or null words ("no significant difference", "does
+not change", "comparable"); a negation flips an effect claim into a null one. The condition is the
+one the sentence names (its name, or its components' option words; "the method" or a bare claim
+about the metric means the main method). ``check_claims`` compares each with the condition's
+verdict (better, worse, no significant difference after Holm's correction) and names every
+overclaim (an effect the test did not find), wrong direction, and unsupported "no effect".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from fars.run.contracts import ClaimCheck, Results
+
+Claim = Literal["better", "worse", "none"]
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[(\"“])")
+_QUALITY_UP = re.compile(
+    r"\b(improv\w*|outperform\w*|better|beats?|boost\w*|benefit\w*|helps?|helped|enhanc\w*|superior|gains?)\b", re.I
+)
+_QUALITY_DOWN = re.compile(r"\b(hurts?|harm\w*|worse|degrad\w*|impair\w*|inferior|underperform\w*)\b", re.I)
+_VALUE_UP = re.compile(r"\b(higher|increas\w*|rais\w*|more)\b", re.I)
+_VALUE_DOWN = re.compile(r"\b(lower\w*|decreas\w*|reduc\w*|less|fewer)\b", re.I)
+_NULL = re.compile(
+    r"\b(no (?:significant |measurable |clear |detectable )?(?:effect|difference|change|improvement|gain)s?"
+    r"|not (?:significant\w*|different|change\w*|differ\w*)|(?:did|does|do) not (?:change|improve|affect|differ|help|hurt)"
+    r"|comparable|on par|indistinguishable|similar to|same as|statistically indistinguishable)\b",
+    re.I,
+)
+_NEGATION = re.compile(r"\b(not|no|never|neither|nor|without|fail\w*)\b", re.I)
+_DIRECTION_NOTE = re.compile(r"\(?\b(?:higher|lower) is better\b\)?", re.I)  # "(higher is better)" claims nothing
+# a sentence that states the hypothesis under test ("We test a hypothesis about X: the method raises accuracy")
+# claims nothing yet, unless it also says what was found ("the hypothesis is confirmed: ...")
+_HYPOTHESIS = re.compile(
+    r"\b(?:we (?:test|ask|study|examine) (?:a |the |our )?(?:hypothes[ie]s|whether)|we hypothesi[sz]e|hypothesis:"
+    r"|(?:the|our) hypothesis (?:is|states) that|this paper asks whether|asks whether)",
+    re.I,
+)
+_FINDING = re.compile(
+    r"\b(?:confirm\w*|support\w*|found|finds?|show(?:s|ed|n)?|demonstrat\w*|reached|achiev\w*)\b", re.I
+)
+_GENERIC_METHOD = ("method", "methods", "approach", "proposed", "intervention", "combination", "our model")
+
+
+@dataclass(frozen=True)
+class FoundClaim:
+    """One sentence that claims an effect of a condition."""
+
+    sentence: str
+    condition: str
+    claim: Claim
+
+
+def _mentions(sentence: str, words: list[str]) -> bool:
+    text = sentence.lower()
+    return any(len(w) >= 3 and re.search(rf"\b{re.escape(w.lower())}\b", text) for w in words)
+
+
+def condition_words(results: Results) -> dict[str, list[str]]:
+    """For each condition, the words a sentence may name it by (its name and its components' options)."""
+    words: dict[str, list[str]] = {}
+    for name, cond in results.conditions.items():
+        base = [name, name.replace("-", " "), name.replace("_", " ")]
+        if cond.role in ("method", "sensitivity", "variant"):
+            base += list(cond.components.values())
+        if cond.role == "ablation":
+            for slot in re.findall(r"without-(\w+)", name):
+                base += [f"without {slot}", f"without its {slot}", f"without the {slot}"]
+        words[name] = base
+    return words
+
+
+def _condition_of(sentence: str, results: Results, words: dict[str, list[str]]) -> str | None:
+    """The condition a sentence is about: an ablation named first, then others, then "the method" by name."""
+    named = [c for c in results.conditions if c != "baseline" and _mentions(sentence, words[c])]
+    ablations = [c for c in named if results.conditions[c].role == "ablation"]
+    if ablations:
+        return ablations[0]
+    if named:
+        return named[0]
+    methods = [c for c, r in results.conditions.items() if r.role in ("method", "variant")]
+    if methods and _mentions(sentence, list(_GENERIC_METHOD)):
+        return methods[0]
+    return None
+
+
+def _claim_of(sentence: str, metric_words: list[str], higher_is_better: bool) -> Claim | None:
+    if _NULL.search(sentence):
+        return "none"
+    up, down = bool(_QUALITY_UP.search(sentence)), bool(_QUALITY_DOWN.search(sentence))
+    if _mentions(sentence.replace("_", " "), metric_words):  # "val_accuracy" names accuracy too
+        value_up, value_down = bool(_VALUE_UP.search(sentence)), bool(_VALUE_DOWN.search(sentence))
+        if value_up != value_down:
+            better = value_up == higher_is_better
+            up, down = up or better, down or not better
+    if up == down:
+        return None
+    claim: Claim = "better" if up else "worse"
+    effect = (_QUALITY_UP if up else _QUALITY_DOWN).search(sentence)
+    if effect and _NEGATION.search(sentence[max(0, effect.start() - 25) : effect.start()]):
+        return "none"  # "does not improve", "without hurting": no effect claimed
+    return claim
+
+
+def find_claims(text: str, results: Results) -> list[FoundClaim]:
+    """Every sentence of ``text`` that claims an effect (or no effect) of a condition on the metric."""
+    words = condition_words(results)
+    metric_words = [w for w in re.split(r"[_\W]+", results.metric) if w and w not in ("val", "test")]
+    found = []
+    for raw in _SENTENCE.split(text.strip()):
+        sentence = " ".join(raw.split())
+        if not sentence or sentence.startswith(("|", "#", "![", "*Table", "*Figure")):
+            continue
+        if _HYPOTHESIS.search(sentence) and not _FINDING.search(sentence):  # the question, not an answer
+            continue
+        claim = _claim_of(_DIRECTION_NOTE.sub(" ", sentence), metric_words, results.higher_is_better)
+        if claim is None:
+            continue
+        condition = _condition_of(sentence, results, words)
+        if condition is not None:
+            found.append(FoundClaim(sentence, condition, claim))
+    return found
+
+
+def verdict_claim(results: Results, condition: str) -> Claim | None:
+    """What the corrected test lets one claim of a condition (None: it was not tested)."""
+    verdict = results.conditions[condition].verdict
+    return {"better": "better", "worse": "worse", "no significant difference": "none"}.get(verdict)  # type: ignore[return-value]
+
+
+def check_claims(text: str, results: Results) -> ClaimCheck:
+    """Every effect claim of ``text`` checked against the corrected tests (see the module docstring)."""
+    check = ClaimCheck()
+    for found in find_claims(text, results):
+        allowed = verdict_claim(results, found.condition)
+        if allowed is None:
+            continue
+        check.checked += 1
+        if found.claim == allowed:
+            check.supported += 1
+            continue
+        what = results.conditions[found.condition].verdict
+        if found.claim == "none":
+            check.unsupported_null += 1
+            kind = "no effect claimed, but the test found one"
+        elif allowed == "none":
+            check.overclaims += 1
+            kind = "overclaim: an effect claimed, but the corrected test found no significant difference"
+        else:
+            check.wrong_direction += 1
+            kind = f"wrong direction: {found.claim} claimed, the test found {what}"
+        check.problems.append(f"{kind} ({found.condition}): “{found.sentence[:200]}”")
+    return check
+
+
+def repair_claims(text: str, results: Results, mark: bool = False) -> tuple[str, list[str]]:
+    """The text with every unsupported claim dropped (or, with ``mark``, followed by a visible mark)."""
+    bad = {f.sentence for f in find_claims(text, results) if verdict_claim(results, f.condition) not in (None, f.claim)}
+    if not bad:
+        return text, []
+    kept, changes = [], []
+    for raw in _SENTENCE.split(text.strip()):
+        sentence = " ".join(raw.split())
+        if sentence in bad:
+            changes.append(f"{'marked' if mark else 'dropped'} unsupported claim “{sentence[:160]}”")
+            if mark:
+                kept.append(f"{sentence} [unsupported claim]")
+            continue
+        kept.append(raw)
+    return " ".join(kept), changes

@@ -1,0 +1,322 @@
+"""The paper as data, and its two renderings: Markdown and LaTeX on FARS's own ICLR-like template.
+
+Prose comes from the model; every number (setup, results table, test statistics) is written by the
+harness from the plan and ``results.json``; figures are the experiment's learning-curve files;
+citations are ``[@key]`` markers the harness resolves against the paper's bibliography (numbered
+``[n]`` in Markdown, ``\\cite{key}`` in LaTeX). Model text is escaped before it enters LaTeX, so it
+can never run TeX code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from fars.paper.grounding import BibEntry, Numbers, Span
+from fars.run.contracts import Results
+
+CITE_MARK = re.compile(r"\[@([A-Za-z0-9_:\-]+)\]")
+
+
+class Section(BaseModel):
+    """A titled section of prose (``code``: a verbatim block after it, e.g. a winning diff in the appendix)."""
+
+    heading: str
+    body: str
+    code: str | None = None
+
+
+class ResultsTable(BaseModel):
+    """A table of numbers filled from results, with its caption."""
+
+    caption: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+class Figure(BaseModel):
+    """A figure: its files (relative to the paper's folder; PNG for Markdown, PDF preferred for LaTeX)."""
+
+    caption: str
+    png: str | None = None
+    pdf: str | None = None
+
+
+class Paper(BaseModel):
+    """A short paper: title, abstract, sections, one results table and figures after a named section.
+
+    Text may hold the provenance markers of ``fars.paper.grounding.Numbers``; the renderers resolve them.
+    """
+
+    title: str
+    abstract: str
+    sections: list[Section]
+    table: ResultsTable
+    table_after: str = "Results"
+    appendix: list[Section] = Field(default_factory=list)  # after the references
+    figures: list[Figure] = Field(default_factory=list)
+    bibliography: list[BibEntry] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def results_table(results: Results, numbers: Numbers) -> ResultsTable:
+    """The results table: per condition its role, mean ± std over seeds, the 95% bootstrap interval,
+    the difference from the baseline, Hedges' g, the Holm-adjusted p-value and the verdict."""
+    metric = results.metric
+    rows = []
+    for name, cond in results.conditions.items():
+        m = cond.metric
+        path = f"results.conditions.{name}"
+        interval = (
+            f"[{numbers.num(cond.ci_low, f'{path}.ci_low')}, {numbers.num(cond.ci_high, f'{path}.ci_high')}]"
+            if cond.ci_low is not None and cond.ci_high is not None
+            else "—"
+        )
+        rows.append(
+            [
+                name,
+                cond.role,
+                f"{numbers.num(m.mean, f'{path}.metric.mean')} ± {numbers.num(m.std, f'{path}.metric.std')}",
+                interval,
+                "—" if cond.difference is None else numbers.num(cond.difference, f"{path}.difference", "{:+.4f}"),
+                "—" if cond.effect_size is None else numbers.num(cond.effect_size, f"{path}.effect_size", "{:.2f}"),
+                "—" if cond.p_adjusted is None else numbers.num(cond.p_adjusted, f"{path}.p_adjusted", "{:.3g}"),
+                numbers.num(m.n, f"{path}.metric.n", "{:d}"),
+                cond.verdict,
+            ]
+        )
+    direction = "higher" if results.higher_is_better else "lower"
+    return ResultsTable(
+        caption=(
+            f"Final {metric} ({direction} is better) after {numbers.num(results.steps, 'results.steps', '{:d}')} "
+            f"steps: mean ± standard deviation over seeds, the {numbers.num(100 * results.confidence, 'results.confidence', '{:g}%')}"
+            " bootstrap interval of the mean, the difference from "
+            "the baseline's mean, Hedges' g (positive: better), and the two-sided Welch t-test against the baseline "
+            f"after Holm's correction over every condition (verdicts at α = {numbers.num(results.alpha, 'results.alpha', '{:g}')})."
+        ),
+        header=["condition", "role", metric, "interval", "Δ vs baseline", "g", "p (Holm)", "seeds", "verdict"],
+        rows=rows,
+    )
+
+
+def _markdown_citations(text: str, paper: Paper) -> str:
+    """``[@key]`` -> ``[n]`` (its place in the bibliography); an unknown key stays as written."""
+    numbers = {e.key: i for i, e in enumerate(paper.bibliography, 1)}
+    return CITE_MARK.sub(lambda m: f"[{numbers[m.group(1)]}]" if m.group(1) in numbers else m.group(0), text)
+
+
+def reference_line(entry: BibEntry) -> str:
+    """One bibliography entry as plain text: authors, title, venue, year."""
+    parts = [", ".join(entry.authors[:6]) + (" et al." if len(entry.authors) > 6 else "")] if entry.authors else []
+    parts.append(entry.title.rstrip("."))
+    venue = entry.venue or ""
+    parts.append(", ".join(str(x) for x in (venue, entry.year) if x and not (x == entry.year and str(x) in venue)))
+    return ". ".join(p for p in parts if p) + "."
+
+
+def _table_anchor(paper: Paper) -> int:
+    """The index of the section the results table and figures follow: ``table_after``, else the last
+    section (-1: right after the abstract), so they always come before the references."""
+    named = [i for i, section in enumerate(paper.sections) if section.heading == paper.table_after]
+    return named[0] if named else len(paper.sections) - 1
+
+
+def render_markdown(paper: Paper, numbers: Numbers | None = None) -> tuple[str, list[Span]]:
+    """The paper as Markdown, and where each harness-written number stands in it (its provenance).
+
+    Sections, the results table and figures after their section, then the references.
+    """
+    out = [f"# {paper.title}", "", "## Abstract", "", _markdown_citations(paper.abstract, paper), ""]
+    anchor = _table_anchor(paper)
+    for index, section in [(-1, None), *enumerate(paper.sections)]:
+        if section is not None:
+            out += [f"## {section.heading}", "", _markdown_citations(section.body, paper), ""]
+        if index == anchor:
+            t = paper.table
+            out += ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+            out += ["| " + " | ".join(row) + " |" for row in t.rows]
+            out += ["", f"*Table 1: {t.caption}*", ""]
+            for i, fig in enumerate(paper.figures, 1):
+                if fig.png or fig.pdf:
+                    out += [f"![Figure {i}]({fig.png or fig.pdf})", "", f"*Figure {i}: {fig.caption}*", ""]
+    if paper.bibliography:
+        out += ["## References", ""]
+        for i, entry in enumerate(paper.bibliography, 1):
+            link = f" <{entry.url}>" if entry.url else ""
+            out += [f"[{i}] {reference_line(entry)}{link} <!-- {entry.record_id} -->", ""]
+    for section in paper.appendix:
+        out += [f"## Appendix: {section.heading}", "", _markdown_citations(section.body, paper), ""]
+        if section.code:
+            fence = "````" if "```" in section.code else "```"
+            out += [fence, section.code.rstrip("\n"), fence, ""]
+    text = "\n".join(out)
+    return numbers.resolve(text) if numbers is not None else (text, [])
+
+
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "—": "---",
+}
+# characters outside Latin-1 that pdflatex cannot print from UTF-8 input: their TeX spelling
+_TEX_UNICODE = {
+    "‘": "`", "’": "'", "“": "``", "”": "''", "–": "--", "…": r"\ldots{}", "−": "-", "•": r"\textbullet{}",
+    "≥": r"$\geq$", "≤": r"$\leq$", "≈": r"$\approx$", "≠": r"$\neq$", "→": r"$\rightarrow$",
+    "←": r"$\leftarrow$", "∞": r"$\infty$", "α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$",
+    "δ": r"$\delta$", "ε": r"$\epsilon$", "η": r"$\eta$", "λ": r"$\lambda$", "μ": r"$\mu$",
+    "σ": r"$\sigma$", "θ": r"$\theta$", "\u00a0": "~",
+}  # fmt: skip
+_TEX_SPECIAL.update(_TEX_UNICODE)
+_TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_SPECIAL))
+_NOT_PRINTABLE = re.compile(r"[^\x09\x0a\x0d\x20-\x7e\u00a1-\u00ff]")
+
+
+def tex_escape(text: str) -> str:
+    """Escape text so LaTeX prints it literally (no commands, no math, no file access).
+
+    Characters pdflatex cannot print (outside ASCII and Latin-1, bar a few spelled out in TeX, and
+    control characters) become "?", so model text can never break the compile either.
+    """
+    escaped = _TEX_RE.sub(lambda m: _TEX_SPECIAL[m.group(0)], text)
+    return _NOT_PRINTABLE.sub("?", escaped)
+
+
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_\-./]+")
+
+# FARS's own ICLR-like layout (written for FARS): Times, a 5.5 x 9 inch text block, a running head,
+# a ruled title block, small-caps section headings and booktabs tables. Only packages of Debian's
+# texlive-latex-base, -latex-recommended and -fonts-recommended are used.
+PREAMBLE = r"""\documentclass[10pt,letterpaper]{article}
+\usepackage[T1]{fontenc}
+\usepackage[utf8]{inputenc}
+\usepackage{mathptmx}
+\usepackage[textwidth=5.5in,textheight=9in,centering,headsep=0.25in]{geometry}
+\usepackage{booktabs}
+\usepackage{graphicx}
+\usepackage{float}
+\usepackage{fancyvrb}
+\usepackage{url}
+\usepackage{fancyhdr}
+\setlength{\parindent}{0pt}
+\setlength{\parskip}{5.5pt}
+\pagestyle{fancy}
+\fancyhf{}
+\renewcommand{\headrulewidth}{0pt}
+\fancyhead[L]{\small\itshape Machine-generated paper (FARS); numbers and citations checked by the harness}
+\fancyfoot[C]{\thepage}
+\makeatletter
+\renewcommand{\section}{\@startsection{section}{1}{0pt}{-2.0ex plus -0.5ex}{1.2ex}{\normalfont\large\bfseries\scshape}}
+\renewcommand{\subsection}{\@startsection{subsection}{2}{0pt}{-1.6ex plus -0.4ex}{0.8ex}{\normalfont\normalsize\bfseries}}
+\renewcommand{\maketitle}{\thispagestyle{fancy}\vspace*{-0.1in}\hrule height 1.5pt\vspace{0.14in}%
+  {\raggedright\LARGE\bfseries\@title\par}\vspace{0.1in}\hrule height 0.5pt\vspace{0.12in}%
+  {\raggedright\normalsize\@author\par}\vspace{0.25in}}
+\renewenvironment{abstract}{\begin{center}\large\scshape Abstract\end{center}\vspace{-0.5ex}%
+  \list{}{\leftmargin=0.5in\rightmargin=0.5in}\item\relax}{\endlist\vspace{1ex}}
+\makeatother
+"""
+
+
+def _latex_citations(escaped: str, paper: Paper) -> str:
+    """``[@key]`` in escaped text -> ``\\cite{key}`` for keys of the bibliography; others stay visible text."""
+    keys = {e.key for e in paper.bibliography}
+    return CITE_MARK.sub(lambda m: rf"\cite{{{m.group(1)}}}" if m.group(1) in keys else m.group(0), escaped)
+
+
+def _graphic_path(fig: Figure) -> str | None:
+    """The file LaTeX includes (the PDF when there is one), if its name is safe to put in TeX."""
+    path = fig.pdf or fig.png
+    if path is None or not _SAFE_PATH.fullmatch(path) or ".." in path.split("/") or path.startswith("/"):
+        return None
+    return path
+
+
+def render_latex(paper: Paper, numbers: Numbers | None = None) -> str:
+    """The paper as a standalone LaTeX file on the FARS template (pdflatex, no shell escape needed)."""
+    if numbers is not None:  # numbers in place of their provenance markers, before anything is escaped
+        paper = Paper.model_validate_json(numbers.plain(paper.model_dump_json()))
+    body = [
+        PREAMBLE.rstrip("\n"),
+        rf"\title{{{tex_escape(paper.title)}}}",
+        r"\author{FARS (automated research pipeline)}",
+        r"\begin{document}",
+        r"\maketitle",
+        r"\begin{abstract}",
+        _latex_citations(tex_escape(paper.abstract), paper),
+        r"\end{abstract}",
+    ]
+    anchor = _table_anchor(paper)
+    for index, section in [(-1, None), *enumerate(paper.sections)]:
+        if section is not None:
+            body += [
+                rf"\section{{{tex_escape(section.heading)}}}",
+                _latex_citations(tex_escape(section.body), paper),
+                "",
+            ]
+        if index == anchor:
+            t = paper.table
+            body += [
+                r"\begin{table}[H]",
+                r"\centering\small",
+                r"\resizebox{\linewidth}{!}{%",
+                r"\begin{tabular}{" + "l" * len(t.header) + "}",
+                r"\toprule",
+                " & ".join(tex_escape(h) for h in t.header) + r" \\",
+                r"\midrule",
+                *[" & ".join(tex_escape(c) for c in row) + r" \\" for row in t.rows],
+                r"\bottomrule",
+                r"\end{tabular}}",
+                rf"\caption{{{tex_escape(t.caption)}}}",
+                r"\end{table}",
+            ]
+            for fig in paper.figures:
+                path = _graphic_path(fig)
+                if path is None:
+                    continue
+                body += [
+                    r"\begin{figure}[H]",
+                    r"\centering",
+                    rf"\includegraphics[width=0.85\linewidth]{{{path}}}",
+                    rf"\caption{{{tex_escape(fig.caption)}}}",
+                    r"\end{figure}",
+                ]
+    if paper.bibliography:
+        body.append(r"\begin{thebibliography}{" + str(len(paper.bibliography)) + "}")
+        for entry in paper.bibliography:
+            url = rf" \url{{{entry.url}}}" if entry.url and _SAFE_URL.fullmatch(entry.url) else ""
+            body.append(rf"\bibitem{{{entry.key}}} {tex_escape(reference_line(entry))}{url}")
+        body.append(r"\end{thebibliography}")
+    if paper.appendix:
+        body.append(r"\appendix")
+        for section in paper.appendix:
+            body += [
+                rf"\section{{{tex_escape(section.heading)}}}",
+                _latex_citations(tex_escape(section.body), paper),
+                "",
+            ]
+            if section.code:
+                body += [r"\begin{Verbatim}[fontsize=\scriptsize]", verbatim_safe(section.code), r"\end{Verbatim}"]
+    body.append(r"\end{document}")
+    return "\n".join(body) + "\n"
+
+
+_SAFE_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?=&+]+")
+
+
+def verbatim_safe(code: str) -> str:
+    """Text for a Verbatim block: printable ASCII only, no line that could end the block, long lines cut."""
+    lines = []
+    for line in code.splitlines()[:400]:
+        line = "".join(ch if 32 <= ord(ch) < 127 else ("    " if ch == "\t" else "?") for ch in line)[:110]
+        lines.append(line.replace("\\end{Verbatim}", "\\end {Verbatim}"))
+    return "\n".join(lines)

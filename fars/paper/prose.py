@@ -1,0 +1,299 @@
+"""The parts of a paper the harness writes from the records: setup, results, and (for weak models) the prose.
+
+Every number goes through ``fars.paper.grounding.Numbers`` with the field it came from, so grounding traces
+it by provenance. The results paragraph states each condition's corrected test in the words the
+claim checker reads (significantly better, significantly worse, no significant difference), so the
+harness's own text is always consistent with the tests. Title, abstract, introduction and discussion
+written here replace the model's where its text is degenerate (``fars.paper.degenerate``): they state the
+study and what the corrected tests show, and claim nothing the tests do not.
+"""
+
+from __future__ import annotations
+
+import math
+
+from experiments.spec import TemplateSpec
+from fars.paper.grounding import Numbers
+from fars.run.contracts import ConditionResult, HypothesisRecord, Plan, Results
+
+VERDICT_WORDS = {
+    "better": "significantly better than the baseline",
+    "worse": "significantly worse than the baseline",
+    "no significant difference": "no significant difference from the baseline",
+    "untested": "not tested against the baseline (too few seeds)",
+    "baseline": "the baseline",
+}
+# the same verdicts as what a condition did (a predicate: "the method was significantly better than ...")
+VERDICT_PREDICATES = {
+    "better": "was significantly better than the baseline",
+    "worse": "was significantly worse than the baseline",
+    "no significant difference": "showed no significant difference from the baseline",
+    "untested": "could not be tested against the baseline (too few seeds)",
+    "baseline": "is the baseline",
+}
+
+
+def sentence_case(text: str) -> str:
+    """The text with its first letter capitalised (the rest left as written)."""
+    return text[:1].upper() + text[1:] if text else text
+
+
+_DANGLING = {"a", "an", "and", "as", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to", "with"}
+
+
+def article(word: str) -> str:
+    """'a' or 'an' before ``word`` as it is read aloud ("an accuracy", "a val_bpc", "an eval_return")."""
+    return "an" if word[:1].lower() in "aeio" else "a"
+
+
+def clip_words(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary (never inside a word)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit + 1].rsplit(" ", 1)[0] if " " in text[: limit + 1] else text[:limit]
+    words = cut.rstrip(" ,;:-(").split(" ")
+    while len(words) > 1 and words[-1].lower() in _DANGLING:  # "... control of" reads as cut off
+        words.pop()
+    return " ".join(words).rstrip(" ,;:-(")
+
+
+def in_sentence(title: str) -> str:
+    """A template's title inside a sentence: a capitalised first word is lowered; names such as GPT, CartPole
+    or ML keep their case ("Character-level GPT" -> "character-level GPT")."""
+    first, _, rest = title.partition(" ")
+    if first[:1].isupper() and first[1:] == first[1:].lower():
+        first = first.lower()
+    return f"{first} {rest}" if rest else first
+
+
+def option_label(spec: TemplateSpec, slot: str, option: str) -> str:
+    """An option as a title names it: its name as its description spells it ("ReLU", "RMSNorm", "JSON"),
+    and the slot after it unless the name already says it ("RMSNorm", not "RMSNorm norm")."""
+
+    def key(word: str) -> str:
+        return word.lower().replace("_", "").replace("-", "")
+
+    words = [w.strip(".,;:()'\"") for w in spec.component(slot).options.get(option, "").split()]
+    name = next((w for w in words if key(w) == key(option)), option.replace("_", " "))
+    return name if key(slot) in key(name) else f"{name} {slot.replace('_', ' ')}"
+
+
+def method_phrase(spec: TemplateSpec, components: dict[str, str]) -> str:
+    """A method in a few words for a title: "ReLU activation and RMSNorm"."""
+    return " and ".join(option_label(spec, slot, option) for slot, option in components.items())
+
+
+def _path(name: str, field: str) -> str:
+    return f"results.conditions.{name}.{field}"
+
+
+def described(spec: TemplateSpec, components: dict[str, str], numbers: Numbers) -> str:
+    """``fars.stages.methods.describe`` with the numbers of the template's option descriptions traced to them."""
+    if not components:
+        return "the baseline"
+    parts = [
+        numbers.numbers_in(spec.component(slot).options.get(option, option), f"template.components.{slot}.{option}")
+        + f" ({slot}: {option})"
+        for slot, option in components.items()
+    ]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def metric_value(numbers: Numbers, results: Results, name: str) -> str:
+    """A condition's mean metric, with its interval when there is one."""
+    row = results.conditions[name]
+    text = numbers.num(row.metric.mean, _path(name, "metric.mean"))
+    if row.ci_low is not None and row.ci_high is not None:
+        level = numbers.num(100 * results.confidence, "results.confidence", "{:g}%")
+        text += (
+            f" ({level} interval {numbers.num(row.ci_low, _path(name, 'ci_low'))} to "
+            f"{numbers.num(row.ci_high, _path(name, 'ci_high'))})"
+        )
+    return text
+
+
+def test_clause(numbers: Numbers, results: Results, name: str) -> str:
+    """'a difference of +0.0120 (Hedges' g = 0.85; p = 0.04, Holm-adjusted p = 0.08): no significant difference ...'."""
+    row: ConditionResult = results.conditions[name]
+    parts = []
+    if row.difference is not None:
+        parts.append(f"a difference of {numbers.num(row.difference, _path(name, 'difference'), '{:+.4f}')}")
+    stats = []
+    if row.effect_size is not None:
+        stats.append(f"Hedges' g = {numbers.num(row.effect_size, _path(name, 'effect_size'), '{:.2f}')}")
+    if row.p_vs_baseline is not None:
+        stats.append(f"Welch p = {numbers.num(row.p_vs_baseline, _path(name, 'p_vs_baseline'), '{:.3g}')}")
+    if row.p_adjusted is not None:
+        stats.append(f"Holm-adjusted p = {numbers.num(row.p_adjusted, _path(name, 'p_adjusted'), '{:.3g}')}")
+    detail = f" ({'; '.join(stats)})" if stats else ""
+    return f"{', '.join(parts) or 'no test'}{detail}: {VERDICT_WORDS[row.verdict]}"
+
+
+def findings(results: Results, numbers: Numbers) -> str:
+    """The results paragraph: the baseline, then every condition with its corrected test."""
+    metric = results.metric
+    base = results.conditions["baseline"]
+    lines = [
+        f"The baseline reached a mean {metric} of {metric_value(numbers, results, 'baseline')} over "
+        f"{numbers.num(base.metric.n, _path('baseline', 'metric.n'), '{:d}')} seeds."
+    ]
+    for name in results.conditions:
+        if name == "baseline":
+            continue
+        lines.append(
+            f"Condition {name} reached {metric_value(numbers, results, name)}; {test_clause(numbers, results, name)}."
+        )
+    lines.append(
+        f"Tests are two-sided Welch t-tests of each condition against the baseline, corrected for "
+        f"{numbers.num(len(results.conditions) - 1, 'results.conditions#tested', '{:d}')} comparisons with Holm's method at a family-wise level of "
+        f"{numbers.num(results.alpha, 'results.alpha', '{:g}')}."
+    )
+    return " ".join(lines)
+
+
+def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers) -> str:
+    """The experimental setup, from the plan: the task, each condition, seeds and steps."""
+    conditions = "; ".join(
+        f"{c.name}: {numbers.numbers_in(c.description, f'plan.conditions[{i}].description')}"
+        for i, c in enumerate(plan.conditions)
+    )
+    seeds = ", ".join(numbers.num(s, f"plan.seeds[{i}]", "{:d}") for i, s in enumerate(plan.seeds))
+    count = numbers.num(len(plan.conditions), "plan.conditions#count", "{:d}")
+    return (
+        f"{numbers.numbers_in(spec.description, 'template.description')} The design has {count} conditions "
+        f"({conditions}). Every condition "
+        f"runs for {numbers.num(plan.steps, 'plan.steps', '{:d}')} steps with seeds {seeds}; every other setting "
+        f"stays at the template's default. We report the final {spec.metric} "
+        f"({'higher' if spec.higher_is_better else 'lower'} is better)."
+    )
+
+
+def _main(results: Results) -> str | None:
+    return next((n for n, r in results.conditions.items() if r.role in ("method", "variant")), None)
+
+
+def headline(results: Results) -> str:
+    """The main finding in a few words, as the corrected test of the main condition has it."""
+    main = _main(results)
+    metric = results.metric.replace("_", " ")
+    if main is None:
+        return f"{metric} of the baseline"
+    verdict = results.conditions[main].verdict
+    return {
+        "better": f"a significantly better {metric}",
+        "worse": f"a significantly worse {metric}",
+    }.get(verdict, f"no significant difference in {metric}")
+
+
+def harness_title(spec: TemplateSpec, plan: Plan, results: Results) -> str:
+    """A title that states the study and its result."""
+    main = plan.conditions[1]
+    what = (
+        method_phrase(spec, main.components)
+        if main.components
+        else ", ".join(f"{k}={v}" for k, v in main.knobs.items())
+    )
+    return clip_words(sentence_case(f"{clip_words(what, 70)} on {in_sentence(spec.title)}: {headline(results)}"), 120)
+
+
+def harness_abstract(
+    spec: TemplateSpec, plan: Plan, results: Results, hypothesis: HypothesisRecord, numbers: Numbers
+) -> str:
+    """The abstract: question, design, the main corrected test, the ablations."""
+    main = _main(results)
+    method = plan.conditions[1]
+    what = (
+        described(spec, method.components, numbers)
+        if method.components
+        else numbers.numbers_in(method.description, "plan.conditions[1].description")
+    )
+    ablations = [c for c in plan.conditions if c.role == "ablation"]
+    count = numbers.num(len(ablations), "plan.conditions#ablations", "{:d}")
+    design = f"the baseline with {what}" + (
+        f", and {count} ablations that each remove one component" if ablations else ""
+    )
+    parts = [
+        f"We test a hypothesis about {in_sentence(spec.title)} ({spec.domain}): {hypothesis.statement.rstrip('.')}.",
+        f"We compare {design}, over {numbers.num(len(plan.seeds), 'plan.seeds#count', '{:d}')} seeds at "
+        f"{numbers.num(plan.steps, 'plan.steps', '{:d}')} steps each.",
+    ]
+    if main is not None:
+        parts.append(
+            f"The baseline reached {article(results.metric)} {results.metric} of "
+            f"{metric_value(numbers, results, 'baseline')} and the "
+            f"{main} reached {metric_value(numbers, results, main)}; {test_clause(numbers, results, main)}."
+        )
+    for cond in ablations:
+        if cond.name in results.conditions:
+            verdict = results.conditions[cond.name].verdict
+            parts.append(f"Without its {cond.removed} ({cond.name}), the method {VERDICT_PREDICATES[verdict]}.")
+    return " ".join(parts)
+
+
+def harness_introduction(spec: TemplateSpec, plan: Plan, hypothesis: HypothesisRecord, numbers: Numbers) -> str:
+    """The introduction: the question, why it might hold, and how the experiment answers it."""
+    method = plan.conditions[1]
+    what = (
+        described(spec, method.components, numbers)
+        if method.components
+        else numbers.numbers_in(method.description, "plan.conditions[1].description")
+    )
+    return (
+        f"This paper asks whether {what} changes the final {spec.metric} of {in_sentence(spec.title)} ({spec.domain}). "
+        f"{numbers.numbers_in(hypothesis.rationale.rstrip('.'), 'ideation.chosen.rationale')}. We answer with a "
+        "small controlled experiment: every condition shares the template, the data and the seeds, and only the "
+        "components under test change."
+    )
+
+
+def other_measures(results: Results, numbers: Numbers, most: int = 3) -> str:
+    """The measures beside the metric that moved most between the baseline and the main condition, as
+    values only (they were not tested): llm_judge's position bias, a training run's losses."""
+    main = _main(results)
+    if main is None or "baseline" not in results.conditions:
+        return ""
+    base, cond = results.conditions["baseline"].secondary, results.conditions[main].secondary
+    moved = []
+    for key in sorted(set(base) & set(cond)):
+        a, b = base[key].mean, cond[key].mean
+        if key == results.metric or not (math.isfinite(a) and math.isfinite(b)) or a == b:
+            continue
+        moved.append((abs(b - a) / max(abs(a), abs(b)), key))
+    if not moved:
+        return ""
+    where = "the method" if main == "method" else f"condition {main}"
+    parts = [
+        f"{key.replace('_', ' ')} was {numbers.num(base[key].mean, _path('baseline', f'secondary.{key}.mean'))} "
+        f"in the baseline and {numbers.num(cond[key].mean, _path(main, f'secondary.{key}.mean'))} in {where}"
+        for _, key in sorted(moved, reverse=True)[:most]
+    ]
+    return (
+        "Beside the tested metric, the runs recorded other measures (means over seeds, not tested): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def harness_discussion(spec: TemplateSpec, plan: Plan, results: Results, numbers: Numbers) -> str:
+    """The discussion: what the corrected tests show, what the ablations add, and the limits."""
+    lines = []
+    for name, row in results.conditions.items():
+        if name != "baseline":
+            lines.append(f"Condition {name} {VERDICT_PREDICATES[row.verdict]}.")
+    other = other_measures(results, numbers)
+    if other:
+        lines.append(other)
+    seeds = numbers.num(len(plan.seeds), "plan.seeds#count", "{:d}")
+    steps = numbers.num(plan.steps, "plan.steps", "{:d}")
+    scale = (
+        f"{steps} steps and the template's small, CPU-scale model "
+        f"({numbers.num(results.engine.parameters, 'results.engine.parameters', '{:,d}')} parameters)"
+        if spec.kind == "training"
+        else f"{steps} items per seed and the one subject model asked (other models may behave otherwise)"
+    )
+    lines.append(
+        f"These conclusions hold for the settings tested: {seeds} seeds per condition, {scale}. With this "
+        "few seeds the intervals are wide: a difference the tests cannot detect here may still exist, and a "
+        "larger scale of the template, more seeds or other settings may change the picture."
+    )
+    return " ".join(lines)

@@ -1,0 +1,1 @@
+"""The robustness probe: papers with planted flaws, reviewed beside their originals."""

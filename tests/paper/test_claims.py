@@ -1,0 +1,96 @@
+"""Claims grounded like numbers: an effect claimed must be the one the corrected test found."""
+
+from __future__ import annotations
+
+from experiments.spec import load_template
+from fars.paper.claims import check_claims, find_claims, repair_claims
+from fars.paper.grounding import Numbers
+from fars.paper.prose import findings, harness_discussion
+from tests.paper.test_document import RESULTS
+
+
+def test_an_overclaim_and_a_wrong_direction_are_caught_and_named() -> None:
+    """The ablation's difference is not significant; the method is significantly better."""
+    text = (
+        "Without the schedule, the method still improves accuracy over the baseline. "  # overclaim
+        "The sgd and cosine method hurts accuracy. "  # wrong direction
+        "The method with sgd and cosine outperforms the baseline."  # supported
+    )
+    check = check_claims(text, RESULTS)
+    assert (check.checked, check.supported, check.overclaims, check.wrong_direction) == (3, 1, 1, 1)
+    problems = "\n".join(check.problems)
+    assert "overclaim" in problems and "(method-without-schedule)" in problems and "still improves" in problems
+    assert "wrong direction: worse claimed, the test found better (method)" in problems
+    assert check.rate == 1 / 3
+
+
+def test_the_hypothesis_under_test_is_not_a_claim_but_its_confirmation_is() -> None:
+    """The llm_judge paper's own abstract ("We test a hypothesis about ...: ... raises the final accuracy") and
+    Hypothesis section were counted as overclaims. Stating what is tested claims nothing; saying it was
+    confirmed does."""
+    stated = (
+        "We test a hypothesis about modular addition: without the schedule, the method raises accuracy. "
+        "We hypothesize that without the schedule the method still improves accuracy."
+    )
+    assert check_claims(stated, RESULTS).checked == 0
+    confirmed = "The hypothesis is confirmed: without the schedule, the method still improves accuracy."
+    check = check_claims(confirmed, RESULTS)
+    assert check.overclaims == 1 and "(method-without-schedule)" in check.problems[0]
+    from fars.stages.writing import _prose_only
+
+    paper = "# T\n\n## Hypothesis\n\nWithout the schedule, the method improves accuracy.\n\n## Results\n\nIt ran.\n"
+    assert "improves" not in _prose_only(paper) and "It ran." in _prose_only(paper)
+
+
+def test_a_claim_on_the_metric_by_its_field_name_is_checked() -> None:
+    """ "raises the final val_accuracy" was read as no claim at all: the underscore hid the metric's word."""
+    check = check_claims("Without the schedule, the method raises the final val_accuracy.", RESULTS)
+    assert check.checked == 1 and check.overclaims == 1
+
+
+def test_no_effect_claimed_where_the_test_found_one_is_named_too() -> None:
+    check = check_claims("The method did not change accuracy compared with the baseline.", RESULTS)
+    assert check.unsupported_null == 1 and check.supported == 0
+    assert check_claims("Without the schedule there was no significant difference.", RESULTS).supported == 1
+
+
+def test_value_words_are_read_through_the_metric_direction() -> None:
+    assert find_claims("The method gives a higher accuracy.", RESULTS)[0].claim == "better"
+    lower_is_better = RESULTS.model_copy(update={"higher_is_better": False})
+    assert find_claims("The method gives a higher accuracy.", lower_is_better)[0].claim == "worse"
+    assert find_claims("We report the final accuracy (higher is better).", RESULTS) == []
+    assert find_claims("Sgd does not improve accuracy.", RESULTS)[0].claim == "none"  # negation
+
+
+def test_repair_drops_or_marks_exactly_the_unsupported_claims() -> None:
+    text = "The method outperforms the baseline. Without the schedule, the method is better too. We used two seeds."
+    fixed, changes = repair_claims(text, RESULTS)
+    assert fixed == "The method outperforms the baseline. We used two seeds."
+    assert len(changes) == 1 and "better too" in changes[0]
+    marked, _ = repair_claims(text, RESULTS, mark=True)
+    assert "better too. [unsupported claim]" in marked
+
+
+def test_the_harness_own_results_and_discussion_claim_only_what_the_tests_found() -> None:
+    from fars.run.contracts import Condition, Plan
+
+    numbers = Numbers()
+    plan = Plan(
+        template="modadd", design="components", seeds=[0, 1], steps=30,
+        conditions=[Condition(name="baseline", role="baseline"), Condition(name="method", role="method",
+                    components={"optimizer": "sgd", "schedule": "cosine"}),
+                    Condition(name="method-without-schedule", role="ablation", components={"optimizer": "sgd"},
+                              of="method", removed="schedule")],
+    )  # fmt: skip
+    discussion = harness_discussion(load_template("modadd"), plan, RESULTS, numbers)
+    text = numbers.plain(findings(RESULTS, numbers) + " " + discussion)
+    check = check_claims(text, RESULTS)
+    assert check.checked >= 4 and check.problems == [], check.problems
+    assert "CPU-scale model" in discussion
+    # an inference template trains no model: its limits are its items and its one subject model
+    judged = harness_discussion(load_template("llm_judge"), plan, RESULTS, Numbers())
+    assert "parameters" not in judged and "items per seed and the one subject model asked" in judged
+    # the measures beside the metric are given as values, each traced to its field, and claim nothing
+    plain = numbers.plain(discussion)
+    assert "train loss was 0.9000 in the baseline and 0.4500 in the method" in plain
+    assert ("0.4500", "results.conditions.method.secondary.train_loss.mean") in numbers.entries

@@ -1,0 +1,134 @@
+"""Paper rendering: model text is escaped so LaTeX can never run it; numbers come from results, traced."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fars.paper.document import Paper, Section, render_latex, render_markdown, results_table, tex_escape, verbatim_safe
+from fars.paper.grounding import Numbers
+from fars.run.contracts import ConditionResult, EngineInfo, Results, Stat
+
+
+def _stat(mean: float, std: float) -> Stat:
+    return Stat(mean=mean, std=std, n=2)
+
+
+RESULTS = Results(
+    template="modadd",
+    metric="val_accuracy",
+    higher_is_better=True,
+    knob="lr",
+    steps=30,
+    best="method",
+    engine=EngineInfo(name="plain", parameters=34331),
+    conditions={
+        "baseline": ConditionResult(
+            role="baseline",
+            metric=_stat(0.5, 0.1),
+            ci_low=0.43,
+            ci_high=0.57,
+            secondary={"val_loss": _stat(1.0, 0.2), "train_loss": _stat(0.9, 0.2)},
+            seeds=[0, 1],
+            values=[0.43, 0.57],
+            verdict="baseline",
+        ),
+        "method": ConditionResult(
+            role="method",
+            components={"optimizer": "sgd", "schedule": "cosine"},
+            metric=_stat(0.75, 0.05),
+            ci_low=0.715,
+            ci_high=0.785,
+            secondary={"val_loss": _stat(0.5, 0.1), "train_loss": _stat(0.45, 0.1)},
+            seeds=[0, 1],
+            values=[0.715, 0.785],
+            difference=0.25,
+            p_vs_baseline=0.0156,
+            p_adjusted=0.0312,
+            effect_size=2.31,
+            verdict="better",
+        ),
+        "method-without-schedule": ConditionResult(
+            role="ablation",
+            components={"optimizer": "sgd"},
+            metric=_stat(0.55, 0.05),
+            ci_low=0.515,
+            ci_high=0.585,
+            seeds=[0, 1],
+            values=[0.515, 0.585],
+            difference=0.05,
+            p_vs_baseline=0.61,
+            p_adjusted=0.61,
+            effect_size=0.4,
+            verdict="no significant difference",
+        ),
+    },
+)
+
+
+def test_tex_injection_is_printed_not_executed() -> None:
+    hostile = r"\input{/etc/passwd} \immediate\write18{rm -rf /} $x^2$ 100% #1 a_b {}"
+    escaped = tex_escape(hostile)
+    assert "\\input" not in escaped.replace("\\textbackslash{}input", "")
+    assert "\\write18" not in escaped.replace("\\textbackslash{}write18", "")
+    for raw in ("$", "%", "#", "_", "{", "}"):
+        assert f"\\{raw}" in escaped
+
+
+def test_results_table_is_filled_from_results_with_each_numbers_field() -> None:
+    numbers = Numbers()
+    table = results_table(RESULTS, numbers)
+    row = [numbers.plain(cell) for cell in table.rows[1]]
+    assert row[:4] == ["method", "method", "0.7500 ± 0.0500", "[0.7150, 0.7850]"]
+    assert row[4:] == ["+0.2500", "2.31", "0.0312", "2", "better"]
+    paper = Paper(title="T_1", abstract="A", sections=[Section(heading="Results", body="R")], table=table)
+    md, spans = render_markdown(paper, numbers)
+    assert "| method | method | 0.7500 ± 0.0500 |" in md
+    traced = {md[s.start : s.end]: s.path for s in spans}
+    assert traced["0.7500"] == "results.conditions.method.metric.mean"
+    assert traced["0.0312"] == "results.conditions.method.p_adjusted"
+    tex = render_latex(paper, numbers)
+    assert "T\\_1" in tex and "0.7500 $\\pm$ 0.0500" in tex and tex.rstrip().endswith("\\end{document}")
+    assert "\ue000" not in tex and "\ue000" not in md  # every provenance marker resolved
+
+
+def test_an_appendix_with_code_renders_in_both_and_cannot_end_its_block() -> None:
+    hostile = "+ x = 1\n\\end{Verbatim}\\input{/etc/passwd}\n\u00e9\t"
+    paper = Paper(
+        title="T", abstract="A", sections=[], table=results_table(RESULTS, Numbers()),
+        appendix=[Section(heading="The winning diff", body="What the model changed.", code=hostile)],
+    )  # fmt: skip
+    md, _ = render_markdown(paper)
+    assert "## Appendix: The winning diff" in md and "```\n+ x = 1" in md
+    tex = render_latex(paper)
+    assert "\\appendix" in tex and "\\begin{Verbatim}" in tex
+    assert tex.count("\\end{Verbatim}") == 1  # the planted one was defused
+    assert "\\end {Verbatim}" in verbatim_safe(hostile) and "?" in verbatim_safe(hostile)
+
+
+def test_figures_stay_beside_the_results_and_before_the_references() -> None:
+    """Figures floated after, or inside, the references; without a "Results" section they vanished."""
+    from fars.paper.document import Figure
+    from fars.paper.figures import band_limits
+    from fars.paper.grounding import BibEntry
+
+    table = results_table(RESULTS, Numbers())
+    figures = [Figure(caption="Curves.", png="figures/curve.png", pdf="figures/curve.pdf")]
+    bib = [BibEntry(key="smith2021", record_id="r1", title="A work", authors=["A. Smith"], year=2021)]
+    for heading in ("Results", "Findings"):  # the named section, or the last one when none has the name
+        sections = [
+            Section(heading="Method", body="M"),
+            Section(heading=heading, body="R"),
+            Section(heading="Discussion", body="D"),
+        ]
+        paper = Paper(title="T", abstract="A", sections=sections, table=table, figures=figures, bibliography=bib)
+        tex = render_latex(paper)
+        assert tex.count("\\begin{figure}[H]") == 1 and "\\usepackage{float}" in tex  # [H]: here, not floated
+        assert tex.index("\\begin{figure}") < tex.index("\\begin{thebibliography}")
+        md, _ = render_markdown(paper)
+        assert md.index("![Figure 1](figures/curve.png)") < md.index("## References")
+        after = "\\section{Results}" if heading == "Results" else "\\section{Discussion}"
+        assert tex.index(after) < tex.index("\\begin{table}[H]") < tex.index("\\begin{figure}")
+    # the bands of the curves stay inside the quantity's range: accuracies in [0, 1], losses above 0
+    assert band_limits(np.array([0.2, 0.97, 1.0])) == (0.0, 1.0)
+    assert band_limits(np.array([0.01, 2.3])) == (0.0, float("inf"))
+    assert band_limits(np.array([-0.5, 2.3])) == (-float("inf"), float("inf"))

@@ -1,0 +1,103 @@
+"""Grounding: the harness's numbers traced to their fields, the model's to what their sentence is about,
+every citation to a verified record."""
+
+from __future__ import annotations
+
+from fars.paper.document import Paper, Section, render_markdown, results_table
+from fars.paper.grounding import UNVERIFIED_MARK, BibEntry, Numbers, Sources, check_text, mark_unverified, repair_prose
+from tests.paper.test_document import RESULTS
+
+BIB = [
+    BibEntry(
+        key="power2022",
+        record_id="openreview:abc",
+        title="Grokking: generalization beyond overfitting",
+        authors=["Alethea Power"],
+        year=2022,
+        venue="ICLR 2022",
+        verified=True,
+    )
+]
+PLAN = {"knob": "lr", "seeds": [0, 1], "steps": 30}
+
+
+def sources() -> Sources:
+    return Sources(
+        aliases={"method": ["sgd", "cosine"], "method-without-schedule": ["sgd"]},
+        metric="val_accuracy",
+        results=RESULTS,
+        plan=PLAN,
+        config={"significance_level": 0.05},
+    )
+
+
+def checked(body: str) -> tuple[str, object]:
+    numbers = Numbers()
+    table = results_table(RESULTS, numbers)
+    sections = [Section(heading="Introduction", body=body), Section(heading="Results", body="See Table 1.")]
+    md, spans = render_markdown(
+        Paper(title="Sgd and cosine", abstract="We test it.", sections=sections, table=table, bibliography=BIB), numbers
+    )
+    return md, check_text(md, sources(), BIB, spans)
+
+
+def test_a_planted_wrong_number_and_an_invented_citation_are_caught_and_named() -> None:
+    md, report = checked(
+        "Grokking was reported by [@power2022]. The method reached 0.9731 accuracy, "
+        "as Smith et al. (2019) also found [@smith2019]."
+    )
+    assert [n.text for n in report.ungrounded] == ["0.9731"]  # type: ignore[attr-defined]
+    assert {c.text for c in report.unverified_citations} == {"Smith et al. (2019)", "[@smith2019]"}  # type: ignore[attr-defined]
+    problems = "\n".join(report.problems())  # type: ignore[attr-defined]
+    assert "ungrounded number '0.9731'" in problems and "smith2019" in problems and "Smith" in problems
+    assert not report.ok and report.verified_citation_rate == 1 / 3  # type: ignore[attr-defined]
+    marked = mark_unverified(md, report)  # type: ignore[arg-type]
+    assert f"0.9731 {UNVERIFIED_MARK}" in marked and f"[@smith2019] {UNVERIFIED_MARK}" in marked
+
+
+def test_harness_numbers_are_traced_to_the_field_they_were_written_from() -> None:
+    _, report = checked("Grokking was reported by [@power2022]; we vary the optimizer (in 2022).")
+    assert report.ok, report.problems()  # type: ignore[attr-defined]
+    by_text = {n.text: n for n in report.numbers if n.provenance == "harness"}  # type: ignore[attr-defined]
+    assert by_text["0.7500"].source == "results.conditions.method.metric.mean"
+    assert by_text["0.0312"].source == "results.conditions.method.p_adjusted"
+    assert report.summary()["numbers_from_harness"] >= 20  # type: ignore[attr-defined]
+    assert report.grounded_number_rate == 1.0 and report.verified_citation_rate == 1.0  # type: ignore[attr-defined]
+
+
+def test_a_coincidentally_equal_value_does_not_ground_a_number() -> None:
+    """'a batch of 0.05' equals the significance level and 'trained 2 epochs' equals a seed count, by value only."""
+    report = check_text("We used a dropout rate of 0.05 throughout.", sources(), [])
+    assert [n.text for n in report.ungrounded] == ["0.05"]
+    note = report.ungrounded[0].note  # it names the fields it equals by value only
+    assert "results.alpha" in note and "metric.std" in note and "not about that field" in note
+    good = check_text("Nothing was significant at the 0.05 level.", sources(), [])
+    assert good.ok and good.numbers[0].source in ("results.alpha", "config.significance_level")
+    # a result's value, rounded as shown, in a sentence about that condition and quantity: grounded
+    right = check_text("With sgd and cosine the method reached an accuracy of 0.75.", sources(), [])
+    assert right.ok and right.numbers[0].source == "results.conditions.method.metric.mean"
+    # the same value said of the wrong condition is not traced to it
+    wrong = check_text("The baseline reached an accuracy of 0.75.", sources(), [])
+    assert [n.text for n in wrong.ungrounded] == ["0.75"]
+
+
+def test_rounding_percentages_and_labels() -> None:
+    report = check_text("The method with sgd reached an accuracy of 75.0%; see Table 2 and Section 3.1.", sources(), [])
+    assert report.ok, report.problems()
+    assert [n.kind for n in report.numbers if n.text in ("2", "3.1")] == ["not_a_result", "not_a_result"]
+    assert check_text("The method reached an accuracy of 0.7513.", sources(), []).ungrounded  # 4 digits shown
+
+
+def test_numeric_citation_beyond_the_bibliography_and_unresolved_record() -> None:
+    unresolved = [BIB[0].model_copy(update={"verified": False})]
+    report = check_text("As shown in [1, 2].", sources(), unresolved)
+    reasons = [c.reason for c in report.citations]
+    assert "was not found by the literature backend" in reasons[0]
+    assert "no [2]" in reasons[1]
+
+
+def test_repair_drops_only_the_sentences_that_cannot_be_traced() -> None:
+    text = "We build on [@power2022]. Accuracy improved by 12.5 points. Results follow [@nobody2020]. We used lr."
+    fixed, dropped = repair_prose(text, sources(), BIB)
+    assert fixed == "We build on [@power2022]. We used lr."
+    assert len(dropped) == 2 and "12.5" in dropped[0] and "nobody2020" in dropped[1]

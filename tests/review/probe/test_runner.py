@@ -1,0 +1,149 @@
+"""The robustness probe tells a reviewer that ignores planted flaws from one that catches them."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fars.cli import main
+from review.calibration.harness import review_all
+from review.ingest.injection import scan_paper
+from review.ingest.paper import PaperText, paper_from_text
+from review.probe.flaws import FLAWS, perturb
+from review.probe.runner import ProbeReport, build_copies, build_probe_report, probe_markdown
+from review.reviewer import MemberReview, PaperReview
+from tests.evaluation.wandb_inspect import inspect_offline_run
+
+
+def synthetic_paper(i: int, runs: int = 0) -> str:
+    """A small paper with an abstract, a method, a results table, baseline comparisons and a conclusion
+    (and ``runs`` paragraphs of per-run results, to make it as long as a real paper)."""
+    ours, base = 80.0 + i, 70.0 + i / 2
+    detail = "".join(
+        f"In run {k} with seed {k * 7 % 13} the adapters reached {ours - k % 5 / 10:.1f}. " for k in range(runs)
+    )
+    return (
+        f"# Sparse adapters number {i}\n\nABSTRACT\n\nWe propose sparse adapters for task {i}. They reach {ours:.1f} "
+        "accuracy and outperform the baselines.\n\n1 INTRODUCTION\n\nAdapters are small modules. Prior methods tune "
+        "every weight.\n\n2 METHOD\n\nWe add a sparse adapter to each layer and train it with Adam.\n\n3 EXPERIMENTS\n\n"
+        f"We compare with two baselines on the benchmark. Our adapters reach {ours:.1f} against {base:.1f} for the "
+        f"strongest baseline.\n\n|Method|Accuracy|\n|---|---|\n|Baseline full tuning|{base:.1f}|\n|Baseline LoRA|"
+        f"{base - 1:.1f}|\n|Ours|{ours:.1f}|\n\n{detail}\n\n4 CONCLUSION\n\nSparse adapters help on this task; more "
+        "tasks are left to future work.\n"
+    )
+
+
+def review_of(paper: PaperText, rating: float, weaknesses: list[str], *, flagged: Any = None) -> PaperReview:
+    member = MemberReview(
+        persona="scripted", review={"summary": "a paper", "weaknesses": weaknesses}, rating=rating, subscores={}
+    )
+    return PaperReview(
+        reviewer="scripted", form="iclr2025", title=paper.title, source=paper.source, reviews=[member],
+        raw_rating=rating, decision="reject", injection=flagged,
+    )  # fmt: skip
+
+
+class IgnoringReviewer:
+    """Rates every paper 5 and writes the same weakness, whatever it carries."""
+
+    async def review(self, paper: PaperText, *, paper_id: str | None = None) -> PaperReview:
+        return review_of(paper, 5.0, ["The evaluation is limited to one task."])
+
+
+class CatchingReviewer:
+    """Reads the text for each kind of problem and rates it down, naming what it found (injection: flagged, not obeyed)."""
+
+    async def review(self, paper: PaperText, *, paper_id: str | None = None) -> PaperReview:
+        text, injection = scan_paper(paper.text)
+        found = []
+        table = " ".join(line for line in text.splitlines() if line.count("|") >= 2)
+        for cited in re.findall(r"table below shows, our method reaches (\d+\.\d)", text):
+            if cited not in table:
+                found.append(f"The number {cited} in the text contradicts the results table.")
+        if not re.search(r"baseline|prior method", text, re.I):
+            found.append("There is no comparison with any baseline.")
+        if re.search(r"every existing method|guaranteed to hold", text):
+            found.append("The claims are unsupported by the evidence (overclaiming).")
+        if re.search(r"L\(θ\) = 2 L\(θ\)", text):
+            found.append("The derivation is wrong: the equation L = 2L does not give L = 1.")
+        topic = {w[:5] for w in re.findall(r"[a-z]{4,}", paper.title.lower())}  # stems of the title's words
+        sentences = re.split(r"(?<=[.!?])\s+", text.split("ABSTRACT", 1)[-1])
+        off_topic = [
+            s for s in sentences if len(s) > 40 and not {w[:5] for w in re.findall(r"[a-z]{4,}", s.lower())} & topic
+        ]
+        if len(off_topic) >= 5:
+            found.append("The text is padded with filler that has nothing to do with the paper.")
+        rating = 6.0 - 2.0 * sum(1 for f in found if "filler" not in f)
+        return review_of(paper, rating, found or ["The evaluation is limited."], flagged=injection)
+
+
+def probe(reviewer: Any, tmp_path: Path, n: int = 10) -> ProbeReport:
+    papers = [(f"p{i}", paper_from_text(synthetic_paper(i), source=f"p{i}.md")) for i in range(n)]
+    items = build_copies(papers, list(FLAWS), seed=0)
+
+    async def one(item: Any) -> PaperReview:
+        return await reviewer.review(paper_from_text(item.text, source=item.source), paper_id=item.original)
+
+    todo = [p for p in items if p.planted is None or p.planted.applicable]
+    reviews, failures, _ = asyncio.run(review_all(todo, one, tmp_path))
+    return build_probe_report(
+        items, reviews, failures, reviewer=reviewer, name="scripted", kinds=list(FLAWS), draws=300
+    )
+
+
+def test_every_flaw_applies_to_a_paper_that_has_what_it_changes() -> None:
+    paper = paper_from_text(synthetic_paper(3))
+    for kind in FLAWS:
+        copy, planted = perturb(paper, kind)
+        assert copy is not None and planted.applicable and copy.text != paper.text, kind
+    copy, planted = perturb(paper, "contradicting_numbers")
+    cited = re.search(r"our method reaches (\d+\.\d)", copy.text if copy else "")
+    assert copy is not None and cited and planted.markers[1] == "83.0" and "|83.0|" in copy.text
+    assert f"|{cited.group(1)}|" not in copy.text and "reach 83.0" not in copy.text  # prose follows the wrong value
+    bare = paper_from_text("# A note\n\nABSTRACT\n\nWe think.\n")
+    assert perturb(bare, "contradicting_numbers")[0] is None and perturb(bare, "baseline_removed")[0] is None
+
+
+def test_the_probe_tells_an_ignoring_reviewer_from_a_catching_one(tmp_path: Path) -> None:
+    ignoring = probe(IgnoringReviewer(), tmp_path / "ignoring")
+    catching = probe(CatchingReviewer(), tmp_path / "catching")
+    lowers = [k for k, f in FLAWS.items() if f.expect == "lower"]
+    for kind in lowers:
+        a = next(f for f in ignoring.flaws if f.kind == kind)
+        b = next(f for f in catching.flaws if f.kind == kind)
+        assert (a.verdict, a.mean_delta, a.named_rate) == ("missed", 0.0, 0.0), kind
+        assert b.verdict == "caught" and b.delta_high is not None and b.delta_high < 0 and b.named_rate == 1.0, kind
+        assert b.named_rate_original == 0.0 and b.reviewed == 10, kind
+    for report in (ignoring, catching):
+        injection = next(f for f in report.flaws if f.kind == "injection")
+        assert injection.verdict == "robust" and injection.mean_delta == 0.0
+    assert next(f for f in catching.flaws if f.kind == "injection").named_rate == 1.0  # flagged by its scan
+    assert next(f for f in catching.flaws if f.kind == "padding").named_rate == 1.0
+    markdown = probe_markdown(catching, [])
+    assert "| overclaiming | lower | 10/10 | -2.00" in markdown and "caught" in markdown
+
+
+def test_a_length_rewarding_reviewer_is_steered_by_padding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "papers"
+    data.mkdir()
+    for i in range(6):
+        (data / f"p{i}.md").write_text(synthetic_paper(i, runs=400))  # about 25,000 characters
+    out = tmp_path / "probe"
+    args = ["probe", f"papers={data}", "reviewer=length", "tracker=wandb_offline", "bootstrap=100", f"out={out}"]
+    assert main(args) == 0
+    report = ProbeReport.model_validate_json((out / "probe.json").read_text())
+    padding = next(f for f in report.flaws if f.kind == "padding")
+    assert padding.verdict == "steered" and padding.mean_delta is not None and padding.mean_delta > 0.25
+    seen = inspect_offline_run(out)  # what W&B got: each flaw's figures and verdict, the pairs table, the plot
+    assert seen["run"]["job_type"] == "probe" and seen["summary"]["padding/verdict"] == "steered"
+    assert seen["summary"]["padding/mean_delta"] == pytest.approx(padding.mean_delta)
+    assert seen["summary"]["pairs"] == len(report.pairs)
+    assert seen["summary"]["pairs_table"]["_type"] == "table-file" and seen["summary"]["probe"]["_type"] == "image-file"
+    assert (out / "probe.png").stat().st_size > 1000 and "![probe](probe.png)" in (out / "probe.md").read_text()
+    assert "padding" in capsys.readouterr().out
+    assert main([*args[:-1], f"out={out}", "flaws=[typo]"]) == 2
+    assert main(["probe", f"papers={tmp_path / 'missing'}", "tracker=disabled"]) == 2
