@@ -24,7 +24,7 @@ from fars.llm.client import LLMError
 from fars.paper.latex import LatexError, engine_notice
 from fars.pipeline.board import StatusBoard
 from fars.pipeline.tracking import make_tracker
-from fars.run.contracts import ContractError, StageOutput, WritingOutput, load_stored
+from fars.run.contracts import ContractError, StageOutput, WritingOutput
 from fars.run.folder import (
     RunFolderError,
     active_seconds,
@@ -36,7 +36,7 @@ from fars.run.folder import (
     resume_problems,
     tracker_run_id,
 )
-from fars.run.ledger import Ledger, ProjectRow
+from fars.run.ledger import Ledger, ProjectRow, load_stored
 from fars.run.records import ProjectStatus, RunRecord
 from fars.run.summary import build_run_record, is_paper, run_progress, summarize_project, write_run_record
 from fars.sandbox import describe_isolation

@@ -10,14 +10,11 @@ string keys. Contracts of stages from other packages register here too (``regist
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from review.reviewer import PaperReview
-
-if TYPE_CHECKING:
-    from fars.run.ledger import StoredOutput
 
 Value = float | int | str  # a knob's value
 
@@ -78,20 +75,6 @@ def load_output(
     except ValidationError as exc:
         problems = [f"field {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:8]]
         raise ContractError(project_id, stage, problems) from None
-
-
-def load_stored(stored: StoredOutput, cls: type[StageOutput] | None = None) -> StageOutput | None:
-    """A ledger's stored output as its contract (``cls``, else the one registered under its name).
-
-    None when the contract is not known here (a stage of a package that is not installed);
-    ``ContractError`` when the stored data does not fit its contract.
-    """
-    cls = cls or contract_class(stored.contract)
-    if cls is None:
-        return None
-    if stored.problem:
-        raise ContractError(stored.project_id, stored.stage, [stored.problem])
-    return load_output(cls, stored.data, project_id=stored.project_id, stage=stored.stage, version=stored.version)
 
 
 # -- ideation -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from fars.run.contracts import ContractError, StageOutput, contract_class, load_output
 from fars.run.records import Artifact, ProjectStatus, Usage
 from fars.safe_files import UnsafeFileError, check_plain
 
@@ -221,6 +222,20 @@ class StoredOutput:
     def problem(self) -> str | None:
         """Why the stored text is not a JSON object, when it is not."""
         return self._decoded[1]
+
+
+def load_stored(stored: StoredOutput, cls: type[StageOutput] | None = None) -> StageOutput | None:
+    """A ledger's stored output as its contract (``cls``, else the one registered under its name).
+
+    None when the contract is not known here (a stage of a package that is not installed);
+    ``ContractError`` when the stored data does not fit its contract.
+    """
+    cls = cls or contract_class(stored.contract)
+    if cls is None:
+        return None
+    if stored.problem:
+        raise ContractError(stored.project_id, stored.stage, [stored.problem])
+    return load_output(cls, stored.data, project_id=stored.project_id, stage=stored.stage, version=stored.version)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,8 @@ from fars.run.contracts import (
     ReviewOutput,
     StageOutput,
     WritingOutput,
-    load_stored,
 )
-from fars.run.ledger import Ledger, ProjectRow, StoredOutput
+from fars.run.ledger import Ledger, ProjectRow, StoredOutput, load_stored
 from fars.run.records import Artifact, Funnel, ProjectStatus, ProjectSummary, RunRecord, Totals, Usage
 from fars.safe_files import read_file, write_atomic
 

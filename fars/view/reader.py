@@ -39,9 +39,8 @@ from fars.run.contracts import (
     PlanningOutput,
     ReviewOutput,
     WritingOutput,
-    load_stored,
 )
-from fars.run.ledger import BoardRow, Ledger, connect_read_only
+from fars.run.ledger import BoardRow, Ledger, connect_read_only, load_stored
 from fars.run.records import ProjectStatus, ProjectSummary, RunRecord
 from fars.run.summary import RUN_RECORD_FILE, build_run_record, summarize_project, typed_outputs
 from fars.safe_files import UnsafeFileError, UnsafeYamlError, load_yaml, read_file

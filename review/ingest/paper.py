@@ -23,12 +23,12 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from fars.safe_files import UnsafeFileError, read_file, read_named
+from review.ingest.pdf import MAX_PDF_BYTES
 
 FORMATS = {".pdf": "pdf", ".tex": "latex", ".md": "markdown", ".markdown": "markdown", ".txt": "text"}
 MIN_PAPER_CHARS = 2000  # a conference paper has tens of thousands; below this the reader likely missed it
 MIN_CHARS_PER_PAGE = 500  # a page of a paper has about 3,000-5,000; below this, images or unmapped fonts
 MAX_TEXT_BYTES = 4 * 2**20  # a Markdown or text paper; a long one has 100-300 KB
-MAX_PDF_BYTES = 100 * 2**20  # a PDF paper (arXiv takes at most 50 MB)
 _BANNER = re.compile(
     r"^(?:(?:published|accepted|under review|to appear) as an? .{0,40}paper at\b|machine-generated paper \(fars\))",
     re.I,

@@ -36,6 +36,7 @@ TIME_LIMIT_S = 120
 HIDDEN_MEMORY_MB = 1024  # the hidden-text scan (pdfplumber): a 60-page paper takes about 300 MiB
 HIDDEN_TIME_LIMIT_S = 60  # pdfplumber reads 3-10 pages a second; the scan stops at 3/4 of this with what it found
 WORKER = Path(__file__).with_name("pdf_worker.py")
+MAX_PDF_BYTES = 100 * 2**20  # a PDF paper (arXiv takes at most 50 MB)
 LIGATURES = {"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"}
 BANNERS = re.compile(
     r"^(?:(?:published|accepted|under review|to appear) as an? .{0,40}paper at\b"
@@ -87,8 +88,6 @@ def run_worker(
     result, or ``PdfReadError``. The child gets the file's bytes on stdin: ``data``, or the file as
     the user named it (``fars.safe_files.read_named``: a regular file, at most ``MAX_PDF_BYTES``).
     ``hidden``: run the injection scan's reader (pdfplumber) instead of the text reader."""
-    from review.ingest.paper import MAX_PDF_BYTES
-
     max_pages = MAX_PAGES if max_pages is None else max_pages
     memory_mb = (HIDDEN_MEMORY_MB if hidden else MEMORY_MB) if memory_mb is None else memory_mb
     time_limit_s = (HIDDEN_TIME_LIMIT_S if hidden else TIME_LIMIT_S) if time_limit_s is None else time_limit_s

@@ -122,7 +122,7 @@ def test_a_stored_output_of_a_newer_contract_version_is_refused(tmp_path: Path) 
     ledger._db.execute("UPDATE stage_events SET contract='ideation', contract_version=99")
     stored = ledger.stage_output("p000", "ideation")
     assert stored is not None
-    from fars.run.contracts import load_stored
+    from fars.run.ledger import load_stored
 
     with pytest.raises(ContractError, match="newer FARS"):
         load_stored(stored, IdeationOutput)
