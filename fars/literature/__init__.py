@@ -3,7 +3,7 @@
 Stages and the reviewer ask ``make_backend(cfg.literature)`` for a backend and call ``search`` and
 ``get``; which service answers (and the fallback between them) is the config's business:
 
-- ``offline`` (default): BM25 over the bundled ICLR 2022 titles and abstracts (no network);
+- ``offline`` (default): BM25 over the bundled ICLR, ICML and NeurIPS titles and abstracts (no network);
 - ``openalex``, ``arxiv``, ``semantic_scholar``: one service, then ``literature.fallback`` in order;
 - ``online``: the services of ``literature.chain`` in order (by default Semantic Scholar, OpenAlex,
   arXiv, then the offline corpus), each with retries and backoff that honour Retry-After;

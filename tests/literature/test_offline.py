@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,12 +17,20 @@ from fars.literature.similarity import text_similarity
 
 
 def test_bundled_corpus_holds_titles_and_abstracts_only_with_attribution() -> None:
-    rows = [json.loads(line) for line in BUNDLED_CORPUS.read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == 459
-    assert all(set(r) == {"id", "title", "abstract", "year", "venue", "url"} for r in rows)  # no ratings, no text
-    assert all(r["url"].startswith("https://openreview.net/forum?id=") for r in rows)
+    with gzip.open(BUNDLED_CORPUS, "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    assert len(rows) > 16_000
+    allowed = {"id", "title", "abstract", "year", "venue", "url", "authors"}
+    assert all({"id", "title", "abstract", "year", "venue"} <= set(r) <= allowed for r in rows)  # no ratings, no text
+    assert all(len(r["abstract"]) >= 100 for r in rows)  # placeholders left out
+    assert len({r["title"].casefold() for r in rows}) == len(rows)  # each title once
+    venues = {r["venue"].split()[0] for r in rows}
+    assert venues == {"ICLR", "ICML", "NeurIPS"}
+    assert all(not r.get("url") or r["url"].startswith("https://openreview.net/") for r in rows)
     notice = (BUNDLED_CORPUS.parent / "README.md").read_text(encoding="utf-8")
-    assert "CC BY 4.0" in notice and "OpenReview" in notice
+    assert "CC BY 4.0" in notice and "CC0" in notice and "OpenReview" in notice
+    counted = re.search(r"\| total \| (\d+) \|", notice)
+    assert counted and int(counted.group(1)) == len(rows)  # the README's table is the file's
 
 
 def test_search_finds_a_paper_by_its_own_words_and_get_resolves_ids() -> None:

@@ -153,7 +153,7 @@ def test_every_online_service_down_falls_back_to_the_offline_corpus() -> None:
     cfg = LiteratureConfig(backend="online", max_retries=2, backoff_s=0.5, max_wait_s=1.5)
     backend = make_backend(cfg, transport=replay.transport, sleep=sleeps)
     hits = asyncio.run(backend.search("learning rate schedule decay", 3))
-    assert hits and all(h.record.id.startswith("openreview:") for h in hits)
+    assert hits and all(h.record.source == "openreview" for h in hits)  # the offline corpus answered
     assert sleeps.waits == [0.5, 1.0] * 3  # no Retry-After: exponential backoff, per service
     assert sum(replay.hosts.values()) == 9
 
