@@ -18,13 +18,11 @@ import contextlib
 import copy
 import datetime
 import hashlib
-import importlib.util
 import json
 import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
@@ -111,21 +109,11 @@ def model_flops_utilization(
     return flops_per_token * tokens_per_s / (peak * world_size)
 
 
-def load_method(path: Path | None) -> ModuleType | None:
-    """Import a method module from a file (the template's extension point), or None without one."""
-    if path is None:
-        return None
-    spec = importlib.util.spec_from_file_location("fars_method", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"--method {path}: not a Python file that can be imported")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def code_provenance(template_dir: Path, method: Path | None) -> dict[str, str]:
-    """sha256 of every file that shapes a run: the template's Python files, this engine, the method."""
-    files = [*sorted(template_dir.glob("*.py")), Path(__file__), Path(__file__).with_name("metrics.py")]
+    """sha256 of every file that shapes a run: the template's Python files, this engine, the shared modules it
+    trains with (metrics, schedules, the method's loader), the method."""
+    shared = [Path(__file__).with_name(name) for name in ("metrics.py", "schedules.py", "extension.py")]
+    files = [*sorted(template_dir.glob("*.py")), Path(__file__), *shared]
     if method is not None:
         files.append(method)
     return {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
@@ -196,7 +184,7 @@ class Engine:
         """
         model = model.to(self.device)
         if compile and self.name != "deepspeed":
-            model = torch.compile(model)  # type: ignore[assignment]
+            model = torch.compile(model)  # type: ignore[assignment]  # typed as a Callable; on a Module, an OptimizedModule
         if self.name == "deepspeed":
             import deepspeed
 

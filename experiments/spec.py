@@ -327,9 +327,23 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
     if not isinstance(data, dict):
         raise TemplateError(f"{where}: must be a YAML mapping (got {type(data).__name__})")
     known = {
-        "name", "title", "domain", "description", "metric", "higher_is_better", "knobs", "components",
-        "extension_points", "editable", "data", "scales", "entry", "kind", "engines", "research",
-    }  # fmt: skip
+        "name",
+        "title",
+        "domain",
+        "description",
+        "metric",
+        "higher_is_better",
+        "knobs",
+        "components",
+        "extension_points",
+        "editable",
+        "data",
+        "scales",
+        "entry",
+        "kind",
+        "engines",
+        "research",
+    }
     extra = sorted(set(data) - known)
     if extra:
         raise TemplateError(f"{where}: unknown field(s) {extra} (known: {sorted(known)})")
@@ -368,10 +382,13 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
     if not knobs and not components:
         raise TemplateError(f"{where}: a template needs at least one knob or component for plans to vary")
     points = [
-        ExtensionPoint(name=str(_require(e, "name", where)), signature=str(_require(e, "signature", where)),
-                       help=str(e.get("help", "")))
+        ExtensionPoint(
+            name=str(_require(e, "name", where)),
+            signature=str(_require(e, "signature", where)),
+            help=str(e.get("help", "")),
+        )
         for e in data.get("extension_points") or []
-    ]  # fmt: skip
+    ]
     data_raw = data.get("data")
     if not isinstance(data_raw, dict):
         raise TemplateError(f"{where}: 'data' must say where the data comes from: {{description, licence}}")
@@ -390,9 +407,10 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
         )
     if "smoke" not in scales:
         raise TemplateError(f"{where}: scales.smoke is required (a run of a few seconds for `fars template check`)")
-    kind = str(data.get("kind", "training"))
-    if kind not in ("training", "inference"):
-        raise TemplateError(f"{where}: kind must be 'training' or 'inference' (got {kind!r})")
+    kinds: tuple[Literal["training", "inference"], ...] = ("training", "inference")
+    kind = next((k for k in kinds if k == data.get("kind", "training")), None)
+    if kind is None:
+        raise TemplateError(f"{where}: kind must be 'training' or 'inference' (got {data.get('kind')!r})")
     metric = str(_require(data, "metric", where))
     spec = TemplateSpec(
         name=name,
@@ -408,7 +426,7 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
         data=source,
         scales=scales,
         entry=str(data.get("entry", "train.py")),
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         engines=tuple(data.get("engines") or (("plain",) if kind == "inference" else ("plain", "ddp", "deepspeed"))),
         research=bool(data.get("research", True)),
         folder=folder,

@@ -26,7 +26,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from experiments.cartpole import SPEC
-from experiments.engine import Engine, add_engine_args, evaluating, load_method
+from experiments.engine import Engine, add_engine_args, evaluating
+from experiments.extension import load_method
 from experiments.metrics import Metrics
 
 ENV_ID = "CartPole-v1"

@@ -18,8 +18,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from experiments.engine import Engine, add_engine_args, evaluating, load_method
+from experiments.engine import Engine, add_engine_args, evaluating
+from experiments.extension import load_method
 from experiments.metrics import Metrics
+from experiments.schedules import warmup_then_cosine_to
 from experiments.spec import TemplateSpec, load_spec
 
 CORPUS = Path(__file__).with_name("corpus.txt")
@@ -104,6 +106,8 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Token and position embeddings, ``n_layer`` blocks, a final norm and an output head (tied by default)."""
 
+    fixed_pos: torch.Tensor  # the buffer of sinusoidal encodings (position ``sinusoidal`` only)
+
     def __init__(
         self,
         vocab: int,
@@ -145,8 +149,7 @@ class GPT(nn.Module):
         if self.position == "learned":
             x = x + self.pos(torch.arange(idx.shape[1], device=idx.device))
         elif self.position == "sinusoidal":
-            fixed: torch.Tensor = self.fixed_pos  # type: ignore[assignment]
-            x = x + fixed[: idx.shape[1]]
+            x = x + self.fixed_pos[: idx.shape[1]]
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln(x))
@@ -162,15 +165,11 @@ def batch(
     return x.to(device), y.to(device)
 
 
-def lr_at(step: int, steps: int, peak: float, warmup_frac: float, schedule: str = "warmup_cosine") -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak (or the peak throughout: ``constant``)."""
-    if schedule == "constant":
-        return peak
-    warmup = int(warmup_frac * steps)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
+def lr_at(schedule: str, step: int, steps: int, peak: float, warmup_frac: float) -> float:
+    """The rate of the schedule component's option at ``step`` (template.yaml says what each option does)."""
+    if schedule == "warmup_cosine":
+        return warmup_then_cosine_to(0.1, step, steps, peak, warmup_steps=int(warmup_frac * steps))
+    return peak
 
 
 def run(spec: TemplateSpec, text: str, argv: list[str] | None = None) -> Metrics:
@@ -229,10 +228,9 @@ def run(spec: TemplateSpec, text: str, argv: list[str] | None = None) -> Metrics
     eval_s, val_acc = 0.0, 0.0
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        if (
-            args.schedule != "constant"
-        ):  # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
-            engine.set_lr(lr_at(step - 1, args.steps, args.lr, args.warmup_frac, args.schedule))
+        # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
+        if args.schedule != "constant":
+            engine.set_lr(lr_at(args.schedule, step - 1, args.steps, args.lr, args.warmup_frac))
         engine.step(micro_loss)
         if step % eval_every == 0 or step == args.steps:
             engine.synchronize()

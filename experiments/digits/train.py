@@ -19,8 +19,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from experiments.digits import SPEC
-from experiments.engine import Engine, add_engine_args, evaluating, load_method
+from experiments.engine import Engine, add_engine_args, evaluating
+from experiments.extension import load_method
 from experiments.metrics import Metrics
+from experiments.schedules import cosine_to, tenfold_drops
 
 SPLIT_SEED = 1998  # the split is part of the task, not of a run: the same for every seed
 VAL_PER_CLASS = 36
@@ -172,12 +174,11 @@ def make_optimizer(args: argparse.Namespace, model: nn.Module) -> torch.optim.Op
 
 
 def lr_at(schedule: str, step: int, steps: int, peak: float) -> float:
-    """The schedule component: constant, cosine decay to a hundredth, or steps down at 1/2 and 3/4 of the run."""
-    progress = step / max(1, steps)
+    """The rate of the schedule component's option at ``step`` (template.yaml says what each option does)."""
     if schedule == "cosine":
-        return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+        return cosine_to(0.01, step, steps, peak)
     if schedule == "step":
-        return peak * (1.0 if progress < 0.5 else 0.1 if progress < 0.75 else 0.01)
+        return tenfold_drops(step, steps, peak)
     return peak
 
 
@@ -223,9 +224,8 @@ def main(argv: list[str] | None = None) -> Metrics:
     eval_s, train_acc = 0.0, 0.0
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        if (
-            args.schedule != "constant"
-        ):  # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
+        # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
+        if args.schedule != "constant":
             engine.set_lr(lr_at(args.schedule, step - 1, args.steps, args.lr))
         engine.step(micro_loss)
         if step % eval_every == 0 or step == args.steps:

@@ -65,23 +65,38 @@ def arithmetic(difficulty: int, rng: random.Random) -> Item:
 
 # (singular, plural) noun phrases and verb forms; every combination reads as a plausible sentence
 SUBJECTS = [
-    ("the key", "the keys"), ("the author", "the authors"), ("the teacher", "the teachers"),
-    ("the report", "the reports"), ("the child", "the children"), ("the bridge", "the bridges"),
-    ("the manager", "the managers"), ("the painting", "the paintings"),
-]  # fmt: skip
+    ("the key", "the keys"),
+    ("the author", "the authors"),
+    ("the teacher", "the teachers"),
+    ("the report", "the reports"),
+    ("the child", "the children"),
+    ("the bridge", "the bridges"),
+    ("the manager", "the managers"),
+    ("the painting", "the paintings"),
+]
 PREDICATES = [
-    ("is", "are", "here"), ("was", "were", "new"), ("has", "have", "arrived"), ("looks", "look", "fine"),
-    ("needs", "need", "attention"), ("stays", "stay", "the same"), ("seems", "seem", "important"),
-]  # fmt: skip
+    ("is", "are", "here"),
+    ("was", "were", "new"),
+    ("has", "have", "arrived"),
+    ("looks", "look", "fine"),
+    ("needs", "need", "attention"),
+    ("stays", "stay", "the same"),
+    ("seems", "seem", "important"),
+]
 PLACES = [
-    ("near the window", "near the windows"), ("of the cabinet", "of the cabinets"),
-    ("behind the house", "behind the houses"), ("beside the old tree", "beside the old trees"),
-    ("with the red door", "with the red doors"), ("on the shelf", "on the shelves"),
-]  # fmt: skip
+    ("near the window", "near the windows"),
+    ("of the cabinet", "of the cabinets"),
+    ("behind the house", "behind the houses"),
+    ("beside the old tree", "beside the old trees"),
+    ("with the red door", "with the red doors"),
+    ("on the shelf", "on the shelves"),
+]
 CLAUSE_SUBJECTS = [
-    ("the critic", "the critics"), ("the guard", "the guards"), ("the neighbour", "the neighbours"),
+    ("the critic", "the critics"),
+    ("the guard", "the guards"),
+    ("the neighbour", "the neighbours"),
     ("the student", "the students"),
-]  # fmt: skip
+]
 CLAUSE_VERBS = [("praises", "praise"), ("follows", "follow"), ("admires", "admire"), ("visits", "visit")]
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import importlib.util
 import json
 import os
 import random
@@ -30,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from experiments.extension import load_method
 from experiments.llm_judge import SPEC
 from experiments.llm_judge.items import Item, make_item
 from experiments.metrics import Curves, Metrics, Provenance, write_metrics
@@ -73,18 +73,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.engine != "plain":
         p.error(f"--engine {args.engine}: llm_judge is an inference template and runs as one plain process")
     return args
-
-
-def load_method(path: Path | None) -> ModuleType | None:
-    """Import a method module from a file (build_messages, parse_verdict), or None without one."""
-    if path is None:
-        return None
-    spec = importlib.util.spec_from_file_location("fars_method", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"--method {path}: not a Python file that can be imported")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- prompts ---------------------------------------------------------------------------------------
@@ -360,7 +348,7 @@ def judge_all(
 def provenance(config: dict[str, Any], method: Path | None) -> Provenance:
     """Hashes of this template's code (and the method's) and of the config; no torch here."""
     here = Path(__file__).resolve().parent
-    paths = [*sorted(here.glob("*.py")), here.parent / "metrics.py"]
+    paths = [*sorted(here.glob("*.py")), here.parent / "metrics.py", here.parent / "extension.py"]
     if method is not None:
         paths.append(method)
     files = {f"{p.parent.name}/{p.name}": file_sha256(p) for p in paths}

@@ -8,16 +8,17 @@ DeepSpeed launcher trains on several ranks). Data is made here, nothing is downl
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from experiments.engine import Engine, add_engine_args, evaluating, load_method
+from experiments.engine import Engine, add_engine_args, evaluating
+from experiments.extension import load_method
 from experiments.metrics import Metrics
 from experiments.modadd import SPEC
+from experiments.schedules import cosine_to, warmup_then_cosine_to
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,14 +76,12 @@ def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) 
 
 
 def lr_at(schedule: str, step: int, steps: int, peak: float) -> float:
-    """The schedule component: constant, cosine decay to a tenth, or a tenth of warm-up then cosine."""
-    if schedule == "constant":
-        return peak
-    warmup = max(1, steps // 10) if schedule == "warmup_cosine" else 0
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
+    """The rate of the schedule component's option at ``step`` (template.yaml says what each option does)."""
+    if schedule == "cosine":
+        return cosine_to(0.1, step, steps, peak)
+    if schedule == "warmup_cosine":
+        return warmup_then_cosine_to(0.1, step, steps, peak, warmup_steps=max(1, steps // 10))
+    return peak
 
 
 def evaluate(
@@ -128,9 +127,8 @@ def main(argv: list[str] | None = None) -> Metrics:
     eval_s = 0.0
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        if (
-            args.schedule != "constant"
-        ):  # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
+        # constant keeps the optimizer's own rate (a method's make_optimizer may set it)
+        if args.schedule != "constant":
             engine.set_lr(lr_at(args.schedule, step - 1, args.steps, args.lr))
         engine.step(micro_loss)
         if step % eval_every == 0 or step == args.steps:

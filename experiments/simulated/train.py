@@ -47,16 +47,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     accuracy += 0.02 * (args.optimizer == "adam") + 0.01 * (args.regularizer == "dropout")
     accuracy = min(1.0, max(0.0, accuracy + rng.gauss(0, 0.01)))
     metrics = {
-        "template": SPEC.name, "engine": args.engine, "device": args.device, "seed": args.seed, "steps": args.steps,
-        "config": config, "metric": SPEC.metric,
+        "template": SPEC.name,
+        "engine": args.engine,
+        "device": args.device,
+        "seed": args.seed,
+        "steps": args.steps,
+        "config": config,
+        "metric": SPEC.metric,
         "final": {SPEC.metric: accuracy, "val_loss": 1 - accuracy, "train_loss": 0.9 * (1 - accuracy)},
-        "curves": {"step": [max(1, args.steps * i // 4) for i in range(1, 5)],
-                   "train_loss": [1.0, 0.6, 0.4, 0.9 * (1 - accuracy)],
-                   "val_loss": [1.0, 0.7, 0.5, 1 - accuracy], "val_metric": [0.1, 0.4, 0.7, accuracy]},
-        "wall_s": wall, "examples_per_s": 0.0, "parameters": int(args.width) * 64,
-        "provenance": {"code_sha256": file_sha256(Path(__file__)), "config_sha256": config_sha256(config),
-                       "python": platform.python_version()},
-    }  # fmt: skip
+        "curves": {
+            "step": [max(1, args.steps * i // 4) for i in range(1, 5)],
+            "train_loss": [1.0, 0.6, 0.4, 0.9 * (1 - accuracy)],
+            "val_loss": [1.0, 0.7, 0.5, 1 - accuracy],
+            "val_metric": [0.1, 0.4, 0.7, accuracy],
+        },
+        "wall_s": wall,
+        "examples_per_s": 0.0,
+        "parameters": int(args.width) * 64,
+        "provenance": {
+            "code_sha256": file_sha256(Path(__file__)),
+            "config_sha256": config_sha256(config),
+            "python": platform.python_version(),
+        },
+    }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     tmp = args.out_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8")

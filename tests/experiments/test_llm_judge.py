@@ -12,6 +12,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,9 +38,15 @@ def judge(client: LLMClient, out: Path, *flags: str, timeout: float = 600) -> tu
         try:
             token, env = gateway.grant("p-judge", "experiment", out.name)
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(ENTRY), "--out_dir", str(out), *flags,
-                env=job_env(1, env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+                sys.executable,
+                str(ENTRY),
+                "--out_dir",
+                str(out),
+                *flags,
+                env=job_env(1, env),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
             _, err = await asyncio.wait_for(proc.communicate(), timeout)
             gateway.revoke(token)
             assert proc.returncode is not None
@@ -53,8 +60,8 @@ def judge(client: LLMClient, out: Path, *flags: str, timeout: float = 600) -> tu
         client.close()
 
 
-def scripted(**kw: object) -> LLMClient:
-    return LLMClient(LLMConfig(model="scripted/judge", cache=False, scripted=ScriptedModelConfig(**kw)))  # type: ignore[arg-type]
+def scripted(**kw: Any) -> LLMClient:
+    return LLMClient(LLMConfig(model="scripted/judge", cache=False, scripted=ScriptedModelConfig(**kw)))
 
 
 # -- items and scoring -----------------------------------------------------------------------------
@@ -164,18 +171,27 @@ def test_a_spent_budget_ends_the_run_with_the_items_done(tmp_path: Path) -> None
 def test_without_a_subject_it_says_how_to_give_one(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ENTRY), "--out_dir", str(tmp_path), "--steps", "2"],
-        env=job_env(1), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=job_env(1),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0 and "FARS_SUBJECT_URL" in done.stderr and "Traceback" not in done.stderr
     gone = subprocess.run(
         [sys.executable, str(ENTRY), "--out_dir", str(tmp_path), "--steps", "2"],
-        env=job_env(1, {"FARS_SUBJECT_URL": "http://127.0.0.1:9/v1"}), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=job_env(1, {"FARS_SUBJECT_URL": "http://127.0.0.1:9/v1"}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert gone.returncode != 0 and "cannot reach the subject model" in gone.stderr and "Traceback" not in gone.stderr
     ddp = subprocess.run(
         [sys.executable, str(ENTRY), "--out_dir", str(tmp_path), "--engine", "ddp"],
-        env=job_env(1), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=job_env(1),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ddp.returncode == 2 and "inference template" in ddp.stderr
     assert not (tmp_path / "metrics.json").exists()
 

@@ -67,8 +67,15 @@ args.out_dir.mkdir(parents=True, exist_ok=True)
 '''
 
 
-def user_template(root: Path, name: str = "quadratic", *, spec: str | None = None, crash: str = "",
-                  metric: str = "final_loss", config: str = "config") -> Path:  # fmt: skip
+def user_template(
+    root: Path,
+    name: str = "quadratic",
+    *,
+    spec: str | None = None,
+    crash: str = "",
+    metric: str = "final_loss",
+    config: str = "config",
+) -> Path:
     """A template folder of a user's own, outside the repository."""
     folder = root / name
     folder.mkdir(parents=True)
