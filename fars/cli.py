@@ -87,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
-# Hydra's flags that take the next argument as their value (kept beside it when flags and overrides are split)
-_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
-                "-cd", "--experimental-rerun", "--info", "-i")  # fmt: skip
+# Hydra's flags that take the next argument as their value (kept beside it when flags and overrides are split):
+# the long forms, then the short ones
+_VALUE_FLAGS = (
+    *("--cfg", "--package", "--config-path", "--config-name", "--config-dir", "--experimental-rerun", "--info"),
+    *("-c", "-p", "-cp", "-cn", "-cd", "-i"),
+)
 _INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
 
 
@@ -133,7 +136,7 @@ def _resume_overrides(run_dir_text: str, overrides: list[str]) -> list[str]:
     """
     import yaml
 
-    from fars.pipeline.queue import LEDGER_FILE
+    from fars.run.ledger import LEDGER_FILE
     from fars.safe_files import read_text
 
     run_dir = Path(run_dir_text).expanduser()
@@ -164,64 +167,39 @@ def expand_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override list of every job the command would launch (one unless sweeping)."""
     if not multirun:
         return [overrides]
-    from hydra import compose, initialize_config_dir
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
+    from fars.commands.configured import hydra_session, sweep_jobs
     from fars.config import FarsConfig
 
-    user = [o for o in overrides if not o.startswith("hydra.")]
-    preset: list[str] = []  # sweep values a preset declares in hydra.sweeper.params (+sweep=...)
-    register_defaults("run", FarsConfig)
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            params = compose("run", overrides=user, return_hydra_config=True).hydra.sweeper.get("params") or {}
-        given = {o.split("=", 1)[0].lstrip("+~") for o in user}
-        preset = [f"{key}={value}" for key, value in params.items() if key not in given]
-    except HydraException:
-        pass  # preflight reports the composition problem itself
-    # glob(...) sweeps list a config group's options, which takes a config loader over the same search path
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))
-    try:
-        parsed = OverridesParser.create(config_loader=loader).parse_overrides([*user, *preset])
-        batches = BasicSweeper.split_arguments(parsed, None)
-    except HydraException as exc:
-        raise UsageError(f"cannot expand the sweep: {exc}") from None
-    return [job for batch in batches for job in batch]
+    with hydra_session("run", FarsConfig):
+        return sweep_jobs("run", [o for o in overrides if not o.startswith("hydra.")])
 
 
 def preflight(jobs: list[list[str]], sweep_hydra: list[str] | None = None) -> list[str]:
-    """Compose and validate every job's config; return every problem found (empty when all good).
+    """Compose (once each) and validate every job's config; return every problem found (empty when all good).
 
     SLURM requests are checked against ``sinfo`` here too: the training jobs of ``executor=slurm`` and,
     in a sweep (``sweep_hydra``: its ``hydra.*`` overrides), the jobs of ``hydra/launcher=slurm``.
     """
-    from hydra import initialize_config_dir
-
-    from fars.commands.configured import compose_job
+    from fars.commands.configured import compose_job, hydra_session
     from fars.config import ConfigError, FarsConfig, validate_config
     from fars.pipeline.preflight import run_config_problems
 
     problems: list[str] = []
-    register_defaults("run", FarsConfig)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with hydra_session("run", FarsConfig):
         for job in jobs:
             label = f"job [{' '.join(job)}]: " if len(jobs) > 1 else ""
-            raw, rejected = compose_job("run", [o for o in job if not o.startswith("hydra.")])
-            problems += [label + p for p in rejected]
-            if raw is None:
+            composed = compose_job("run", [*job, *(sweep_hydra or [])], hydra=sweep_hydra is not None)
+            problems += [label + p for p in composed.problems]
+            if composed.raw is None:
                 continue
             try:
-                cfg = validate_config(raw)
+                cfg = validate_config(composed.raw)
             except ConfigError as exc:
                 problems += [label + p for p in exc.problems]
                 continue
             problems += [label + p for p in run_config_problems(cfg)]
-            launcher_job = None if sweep_hydra is None else [*job, *sweep_hydra]
-            problems += [label + p for p in _slurm_problems(cfg, launcher_job)]
+            launcher = None if composed.hydra is None else composed.hydra.get("launcher")
+            problems += [label + p for p in _slurm_problems(cfg, launcher)]
     return list(dict.fromkeys(problems))
 
 
@@ -266,22 +244,15 @@ def exit_status(folder: Path, jobs: int, multirun: bool) -> tuple[int, list[str]
     return (1 if bad else 0), bad
 
 
-def _slurm_problems(cfg: Any, job: list[str] | None) -> list[str]:
-    """What ``sinfo`` says against this job's SLURM requests (its training jobs; in a sweep, the sweep job itself)."""
-    from hydra import compose
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-
+def _slurm_problems(cfg: Any, launcher: dict[str, Any] | None) -> list[str]:
+    """What ``sinfo`` says against this job's SLURM requests: its training jobs, and in a sweep the sweep job
+    itself (``launcher``: the composed ``hydra.launcher`` node)."""
     from fars.executor.cluster import launcher_problems
     from fars.executor.slurm import preflight_problems
 
     problems = preflight_problems(cfg)
-    if job is not None:
-        try:
-            launcher = compose("run", overrides=job, return_hydra_config=True).hydra.launcher
-        except HydraException:
-            return problems  # the composition problem is reported by compose_job above
-        problems += launcher_problems(OmegaConf.to_container(launcher, resolve=False))  # type: ignore[arg-type]
+    if launcher is not None:
+        problems += launcher_problems(launcher)
     return problems
 
 
@@ -372,12 +343,13 @@ def _run_folder_held(folder: Path | None) -> Iterator[_Hold]:
 
 def _resolve_problems(jobs: list[list[str]]) -> list[str]:
     """What composing each job with interpolations resolved rejects (``--cfg job --resolve``)."""
-    from fars.commands.configured import compose_raw
+    from fars.commands.configured import compose_job, hydra_session
     from fars.config import FarsConfig
 
     problems: list[str] = []
-    for job in jobs:
-        problems += compose_raw("run", [o for o in job if not o.startswith("hydra.")], FarsConfig)[1]
+    with hydra_session("run", FarsConfig):
+        for job in jobs:
+            problems += compose_job("run", job).problems
     return problems
 
 
@@ -391,12 +363,12 @@ def _task(dict_config: Any) -> float | None:
 
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from omegaconf import OmegaConf
 
+    from fars.commands.configured import plain
     from fars.config import validate_config
     from fars.pipeline.queue import Pipeline
 
-    raw: dict[str, Any] = OmegaConf.to_container(dict_config, resolve=True)  # type: ignore[assignment]
+    raw = plain(dict_config, resolve=True)
     cfg = validate_config(raw)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -407,9 +379,13 @@ def _task(dict_config: Any) -> float | None:
     tracker = f"W&B {cfg.tracker.mode}" if cfg.tracker.backend == "wandb" else "no tracker"
     log.info(
         "run folder %s | model %s | %d paper(s), %d in flight | %s%s",
-        run_dir, cfg.llm.model, cfg.pipeline.papers, cfg.pipeline.projects, tracker,
+        run_dir,
+        cfg.llm.model,
+        cfg.pipeline.papers,
+        cfg.pipeline.projects,
+        tracker,
         " | resuming" if cfg.resume else "",
-    )  # fmt: skip
+    )
     log.info("after a crash or kill, continue with: fars run resume=%s", run_dir)
     from fars.executor.slurm import as_main, cancel_jobs_on_exit
 
@@ -422,10 +398,16 @@ def _task(dict_config: Any) -> float | None:
     usage = record.totals.overall
     log.info(
         "%s: %d paper(s) in %.0fs, mean rating %s, %d tokens (%d calls, %d cached), $%.4f | %s",
-        record.status, record.papers, record.wall_s,
+        record.status,
+        record.papers,
+        record.wall_s,
         "n/a" if record.mean_score is None else f"{record.mean_score:.2f}",
-        usage.total_tokens, usage.calls, usage.cache_hits, usage.cost_usd, run_dir / "run_record.json",
-    )  # fmt: skip
+        usage.total_tokens,
+        usage.calls,
+        usage.cache_hits,
+        usage.cost_usd,
+        run_dir / "run_record.json",
+    )
     if cfg.tracker.backend == "wandb" and cfg.tracker.mode == "offline":
         log.info("upload the W&B run later with: wandb sync %s/wandb/offline-run-*", run_dir)
     return record.mean_score

@@ -49,10 +49,19 @@ def test_flags_keep_their_values_wherever_they_stand(tmp_path: Path) -> None:
 def test_a_glob_sweep_under_the_joblib_launcher_makes_papers(tmp_path: Path) -> None:
     """hydra/launcher=joblib: every project failed (the figure pool could not start inside a loky worker)."""
     done = run_fars(
-        ["run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "reviewer=glob(iclr202*)",
-         "pipeline.papers=1", *FAST],
-        tmp_path, timeout=500, cold=True,
-    )  # fmt: skip
+        [
+            "run",
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "reviewer=glob(iclr202*)",
+            "pipeline.papers=1",
+            *FAST,
+        ],
+        tmp_path,
+        timeout=500,
+        cold=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     records = sorted((tmp_path / "multirun").glob("*/*/*/run_record.json"))
     assert len(records) == 2

@@ -5,10 +5,17 @@ before Hydra composes, each schema's defaults are registered as a config node (`
 that the primary config lists first, so the YAML files under ``conf/`` only say what an option
 changes. Each override Hydra rejects is named, then the composed config is checked against the
 schema; any problem raises ``UsageError`` with one line per problem (the CLI prints it, exit 2).
+
+Every composition goes through ``compose_job`` (``fars run``'s preflight, ``--cfg job --resolve``, the
+other commands, the tests), and every ``-m`` sweep is expanded by ``sweep_jobs``: Hydra's public API only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,42 +48,139 @@ def register_defaults(config_name: str, schema: type[Any]) -> None:
     ConfigStore.instance().store(name=f"_defaults_{config_name}", node=schema_defaults(schema))
 
 
-def compose_job(config_name: str, overrides: list[str]) -> tuple[dict[str, Any] | None, list[str]]:
-    """``conf/CONFIG_NAME.yaml`` composed with ``overrides`` as a plain dict, and every override Hydra
-    rejected (each named); the dict is None when nothing could be composed. Call inside
-    ``initialize_config_dir(CONF_DIR)`` after ``register_defaults``."""
+@contextlib.contextmanager
+def hydra_session(config_name: str, schema: type[Any]) -> Iterator[None]:
+    """Hydra initialised on ``CONF_DIR`` with ``schema``'s defaults registered: where ``compose_job`` and
+    ``sweep_jobs`` are called (several compositions share one session)."""
+    from hydra import initialize_config_dir
+
+    register_defaults(config_name, schema)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield
+
+
+@dataclass
+class Composed:
+    """What composing one job gave: its config as a plain dict (None when nothing could be composed), every
+    problem found (each rejected override named), and Hydra's own node (``hydra``, unresolved) when asked for."""
+
+    raw: dict[str, Any] | None
+    problems: list[str]
+    hydra: dict[str, Any] | None = None
+
+
+def plain(node: Any, *, resolve: bool) -> dict[str, Any]:
+    """A composed config node as a plain dict (``OmegaConf.to_container`` is typed as returning any container)."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(node, resolve=resolve)
+    if not isinstance(data, dict):
+        raise TypeError(f"a config node that is no mapping: {type(data).__name__}")
+    return {str(key): value for key, value in data.items()}
+
+
+def _compose_once(config_name: str, overrides: list[str], *, hydra: bool) -> tuple[Any, str | None]:
+    """The one call of Hydra's ``compose`` (inside ``hydra_session``): the config, or None and why not."""
     from hydra import compose
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    def attempt(chosen: list[str]) -> tuple[Any, str | None]:
-        try:
-            return compose(config_name, overrides=chosen), None
-        except (HydraException, OmegaConfBaseException) as exc:
-            return None, " ".join(str(exc).split()).split(" Config search path")[0]
-        except (TypeError, ValueError) as exc:  # Hydra's own crash on a value it cannot take (named per override below)
-            return None, f"Hydra cannot apply this ({' '.join(str(exc).split())[:200]})"
+    try:
+        return compose(config_name, overrides=overrides, return_hydra_config=hydra), None
+    except (HydraException, OmegaConfBaseException) as exc:
+        return None, " ".join(str(exc).split()).split(" Config search path")[0]
+    except (TypeError, ValueError) as exc:  # Hydra's own crash on a value it cannot take (named per override)
+        return None, f"Hydra cannot apply this ({' '.join(str(exc).split())[:200]})"
+
+
+def compose_job(config_name: str, overrides: list[str], *, hydra: bool = False) -> Composed:
+    """``conf/CONFIG_NAME.yaml`` composed with ``overrides`` (``hydra.*`` ones too), and every override Hydra
+    rejects, each named; with ``hydra`` also Hydra's node (its launcher, its sweeper's params). Call inside
+    ``hydra_session``: one composition when every override is good, one more per override when some are not."""
+    from omegaconf import open_dict, read_write
+    from omegaconf.errors import OmegaConfBaseException
 
     misgiven = {o: problem for o in overrides if (problem := group_problem(o)) is not None}
     problems = list(misgiven.values())
     overrides = [o for o in overrides if o not in misgiven]
-    composed, error = attempt(overrides)
+    composed, error = _compose_once(config_name, overrides, hydra=hydra)
     if error is not None:  # find every override Hydra rejects, then compose the rest
-        rejected = {o: err for o in overrides for _, err in [attempt([o])] if err is not None}
-        composed, error = attempt([o for o in overrides if o not in rejected])
-        known = _keys(OmegaConf.to_container(composed, resolve=False)) if error is None else []
+        rejected = _rejected(config_name, overrides)
+        composed, error = _compose_once(config_name, [o for o in overrides if o not in rejected], hydra=hydra)
+        known = _keys(plain(composed, resolve=False)) if error is None else []
         problems += [f"{o}: {_hint(o, err, known)}" for o, err in rejected.items()]
         if error is not None:
-            return None, [*problems, error]
+            return Composed(None, [*problems, error])
+    hydra_node = None
+    if hydra and "hydra" in composed:
+        hydra_node = plain(composed.hydra, resolve=False)
+        with read_write(composed), open_dict(composed):
+            del composed["hydra"]  # what the job sees, as Hydra hands it over
     try:
-        raw: dict[str, Any] = OmegaConf.to_container(composed, resolve=True)  # type: ignore[assignment]
+        return Composed(plain(composed, resolve=True), problems, hydra_node)
     except OmegaConfBaseException as exc:  # e.g. ${oc.env:MISSING} with no such variable
         found, unresolved = _without_unresolvable(composed)
         if found is None:
-            return None, [*problems, " ".join(str(exc).split())]
-        return found, [*problems, *unresolved]
-    return raw, problems
+            return Composed(None, [*problems, " ".join(str(exc).split())], hydra_node)
+        return Composed(found, [*problems, *unresolved], hydra_node)
+
+
+def _rejected(config_name: str, overrides: list[str]) -> dict[str, str]:
+    """Each override Hydra rejects, and why, in the order given: a config group's choice (``llm=x``,
+    ``hydra/launcher=joblib``) composed alone, any other beside the good choices (a key of a group's option,
+    e.g. ``hydra.launcher.n_jobs``, exists only once that option is chosen)."""
+
+    def is_choice(override: str) -> bool:
+        key = override.split("=", 1)[0].lstrip("+~")
+        return "/" in key or (CONF_DIR / key).is_dir()
+
+    choices = [o for o in overrides if is_choice(o)]
+    errors = {o: _compose_once(config_name, [o], hydra=False)[1] for o in choices}
+    good = [o for o in choices if errors[o] is None]
+    for o in overrides:
+        if o not in errors:
+            errors[o] = _compose_once(config_name, [*good, o], hydra=False)[1]
+    return {o: error for o in overrides if (error := errors[o]) is not None}
+
+
+def sweep_jobs(config_name: str, overrides: list[str]) -> list[list[str]]:
+    """The overrides of every job of a ``-m`` sweep (inside ``hydra_session``): the product of the sweeps given
+    (``a=1,2``, ``range(1,3)``, ``glob(iclr*)``) and of those a preset declares in ``hydra.sweeper.params``
+    (``+sweep=...``) for keys not given, in the order Hydra's basic sweeper makes them. A preset's params are
+    read from the config composed without the sweeps, as Hydra composes a sweep's own config."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Override
+    from hydra.errors import HydraException
+
+    # glob(...) lists a config group's options: the parser needs the session's config loader for that
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+
+    def parse(override: str) -> Override:
+        try:
+            return parser.parse_overrides([override])[0]
+        except HydraException as exc:
+            raise UsageError(f"cannot expand the sweep: {override}: {' '.join(str(exc).split())}") from None
+
+    given = {o: parse(o) for o in overrides}
+    fixed = [o for o, p in given.items() if not p.is_sweep_override()]
+    composed, _ = _compose_once(config_name, fixed, hydra=True)  # a problem with it: preflight names it
+    params = {} if composed is None else (plain(composed.hydra, resolve=False).get("sweeper") or {}).get("params")
+    keys = {p.key_or_group for p in given.values()}
+    preset = [f"{key}={value}" for key, value in (params or {}).items() if key not in keys]
+    lists: dict[str, list[str]] = {}  # one list of overrides per key, the product taken over them
+    for override, p in [*given.items(), *((o, parse(o)) for o in preset)]:
+        key = p.get_key_element()
+        try:
+            if not p.is_sweep_override():
+                lists[key] = [f"{key}={p.get_value_element_as_str()}"]
+            elif p.is_discrete_sweep():
+                lists[key] = [f"{key}={value}" for value in p.sweep_string_iterator()]
+            else:
+                raise UsageError(f"cannot expand the sweep: {override}: only lists, range() and glob() sweep here")
+        except HydraException as exc:
+            raise UsageError(f"cannot expand the sweep: {override}: {' '.join(str(exc).split())}") from None
+    return [list(job) for job in itertools.product(*lists.values())]
 
 
 def group_problem(override: str) -> str | None:
@@ -137,10 +241,9 @@ def _without_unresolvable(composed: Any) -> tuple[dict[str, Any] | None, list[st
 
     try:
         visit(trimmed, "")
-        raw: dict[str, Any] = OmegaConf.to_container(trimmed, resolve=True)  # type: ignore[assignment]
+        return plain(trimmed, resolve=True), problems
     except OmegaConfBaseException:
         return None, []
-    return raw, problems
 
 
 def _keys(node: Any, prefix: str = "") -> list[str]:
@@ -172,12 +275,11 @@ def _hint(override: str, error: str, known: list[str]) -> str:
 
 
 def compose_raw(config_name: str, overrides: list[str], schema: type[Any]) -> tuple[dict[str, Any] | None, list[str]]:
-    """``compose_job`` with the schema's defaults registered and Hydra initialised on ``CONF_DIR``."""
-    from hydra import initialize_config_dir
-
-    register_defaults(config_name, schema)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose_job(config_name, overrides)
+    """``compose_job`` in a session of its own: the config as a plain dict (None when nothing composed) and
+    every problem found."""
+    with hydra_session(config_name, schema):
+        composed = compose_job(config_name, overrides)
+    return composed.raw, composed.problems
 
 
 def compose_config(config_name: str, overrides: list[str], schema: type[T]) -> tuple[T, dict[str, Any]]:
@@ -206,9 +308,15 @@ def listing(problems: list[str]) -> str:
 
 
 def track_report(
-    cfg: Any, out: Path, raw: dict[str, Any], *, job: str, summary: dict[str, Any], table: tuple[str, list[str], list[Any]],
+    cfg: Any,
+    out: Path,
+    raw: dict[str, Any],
+    *,
+    job: str,
+    summary: dict[str, Any],
+    table: tuple[str, list[str], list[Any]],
     image: tuple[str, Path],
-) -> None:  # fmt: skip
+) -> None:
     """Log a command's report to W&B (``cfg`` is its TrackerConfig): the summary figures, one table of
     ``(key, columns, rows)`` (each row read by attribute) and one image. The report is already written, so a
     failure is a warning, never the end of the command."""
@@ -220,10 +328,17 @@ def track_report(
         import wandb
 
         run = wandb.init(
-            project=cfg.project, entity=cfg.entity, group=cfg.group, tags=[*cfg.tags, job], name=f"{job}-{out.name}",
-            mode=cfg.mode, dir=str(out), config=raw, job_type=job,
+            project=cfg.project,
+            entity=cfg.entity,
+            group=cfg.group,
+            tags=[*cfg.tags, job],
+            name=f"{job}-{out.name}",
+            mode=cfg.mode,
+            dir=str(out),
+            config=raw,
+            job_type=job,
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
-        )  # fmt: skip
+        )
         key, columns, rows = table
         data = [[getattr(row, column) for column in columns] for row in rows]
         run.log({**summary, key: wandb.Table(columns=list(columns), data=data), image[0]: wandb.Image(str(image[1]))})

@@ -179,13 +179,6 @@ def holm(p_values: dict[str, float | None]) -> dict[str, float | None]:
     return adjusted
 
 
-def mean_and_sd(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    arr = _floats(values, "values")
-    sd = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return float(arr.mean()), sd if math.isfinite(sd) else 0.0
-
-
 @dataclass(frozen=True)
 class Power:
     """The smallest mean difference a one-sided test at ``confidence`` detects with probability ``power``.

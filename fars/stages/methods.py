@@ -40,11 +40,6 @@ def describe(spec: TemplateSpec, components: dict[str, str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def method_label(components: dict[str, str]) -> str:
-    """A short label of a method for tables and figures: 'optimizer=sgd+schedule=cosine'."""
-    return "+".join(f"{slot}={option}" for slot, option in components.items()) or "baseline"
-
-
 def inert_slots(spec: TemplateSpec, method: dict[str, str]) -> dict[str, str]:
     """Slots of ``method`` whose option acts exactly as the baseline's in this setting, each with the reason.
 

@@ -83,7 +83,8 @@ def test_minimum_detectable_effect_by_formula_and_by_simulation() -> None:
     # a true drop of that size is found by the one-sided test about 80% of the time
     rng = np.random.default_rng(0)
     x = rng.normal(5.0, sd, (1000, 16))
-    y = rng.normal(5.0 - power.mde, sd, (1000, 16))  # type: ignore[operator]
+    assert power.mde is not None
+    y = rng.normal(5.0 - power.mde, sd, (1000, 16))
     found = sps.ttest_ind(y, x, axis=1, equal_var=False, alternative="less").pvalue < 0.05
     assert found.mean() == pytest.approx(0.8, abs=0.04)
 
