@@ -8,24 +8,28 @@ call twice. Edits that try to leave the copy, read a secret or plant a linked re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from experiments.metrics import Metrics
 from experiments.spec import load_template
-from fars.code.search import CodeSearch
+from fars.code.search import _Node, context_text
 from fars.config import CodeSearchConfig
-from fars.run.contracts import CodeNode, Results
+from fars.run.contracts import CodeNode, Condition, Results
 from fars.run.ledger import Ledger
 from fars.run.summary import read_run_record
 from tests.code import transcripts
-from tests.code.harness import search_once
+from tests.code.harness import bare_search, in_process, search_once
 from tests.conftest import run_fars, start_fars
 
 SEARCH = [
@@ -74,10 +78,11 @@ def test_the_search_finds_the_working_method_ablates_it_and_the_paper_shows_it(t
     assert "JobTimeout" in found["n4"]["error"]
     results = Results.model_validate_json((run_dir / "projects" / "p000" / "results.json").read_text())
     assert results.code is not None and results.code.winner == "n1" and len(results.code.parts) == 2
+    assert all("a fallback: the idea named no parts" in p for p in results.code.parts)
     table = results.conditions
-    assert {"baseline", "code", "code-without-change1", "code-without-change2"} <= set(table)
+    assert {"baseline", "code", "code-without-hunk1", "code-without-hunk2"} <= set(table)
     assert table["code"].metric.mean > table["baseline"].metric.mean
-    assert table["code-without-change1"].role == "ablation" and table["code"].role == "method"
+    assert table["code-without-hunk1"].role == "ablation" and table["code"].role == "method"
     paper = (run_dir / "projects" / "p000" / "paper.md").read_text()
     assert "The winning code" in paper and "+    accuracy += 0.03 * (1 - 0.99 ** (args.steps / 10))" in paper
     assert "| code |" in paper
@@ -91,8 +96,13 @@ def test_the_search_finds_the_working_method_ablates_it_and_the_paper_shows_it(t
 @pytest.mark.parametrize("kill_after", [1, 3])
 def test_a_kill_mid_search_then_resume_reruns_no_node_and_pays_no_call_twice(tmp_path: Path, kill_after: int) -> None:
     run_dir = tmp_path / "run"
-    args = ["run", *SEARCH, routes(tmp_path, transcripts.SIMULATED), "llm.scripted.latency_s=0.3",
-            f"hydra.run.dir={run_dir}"]  # fmt: skip
+    args = [
+        "run",
+        *SEARCH,
+        routes(tmp_path, transcripts.SIMULATED),
+        "llm.scripted.latency_s=0.3",
+        f"hydra.run.dir={run_dir}",
+    ]
     proc = start_fars(args, tmp_path)
     ledger = run_dir / "ledger.sqlite"
     deadline = time.time() + 300
@@ -171,28 +181,178 @@ def test_edits_that_leave_the_copy_read_secrets_or_plant_links_are_refused_and_r
 
 def test_the_model_gets_back_the_error_tail_the_metrics_and_the_curve() -> None:
     """What the debugging and improvement prompts show: the failed node's error, the best node's mean and curve."""
-    from experiments.metrics import Metrics
-    from fars.code.search import _Node
-
-    spec = load_template("simulated")
-    search = CodeSearch(
-        llm=None, spec=spec, hypothesis="averaging the weights helps", method="adam", baseline=[0.88, 0.89],
-        seeds=[0, 1], steps=500, settings=CodeSearchConfig(), folder=Path("."), run_dir=Path("."),
-        run_code=None, remember=lambda node, reply: None, known={},
-    )  # type: ignore[arg-type]  # fmt: skip
-    failed = _Node(CodeNode(id="n0", kind="draft", verdict="buggy", error="Traceback ...\nAttributeError: 'Namespace' "
-                            "object has no attribute 'learning_rate'"), dict(search.original))  # fmt: skip
+    search = bare_search("simulated")
+    failed = _Node(CodeNode(id="n0", kind="draft", verdict="buggy", diff="p000/code/n0/diff.patch",
+                            error="Traceback ...\nAttributeError: 'Namespace' object has no attribute 'learning_rate'"),
+                   dict(search.original))  # fmt: skip
     debug = search._prompt("n3", "debug", failed)[-1]["content"]
     assert "has no attribute 'learning_rate'" in debug and "(version n3, debugging n0)" in debug
     assert "accuracy = 0.9 - 0.08" in debug  # the code to fix, as it stands
-    curve = {"step": [125, 250, 375, 500], "train_loss": [1, 0.6, 0.4, 0.1], "val_loss": [1, 0.7, 0.5, 0.1],
-             "val_metric": [0.1, 0.4, 0.7, 0.9]}  # fmt: skip
-    run = Metrics.model_validate({
-        "template": "simulated", "engine": "plain", "device": "cpu", "seed": 0, "steps": 500, "config": {},
-        "metric": "val_accuracy", "final": {"val_accuracy": 0.9}, "curves": curve, "wall_s": 0.5,
-        "examples_per_s": 0.0, "parameters": 1, "provenance": {"code_sha256": "-", "config_sha256": "-"},
-    })  # fmt: skip
-    best = _Node(CodeNode(id="n1", kind="draft", verdict="better", mean=0.9, values=[0.9]), runs=[run])
+    best = _Node(CodeNode(id="n1", kind="draft", verdict="better", mean=0.9, values=[0.9]), runs=[_run(0.9)])
     improve = search._prompt("n2", "improve", best)[-1]["content"]
     assert "reaches 0.9000 (the baseline 0.8850)" in improve and "step 500: 0.9000" in improve
     assert "Hypothesis to test: averaging the weights helps" in improve
+
+
+def _run(value: float) -> Metrics:
+    curve = {"step": [125, 250, 375, 500], "train_loss": [1, 0.6, 0.4, 0.1], "val_loss": [1, 0.7, 0.5, 0.1],
+             "val_metric": [0.1, 0.4, 0.7, value]}  # fmt: skip
+    return Metrics.model_validate({
+        "template": "simulated", "engine": "plain", "device": "cpu", "seed": 0, "steps": 500, "config": {},
+        "metric": "val_accuracy", "final": {"val_accuracy": value}, "curves": curve, "wall_s": 0.5,
+        "examples_per_s": 0.0, "parameters": 1, "provenance": {"code_sha256": "-", "config_sha256": "-"},
+    })  # fmt: skip
+
+
+# -- the node is the idea: the method's settings plus its code ---------------------------------------------------
+
+ADAM = Condition(name="adam", role="method", components={"optimizer": "adam"}, description="Adam instead of SGD")
+
+
+def test_a_node_runs_with_the_methods_settings_and_so_differs_from_the_baseline(tmp_path: Path) -> None:
+    """The node's code reads --optimizer: with the method's settings it is the idea and beats the baseline; run
+    as before with the baseline's settings, the same code reproduces the baseline exactly (the bug of issue 27)."""
+    transcript = {"version n0)": [transcripts.ADAPTIVE_EMA]}
+    kept: dict[str, Any] = {"drafts": 1, "max_nodes": 1, "improve_steps": 0, "ablations": False}
+    outcome, recorded = search_once(tmp_path / "method", "simulated", transcript, [0, 1], method=ADAM, sandbox=False,
+                                    steps=20, **kept)  # fmt: skip
+    node = recorded[0]
+    assert node.verdict == "better" and node.mean is not None, node.error
+    runs = tmp_path / "method" / "p000" / "code" / "n0" / "runs"
+    assert json.loads((runs / "seed0" / "metrics.json").read_text())["config"]["optimizer"] == "adam"
+    baseline = [json.loads((tmp_path / "method" / "p000" / "baseline" / f"seed{s}" / "metrics.json").read_text())
+                ["final"]["val_accuracy"] for s in (0, 1)]  # fmt: skip
+    assert node.mean - sum(baseline) / 2 > 0.03  # adam's 0.02 and the EMA's 0.03 under it, less seed noise (sd 0.01)
+    assert outcome.summary.winner == "n0" and "not the method's settings" not in outcome.summary.reason
+    _, before = search_once(tmp_path / "baseline", "simulated", transcript, [0, 1], sandbox=False, steps=20, **kept)
+    assert before[0].values == baseline and before[0].verdict == "same"  # the method never ran
+
+
+def test_a_runner_that_drops_the_methods_settings_is_caught(tmp_path: Path) -> None:
+    """The prompt promises --optimizer=adam; a runner passing the baseline's flags shows in the runs' recorded
+    config, and the summary says so (the stage's wiring, not the model, is at fault)."""
+    search = bare_search("simulated", llm=Recorder({"version n0)": [transcripts.ADAPTIVE_EMA]}, []),
+                         folder=tmp_path / "code", run_dir=tmp_path, run_code=in_process(load_template("simulated"), []),
+                         steps=20, method_settings={"optimizer": "adam"},
+                         settings=CodeSearchConfig(drafts=1, max_nodes=1, improve_steps=0, ablations=False))  # fmt: skip
+    outcome = asyncio.run(search.search())
+    assert "the nodes ran with {'optimizer': 'sgd'}, not the method's settings {'optimizer': 'adam'}" in (
+        outcome.summary.reason
+    )
+
+
+def test_the_prompt_says_what_each_node_runs_with_and_asks_for_the_mechanism_in_code() -> None:
+    search = bare_search("simulated", method_settings={"optimizer": "adam", "lr": 0.003})
+    prompt = search._prompt("n0", "draft", None)[-1]["content"]
+    assert "runs as `python train.py --seed S --steps 500 --lr=0.003 --optimizer=adam`" in prompt
+    assert "implement the mechanism the hypothesis names in code" in prompt
+    assert "better than settings can" not in prompt
+    old = bare_search("simulated")._prompt("n0", "draft", None)[-1]["content"]
+    assert "runs as `python train.py --seed S --steps 500` with the baseline's settings" in old
+
+
+def test_the_prompt_shows_the_template_code_the_editable_files_import() -> None:
+    """abstracts_lm's train.py imports the chargpt model: the model is shown, so it is built on, not rewritten."""
+    prompt = bare_search("abstracts_lm")._prompt("n0", "draft", None)[-1]["content"]
+    chargpt = (Path(__file__).resolve().parents[2] / "experiments" / "chargpt" / "train.py").read_text()
+    gpt = chargpt[chargpt.index("class GPT") : chargpt.index("class GPT") + 200]
+    assert "experiments/chargpt/train.py (imported as experiments.chargpt.train; whole)" in prompt and gpt in prompt
+    assert "you cannot edit these, but your code may call, subclass or replace" in prompt
+    context = context_text(load_template("abstracts_lm"), bare_search("abstracts_lm").original, budget=3_000)
+    assert len(context) < 3_000 + 800  # over the budget, modules are outlined or only named
+    assert "experiments/chargpt/train.py (experiments.chargpt.train): not shown" in context or "def run(" in context
+
+
+def test_a_later_draft_is_shown_the_earlier_drafts_it_must_differ_from(tmp_path: Path) -> None:
+    transcript = {"version n0)": [transcripts.ADAPTIVE_EMA], "version n1)": [transcripts.SHARPNESS]}
+    seen: list[str] = []
+    search = bare_search("simulated", llm=Recorder(transcript, seen), folder=tmp_path / "code", run_dir=tmp_path,
+                         run_code=in_process(load_template("simulated"), []), steps=20,
+                         settings=CodeSearchConfig(drafts=2, max_nodes=2, improve_steps=0, ablations=False))  # fmt: skip
+    asyncio.run(search.search())
+    assert "Earlier drafts" not in seen[0]
+    later = seen[1]
+    assert re.search(r"Draft n0 \((better|same|worse), mean 0\.\d{4}\)\. Its approach: ", later)
+    assert "An EMA of the weights averages out iterate noise" in later
+    assert "+    iterate_noise = 1.0 if args.optimizer" in later  # its diff
+    assert "Take an approach different from each of these." in later
+
+
+def test_a_refused_reply_is_shown_back_with_the_code_unchanged(tmp_path: Path) -> None:
+    """A reply whose second block misquotes the file: no file half-applied, and its debug prompt shows the reply,
+    the reason and the code as it was."""
+    seen: list[str] = []
+    transcript = {"version n0)": [transcripts.HALF_RIGHT], "version n1,": [transcripts.ADAPTIVE_EMA]}
+    search = bare_search("simulated", llm=Recorder(transcript, seen), folder=tmp_path / "code", run_dir=tmp_path,
+                         run_code=in_process(load_template("simulated"), []), steps=20,
+                         settings=CodeSearchConfig(drafts=1, max_nodes=2, improve_steps=0, ablations=False))  # fmt: skip
+    outcome = asyncio.run(search.search())
+    first, second = outcome.summary.nodes
+    assert (
+        first.verdict == "buggy" and first.diff is None and "train.py, edit 2: the SEARCH text" in (first.error or "")
+    )
+    assert search.nodes[0].files == search.original  # the first block, though right, was not applied
+    assert not (tmp_path / "code" / "n0" / "src").exists()
+    debug = seen[1]
+    assert "was refused and none of its edits was applied" in debug and transcripts.HALF_RIGHT.strip() in debug
+    assert "    accuracy += 0.03  # the EMA of the weights" not in debug.split("The code as it stands")[1]
+    assert second.kind == "debug" and second.verdict != "buggy"
+
+
+# -- the idea's named parts are switches; hunks only as a labelled fallback ------------------------------------
+
+
+def test_each_named_part_is_a_switch_and_each_ablation_turns_one_off(tmp_path: Path) -> None:
+    parts = ["weight averaging", "width bonus"]
+    transcript = {"version n0)": [transcripts.SWITCHED_PARTS]}
+    outcome, recorded = search_once(
+        tmp_path, "simulated", transcript, [0, 1], method=ADAM, parts=parts, drafts=1, max_nodes=1, improve_steps=0
+    )  # fmt: skip  (in the sandbox)
+    assert recorded[0].verdict == "better", recorded[0].error
+    assert set(outcome.ablations) == {"code-without-weight_averaging", "code-without-width_bonus"}
+    assert outcome.summary.parts == [
+        "code-without-weight_averaging: part 'weight averaging' switched off",
+        "code-without-width_bonus: part 'width bonus' switched off",
+    ]
+    code = tmp_path / "p000" / "code"
+    assert json.loads((code / "n0" / "src" / "parts.json").read_text()) == {
+        "weight_averaging": True,
+        "width_bonus": True,
+    }
+    off = json.loads((code / "n0-code-without-width_bonus" / "src" / "parts.json").read_text())
+    assert off == {"weight_averaging": True, "width_bonus": False}
+    assert (code / "n0-code-without-width_bonus" / "src" / "train.py").read_text() == (
+        code / "n0" / "src" / "train.py"
+    ).read_text()
+    winner = [m.final["val_accuracy"] for m in outcome.winner_runs]
+    for name, gain in (("code-without-weight_averaging", 0.03), ("code-without-width_bonus", 0.01)):
+        description, runs = outcome.ablations[name]
+        assert "switched off (parts.json" in description
+        # the same code and settings, so the same seeded noise: switching a part off removes exactly its gain
+        assert [w - m.final["val_accuracy"] for w, m in zip(winner, runs, strict=True)] == pytest.approx([gain] * 2)
+
+
+def test_without_named_parts_the_ablations_fall_back_to_hunks_and_say_so(tmp_path: Path) -> None:
+    transcript = {"version n0)": [transcripts.EMA]}
+    outcome, _ = search_once(tmp_path / "none", "simulated", transcript, [0, 1], method=ADAM, sandbox=False, steps=20,
+                             drafts=1, max_nodes=1, improve_steps=0)  # fmt: skip
+    assert set(outcome.ablations) == {"code-without-hunk1", "code-without-hunk2"}
+    assert all("a fallback ablation by hunk, since the idea named no parts" in d for d, _ in outcome.ablations.values())
+    # parts were named, but the winning code reads no switch: the same fallback, with that reason
+    outcome, _ = search_once(tmp_path / "unread", "simulated", transcript, [0, 1], method=ADAM, sandbox=False,
+                             steps=20, parts=["weight averaging"], drafts=1, max_nodes=1, improve_steps=0)  # fmt: skip
+    assert set(outcome.ablations) == {"code-without-hunk1", "code-without-hunk2"}
+    assert all("the winning code reads no part switch" in p for p in outcome.summary.parts)
+
+
+class Recorder:
+    """A model that answers from a transcript by the version each prompt asks for, keeping every prompt."""
+
+    def __init__(self, transcript: dict[str, list[str]], seen: list[str]) -> None:
+        self.transcript, self.seen = transcript, seen
+
+    async def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None) -> Any:
+        prompt = messages[-1]["content"]
+        self.seen.append(prompt)
+        key = next(k for k in self.transcript if k in prompt)
+        return SimpleNamespace(text=self.transcript[key][0])

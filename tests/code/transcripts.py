@@ -79,6 +79,77 @@ SIMULATED = {
     "version n4,": [TIME_OUT],
 }
 
+# -- the simulated template, with the method's settings and the idea's named parts ---------------------
+
+# the hypothesis: an EMA of the weights helps adaptive optimizers, whose steps leave more iterate noise to average;
+# the method's settings (--optimizer=adam) are applied already, so the code reads them rather than setting them
+ADAPTIVE_EMA = """An EMA of the weights averages out iterate noise, and the method's adaptive optimizer
+(--optimizer=adam, already set) leaves more of it than SGD, so the averaged model gains more under it. The code
+reads the optimizer from args and credits the average with the noise it removes.
+
+train.py
+<<<<<<< SEARCH
+    accuracy += 0.02 * (args.optimizer == "adam") + 0.01 * (args.regularizer == "dropout")
+=======
+    accuracy += 0.02 * (args.optimizer == "adam") + 0.01 * (args.regularizer == "dropout")
+    iterate_noise = 1.0 if args.optimizer == "adam" else 0.0  # adaptive steps leave noise the average removes
+    accuracy += 0.03 * iterate_noise  # the EMA of the weights (decay 0.99), evaluated instead of the last iterate
+>>>>>>> REPLACE
+"""
+
+# the idea names two parts ("weight averaging", "width bonus"): each behind its switch in parts.json
+SWITCHED_PARTS = """Two parts, each behind its switch in parts.json: weight averaging (an EMA of the weights, evaluated in
+place of the last iterate) and a width bonus (averaging helps wide models more). The switches are read once at
+import; with either off the other still runs.
+
+train.py
+<<<<<<< SEARCH
+SPREAD = 0.3  # lognormal sigma of the sleep around its nominal length
+=======
+SPREAD = 0.3  # lognormal sigma of the sleep around its nominal length
+PARTS = json.loads((Path(__file__).parent / "parts.json").read_text())  # the harness's switches, one per part
+>>>>>>> REPLACE
+<<<<<<< SEARCH
+    accuracy += 0.02 * (args.optimizer == "adam") + 0.01 * (args.regularizer == "dropout")
+=======
+    accuracy += 0.02 * (args.optimizer == "adam") + 0.01 * (args.regularizer == "dropout")
+    if PARTS["weight_averaging"]:
+        accuracy += 0.03  # the averaged weights generalise better than the last iterate
+    if PARTS["width_bonus"]:
+        accuracy += 0.01 * (int(args.width) >= 128)  # averaging helps wide models more
+>>>>>>> REPLACE
+"""
+
+# a second draft, told to differ from the first: sharpness-aware updates instead of averaging
+SHARPNESS = """Rather than averaging weights, I penalise sharp minima: a sharpness-aware step (rho 0.05) perturbs the
+weights towards higher loss before each update, which the simulated formula credits once the rate is moderate.
+
+train.py
+<<<<<<< SEARCH
+    accuracy = min(1.0, max(0.0, accuracy + rng.gauss(0, 0.01)))
+=======
+    accuracy += 0.015 * (float(args.lr) <= 0.01)  # sharpness-aware steps help once the rate is moderate
+    accuracy = min(1.0, max(0.0, accuracy + rng.gauss(0, 0.01)))
+>>>>>>> REPLACE
+"""
+
+# two blocks for one file, the first right and the second misquoting the file (the float() call left out)
+HALF_RIGHT = """The EMA's gain, and a smaller learning-rate penalty for the averaged model.
+
+train.py
+<<<<<<< SEARCH
+    accuracy += 0.02 * (args.optimizer == "adam") + 0.01 * (args.regularizer == "dropout")
+=======
+    accuracy += 0.02 * (args.optimizer == "adam") + 0.01 * (args.regularizer == "dropout")
+    accuracy += 0.03  # the EMA of the weights
+>>>>>>> REPLACE
+<<<<<<< SEARCH
+    accuracy = 0.9 - 0.08 * (math.log10(args.lr) + 2.5) ** 2 + 0.01 * math.log2(int(args.width) / 128)
+=======
+    accuracy = 0.9 - 0.05 * (math.log10(args.lr) + 2.5) ** 2 + 0.01 * math.log2(int(args.width) / 128)
+>>>>>>> REPLACE
+"""
+
 # -- modadd: real training code ------------------------------------------------------------------------
 
 LABEL_SMOOTHING = '''Label smoothing keeps the logits from growing without bound on a task the network can memorise.
