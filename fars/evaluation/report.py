@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fars.evaluation.compare import calibrated_scores
 from fars.run.records import ProjectStatus, ProjectSummary, RunRecord, Usage
+from fars.run.summary import is_paper
 
 # reference means on the ICLR 1-10 scale (the design's figures)
 ICLR_2026_SUBMISSIONS = 4.21
@@ -130,7 +131,7 @@ def bars_svg(items: Sequence[tuple[str, float]], unit: str = "", colour: str = "
 
 def throughput_svg(record: RunRecord) -> str:
     """Papers finished against hours since the start, with the run's average rate as a dashed line."""
-    ends = sorted(p.finished_at for p in record.projects if p.status == ProjectStatus.done and p.finished_at)
+    ends = sorted(p.finished_at for p in record.projects if is_paper(p.status) and p.finished_at)
     width, height, left, bottom, top = 520, 220, 40, 30, 14
     plot_w, plot_h = width - left - 14, height - bottom - top
     span = max(record.wall_s, (ends[-1] - record.started_at) if ends else 0.0, 1e-9)
@@ -241,7 +242,7 @@ def _papers_table(record: RunRecord, run_dir: Path, out_dir: Path) -> str:
 
 def render_report(record: RunRecord, run_dir: Path, out_dir: Path) -> str:
     """The report page's HTML; links point from ``out_dir`` to the artifacts under ``run_dir``."""
-    papers = sum(1 for p in record.projects if p.status == ProjectStatus.done)
+    papers = record.papers
     overall = record.totals.overall
     calibrated = calibrated_scores(record)
     llm = record.config.get("llm", {}) if isinstance(record.config.get("llm"), dict) else {}

@@ -1,19 +1,29 @@
-"""Validation of what one training job reports, before any of it is aggregated, plotted or written.
+"""The one acceptance of what a training job reports, before any of it is aggregated, plotted or written.
 
-A ``metrics.json`` that fits the schema may still be poison: model-written code controls its own file,
-so it can report NaN, infinity or 1e300 (named best, then ``OverflowError`` while writing), leave out
-the template's metric (``KeyError`` in aggregation), or carry millions of curve points (gigabytes while
-plotting). ``check_result`` refuses such a result with every problem named; the Experiment stage then
-counts the job as a failed job of its condition, never of the project.
+``accept_metrics`` reads a job's ``metrics.json`` (``read_metrics``: no link followed, no FIFO blocked on, a
+bounded size, the ``Metrics`` schema) and checks it (``check_result``). A file that fits the schema may
+still be poison: model-written code controls its own file, so it can report NaN, infinity or 1e300 (named
+best, then ``OverflowError`` while writing), leave out the template's metric (``KeyError`` in aggregation),
+or carry millions of curve points (gigabytes while plotting). Either way the job ends in ``ResultRejected``
+with every problem named, a ``JobFailed`` like any other failed job: the Experiment stage counts it as a
+failed job of its condition, never of the project.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import ValidationError
 
 from experiments.metrics import Metrics
+from fars.executor.launch import JobFailed
+from fars.safe_files import UnsafeFileError, read_file, write_atomic
 
+METRICS_FILE = "metrics.json"
+# a metrics.json is a few kB (a long run's curves a few hundred); anything far larger is refused unread
+METRICS_MAX_BYTES = 8 * 1024 * 1024
 VALUE_LIMIT = 1e9  # no loss or metric of a training run is larger; sums and means of these cannot overflow
 MAX_CURVE_POINTS = 10_000
 MAX_KEYS = 64  # entries of ``final``, ``config`` and ``provenance.files``
@@ -23,8 +33,9 @@ MAX_TEXT = 512  # characters of any name or value string
 REQUIRED: tuple[str, ...] = ()
 
 
-class ResultRejected(ValueError):
-    """A job's result that must not be used; ``problems`` holds one line per problem."""
+class ResultRejected(JobFailed):
+    """A job's result that must not be used (missing, unsafe, not metrics, or poison); ``problems`` holds one
+    line per problem."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -92,9 +103,42 @@ def result_problems(
     return problems
 
 
-def check_result(metrics: Metrics, metric: str, *, seed: int | None = None, template: str | None = None) -> Metrics:
-    """``metrics`` when it can be used as a result; ``ResultRejected`` naming every problem otherwise."""
-    problems = result_problems(metrics, metric, seed=seed, template=template)
+def check_result(
+    metrics: Metrics, metric: str | None = None, *, seed: int | None = None, template: str | None = None
+) -> Metrics:
+    """``metrics`` when it can be used as a result for ``metric`` (the result's own metric when not given);
+    ``ResultRejected`` naming every problem otherwise."""
+    problems = result_problems(metrics, metric or metrics.metric, seed=seed, template=template)
     if problems:
         raise ResultRejected(problems)
     return metrics
+
+
+def read_metrics(out_dir: Path) -> Metrics:
+    """The ``metrics.json`` a job wrote, as ``Metrics``; ``ResultRejected`` when it is absent, unsafe (a link,
+    a special file, too large) or not metrics."""
+    try:
+        data = read_file(out_dir, METRICS_FILE, max_bytes=METRICS_MAX_BYTES)
+    except FileNotFoundError:
+        raise ResultRejected([f"job {out_dir.name} wrote no {METRICS_FILE} (log beside it)"]) from None
+    except UnsafeFileError as exc:
+        raise ResultRejected([f"job {out_dir.name}: {METRICS_FILE} refused: {exc.strerror}"]) from None
+    try:
+        return Metrics.model_validate_json(data)
+    except (ValidationError, ValueError) as exc:
+        raise ResultRejected([f"job {out_dir.name}: {METRICS_FILE} is not valid metrics: {str(exc)[:500]}"]) from None
+
+
+def accept_metrics(
+    out_dir: Path, metric: str | None = None, *, seed: int | None = None, rewrite: bool = False
+) -> Metrics:
+    """The job's ``metrics.json`` when it can be used as its result (``read_metrics``, then ``check_result``);
+    ``ResultRejected`` naming why not.
+
+    With ``rewrite`` (a sandboxed job) the metrics read replace the file the job left, checked or not, so what
+    the harness reads later is a regular file the harness wrote, not one model code controls.
+    """
+    metrics = read_metrics(out_dir)
+    if rewrite:
+        write_atomic(out_dir, METRICS_FILE, metrics.model_dump_json(indent=1))
+    return check_result(metrics, metric, seed=seed)

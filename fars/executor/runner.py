@@ -2,8 +2,9 @@
 
 On the local executor it holds the run's slot pool (whole GPUs, or CPU slots) and runs each job as a
 subprocess, or inside ``fars.sandbox`` when the job loads model-written code; on SLURM it submits
-through submitit with a cap on jobs in flight. A job whose folder already holds a valid
-``metrics.json`` (a resumed project) is not run again; any other folder is recreated clean before the
+through submitit with a cap on jobs in flight. What a job reports is accepted only through
+``fars.executor.results.accept_metrics`` (read, validated and checked). A job whose folder already holds a
+valid ``metrics.json`` (a resumed project) is not run again; any other folder is recreated clean before the
 job runs in it (a killed run's leftovers, or links and special files planted by model-written code).
 Every file of a job folder is read and written through ``fars.safe_files`` (no link followed, no FIFO
 blocked on, bounded sizes), off the event loop every project shares.
@@ -18,23 +19,16 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from experiments.metrics import Metrics
 from fars.config import ExecutorConfig, ExperimentConfig, SandboxConfig
 from fars.executor.launch import JobFailed, JobTimeout, build_command, job_env, run_command
 from fars.executor.pool import PoolError, SlotPool
+from fars.executor.results import METRICS_FILE, ResultRejected, accept_metrics, check_result, read_metrics
 from fars.executor.slurm import run_slurm_job
-from fars.safe_files import UnsafeFileError, fresh_dir, open_append, read_file, write_atomic
+from fars.safe_files import UnsafeFileError, fresh_dir, open_append, write_atomic
 from fars.sandbox import SandboxLimits, run_sandboxed_async
 
 log = logging.getLogger(__name__)
-# a metrics.json is a few kB (a long run's curves a few hundred); anything far larger is refused unread
-METRICS_MAX_BYTES = 8 * 1024 * 1024
-
-
-class ResultRefused(JobFailed):
-    """A job's ``metrics.json`` is missing, a link or special file, too large, or not valid metrics."""
 
 
 class RunnerConfigError(ValueError):
@@ -82,22 +76,26 @@ class Runner:
         args: list[str],
         out_dir: Path,
         *,
+        metric: str | None = None,
+        seed: int | None = None,
         ranks: int | None = None,
         timeout_s: float | None = None,
         sandbox: SandboxConfig | None = None,
         readable: tuple[Path, ...] = (),
         env: dict[str, str] | None = None,
     ) -> Metrics:
-        """Run one job (or reuse its finished metrics) and return its validated metrics.
+        """Run one job (or reuse its finished metrics) and return its accepted metrics; ``JobFailed`` (a
+        ``ResultRejected`` for a result that must not be used) or ``JobTimeout`` otherwise.
 
-        ``target`` is the template's entry point (a script path) or a module. With ``sandbox`` (every
+        The result is checked against the template's ``metric`` and the job's ``seed`` where given (its own
+        metric otherwise): NaN, 1e300 or a missing metric fail the job. ``target`` is the template's entry point (a script path) or a module. With ``sandbox`` (every
         job that loads model-written code) the job runs in ``fars.sandbox``: no network, no secrets,
         read-only host but ``readable``, its own folder, hard limits. ``env`` adds variables (the
         subject gateway's address for inference templates) to the job's scrubbed environment.
         """
         finished = await asyncio.to_thread(finished_metrics, out_dir)
         if finished is not None:
-            return finished
+            return check_result(finished, metric, seed=seed)
         try:
             await asyncio.to_thread(fresh_dir, out_dir)  # nothing an earlier attempt left is reused or followed
         except OSError as exc:
@@ -117,7 +115,7 @@ class Runner:
                 else:
                     gpus = lease.ids if lease.kind == "gpu" else ()
                     await _run_in_sandbox(cmd, out_dir, sandbox, timeout, gpus, readable, job)
-                    return await asyncio.to_thread(accept_metrics, out_dir, rewrite=True)
+                    return await asyncio.to_thread(accept_metrics, out_dir, metric, seed=seed, rewrite=True)
         elif sandbox is not None:
             raise RunnerConfigError(
                 "model-written code runs only on the local executor, inside fars.sandbox; "
@@ -138,39 +136,20 @@ class Runner:
                     device=exp.device,
                     threads=exp.threads_per_job,
                 )
-        return await asyncio.to_thread(accept_metrics, out_dir)
-
-
-def accept_metrics(out_dir: Path, *, rewrite: bool = False) -> Metrics:
-    """The validated ``metrics.json`` a job wrote; ``ResultRefused`` when it is absent, unsafe or invalid.
-
-    With ``rewrite`` (a sandboxed job) the validated metrics replace the file the job left, so what the
-    harness records and reads later is a regular file the harness wrote, not one model code controls.
-    """
-    try:
-        data = read_file(out_dir, "metrics.json", max_bytes=METRICS_MAX_BYTES)
-        metrics = Metrics.model_validate_json(data)
-    except FileNotFoundError:
-        raise ResultRefused(f"job {out_dir.name} wrote no metrics.json (log beside it)") from None
-    except UnsafeFileError as exc:
-        raise ResultRefused(f"job {out_dir.name}: metrics.json refused: {exc.strerror}") from None
-    except (ValidationError, ValueError) as exc:
-        raise ResultRefused(f"job {out_dir.name}: metrics.json is not valid metrics: {str(exc)[:500]}") from None
-    if rewrite:
-        write_atomic(out_dir, "metrics.json", metrics.model_dump_json(indent=1))
-    return metrics
+        return await asyncio.to_thread(accept_metrics, out_dir, metric, seed=seed)
 
 
 def finished_metrics(out_dir: Path) -> Metrics | None:
     """The metrics of a job that finished in an earlier session, or None when it has to run (again).
 
     A half-written, invalid or planted file (a link, FIFO, oversized) is never followed or trusted:
-    the job runs again in a folder recreated clean.
+    the job runs again in a folder recreated clean. A readable result is still checked by the caller
+    (``check_result``): poison fails the job as it did the first time, rather than running it again.
     """
     try:
-        return accept_metrics(out_dir)
-    except ResultRefused as exc:
-        if os.path.lexists(out_dir / "metrics.json"):
+        return read_metrics(out_dir)
+    except ResultRejected as exc:
+        if os.path.lexists(out_dir / METRICS_FILE):
             log.warning("%s; running the job again in a clean folder", exc)
         return None
     except (FileNotFoundError, UnsafeFileError):  # no folder yet, or a link in its place

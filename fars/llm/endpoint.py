@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 
-import httpx
-
 from fars.config import LLMConfig
 
 CHECK_TIMEOUT_S = 5.0
@@ -28,6 +26,8 @@ def api_base_problems(cfg: LLMConfig) -> list[str]:
 @functools.lru_cache(maxsize=32)
 def _probe(base: str) -> str | None:
     """Why nothing usable answers at ``base`` (None: a server answered). Remembered, so a sweep asks once."""
+    import httpx  # here, not at the top: a config refusal without llm.api_base must not pay for it
+
     if not base.startswith(("http://", "https://")):
         return "not an http:// or https:// address; give the server's base URL, e.g. http://127.0.0.1:8000/v1"
     try:

@@ -27,17 +27,15 @@ import sqlite3
 import string
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from fars.config import FarsConfig, config_dict
-from fars.run.ledger import Ledger, value_problems
+from fars.run.ledger import LEDGER_FILE, Ledger, LedgerCheck, check_ledger
 from fars.run.summary import RUN_RECORD_FILE, read_run_record
 from fars.safe_files import UnsafeFileError, check_plain
 
 LOCK_FILE = ".fars.lock"
-LEDGER_FILE = "ledger.sqlite"
 # what makes a run one run: resuming with another value would mix configs in one RunRecord (or, for the
 # model and its settings, replay nothing and pay again)
 IDENTITY = (
@@ -176,55 +174,40 @@ def ledger_problems(run_dir: Path) -> list[str]:
         check_plain(path)
     except UnsafeFileError as exc:
         return [f"{exc.strerror}; {restore}"]
-    # read-only; without a WAL file there is nothing beyond the main file to read, and immutable=1 leaves
-    # the folder exactly as it was (no -wal or -shm made)
-    flags = "mode=ro" if os.path.lexists(f"{path}-wal") else "mode=ro&immutable=1"
     try:
-        db = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?{flags}", uri=True, timeout=30)
-    except sqlite3.Error as exc:
-        return [f"{path}: cannot be opened ({exc}); {restore}"]
-    try:
-        verdict = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
-        if verdict != ["ok"]:
-            return [f"{path} is damaged ({' '.join('; '.join(verdict[:3]).split())}); {restore}"]
-        tables = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        sessions = None
-        if "meta" in tables:
-            row = db.execute("SELECT value FROM meta WHERE key='sessions'").fetchone()
-            sessions = row[0] if row else None
-        if sessions is None:
-            if traces:
-                return [
-                    f"{path} holds no run but the folder does ({', '.join(traces)}): emptied or replaced? {restore}"
-                ]
-            return []
-        return [*_unwritten_values(db, path, restore), *_behind_record(db, run_dir, tables, restore)]
+        check = check_ledger(path)  # read-only, and the folder left exactly as it was
     except sqlite3.DatabaseError as exc:
         return [f"{path} is not a readable ledger ({exc}); {restore}"]
-    finally:
-        db.close()
+    except sqlite3.Error as exc:
+        return [f"{path}: cannot be opened ({exc}); {restore}"]
+    if check.damage:
+        return [f"{path} is damaged ({' '.join('; '.join(check.damage[:3]).split())}); {restore}"]
+    if not check.holds_run:
+        if traces:
+            return [f"{path} holds no run but the folder does ({', '.join(traces)}): emptied or replaced? {restore}"]
+        return []
+    return [*_unwritten_values(check, path, restore), *_behind_record(check, run_dir, restore)]
 
 
-def _unwritten_values(db: sqlite3.Connection, path: Path, restore: str) -> list[str]:
+def _unwritten_values(check: LedgerCheck, path: Path, restore: str) -> list[str]:
     """A ledger holding values FARS never writes (a negative cost, 'abc' as the session count, ...): a hand
     edit that kept it valid SQLite. Read back they would be credited to the budget or end the run in a
     traceback, so the resume is refused naming them."""
-    found = value_problems(db)
-    if not found:
+    if not check.unwritten:
         return []
-    return [f"{path} holds values FARS never writes ({'; '.join(found)}): edited by hand? Correct them, or {restore}"]
+    found = "; ".join(check.unwritten)
+    return [f"{path} holds values FARS never writes ({found}): edited by hand? Correct them, or {restore}"]
 
 
-def _behind_record(db: sqlite3.Connection, run_dir: Path, tables: set[str], restore: str) -> list[str]:
+def _behind_record(check: LedgerCheck, run_dir: Path, restore: str) -> list[str]:
     """A ledger that knows fewer projects or calls than the folder's own RunRecord lost rows."""
-    if not (run_dir / RUN_RECORD_FILE).is_file() or not {"projects", "calls"} <= tables:
+    if not (run_dir / RUN_RECORD_FILE).is_file() or check.rows is None:
         return []
     try:
         record = read_run_record(run_dir)
     except (OSError, ValueError):
         return []  # an unreadable record is rewritten from the ledger; the ledger is the truth
-    projects = int(db.execute("SELECT COUNT(*) FROM projects").fetchone()[0])
-    calls = int(db.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+    projects, calls = check.rows
     if projects < len(record.projects) or calls < record.totals.overall.calls:
         return [
             f"{run_dir / LEDGER_FILE} knows {projects} project(s) and {calls} call(s) but {RUN_RECORD_FILE} "

@@ -18,7 +18,11 @@ RUN_RECORD_VERSION = 2
 
 
 class ProjectStatus(str, Enum):
-    """Where a project stands; everything but ``running`` and ``queued`` is final."""
+    """Where a project stands: ``final`` once it has ended, ``resumable`` while a resumed run takes it up again.
+
+    A failure or a used-up budget is both: it ends the project in its session, and a resume tries it
+    again; ``done`` and ``screened_out`` are final for good; ``queued`` and ``running`` have not ended.
+    """
 
     queued = "queued"
     running = "running"
@@ -26,6 +30,16 @@ class ProjectStatus(str, Enum):
     screened_out = "screened_out"
     failed = "failed"
     budget_exhausted = "budget_exhausted"
+
+    @property
+    def final(self) -> bool:
+        """The project has ended (in this session, at least): it is neither queued nor running."""
+        return self not in (ProjectStatus.queued, ProjectStatus.running)
+
+    @property
+    def resumable(self) -> bool:
+        """A resumed run takes the project up again: it has not ended for good (done or screened out)."""
+        return self not in (ProjectStatus.done, ProjectStatus.screened_out)
 
 
 class Usage(BaseModel):

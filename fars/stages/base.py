@@ -9,8 +9,14 @@ settings come out of the run's config::
 The factory runs once per run and returns ``async run(ctx) -> output``; the output is validated
 against the declared contract and stored in the ledger, and later stages read it, typed, with
 ``ctx.input(PlanningOutput)``. A stage that decides its project should stop raises ``StopProject``.
-``fars.stages.registry`` finds the registered stages (FARS's own and those of other packages, through
-the entry point group ``fars.stages``) and orders them by what each consumes.
+What the queue does around a stage is registered with it too, so the queue names no stage: what to
+check before anything runs (``check=``), how often to try again after a failure (``retries=``), and
+whether a failure that outlasts them fails the project (``on_failure=``).
+
+The registry (``fars.registry.Registry``) knows FARS's own stages by module and the stages of other
+packages by their entry points (group ``fars.stages``: ``name = module``, a module that registers the
+stage on import, or ``name = module:attribute``, a ``StageSpec``), and imports a stage's module only
+when the stage is looked up. ``fars.stages.registry`` finds stages there and orders them by what each consumes.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from fars.registry import Registry
 from fars.run.contracts import StageOutput
 from fars.run.ledger import Ledger
 from fars.run.records import Artifact, ProjectStatus
@@ -35,6 +42,12 @@ log = logging.getLogger(__name__)
 OutputT = TypeVar("OutputT", bound=StageOutput)
 StageFn = Callable[["StageContext"], Awaitable[StageOutput]]
 StageFactory = Callable[[Any, "Services"], StageFn]
+# what a failure of the stage that outlasts its retries does: fail the project, or (a review) keep its written
+# paper as a paper without a rating
+OnFailure = Literal["fail_project", "keep_paper_unreviewed"]
+ENTRY_POINT_GROUP = "fars.stages"
+# FARS's own stages, by the module that registers each (imported when the stage is first looked up)
+OWN_STAGES = {name: f"fars.stages.{name}" for name in ("ideation", "planning", "experiment", "writing", "review")}
 
 
 def _options_of(name: str) -> Callable[[FarsConfig], dict[str, Any]]:
@@ -48,7 +61,7 @@ def _options_of(name: str) -> Callable[[FarsConfig], dict[str, Any]]:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """A registered stage: name, factory, the contract it produces and those it consumes."""
+    """A registered stage: name, factory, the contracts it produces and consumes, and what the queue does around it."""
 
     name: str
     factory: StageFactory
@@ -56,6 +69,10 @@ class StageSpec:
     consumes: tuple[type[StageOutput], ...] = ()
     settings: Callable[[FarsConfig], Any] | None = None  # None: its ``pipeline.stage_options`` entry
     origin: str = ""  # the module that registered it
+    check: Callable[[FarsConfig], list[str]] | None = None  # what this machine lacks to run it (before anything runs)
+    retries: Callable[[FarsConfig], int] | None = None  # tries after a failure (not after a budget or a stop)
+    on_failure: OnFailure = "fail_project"
+    doing: str = ""  # what it does, for the log ("reviewing again"); "running <name>" when not given
 
     def settings_for(self, cfg: FarsConfig) -> Any:
         """This stage's own settings, taken out of the run's config."""
@@ -66,7 +83,8 @@ class StageSpec:
         return self.factory(self.settings_for(cfg), services)
 
 
-_REGISTRY: dict[str, StageSpec] = {}  # filled by register_stage; read through fars.stages.registry
+# filled by register_stage as each stage's module is imported; read through fars.stages.registry
+_REGISTRY: Registry[StageSpec] = Registry("stage", StageSpec, modules=OWN_STAGES, entry_points=ENTRY_POINT_GROUP)
 
 
 def register_stage(
@@ -75,17 +93,30 @@ def register_stage(
     produces: type[StageOutput],
     consumes: tuple[type[StageOutput], ...] = (),
     settings: Callable[[FarsConfig], Any] | None = None,
+    check: Callable[[FarsConfig], list[str]] | None = None,
+    retries: Callable[[FarsConfig], int] | None = None,
+    on_failure: OnFailure = "fail_project",
+    doing: str = "",
 ) -> Callable[[StageFactory], StageFactory]:
-    """Register a stage factory under ``name`` (see the module docstring)."""
+    """Register a stage factory under ``name`` (see the module docstring and ``StageSpec``'s fields)."""
     if not produces.contract:
         raise ValueError(f"stage {name!r}: {produces.__name__} is not a registered contract (@register_contract)")
 
     def decorate(factory: StageFactory) -> StageFactory:
         origin = getattr(factory, "__module__", "")
-        earlier = _REGISTRY.get(name)
-        if earlier is not None and earlier.origin != origin:
-            raise ValueError(f"stage {name!r} is registered twice: by {earlier.origin} and by {origin}")
-        _REGISTRY[name] = StageSpec(name, factory, produces, tuple(consumes), settings, origin)
+        spec = StageSpec(
+            name,
+            factory,
+            produces,
+            tuple(consumes),
+            settings,
+            origin,
+            check=check,
+            retries=retries,
+            on_failure=on_failure,
+            doing=doing,
+        )
+        _REGISTRY.add(name, spec, origin)
         return factory
 
     return decorate

@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +33,7 @@ from fars.code.search import CodeSearch, RunCode, SearchOutcome
 from fars.config import DeepSpeedConfig, ExperimentConfig, FarsConfig, SandboxConfig
 from fars.evaluation.stats import bootstrap_mean, hedges_g, holm, welch_t
 from fars.executor.launch import JobFailed, JobTimeout
-from fars.executor.results import ResultRejected, check_result
-from fars.executor.runner import Runner, RunnerConfigError
+from fars.executor.runner import Runner, RunnerConfigError, runner_problems
 from fars.offload import run_in_worker
 from fars.paper.figures import condition_figure, learning_curve_figures
 from fars.run.contracts import (
@@ -44,8 +43,10 @@ from fars.run.contracts import (
     ConditionResult,
     EngineInfo,
     ExperimentOutput,
+    FigureFile,
     IdeationOutput,
     JobFailure,
+    Plan,
     PlanningOutput,
     Results,
     Stat,
@@ -55,6 +56,7 @@ from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
 
 if TYPE_CHECKING:
+    from fars.executor.gateway import SubjectGateway
     from fars.stages.services import Services
 
 log = logging.getLogger(__name__)
@@ -65,16 +67,76 @@ class ExperimentError(RuntimeError):
     """Too many training jobs failed to compare anything, or the config cannot be run."""
 
 
-def deepspeed_json(node: DeepSpeedConfig) -> dict[str, Any]:
-    """The Hydra node ``experiment.deepspeed`` as DeepSpeed's JSON (unset values left out)."""
-    raw = asdict(node)
-    return {k: v for k, v in raw.items() if v is not None}
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """What the Experiment stage needs of the run's config."""
+
+    experiment: ExperimentConfig
+    sandbox: SandboxConfig
+    vector_figures: bool  # also draw figures as PDF (only a LaTeX compile uses them)
+    code_max_tokens: int = 1500  # a code reply's limit (experiment.code.max_tokens, resolved for the model)
+
+    @classmethod
+    def of(cls, cfg: FarsConfig) -> ExperimentSettings:
+        """The settings of a run's config."""
+        limit = cfg.experiment.code.max_tokens or (256 if cfg.llm.model.startswith("local/") else 1500)
+        return cls(cfg.experiment, cfg.sandbox, cfg.paper.compile != "never", limit)
 
 
-def engine_args(cfg: ExperimentConfig, ds_config: Path) -> list[str]:
-    """The engine flags every job of this config passes to its entry point."""
-    args = ["--engine", cfg.engine, "--device", cfg.device, "--ds_config", str(ds_config)]
-    return [*args, "--compile"] if cfg.compile else args
+@dataclass
+class Trial:
+    """One project's experiment: the plan, its template, the base config and engine flags every job passes, the
+    conditions compared; as jobs finish, the runs of each condition and the jobs that failed."""
+
+    plan: Plan
+    spec: TemplateSpec
+    base: dict[str, Value]
+    common: list[str]
+    conditions: dict[str, Condition]
+    runs: dict[str, list[Metrics]] = field(default_factory=dict)
+    failures: list[JobFailure] = field(default_factory=list)
+
+
+@register_stage(
+    "experiment",
+    produces=ExperimentOutput,
+    consumes=(IdeationOutput, PlanningOutput),
+    settings=ExperimentSettings.of,
+    check=lambda cfg: runner_problems(cfg.experiment, cfg.executor),  # the job runner can run these settings here
+)
+def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
+    """Factory of the Experiment stage: run the plan's jobs, search over programs, compare every condition with the
+    baseline, draw the figures. The job runner (and its GPU pool) is the run's, shared by every project."""
+    runner = services.require_runner()
+    exp = settings.experiment
+
+    async def run(ctx: StageContext) -> ExperimentOutput:
+        trial = start_trial(ctx, exp)
+        spec = trial.spec
+        await run_jobs(ctx, services, runner, trial)
+        code = None
+        if exp.code.enabled and spec.kind == "training":
+            code = await add_code_conditions(ctx, services, settings, runner, trial)
+        table, best = aggregate(
+            trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha, resamples=exp.bootstrap
+        )
+        figures = await draw_figures(ctx, trial, table, settings.vector_figures) if exp.figures else []
+        results = results_of(trial, exp.alpha, table, best, figures, code)
+        ctx.save_artifact("results", "results.json", results.model_dump_json(indent=1))
+        return ExperimentOutput(results=results)
+
+    return run
+
+
+def start_trial(ctx: StageContext, exp: ExperimentConfig) -> Trial:
+    """The plan's template and base config, and the DeepSpeed JSON every training job reads (written to the
+    project folder)."""
+    plan = ctx.input(PlanningOutput).plan
+    spec = load_template(plan.template, exp.template_dirs)
+    base = base_config(spec, exp.template_overrides, plan.scale)
+    ds_path = ctx.save_artifact("plan", "ds_config.json", json.dumps(deepspeed_json(exp.deepspeed), indent=1))
+    common = engine_args(exp, ctx.run_dir / ds_path.path) if spec.kind == "training" else []
+    return Trial(plan, spec, base, common, {c.name: c for c in plan.conditions})
 
 
 def base_config(template: TemplateSpec, overrides: dict[str, Value], scale: str = "ci") -> dict[str, Value]:
@@ -89,12 +151,175 @@ def base_config(template: TemplateSpec, overrides: dict[str, Value], scale: str 
     return base
 
 
-def summarise(values: list[float]) -> Stat:
-    """Mean, sample standard deviation and count."""
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return Stat(mean=mean, std=std, n=n)
+def deepspeed_json(node: DeepSpeedConfig) -> dict[str, Any]:
+    """The Hydra node ``experiment.deepspeed`` as DeepSpeed's JSON (unset values left out)."""
+    raw = asdict(node)
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def engine_args(cfg: ExperimentConfig, ds_config: Path) -> list[str]:
+    """The engine flags every job of this config passes to its entry point."""
+    args = ["--engine", cfg.engine, "--device", cfg.device, "--ds_config", str(ds_config)]
+    return [*args, "--compile"] if cfg.compile else args
+
+
+async def run_jobs(ctx: StageContext, services: Services, runner: Runner, trial: Trial) -> None:
+    """Every condition over every seed, at once; the runs of each condition kept, the failures recorded. A
+    baseline, or anything to compare it with, that never ran stops the project."""
+    gateway = await services.subject_gateway() if trial.spec.kind == "inference" else None
+    jobs = (run_job(ctx, runner, trial, gateway, c, s) for c in trial.conditions.values() for s in trial.plan.seeds)
+    finished = await asyncio.gather(*jobs)
+    trial.runs = {name: [] for name in trial.conditions}
+    for name, seed, result in finished:
+        if isinstance(result, Metrics):
+            trial.runs[name].append(result)
+        else:
+            trial.failures.append(JobFailure(condition=name, seed=seed, error=result[-500:]))
+    if not trial.runs["baseline"] or not any(trial.runs[c] for c in trial.runs if c != "baseline"):
+        raise ExperimentError(f"too many training jobs failed to compare anything: {trial.failures[:2]}")
+
+
+async def run_job(
+    ctx: StageContext,
+    runner: Runner,
+    trial: Trial,
+    gateway: SubjectGateway | None,
+    condition: Condition,
+    seed: int,
+) -> tuple[str, int, Metrics | str]:
+    """One condition at one seed in its own folder: its metrics, or why it failed."""
+    folder = ctx.project_dir / "runs" / f"{_slug(condition.name)}-seed{seed}"
+    spec = trial.spec
+    flags = condition_args(spec, trial.base, condition)
+    args = [*trial.common, "--seed", str(seed), "--steps", str(trial.plan.steps), *flags]
+    extra: dict[str, Any] = {}
+    token = None
+    if gateway is not None:
+        token, env = gateway.grant(ctx.project_id, ctx.stage, folder.name)
+        extra["env"] = env
+    try:
+        # NaN, 1e300, a missing metric: a failed job (ResultRejected, a JobFailed)
+        metrics = await runner.train(str(spec.entry_path), args, folder, metric=spec.metric, seed=seed, **extra)
+    except (JobFailed, JobTimeout, ValidationError, SandboxError) as exc:
+        return condition.name, seed, f"{type(exc).__name__}: {exc}"
+    finally:
+        if gateway is not None and token is not None:
+            gateway.revoke(token)
+    ctx.record_artifact("results", folder / "metrics.json")
+    return condition.name, seed, metrics
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:60]
+
+
+def condition_args(spec: TemplateSpec, base: dict[str, Value], condition: Condition) -> list[str]:
+    """The knob and component flags of one condition (everything not given stays at the template's default)."""
+    knobs = {**base, **condition.knobs}
+    components = {**spec.baseline_components(), **condition.components}
+    return [*(f"--{k}={v}" for k, v in knobs.items()), *(f"--{s}={o}" for s, o in components.items())]
+
+
+async def add_code_conditions(
+    ctx: StageContext, services: Services, settings: ExperimentSettings, runner: Runner, trial: Trial
+) -> CodeSearchSummary:
+    """The search over programs; its winning code, and the ablations of that code, join the conditions compared."""
+    outcome = await _search_code(ctx, services, settings, runner, trial)
+    code = outcome.summary
+    if outcome.winner_runs:
+        trial.conditions[CODE] = Condition(
+            name=CODE,
+            role="method",
+            description=f"the model-written code of node {code.winner} (its diff in the appendix)",
+        )
+        trial.runs[CODE] = outcome.winner_runs
+        for name, (description, runs) in outcome.ablations.items():
+            trial.conditions[name] = Condition(name=name, role="ablation", of=CODE, description=description)
+            trial.runs[name] = runs
+    return code
+
+
+async def _search_code(
+    ctx: StageContext, services: Services, settings: ExperimentSettings, runner: Runner, trial: Trial
+) -> SearchOutcome:
+    """The search over programs for this project (``fars.code.search``), every run of it in the sandbox."""
+    exp = settings.experiment
+    spec, plan = trial.spec, trial.plan
+    folder = ctx.project_dir / "code"
+    baseline_values = [m.final[spec.metric] for m in trial.runs["baseline"]]
+    if runner.pool is None or not spec.editable:
+        why = (
+            "the sandbox needs the local executor" if runner.pool is None else "the template declares no editable file"
+        )
+        return SearchOutcome(CodeSearchSummary(reason=f"no code search: {why}"))
+    # every node runs with the method's settings: a node's code builds on the method, not on the baseline (whose
+    # reproduction would only tell the model what it already knows)
+    chosen = next(
+        (c for c in plan.conditions if c.role in ("method", "variant")), Condition(name="baseline", role="baseline")
+    )
+    defaults = condition_args(spec, trial.base, chosen)
+    run_code = code_runner(runner, spec, defaults, ctx.project_dir / "ds_config.json", settings.sandbox, exp.device)
+
+    def remember(node: CodeNode, reply: str | None) -> None:
+        ctx.ledger.record_code_node(ctx.project_id, node, reply)
+        if node.diff:
+            ctx.record_artifact("code", ctx.run_dir / node.diff)
+
+    idea = ctx.input(IdeationOutput).require_chosen()
+    method = chosen.description if chosen.role != "baseline" else "the plan's method"
+    search = CodeSearch(
+        llm=services.llm,
+        spec=spec,
+        hypothesis=idea.statement,
+        method=method,
+        baseline=baseline_values,
+        seeds=list(plan.seeds),
+        steps=plan.steps,
+        settings=replace(exp.code, max_tokens=settings.code_max_tokens),
+        folder=folder,
+        run_dir=ctx.run_dir,
+        run_code=run_code,
+        remember=remember,
+        known={record["id"]: (record, reply) for record, reply in ctx.ledger.code_nodes(ctx.project_id)},
+        method_settings={**chosen.knobs, **chosen.components},
+    )
+    try:
+        outcome = await search.search()
+    except Exception as exc:  # the harness's own fault: the plan's conditions still stand, and the log says why
+        log.exception("%s: the search over programs failed; the plan's conditions stand alone", ctx.project_id)
+        nodes = [CodeNode.model_validate(record) for record, _ in ctx.ledger.code_nodes(ctx.project_id)]
+        return SearchOutcome(CodeSearchSummary(nodes=nodes, reason=f"the search failed ({type(exc).__name__}: {exc})"))
+    log.info("%s: code search: %s", ctx.project_id, outcome.summary.reason)
+    return outcome
+
+
+def code_runner(
+    runner: Runner, spec: TemplateSpec, defaults: list[str], ds_config: Path, sandbox: SandboxConfig, device: str
+) -> RunCode:
+    """How the search runs a working copy: one plain rank a seed, inside the sandbox, reading only the copy and
+    the DeepSpeed JSON; each result validated (a NaN, a missing metric, a link or an oversized file refused)."""
+
+    async def run_code(
+        src: Path, out: Path, seeds: list[int], steps: int, timeout: float | None
+    ) -> list[Metrics] | str:
+        method = src / "method.py"
+
+        async def one(seed: int) -> Metrics:
+            args = ["--engine", "plain", "--device", device, "--ds_config", str(ds_config)]
+            args += ["--seed", str(seed), "--steps", str(steps), *defaults]
+            if method.is_file():
+                args += ["--method", str(method)]
+            return await runner.train(
+                str(src / spec.entry), args, out / f"seed{seed}", metric=spec.metric, seed=seed, ranks=1,
+                timeout_s=timeout, sandbox=sandbox, readable=(src, ds_config.parent),
+            )  # fmt: skip
+
+        try:
+            return list(await asyncio.gather(*(one(s) for s in seeds)))
+        except (JobFailed, JobTimeout, ValidationError, SandboxError, RunnerConfigError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    return run_code
 
 
 def aggregate(
@@ -154,230 +379,75 @@ def aggregate(
     return table, best
 
 
-@dataclass(frozen=True)
-class ExperimentSettings:
-    """What the Experiment stage needs of the run's config."""
-
-    experiment: ExperimentConfig
-    sandbox: SandboxConfig
-    vector_figures: bool  # also draw figures as PDF (only a LaTeX compile uses them)
-    code_max_tokens: int = 1500  # a code reply's limit (experiment.code.max_tokens, resolved for the model)
-
-    @classmethod
-    def of(cls, cfg: FarsConfig) -> ExperimentSettings:
-        """The settings of a run's config."""
-        limit = cfg.experiment.code.max_tokens or (256 if cfg.llm.model.startswith("local/") else 1500)
-        return cls(cfg.experiment, cfg.sandbox, cfg.paper.compile != "never", limit)
+def summarise(values: list[float]) -> Stat:
+    """Mean, sample standard deviation and count."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return Stat(mean=mean, std=std, n=n)
 
 
-def condition_args(spec: TemplateSpec, base: dict[str, Value], condition: Condition) -> list[str]:
-    """The knob and component flags of one condition (everything not given stays at the template's default)."""
-    knobs = {**base, **condition.knobs}
-    components = {**spec.baseline_components(), **condition.components}
-    return [*(f"--{k}={v}" for k, v in knobs.items()), *(f"--{s}={o}" for s, o in components.items())]
-
-
-@register_stage(
-    "experiment", produces=ExperimentOutput, consumes=(IdeationOutput, PlanningOutput), settings=ExperimentSettings.of
-)
-def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
-    """Factory of the Experiment stage; the job runner (and its GPU pool) is the run's, shared by every project."""
-    runner = services.require_runner()
-    exp = settings.experiment
-
-    async def run(ctx: StageContext) -> ExperimentOutput:
-        plan = ctx.input(PlanningOutput).plan
-        spec = load_template(plan.template, exp.template_dirs)
-        base = base_config(spec, exp.template_overrides, plan.scale)
-        ds_path = ctx.save_artifact("plan", "ds_config.json", json.dumps(deepspeed_json(exp.deepspeed), indent=1))
-        common = engine_args(exp, ctx.run_dir / ds_path.path) if spec.kind == "training" else []
-        conditions: dict[str, Condition] = {c.name: c for c in plan.conditions}
-        gateway = await services.subject_gateway() if spec.kind == "inference" else None
-
-        async def job(condition: Condition, seed: int) -> tuple[str, int, Metrics | str]:
-            folder = ctx.project_dir / "runs" / f"{_slug(condition.name)}-seed{seed}"
-            args = [*common, "--seed", str(seed), "--steps", str(plan.steps), *condition_args(spec, base, condition)]
-            extra: dict[str, Any] = {}
-            token = None
-            if gateway is not None:
-                token, env = gateway.grant(ctx.project_id, ctx.stage, folder.name)
-                extra["env"] = env
-            try:
-                metrics = await runner.train(str(spec.entry_path), args, folder, **extra)
-                check_result(metrics, spec.metric, seed=seed)  # NaN, 1e300, a missing metric: a failed job
-            except (JobFailed, JobTimeout, ValidationError, SandboxError, ResultRejected) as exc:
-                return condition.name, seed, f"{type(exc).__name__}: {exc}"
-            finally:
-                if gateway is not None and token is not None:
-                    gateway.revoke(token)
-            ctx.record_artifact("results", folder / "metrics.json")
-            return condition.name, seed, metrics
-
-        finished = await asyncio.gather(*(job(c, s) for c in conditions.values() for s in plan.seeds))
-        per_condition: dict[str, list[Metrics]] = {name: [] for name in conditions}
-        failures = []
-        for name, seed, result in finished:
-            if isinstance(result, Metrics):
-                per_condition[name].append(result)
-            else:
-                failures.append(JobFailure(condition=name, seed=seed, error=result[-500:]))
-        if not per_condition["baseline"] or not any(per_condition[c] for c in per_condition if c != "baseline"):
-            raise ExperimentError(f"too many training jobs failed to compare anything: {failures[:2]}")
-        code: CodeSearchSummary | None = None
-        if exp.code.enabled and spec.kind == "training":
-            outcome = await _search_code(ctx, services, settings, runner, spec, base, plan, per_condition["baseline"])
-            code = outcome.summary
-            if outcome.winner_runs:
-                conditions[CODE] = Condition(
-                    name=CODE,
-                    role="method",
-                    description=f"the model-written code of node {code.winner} (its diff in the appendix)",
-                )
-                per_condition[CODE] = outcome.winner_runs
-                for name, (description, runs) in outcome.ablations.items():
-                    conditions[name] = Condition(name=name, role="ablation", of=CODE, description=description)
-                    per_condition[name] = runs
-        table, best = aggregate(
-            per_condition, conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha, resamples=exp.bootstrap
-        )
-        figures = []
-        if exp.figures:
-            ran = {n: ms for n, ms in per_condition.items() if ms}
-            figures = await run_in_worker(  # matplotlib off the event loop other projects share
-                learning_curve_figures,
-                ran,
-                spec.metric,
-                ctx.project_dir / "figures",
-                ctx.project_dir,
-                vector=settings.vector_figures,
-            )
-            figures.insert(
-                0,
-                await run_in_worker(
-                    condition_figure,
-                    table,
-                    spec.metric,
-                    spec.higher_is_better,
-                    ctx.project_dir / "figures",
-                    ctx.project_dir,
-                    vector=settings.vector_figures,
-                ),
-            )
-            for fig in figures:
-                for path in (fig.png, fig.pdf):
-                    if path:
-                        ctx.record_artifact("figure", ctx.project_dir / path)
-        first = per_condition["baseline"][0]
-        results = Results(
-            template=spec.name,
-            metric=spec.metric,
-            higher_is_better=spec.higher_is_better,
-            knob=plan.knob,
-            steps=plan.steps,
-            alpha=exp.alpha,
-            conditions=table,
-            best=best,
-            failures=failures,
-            figures=figures,
-            engine=EngineInfo(
-                name=first.engine,
-                world_size=first.world_size,
-                precision=first.precision,
-                device=first.device_name,
-                parameters=first.parameters,
-            ),
-            code=code,
-        )
-        ctx.save_artifact("results", "results.json", results.model_dump_json(indent=1))
-        return ExperimentOutput(results=results)
-
-    return run
-
-
-async def _search_code(
-    ctx: StageContext,
-    services: Services,
-    settings: ExperimentSettings,
-    runner: Runner,
-    spec: TemplateSpec,
-    base: dict[str, Value],
-    plan: Any,
-    baseline: list[Metrics],
-) -> SearchOutcome:
-    """The search over programs for this project (``fars.code.search``), every run of it in the sandbox."""
-    exp = settings.experiment
-    folder = ctx.project_dir / "code"
-    baseline_values = [m.final[spec.metric] for m in baseline]
-    if runner.pool is None or not spec.editable:
-        why = (
-            "the sandbox needs the local executor" if runner.pool is None else "the template declares no editable file"
-        )
-        return SearchOutcome(CodeSearchSummary(reason=f"no code search: {why}"))
-    defaults = condition_args(spec, base, Condition(name="baseline", role="baseline"))
-    run_code = code_runner(runner, spec, defaults, ctx.project_dir / "ds_config.json", settings.sandbox, exp.device)
-
-    def remember(node: CodeNode, reply: str | None) -> None:
-        ctx.ledger.record_code_node(ctx.project_id, node, reply)
-        if node.diff:
-            ctx.record_artifact("code", ctx.run_dir / node.diff)
-
-    idea = ctx.input(IdeationOutput).require_chosen()
-    method = next((c.description for c in plan.conditions if c.role in ("method", "variant")), "the plan's method")
-    search = CodeSearch(
-        llm=services.llm,
-        spec=spec,
-        hypothesis=idea.statement,
-        method=method,
-        baseline=baseline_values,
-        seeds=list(plan.seeds),
-        steps=plan.steps,
-        settings=replace(exp.code, max_tokens=settings.code_max_tokens),
-        folder=folder,
-        run_dir=ctx.run_dir,
-        run_code=run_code,
-        remember=remember,
-        known={record["id"]: (record, reply) for record, reply in ctx.ledger.code_nodes(ctx.project_id)},
+async def draw_figures(
+    ctx: StageContext, trial: Trial, table: dict[str, ConditionResult], vector: bool
+) -> list[FigureFile]:
+    """The metric of every condition with its interval, then the learning curves; each file recorded."""
+    spec = trial.spec
+    ran = {n: ms for n, ms in trial.runs.items() if ms}
+    figures = await run_in_worker(  # matplotlib off the event loop other projects share
+        learning_curve_figures,
+        ran,
+        spec.metric,
+        ctx.project_dir / "figures",
+        ctx.project_dir,
+        vector=vector,
     )
-    try:
-        outcome = await search.search()
-    except Exception as exc:  # the harness's own fault: the plan's conditions still stand, and the log says why
-        log.exception("%s: the search over programs failed; the plan's conditions stand alone", ctx.project_id)
-        nodes = [CodeNode.model_validate(record) for record, _ in ctx.ledger.code_nodes(ctx.project_id)]
-        return SearchOutcome(CodeSearchSummary(nodes=nodes, reason=f"the search failed ({type(exc).__name__}: {exc})"))
-    log.info("%s: code search: %s", ctx.project_id, outcome.summary.reason)
-    return outcome
+    figures.insert(
+        0,
+        await run_in_worker(
+            condition_figure,
+            table,
+            spec.metric,
+            spec.higher_is_better,
+            ctx.project_dir / "figures",
+            ctx.project_dir,
+            vector=vector,
+        ),
+    )
+    for fig in figures:
+        for path in (fig.png, fig.pdf):
+            if path:
+                ctx.record_artifact("figure", ctx.project_dir / path)
+    return figures
 
 
-def code_runner(
-    runner: Runner, spec: TemplateSpec, defaults: list[str], ds_config: Path, sandbox: SandboxConfig, device: str
-) -> RunCode:
-    """How the search runs a working copy: one plain rank a seed, inside the sandbox, reading only the copy and
-    the DeepSpeed JSON; each result validated (a NaN, a missing metric, a link or an oversized file refused)."""
-
-    async def run_code(
-        src: Path, out: Path, seeds: list[int], steps: int, timeout: float | None
-    ) -> list[Metrics] | str:
-        method = src / "method.py"
-
-        async def one(seed: int) -> Metrics:
-            args = ["--engine", "plain", "--device", device, "--ds_config", str(ds_config)]
-            args += ["--seed", str(seed), "--steps", str(steps), *defaults]
-            if method.is_file():
-                args += ["--method", str(method)]
-            metrics = await runner.train(
-                str(src / spec.entry), args, out / f"seed{seed}", ranks=1, timeout_s=timeout,
-                sandbox=sandbox, readable=(src, ds_config.parent),
-            )  # fmt: skip
-            check_result(metrics, spec.metric, seed=seed)
-            return metrics
-
-        try:
-            return list(await asyncio.gather(*(one(s) for s in seeds)))
-        except (JobFailed, JobTimeout, ValidationError, SandboxError, RunnerConfigError, ResultRejected) as exc:
-            return f"{type(exc).__name__}: {exc}"
-
-    return run_code
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:60]
+def results_of(
+    trial: Trial,
+    alpha: float,
+    table: dict[str, ConditionResult],
+    best: str,
+    figures: list[FigureFile],
+    code: CodeSearchSummary | None,
+) -> Results:
+    """results.json: the comparison, the failures, the figures, and the engine as the first baseline run saw it."""
+    spec, plan = trial.spec, trial.plan
+    first = trial.runs["baseline"][0]
+    return Results(
+        template=spec.name,
+        metric=spec.metric,
+        higher_is_better=spec.higher_is_better,
+        knob=plan.knob,
+        steps=plan.steps,
+        alpha=alpha,
+        conditions=table,
+        best=best,
+        failures=trial.failures,
+        figures=figures,
+        engine=EngineInfo(
+            name=first.engine,
+            world_size=first.world_size,
+            precision=first.precision,
+            device=first.device_name,
+            parameters=first.parameters,
+        ),
+        code=code,
+    )

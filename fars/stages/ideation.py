@@ -15,12 +15,12 @@ recorded with the works as evidence. Hypotheses found not novel are dropped and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from experiments.spec import TemplateSpec, load_template, template_folders
+from experiments.spec import Knob, TemplateSpec, load_template, template_folders
 from fars.config import FarsConfig, LiteratureConfig
 from fars.literature import LiteratureBackend, LiteratureError, SearchHit
 from fars.literature.similarity import text_similarity
@@ -86,6 +86,279 @@ class NoveltyJudgement(BaseModel):
     reason: str = Field(min_length=3, max_length=200)
 
 
+@dataclass(frozen=True)
+class Study:
+    """What one project studies: its template, the knob in focus, and the candidate methods it asks about."""
+
+    spec: TemplateSpec
+    focus: Knob | None
+    candidates: list[MethodCandidate]
+    considered: list[TemplateChoice]  # every template the run weighed, with its relevance to the area
+
+
+@dataclass
+class Proposals:
+    """The project's hypotheses, and how they are recorded (method, who wrote them, what was degenerate)."""
+
+    hypotheses: list[Hypothesis] = field(default_factory=list)
+    records: list[HypothesisRecord] = field(default_factory=list)
+    degenerate_fields: int = 0
+
+
+@dataclass(frozen=True)
+class IdeationSettings:
+    """What Ideation needs of the run's config."""
+
+    templates: tuple[str, ...]
+    template_dirs: tuple[str, ...]
+    max_templates: int
+    method_components: int
+    hypotheses: int
+    screen_threshold: float
+    literature: LiteratureConfig
+
+    @classmethod
+    def of(cls, cfg: FarsConfig) -> IdeationSettings:
+        """The settings of a run's config."""
+        p, exp = cfg.pipeline, cfg.experiment
+        return cls(
+            tuple(exp.templates),
+            tuple(exp.template_dirs),
+            exp.max_templates,
+            exp.method_components,
+            p.hypotheses_per_project,
+            p.screen_threshold,
+            cfg.literature,
+        )
+
+
+@register_stage("ideation", produces=IdeationOutput, settings=IdeationSettings.of)
+def ideation(settings: IdeationSettings, services: Services) -> StageFn:
+    """Factory of the Ideation stage: choose a template, propose hypotheses, screen them, check the novelty of
+    those that pass, keep the best novel one."""
+    llm, backend = services.llm, services.literature
+    chosen_templates: dict[str, tuple[list[TemplateSpec], list[TemplateChoice]]] = {}  # by area, once a run
+
+    async def run(ctx: StageContext) -> IdeationOutput:
+        if ctx.area not in chosen_templates:
+            chosen_templates[ctx.area] = choose_templates(ctx.area, settings)
+        study = study_of(*chosen_templates[ctx.area], ctx.index, settings)
+        area_works, area_error = await area_related(backend, ctx.area, study.spec, settings.literature.top_k)
+        proposed = await propose_all(llm, ctx.area, study, area_works, settings.hypotheses)
+        scores, overall = await screen(llm, proposed.hypotheses)
+        passed = [i for i, score in enumerate(overall) if score >= settings.screen_threshold]
+        verdicts, novelty_error = await check_novelty_of(llm, backend, proposed, passed, settings.literature)
+        novel = [i for i in passed if verdicts[i].novel]
+        output = IdeationOutput(
+            hypotheses=proposed.records,
+            scores=scores,
+            overall=overall,
+            screened=len(passed),
+            novel=len(novel),
+            related=area_works,
+            literature=LiteratureInfo(
+                backend=backend.name,
+                error=area_error or novelty_error,
+                answered_by=answered_by(backend, ctx.project_id, ctx.stage),
+            ),
+            template=study.spec.name,
+            focus=study.focus.name if study.focus else "",
+            candidates=study.candidates,
+            templates_considered=study.considered,
+            fields_checked=3 * settings.hypotheses,
+            degenerate_fields=proposed.degenerate_fields,
+        )
+        return keep_best(ctx, output, passed, novel, verdicts, settings.screen_threshold)
+
+    return run
+
+
+def choose_templates(area: str, settings: IdeationSettings) -> tuple[list[TemplateSpec], list[TemplateChoice]]:
+    """The templates this run's projects take in turn, and every template considered with its relevance.
+
+    ``[auto]`` ranks every research template by relevance to the area and keeps the best
+    ``max_templates``; named templates are used as given (their relevance still recorded).
+    """
+    dirs = settings.template_dirs
+    if list(settings.templates) == ["auto"]:
+        specs = [load_template(n, dirs) for n in template_folders(dirs)]
+        ranked = rank_templates(area, [s for s in specs if s.research])
+        chosen = [next(s for s in specs if s.name == c.name) for c in ranked[: settings.max_templates]]
+        return chosen, ranked
+    specs = [load_template(n, dirs) for n in settings.templates]
+    return specs, rank_templates(area, specs)
+
+
+def study_of(
+    templates: list[TemplateSpec], considered: list[TemplateChoice], index: int, settings: IdeationSettings
+) -> Study:
+    """The template of project ``index`` (projects take the chosen templates in turn), its focus knob and its
+    candidate methods: the n-th project on a template starts further along the template's methods."""
+    spec = templates[index % len(templates)]
+    rotation = index // len(templates)
+    focus = spec.knobs[rotation % len(spec.knobs)] if spec.knobs else None
+    n = settings.hypotheses
+    candidates = candidate_methods(spec, settings.method_components, offset=rotation * n, count=n)
+    return Study(spec, focus, candidates, considered)
+
+
+async def area_related(
+    backend: LiteratureBackend, area: str, spec: TemplateSpec, k: int
+) -> tuple[list[RelatedEntry], str | None]:
+    """The related works of the area and template (shown to the model), or none and why."""
+    query = f"{area}. {spec.title}. {spec.domain}. {spec.description}"
+    hits, error = await find_related(backend, query, k)
+    return [related_entry(h, query) for h in hits], error
+
+
+async def propose_all(llm: LLMClient, area: str, study: Study, area_works: list[RelatedEntry], n: int) -> Proposals:
+    """``n`` hypotheses, one a candidate method (or an angle on the focus knob, for a template of knobs only)."""
+    known = (
+        "Related work found for this area:\n" + "\n".join(f"- {r.title}" for r in area_works[:3]) + "\n"
+        if area_works
+        else ""
+    )
+    proposed = Proposals()
+    focus = study.focus
+    for i in range(n):
+        candidate = study.candidates[i % len(study.candidates)] if study.candidates else None
+        angle = ANGLES[i % len(ANGLES)].format(knob=focus.name) if focus else "the template's settings"
+        hypothesis, reasons, method = await propose(llm, area, study.spec, known, candidate, angle)
+        proposed.degenerate_fields += len({r.split(":", 1)[0] for r in reasons})
+        proposed.hypotheses.append(hypothesis)
+        proposed.records.append(
+            HypothesisRecord(
+                **hypothesis.model_dump(),
+                method=method,
+                written_by="harness" if reasons and candidate is not None else "model",
+                degenerate=reasons,
+            )
+        )
+    return proposed
+
+
+async def propose(
+    llm: LLMClient, area: str, spec: TemplateSpec, known: str, candidate: MethodCandidate | None, angle: str
+) -> tuple[Hypothesis, list[str], dict[str, str]]:
+    """One hypothesis (the model's, or the harness's when the model's is degenerate), why it was replaced, and
+    its method."""
+    method = dict(candidate.components) if candidate else {}
+    ask = proposal_prompt(area, spec, known, candidate, angle)
+    drafted = await llm.structured(ask, Hypothesis, max_tokens=250)
+    expected = study_terms(spec, method) if candidate else [spec.title, spec.metric, angle]
+    reasons: list[str] = []
+    for name in ("title", "statement", "rationale"):
+        found = degenerate_reasons(
+            getattr(drafted, name),
+            echoes=SCHEMA_TEXTS,
+            prompt=ask[1]["content"],
+            field_names=Hypothesis.model_fields,
+            expected=expected,
+        )
+        reasons += [f"{name}: {r}" for r in found]
+    if reasons and candidate is not None:
+        return harness_hypothesis(spec, candidate), reasons, method
+    return drafted, reasons, method
+
+
+def proposal_prompt(
+    area: str, spec: TemplateSpec, known: str, candidate: MethodCandidate | None, angle: str
+) -> list[dict[str, str]]:
+    """The request for one hypothesis about a method (or an angle), its effect on the metric and why."""
+    about = (
+        f"the method: {candidate.summary}, instead of the baseline's "
+        + ", ".join(f"{s}={spec.component(s).default}" for s in candidate.components)
+        if candidate
+        else angle
+    )
+    return [
+        {
+            "role": "system",
+            "content": "You are a machine learning researcher who proposes small, testable hypotheses.",
+        },
+        {
+            "role": "user",
+            "content": (
+                f"Research area: {area}.\n{known}Experiment: {spec.title}: {spec.description}\n"
+                f"Propose one hypothesis about {about}, and its effect on {spec.metric} "
+                f"({'higher' if spec.higher_is_better else 'lower'} is better). "
+                "Give a specific title, a testable statement and a short rationale."
+            ),
+        },
+    ]
+
+
+def harness_hypothesis(spec: TemplateSpec, candidate: MethodCandidate) -> Hypothesis:
+    """A hypothesis written by the harness from a method, for when the model's text is degenerate."""
+    better = "raises" if spec.higher_is_better else "lowers"
+    slots = " and ".join(candidate.components)
+    task = in_sentence(spec.title)
+    effect = f"{better} the final {spec.metric} of {task} compared with the template's baseline."
+    statement = sentence_case(f"{candidate.summary} {effect}")
+    if len(statement) > 260:  # the options' descriptions are long: name the options instead
+        statement = sentence_case(f"{method_phrase(spec, candidate.components)} {effect}")
+    what = "how the model trains" if spec.kind == "training" else "how the subject model is asked or scored"
+    return Hypothesis(
+        title=clip_words(sentence_case(f"{method_phrase(spec, candidate.components)} in {task}"), 90),
+        statement=clip_words(statement, 259).rstrip(".") + ".",
+        rationale=clip_words(
+            f"Each changes {what} ({slots}); together they may do more than either alone, which the ablations test.",
+            260,
+        ),
+    )
+
+
+async def screen(llm: LLMClient, hypotheses: list[Hypothesis]) -> tuple[list[ScreeningScore], list[float]]:
+    """The model's screening scores of each hypothesis, and each one's overall score (0 for a repeat: a repeated
+    hypothesis does not pass screening twice)."""
+    scores: list[ScreeningScore] = []
+    for h in hypotheses:
+        ask = [
+            {"role": "system", "content": "You are a strict senior researcher screening research ideas."},
+            {
+                "role": "user",
+                "content": (
+                    f"Hypothesis: {h.title}. {h.statement}\nScore it from 1 (bad) to 5 (excellent) for "
+                    "novelty, feasibility with a small CPU experiment, and clarity."
+                ),
+            },
+        ]
+        scores.append(ScreeningScore.model_validate((await llm.structured(ask, Score, max_tokens=60)).model_dump()))
+    overall = [s.overall for s in scores]
+    seen: set[str] = set()
+    for i, h in enumerate(hypotheses):
+        key = " ".join(h.statement.lower().split())
+        if key in seen:
+            overall[i] = 0.0
+        seen.add(key)
+    return scores, overall
+
+
+async def check_novelty_of(
+    llm: LLMClient, backend: LiteratureBackend, proposed: Proposals, passed: list[int], cfg: LiteratureConfig
+) -> tuple[dict[int, NoveltyVerdict], str | None]:
+    """The novelty verdict of each hypothesis that passed screening (only those), its nearest works recorded
+    with it; and the first literature error met."""
+    verdicts: dict[int, NoveltyVerdict] = {}
+    first_error = None
+    for i in passed:
+        hypothesis, record = proposed.hypotheses[i], proposed.records[i]
+        text = f"{hypothesis.title}. {hypothesis.statement}"
+        hits, error = await find_related(backend, text, cfg.top_k)
+        first_error = first_error or error
+        record.related = [related_entry(h, text) for h in hits]
+        verdicts[i] = record.novelty = await check_novelty(llm, hypothesis, record.related, cfg)
+    return verdicts, first_error
+
+
+async def find_related(backend: LiteratureBackend, query: str, k: int) -> tuple[list[SearchHit], str | None]:
+    """The backend's hits for ``query``, or none and the reason when no backend could answer."""
+    try:
+        return await backend.search(query, k), None
+    except LiteratureError as exc:
+        return [], f"literature search failed: {str(exc)[:300]}"
+
+
 def related_entry(hit: SearchHit, text: str) -> RelatedEntry:
     """A retrieved work as stored with a hypothesis: the record, the backend's score, the similarity."""
     record = hit.record
@@ -100,14 +373,6 @@ def related_entry(hit: SearchHit, text: str) -> RelatedEntry:
         score=hit.score,
         similarity=round(text_similarity(text, f"{record.title}. {record.abstract or ''}"), 4),
     )
-
-
-async def find_related(backend: LiteratureBackend, query: str, k: int) -> tuple[list[SearchHit], str | None]:
-    """The backend's hits for ``query``, or none and the reason when no backend could answer."""
-    try:
-        return await backend.search(query, k), None
-    except LiteratureError as exc:
-        return [], f"literature search failed: {str(exc)[:300]}"
 
 
 async def check_novelty(
@@ -154,222 +419,33 @@ async def check_novelty(
     )
 
 
+def keep_best(
+    ctx: StageContext,
+    output: IdeationOutput,
+    passed: list[int],
+    novel: list[int],
+    verdicts: dict[int, NoveltyVerdict],
+    threshold: float,
+) -> IdeationOutput:
+    """Choose the novel hypothesis screened best (the first of a tie) and save every hypothesis; stop the
+    project when none passed screening, or none of those is novel."""
+    overall = output.overall
+    if novel:
+        output.chosen = output.hypotheses[max(novel, key=lambda i: (overall[i], -i))]
+    ctx.save_artifact("hypothesis", "hypotheses.json", output.model_dump_json(indent=1))
+    if not passed:
+        raise StopProject(
+            ProjectStatus.screened_out,
+            f"no hypothesis reached the screening threshold {threshold} (scores {overall})",
+            output,
+        )
+    if not novel:
+        why = "; ".join(verdicts[i].reason for i in passed)
+        raise StopProject(ProjectStatus.screened_out, f"no screened hypothesis is novel ({why})", output)
+    return output
+
+
 def answered_by(backend: LiteratureBackend, project_id: str, stage: str) -> list[str]:
     """Which services answered this project's look-ups in this stage (a fallback chain keeps the record)."""
     answered = getattr(backend, "answered_for", None)
     return list(answered(project_id, stage)) if callable(answered) else []
-
-
-@dataclass(frozen=True)
-class IdeationSettings:
-    """What Ideation needs of the run's config."""
-
-    templates: tuple[str, ...]
-    template_dirs: tuple[str, ...]
-    max_templates: int
-    method_components: int
-    hypotheses: int
-    screen_threshold: float
-    literature: LiteratureConfig
-
-    @classmethod
-    def of(cls, cfg: FarsConfig) -> IdeationSettings:
-        """The settings of a run's config."""
-        p, exp = cfg.pipeline, cfg.experiment
-        return cls(
-            tuple(exp.templates),
-            tuple(exp.template_dirs),
-            exp.max_templates,
-            exp.method_components,
-            p.hypotheses_per_project,
-            p.screen_threshold,
-            cfg.literature,
-        )
-
-
-def choose_templates(area: str, settings: IdeationSettings) -> tuple[list[TemplateSpec], list[TemplateChoice]]:
-    """The templates this run's projects take in turn, and every template considered with its relevance.
-
-    ``[auto]`` ranks every research template by relevance to the area and keeps the best
-    ``max_templates``; named templates are used as given (their relevance still recorded).
-    """
-    dirs = settings.template_dirs
-    if list(settings.templates) == ["auto"]:
-        specs = [load_template(n, dirs) for n in template_folders(dirs)]
-        ranked = rank_templates(area, [s for s in specs if s.research])
-        chosen = [next(s for s in specs if s.name == c.name) for c in ranked[: settings.max_templates]]
-        return chosen, ranked
-    specs = [load_template(n, dirs) for n in settings.templates]
-    return specs, rank_templates(area, specs)
-
-
-def harness_hypothesis(spec: TemplateSpec, candidate: MethodCandidate) -> Hypothesis:
-    """A hypothesis written by the harness from a method, for when the model's text is degenerate."""
-    better = "raises" if spec.higher_is_better else "lowers"
-    slots = " and ".join(candidate.components)
-    task = in_sentence(spec.title)
-    effect = f"{better} the final {spec.metric} of {task} compared with the template's baseline."
-    statement = sentence_case(f"{candidate.summary} {effect}")
-    if len(statement) > 260:  # the options' descriptions are long: name the options instead
-        statement = sentence_case(f"{method_phrase(spec, candidate.components)} {effect}")
-    what = "how the model trains" if spec.kind == "training" else "how the subject model is asked or scored"
-    return Hypothesis(
-        title=clip_words(sentence_case(f"{method_phrase(spec, candidate.components)} in {task}"), 90),
-        statement=clip_words(statement, 259).rstrip(".") + ".",
-        rationale=clip_words(
-            f"Each changes {what} ({slots}); together they may do more than either alone, which the ablations test.",
-            260,
-        ),
-    )
-
-
-@register_stage("ideation", produces=IdeationOutput, settings=IdeationSettings.of)
-def ideation(settings: IdeationSettings, services: Services) -> StageFn:
-    """Factory of the Ideation stage."""
-    n = settings.hypotheses
-    threshold = settings.screen_threshold
-    backend = services.literature
-    llm = services.llm
-    k = settings.literature.top_k
-    chosen_templates: dict[str, tuple[list[TemplateSpec], list[TemplateChoice]]] = {}
-
-    async def propose(
-        ctx: StageContext, spec: TemplateSpec, known: str, candidate: MethodCandidate | None, angle: str
-    ) -> tuple[Hypothesis, list[str], dict[str, str]]:
-        """One hypothesis (the model's, or the harness's when the model's is degenerate) and why it was replaced."""
-        method = dict(candidate.components) if candidate else {}
-        about = (
-            f"the method: {candidate.summary}, instead of the baseline's "
-            + ", ".join(f"{s}={spec.component(s).default}" for s in method)
-            if candidate
-            else angle
-        )
-        ask = [
-            {
-                "role": "system",
-                "content": "You are a machine learning researcher who proposes small, testable hypotheses.",
-            },
-            {
-                "role": "user",
-                "content": (
-                    f"Research area: {ctx.area}.\n{known}Experiment: {spec.title}: {spec.description}\n"
-                    f"Propose one hypothesis about {about}, and its effect on {spec.metric} "
-                    f"({'higher' if spec.higher_is_better else 'lower'} is better). "
-                    "Give a specific title, a testable statement and a short rationale."
-                ),
-            },
-        ]
-        drafted = await llm.structured(ask, Hypothesis, max_tokens=250)
-        expected = study_terms(spec, method) if candidate else [spec.title, spec.metric, angle]
-        reasons: list[str] = []
-        for name in ("title", "statement", "rationale"):
-            found = degenerate_reasons(
-                getattr(drafted, name),
-                echoes=SCHEMA_TEXTS,
-                prompt=ask[1]["content"],
-                field_names=Hypothesis.model_fields,
-                expected=expected,
-            )
-            reasons += [f"{name}: {r}" for r in found]
-        if reasons and candidate is not None:
-            return harness_hypothesis(spec, candidate), reasons, method
-        return drafted, reasons, method
-
-    async def run(ctx: StageContext) -> IdeationOutput:
-        if ctx.area not in chosen_templates:
-            chosen_templates[ctx.area] = choose_templates(ctx.area, settings)
-        templates, considered = chosen_templates[ctx.area]
-        spec = templates[ctx.index % len(templates)]
-        rotation = ctx.index // len(templates)  # the n-th project on a template starts further along its methods
-        focus = spec.knobs[rotation % len(spec.knobs)] if spec.knobs else None
-        candidates = candidate_methods(spec, settings.method_components, offset=rotation * n, count=n)
-        area_query = f"{ctx.area}. {spec.title}. {spec.domain}. {spec.description}"
-        area_hits, literature_error = await find_related(backend, area_query, k)
-        area_related = [related_entry(h, area_query) for h in area_hits]
-        known = (
-            "Related work found for this area:\n" + "\n".join(f"- {r.title}" for r in area_related[:3]) + "\n"
-            if area_related
-            else ""
-        )
-        hypotheses: list[Hypothesis] = []
-        records: list[HypothesisRecord] = []
-        degenerate_fields = 0
-        for i in range(n):
-            candidate = candidates[i % len(candidates)] if candidates else None
-            angle = ANGLES[i % len(ANGLES)].format(knob=focus.name) if focus else "the template's settings"
-            hypothesis, reasons, method = await propose(ctx, spec, known, candidate, angle)
-            degenerate_fields += len({r.split(":", 1)[0] for r in reasons})
-            hypotheses.append(hypothesis)
-            records.append(
-                HypothesisRecord(
-                    **hypothesis.model_dump(),
-                    method=method,
-                    written_by="harness" if reasons and candidate is not None else "model",
-                    degenerate=reasons,
-                )
-            )
-        scores: list[ScreeningScore] = []
-        for h in hypotheses:
-            screen = [
-                {"role": "system", "content": "You are a strict senior researcher screening research ideas."},
-                {
-                    "role": "user",
-                    "content": (
-                        f"Hypothesis: {h.title}. {h.statement}\nScore it from 1 (bad) to 5 (excellent) for "
-                        "novelty, feasibility with a small CPU experiment, and clarity."
-                    ),
-                },
-            ]
-            scores.append(
-                ScreeningScore.model_validate((await llm.structured(screen, Score, max_tokens=60)).model_dump())
-            )
-        overall = [s.overall for s in scores]
-        seen: set[str] = set()
-        for i, h in enumerate(hypotheses):  # a repeated hypothesis does not pass screening twice
-            key = " ".join(h.statement.lower().split())
-            if key in seen:
-                overall[i] = 0.0
-            seen.add(key)
-        passed = [i for i, score in enumerate(overall) if score >= threshold]
-        verdicts: dict[int, NoveltyVerdict] = {}
-        for i in passed:  # novelty: only for hypotheses that survived screening
-            text = f"{hypotheses[i].title}. {hypotheses[i].statement}"
-            hits, error = await find_related(backend, text, k)
-            literature_error = literature_error or error
-            records[i].related = [related_entry(h, text) for h in hits]
-            verdicts[i] = await check_novelty(llm, hypotheses[i], records[i].related, settings.literature)
-            records[i].novelty = verdicts[i]
-        novel = [i for i in passed if verdicts[i].novel]
-        literature = LiteratureInfo(
-            backend=backend.name, error=literature_error, answered_by=answered_by(backend, ctx.project_id, ctx.stage)
-        )
-        output = IdeationOutput(
-            hypotheses=records,
-            scores=scores,
-            overall=overall,
-            screened=len(passed),
-            novel=len(novel),
-            related=area_related,
-            literature=literature,
-            template=spec.name,
-            focus=focus.name if focus else "",
-            candidates=candidates,
-            templates_considered=considered,
-            fields_checked=3 * n,
-            degenerate_fields=degenerate_fields,
-        )
-        if novel:
-            output.chosen = records[max(novel, key=lambda i: (overall[i], -i))]
-        ctx.save_artifact("hypothesis", "hypotheses.json", output.model_dump_json(indent=1))
-        if not passed:
-            raise StopProject(
-                ProjectStatus.screened_out,
-                f"no hypothesis reached the screening threshold {threshold} (scores {overall})",
-                output,
-            )
-        if not novel:
-            why = "; ".join(verdicts[i].reason for i in passed)
-            raise StopProject(ProjectStatus.screened_out, f"no screened hypothesis is novel ({why})", output)
-        return output
-
-    return run

@@ -1,90 +1,87 @@
-"""The stage registry: FARS's own stages, the stages of installed packages, and their run order.
+"""Finding stages by name and putting a pipeline in run order.
 
-A package outside FARS adds stages through the entry point group ``fars.stages``: the entry point
-names a module that registers its stages on import (``fars.stages.base.register_stage``), or a
-``StageSpec``. Users then list them in ``pipeline.stages``; ``resolve_stages`` puts every stage
-after the stages whose contracts it consumes.
+The registry itself is ``fars.stages.base``'s: FARS's own stages by module, those of installed packages
+by their entry points (group ``fars.stages``), each stage's module imported only when the stage is
+looked up, so refusing an unknown name imports none. Users list stages in ``pipeline.stages``;
+``resolve_stages`` puts every stage after the stages whose contracts it consumes.
 """
 
 from __future__ import annotations
 
-import difflib
-import logging
-from importlib import metadata
-
-from fars.stages import experiment, ideation, planning, review, writing  # noqa: F401  (they register on import)
+from fars.registry import RegistryError
 from fars.stages.base import _REGISTRY, StageConfigError, StageSpec
-
-log = logging.getLogger(__name__)
-ENTRY_POINT_GROUP = "fars.stages"
-_entry_points_loaded = False
-
-
-def load_entry_points() -> list[str]:
-    """Import the stages other packages declare (entry point group ``fars.stages``); problems, one per line."""
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return []
-    _entry_points_loaded = True
-    problems = []
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = ep.load()
-        except Exception as exc:  # a broken plug-in must not hide every other stage
-            problems.append(f"entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}) failed to load: {exc}")
-            continue
-        if isinstance(loaded, StageSpec):
-            _REGISTRY.setdefault(loaded.name, loaded)
-    for line in problems:
-        log.warning("%s", line)
-    return problems
 
 
 def registered_stages() -> dict[str, StageSpec]:
-    """Every registered stage, FARS's own and those of installed packages."""
-    load_entry_points()
-    return dict(_REGISTRY)
+    """Every registered stage, FARS's own and those of installed packages (each imported)."""
+    return _REGISTRY.load_all()
 
 
 def get_stage(name: str) -> StageSpec:
     """The stage registered as ``name``; a typo gets the nearest names suggested."""
-    known = registered_stages()
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise KeyError(f"no stage named {name!r}{hint} (registered: {sorted(known)})")
-    return known[name]
+    return _REGISTRY[name]
+
+
+def listed_stages(names: list[str]) -> list[StageSpec]:
+    """The registered stages among ``names``, each once, in listed order; unknown ones and another package's
+    that cannot load are left out (``resolve_stages`` names them)."""
+    found = []
+    for name in dict.fromkeys(names):
+        try:
+            spec = _REGISTRY.get(name)
+        except RegistryError:
+            continue
+        if spec is not None:
+            found.append(spec)
+    return found
 
 
 def resolve_stages(names: list[str]) -> list[StageSpec]:
     """The listed stages in run order: each after the stages whose contracts it consumes.
 
     Order among independent stages is the listed order. Raises ``StageConfigError`` naming every
-    unknown stage, duplicate, and input that no listed stage produces.
+    unknown stage, duplicate, and input that no listed stage produces. Only the listed stages are imported
+    (every stage, to name the producers of a missing input).
     """
-    known = registered_stages()
     problems: list[str] = []
     specs: list[StageSpec] = []
     for name in names:
         if name in (s.name for s in specs):
             problems.append(f"pipeline.stages: {name!r} is listed twice")
-        elif name not in known:
-            close = difflib.get_close_matches(name, known, n=2)
-            hint = f"; did you mean {' or '.join(close)}?" if close else ""
-            problems.append(f"pipeline.stages: no stage named {name!r}{hint} (registered: {sorted(known)})")
+        elif name not in _REGISTRY:
+            problems.append(
+                f"pipeline.stages: no stage named {name!r}{_REGISTRY.nearest(name, 2)} "
+                f"(registered: {_REGISTRY.names()})"
+            )
         else:
-            specs.append(known[name])
-    producers = {s.produces: s for s in specs}
+            try:
+                specs.append(_REGISTRY[name])
+            except RegistryError as exc:
+                problems.append(f"pipeline.stages: {exc}")
+    problems += _missing_inputs(specs)
+    if problems:
+        raise StageConfigError(problems)
+    return _in_run_order(specs)
+
+
+def _missing_inputs(specs: list[StageSpec]) -> list[str]:
+    """Each input of a listed stage that no listed stage produces, with the stages that would."""
+    produced = {s.produces for s in specs}
+    problems = []
     for spec in specs:
         for needed in spec.consumes:
-            if needed not in producers:
-                makers = [s.name for s in known.values() if s.produces is needed]
+            if needed not in produced:
+                makers = [s.name for s in registered_stages().values() if s.produces is needed]
                 hint = f"; add {' or '.join(makers)} to pipeline.stages" if makers else ""
                 problems.append(
                     f"pipeline.stages: {spec.name!r} consumes {needed.__name__}, which no listed stage produces{hint}"
                 )
-    if problems:
-        raise StageConfigError(problems)
+    return problems
+
+
+def _in_run_order(specs: list[StageSpec]) -> list[StageSpec]:
+    """The stages ordered so that each comes after the producers of what it consumes (listed order otherwise)."""
+    producers = {s.produces: s for s in specs}
     ordered: list[StageSpec] = []
     remaining = list(specs)
     while remaining:

@@ -15,7 +15,6 @@ with the reason on the page and in ``/api/runs``, never read.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import math
@@ -40,13 +39,12 @@ from fars.run.contracts import (
     ReviewOutput,
     WritingOutput,
 )
-from fars.run.ledger import BoardRow, Ledger, connect_read_only, load_stored
+from fars.run.ledger import LEDGER_FILE, BoardRow, Ledger, load_stored
 from fars.run.records import ProjectStatus, ProjectSummary, RunRecord
 from fars.run.summary import RUN_RECORD_FILE, build_run_record, summarize_project, typed_outputs
 from fars.safe_files import UnsafeFileError, UnsafeYamlError, load_yaml, read_file
 from fars.view.folders import RefusedFile, RunFolder, ServedFolders, list_folders, open_plain, refusal
 
-LEDGER_FILE = "ledger.sqlite"
 LEDGER_SIBLINGS = ("-wal", "-shm", "-journal")  # files SQLite opens beside the ledger, by name
 CONFIG_FILE = ".hydra/config.yaml"
 KNOWN_CONTRACTS = (IdeationOutput, PlanningOutput, ExperimentOutput, WritingOutput, ReviewOutput)
@@ -248,7 +246,6 @@ class RunReader:
         self.served = served
         self._lock = threading.RLock()
         self._ledger: Ledger | None = None
-        self._raw: sqlite3.Connection | None = None  # the same ledger, for the rows Ledger has no reader for
         self._key: tuple[Any, ...] | None = None
         self._generation = 0
         self._snapshot: RunSnapshot | None = None
@@ -267,20 +264,16 @@ class RunReader:
         """The read-only ledger, opened once it (and what SQLite opens beside it) is a regular file of its own.
 
         Checked again once SQLite has opened its files: a link swapped in between the check and the open
-        is refused too (the connections are closed before a single row is used).
+        is refused too (the connection is closed before a single row is used).
         """
         if self._ledger is not None:
             return self._ledger
         run_dir = self.folder.path
         ledger: Ledger | None = None
-        raw: sqlite3.Connection | None = None
         try:
             before = ledger_identity(run_dir)
             ledger = Ledger(self.ledger_path, read_only=True)
-            raw = connect_read_only(self.ledger_path)
-            raw.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SQLite opens the -wal and -shm now
-            with contextlib.suppress(sqlite3.OperationalError):  # a ledger just created may have no meta table yet
-                ledger.get_meta("sessions")
+            ledger.open_files()
             if ledger_identity(run_dir) != before:
                 raise RefusedFile(f"{LEDGER_FILE} was replaced while it was opened; refused")
         except FileNotFoundError:
@@ -291,29 +284,27 @@ class RunReader:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
             self._ledger_problem = (f"{LEDGER_FILE} could not be opened ({str(why)[:300]})", False)
         else:
-            self._ledger, self._raw, self._ledger_problem = ledger, raw, None
+            self._ledger, self._ledger_problem = ledger, None
             return ledger
-        for db in (ledger, raw):
-            if db is not None:
-                db.close()
+        if ledger is not None:
+            ledger.close()
         return None
 
     def close(self) -> None:
-        """Close the read-only connections."""
+        """Close the read-only connection."""
         with self._lock:
-            for db in (self._ledger, self._raw):
-                if db is not None:
-                    db.close()
-            self._ledger = self._raw = None
+            if self._ledger is not None:
+                self._ledger.close()
+            self._ledger = None
 
     def poll(self) -> int:
         """The run's generation: a number that grows whenever its ledger or RunRecord changed."""
         with self._lock:
-            self._open()
+            ledger = self._open()
             version = None
-            if self._raw is not None:
+            if ledger is not None:
                 try:
-                    version = self._raw.execute("PRAGMA data_version").fetchone()[0]
+                    version = ledger.data_version()
                 except sqlite3.Error:
                     version = None
             key = (
@@ -433,20 +424,15 @@ class RunReader:
         """Everything about one project, or None when the run has no such project."""
         with self._lock:
             ledger = self._open()
-            if ledger is None or self._raw is None:
+            if ledger is None:
                 return self._project_from_record(project_id)
             try:
-                known = {row[0] for row in self._raw.execute("SELECT id FROM projects WHERE id=?", (project_id,))}
-                if not known:
+                if not ledger.has_project(project_id):
                     return self._project_from_record(project_id)
                 detail = ProjectDetail(summary=summarize_project(ledger, project_id))
                 self._outputs(ledger, project_id, detail)
-                detail.events = _rows(
-                    self._raw,
-                    "SELECT stage, event, ts, error FROM stage_events WHERE project_id=? ORDER BY id",
-                    (project_id,),
-                )
-                detail.calls = _rows(self._raw, "SELECT * FROM calls WHERE project_id=? ORDER BY id", (project_id,))
+                detail.events = ledger.project_events(project_id)
+                detail.calls = ledger.project_calls(project_id)
                 _code_nodes(ledger, project_id, detail)
             except (sqlite3.Error, ContractError, ValueError) as exc:
                 fallback = self._project_from_record(project_id)
@@ -538,12 +524,6 @@ def _code_nodes(ledger: Ledger, project_id: str, detail: ProjectDetail) -> None:
     if search is not None and search.nodes:
         nodes = {n.id: n for n in search.nodes}
     detail.code_nodes = list(nodes.values())
-
-
-def _rows(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-    cursor = db.execute(sql, args)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _float(value: Any) -> float | None:

@@ -60,6 +60,7 @@ def run_with_artifacts(tmp_path: Path) -> Path:
         )
     record.projects[0].title = "<script>alert('x')</script> & escaped"
     record.projects[1].status, record.projects[1].stage = ProjectStatus.failed, "experiment"
+    record.papers -= 1  # as the RunRecord's writer counts them (``is_paper``)
     record.projects[1].error = "experiment: every condition crashed"
     record.totals.by_stage = {
         s: Usage(calls=5, input_tokens=900, output_tokens=100, cost_usd=0.002)

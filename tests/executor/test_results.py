@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from experiments.metrics import Metrics
-from fars.executor.results import ResultRejected, check_result, result_problems
+from fars.executor.launch import JobFailed
+from fars.executor.results import ResultRejected, accept_metrics, check_result, read_metrics, result_problems
 
 
 def metrics(**change: Any) -> Metrics:
@@ -81,6 +82,29 @@ def test_huge_curves_and_key_floods_are_refused_before_anything_plots_them() -> 
         final={"val_accuracy": 0.5, "val_loss": 1.0, "train_loss": 1.0, **{f"k{i}": 0.0 for i in range(100)}}
     )
     assert any("final has 103 entries" in p for p in result_problems(flood, "val_accuracy"))
+
+
+def test_one_acceptance_reads_validates_and_checks_and_its_refusal_is_a_failed_job(tmp_path: Path) -> None:
+    """``accept_metrics`` is the one door for a job's metrics.json: what it refuses is a ``JobFailed`` like any
+    failed job, whether the file is missing, not metrics, or poison."""
+    good = metrics()
+    (tmp_path / "metrics.json").write_text(good.model_dump_json())
+    assert accept_metrics(tmp_path, "val_accuracy", seed=0) == good
+    assert accept_metrics(tmp_path) == good  # the result's own metric when none is named
+    with pytest.raises(ResultRejected, match="seed is 0, the job ran seed 3") as caught:
+        accept_metrics(tmp_path, "val_accuracy", seed=3)
+    assert isinstance(caught.value, JobFailed)
+    (tmp_path / "metrics.json").write_text('{"template": "modadd"')  # a kill mid-write
+    with pytest.raises(ResultRejected, match="is not valid metrics"):
+        read_metrics(tmp_path)
+    (tmp_path / "metrics.json").unlink()
+    with pytest.raises(ResultRejected, match=r"wrote no metrics.json"):
+        accept_metrics(tmp_path, "val_accuracy")
+    poisoned = metrics(final__val_accuracy=1e300)
+    (tmp_path / "metrics.json").write_text(poisoned.model_dump_json())
+    with pytest.raises(ResultRejected, match=r"final.val_accuracy"):
+        accept_metrics(tmp_path, "val_accuracy", rewrite=True)
+    assert read_metrics(tmp_path) == poisoned  # rewritten by the harness, still refused
 
 
 TAMPERING_METHOD = """method.py

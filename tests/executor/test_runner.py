@@ -21,7 +21,8 @@ import pytest
 
 from fars.config import FarsConfig, validate_config
 from fars.executor.launch import JobFailed
-from fars.executor.runner import ResultRefused, Runner
+from fars.executor.results import ResultRejected
+from fars.executor.runner import Runner
 from fars.run.ledger import Ledger
 
 SIMULATED = "experiments.simulated.train"
@@ -181,7 +182,7 @@ def test_a_method_planting_traps_in_its_own_folder_gets_a_failed_job_and_nothing
                     "experiments.modadd.train", args, out, ranks=1, sandbox=cfg.sandbox, readable=(method.parent,)
                 )
             )
-        assert isinstance(caught.value, ResultRefused) == (trap != "ledger"), caught.value
+        assert isinstance(caught.value, ResultRejected) == (trap != "ledger"), caught.value
         assert time.monotonic() - started < 120
         assert "not-for-the-harness" not in str(caught.value)
         assert _sha(run_dir / "ledger.sqlite") == ledger_before and _sha(secret) == secret_before

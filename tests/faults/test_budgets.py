@@ -223,7 +223,7 @@ def overshoot(kind: str, concurrency: int, tmp_path: Path, limit: float = 0.004)
 @pytest.mark.parametrize("concurrency", [1, 4, 16])
 @pytest.mark.parametrize("kind", sorted(ADVERSARIAL))
 def test_adversarial_prompts_never_pass_the_dollar_budget(kind: str, concurrency: int, tmp_path: Path) -> None:
-    """The README's promise, with prompts of digits, code and non-Latin text billed by a real tokenizer."""
+    """docs/configuration.md's promise (a dollar cap is not passed) with digits, code and non-Latin text billed by a real tokenizer."""
     spent, limit, one_call = overshoot(kind, concurrency, tmp_path)
     assert spent <= limit, f"{kind} at concurrency {concurrency}: overshoot {spent / limit - 1:+.1%}"
     # and the budget was used, not refused early: calls wait for the calls in flight instead of giving up, so
