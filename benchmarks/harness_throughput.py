@@ -26,10 +26,13 @@ The default latency, a mean of 10 s for a 1,000-token reply, is what a hosted mo
 tokens/s takes; ``--latency 2`` stresses the harness harder, and on a small machine the ``cpu bound``
 column then shows the CPUs, not the harness, setting the pace.
 
-    python benchmarks/harness_throughput.py                       # P = 1 16 64 256 512, ~25 minutes
+    python benchmarks/harness_throughput.py                       # P = 1 16 64 256 1024, ~25 minutes
+    python benchmarks/harness_throughput.py --projects 256,1024   # the two goal points, ~10 minutes
     python benchmarks/harness_throughput.py --projects 256 --latency 2 --dist exponential
 
-Goals (issue 6): at least 0.95 of ideal at 256 projects, under 2 ms of harness CPU a model call.
+Goals (issue 31): at least 0.95 of ideal at 256 projects in flight and 0.9 at 1,024, at most 5 ms of whole-harness
+CPU a model call (issue 6 set under 2 ms for the client path alone). The default set runs 1,024 in place of 512:
+the larger point is where quadratic work shows, and each point's wall time is about the same (a few latency bounds).
 """
 
 from __future__ import annotations
@@ -213,7 +216,7 @@ def run_once(projects: int, ns: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     """Run the sweep over projects in flight and print one table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--projects", default="1,16,64,256,512", help="projects in flight, comma-separated")
+    p.add_argument("--projects", default="1,16,64,256,1024", help="projects in flight, comma-separated")
     p.add_argument("--latency", type=float, default=10.0, help="mean simulated seconds per model call")
     p.add_argument("--dist", default="lognormal", choices=["fixed", "exponential", "lognormal", "uniform"])
     p.add_argument("--spread", type=float, default=0.5, help="lognormal sigma / uniform half-width share")
@@ -261,14 +264,14 @@ def main() -> int:
         )
     if ns.json:
         ns.json.write_text(json.dumps({"client": client, "runs": rows}, indent=1))
-    at = [r for r in rows if r["projects"] == 256]
     verdict = f"goals: client path {client['cpu_ms_per_call']:.2f} ms per call (goal < 2 ms)"
-    if at:
-        r = at[0]
-        verdict += (
-            f"; at 256 in flight ratio {r['ratio']:.3f} (goal >= 0.95), whole harness "
-            f"{r['harness_ms_per_call']:.2f} ms CPU per call"
-        )
+    for r in rows:
+        goal = {256: 0.95, 1024: 0.9}.get(r["projects"])
+        if goal is not None:
+            verdict += (
+                f"; at {r['projects']} in flight ratio {r['ratio']:.3f} (goal >= {goal}), whole harness "
+                f"{r['harness_ms_per_call']:.2f} ms CPU per call (goal <= 5 ms)"
+            )
     print(verdict)
     return 0
 

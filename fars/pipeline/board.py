@@ -1,7 +1,8 @@
 """Live status for a person watching a long unattended run, read from the run's ledger.
 
-The board keeps no state of its own: every refresh reads the projects and their latest stage events
-from the ledger (one query). On a terminal it redraws a table in place, with log records (retries,
+The board reads only what changed: the queue reports each project it changes (``LiveTotals``), and a
+refresh reads those projects' rows and the calls recorded since the last one, so its work does not grow
+with the projects already finished (a run of thousands refreshes as cheaply as one of ten). On a terminal it redraws a table in place, with log records (retries,
 time-outs, projects that ended badly) printed above it so they stay visible; elsewhere (CI, a log
 file) it writes one line per project change and a totals line every ``pipeline.status_interval_s``.
 """
@@ -21,10 +22,9 @@ from rich.text import Text
 
 from fars.run.ledger import BoardRow, Ledger
 from fars.run.records import ProjectStatus
-from fars.run.summary import is_paper, papers_per_hour
+from fars.run.summary import LiveTotals, RunClock, is_paper, papers_per_hour
 
 log = logging.getLogger("fars.status")
-_FINAL = (ProjectStatus.done, ProjectStatus.failed, ProjectStatus.screened_out, ProjectStatus.budget_exhausted)
 
 
 class _ConsoleHandler(logging.Handler):
@@ -52,15 +52,24 @@ class _ConsoleHandler(logging.Handler):
 class StatusBoard:
     """Renders the ledger's project states live (tty) or as log lines; see the module docstring."""
 
-    def __init__(self, ledger: Ledger, interval_s: float, started: float, interactive: bool | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        interval_s: float,
+        clock: RunClock,
+        interactive: bool | None = None,
+        live: LiveTotals | None = None,
+    ) -> None:
         self.ledger = ledger
+        self.live = live or LiveTotals(ledger)  # the queue's running totals: what changed, counts, usage
         self.interval_s = interval_s
-        self.started = started
+        self.clock = clock  # the board shows wall time: since the run's first session started
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.console = Console(stderr=True)
         self._live: Live | None = None
         self._last_line = 0.0
         self._seen: dict[str, tuple[str | None, ProjectStatus]] = {}
+        self._rows: dict[str, BoardRow] | None = None  # the table's rows (tty), read whole once, then as they change
         self._swapped: list[tuple[logging.Handler, logging.Handler]] = []
         # model calls waiting their turn now (``LLMClient.calls_waiting``), set once the run's client exists
         self.calls_waiting: Callable[[], int] | None = None
@@ -70,15 +79,13 @@ class StatusBoard:
             # before Live starts: it swaps sys.stdout/sys.stderr for proxies, and the logging handlers
             # still holding the real streams would then write into the table's last line
             self._route_logs_through_console()
-            self._live = Live(
-                self._render(self.ledger.board()), console=self.console, auto_refresh=False, transient=False
-            )
+            self._live = Live(self._render(self._all_rows()), console=self.console, auto_refresh=False, transient=False)
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
-            self._live.update(self._render(self.ledger.board()), refresh=True)
+            self._live.update(self._render(self._all_rows()), refresh=True)
             self._live.__exit__(*exc)
             self._live = None
         for mine, theirs in self._swapped:
@@ -104,24 +111,31 @@ class StatusBoard:
                 root.addHandler(mine)
                 self._swapped.append((mine, handler))
 
+    def _all_rows(self) -> list[BoardRow]:
+        """Every project's row for the table: read whole the first time, then only the changed ones."""
+        changed = self.ledger.board(self.live.take_changed())
+        if self._rows is None:
+            self._rows = {row.id: row for row in self.ledger.board()}
+        self._rows.update((row.id, row) for row in changed)
+        return list(self._rows.values())
+
     def refresh(self) -> None:
-        """Read the ledger and redraw (tty), or log what changed and, each interval, the totals."""
-        rows = self.ledger.board()
-        changes = self._changes(rows)
+        """Redraw (tty), or log what changed since the last refresh and, each interval, the totals."""
         if self._live is not None:
-            self._live.update(self._render(rows), refresh=True)
+            self._live.update(self._render(self._all_rows()), refresh=True)
             return
+        changes = self._changes(self.ledger.board(self.live.take_changed()))
         for row in changes:
             where = row.stage or "queued"
             if row.status == ProjectStatus.running:
                 log.info("%s: %s", row.id, where)
             elif row.status == ProjectStatus.done:
                 log.info("%s: done", row.id)
-            elif row.status in _FINAL:
+            elif row.status.final:
                 log.info("%s: %s in %s", row.id, row.status.value, where)
         if time.time() - self._last_line >= self.interval_s:
             self._last_line = time.time()
-            log.info(self.totals_line(rows))
+            log.info(self.totals_line())
 
     def _changes(self, rows: list[BoardRow]) -> list[BoardRow]:
         changed = []
@@ -133,14 +147,14 @@ class StatusBoard:
                     changed.append(row)
         return changed
 
-    def totals_line(self, rows: list[BoardRow] | None = None) -> str:
-        """One line with the run's totals."""
-        rows = self.ledger.board() if rows is None else rows
-        usage = self.ledger.total_usage()
-        papers = sum(1 for r in rows if is_paper(r.status))
-        active = sum(1 for r in rows if r.status == ProjectStatus.running)
-        failed = sum(1 for r in rows if r.status == ProjectStatus.failed)
-        elapsed = time.time() - self.started
+    def totals_line(self) -> str:
+        """One line with the run's totals (from the running counts: no pass over the projects or calls)."""
+        usage = self.live.usage()
+        counts = self.live.counts
+        papers = sum(n for status, n in counts.items() if is_paper(status))
+        active = counts[ProjectStatus.running]
+        failed = counts[ProjectStatus.failed]
+        elapsed = self.clock.wall_s()
         waiting = f" | {self.calls_waiting()} calls waiting" if self.calls_waiting is not None else ""
         return (
             f"{elapsed:5.0f}s | papers {papers} | in flight {active} | failed {failed} | tokens "
@@ -172,4 +186,4 @@ class StatusBoard:
                 (row.error or "").replace("\n", " "),
                 row.title or "",
             )
-        return Group(Text(self.totals_line(rows), overflow="ellipsis", no_wrap=True), table)
+        return Group(Text(self.totals_line(), overflow="ellipsis", no_wrap=True), table)

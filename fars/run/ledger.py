@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +24,7 @@ from fars.run.contracts import ContractError, StageOutput, contract_class, load_
 from fars.run.records import Artifact, ProjectStatus, Usage
 from fars.safe_files import UnsafeFileError, check_plain
 
+LEDGER_FILE = "ledger.sqlite"  # a run's ledger, in its run folder
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS projects (
@@ -57,15 +60,22 @@ _COUNT, _AMOUNT, _FLAG = "a whole number, 0 or more", "a finite number, 0 or mor
 _NUMBER = "a finite number"  # saved_usd: a cache write alone saves less than nothing
 _COLUMNS: dict[str, dict[str, str]] = {
     "calls": {
-        "input_tokens": _COUNT, "output_tokens": _COUNT, "cached_input_tokens": _COUNT,
-        "evaluated_input_tokens": _COUNT, "ordinal": _COUNT, "cost_usd": _AMOUNT, "saved_usd": _NUMBER,
-        "latency_s": _AMOUNT, "cache_hit": _FLAG, "ts": _AMOUNT,
+        "input_tokens": _COUNT,
+        "output_tokens": _COUNT,
+        "cached_input_tokens": _COUNT,
+        "evaluated_input_tokens": _COUNT,
+        "ordinal": _COUNT,
+        "cost_usd": _AMOUNT,
+        "saved_usd": _NUMBER,
+        "latency_s": _AMOUNT,
+        "cache_hit": _FLAG,
+        "ts": _AMOUNT,
     },
     "projects": {"idx": _COUNT, "created": _AMOUNT, "updated": _AMOUNT},
     "stage_events": {"ts": _AMOUNT},
     "artifacts": {"ts": _AMOUNT},
     "code_nodes": {"ts": _AMOUNT},
-}  # fmt: skip
+}
 _NULLABLE = {("stage_events", "contract_version"): _COUNT}
 _WHERE_BAD = {  # SQL true for a value that is not what the column may hold (9e999 is SQLite's infinity)
     _COUNT: "typeof({c}) != 'integer' OR {c} < 0",
@@ -78,8 +88,13 @@ _CHOICES = {
     ("stage_events", "event"): ("start", "finish", "fail"),
 }
 # run-level values read back as numbers or JSON (``project_started:<id>`` too: a finite time)
-_META = {"sessions": _COUNT, "started_at": _AMOUNT, "active_s": _AMOUNT, "identity": "a JSON object",
-         "forced_resumes": "a JSON list"}  # fmt: skip
+_META = {
+    "sessions": _COUNT,
+    "started_at": _AMOUNT,
+    "active_s": _AMOUNT,
+    "identity": "a JSON object",
+    "forced_resumes": "a JSON list",
+}
 
 
 def value_problems(db: sqlite3.Connection, *, limit: int = 5) -> list[str]:
@@ -152,6 +167,51 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     )
     db.execute("PRAGMA query_only=1")
     return db
+
+
+@dataclass(frozen=True)
+class LedgerCheck:
+    """What a ledger file holds, as a resume checks it (``check_ledger``); each field as far as the check got."""
+
+    damage: list[str]  # what ``PRAGMA quick_check`` found; empty when the file is intact
+    holds_run: bool = False  # a session opened it (its ``sessions`` is set); not: emptied, or killed at start-up
+    unwritten: list[str] = field(default_factory=list)  # values FARS never writes (``value_problems``)
+    rows: tuple[int, int] | None = None  # (projects, calls) it knows; None when either table is missing
+
+
+def check_ledger(path: Path) -> LedgerCheck:
+    """Read a ledger file for the checks before a resume, leaving the run folder exactly as it was.
+
+    Read-only; without a WAL file there is nothing beyond the main file to read, and ``immutable=1`` then
+    makes no ``-wal`` or ``-shm``. The check stops at damage (nothing more of a damaged file is read) and at
+    a ledger no session opened. ``sqlite3.Error`` when the file cannot be opened or read as SQLite.
+    """
+    flags = "mode=ro" if os.path.lexists(f"{path}-wal") else "mode=ro&immutable=1"
+    db = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?{flags}", uri=True, timeout=30)
+    try:
+        verdict = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+        if verdict != ["ok"]:
+            return LedgerCheck(damage=verdict)
+        tables = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        row = db.execute("SELECT value FROM meta WHERE key='sessions'").fetchone() if "meta" in tables else None
+        if row is None or row[0] is None:
+            return LedgerCheck(damage=[])
+        rows = None
+        if {"projects", "calls"} <= tables:
+            rows = (_count(db, "projects"), _count(db, "calls"))
+        return LedgerCheck(damage=[], holds_run=True, unwritten=value_problems(db), rows=rows)
+    finally:
+        db.close()
+
+
+def _count(db: sqlite3.Connection, table: str) -> int:
+    return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """A query's rows as {column: value}."""
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 @dataclass(frozen=True)
@@ -301,6 +361,16 @@ class Ledger:
         """Close the database."""
         self._db.close()
 
+    def open_files(self) -> None:
+        """Make SQLite open the ledger's files now (the database, and in WAL mode its ``-wal`` and ``-shm``), so a
+        reader that checks which files it opened checks after this."""
+        self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (the run) commits to the ledger: a reader's cheap
+        look for news."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
     # -- run metadata -------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         """A run-level value, or None."""
@@ -350,6 +420,10 @@ class Ledger:
         if row is None:
             raise KeyError(f"no project {project_id!r} in this run's ledger")
         return ProjectRow(row[0], row[1], row[2], row[3], ProjectStatus(row[4]), row[5], row[6])
+
+    def has_project(self, project_id: str) -> bool:
+        """Whether the ledger knows the project."""
+        return self._db.execute("SELECT 1 FROM projects WHERE id=?", (project_id,)).fetchone() is not None
 
     def projects(self) -> list[ProjectRow]:
         """All projects in queue order."""
@@ -408,13 +482,26 @@ class Ledger:
         ).fetchall()
         return {(r[1], r[2]): _stored(r) for r in rows}
 
-    def board(self) -> list[BoardRow]:
-        """Every project with its latest stage's start and its latest event: the status board's one query."""
-        rows = self._db.execute(
-            "SELECT p.id, p.stage, p.status, p.title, p.error, e.started, e.last FROM projects p LEFT JOIN "
-            "(SELECT project_id, MAX(CASE WHEN event='start' THEN ts END) AS started, MAX(ts) AS last "
-            "FROM stage_events GROUP BY project_id) e ON e.project_id = p.id ORDER BY p.idx"
-        ).fetchall()
+    def board(self, ids: list[str] | None = None) -> list[BoardRow]:
+        """Every project (or those in ``ids``) with its latest stage's start and its latest event: the status
+        board's one query; with ``ids`` it reads only their rows (indexed), whatever the run's size."""
+        if ids is None:
+            rows = self._db.execute(
+                "SELECT p.id, p.stage, p.status, p.title, p.error, e.started, e.last FROM projects p LEFT JOIN "
+                "(SELECT project_id, MAX(CASE WHEN event='start' THEN ts END) AS started, MAX(ts) AS last "
+                "FROM stage_events GROUP BY project_id) e ON e.project_id = p.id ORDER BY p.idx"
+            ).fetchall()
+        else:
+            found = [
+                self._db.execute(
+                    "SELECT p.id, p.stage, p.status, p.title, p.error, (SELECT MAX(ts) FROM stage_events "
+                    "WHERE project_id=p.id AND event='start'), (SELECT MAX(ts) FROM stage_events WHERE project_id=p.id) "
+                    "FROM projects p WHERE p.id=?",
+                    (pid,),
+                ).fetchone()
+                for pid in ids
+            ]
+            rows = [r for r in found if r is not None]  # in the order of ``ids``
         return [BoardRow(r[0], r[1], ProjectStatus(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
     def all_stage_seconds(self) -> dict[str, dict[str, float]]:
@@ -437,12 +524,13 @@ class Ledger:
         ).fetchall()
         return {r[0]: (float(r[1]), float(r[2])) for r in rows}
 
-    def count_finished(self, stage: str) -> int:
-        """How many projects finished ``stage``."""
-        row = self._db.execute(
-            "SELECT COUNT(DISTINCT project_id) FROM stage_events WHERE stage=? AND event='finish'", (stage,)
-        ).fetchone()
-        return int(row[0])
+    def project_events(self, project_id: str) -> list[dict[str, Any]]:
+        """A project's stage events in order, each as {stage, event, ts, error}."""
+        return _dicts(
+            self._db.execute(
+                "SELECT stage, event, ts, error FROM stage_events WHERE project_id=? ORDER BY id", (project_id,)
+            )
+        )
 
     def stage_events(self) -> list[tuple[str, str, str]]:
         """Every (project, stage, event) in order; tests use it to prove nothing ran twice."""
@@ -476,6 +564,10 @@ class Ledger:
                 row.structured_mode,
             ),
         )
+
+    def project_calls(self, project_id: str) -> list[dict[str, Any]]:
+        """A project's model calls in order, each as every column the ledger stores of it."""
+        return _dicts(self._db.execute("SELECT * FROM calls WHERE project_id=? ORDER BY id", (project_id,)))
 
     def answered_places(self) -> set[tuple[str | None, str | None]]:
         """Every (project, stage) with at least one answered call: the only places a call can be replayed."""
@@ -533,6 +625,27 @@ class Ledger:
         """Usage of every call of the run."""
         return self.usage().get("", Usage())
 
+    def usage_since(self, after_id: int) -> tuple[int, Usage]:
+        """Summed usage of the calls recorded after call id ``after_id``, and the last call id (a running total's
+        step: it reads only the new rows, by primary key)."""
+        r = self._db.execute(
+            "SELECT MAX(id), COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), SUM(latency_s), "
+            "SUM(cache_hit), SUM(cached_input_tokens), SUM(evaluated_input_tokens), SUM(saved_usd) FROM calls WHERE id > ?",
+            (after_id,),
+        ).fetchone()
+        usage = Usage(
+            calls=r[1],
+            input_tokens=r[2] or 0,
+            output_tokens=r[3] or 0,
+            cost_usd=r[4] or 0.0,
+            latency_s=r[5] or 0.0,
+            cache_hits=r[6] or 0,
+            cached_input_tokens=r[7] or 0,
+            evaluated_input_tokens=r[8] or 0,
+            saved_usd=r[9] or 0.0,
+        )
+        return (int(r[0]) if r[0] is not None else after_id), usage
+
     # -- artifacts ----------------------------------------------------------------------------
     def add_artifact(self, project_id: str, artifact: Artifact) -> None:
         """Record an artifact a stage wrote."""
@@ -547,9 +660,17 @@ class Ledger:
         self._db.execute(
             "INSERT OR REPLACE INTO code_nodes (project_id, node, parent, kind, verdict, record, reply, ts) "
             "VALUES (?,?,?,?,?,?,?,?)",
-            (project_id, data["id"], data.get("parent"), data["kind"], data["verdict"], json.dumps(data), reply,
-             time.time()),
-        )  # fmt: skip
+            (
+                project_id,
+                data["id"],
+                data.get("parent"),
+                data["kind"],
+                data["verdict"],
+                json.dumps(data),
+                reply,
+                time.time(),
+            ),
+        )
 
     def code_nodes(self, project_id: str) -> list[tuple[dict[str, Any], str | None]]:
         """A project's finished code nodes in the order they finished: (record, reply)."""
@@ -557,14 +678,6 @@ class Ledger:
             "SELECT record, reply FROM code_nodes WHERE project_id=? ORDER BY id", (project_id,)
         ).fetchall()
         return [(json.loads(r[0]), r[1]) for r in rows]
-
-    def code_attempts(self, project_id: str) -> list[dict[str, Any]]:
-        """A project's code nodes as attempts, in order: the node's record plus ``attempt``, ``path`` (its diff), ``ok``."""
-        return [
-            {**record, "stage": "experiment", "attempt": i + 1, "path": record.get("diff"),
-             "ok": record.get("verdict") != "buggy"}
-            for i, (record, _reply) in enumerate(self.code_nodes(project_id))
-        ]  # fmt: skip
 
     def artifacts(self, project_id: str) -> list[Artifact]:
         """A project's artifacts, latest version of each path."""

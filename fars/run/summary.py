@@ -1,7 +1,8 @@
 """Build the RunRecord from the ledger, so its totals always equal the ledger's sums.
 
-The one definition of a paper (``is_paper``) and of papers per hour (``papers_per_hour``) lives here;
-the status board, W&B and the report use these, never their own arithmetic. Stage outputs are read
+The one definition of a paper (``is_paper``), of papers per hour (``papers_per_hour``) and of the run's
+clock (``RunClock``: wall time and active time, named apart) lives here; the queue, the status board, W&B
+and the report use these, never their own arithmetic. Stage outputs are read
 back through their contracts (``fars.run.contracts``), by type: the funnel counts whatever stage
 produced an ``IdeationOutput`` and so on, so a pipeline with stages of its own is summarised too.
 """
@@ -9,7 +10,8 @@ produced an ``IdeationOutput`` and so on, so a pipeline with stages of its own i
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +30,6 @@ from fars.safe_files import read_file, write_atomic
 RUN_RECORD_FILE = "run_record.json"
 RUN_RECORD_MAX_BYTES = 512 * 1024 * 1024  # about 6 kB a project: far more projects than any run has
 OutputT = TypeVar("OutputT", bound=StageOutput)
-_OPEN = (ProjectStatus.queued, ProjectStatus.running)  # a project in these has not finished
 _typed_cache: dict[tuple[str, int], StageOutput | None] = {}  # (ledger, event id) -> its typed output
 
 
@@ -41,6 +42,45 @@ def is_paper(status: ProjectStatus) -> bool:
 def papers_per_hour(papers: int, wall_s: float) -> float:
     """Papers per hour of wall time (0 before any time has passed)."""
     return papers / wall_s * 3600 if wall_s > 0 else 0.0
+
+
+@dataclass
+class RunClock:
+    """The run's two times, both spanning its sessions and kept in the ledger's meta.
+
+    Wall time runs from the start of the run's first session, the gaps between sessions included: the
+    RunRecord's ``started_at`` and ``wall_s``, papers per hour, the board's elapsed time. Active time counts
+    only the seconds its sessions were running, every session's together: what ``budget.max_wall_s`` limits.
+    """
+
+    started_at: float  # epoch seconds the run's first session started (wall time counts from here)
+    active_before_s: float = 0.0  # seconds the earlier sessions were running
+    session_started: float = field(default_factory=time.monotonic)  # this session's start (monotonic clock)
+
+    @classmethod
+    def open(cls, ledger: Ledger) -> RunClock:
+        """The clock of the run in ``ledger`` as a session starts: its start recorded on the first session."""
+        started = ledger.get_meta("started_at")
+        started_at = float(started) if started else time.time()
+        if not started:
+            ledger.set_meta("started_at", str(started_at))
+        try:
+            active_before = max(0.0, float(ledger.get_meta("active_s") or 0.0))
+        except ValueError:
+            active_before = 0.0
+        return cls(started_at, active_before)
+
+    def wall_s(self, now: float | None = None) -> float:
+        """Wall seconds since the run's first session started."""
+        return (now or time.time()) - self.started_at
+
+    def active_s(self) -> float:
+        """Seconds the run's sessions have been running, this one's so far included."""
+        return self.active_before_s + time.monotonic() - self.session_started
+
+    def note_active(self, ledger: Ledger) -> None:
+        """Record the active time so far, so a killed session's still counts, to the last second."""
+        ledger.set_meta("active_s", f"{self.active_s():.1f}")
 
 
 class ProjectOutputs:
@@ -176,8 +216,56 @@ class Progress:
     @classmethod
     def from_record(cls, record: RunRecord) -> Progress:
         """The same totals read off a RunRecord."""
-        finished = sum(1 for p in record.projects if p.status not in _OPEN)
+        finished = sum(1 for p in record.projects if p.status.final)
         return cls(finished, record.papers, record.totals.overall, record.papers_per_hour)
+
+
+class LiveTotals:
+    """A run's running totals (project statuses, usage), kept current from what changed since the last look.
+
+    The queue reports every project change (``changed``); usage is summed from the calls recorded since the last
+    read (by call id). So a status line or a project's end costs the same in a run of ten projects or of
+    thousands, where re-reading the ledger would cost O(projects + calls) each time (O(n^2) over the run).
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.statuses = {p.id: p.status for p in ledger.projects()}
+        self.counts: Counter[ProjectStatus] = Counter(self.statuses.values())
+        self._last_call, self._usage = ledger.usage_since(0)
+        self._dirty: dict[str, None] = {}  # changed projects not yet taken by ``take_changed`` (in order)
+
+    def changed(self, project_id: str, status: ProjectStatus | None = None) -> None:
+        """Note that a project changed (its stage, or its status when given)."""
+        if status is not None:
+            old = self.statuses.get(project_id)
+            if old is not None:
+                self.counts[old] -= 1
+            self.statuses[project_id] = status
+            self.counts[status] += 1
+        self._dirty[project_id] = None
+
+    def take_changed(self) -> list[str]:
+        """The projects changed since the last call, in the order they first changed."""
+        changed, self._dirty = list(self._dirty), {}
+        return changed
+
+    def usage(self) -> Usage:
+        """Usage of every call of the run so far (only the calls new since the last look are read)."""
+        self._last_call, new = self.ledger.usage_since(self._last_call)
+        if new.calls:
+            self._usage = Usage(**{k: getattr(self._usage, k) + getattr(new, k) for k in Usage.model_fields})
+        return self._usage
+
+    def progress(self, started_at: float, now: float | None = None) -> Progress:
+        """The same totals as ``run_progress``, from the running counts."""
+        papers = sum(n for status, n in self.counts.items() if is_paper(status))
+        return Progress(
+            finished=sum(n for status, n in self.counts.items() if status.final),
+            papers=papers,
+            usage=self.usage(),
+            papers_per_hour=papers_per_hour(papers, (now or time.time()) - started_at),
+        )
 
 
 def run_progress(ledger: Ledger, started_at: float, now: float | None = None) -> Progress:
@@ -185,7 +273,7 @@ def run_progress(ledger: Ledger, started_at: float, now: float | None = None) ->
     statuses = [p.status for p in ledger.projects()]
     papers = sum(1 for s in statuses if is_paper(s))
     return Progress(
-        finished=sum(1 for s in statuses if s not in _OPEN),
+        finished=sum(1 for s in statuses if s.final),
         papers=papers,
         usage=ledger.total_usage(),
         papers_per_hour=papers_per_hour(papers, (now or time.time()) - started_at),

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from fars.pipeline.board import StatusBoard
 from fars.run.ledger import Ledger
+from fars.run.summary import RunClock
 
 
 def test_the_totals_line_shows_waiting_model_calls(tmp_path: Path) -> None:
-    board = StatusBoard(Ledger(tmp_path / "ledger.sqlite"), 1.0, time.time(), interactive=False)
+    board = StatusBoard(Ledger(tmp_path / "ledger.sqlite"), 1.0, RunClock(time.time()), interactive=False)
     assert "waiting" not in board.totals_line()  # no client yet (a board built before the services)
     waiting = [0]
     board.calls_waiting = lambda: waiting[0]
