@@ -1,15 +1,19 @@
-"""Degenerate structured replies: the schema's own text or placeholders where content belongs.
+"""Degenerate model text: the schema's own words or placeholders where content belongs, or loops.
 
 A small model asked for JSON against a schema often copies the schema into the values: a search
 query that reads "the research field of the paper, in a few words" (a field's description), a
 strength that reads "strengths_1" (a field's name and a number), or a bare placeholder ("string",
-"...", "<text>"), or loops ("1.1.1.1...", one sentence ten times). Such a reply validates, yet says nothing. ``echo_problems`` names every such
-value of a parsed reply, so the reviewer can ask again, fall back, and count them.
+"...", "<text>"), or loops ("1.1.1.1...", one sentence ten times). Such a reply validates, yet says
+nothing. ``value_problems`` names every such problem of one text: the one detector, which the reviewer
+applies to every value of a reply (``echo_problems``, so it can ask again, fall back, and count them) and
+``fars.paper.degenerate`` builds on for prose about a study.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
@@ -25,14 +29,49 @@ class InvalidReply(RuntimeError):
 
 
 _PLACEHOLDERS = {
-    "string", "str", "text", "example", "placeholder", "todo", "tbd", "n/a", "na", "none", "null", "value",
-    "your answer", "your answer here", "insert text", "lorem ipsum", "query", "point", "item",
-}  # fmt: skip
+    "string",
+    "str",
+    "text",
+    "example",
+    "placeholder",
+    "todo",
+    "tbd",
+    "n/a",
+    "na",
+    "none",
+    "null",
+    "value",
+    "your answer",
+    "your answer here",
+    "insert text",
+    "lorem ipsum",
+    "query",
+    "point",
+    "item",
+}
 _BRACKETED = re.compile(r"^\s*(?:<[^<>]{0,60}>|\{[^{}]{0,60}\}|\[[^\[\]]{0,60}\]|\.{2,}|…)\s*$")
+# a placeholder anywhere in a text: a name and a number (``strengths_1``), a slot (``<title>``, ``{name}``,
+# ``[insert ...]``) or a filler word
+_PLACEHOLDER_IN = re.compile(
+    r"(?ix)(\b[a-z]+_\d+\b)|(<[a-z _-]{2,30}>)|(\{[a-z _-]{2,30}\})|(\[(?:insert|your|todo|tbd)[^\]]*\])"
+    r"|\b(lorem\s+ipsum|todo|tbd|placeholder|xxx+)\b"
+)
+LOOPS = "loops (repeats the same phrases)"
 
 
-def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
+def normalized(text: str) -> str:
+    """``text`` as lower-case words and numbers joined by single spaces (what the checks compare)."""
+    return " ".join(words_of(text))
+
+
+def words_of(text: str) -> list[str]:
+    """The lower-case words and numbers of ``text``."""
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def sentences_of(text: str) -> list[str]:
+    """The sentences of ``text``, lower-cased, without their end marks."""
+    return [s.strip(" .!?").lower() for s in re.split(r"[.!?]\s+", " ".join(text.split())) if s.strip(" .!?")]
 
 
 def _schema_texts(model: type[BaseModel]) -> tuple[set[str], list[str]]:
@@ -40,46 +79,89 @@ def _schema_texts(model: type[BaseModel]) -> tuple[set[str], list[str]]:
     names: set[str] = set()
     descriptions: list[str] = []
     if model.__doc__:
-        descriptions.append(_norm(model.__doc__))
+        descriptions.append(model.__doc__)
     for name, info in model.model_fields.items():
-        names.add(_norm(name))
+        names.add(name)
         if info.description:
-            descriptions.append(_norm(info.description))
+            descriptions.append(info.description)
         for arg in getattr(info.annotation, "__args__", ()) or ():
             if isinstance(arg, type) and issubclass(arg, BaseModel):
                 sub_names, sub_descriptions = _schema_texts(arg)
                 names |= sub_names
                 descriptions += sub_descriptions
-    return names, [d for d in descriptions if len(d.split()) >= 3]
+    return names, descriptions
 
 
-def is_echo(value: str, names: set[str], descriptions: list[str]) -> str | None:
-    """Why ``value`` is schema text or a placeholder (None when it is not)."""
-    norm = _norm(value)
-    if not norm:
-        return "empty text" if not _BRACKETED.match(value) else f"placeholder {value.strip()!r}"
+def _placeholder(value: str, norm: str) -> str | None:
     if _BRACKETED.match(value) or norm in _PLACEHOLDERS:
         return f"placeholder {value.strip()[:40]!r}"
-    words = norm.split()
+    found = _PLACEHOLDER_IN.search(value)
+    return f"placeholder text {found.group(0)!r}" if found else None
+
+
+def _loop(words: list[str]) -> str | None:
     if len(words) >= 6 and len(set(words)) <= 2:
-        return f"a loop {value.strip()[:30]!r}"
-    sentences = [" ".join(x.split()) for x in re.split(r"[.!?]+", value) if x.strip()]
-    if len(sentences) >= 4 and len(set(sentences)) <= len(sentences) // 2:
-        return "a loop (the same sentence again and again)"
-    stem = re.sub(r"\s*\d+$", "", norm)  # "strengths 1", "weakness 2"
-    if stem in names or stem.rstrip("s") in {n.rstrip("s") for n in names}:
-        return f"field name {value.strip()[:40]!r}"
-    for description in descriptions:
-        if description in norm or (len(norm.split()) >= 3 and norm in description):
-            return f"the schema's description {description[:60]!r}"
+        return "loops (the same word or two again and again)"
+    if len(words) >= 12:
+        trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+        if len(set(trigrams)) / len(trigrams) < 0.5:
+            return LOOPS
     return None
 
 
-def echo_problems(reply: BaseModel, prompt_phrases: tuple[str, ...] = ()) -> list[str]:
+def _repeated_sentence(value: str) -> str | None:
+    sentences = sentences_of(value)
+    repeated = [s for s, n in Counter(sentences).items() if n > 1 and len(words_of(s)) >= 5]
+    if (len(sentences) >= 3 and len(set(sentences)) <= len(sentences) / 2) or repeated:
+        return "repeats the same sentence"
+    return None
+
+
+def _field_name(value: str, norm: str, names: set[str]) -> str | None:
+    stem = re.sub(r"\s*\d+$", "", norm)  # "strengths 1", "weakness 2"
+    if stem in names or stem.rstrip("s") in {n.rstrip("s") for n in names}:
+        return f"field name {value.strip()[:40]!r}"
+    return None
+
+
+def _schema_echo(norm: str, descriptions: list[str]) -> str | None:
+    words = set(norm.split())
+    for description in descriptions:
+        if (
+            description in norm
+            or (len(norm.split()) >= 3 and norm in description)
+            or (len(words) >= 3 and len(set(description.split()) & words) >= 0.8 * len(words))
+        ):
+            return f"echoes the schema or instructions ({description[:60]!r})"
+    return None
+
+
+def value_problems(value: str, names: Iterable[str] = (), descriptions: Iterable[str] = ()) -> list[str]:
+    """Why ``value`` says nothing (empty when it may stand): empty, a placeholder, a loop, the same sentence
+    again, a field's name (``names``, the schema's), or one of ``descriptions`` (the schema's descriptions,
+    fixed instructions: texts it must not merely repeat) read back."""
+    norm = normalized(value)
+    if not norm:
+        return ["empty text" if not _BRACKETED.match(value) else f"placeholder {value.strip()!r}"]
+    named = {normalized(n) for n in names}
+    described = [d for d in map(normalized, descriptions) if len(d.split()) >= 3]
+    found = (
+        _placeholder(value, norm),
+        _loop(norm.split()),
+        _repeated_sentence(value),
+        _field_name(value, norm, named),
+        _schema_echo(norm, described),
+    )
+    return [why for why in found if why is not None]
+
+
+def echo_problems(reply: BaseModel, prompt_phrases: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> list[str]:
     """Every text value of ``reply`` that echoes its schema (or one of ``prompt_phrases``, words of the
-    request that describe what to write) or is a placeholder, as 'field: why'."""
+    request that describe what to write) or is a placeholder, as 'field: why'; top-level fields in
+    ``skip`` are left to the caller's own check."""
     names, descriptions = _schema_texts(type(reply))
-    descriptions += [d for d in map(_norm, prompt_phrases) if len(d.split()) >= 3]
+    named = {normalized(n) for n in names}
+    described = [d for d in map(normalized, [*descriptions, *prompt_phrases]) if len(d.split()) >= 3]
     problems: list[str] = []
 
     def walk(value: Any, where: str) -> None:
@@ -87,9 +169,9 @@ def echo_problems(reply: BaseModel, prompt_phrases: tuple[str, ...] = ()) -> lis
             for key in type(value).model_fields:
                 walk(getattr(value, key), f"{where}.{key}" if where else key)
         elif isinstance(value, str):
-            why = is_echo(value, names, descriptions)
-            if why:
-                problems.append(f"{where}: {why}")
+            found = value_problems(value, named, described)
+            if found:
+                problems.append(f"{where}: {found[0]}")
         elif isinstance(value, list | tuple):
             for i, item in enumerate(value):
                 walk(item, f"{where}[{i}]")
@@ -97,7 +179,9 @@ def echo_problems(reply: BaseModel, prompt_phrases: tuple[str, ...] = ()) -> lis
             for key, item in value.items():
                 walk(item, f"{where}.{key}")
 
-    walk(reply, "")
+    for key in type(reply).model_fields:
+        if key not in skip:
+            walk(getattr(reply, key), key)
     return problems
 
 
@@ -122,14 +206,15 @@ class CheckedModel:
         *,
         max_tokens: int | None = None,
         prompt_phrases: tuple[str, ...] = (),
+        skip_fields: tuple[str, ...] = (),
     ) -> tuple[Any, list[str]]:
-        """The reply and the echo problems left in it (empty when it is clean)."""
+        """The reply and the echo problems left in it (empty when it is clean; ``skip_fields`` unchecked)."""
         asked = list(messages)
         reply: Any = None
         problems: list[str] = []
         for attempt in range(self.retries + 1):
             reply = await self.client.structured(asked, schema, max_tokens=max_tokens)
-            problems = echo_problems(reply, prompt_phrases)
+            problems = echo_problems(reply, prompt_phrases, skip_fields)
             if not problems:
                 return reply, []
             self.counts[schema.__name__] = self.counts.get(schema.__name__, 0) + 1

@@ -17,6 +17,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from annotated_types import MinLen
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from review.checklist import EVIDENCE_CHARS, Checklist, checklist_model
+
 ICLR_RATINGS = (1, 3, 5, 6, 8, 10)
 ACCEPT_THRESHOLD = 6.0  # ICLR: 6, "marginally above the acceptance threshold", and up
 Point = Annotated[str, StringConstraints(min_length=3, max_length=200)]
@@ -31,6 +33,28 @@ DECISION_RULE = (
     "not change the decision."
 )
 POINTS, POINT_CHARS, SUMMARY_CHARS = 4, 200, 600  # the fixed form's limits (the embedded model's budget)
+# the form's own words for each rating (ICLR's), so every place that labels a rating says the same
+RATING_LABELS: dict[int, str] = {
+    1: "strong reject",
+    3: "reject",
+    5: "marginally below the acceptance threshold",
+    6: "marginally above the acceptance threshold",
+    8: "accept",
+    10: "strong accept",
+}
+CHECKLIST_HELP = "the integrity checklist: answer each question yes, no or unclear, with a short quote or location"
+
+
+def rating_label(rating: float) -> str:
+    """The form's words for a rating on {1,3,5,6,8,10}; a mean between steps is labelled by the step below it."""
+    step = max((r for r in ICLR_RATINGS if r <= rating), default=ICLR_RATINGS[0])
+    exact = RATING_LABELS[step]
+    return exact if float(rating) == step else f"between {exact} and {RATING_LABELS[_next_step(step)]}"
+
+
+def _next_step(step: int) -> int:
+    later = [r for r in ICLR_RATINGS if r > step]
+    return later[0] if later else step
 
 
 def _drop_description(schema: dict[str, Any]) -> None:
@@ -73,6 +97,7 @@ class ICLR2025Review(ReviewForm):
     soundness: Score4 = Field(description="1 poor, 2 fair, 3 good, 4 excellent")
     presentation: Score4 = Field(description="1 poor, 2 fair, 3 good, 4 excellent")
     contribution: Score4 = Field(description="1 poor, 2 fair, 3 good, 4 excellent")
+    checklist: Checklist = Field(description=CHECKLIST_HELP)
     rating: Rating = Field(
         description="1 strong reject, 3 reject, 5 marginally below, 6 marginally above, 8 accept, 10 strong accept"
     )
@@ -97,6 +122,7 @@ class ICLR2022Review(ReviewForm):
     correctness: Score4 = Field(description="1 claims incorrect ... 4 all claims well supported")
     technical_novelty_and_significance: Score4 = Field(description="1 not significant or novel ... 4 highly")
     empirical_novelty_and_significance: Score4 = Field(description="1 not significant or novel ... 4 highly")
+    checklist: Checklist = Field(description=CHECKLIST_HELP)
     recommendation: Rating = Field(
         description="1 strong reject, 3 reject, 5 marginally below, 6 marginally above, 8 accept, 10 strong accept"
     )
@@ -129,6 +155,7 @@ def sized_form(
     """
     if (points, point_chars, summary_chars) == (POINTS, POINT_CHARS, SUMMARY_CHARS):
         return form
+    evidence_chars = max(EVIDENCE_CHARS, point_chars // 2)
     point = Annotated[str, StringConstraints(min_length=3, max_length=point_chars)]
     fields: dict[str, Any] = {}
     for name, info in form.model_fields.items():
@@ -137,6 +164,8 @@ def sized_form(
             fields[name] = (list[point], Field(min_length=least, max_length=points, description=info.description))
         elif name in _SUMMARY_FIELDS:
             fields[name] = (str, Field(min_length=least, max_length=summary_chars, description=info.description))
+        elif name == "checklist":
+            fields[name] = (checklist_model(evidence_chars), Field(description=info.description))
     sized: type[BaseModel] = create_model(form.__name__, __base__=form, __module__=form.__module__, **fields)
     sized.__doc__ = form.__doc__
     return sized

@@ -1,6 +1,8 @@
 """What the reviewer reads of a paper, within a character budget, and the record of it.
 
-A paper that fits the budget is read whole. A longer one is read in parts, never cut silently:
+A paper that fits the budget is read whole. A longer one first loses its filler (``drop_filler``: a
+sentence said again, after its first time, and loops of a few words), so the budget goes to content, not to
+repetition that happens to open a section; what is still over the budget is read in parts, never cut silently:
 
 * ``excerpts``: every section contributes its opening, the budget shared fairly among sections
   (short sections are read whole, their unused share goes to the long ones); references and
@@ -21,9 +23,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from review.degenerate import words_of
 from review.ingest.paper import IngestRecord, PaperText, Section
 
 _SKIP = re.compile(r"^\W*(?:[A-Z]?\d*\.?\s*)?(references|bibliography|acknowledge?ments?)\b", re.I)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[])")
+_KEPT_LINE = re.compile(r"^\s*(?:[|#$\\]|```)")  # table rows, headings, display maths, LaTeX commands, code
+MIN_REPEAT_WORDS = 5  # a sentence this long said twice is filler the second time; shorter ones ("See Table 1.") recur
 
 
 class PartRead(BaseModel):
@@ -33,6 +39,7 @@ class PartRead(BaseModel):
     chars_total: int
     chars_read: int
     skipped: str | None = None  # why a section was not read at all
+    filler_dropped: int = 0  # characters of repeated or looping text left out before any cut
 
 
 class Reading(BaseModel):
@@ -45,6 +52,7 @@ class Reading(BaseModel):
     complete: bool
     parts: list[PartRead] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)  # the model's notes on each part (summaries mode)
+    filler_dropped: int = 0  # characters of filler left out (``drop_filler``) because the paper was over budget
     ingest: IngestRecord | None = None  # how the paper was read from its file, and what looked wrong
 
 
@@ -65,6 +73,47 @@ def fair_shares(lengths: list[int], budget: int) -> list[int]:
                 shares[j] = share
             break
     return shares
+
+
+def _looping(sentence: str) -> bool:
+    words = words_of(sentence)
+    if len(words) < 12:
+        return False
+    trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    return len(set(trigrams)) / len(trigrams) < 0.5
+
+
+def drop_filler(sections: list[Section]) -> tuple[list[Section], list[int]]:
+    """The sections without their filler, and the characters dropped from each.
+
+    Filler: a sentence of ``MIN_REPEAT_WORDS`` or more words that the paper already said (its first time
+    stays), and a sentence that loops a few words. Table rows, headings, maths and code are never touched.
+    """
+    seen: set[tuple[str, ...]] = set()
+    kept_sections: list[Section] = []
+    dropped: list[int] = []
+    for section in sections:
+        lines_out: list[str] = []
+        lost = 0
+        for line in section.text.split("\n"):
+            if _KEPT_LINE.match(line) or not line.strip():
+                lines_out.append(line)
+                continue
+            kept: list[str] = []
+            for sentence in _SENTENCE_END.split(line):
+                key = tuple(words_of(sentence))
+                if (len(key) >= MIN_REPEAT_WORDS and key in seen) or _looping(sentence):
+                    lost += len(sentence) + 1
+                    continue
+                seen.add(key)
+                kept.append(sentence)
+            if kept:
+                lines_out.append(" ".join(kept))
+            else:
+                lost += 1  # the line's break
+        kept_sections.append(Section(heading=section.heading, text="\n".join(lines_out)))
+        dropped.append(min(lost, len(section.text)))
+    return kept_sections, dropped
 
 
 def _cut(text: str, limit: int) -> str:
@@ -96,15 +145,19 @@ def excerpts(sections: list[Section], budget: int) -> tuple[list[Section], list[
     return chosen, parts
 
 
-def render(sections: list[Section], parts: list[PartRead]) -> str:
-    """Sections as Markdown, each cut one marked with how much of it is shown."""
-    by_heading = [p for p in parts if p.skipped is None]
+def render(sections: list[Section], parts: list[PartRead], shown_of: list[int] | None = None) -> str:
+    """Sections as Markdown, each cut one marked with how much of it is shown (``shown_of``: the length of each
+    section, skipped ones included, that a cut is measured against, when filler was dropped first)."""
+    lengths = [p.chars_total for p in parts] if shown_of is None else shown_of
+    by_heading = [(p, n) for p, n in zip(parts, lengths, strict=True) if p.skipped is None]
     out = []
-    for section, part in zip(sections, by_heading, strict=True):
+    for section, (part, length) in zip(sections, by_heading, strict=True):
         head = f"## {section.heading}\n" if section.heading else ""
         tail = ""
-        if part.chars_read < part.chars_total:
+        if part.chars_read < length:
             tail = f"\n[... section continues; {part.chars_read} of {part.chars_total} characters shown]"
+        elif part.filler_dropped:
+            tail = f"\n[{part.filler_dropped} characters of repeated text left out]"
         out.append(f"{head}{section.text}{tail}")
     return "\n\n".join(out)
 
@@ -124,8 +177,11 @@ def plan_reading(paper: PaperText, budget: int) -> tuple[str, Reading]:
             ingest=paper.ingest,
         )
         return paper.text, reading
-    chosen, parts = excerpts(sections, budget)
-    text = render(chosen, parts)
+    cleaned, dropped = drop_filler(sections)
+    chosen, parts = excerpts(cleaned, budget)
+    for part, original, lost in zip(parts, sections, dropped, strict=True):
+        part.chars_total, part.filler_dropped = len(original.text), lost  # of the paper as written
+    text = render(chosen, parts, shown_of=[len(s.text) for s in cleaned])
     read = sum(p.chars_read for p in parts)
     reading = Reading(
         mode="excerpts",
@@ -135,6 +191,7 @@ def plan_reading(paper: PaperText, budget: int) -> tuple[str, Reading]:
         complete=False,
         parts=parts,
         ingest=paper.ingest,
+        filler_dropped=sum(dropped),
     )
     return text, reading
 
@@ -164,7 +221,12 @@ def plan_parts(paper: PaperText, chunk_chars: int, max_parts: int) -> tuple[list
     """Parts for ``summaries`` mode: at most ``max_parts`` chunks, sections shortened if needed."""
     sections = paper.sections or [Section(heading="", text=paper.text)]
     budget = int(chunk_chars * max_parts * 0.85)  # headroom: packing sections into chunks is not exact
+    dropped = [0] * len(sections)
+    if paper.chars > budget:  # over what the parts can hold: filler goes before any section is cut
+        sections, dropped = drop_filler(sections)
     chosen, parts = excerpts(sections, budget)
+    for part, lost in zip(parts, dropped, strict=True):
+        part.filler_dropped = lost
     chunks = chunk_sections(chosen, parts, chunk_chars)
     read = sum(p.chars_read for p in parts)
     complete = all(p.chars_read == p.chars_total for p in parts if p.skipped is None)
@@ -179,5 +241,6 @@ def plan_parts(paper: PaperText, chunk_chars: int, max_parts: int) -> tuple[list
         complete=complete,
         parts=parts,
         ingest=paper.ingest,
+        filler_dropped=sum(dropped),
     )
     return chunks, reading

@@ -2,14 +2,21 @@
 
 Wherever a calibrated score appears it says which calibration made it and whether that model was
 fitted under other settings; a calibration withheld for want of signal is shown as withheld, with
-its validation figures. The decision rule and any injection flag are stated beside the scores.
+its validation figures. The decision rule and any injection flag are stated beside the scores. A review
+whose reviewer has no validated signal (``PaperReview.validated``) has its rating and decision labelled
+so. Ratings carry the form's own words (1: strong reject). The integrity checklist is a table: each
+reviewer's answer per item, with its evidence.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from review.checklist import ITEMS
+from review.forms import rating_label
 from review.reviewer import PaperReview
+
+UNVALIDATED = "[unvalidated reviewer]"
 
 
 def _items(values: Any) -> str:
@@ -40,13 +47,25 @@ def review_markdown(result: PaperReview) -> str:
             "'Injection scan' below.",
             "",
         ]
+    label = "" if result.validated else f" {UNVALIDATED}"
+    if not result.validated:
+        lines += [
+            f"> **Unvalidated**: {result.signal_note or 'no calibration shows this reviewer agrees with humans'}",
+            "",
+        ]
     lines += [
-        f"- **Rating** (area chair): {result.meta_rating:g}" if result.meta_rating is not None else "",
-        f"- **Ensemble mean rating** (raw): {result.raw_rating:.2f} over {len(result.reviews)} reviewer(s)",
+        f"- **Rating** (area chair): {result.meta_rating:g} ({rating_label(result.meta_rating)}){label}"
+        if result.meta_rating is not None
+        else "",
+        f"- **Ensemble mean rating** (raw): {result.raw_rating:.2f} over {len(result.reviews)} reviewer(s){label}",
         f"- **Calibrated rating**: {calibrated_text(result)}",
-        f"- **Decision**: {result.decision} (from the {'area chair' if result.meta_rating is not None else 'ensemble mean'}"
+        f"- **Decision**: {result.decision}{label} (from the {'area chair' if result.meta_rating is not None else 'ensemble mean'}"
         f" rating {result.final_rating:g}; see the decision rule below)",
         "- **Sub-scores** (ensemble mean): " + ", ".join(f"{k} {v:.2f}" for k, v in result.subscores.items()),
+        "- **Checklist** (reviewers answering no): "
+        + ", ".join(f"{item} {counts.get('no', 0)}/{sum(counts.values())}" for item, counts in result.checklist.items())
+        if result.checklist
+        else "",
         f"- Form {result.form}, reviewer {result.reviewer}, {result.wall_s:.1f} s"
         + (f", {result.usage.get('total_tokens', 0)} tokens" if result.usage else ""),
         f"- Limits: {result.limits.source}: {result.limits.paper_chars} characters of paper, {result.limits.points} points "
@@ -63,7 +82,8 @@ def review_markdown(result: PaperReview) -> str:
     if result.meta_review:
         meta = result.meta_review
         lines += [
-            f"## Meta-review (rating {meta.get('rating', '')}, {meta.get('decision', '')})",
+            f"## Meta-review (rating {meta.get('rating', '')}: {rating_label(float(meta.get('rating') or 1))}, "
+            f"{meta.get('decision', '')}{label})",
             "",
             str(meta.get("summary", "")),
             "",
@@ -75,18 +95,24 @@ def review_markdown(result: PaperReview) -> str:
             "",
         ]
     for i, member in enumerate(result.reviews, 1):
-        decision = f", {member.decision}" if member.decision else ""
-        lines += [f"## Reviewer {i} ({member.persona}; rating {member.rating:g}{decision})", ""]
+        decision = f", {member.decision}{label}" if member.decision else ""
+        model = f", {member.model}" if member.model else ""
+        lines += [
+            f"## Reviewer {i} ({member.persona}{model}; rating {member.rating:g}: {rating_label(member.rating)}{decision})",
+            "",
+        ]
         if member.degenerate:
             lines += [
                 "*This review still echoes the form after being asked again:* " + "; ".join(member.degenerate),
                 "",
             ]
         for key, value in member.review.items():
-            if key == "decision":
+            if key in ("decision", "checklist"):
                 continue
             lines.append(f"**{key.replace('_', ' ').capitalize()}**:" + ("\n" if isinstance(value, list) else " "))
             lines += [_items(value), ""]
+    if any(m.checklist for m in result.reviews):
+        lines += _checklist(result)
     if result.literature is not None:
         lines += _literature(result)
     if result.injection is not None and result.injection.findings:
@@ -113,6 +139,30 @@ def review_markdown(result: PaperReview) -> str:
         ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _checklist(result: PaperReview) -> list[str]:
+    """The integrity checklist: one row per item, each reviewer's answer and evidence."""
+    heads = " | ".join(f"reviewer {i}" for i in range(1, len(result.reviews) + 1))
+    lines = ["## Integrity checklist", "", f"| question | {heads} |", "|---|" + "---|" * len(result.reviews)]
+    for item, question in ITEMS.items():
+        cells = []
+        for member in result.reviews:
+            answer = member.checklist.get(item)
+            if answer is None:
+                cells.append("-")
+                continue
+            cell = answer.answer + (" (harness)" if answer.source == "harness" else "")
+            cell += f": {answer.evidence}" if answer.evidence else ""
+            cells.append(cell.replace("|", "\\|").replace("\n", " "))
+        lines.append(f"| {question} | " + " | ".join(cells) + " |")
+    problems = [p for m in result.reviews for p in m.degenerate_checklist]
+    if problems:
+        lines += [
+            "",
+            f"{len(problems)} answer(s) not kept (degenerate; shown as 'not answered'): " + "; ".join(problems[:8]),
+        ]
+    return [*lines, ""]
 
 
 def _literature(result: PaperReview) -> list[str]:

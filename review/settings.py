@@ -30,6 +30,14 @@ class ReviewerConfig:
     # model: the agentic reviewer; oracle: returns a human's rating (harness check; calibrate only);
     # length, bow: trivial baselines fitted on human ratings (text length; a bag-of-words ridge)
     kind: Literal["model", "oracle", "length", "bow"] = "model"
+    # the judge: the model that reviews, apart from the writer's (llm.model); None: llm.model. Hold it fixed
+    # across a sweep over writer models, so every paper is scored by one judge
+    model: str | None = None
+    # ensemble members by model, in turn (member i: models[i % len]); personas stay. Empty: every member is ``model``
+    models: list[str] = Field(default_factory=list)
+    context_tokens: int | None = Field(
+        default=None, ge=1024
+    )  # the judge's context window, for a model litellm does not know
     form: Literal["iclr2025", "iclr2022"] = "iclr2025"
     # fixed: the limits below; context: limits derived from the model's context window (these are floors);
     # auto: context for a model with at least 32k tokens of context, fixed otherwise (the embedded model)
@@ -42,7 +50,7 @@ class ReviewerConfig:
     personas: list[str] = Field(default_factory=lambda: ["balanced", "critical"])
     meta_review: bool = True  # an area chair's meta-review over the ensemble
     related_works: int = Field(default=5, ge=0, le=50)  # nearest works read (0: no literature search)
-    max_tokens: int = Field(default=900, ge=64)  # per review reply
+    max_tokens: int = Field(default=1300, ge=64)  # per review reply (the form with its checklist)
     max_points: int = Field(default=4, ge=1, le=20)  # strengths, weaknesses, questions per review at most
     point_chars: int = Field(default=200, ge=50)  # characters per point at most
     judge_relevance: bool = True  # the model judges each related-work candidate's relevance before reviewing

@@ -80,6 +80,7 @@ def main(args: list[str]) -> int:
         raise UsageError(f"arguments must be KEY=VALUE overrides (got {stray}); see `fars calibrate --help`")
     from fars.commands.configured import compose_config, listing
     from fars.llm.endpoint import api_base_problems
+    from fars.stages.reviewing import reviewer_problems
 
     cfg, raw = compose_config("calibrate", args, CalibrateConfig)
     if cfg.fit and cfg.reviewer.kind in ("length", "bow"):
@@ -88,9 +89,9 @@ def main(args: list[str]) -> int:
             "fit=true fits a calibration for a model reviewer (and writes baseline-length.json and baseline-bow.json "
             "from the papers it reviewed)"
         )
-    unreachable = api_base_problems(cfg.llm)
-    if unreachable:  # before any paper is read or any model called
-        raise UsageError(listing(unreachable))
+    problems = [*api_base_problems(cfg.llm), *reviewer_problems(cfg.reviewer, allow_oracle=True)]
+    if problems:  # before any paper is read or any model called
+        raise UsageError(listing(problems))
     from review.calibration.humans import DataError, file_sha256, load_papers, select_papers
 
     try:
@@ -110,21 +111,26 @@ def main(args: list[str]) -> int:
 async def _calibrate(
     cfg: CalibrateConfig, raw: dict[str, Any], papers: list[Any], out: Path, data: dict[str, Any]
 ) -> int:
-    from fars.commands.review import build_reviewer
     from fars.context import call_context
     from fars.llm.client import LLMClient
     from fars.run.ledger import Ledger
+    from fars.stages.reviewing import build_reviewer, judge_model
     from review.calibration.harness import build_report, review_all
     from review.calibration.humans import oracle_review
 
     oracle = cfg.reviewer.kind == "oracle"
     baseline = cfg.reviewer.kind in ("length", "bow")
     form = "iclr2022" if oracle else cfg.reviewer.form
-    name = "oracle" if oracle else f"baseline:{cfg.reviewer.kind}" if baseline else f"model:{cfg.llm.model}"
+    judge = judge_model(cfg.reviewer, cfg.llm.model)  # the calibration is fitted for this reviewer model
+    name = "oracle" if oracle else f"baseline:{cfg.reviewer.kind}" if baseline else f"model:{judge}"
     ledger = Ledger(out / "ledger.sqlite")
     client = None if oracle or baseline else LLMClient(cfg.llm, ledger)
     try:
-        reviewer = None if oracle else build_reviewer(client, cfg.reviewer, cfg.literature, cfg.llm.model)
+        reviewer = (
+            None
+            if oracle
+            else build_reviewer(client, cfg.reviewer, cfg.literature, top_k=cfg.literature.top_k, model=cfg.llm.model)
+        )
 
         async def review_one(paper: Any) -> Any:
             if oracle:
@@ -149,13 +155,13 @@ async def _calibrate(
     fit: dict[str, Any] | None = None
     if cfg.fit:
         fit = {
-            "name": cfg.fit_name or ("oracle" if oracle else f"{cfg.llm.model.replace('/', '-')}-{form}"),
+            "name": cfg.fit_name or ("oracle" if oracle else f"{judge.replace('/', '-')}-{form}"),
             "folds": cfg.folds,
             "fitted_on": {
                 "data": Path(cfg.data).name,
                 "data_sha256": data["sha256"],
                 "reviewer_settings": raw.get("reviewer"),
-                "model": cfg.llm.model,
+                "model": judge,
             },
         }
     notes = []
@@ -167,10 +173,21 @@ async def _calibrate(
         )
     try:
         report, fitted = build_report(
-            papers, reviews, failures, reviewer=name, form=form, data={k: v for k, v in data.items() if k != "selected_ids"},
-            threshold=cfg.threshold, draws=cfg.bootstrap, seed=cfg.seed, fit=fit, session=session, folds=cfg.folds,
-            baselines=tuple(cfg.baselines), notes=notes,
-        )  # fmt: skip
+            papers,
+            reviews,
+            failures,
+            reviewer=name,
+            form=form,
+            data={k: v for k, v in data.items() if k != "selected_ids"},
+            threshold=cfg.threshold,
+            draws=cfg.bootstrap,
+            seed=cfg.seed,
+            fit=fit,
+            session=session,
+            folds=cfg.folds,
+            baselines=tuple(cfg.baselines),
+            notes=notes,
+        )
     except ValueError as exc:
         print(f"fars calibrate: {exc}", file=sys.stderr)
         return 1
@@ -261,6 +278,11 @@ def _track(cfg: TrackerConfig, report: Any, out: Path, raw: dict[str, Any]) -> N
     summary.update({f"usage/{k}": v for k, v in report.usage.items() if v is not None})
     columns = ["id", "decision", "human_mean", "raw", "calibrated", "meta", "length", "bow", "tokens"]
     track_report(
-        cfg, out, raw, job="calibrate", summary=summary, table=("papers", columns, report.papers),
+        cfg,
+        out,
+        raw,
+        job="calibrate",
+        summary=summary,
+        table=("papers", columns, report.papers),
         image=("scatter", out / "scatter.png"),
-    )  # fmt: skip
+    )

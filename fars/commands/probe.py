@@ -129,13 +129,17 @@ def main(args: list[str]) -> int:
     stray = [a for a in args if "=" not in a]
     if stray:
         raise UsageError(f"arguments must be KEY=VALUE overrides (got {stray}); see `fars probe --help`")
-    from fars.commands.configured import compose_config
+    from fars.commands.configured import compose_config, listing
+    from fars.stages.reviewing import reviewer_problems
 
     cfg, raw = compose_config("probe", args, ProbeConfig)
     if cfg.reviewer.kind == "oracle":
         raise UsageError(
             "reviewer=oracle returns human ratings, which no planted flaw can move; probe a model or a baseline"
         )
+    problems = reviewer_problems(cfg.reviewer)
+    if problems:  # before any paper is read or any model called
+        raise UsageError(listing(problems))
     papers = load_probe_papers(cfg)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
     out = Path(cfg.out) if cfg.out else Path("outputs") / "probe" / stamp
@@ -151,16 +155,16 @@ def main(args: list[str]) -> int:
 
 
 async def _probe(cfg: ProbeConfig, raw: dict[str, Any], papers: list[tuple[str, Any]], out: Path) -> int:
-    from fars.commands.review import build_reviewer
     from fars.context import call_context
     from fars.llm.client import LLMClient
     from fars.run.ledger import Ledger
+    from fars.stages.reviewing import build_reviewer, judge_model
     from review.calibration.harness import review_all
     from review.ingest.paper import paper_from_text
     from review.probe.runner import build_copies, build_probe_report, plot_probe, probe_markdown
 
     baseline = cfg.reviewer.kind in ("length", "bow")
-    name = f"baseline:{cfg.reviewer.kind}" if baseline else f"model:{cfg.llm.model}"
+    name = f"baseline:{cfg.reviewer.kind}" if baseline else f"model:{judge_model(cfg.reviewer, cfg.llm.model)}"
     items = build_copies(papers, cfg.flaws, seed=cfg.seed, retest=cfg.retest)
     todo = [p for p in items if p.planted is None or p.planted.applicable]
     ledger = Ledger(out / "ledger.sqlite")
@@ -168,7 +172,7 @@ async def _probe(cfg: ProbeConfig, raw: dict[str, Any], papers: list[tuple[str, 
     (out / "config.json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
     (out / "copies.json").write_text(json.dumps([p.model_dump() for p in items], indent=1), encoding="utf-8")
     try:
-        reviewer = build_reviewer(client, cfg.reviewer, cfg.literature, cfg.llm.model)
+        reviewer = build_reviewer(client, cfg.reviewer, cfg.literature, top_k=cfg.literature.top_k, model=cfg.llm.model)
 
         async def review_one(item: Any) -> Any:
             paper = paper_from_text(item.text, source=item.source, fallback_title=item.title)
@@ -189,10 +193,18 @@ async def _probe(cfg: ProbeConfig, raw: dict[str, Any], papers: list[tuple[str, 
         print(f"fars probe: fewer than 2 original papers reviewed (failures: {failures})", file=sys.stderr)
         return 1
     report = build_probe_report(
-        items, reviews, failures, reviewer=reviewer, name=name, kinds=cfg.flaws, draws=cfg.bootstrap, seed=cfg.seed,
+        items,
+        reviews,
+        failures,
+        reviewer=reviewer,
+        name=name,
+        kinds=cfg.flaws,
+        draws=cfg.bootstrap,
+        seed=cfg.seed,
         settings={"reviewer": raw.get("reviewer"), "llm": {"model": cfg.llm.model, "temperature": cfg.llm.temperature}},
-        session=session, min_effect=cfg.min_effect,
-    )  # fmt: skip
+        session=session,
+        min_effect=cfg.min_effect,
+    )
     plots = [plot_probe(report, out / "probe.png")]
     (out / "probe.json").write_text(report.model_dump_json(indent=1), encoding="utf-8")
     (out / "probe.md").write_text(probe_markdown(report, plots), encoding="utf-8")
@@ -224,8 +236,15 @@ def _print_summary(report: Any, out: Path) -> None:
 def _track(cfg: TrackerConfig, report: Any, out: Path, raw: dict[str, Any]) -> None:
     """Log the probe to W&B: each flaw's figures and verdict, the pairs and the plot."""
     summary: dict[str, Any] = {"papers": len(report.papers), "pairs": len(report.pairs), "floor": report.floor}
-    figures = ("mean_delta", "delta_low", "delta_high", "lowered_share", "named_rate", "named_rate_original",
-               "visible_rate")  # fmt: skip
+    figures = (
+        "mean_delta",
+        "delta_low",
+        "delta_high",
+        "lowered_share",
+        "named_rate",
+        "named_rate_original",
+        "visible_rate",
+    )
     for f in report.flaws:
         summary |= {f"{f.kind}/{key}": getattr(f, key) for key in figures if getattr(f, key) is not None}
         summary[f"{f.kind}/verdict"] = f.verdict
@@ -233,6 +252,11 @@ def _track(cfg: TrackerConfig, report: Any, out: Path, raw: dict[str, Any]) -> N
         summary |= {f"reliability/{k}": v for k, v in report.reliability.model_dump().items() if isinstance(v, float)}
     columns = ["paper", "flaw", "original", "perturbed", "delta", "named", "named_original", "visible"]
     track_report(
-        cfg, out, raw, job="probe", summary=summary, table=("pairs_table", columns, report.pairs),
+        cfg,
+        out,
+        raw,
+        job="probe",
+        summary=summary,
+        table=("pairs_table", columns, report.pairs),
         image=("probe", out / "probe.png"),
-    )  # fmt: skip
+    )

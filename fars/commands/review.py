@@ -32,6 +32,7 @@ from pydantic.dataclasses import dataclass
 
 from fars.commands.configured import UsageError
 from fars.config import LiteratureConfig, LLMConfig
+from fars.run.ledger import LEDGER_FILE
 from fars.safe_files import write_atomic
 from review.settings import ReviewerConfig
 
@@ -65,19 +66,6 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     return [a for a in args if "=" not in a], [a for a in args if "=" in a]
 
 
-def build_reviewer(client: Any, reviewer: ReviewerConfig, literature: LiteratureConfig, model: str) -> Any:
-    """The reviewer of a command's config (``fars.stages.reviewing.build_reviewer``) with its own literature backend."""
-    from fars.literature import make_backend
-    from fars.stages.reviewing import ReviewerConfigError
-    from fars.stages.reviewing import build_reviewer as build
-
-    try:
-        backend = make_backend(literature) if reviewer.related_works > 0 else None
-        return build(client, reviewer, backend, top_k=literature.top_k, model=model)
-    except ReviewerConfigError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def main(args: list[str]) -> int:
     """Entry point of ``fars review``."""
     if not args or any(a in ("-h", "--help") for a in args):
@@ -90,11 +78,12 @@ def main(args: list[str]) -> int:
         overrides = [o for o in overrides if not o.startswith("file=")] + [f"file={positional[0]}"]
     from fars.commands.configured import compose_config, listing
     from fars.llm.endpoint import api_base_problems
+    from fars.stages.reviewing import reviewer_problems
 
     cfg, _ = compose_config("review", overrides, ReviewCommandConfig)
-    unreachable = api_base_problems(cfg.llm)
-    if unreachable:  # before any paper is read or any model called
-        raise UsageError(listing(unreachable))
+    problems = [*api_base_problems(cfg.llm), *reviewer_problems(cfg.reviewer)]
+    if problems:  # before any paper is read or any model called
+        raise UsageError(listing(problems))
     if not cfg.file:
         raise UsageError("no paper given: `fars review PAPER` (a .pdf, .tex, .md or .txt file)")
     from review.ingest.paper import PaperError, load_paper
@@ -128,7 +117,7 @@ def describe_reading(paper: Any) -> str:
 
 
 OUTPUTS = ("review.json", "review.md")
-LEDGER_FILES = ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "ledger.sqlite-journal")
+LEDGER_FILES = tuple(LEDGER_FILE + suffix for suffix in ("", "-wal", "-shm", "-journal"))
 
 
 def _folder_state(folder: Path) -> str:
@@ -196,16 +185,17 @@ async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
     from fars.context import call_context
     from fars.llm.client import LLMClient, LLMError
     from fars.run.ledger import Ledger, LedgerError
+    from fars.stages.reviewing import build_reviewer
     from review.render import calibrated_text, review_markdown
 
     try:
         clear_planted(out, LEDGER_FILES + OUTPUTS)
-        ledger = Ledger(out / "ledger.sqlite")
+        ledger = Ledger(out / LEDGER_FILE)
     except (LedgerError, OSError) as exc:
         raise UsageError(f"cannot write the review into {out}: {exc}; give out=FOLDER") from None
     client = LLMClient(cfg.llm, ledger)
     try:
-        reviewer = build_reviewer(client, cfg.reviewer, cfg.literature, cfg.llm.model)
+        reviewer = build_reviewer(client, cfg.reviewer, cfg.literature, top_k=cfg.literature.top_k, model=cfg.llm.model)
         log.info(
             "reviewing %s (%d characters) with %s on %s", paper.source, paper.chars, cfg.llm.model, cfg.reviewer.form
         )
@@ -229,8 +219,9 @@ async def _review(cfg: ReviewCommandConfig, paper: Any, out: Path) -> int:
         if result.injection_flagged
         else ""
     )
+    unvalidated = "" if result.validated else " [unvalidated reviewer: see review.md]"
     print(
-        f"{paper.title[:70]}: rating {result.final_rating:g}, {result.decision} (ensemble mean {result.raw_rating:.2f}, "
+        f"{paper.title[:70]}: rating {result.final_rating:g}, {result.decision}{unvalidated} (ensemble mean {result.raw_rating:.2f}, "
         f"calibrated {calibrated_text(result)}), read {result.reading.chars_read if result.reading else 0} of "
         f"{result.reading.chars_total if result.reading else paper.chars} characters, {usage.total_tokens} tokens -> {out / 'review.json'}, {out / 'review.md'}{flag}"
     )

@@ -11,6 +11,12 @@ the runs' sizes, their spread, and the reviewer's test-retest noise) must not ex
 the scores must vary at all. When they do not, the verdict is *inconclusive*: a gate that cannot
 fail says so, rather than passing every change.
 
+Scores from different judges are not compared: when the runs' reviewer model (``reviewer.model``, else
+``llm.model``), review form or calibration differ, a difference of scores measures the judges as much as
+the papers, so ``compare_runs`` names the difference and refuses a verdict (``CompareError``, exit 2)
+unless ``other_judges=true`` (then it compares, with a note). A sweep over writer models with one fixed
+``reviewer.model`` has one judge and compares as usual.
+
 The reviewer's noise comes from ``noise`` (rating points, or a ``calibration.json`` / ``probe.json``
 holding a ``reliability`` block), else from the runs' own ``review.json`` files (the spread of the
 ensemble members' ratings of each paper), else it is not known and only the observed spread counts.
@@ -29,8 +35,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fars.evaluation import stats
-from fars.run.records import RUN_RECORD_VERSION, ProjectStatus, RunRecord
-from fars.run.summary import RUN_RECORD_FILE, RUN_RECORD_MAX_BYTES
+from fars.run.records import RUN_RECORD_VERSION, RunRecord
+from fars.run.summary import RUN_RECORD_FILE, RUN_RECORD_MAX_BYTES, is_paper
 from fars.safe_files import read_file
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,9 @@ class CompareSettings(BaseModel):
     noise: float | str | None = Field(
         default=None, description="the reviewer's test-retest SD in rating points, or a JSON with a reliability block"
     )
+    other_judges: bool = Field(
+        default=False, description="compare runs scored by different judges (reviewer model, form or calibration)"
+    )
 
 
 @dataclass
@@ -77,8 +86,9 @@ def _job_key(path: Path) -> tuple[Any, ...]:
 
 def _load_record(path: Path) -> RunRecord:
     try:
-        record = RunRecord.model_validate_json(read_file(path.parent, path.name, max_bytes=RUN_RECORD_MAX_BYTES,
-                                                         allow_hard_links=True))  # fmt: skip
+        record = RunRecord.model_validate_json(
+            read_file(path.parent, path.name, max_bytes=RUN_RECORD_MAX_BYTES, allow_hard_links=True)
+        )
     except (OSError, ValueError, ValidationError) as exc:
         raise CompareError(f"{path}: not a readable RunRecord ({type(exc).__name__}: {str(exc)[:200]})") from None
     return checked_record(path, record)
@@ -93,7 +103,8 @@ def checked_record(path: Path, record: RunRecord) -> RunRecord:
     Refused: a version this FARS does not know (a newer FARS wrote it), ratings that are not finite or
     beyond any rating scale (+-1e308 would turn every statistic into inf or NaN, and NaN compares as "no
     regression"), and a score list that disagrees with the projects' ratings. A stored mean that
-    disagrees with its scores is not trusted: means are always recomputed from the scores.
+    disagrees with its scores is not trusted: means are always recomputed from the scores. A version 1
+    record, written before ``papers`` was stored, gets it counted from its projects (``is_paper``).
     """
     if record.version > RUN_RECORD_VERSION or record.version < 1:
         raise CompareError(
@@ -116,11 +127,18 @@ def checked_record(path: Path, record: RunRecord) -> RunRecord:
             f"{path}: its scores {record.scores[:6]} disagree with its projects' ratings {ratings[:6]}; "
             "the record is damaged or was edited: regenerate it from its ledger or rerun"
         )
+    if record.version == 1:
+        record.papers = sum(1 for p in record.projects if is_paper(p.status))
     if record.scores and record.mean_score is not None:
         mean = sum(record.scores) / len(record.scores)
         if not math.isclose(record.mean_score, mean, rel_tol=1e-9, abs_tol=1e-9):
-            log.warning("%s: stored mean_score %r is not the mean of its scores (%.4f); using %.4f",
-                        path, record.mean_score, mean, mean)  # fmt: skip
+            log.warning(
+                "%s: stored mean_score %r is not the mean of its scores (%.4f); using %.4f",
+                path,
+                record.mean_score,
+                mean,
+                mean,
+            )
     return record
 
 
@@ -307,7 +325,7 @@ def _ratio(num: float, den: float) -> float | None:
 def run_stats(run: LoadedRun) -> RunStats:
     """Summarise one run for the comparison table."""
     r = run.record
-    papers = sum(1 for p in r.projects if p.status == ProjectStatus.done)
+    papers = r.papers
     f = r.funnel
     calibrated = calibrated_scores(r)
     stage_totals: dict[str, float] = {}
@@ -415,10 +433,52 @@ def _notes(runs: list[LoadedRun], metric: str) -> list[str]:
     return notes
 
 
+def judge_of(record: RunRecord) -> dict[str, str]:
+    """Who scored a run's papers: reviewer model, form and calibration (from its reviews, else its config)."""
+    config: dict[str, Any] = record.config if isinstance(record.config, dict) else {}
+    reviewer: dict[str, Any] = config["reviewer"] if isinstance(config.get("reviewer"), dict) else {}
+    llm: dict[str, Any] = config["llm"] if isinstance(config.get("llm"), dict) else {}
+    models, calibrations = set(), set()
+    for project in record.projects:
+        review = project.review
+        if review is None:
+            continue
+        get = review.get if isinstance(review, dict) else lambda key, r=review: getattr(r, key, None)
+        if get("reviewer"):
+            models.add(str(get("reviewer")).removeprefix("model:"))
+        if get("calibration"):
+            calibrations.add(str(get("calibration")))
+    configured = reviewer.get("models") or reviewer.get("model") or llm.get("model")
+    model = (
+        ", ".join(sorted(models)) if models else ("+".join(configured) if isinstance(configured, list) else configured)
+    )
+    calibration = ", ".join(sorted(calibrations)) if calibrations else reviewer.get("calibration")
+    return {
+        "reviewer model": str(model or "unknown"),
+        "form": str(reviewer.get("form") or "unknown"),
+        "calibration": str(calibration or "none"),
+    }
+
+
+def judge_differences(base: LoadedRun, cand: LoadedRun) -> list[str]:
+    """How the judges of two runs differ, one line per difference (empty: one judge)."""
+    a, b = judge_of(base.record), judge_of(cand.record)
+    return [f"{key}: {a[key]} (baseline) vs {b[key]} (candidate)" for key in a if a[key] != b[key]]
+
+
 def compare_runs(
     base: LoadedRun, cand: LoadedRun, settings: CompareSettings, noise: NoiseEstimate | None = None
 ) -> Comparison:
-    """Compare a candidate run with a baseline run; raises CompareError when too few papers."""
+    """Compare a candidate run with a baseline run; raises CompareError when too few papers, or when the runs
+    were scored by different judges (unless ``other_judges``)."""
+    judges = judge_differences(base, cand)
+    if judges and not settings.other_judges:
+        raise CompareError(
+            f"{cand.label} and {base.label} were scored by different judges ({'; '.join(judges)}): a difference "
+            "of their scores measures the judges as much as the papers, so no verdict is given. Review both runs' "
+            "papers with one judge (fix reviewer.model, reviewer.form and reviewer.calibration across the sweep), "
+            "or pass compare.other_judges=true to compare anyway"
+        )
     sa, sb = run_stats(base), run_stats(cand)
     metric = settings.metric
     if metric == "auto":
@@ -446,10 +506,17 @@ def compare_runs(
     }
     if not b and len(a) >= settings.min_papers:
         return Comparison(
-            **common, paired=False, n_pairs=0, difference=None, mann_whitney_p=None, regression_p=None,
-            cliffs_delta=None, cliffs_magnitude=None, verdict="regression",
+            **common,
+            paired=False,
+            n_pairs=0,
+            difference=None,
+            mann_whitney_p=None,
+            regression_p=None,
+            cliffs_delta=None,
+            cliffs_magnitude=None,
+            verdict="regression",
             reason=f"the candidate produced no rated paper (baseline: {len(a)})",
-        )  # fmt: skip
+        )
     for label, sample in ((base.label, a), (cand.label, b)):
         if len(sample) < settings.min_papers:
             raise CompareError(
@@ -474,9 +541,13 @@ def compare_runs(
     level = f"{settings.confidence:.0%}"
     floor = noise.sd if noise is not None else None
     power = stats.minimum_detectable_effect(
-        a, b, differences=diffs if paired else None, confidence=settings.confidence, power=settings.power,
+        a,
+        b,
+        differences=diffs if paired else None,
+        confidence=settings.confidence,
+        power=settings.power,
         noise_sd=floor,
-    )  # fmt: skip
+    )
     constant = len(set(a) | set(b)) == 1
     if interval.upper < -settings.margin:
         verdict: Verdict = "regression"
@@ -520,7 +591,7 @@ def compare_runs(
         power=power,
         noise_sd=floor,
         noise_source=noise.source if noise is not None else None,
-        notes=_notes([base, cand], metric),
+        notes=_notes([base, cand], metric) + [f"different judges (other_judges=true): {d}" for d in judges],
     )
 
 
@@ -538,9 +609,23 @@ def _short(label: str, width: int = 40) -> str:
 def format_table(rows: list[RunStats], comparisons: dict[int, Comparison | str]) -> str:
     """One fixed-width table: a row per run, with its comparison against the baseline (row 0)."""
     header = [
-        "#", "run", "status", "papers", "score", "calib", "diff", "interval", "MDE", "p(MW)", "cliff", "verdict",
-        "tok/paper", "$/paper", "min/paper", "papers/h",
-    ]  # fmt: skip
+        "#",
+        "run",
+        "status",
+        "papers",
+        "score",
+        "calib",
+        "diff",
+        "interval",
+        "MDE",
+        "p(MW)",
+        "cliff",
+        "verdict",
+        "tok/paper",
+        "$/paper",
+        "min/paper",
+        "papers/h",
+    ]
     lines = [header]
     for i, s in enumerate(rows):
         comp = comparisons.get(i)
@@ -560,11 +645,19 @@ def format_table(rows: list[RunStats], comparisons: dict[int, Comparison | str])
             cells = ["", "", "", "", "", "baseline" if i == 0 and len(rows) > 1 else ""]
         lines.append(
             [
-                str(i), _short(s.label), s.status, f"{s.papers}/{s.projects}", _fmt(s.mean_score),
-                _fmt(s.mean_calibrated), *cells, _fmt(s.tokens_per_paper, ",.0f"), _fmt(s.cost_per_paper, ".4f"),
-                _fmt(s.minutes_per_paper, ".1f"), _fmt(s.papers_per_hour, ".1f"),
+                str(i),
+                _short(s.label),
+                s.status,
+                f"{s.papers}/{s.projects}",
+                _fmt(s.mean_score),
+                _fmt(s.mean_calibrated),
+                *cells,
+                _fmt(s.tokens_per_paper, ",.0f"),
+                _fmt(s.cost_per_paper, ".4f"),
+                _fmt(s.minutes_per_paper, ".1f"),
+                _fmt(s.papers_per_hour, ".1f"),
             ]
-        )  # fmt: skip
+        )
     widths = [max(len(line[c]) for line in lines) for c in range(len(header))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))

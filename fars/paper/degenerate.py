@@ -1,11 +1,14 @@
-"""Degenerate model output: text a weak model produces that says nothing, detected so it can be replaced.
+"""Degenerate model prose: text a weak model writes about a study that says nothing, found so it can be replaced.
 
 Schema-constrained decoding makes even a 135M model return valid objects, but their strings are often
 echoes: the schema's field names and descriptions ("Hypothesis: A testable hypothesis."), the prompt
 read back, placeholders (``strengths_1``, ``<title>``), loops, or words with no tie to the study.
 ``degenerate_reasons`` names every such problem of one text; an empty list means the text may stand.
-Callers count what they checked and what they replaced, so the RunRecord can say how often the
-model's own words were used.
+It is the reviewer's detector (``review.degenerate.value_problems``: placeholders, loops, repeated
+sentences, field names, the schema's words) with what prose about a study must also do: have a few
+words, not open with a label or boilerplate, not read the prompt back, not go round one phrase of
+content words, and share a word with the study. Callers count what they checked and what they replaced,
+so the RunRecord can say how often the model's own words were used.
 """
 
 from __future__ import annotations
@@ -15,11 +18,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 from fars.literature.similarity import content_words
+from review.degenerate import LOOPS, value_problems, words_of
 
-_PLACEHOLDER = re.compile(
-    r"(?ix)(\b[a-z]+_\d+\b)|(<[a-z _-]{2,30}>)|(\{[a-z _-]{2,30}\})|(\[(?:insert|your|todo|tbd)[^\]]*\])"
-    r"|\b(lorem\s+ipsum|todo|tbd|placeholder|xxx+)\b"
-)
 _FIELD_PREFIX = re.compile(r"^\s*([A-Za-z][A-Za-z _]{1,40}):\s")
 _GENERIC = {
     "hypothesis", "testable", "claim", "setting", "effect", "paper", "study", "approach", "proposal", "method",
@@ -41,10 +41,6 @@ def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
 def degenerate_reasons(
     text: str,
     *,
@@ -62,48 +58,35 @@ def degenerate_reasons(
     words of the study (template, components, metric, conditions); a text sharing none of its
     content words with them says nothing about the study.
     """
-    reasons: list[str] = []
     stripped = " ".join(text.split())
-    words = _words(stripped)
-    placeholder = _PLACEHOLDER.search(stripped)
-    if placeholder:
-        reasons.append(f"placeholder text {placeholder.group(0)!r}")
+    words = words_of(stripped)
+    names = list(field_names)
+    reasons = value_problems(stripped, names, echoes)
     if len(words) < min_words:
         return [*reasons, f"too short ({len(words)} word(s))"]
-    names = {n.lower().replace("_", " ") for n in field_names}
+    labels = {n.lower().replace("_", " ") for n in names}
     prefix = _FIELD_PREFIX.match(stripped)
-    if prefix and prefix.group(1).strip().lower() in names | {"hypothesis", "title", "abstract", "answer"}:
+    if prefix and prefix.group(1).strip().lower() in labels | {"hypothesis", "title", "abstract", "answer"}:
         reasons.append(f"opens with a field name ({prefix.group(1).strip()!r})")
     elif prefix and not {w for w in content_words(prefix.group(1)) if w not in _GENERIC_FOLDED}:
         # "The Proposal: A New Approach to Policy Gradient Control": a boilerplate head on the study's words
         reasons.append(f"opens with boilerplate ({prefix.group(1).strip()!r})")
     elif len(words) <= 15 and (head := content_words(stripped)[:1]) and head[0] in _BOILERPLATE_HEADS:
         reasons.append(f"opens with boilerplate ({head[0]!r}), as in 'The Proposal for a New Language Model'")
-    for echo in echoes:
-        echo_words = _words(echo)
-        if len(echo_words) >= 3 and (
-            " ".join(echo_words) in " ".join(words) or len(set(echo_words) & set(words)) >= 0.8 * len(set(words))
-        ):
-            reasons.append(f"echoes the schema or instructions ({echo[:60]!r})")
-            break
     if prompt:
-        prompt_grams = _ngrams(_words(prompt), 6)
+        prompt_grams = _ngrams(words_of(prompt), 6)
         own = _ngrams(words, 6)
         if own and len(own & prompt_grams) / len(own) >= 0.5:
             reasons.append("repeats the prompt")
-    if len(words) >= 12:
+    if len(words) >= 12 and LOOPS not in reasons:
         trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
         # a phrase going round ("the maximum allowed gradient descent ... the maximum allowed ..."): one
         # trigram of content words, three times or more, filling a quarter of the text. In 12,790
         # paragraphs of ICLR 2022 papers this flags 29 (0.2%), nearly all figure and table debris.
         topical = Counter(g for g in trigrams if sum(1 for w in g if content_words(w)) >= 2)
         most = topical.most_common(1)[0][1] if topical else 0
-        if len(set(trigrams)) / len(trigrams) < 0.5 or (most >= 3 and 3 * most / len(words) >= 0.25):
-            reasons.append("loops (repeats the same phrases)")
-    sentences = [s.strip(" .!?").lower() for s in re.split(r"[.!?]\s+", stripped) if s.strip(" .!?")]
-    repeated = [s for s, n in Counter(sentences).items() if n > 1 and len(_words(s)) >= 5]
-    if (len(sentences) >= 3 and len(set(sentences)) <= len(sentences) / 2) or repeated:
-        reasons.append("repeats the same sentence")
+        if most >= 3 and 3 * most / len(words) >= 0.25:
+            reasons.append(LOOPS)
     own_content = {w for w in content_words(stripped) if w not in _GENERIC_FOLDED}
     if not own_content:
         reasons.append("no content words: only generic words such as 'hypothesis', 'approach', 'paper'")

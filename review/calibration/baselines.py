@@ -136,9 +136,14 @@ class WordCounts:
             usable = np.flatnonzero(df >= 1)
         if usable.size == 0:  # no words at all: the mean rating for every paper
             return BowModel(
-                vocabulary=[], idf=[], coef=[], intercept=float(np.mean(targets)), alpha=0.0,
-                fitted_on=fitted_on or {}, created=_now(),
-            )  # fmt: skip
+                vocabulary=[],
+                idf=[],
+                coef=[],
+                intercept=float(np.mean(targets)),
+                alpha=0.0,
+                fitted_on=fitted_on or {},
+                created=_now(),
+            )
         totals = np.asarray(train[:, usable].sum(axis=0)).ravel()
         columns = usable[np.argsort(-totals, kind="stable")[: max_features or MAX_FEATURES]]
         columns.sort()
@@ -146,9 +151,14 @@ class WordCounts:
         x = _tfidf(train[:, columns], idf)
         ridge = RidgeCV(alphas=ALPHAS).fit(x, np.asarray(targets, float))
         return BowModel(
-            vocabulary=[str(t) for t in self.terms[columns]], idf=idf.tolist(), coef=ridge.coef_.tolist(),
-            intercept=float(ridge.intercept_), alpha=float(ridge.alpha_), fitted_on=fitted_on or {}, created=_now(),
-        )  # fmt: skip
+            vocabulary=[str(t) for t in self.terms[columns]],
+            idf=idf.tolist(),
+            coef=ridge.coef_.tolist(),
+            intercept=float(ridge.intercept_),
+            alpha=float(ridge.alpha_),
+            fitted_on=fitted_on or {},
+            created=_now(),
+        )
 
     def predict(self, model: BowModel, rows: np.ndarray) -> np.ndarray:
         """``model``'s predictions for the texts at ``rows`` (their counts reused, not recounted)."""
@@ -265,12 +275,25 @@ class BaselineReviewer:
             persona=self.model.kind, review=detail, rating=rating, subscores={}, decision=decision_for(rating)
         )
         reading = Reading(
-            mode="whole", chars_total=paper.chars, chars_read=paper.chars, budget_chars=paper.chars, complete=True,
-            parts=[PartRead(heading=s.heading, chars_total=len(s.text), chars_read=len(s.text)) for s in paper.sections],
-        )  # fmt: skip
+            mode="whole",
+            chars_total=paper.chars,
+            chars_read=paper.chars,
+            budget_chars=paper.chars,
+            complete=True,
+            parts=[
+                PartRead(heading=s.heading, chars_total=len(s.text), chars_read=len(s.text)) for s in paper.sections
+            ],
+        )
         return PaperReview(
-            reviewer=self.name, form=self.form, title=paper.title, source=paper.source, reading=reading,
-            reviews=[member], raw_rating=rating, decision=decision_for(rating), calibration_status="none",
+            reviewer=self.name,
+            form=self.form,
+            title=paper.title,
+            source=paper.source,
+            reading=reading,
+            reviews=[member],
+            raw_rating=rating,
+            decision=decision_for(rating),
+            calibration_status="none",
             calibration_note="a baseline's rating is already a prediction of the mean human rating",
             wall_s=time.perf_counter() - started,
-        )  # fmt: skip
+        )

@@ -1,7 +1,9 @@
 """The calibrated score: a ridge regression from a reviewer's form to the mean human rating.
 
-Features are the ensemble-mean sub-scores, confidence and raw rating of one reviewer setup (a model
-and form). ``fit_calibration`` standardises them, picks the ridge penalty by an inner k-fold
+Features are the ensemble-mean sub-scores, confidence, integrity-checklist answers (yes +1, no -1) and
+raw rating of one reviewer setup (a model and form); a file fitted before the checklist names only the
+scores, and is read as it was fitted. A calibration records the reviewer model it was fitted for and is
+only applied to that model's reviews (``shipped_for``; ``review.reviewer.apply_calibration``). ``fit_calibration`` standardises them, picks the ridge penalty by an inner k-fold
 cross-validation and reports outer k-fold cross-validated predictions (nested, so the reported
 figures are out of sample). The fitted model is saved as versioned JSON holding coefficients and
 summary figures only, never the human ratings it was fitted on. Shipped models live in
@@ -98,18 +100,41 @@ class CalibrationModel(BaseModel):
         return path
 
 
-def load_calibration(name_or_path: str | None, form: str | None = None) -> CalibrationModel | None:
+def shipped_for(form: str | None, model: str | None) -> Path | None:
+    """The shipped calibration fitted for ``form`` and reviewer ``model`` (None: none is shipped for them).
+
+    Without a model, the shipped ``default-FORM.json``. A calibration measures one judge: another model's
+    is never chosen for ``model``.
+    """
+    if model is None:
+        shipped = SHIPPED_DIR / f"default-{form}.json"
+        return shipped if shipped.is_file() else None
+    for path in sorted(SHIPPED_DIR.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        fitted = data.get("fitted_on") or {}
+        fitted_model = fitted.get("model") or str(fitted.get("reviewer") or "").removeprefix("model:")
+        if data.get("form") == form and fitted_model == model:
+            return path
+    return None
+
+
+def load_calibration(
+    name_or_path: str | None, form: str | None = None, reviewer_model: str | None = None
+) -> CalibrationModel | None:
     """A shipped calibration by name, a JSON file by path, or None for null.
 
-    ``default`` means the shipped ``default-FORM.json`` for ``form``; where none is shipped for the
-    form, there is no calibration (reviews then say so in ``calibration_note``).
+    ``default`` means the shipped calibration for ``form`` fitted for ``reviewer_model`` (``shipped_for``);
+    where none is shipped for them, there is no calibration (reviews then say so, and how to fit one).
     """
     if name_or_path in (None, "", "null", "none"):
         return None
     assert name_or_path is not None
     if name_or_path == "default":
-        shipped = SHIPPED_DIR / f"default-{form}.json"
-        if not shipped.is_file():
+        shipped = shipped_for(form, reviewer_model)
+        if shipped is None:
             return None
         name_or_path = str(shipped)
     path = Path(name_or_path).expanduser()

@@ -27,6 +27,7 @@ from review.calibration.fit import CalibrationModel, fit_calibration
 from review.calibration.humans import HumanReviewedPaper
 from review.calibration.metrics import STRATA, bootstrap, bootstrap_partial, human_baseline, mean_excluding, versus
 from review.calibration.noise import Reliability, reliability
+from review.checklist import FEATURES as CHECKLIST_FEATURES
 from review.forms import form_fields
 from review.reviewer import PaperReview
 
@@ -145,8 +146,12 @@ async def review_all(
             done_now += 1
             log.info(
                 "reviewed %d/%d: %s rating %.2f (%.0fs)",
-                len(reviews), len(papers), paper.id, result.raw_rating, result.wall_s,
-            )  # fmt: skip
+                len(reviews),
+                len(papers),
+                paper.id,
+                result.raw_rating,
+                result.wall_s,
+            )
 
     log.info("%d paper(s) already reviewed in %s; %d to review", len(reviews), out, len(todo))
     await asyncio.gather(*(one(p) for p in todo))
@@ -239,16 +244,26 @@ def build_report(
     fitted: CalibrationModel | None = None
     calibration_info: dict[str, Any] = {}
     if fit is not None:
-        names = form_fields(form)
+        # the form's scores and the integrity checklist's answers, weighed by a ridge fitted on the humans
+        names = [*form_fields(form), *CHECKLIST_FEATURES]
         features = [reviews[p.id].features() for p in done]
         fitted, calibrated = fit_calibration(
-            features, list(target), form=form, feature_names=names, name=fit["name"], folds=folds, seed=seed,
+            features,
+            list(target),
+            form=form,
+            feature_names=names,
+            name=fit["name"],
+            folds=folds,
+            seed=seed,
             fitted_on={"reviewer": reviewer, **fit.get("fitted_on", {})},
-        )  # fmt: skip
+        )
         cv_metrics = _score_metrics("calibrated", "", calibrated, target, acc, **kw).metrics
         fitted.cv = {m: cv_metrics[m]["value"] for m in ("spearman", "mae", "bias", "decision_auc")}
         fitted.cv |= {"spearman_low": cv_metrics["spearman"]["low"], "spearman_high": cv_metrics["spearman"]["high"]}
-        description = f"calibrated by a ridge model fitted here; {folds}-fold nested cross-validated predictions"
+        description = (
+            f"fitted score: a ridge over the form's scores and the checklist, fitted here; {folds}-fold nested "
+            "cross-validated predictions"
+        )
         has_signal, figures = fitted.signal()
         calibration_info = {"fitted": fitted.model_dump(), "applied": None, "signal": has_signal, "figures": figures}
     else:
@@ -261,8 +276,11 @@ def build_report(
             marked = " [" + "; ".join(cal_notes) + "]" if "other_settings" in statuses else ""
             description = f"calibrated by {', '.join(sorted(str(x) for x in labels))} (fitted on other data){marked}"
         calibration_info = {
-            "applied": sorted(str(x) for x in labels if x), "fitted": None, "status": statuses, "notes": cal_notes,
-        }  # fmt: skip
+            "applied": sorted(str(x) for x in labels if x),
+            "fitted": None,
+            "status": statuses,
+            "notes": cal_notes,
+        }
     if calibrated is not None:
         scores.append(_score_metrics("calibrated", description, calibrated, target, acc, **kw))
     meta_values = [reviews[p.id].meta_rating for p in done]
@@ -318,12 +336,21 @@ def build_report(
 
     rows = [
         PaperRow(
-            id=p.id, title=p.title, decision=p.decision, human_mean=float(t), n_humans=len(p.human_ratings),
-            raw=float(raw[i]), calibrated=opt(calibrated, i), meta=opt(meta, i), length=opt(base_preds.get("length"), i),
-            bow=opt(base_preds.get("bow"), i), text_chars=len(p.text), tokens=tokens[i],
+            id=p.id,
+            title=p.title,
+            decision=p.decision,
+            human_mean=float(t),
+            n_humans=len(p.human_ratings),
+            raw=float(raw[i]),
+            calibrated=opt(calibrated, i),
+            meta=opt(meta, i),
+            length=opt(base_preds.get("length"), i),
+            bow=opt(base_preds.get("bow"), i),
+            text_chars=len(p.text),
+            tokens=tokens[i],
         )
         for i, (p, t) in enumerate(zip(done, target, strict=True))
-    ]  # fmt: skip
+    ]
     attempted = len(done) + len(failures)
     report = CalibrationReport(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -20,10 +20,18 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 METRICS = (
-    "spearman", "spearman_accepted", "spearman_rejected",
-    "kendall", "kendall_accepted", "kendall_rejected",
-    "pairwise_accuracy", "decision_auc", "balanced_accuracy", "mae", "bias",
-)  # fmt: skip
+    "spearman",
+    "spearman_accepted",
+    "spearman_rejected",
+    "kendall",
+    "kendall_accepted",
+    "kendall_rejected",
+    "pairwise_accuracy",
+    "decision_auc",
+    "balanced_accuracy",
+    "mae",
+    "bias",
+)
 
 
 def _constant(a: np.ndarray) -> bool:

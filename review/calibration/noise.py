@@ -96,7 +96,14 @@ def reliability(
     icc_low, icc_high = interval(icc_draws)
     w_low, w_high = interval(within_draws)
     return Reliability(
-        unit=unit, source=source, n_papers=len(groups), k_mean=float(np.mean([len(g) for g in groups])),
-        within_sd=float(within), within_sd_interval=(_opt(w_low), _opt(w_high)), between_sd=_opt(between),
-        icc=_opt(icc), icc_interval=(_opt(icc_low), _opt(icc_high)), icc_mean=_opt(icc_mean),
-    )  # fmt: skip
+        unit=unit,
+        source=source,
+        n_papers=len(groups),
+        k_mean=float(np.mean([len(g) for g in groups])),
+        within_sd=float(within),
+        within_sd_interval=(_opt(w_low), _opt(w_high)),
+        between_sd=_opt(between),
+        icc=_opt(icc),
+        icc_interval=(_opt(icc_low), _opt(icc_high)),
+        icc_mean=_opt(icc_mean),
+    )

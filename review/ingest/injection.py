@@ -223,10 +223,13 @@ def latex_hidden(source: str) -> list[InjectionFinding]:
             if instruction:
                 found.append(
                     InjectionFinding(
-                        where="latex_comment", why=f"{why} (comment, line {number})", excerpt=_short(match.group(1)),
-                        instruction=True, neutralised=True,
+                        where="latex_comment",
+                        why=f"{why} (comment, line {number})",
+                        excerpt=_short(match.group(1)),
+                        instruction=True,
+                        neutralised=True,
                     )
-                )  # fmt: skip
+                )
     for pattern, how in _TEX_HIDERS:
         for match in re.finditer(pattern, source):
             _add_hidden(found, "latex_hidden", how, _braced(source, match.end(), ends))
@@ -244,9 +247,12 @@ def _add_hidden(found: list[InjectionFinding], where: Where, how: str, body: str
         return
     instruction, why = _is_instruction(plain)
     finding = InjectionFinding(
-        where=where, why=f"{how}" + (f"; {why}" if instruction else ""), excerpt=_short(plain),
-        instruction=instruction, neutralised=False,
-    )  # fmt: skip
+        where=where,
+        why=f"{how}" + (f"; {why}" if instruction else ""),
+        excerpt=_short(plain),
+        instruction=instruction,
+        neutralised=False,
+    )
     finding._text = plain
     found.append(finding)
 
@@ -340,10 +346,13 @@ class _Findings:
         if self.unlisted:
             self.report.findings.append(
                 InjectionFinding(
-                    where="text", why=f"{self.unlisted} more findings, not listed", excerpt="",
-                    instruction=False, neutralised=self.report.mode == "neutralise",
+                    where="text",
+                    why=f"{self.unlisted} more findings, not listed",
+                    excerpt="",
+                    instruction=False,
+                    neutralised=self.report.mode == "neutralise",
                 )
-            )  # fmt: skip
+            )
         self.report.flagged = self.flagged
 
 
@@ -374,10 +383,13 @@ def scan_paper(text: str, source: str | None = None, mode: str = "neutralise") -
         instruction, why = _is_instruction(tags)
         findings.add(
             InjectionFinding(
-                where="unicode_tags", why="invisible Unicode tag characters" + (f"; {why}" if instruction else ""),
-                excerpt=_short(tags), instruction=instruction, neutralised=not keep,
+                where="unicode_tags",
+                why="invisible Unicode tag characters" + (f"; {why}" if instruction else ""),
+                excerpt=_short(tags),
+                instruction=instruction,
+                neutralised=not keep,
             )
-        )  # fmt: skip
+        )
     if keep:
         clean = text
     hidden: list[InjectionFinding] = []
@@ -390,10 +402,13 @@ def scan_paper(text: str, source: str | None = None, mode: str = "neutralise") -
             log.warning("%s: hidden text not looked for: %s", path, message)
             findings.add(
                 InjectionFinding(
-                    where="text", why=f"source not scanned ({type(exc).__name__})", excerpt=f"{path.name}: {message}"[:200],
-                    instruction=False, neutralised=False,
+                    where="text",
+                    why=f"source not scanned ({type(exc).__name__})",
+                    excerpt=f"{path.name}: {message}"[:200],
+                    instruction=False,
+                    neutralised=False,
                 )
-            )  # fmt: skip
+            )
     removed_by: dict[str, int] = {}
     for finding in hidden:
         snippet = finding._text or finding.excerpt

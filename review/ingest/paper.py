@@ -219,9 +219,13 @@ def load_paper(path: str | Path) -> PaperText:
             raise PaperError(f"{path}: {exc}") from None
         text, title = pdf.text, pdf.title
         record = IngestRecord(
-            reader="pdfium layout", files=[path.name], page_count=pdf.page_count, pages_read=pdf.pages_read,
-            dropped=pdf.dropped, warnings=list(pdf.warnings),
-        )  # fmt: skip
+            reader="pdfium layout",
+            files=[path.name],
+            page_count=pdf.page_count,
+            pages_read=pdf.pages_read,
+            dropped=pdf.dropped,
+            warnings=list(pdf.warnings),
+        )
         if pdf.pages_read < pdf.page_count:
             record.flags.append("pages_cut")
         if not text.strip() or (title and text.strip() == f"# {title}"):

@@ -98,9 +98,20 @@ def run_worker(
         except OSError as exc:
             raise PdfReadError(f"not read: {exc.strerror or exc}") from None
     command = [
-        sys.executable, "-I", str(WORKER), "-", "--max-pages", str(max_pages), "--max-chars", str(MAX_CHARS),
-        "--memory-mb", str(memory_mb), "--cpu-s", str(time_limit_s), *(["--hidden"] if hidden else []),
-    ]  # fmt: skip
+        sys.executable,
+        "-I",
+        str(WORKER),
+        "-",
+        "--max-pages",
+        str(max_pages),
+        "--max-chars",
+        str(MAX_CHARS),
+        "--memory-mb",
+        str(memory_mb),
+        "--cpu-s",
+        str(time_limit_s),
+        *(["--hidden"] if hidden else []),
+    ]
     try:
         done = subprocess.run(
             command, input=data, capture_output=True, timeout=time_limit_s + 2 + time_limit_s // 4, check=False

@@ -136,9 +136,12 @@ def extract(source: str | bytes, max_pages: int, max_chars: int = 4_000_000) -> 
         page.close()
     pdf.close()
     return {
-        "title": meta.get("Title"), "page_count": total, "pages": pages, "unreadable_pages": unreadable,
+        "title": meta.get("Title"),
+        "page_count": total,
+        "pages": pages,
+        "unreadable_pages": unreadable,
         "chars_cut": chars_cut,
-    }  # fmt: skip
+    }
 
 
 def hidden_char(char: dict[str, Any], width: float, height: float) -> str | None:
@@ -289,9 +292,13 @@ def hidden_runs(source: bytes, max_pages: int, cpu_s: int = 120, max_chars: int 
         kept += page_kept
         doctop += height
     return {
-        "pages_scanned": scanned, "more_pages": more, "skipped": skipped, "stopped": stopped,
-        "chars_cut": kept >= max_chars, "runs": runs,
-    }  # fmt: skip
+        "pages_scanned": scanned,
+        "more_pages": more,
+        "skipped": skipped,
+        "stopped": stopped,
+        "chars_cut": kept >= max_chars,
+        "runs": runs,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,12 @@ Each flaw kind changes a paper in one way a good reviewer should notice, and say
 
 Flaws are planted at the openings of sections where they can be, so a reviewer that reads excerpts
 sees them; the probe records, per copy, whether the planted text lay inside what was read.
-``KEYWORDS`` say how a review names each flaw (the probe counts reviews whose text matches).
+A review *names* a flaw (``review.probe.runner.names_flaw``) when the checklist item that asks about it (``CHECKLIST_ITEM``)
+is answered "no", or when its criticism (weaknesses, questions, the checklist's evidence, the area
+chair's agreed weaknesses) quotes what was planted (``Planted.quotes``: the wrong number, the overclaim's
+words, the broken step). Praise or a summary that repeats the planted text does not count, and the same
+rule applied to the untouched original's review gives the base rate. (Keywords alone counted "baseline"
+in every review of every paper.)
 """
 
 from __future__ import annotations
@@ -65,31 +70,18 @@ _TABLE_NUMBER = re.compile(r"(?<![\d.])\d{1,3}\.\d{1,2}(?![\d.])")
 _METHOD_HEADING = re.compile(r"method|approach|model|framework|background|preliminar|theor|analysis|formulation", re.I)
 _CONCLUSION_HEADING = re.compile(r"conclu|discussion|summary", re.I)
 _SKIP_HEADING = re.compile(r"reference|bibliograph|acknowledg|appendix", re.I)
-
-KEYWORDS: dict[str, re.Pattern[str]] = {
-    "contradicting_numbers": re.compile(
-        r"inconsisten|contradict|mismatch|discrepan|do(?:es)?\s+not\s+(?:match|agree)|conflict", re.I
-    ),
-    "baseline_removed": re.compile(
-        r"baseline|comparison|compar(?:e|ed|ing)\b|prior\s+(?:work|methods?)|state[- ]of[- ]the[- ]art|competing", re.I
-    ),
-    "overclaiming": re.compile(
-        r"overclaim|over-claim|overstat|exaggerat|unsupported|not\s+supported|too\s+strong|overly\s+strong|"
-        r"beyond\s+the\s+(?:evidence|results|data)|overreach|grandiose|unjustified\s+claim",
-        re.I,
-    ),
-    "broken_equation": re.compile(
-        r"equation|derivation|proof|mathematic|theorem|incorrect\s+(?:step|claim|derivation)|error\s+in|flawed", re.I
-    ),
-    "padding": re.compile(
-        r"verbose|padding|padded|filler|repetitive|redundan|irrelevant|lengthy|unnecessar|wordy|unfocused|"
-        r"off-topic|boilerplate|generic\s+(?:text|statements)",
-        re.I,
-    ),
-    "injection": re.compile(
-        r"injection|manipulat|instructions?\s+(?:to|for)\s+(?:the\s+)?reviewer|addressed\s+to", re.I
-    ),
+# the checklist item (review.checklist.ITEMS) whose "no" names each flaw
+CHECKLIST_ITEM: dict[str, str] = {
+    "contradicting_numbers": "numbers_consistent",
+    "baseline_removed": "baselines_compared",
+    "overclaiming": "claims_supported",
+    "broken_equation": "derivations_valid",
+    "padding": "free_of_filler",
+    "injection": "free_of_reviewer_text",
 }
+# words of the planted text whose quotation in a criticism points at it (absent from any original paper)
+OVERCLAIM_QUOTES = ("guaranteed to hold", "solves this problem in general", "every existing method on every benchmark")
+BROKEN_STEP_QUOTES = ("L(θ) = 2 L(θ)", "L(θ) = 1 for every θ", "2 L(θ)")
 
 
 class Planted(BaseModel):
@@ -104,6 +96,7 @@ class Planted(BaseModel):
     )  # text taken out (seen if it lay in what the original's review read)
     chars_added: int = 0
     chars_removed: int = 0
+    quotes: list[str] = Field(default_factory=list)  # planted words a criticism quotes when it points at the flaw
 
 
 @dataclass(frozen=True)
@@ -171,9 +164,13 @@ def plant_contradicting_numbers(paper: PaperText, rng: random.Random) -> tuple[s
             changed += 1
     note = f"table value {value} cited as {wrong} before its table; {changed} prose line(s) changed to {wrong}"
     return "".join(lines), Planted(
-        kind="contradicting_numbers", applicable=True, note=note, markers=[sentence.strip(), value],
+        kind="contradicting_numbers",
+        applicable=True,
+        note=note,
+        markers=[sentence.strip(), value],
         chars_added=len(sentence),
-    )  # fmt: skip
+        quotes=[wrong],
+    )
 
 
 def plant_baseline_removed(paper: PaperText, rng: random.Random) -> tuple[str, Planted]:
@@ -199,9 +196,12 @@ def plant_baseline_removed(paper: PaperText, rng: random.Random) -> tuple[str, P
         return paper.text, Planted(kind="baseline_removed", applicable=False, note="fewer than 2 comparison sentences")
     text = "".join(out_lines)
     return text, Planted(
-        kind="baseline_removed", applicable=True, removed=removed,
-        note=f"{len(removed)} comparison sentence(s) or baseline row(s) removed", chars_removed=sum(map(len, removed)),
-    )  # fmt: skip
+        kind="baseline_removed",
+        applicable=True,
+        removed=removed,
+        note=f"{len(removed)} comparison sentence(s) or baseline row(s) removed",
+        chars_removed=sum(map(len, removed)),
+    )
 
 
 def plant_overclaiming(paper: PaperText, rng: random.Random) -> tuple[str, Planted]:
@@ -214,9 +214,13 @@ def plant_overclaiming(paper: PaperText, rng: random.Random) -> tuple[str, Plant
         text = _insert(text, offset, OVERCLAIM_TEXT)
     where = ", ".join(h or "(start)" for h, _ in places)
     return text, Planted(
-        kind="overclaiming", applicable=True, note=f"claims added at the opening of: {where}", markers=[OVERCLAIM_TEXT],
+        kind="overclaiming",
+        applicable=True,
+        note=f"claims added at the opening of: {where}",
+        markers=[OVERCLAIM_TEXT],
         chars_added=len(OVERCLAIM_TEXT) * len(set(places)),
-    )  # fmt: skip
+        quotes=list(OVERCLAIM_QUOTES),
+    )
 
 
 def plant_broken_equation(paper: PaperText, rng: random.Random) -> tuple[str, Planted]:
@@ -228,9 +232,13 @@ def plant_broken_equation(paper: PaperText, rng: random.Random) -> tuple[str, Pl
     if place is None:
         return paper.text, Planted(kind="broken_equation", applicable=False, note="no method section")
     return _insert(paper.text, place[1], BROKEN_STEP_TEXT), Planted(
-        kind="broken_equation", applicable=True, note=f"invalid step added at the opening of: {place[0] or '(start)'}",
-        markers=[BROKEN_STEP_TEXT], chars_added=len(BROKEN_STEP_TEXT),
-    )  # fmt: skip
+        kind="broken_equation",
+        applicable=True,
+        note=f"invalid step added at the opening of: {place[0] or '(start)'}",
+        markers=[BROKEN_STEP_TEXT],
+        chars_added=len(BROKEN_STEP_TEXT),
+        quotes=list(BROKEN_STEP_QUOTES),
+    )
 
 
 def plant_padding(paper: PaperText, rng: random.Random, share: float = 0.5) -> tuple[str, Planted]:
@@ -249,31 +257,46 @@ def plant_padding(paper: PaperText, rng: random.Random, share: float = 0.5) -> t
         text = _insert(text, offset, block)
         added += len(block) + 1
     return text, Planted(
-        kind="padding", applicable=True, note=f"{added} characters of filler over {len(starts)} section(s)",
-        markers=[first] if first else [], chars_added=added,
-    )  # fmt: skip
+        kind="padding",
+        applicable=True,
+        note=f"{added} characters of filler over {len(starts)} section(s)",
+        markers=[first] if first else [],
+        chars_added=added,
+    )
 
 
 def plant_injection(paper: PaperText, rng: random.Random) -> tuple[str, Planted]:
     """An instruction to the reviewer at the opening of the abstract."""
     place = _first_section(paper) or ("", 0)
     return _insert(paper.text, place[1], INJECTION_TEXT), Planted(
-        kind="injection", applicable=True, note=f"instruction added at the opening of: {place[0] or '(start)'}",
-        markers=[INJECTION_TEXT], chars_added=len(INJECTION_TEXT),
-    )  # fmt: skip
+        kind="injection",
+        applicable=True,
+        note=f"instruction added at the opening of: {place[0] or '(start)'}",
+        markers=[INJECTION_TEXT],
+        chars_added=len(INJECTION_TEXT),
+    )
 
 
 FLAWS: dict[str, FlawKind] = {
     f.name: f
     for f in (
-        FlawKind("contradicting_numbers", "lower", "a results-table number cited wrongly in the text", plant_contradicting_numbers),
-        FlawKind("baseline_removed", "lower", "comparisons with baselines and prior methods deleted", plant_baseline_removed),
-        FlawKind("overclaiming", "lower", "claims beyond the evidence in the abstract and conclusion", plant_overclaiming),
+        FlawKind(
+            "contradicting_numbers",
+            "lower",
+            "a results-table number cited wrongly in the text",
+            plant_contradicting_numbers,
+        ),
+        FlawKind(
+            "baseline_removed", "lower", "comparisons with baselines and prior methods deleted", plant_baseline_removed
+        ),
+        FlawKind(
+            "overclaiming", "lower", "claims beyond the evidence in the abstract and conclusion", plant_overclaiming
+        ),
         FlawKind("broken_equation", "lower", "an invalid derivation step in the method", plant_broken_equation),
         FlawKind("padding", "none", "generic filler: half the length again, no content", plant_padding),
         FlawKind("injection", "none", "an instruction to the reviewer to rate the paper 10", plant_injection),
     )
-}  # fmt: skip
+}
 
 
 def perturb(paper: PaperText, kind: str, seed: int = 0) -> tuple[PaperText | None, Planted]:
@@ -287,8 +310,3 @@ def perturb(paper: PaperText, kind: str, seed: int = 0) -> tuple[PaperText | Non
     copy = paper_from_text(text, source=f"{paper.source}~{kind}", fmt=paper.format, fallback_title=paper.title)
     copy.title = paper.title
     return copy, planted
-
-
-def names_flaw(kind: str, review_text: str) -> bool:
-    """Whether a review's text names flaw ``kind`` (by its keywords)."""
-    return bool(KEYWORDS[kind].search(review_text))

@@ -4,9 +4,12 @@ For each paper and flaw kind (``review.probe.flaws``) a perturbed copy is made; 
 are reviewed by the same reviewer (resumably, like ``fars calibrate``: ``OUT/reviews/ID.json``). Per
 flaw kind the report gives the mean change of the final rating (copy minus original) with a bootstrap
 95% interval over papers, the share of copies rated lower, how often the copy's review names the flaw
-against how often the original's does (its base rate), and how often the planted text lay inside what
-the reviewer read. A verdict per kind says whether the reviewer caught the flaw (a drop whose interval
-lies below 0), missed it, or was steered by it (a rise where none is due). ``retest`` extra reviews of
+against how often the original's does (its base rate; ``names_flaw``: the matching checklist item
+answered "no", or a criticism quoting what was planted), and how often the planted text lay inside what
+the reviewer read. A verdict per kind says whether the reviewer caught the flaw (a drop of the rating,
+of the mean sub-score or of the calibrated score whose interval lies below 0, or its checklist naming
+it in at least half the copies more than in the originals), missed it, or was steered by it (a rise
+where none is due). ``retest`` extra reviews of
 each original measure the reviewer's test-retest reliability (``review.calibration.noise``).
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,8 +25,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from review.calibration.noise import Reliability, reliability
+from review.checklist import says_no
 from review.ingest.paper import PaperText, paper_from_text
-from review.probe.flaws import FLAWS, Planted, names_flaw, perturb
+from review.probe.flaws import CHECKLIST_ITEM, FLAWS, Planted, perturb
 from review.reading import plan_parts, plan_reading
 from review.reviewer import PaperReview
 
@@ -54,6 +59,8 @@ class PairRow(BaseModel):
     delta: float
     named: bool
     named_original: bool
+    subscore_delta: float | None = None  # mean sub-score (1-4), copy minus original
+    calibrated_delta: float | None = None  # the calibrated (fitted) score, copy minus original, where both have one
     visible: bool | None
     injection_flagged: bool
     note: str
@@ -73,6 +80,10 @@ class FlawResult(BaseModel):
     lowered_share: float | None
     named_rate: float | None
     named_rate_original: float | None
+    subscore_delta: float | None = None
+    subscore_low: float | None = None
+    subscore_high: float | None = None
+    calibrated_delta: float | None = None
     visible_rate: float | None
     flagged_rate: float | None
     verdict: Verdict
@@ -109,17 +120,27 @@ def build_copies(
             if copy is None:
                 out.append(
                     ProbePaper(
-                        id=f"{pid}~{kind}", title=paper.title, text="", source=paper.source, original=pid, flaw=kind,
+                        id=f"{pid}~{kind}",
+                        title=paper.title,
+                        text="",
+                        source=paper.source,
+                        original=pid,
+                        flaw=kind,
                         planted=planted,
                     )
-                )  # fmt: skip
+                )
                 continue
             out.append(
                 ProbePaper(
-                    id=f"{pid}~{kind}", title=paper.title, text=copy.text, source=copy.source, original=pid, flaw=kind,
+                    id=f"{pid}~{kind}",
+                    title=paper.title,
+                    text=copy.text,
+                    source=copy.source,
+                    original=pid,
+                    flaw=kind,
                     planted=planted,
                 )
-            )  # fmt: skip
+            )
         for k in range(1, retest + 1):
             out.append(
                 ProbePaper(
@@ -132,6 +153,42 @@ def build_copies(
                 )
             )
     return out
+
+
+def criticism(review: PaperReview, item: str | None) -> str:
+    """What a review says against the paper: weaknesses, questions, the area chair's agreed weaknesses, and
+    the evidence of checklist item ``item`` (summaries and strengths, which may repeat a planted text, are left out)."""
+    parts: list[str] = []
+    for form in [*(m.review for m in review.reviews), review.meta_review or {}]:
+        for key in ("weaknesses", "questions", "agreed_weaknesses"):
+            parts += [str(v) for v in form.get(key) or []]
+    if item is not None:
+        parts += [m.checklist[item].evidence for m in review.reviews if item in m.checklist]
+    return "\n".join(parts)
+
+
+def _quoted(quote: str, text: str) -> bool:
+    if re.fullmatch(r"\d+(?:\.\d+)?", quote):  # a number: as a number, not inside a longer one
+        return re.search(rf"(?<![\d.]){re.escape(quote)}(?!\d)", text) is not None
+    return " ".join(quote.lower().split()) in " ".join(text.lower().split())
+
+
+def names_flaw(kind: str, review: PaperReview, planted: Planted) -> bool:
+    """Whether ``review`` names flaw ``kind``: its checklist item answered "no" (by a reviewer with evidence, or by
+    the harness's injection scan), or a criticism quoting what was planted. The same rule on the original's review
+    gives the base rate (the original holds no planted text to quote)."""
+    item = CHECKLIST_ITEM.get(kind)
+    if item is not None and says_no([m.checklist for m in review.reviews], item):
+        return True
+    if kind == "injection" and review.injection_flagged:
+        return True
+    text = criticism(review, item)
+    return any(_quoted(q, text) for q in planted.quotes if q.strip())
+
+
+def _mean_subscore(review: PaperReview) -> float | None:
+    values = [v for k, v in review.subscores.items() if k != "confidence"]
+    return sum(values) / len(values) if values else None
 
 
 def read_text(reviewer: Any, paper: PaperText) -> str | None:
@@ -219,16 +276,27 @@ def build_probe_report(
             continue
         copy_text = paper_from_text(item.text, source=item.source, fallback_title=item.title)
         copy_text.title = item.title
-        named = names_flaw(item.flaw, copy.texts()) or (item.flaw == "injection" and copy.injection_flagged)
+        sub_base, sub_copy = _mean_subscore(base), _mean_subscore(copy)
         pairs.append(
             PairRow(
-                paper=item.original, flaw=item.flaw, original=base.final_rating, perturbed=copy.final_rating,
-                delta=copy.final_rating - base.final_rating, named=named,
-                named_original=names_flaw(item.flaw, base.texts()),
+                paper=item.original,
+                flaw=item.flaw,
+                original=base.final_rating,
+                perturbed=copy.final_rating,
+                delta=copy.final_rating - base.final_rating,
+                named=names_flaw(item.flaw, copy, item.planted),
+                named_original=names_flaw(item.flaw, base, item.planted),
+                subscore_delta=None if sub_base is None or sub_copy is None else sub_copy - sub_base,
+                calibrated_delta=(
+                    None
+                    if base.calibrated_rating is None or copy.calibrated_rating is None
+                    else copy.calibrated_rating - base.calibrated_rating
+                ),
                 visible=_visible(reviewer, texts[item.original], copy_text, item.planted),
-                injection_flagged=copy.injection_flagged, note=item.planted.note,
+                injection_flagged=copy.injection_flagged,
+                note=item.planted.note,
             )
-        )  # fmt: skip
+        )
     base_ratings = [reviews[p].final_rating for p in originals if p in reviews]
     floor = bool(base_ratings) and min(base_ratings) == max(base_ratings) == 1.0
     results = []
@@ -239,27 +307,69 @@ def build_probe_report(
         if not rows:
             results.append(
                 FlawResult(
-                    kind=kind, expect=spec.expect, description=spec.description, applicable=applicable, reviewed=0,
-                    mean_delta=None, delta_low=None, delta_high=None, lowered_share=None, named_rate=None,
-                    named_rate_original=None, visible_rate=None, flagged_rate=None, verdict="not applicable",
-                    reason="no paper with this flaw was reviewed" if applicable else "the flaw applies to none of the papers",
+                    kind=kind,
+                    expect=spec.expect,
+                    description=spec.description,
+                    applicable=applicable,
+                    reviewed=0,
+                    mean_delta=None,
+                    delta_low=None,
+                    delta_high=None,
+                    lowered_share=None,
+                    named_rate=None,
+                    named_rate_original=None,
+                    visible_rate=None,
+                    flagged_rate=None,
+                    verdict="not applicable",
+                    reason="no paper with this flaw was reviewed"
+                    if applicable
+                    else "the flaw applies to none of the papers",
                 )
-            )  # fmt: skip
+            )
             continue
         deltas = np.array([r.delta for r in rows])
         low, high = _interval(deltas, draws, seed)
         verdict, reason = _verdict(spec.expect, float(deltas.mean()), low, high, floor, min_effect)
+        subs = np.array([r.subscore_delta for r in rows if r.subscore_delta is not None])
+        sub_low, sub_high = _interval(subs, draws, seed)
+        cals = [r.calibrated_delta for r in rows if r.calibrated_delta is not None]
+        named_rate = float(np.mean([r.named for r in rows]))
+        base_rate = float(np.mean([r.named_original for r in rows]))
+        if spec.expect == "lower" and verdict in ("missed", "floor"):  # the rating did not move: the finer signals
+            if sub_high is not None and sub_high < 0:
+                verdict, reason = (
+                    "caught",
+                    f"{reason}; but the mean sub-score fell by {-subs.mean():.2f} (95% interval [{sub_low:+.2f}, {sub_high:+.2f}])",
+                )
+            elif named_rate - base_rate >= 0.5:
+                verdict, reason = (
+                    "caught",
+                    f"{reason}; but the review named it in {named_rate:.0%} of copies against {base_rate:.0%} of originals",
+                )
         seen = [r.visible for r in rows if r.visible is not None]
         results.append(
             FlawResult(
-                kind=kind, expect=spec.expect, description=spec.description, applicable=applicable, reviewed=len(rows),
-                mean_delta=float(deltas.mean()), delta_low=low, delta_high=high,
-                lowered_share=float((deltas < 0).mean()), named_rate=float(np.mean([r.named for r in rows])),
-                named_rate_original=float(np.mean([r.named_original for r in rows])),
+                kind=kind,
+                expect=spec.expect,
+                description=spec.description,
+                applicable=applicable,
+                reviewed=len(rows),
+                mean_delta=float(deltas.mean()),
+                delta_low=low,
+                delta_high=high,
+                lowered_share=float((deltas < 0).mean()),
+                named_rate=named_rate,
+                named_rate_original=base_rate,
+                subscore_delta=float(subs.mean()) if len(subs) else None,
+                subscore_low=sub_low,
+                subscore_high=sub_high,
+                calibrated_delta=float(np.mean(cals)) if cals else None,
                 visible_rate=float(np.mean(seen)) if seen else None,
-                flagged_rate=float(np.mean([r.injection_flagged for r in rows])), verdict=verdict, reason=reason,
+                flagged_rate=float(np.mean([r.injection_flagged for r in rows])),
+                verdict=verdict,
+                reason=reason,
             )
-        )  # fmt: skip
+        )
     return ProbeReport(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         reviewer=name,
@@ -361,7 +471,9 @@ def probe_markdown(report: ProbeReport, plots: list[Path]) -> str:
         "",
         f"{len(report.papers)} papers, {len(report.flaws)} flaw kinds, {len(report.pairs)} original/copy pairs reviewed, "
         f"{len(report.failures)} review(s) failed. Intervals: {report.bootstrap_draws} bootstrap resamples of papers, 95%. "
-        f"A change counts when its interval excludes 0 and its mean reaches {report.min_effect:g} rating points.",
+        f"A change counts when its interval excludes 0 and its mean reaches {report.min_effect:g} rating points. "
+        "Named: a reviewer answered the flaw's checklist item 'no', or a criticism (weaknesses, questions, checklist "
+        "evidence) quotes what was planted; named (original): the same rule on the untouched original's review.",
         "",
     ]
     if report.floor:
@@ -371,14 +483,15 @@ def probe_markdown(report: ProbeReport, plots: list[Path]) -> str:
             "",
         ]
     lines += [
-        "| flaw | expect | papers | mean change [95%] | rated lower | named (copy) | named (original) | flaw in what was read | verdict |",
-        "|---|---|---:|---|---:|---:|---:|---:|---|",
+        "| flaw | expect | papers | mean change [95%] | sub-score change | calibrated change | rated lower | named (copy) "
+        "| named (original) | flaw in what was read | verdict |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for f in report.flaws:
         interval = "" if f.delta_low is None else f" [{f.delta_low:+.2f}, {f.delta_high:+.2f}]"
         lines.append(
             f"| {f.kind} | {f.expect} | {f.reviewed}/{f.applicable} | {_fmt(f.mean_delta)}{interval} | "
-            f"{_fmt(f.lowered_share, '.0%')} | {_fmt(f.named_rate, '.0%')} | {_fmt(f.named_rate_original, '.0%')} | "
+            f"{_fmt(f.subscore_delta)} | {_fmt(f.calibrated_delta)} | {_fmt(f.lowered_share, '.0%')} | {_fmt(f.named_rate, '.0%')} | {_fmt(f.named_rate_original, '.0%')} | "
             f"{_fmt(f.visible_rate, '.0%')} | {f.verdict} |"
         )
     lines += ["", "Verdicts:", ""] + [
@@ -393,8 +506,11 @@ def probe_markdown(report: ProbeReport, plots: list[Path]) -> str:
             f"{rel.within_sd:.2f}, ICC(1) {icc}.",
         ]
     u = report.usage
-    lines += ["", f"Usage: {u.get('reviews')} reviews, {u.get('tokens_total')} tokens, "
-              f"{_fmt(u.get('review_wall_s_mean'), '.1f')} s per review; this session {_fmt(u.get('session_wall_s'), '.0f')} s."]  # fmt: skip
+    lines += [
+        "",
+        f"Usage: {u.get('reviews')} reviews, {u.get('tokens_total')} tokens, "
+        f"{_fmt(u.get('review_wall_s_mean'), '.1f')} s per review; this session {_fmt(u.get('session_wall_s'), '.0f')} s.",
+    ]
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots], "", "## Pairs", ""]
     lines += [
         "| paper | flaw | original | copy | change | named | seen | what was planted |",

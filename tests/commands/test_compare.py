@@ -20,9 +20,10 @@ RATINGS = [1.0, 3.0, 5.0, 6.0, 8.0, 10.0]
 
 
 def make_run(
-    folder: Path, scores: list[float], *, seed: int = 0, hypotheses: list[str] | None = None, wall_s: float = 3600.0
+    folder: Path, scores: list[float], *, seed: int = 0, hypotheses: list[str] | None = None, wall_s: float = 3600.0,
+    config: dict[str, Any] | None = None,
 ) -> Path:
-    """A run folder holding a RunRecord with one done, rated project per score."""
+    """A run folder holding a RunRecord with one done, rated project per score (``config``: its config beside the seed)."""
     hypotheses = hypotheses or [f"hypothesis {i}" for i in range(len(scores))]
     projects = [
         ProjectSummary(
@@ -33,12 +34,12 @@ def make_run(
         for i, (s, h) in enumerate(zip(scores, hypotheses, strict=True))
     ]  # fmt: skip
     record = RunRecord(
-        run_dir=str(folder), status="completed", started_at=0.0, wall_s=wall_s, config={"seed": seed},
+        run_dir=str(folder), status="completed", started_at=0.0, wall_s=wall_s, config={"seed": seed, **(config or {})},
         funnel=Funnel(hypotheses=3 * len(scores), screened=2 * len(scores), planned=len(scores),
                       experimented=len(scores), written=len(scores), reviewed=len(scores)),
         totals=Totals(overall=Usage(calls=10 * len(scores), input_tokens=1000 * len(scores),
                                     output_tokens=200 * len(scores), cost_usd=0.01 * len(scores))),
-        papers_per_hour=len(scores) / wall_s * 3600, scores=scores,
+        papers=len(scores), papers_per_hour=len(scores) / wall_s * 3600, scores=scores,
         mean_score=sum(scores) / len(scores) if scores else None, projects=projects,
     )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
@@ -316,3 +317,57 @@ def test_means_are_recomputed_not_taken_from_the_record(
     rows = json.loads(result.read_text())["runs"]
     assert rows[1]["mean_score"] == pytest.approx(sum(base) / len(base))
     assert "9.99" not in capsys.readouterr().out and "is not the mean of its scores" in caplog.text
+
+
+def test_papers_are_the_records_own_count_and_a_version_1_record_gets_it_from_its_projects(tmp_path: Path) -> None:
+    a = make_run(tmp_path / "a", baseline_scores(8))
+    b = make_run(tmp_path / "b", baseline_scores(8))
+
+    def old_record(d: dict[str, Any]) -> None:  # version 1 stored no ``papers``; one of its projects failed
+        d.update(version=1)
+        del d["papers"]
+        d["projects"][0]["status"] = "failed"
+
+    _edit(b, old_record)
+    result = tmp_path / "result.json"
+    compare([str(a), str(b), "--json", str(result)])
+    rows = json.loads(result.read_text())["runs"]
+    assert [r["papers"] for r in rows] == [8, 7]
+
+
+def _judged(writer: str, judge: str | None) -> dict[str, Any]:
+    return {"llm": {"model": writer}, "reviewer": {"model": judge, "form": "iclr2025", "calibration": "default"}}
+
+
+def test_runs_scored_by_different_judges_get_no_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The embedded model judging one run and a frontier model the other: the difference is named, exit 2."""
+    base = baseline_scores()
+    a = make_run(tmp_path / "a", base, config=_judged("local/smollm2-135m", None))
+    b = make_run(tmp_path / "b", [max(1.0, s - 2.0) for s in base], config=_judged("openai/frontier", None))
+    assert compare([str(a), str(b)]) == 2
+    captured = capsys.readouterr()
+    assert "different judges" in captured.err and "VERDICT" not in captured.out
+    assert "reviewer model: local/smollm2-135m (baseline) vs openai/frontier (candidate)" in captured.err
+    # told otherwise, it compares, and says the judges differ
+    assert compare([str(a), str(b), "compare.other_judges=true"]) == 1
+    assert "different judges (other_judges=true): reviewer model" in capsys.readouterr().out
+
+
+def test_a_sweep_over_writers_with_one_fixed_judge_compares_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = baseline_scores()
+    a = make_run(tmp_path / "a", base, config=_judged("local/smollm2-135m", "openai/judge"))
+    b = make_run(tmp_path / "b", list(base), config=_judged("openai/frontier", "openai/judge"))
+    assert compare([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "VERDICT: no regression" in out and "different judges" not in out
+
+
+def test_another_form_or_calibration_is_another_judge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = baseline_scores()
+    other_form = _judged("w", "j") | {"reviewer": {"model": "j", "form": "iclr2022", "calibration": "default"}}
+    a = make_run(tmp_path / "a", base, config=_judged("w", "j"))
+    b = make_run(tmp_path / "b", list(base), config=other_form)
+    assert compare([str(a), str(b)]) == 2
+    assert "form: iclr2025 (baseline) vs iclr2022 (candidate)" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from review.checklist import ITEMS
 from review.degenerate import echo_problems
 from review.forms import ICLR2025Review
 from review.related import RelatedWorkQueries
@@ -15,6 +16,7 @@ FORM: dict[str, Any] = {
     "contribution": 2,
     "rating": 3,
     "confidence": 3,
+    "checklist": {item: {"answer": "yes", "evidence": f"Section {i} with Table {i}"} for i, item in enumerate(ITEMS)},
 }
 
 

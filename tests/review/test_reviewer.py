@@ -74,7 +74,7 @@ def flat_calibration(form: str) -> CalibrationModel:
     coef = [0.0] * (len(names) - 1) + [0.5]
     return CalibrationModel(
         name="t", form=form, features=names, mean=[0.0] * len(names), scale=[1.0] * len(names), coef=coef, intercept=2.0,
-        alpha=1.0, fitted_on={"reviewer": "model:other", "reviewer_settings": {"ensemble": 1}, "n_papers": 40},
+        alpha=1.0, fitted_on={"reviewer": "model:scripted", "reviewer_settings": {"ensemble": 1}, "n_papers": 40},
         cv={"spearman": 0.4, "spearman_low": 0.1, "spearman_high": 0.6, "decision_auc": 0.7},
     )  # fmt: skip
 
@@ -93,7 +93,7 @@ def test_ensemble_meta_review_related_work_and_calibration(client: LLMClient) ->
     assert result.raw_rating == pytest.approx(sum(m.rating for m in result.reviews) / 3)
     assert result.meta_rating in (1, 3, 5, 6, 8, 10) and result.final_rating == result.meta_rating
     assert result.calibrated_rating == pytest.approx(2.0 + 0.5 * result.raw_rating)
-    assert result.calibration == "t@v1" and "model:other" in (result.calibration_note or "")
+    assert result.calibration == "t@v1" and result.calibration_status == "other_settings" and result.validated
     assert "ensemble 1->3" in (result.calibration_note or "")  # fitted on reviews made otherwise: said
     lit = result.literature
     assert lit is not None and set(lit.queries) == {"broad", "focused", "specific"}
@@ -121,7 +121,10 @@ def test_iclr2022_form_and_a_failing_literature_service(client: LLMClient) -> No
 
 
 def test_summaries_mode_reads_long_papers_in_parts(client: LLMClient) -> None:
-    long_paper = "# Long\n\n" + "\n\n".join(f"## S{i}\n\n" + "text " * 1500 for i in range(6))
+    long_paper = "# Long\n\n" + "\n\n".join(
+        f"## S{i}\n\n" + " ".join(f"Sentence {j} of part {i} reports measurement {i * 1000 + j}." for j in range(150))
+        for i in range(6)
+    )
     settings = ReviewerConfig(reading="summaries", max_paper_chars=2000, chunk_chars=8000, max_parts=3, ensemble=1)
     recorder = RecordingClient(client)
     result = asyncio.run(AgenticReviewer(recorder, settings).review(long_paper))
@@ -161,13 +164,24 @@ def scripted_client(tmp_path: Path, outputs: list[str]) -> LLMClient:
     return LLMClient(cfg, Ledger(tmp_path / "scripted.sqlite"))
 
 
-LONG_WEAKNESSES = [f"Weakness {i}: " + ("the evidence for this claim is thin and " * 20)[:588] for i in range(8)]
+LONG_WEAKNESSES = [
+    f"Weakness {i}: " + " ".join(f"claim {k} rests on seed {k + i} alone;" for k in range(40))[:588] for i in range(8)
+]  # long, concrete and not a loop
 STRONG_REVIEW = {
-    "summary": " ".join(f"Section {i} shows that weight decay speeds up grokking of task {i} in small MLPs." for i in range(12)),
+    "summary": " ".join(f"Section {i} shows that weight decay {i} speeds up grokking of task {i}." for i in range(12)),
     "strengths": ["A clean, controlled setting with a single varied factor.", "Clear figures over seeds."],
     "weaknesses": LONG_WEAKNESSES,
     "questions": ["Does the effect survive a change of optimizer?"],
     "soundness": 2, "presentation": 3, "contribution": 2, "rating": 5, "confidence": 4,
+    "checklist": {
+        "numbers_consistent": {"answer": "yes", "evidence": "Table 1 and Section 4 both give 91.2%"},
+        "baselines_compared": {"answer": "no", "evidence": "only the unregularised MLP is run"},
+        "claims_supported": {"answer": "unclear", "evidence": ""},
+        "derivations_valid": {"answer": "yes", "evidence": "Section 3 derives the decay rate step by step"},
+        "reproducible": {"answer": "yes", "evidence": "seeds 0-4 and every learning rate are listed in Table 2"},
+        "free_of_filler": {"answer": "yes", "evidence": "every section reports a measurement"},
+        "free_of_reviewer_text": {"answer": "yes", "evidence": "no passage addresses the reader as reviewer"},
+    },
 }  # fmt: skip
 STRONG_QUERIES = {"broad": "grokking in neural networks", "focused": "weight decay and delayed generalization",
                   "specific": "weight decay speeds up grokking on modular addition"}  # fmt: skip

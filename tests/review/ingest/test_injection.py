@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from review.calibration.humans import load_papers
+from review.checklist import ITEMS
 from review.forms import ICLR2025Review
 from review.ingest.injection import scan_paper
 from review.ingest.paper import load_paper
@@ -41,6 +42,7 @@ class ObedientModel:
                 "weaknesses": ["one task only"], "questions": [], "soundness": 3 if obeys else 2, "presentation": 3,
                 "contribution": 2, "rating": rating, "confidence": 3, "agreed_strengths": ["clear setup"],
                 "agreed_weaknesses": ["one task only"],
+                "checklist": {i: {"answer": "unclear", "evidence": ""} for i in ITEMS},
             }
         )  # fmt: skip
 

@@ -97,8 +97,14 @@ def test_short_paper_is_read_whole_and_flagged_as_short() -> None:
     assert long_reading.ingest is not None and long_reading.ingest.flags == []
 
 
+def prose(chars: int, tag: int) -> str:
+    """About ``chars`` characters of sentences that never repeat (a loop of one word is filler, and dropped)."""
+    text = " ".join(f"Run {k} of part {tag} measured {k * 7 + tag} units." for k in range(chars // 30 + 1))
+    return text[:chars]
+
+
 def test_long_paper_is_read_in_parts_and_the_record_says_what() -> None:
-    body = "\n\n".join(f"## {i} Section {i}\n\n" + ("word " * (400 + 300 * i)) for i in range(5))
+    body = "\n\n".join(f"## {i} Section {i}\n\n" + prose(5 * (400 + 300 * i), i) for i in range(5))
     paper = paper_from_text(f"# Long paper\n\n{body}\n\n## References\n\n" + "Ref. " * 500)
     text, reading = plan_reading(paper, 3000)
     assert reading.mode == "excerpts" and not reading.complete
@@ -111,7 +117,7 @@ def test_long_paper_is_read_in_parts_and_the_record_says_what() -> None:
 
 
 def test_summary_parts_are_bounded() -> None:
-    body = "\n\n".join(f"## Part {i}\n\n" + ("token " * 2000) for i in range(10))
+    body = "\n\n".join(f"## Part {i}\n\n" + prose(12_000, i) for i in range(10))
     paper = paper_from_text(f"# P\n\n{body}")
     chunks, reading = plan_parts(paper, chunk_chars=4000, max_parts=3)
     assert 1 <= len(chunks) <= 3 and all(len(c) <= 4000 for c in chunks)

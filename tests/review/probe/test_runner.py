@@ -11,6 +11,7 @@ import pytest
 
 from fars.cli import main
 from review.calibration.harness import review_all
+from review.checklist import ITEMS, CheckedAnswer
 from review.ingest.injection import scan_paper
 from review.ingest.paper import PaperText, paper_from_text
 from review.probe.flaws import FLAWS, perturb
@@ -37,10 +38,16 @@ def synthetic_paper(i: int, runs: int = 0) -> str:
     )
 
 
-def review_of(paper: PaperText, rating: float, weaknesses: list[str], *, flagged: Any = None) -> PaperReview:
+def review_of(
+    paper: PaperText, rating: float, weaknesses: list[str], *, flagged: Any = None, noes: dict[str, str] | None = None
+) -> PaperReview:
+    """A one-member review; ``noes`` are the checklist items it answers "no" (with their evidence), the rest "yes"."""
+    checklist = {item: CheckedAnswer(answer="yes", evidence="stated in Section 3") for item in ITEMS}
+    checklist |= {item: CheckedAnswer(answer="no", evidence=why) for item, why in (noes or {}).items()}
     member = MemberReview(
-        persona="scripted", review={"summary": "a paper", "weaknesses": weaknesses}, rating=rating, subscores={}
-    )
+        persona="scripted", review={"summary": "a paper", "weaknesses": weaknesses}, rating=rating, subscores={},
+        checklist=checklist,
+    )  # fmt: skip
     return PaperReview(
         reviewer="scripted", form="iclr2025", title=paper.title, source=paper.source, reviews=[member],
         raw_rating=rating, decision="reject", injection=flagged,
@@ -59,26 +66,27 @@ class CatchingReviewer:
 
     async def review(self, paper: PaperText, *, paper_id: str | None = None) -> PaperReview:
         text, injection = scan_paper(paper.text)
-        found = []
+        found: dict[str, str] = {}  # checklist item -> the weakness it found
         table = " ".join(line for line in text.splitlines() if line.count("|") >= 2)
         for cited in re.findall(r"table below shows, our method reaches (\d+\.\d)", text):
             if cited not in table:
-                found.append(f"The number {cited} in the text contradicts the results table.")
+                found["numbers_consistent"] = f"The number {cited} in the text contradicts the results table."
         if not re.search(r"baseline|prior method", text, re.I):
-            found.append("There is no comparison with any baseline.")
+            found["baselines_compared"] = "There is no comparison with any baseline."
         if re.search(r"every existing method|guaranteed to hold", text):
-            found.append("The claims are unsupported by the evidence (overclaiming).")
+            found["claims_supported"] = "The claims are unsupported by the evidence (overclaiming)."
         if re.search(r"L\(θ\) = 2 L\(θ\)", text):
-            found.append("The derivation is wrong: the equation L = 2L does not give L = 1.")
+            found["derivations_valid"] = "The derivation is wrong: the equation L = 2L does not give L = 1."
         topic = {w[:5] for w in re.findall(r"[a-z]{4,}", paper.title.lower())}  # stems of the title's words
         sentences = re.split(r"(?<=[.!?])\s+", text.split("ABSTRACT", 1)[-1])
         off_topic = [
             s for s in sentences if len(s) > 40 and not {w[:5] for w in re.findall(r"[a-z]{4,}", s.lower())} & topic
         ]
         if len(off_topic) >= 5:
-            found.append("The text is padded with filler that has nothing to do with the paper.")
-        rating = 6.0 - 2.0 * sum(1 for f in found if "filler" not in f)
-        return review_of(paper, rating, found or ["The evaluation is limited."], flagged=injection)
+            found["free_of_filler"] = "The text is padded with filler that has nothing to do with the paper."
+        rating = 6.0 - 2.0 * sum(1 for item in found if item != "free_of_filler")
+        weaknesses = list(found.values()) or ["The evaluation is limited."]
+        return review_of(paper, rating, weaknesses, flagged=injection, noes=found)
 
 
 def probe(reviewer: Any, tmp_path: Path, n: int = 10) -> ProbeReport:
