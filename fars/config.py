@@ -182,7 +182,14 @@ class ExperimentConfig:
     max_templates: int = Field(default=3, ge=1, le=32)  # templates: [auto] picks at most this many
     scale: str = "ci"  # the templates' named size: smoke, ci (default), gpu, ... (their template.yaml)
     template_overrides: dict[str, float | int | str] = Field(default_factory=dict)  # knob -> value for every run
+    # seeds per condition: without a pilot, the count; with one, the most its power analysis may choose
     seeds: int = Field(default=2, ge=1, le=20)
+    pilot_seeds: int = Field(default=3, ge=0, le=20)  # baseline runs before the plan (at most `seeds`); 0: no pilot
+    power: float = Field(default=0.8, gt=0, lt=1)  # wanted power of the primary comparison at `alpha`
+    effect: float | None = Field(default=None, gt=0)  # smallest improvement of interest, metric units; None: effect_sds
+    effect_sds: float = Field(default=1.0, gt=0)  # without `effect`: this many pilot standard deviations
+    # job-seconds a plan's runs may take (pilot job time x conditions x seeds); None: only `seeds` caps them
+    plan_budget_s: float | None = Field(default=None, gt=0)
     steps: int | None = Field(default=None, ge=1)  # None: the template's steps at the chosen scale
     method_components: int = Field(default=2, ge=1, le=6)  # component slots a method changes from the baseline
     ablations: bool = True  # one condition per changed component, the method without it
@@ -208,6 +215,8 @@ class ExperimentConfig:
                 "deepspeed.fp16.enabled with device=cpu: fp16 is not supported on CPU (no fp16 kernels or loss "
                 "scaling there); use experiment.deepspeed.bf16.enabled=true or fp32"
             )
+        if self.pilot_seeds == 1:
+            problems.append("experiment.pilot_seeds=1 measures no seed-to-seed spread: use 0 (no pilot) or at least 2")
         if self.engine == "plain" and (self.ranks_per_job > 1 or self.nodes > 1):
             problems.append(
                 f"engine=plain runs one rank (ranks_per_job={self.ranks_per_job}); use engine=ddp or deepspeed"
@@ -265,7 +274,7 @@ class LiteratureConfig:
     chain: list[LiteratureSource] = Field(default_factory=lambda: list(DEFAULT_CHAIN))
     fallback: list[LiteratureSource] = Field(default_factory=lambda: list(DEFAULT_FALLBACK))
     top_k: int = Field(default=5, ge=1, le=50)
-    corpus_path: str | None = None  # None: the bundled ICLR 2022 titles and abstracts
+    corpus_path: str | None = None  # None: the bundled ICLR, ICML and NeurIPS titles and abstracts
     timeout_s: float = Field(default=20.0, gt=0)
     max_retries: int = Field(default=4, ge=0, le=20)  # per request, on 429, 5xx, time-outs, dropped connections
     backoff_s: float = Field(default=1.0, ge=0.0)  # first wait, doubled each retry (Retry-After wins)

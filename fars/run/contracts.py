@@ -203,6 +203,95 @@ class Condition(BaseModel):
     description: str = ""
 
 
+class Pilot(BaseModel):
+    """The baseline run over a few seeds before the plan: its seed-to-seed spread and how far it converged.
+
+    ``convergence`` is the mean share of a run's improvement made in the last fifth of its training (0: flat
+    at the end; near 1: still climbing), None where no curve showed an improvement.
+    """
+
+    seeds: list[int]
+    steps: int
+    values: list[float]  # the template's metric, one per seed that finished
+    mean: float
+    sd: float  # sample standard deviation over seeds (0 with one value)
+    convergence: float | None = None
+    converged: bool | None = None  # convergence at most fars.stages.planning.CONVERGED_SHARE
+    job_s: float = 0.0  # mean wall time of a pilot run
+    failures: list[str] = Field(default_factory=list)
+    reused: bool = False  # its runs are the experiment's baseline runs (it could not change the seeds)
+
+
+class SeedDesign(BaseModel):
+    """How many seeds each condition gets and why: a power analysis on the pilot's spread, or the config's count.
+
+    ``effect`` is the improvement the design is powered for (metric units), ``detectable`` the smallest one the
+    chosen seeds detect with ``wanted_power`` at ``alpha`` (stated instead of pretending when ``capped``).
+    """
+
+    method: Literal["power", "fixed"]
+    seeds: int = Field(ge=1)
+    cap: int = Field(ge=1)
+    capped: bool = False
+    family: Literal["primary", "secondary"] = "primary"  # which comparisons the power is for
+    alpha: float | None = None  # the level of the powered test, corrected for its family
+    sides: Literal["greater", "two-sided"] = "greater"
+    wanted_power: float | None = None
+    effect: float | None = None
+    effect_source: str = ""
+    sd: float | None = None  # the pilot's seed-to-seed sd (power is averaged over its uncertainty)
+    power: float | None = None  # expected of the chosen seeds for ``effect`` (design.expected_power)
+    needed: int | None = None  # seeds the wanted power takes (None: more than the search's limit)
+    detectable: float | None = None
+    reason: str = ""  # one sentence for the plan, the prompt and the paper
+
+
+Prediction = Literal["better", "worse", "different", "equivalent"]
+
+
+class Comparison(BaseModel):
+    """A comparison pre-registered in the plan: candidate against reference, in its family, with its prediction.
+
+    The primary family (method vs baseline) is tested alone; the secondary family (ablations, sweeps,
+    variants) is corrected with Holm within itself. ``effect`` is the predicted (or smallest interesting)
+    size of the difference in metric units; ``margin`` bounds a difference that counts as none (TOST).
+    """
+
+    name: str
+    candidate: str
+    reference: str = "baseline"
+    family: Literal["primary", "secondary"]
+    prediction: Prediction = "better"
+    effect: float | None = Field(default=None, gt=0)
+    margin: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _margin_for_equivalence(self) -> Comparison:
+        if self.prediction == "equivalent" and self.margin is None:
+            raise ValueError(f"comparison {self.name!r} predicts equivalence: it needs a margin")
+        return self
+
+
+class ComparisonOutcome(BaseModel):
+    """What a pre-registered comparison found: the difference with its Welch t-interval, the p of its claim
+    (raw and Holm-adjusted within its family), TOST's p where a margin was set, and the verdict."""
+
+    name: str
+    family: Literal["primary", "secondary"]
+    candidate: str
+    reference: str
+    prediction: Prediction
+    n: tuple[int, int]  # seeds of candidate and reference
+    difference: float | None = None  # mean(candidate) - mean(reference), metric units
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float = 0.95
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    tost_p: float | None = None
+    verdict: Literal["better", "worse", "equivalent", "no significant difference", "inconclusive"]
+
+
 class Plan(BaseModel):
     """A runnable experiment: a baseline, methods, ablations (and sweeps), over seeds."""
 
@@ -216,6 +305,10 @@ class Plan(BaseModel):
     knob: str | None = None  # the knob a knob design or a sensitivity sweep varies
     rationale: str = ""
     repaired: list[str] = Field(default_factory=list)
+    # optional, so plans written before pilots and pre-registration still load
+    pilot: Pilot | None = None
+    seed_design: SeedDesign | None = None
+    comparisons: list[Comparison] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _well_formed(self) -> Plan:
@@ -226,6 +319,9 @@ class Plan(BaseModel):
             raise ValueError("a plan's first condition must be its baseline")
         if len(self.conditions) < 2:
             raise ValueError("a plan needs a baseline and at least one other condition")
+        unknown = {n for c in self.comparisons for n in (c.candidate, c.reference)} - set(names)
+        if unknown:
+            raise ValueError(f"comparisons name conditions the plan does not have: {sorted(unknown)}")
         return self
 
     def condition(self, name: str) -> Condition:
@@ -454,6 +550,12 @@ class ReviewSummary(BaseModel):
     ensemble: int = 1
     subscores: dict[str, float] = Field(default_factory=dict)  # the form's sub-scores, ensemble means
     injection_flagged: bool = False  # the paper carried text aimed at its reviewer (removed before reviewing)
+    reviewer: str | None = None  # the judge ("model:NAME"): compare refuses a verdict between different judges
+    validated: bool | None = None  # False: no calibration shows signal for this judge; rating and decision unvalidated
+    signal_note: str | None = None  # why, for the label shown beside the rating and decision
+    checklist: dict[str, dict[str, int]] = Field(
+        default_factory=dict
+    )  # per integrity item: reviewers answering yes/no/...
 
     @model_validator(mode="before")
     @classmethod

@@ -5,21 +5,48 @@ ablation per changed component (the method with that component put back to the b
 and, with ``experiment.sensitivity``, the method at other values of one knob. The model writes the
 design's rationale and picks the knob and values of the sweep; the harness coerces every value into
 the knob's range, so even a weak model yields a runnable plan (what it repaired is recorded). For a
-template with knobs only, the plan compares values of one knob with its default, as before. Seeds
-come from the config, steps from the config or the template's scale.
+template with knobs only, the plan compares values of one knob with its default, as before. Steps
+come from the config or the template's scale.
+
+Before the plan, a pilot runs the baseline over a few seeds: its seed-to-seed spread and how far its curve
+converged are recorded and shown to the model. Where the pilot cannot change the seeds (``experiment.seeds``
+at most ``experiment.pilot_seeds``), its runs are the experiment's baseline runs (in the Experiment stage's
+folders, which it reuses); elsewhere they are external, on seeds of their own, so the test stays unbiased.
+The seeds per condition then come from a power analysis of the primary comparison (method vs baseline, pre-registered apart from the secondary ones) for the smallest
+effect of interest, capped by ``experiment.seeds`` and the job-time budget; when the cap binds the plan says
+what the study can detect instead. Without a pilot (or a job runner) the config's seeds stand.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import math
+import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
+from experiments.metrics import Metrics
 from experiments.spec import TemplateSpec, load_template
-from fars.config import FarsConfig
-from fars.run.contracts import IdeationOutput, Plan, PlanningOutput, Value
+from fars.config import ExperimentConfig, FarsConfig
+from fars.evaluation import design as stats_design
+from fars.executor.launch import JobFailed, JobTimeout
+from fars.run.contracts import (
+    Comparison,
+    Condition,
+    HypothesisRecord,
+    IdeationOutput,
+    Pilot,
+    Plan,
+    PlanningOutput,
+    SeedDesign,
+    Value,
+)
+from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
+from fars.stages.experiment import base_config, condition_args, deepspeed_json, engine_args
 from fars.stages.methods import component_conditions, inert_slots, knob_conditions, knob_values
 
 if TYPE_CHECKING:
@@ -47,6 +74,7 @@ class PlanningSettings:
     ablations: bool
     sensitivity: bool
     template_dirs: tuple[str, ...]
+    experiment: ExperimentConfig  # what a pilot job runs with (engine, overrides) and the power analysis's settings
 
     @classmethod
     def of(cls, cfg: FarsConfig) -> PlanningSettings:
@@ -60,7 +88,215 @@ class PlanningSettings:
             exp.ablations,
             exp.sensitivity,
             tuple(exp.template_dirs),
+            exp,
         )
+
+    @property
+    def pilot_reused(self) -> bool:
+        """Whether the pilot's runs are the baseline's runs of the experiment: only where the pilot cannot change
+        the seeds (``experiment.seeds`` at most the pilot's). Where it can, reusing them biases the test: a pilot
+        whose seeds happen to agree asks for few seeds and then is most of the baseline (the null was rejected
+        in 8 of 40 simulated studies at alpha 0.05, benchmarks/power.py). Such a pilot runs on seeds of its own."""
+        return 0 < len(self.seeds) <= self.experiment.pilot_seeds
+
+    @property
+    def pilot_seeds(self) -> tuple[int, ...]:
+        """The pilot's seeds: the plan's own where the pilot is reused, else the ones after the most it may have."""
+        if self.pilot_reused:
+            return self.seeds
+        after = self.seeds[-1] + 1
+        return tuple(range(after, after + self.experiment.pilot_seeds))
+
+
+@register_stage("planning", produces=PlanningOutput, consumes=(IdeationOutput,), settings=PlanningSettings.of)
+def planning(settings: PlanningSettings, services: Services) -> StageFn:
+    """Factory of the Planning stage: the method to test, the model's design for it, repaired into a plan."""
+    llm = services.llm
+
+    async def run(ctx: StageContext) -> PlanningOutput:
+        idea = ctx.input(IdeationOutput)
+        spec = load_template(idea.template, settings.template_dirs)
+        chosen = idea.require_chosen()
+        method, inert = tested_method(spec, chosen)
+        focus = idea.focus or (spec.knobs[0].name if spec.knobs else "")
+        steps = settings.steps or spec.scale(settings.scale).steps
+        pilot = await run_pilot(ctx, services, spec, steps, settings)
+        ask = design_prompt(spec, chosen, method, focus, settings.max_variants, pilot)
+        draft = await llm.structured(ask, PlanDraft, max_tokens=250)
+        plan = repaired_plan(spec, chosen, method, inert, focus, draft, settings)
+        plan = powered_plan(plan, pilot, settings)
+        ctx.save_artifact("plan", "plan.json", plan.model_dump_json(indent=1))
+        return PlanningOutput(plan=plan)
+
+    return run
+
+
+CONVERGED_SHARE = 0.1  # a curve that made at most this share of its improvement in its last fifth has converged
+
+
+async def run_pilot(
+    ctx: StageContext, services: Services, spec: TemplateSpec, steps: int, settings: PlanningSettings
+) -> Pilot | None:
+    """The baseline over the pilot's seeds, at the plan's steps and scale, in the folders the Experiment stage
+    gives the baseline's runs where it may reuse them (``PlanningSettings.pilot_reused``), else in ``pilot/``.
+    None without a pilot: no pilot seeds,
+    no job runner, or an inference template (its runs call a model, and Planning holds no gateway)."""
+    seeds = settings.pilot_seeds
+    if len(seeds) < 2 or services.runner is None or spec.kind != "training":
+        return None
+    runner, exp = services.runner, settings.experiment
+    base = base_config(spec, exp.template_overrides, settings.scale)
+    ds_path = ctx.save_artifact("plan", "ds_config.json", json.dumps(deepspeed_json(exp.deepspeed), indent=1))
+    args = [*engine_args(exp, ctx.run_dir / ds_path.path), "--steps", str(steps)]
+    args += condition_args(spec, base, Condition(name="baseline", role="baseline"))
+
+    async def one(seed: int) -> Metrics | str:
+        folder = ctx.project_dir / ("runs" if settings.pilot_reused else "pilot") / f"baseline-seed{seed}"
+        try:
+            return await runner.train(
+                str(spec.entry_path), ["--seed", str(seed), *args], folder, metric=spec.metric, seed=seed
+            )
+        except (JobFailed, JobTimeout, ValidationError, SandboxError) as exc:
+            return f"seed {seed}: {type(exc).__name__}: {exc}"[:300]
+
+    finished = await asyncio.gather(*(one(s) for s in seeds))
+    pilot = pilot_summary(list(seeds), steps, finished, spec.metric, spec.higher_is_better)
+    return pilot.model_copy(update={"reused": settings.pilot_reused})
+
+
+def pilot_summary(
+    seeds: list[int], steps: int, finished: list[Metrics | str], metric: str, higher_is_better: bool
+) -> Pilot:
+    """The pilot's spread, its mean share of improvement in the last fifth of training, and its failures."""
+    runs = [m for m in finished if isinstance(m, Metrics)]
+    values = [m.final[metric] for m in runs]
+    shares = [
+        share
+        for m in runs
+        if (share := stats_design.convergence(m.curves.step, m.curves.val_metric, higher_is_better)) is not None
+    ]
+    convergence = statistics.fmean(shares) if shares else None
+    return Pilot(
+        seeds=[m.seed for m in runs],
+        steps=steps,
+        values=values,
+        mean=statistics.fmean(values) if values else math.nan,
+        sd=statistics.stdev(values) if len(values) > 1 else 0.0,
+        convergence=convergence,
+        converged=None if convergence is None else convergence <= CONVERGED_SHARE,
+        job_s=statistics.fmean(m.wall_s for m in runs) if runs else 0.0,
+        failures=[f for f in finished if isinstance(f, str)],
+    )
+
+
+def pilot_lines(pilot: Pilot | None) -> str:
+    """The pilot as the prompt and the plan state it: spread over seeds and convergence."""
+    if pilot is None or len(pilot.values) < 2:
+        return ""
+    curve = (
+        "no curve improved"
+        if pilot.convergence is None
+        else f"{pilot.convergence:.0%} of its improvement came in the last fifth of training "
+        f"({'converged' if pilot.converged else 'still improving'})"
+    )
+    return (
+        f"Pilot: the baseline over {len(pilot.values)} seeds at {pilot.steps} steps scored {pilot.mean:.4g} "
+        f"(seed-to-seed sd {pilot.sd:.3g}); {curve}.\n"
+    )
+
+
+def tested_method(spec: TemplateSpec, chosen: HypothesisRecord) -> tuple[dict[str, str], dict[str, str]]:
+    """The hypothesis's method over the template's components, and the slots left out of it with why:
+    a slot changed in name only would give an ablation equal to the method."""
+    method = {s: o for s, o in chosen.method.items() if s in spec.component_names}
+    inert = inert_slots(spec, method)
+    return {s: o for s, o in method.items() if s not in inert}, inert
+
+
+def design_prompt(
+    spec: TemplateSpec,
+    chosen: HypothesisRecord,
+    method: dict[str, str],
+    focus: str,
+    max_variants: int,
+    pilot: Pilot | None = None,
+) -> list[dict[str, str]]:
+    """The request for a design: the setting to sweep (or vary) and its values, and why the design tests the idea."""
+    knob_lines = "\n".join(
+        f"- {k.name}: {k.help}; default {k.default}"
+        + (f"; choices {k.choices}" if k.choices else f"; range {k.low} to {k.high}")
+        for k in spec.knobs
+    )
+    task = (
+        f"The plan runs the baseline, the method ({', '.join(f'{s}={o}' for s, o in method.items())}) and "
+        "the method without each of its components. Pick one setting for a sensitivity check of the method"
+        if method
+        else "Pick the setting to vary"
+    )
+    return [
+        {"role": "system", "content": "You design small, decisive machine learning experiments."},
+        {
+            "role": "user",
+            "content": (
+                f"Hypothesis: {chosen.statement}\nExperiment: {spec.description}\nSettings:\n{knob_lines}\n"
+                f"{pilot_lines(pilot)}{task} (probably '{focus}') and up to {max_variants} values to compare with its "
+                "default. Say why this design tests the hypothesis."
+            ),
+        },
+    ]
+
+
+def repaired_plan(
+    spec: TemplateSpec,
+    chosen: HypothesisRecord,
+    method: dict[str, str],
+    inert: dict[str, str],
+    focus: str,
+    draft: PlanDraft,
+    settings: PlanningSettings,
+) -> Plan:
+    """The plan: the model's knob and values coerced into the template's ranges, the conditions of the design,
+    and every repair recorded."""
+    repaired: list[str] = [f"{why}: left out of the method" for why in inert.values()]
+    knob, values = swept_values(spec, draft, focus, settings.max_variants, repaired)
+    design: Literal["components", "knob"] = "components" if method else "knob"
+    if design == "components":
+        sweep = (knob, values) if settings.sensitivity and knob and values else None
+        conditions = component_conditions(spec, method, ablations=settings.ablations, sensitivity=sweep)
+        if settings.ablations and len(method) < 2:
+            repaired.append(f"the method changes one component ({method}): no ablation distinct from the baseline")
+    else:
+        conditions = knob_conditions(spec, knob, values)
+    return Plan(
+        template=spec.name,
+        hypothesis=chosen.statement,
+        design=design,
+        conditions=conditions,
+        seeds=list(settings.seeds),
+        steps=settings.steps or spec.scale(settings.scale).steps,
+        scale=settings.scale,
+        knob=knob or None,
+        rationale=draft.rationale,
+        repaired=repaired,
+    )
+
+
+def swept_values(
+    spec: TemplateSpec, draft: PlanDraft, focus: str, count: int, repaired: list[str]
+) -> tuple[str, list[Value]]:
+    """The knob to sweep and its values: the model's when they fit the template, else the focus knob and
+    values of the harness's own (each repair added to ``repaired``)."""
+    names = [k.name for k in spec.knobs]
+    knob = draft.knob.strip()
+    if knob not in names:
+        if names:
+            repaired.append(f"model chose unknown setting {draft.knob!r}; used {focus!r}")
+        knob = focus
+    values = coerced_values(spec, knob, list(draft.values), count) if knob else []
+    if knob and not values:
+        values = knob_values(spec, knob, count)
+        repaired.append(f"model values {list(draft.values)} gave no value distinct from the default; used {values}")
+    return knob, values
 
 
 def coerced_values(spec: TemplateSpec, knob: str, raw: list[str], count: int) -> list[Value]:
@@ -74,74 +310,128 @@ def coerced_values(spec: TemplateSpec, knob: str, raw: list[str], count: int) ->
     return values[:count]
 
 
-@register_stage("planning", produces=PlanningOutput, consumes=(IdeationOutput,), settings=PlanningSettings.of)
-def planning(settings: PlanningSettings, services: Services) -> StageFn:
-    """Factory of the Planning stage."""
-    llm = services.llm
+def powered_plan(plan: Plan, pilot: Pilot | None, settings: PlanningSettings) -> Plan:
+    """The plan with its pilot, its comparisons pre-registered, and its seeds chosen: by power where the pilot
+    measured a spread, else the config's count."""
+    effect, source = effect_of_interest(settings.experiment, pilot)
+    comparisons = preregistered(plan, effect)
+    chosen = seed_design(pilot, comparisons, len(plan.conditions), settings, effect, source)
+    first = settings.seeds[0]
+    update = {
+        "pilot": pilot,
+        "seed_design": chosen,
+        "comparisons": comparisons,
+        "seeds": list(range(first, first + chosen.seeds)),
+    }
+    return Plan.model_validate({**plan.model_dump(), **update})
 
-    async def run(ctx: StageContext) -> PlanningOutput:
-        idea = ctx.input(IdeationOutput)
-        spec = load_template(idea.template, settings.template_dirs)
-        chosen = idea.require_chosen()
-        method = {s: o for s, o in chosen.method.items() if s in spec.component_names}
-        inert = inert_slots(spec, method)  # a slot changed in name only would give an ablation equal to the method
-        method = {s: o for s, o in method.items() if s not in inert}
-        design: Literal["components", "knob"] = "components" if method else "knob"
-        focus = idea.focus or (spec.knobs[0].name if spec.knobs else "")
-        knob_lines = "\n".join(
-            f"- {k.name}: {k.help}; default {k.default}"
-            + (f"; choices {k.choices}" if k.choices else f"; range {k.low} to {k.high}")
-            for k in spec.knobs
-        )
-        task = (
-            f"The plan runs the baseline, the method ({', '.join(f'{s}={o}' for s, o in method.items())}) and "
-            "the method without each of its components. Pick one setting for a sensitivity check of the method"
-            if design == "components"
-            else "Pick the setting to vary"
-        )
-        ask = [
-            {"role": "system", "content": "You design small, decisive machine learning experiments."},
-            {
-                "role": "user",
-                "content": (
-                    f"Hypothesis: {chosen.statement}\nExperiment: {spec.description}\nSettings:\n{knob_lines}\n"
-                    f"{task} (probably '{focus}') and up to {settings.max_variants} values to compare with its "
-                    "default. Say why this design tests the hypothesis."
-                ),
-            },
-        ]
-        draft = await llm.structured(ask, PlanDraft, max_tokens=250)
-        repaired: list[str] = [f"{why}: left out of the method" for why in inert.values()]
-        names = [k.name for k in spec.knobs]
-        knob = draft.knob.strip()
-        if knob not in names:
-            if names:
-                repaired.append(f"model chose unknown setting {draft.knob!r}; used {focus!r}")
-            knob = focus
-        values = coerced_values(spec, knob, list(draft.values), settings.max_variants) if knob else []
-        if knob and not values:
-            values = knob_values(spec, knob, settings.max_variants)
-            repaired.append(f"model values {list(draft.values)} gave no value distinct from the default; used {values}")
-        if design == "components":
-            sweep = (knob, values) if settings.sensitivity and knob and values else None
-            conditions = component_conditions(spec, method, ablations=settings.ablations, sensitivity=sweep)
-            if settings.ablations and len(method) < 2:
-                repaired.append(f"the method changes one component ({method}): no ablation distinct from the baseline")
-        else:
-            conditions = knob_conditions(spec, knob, values)
-        plan = Plan(
-            template=spec.name,
-            hypothesis=chosen.statement,
-            design=design,
-            conditions=conditions,
-            seeds=list(settings.seeds),
-            steps=settings.steps or spec.scale(settings.scale).steps,
-            scale=settings.scale,
-            knob=knob or None,
-            rationale=draft.rationale,
-            repaired=repaired,
-        )
-        ctx.save_artifact("plan", "plan.json", plan.model_dump_json(indent=1))
-        return PlanningOutput(plan=plan)
 
-    return run
+def effect_of_interest(exp: ExperimentConfig, pilot: Pilot | None) -> tuple[float | None, str]:
+    """The improvement the design is powered for, in metric units, and where it came from: the config's
+    ``experiment.effect``, else ``experiment.effect_sds`` of the pilot's seed-to-seed spread."""
+    if exp.effect is not None:
+        return exp.effect, "experiment.effect"
+    if pilot is not None and pilot.sd > 0:
+        return exp.effect_sds * pilot.sd, f"{exp.effect_sds:g} pilot standard deviation(s), experiment.effect_sds"
+    return None, ""
+
+
+def preregistered(plan: Plan, effect: float | None) -> list[Comparison]:
+    """The comparisons fixed before any run: the method against the baseline is the primary one, predicted
+    better; every other condition against the baseline is secondary and undirected (Holm within them only)."""
+    comparisons = []
+    for condition in plan.conditions[1:]:
+        primary = plan.design == "components" and condition.name == "method"
+        comparisons.append(
+            Comparison(
+                name=f"{condition.name} vs baseline",
+                candidate=condition.name,
+                family="primary" if primary else "secondary",
+                prediction="better" if primary else "different",
+                effect=effect,
+            )
+        )
+    return comparisons
+
+
+def seed_design(
+    pilot: Pilot | None,
+    comparisons: list[Comparison],
+    conditions: int,
+    settings: PlanningSettings,
+    effect: float | None,
+    source: str,
+) -> SeedDesign:
+    """Seeds per condition for the wanted power of the primary comparison (the secondary family's, corrected,
+    where there is none), from the pilot's spread; capped by ``experiment.seeds`` and the job-time budget."""
+    exp, fixed = settings.experiment, len(settings.seeds)
+    if pilot is None or len(pilot.values) < 2 or pilot.sd <= 0 or effect is None:
+        why = (
+            "no pilot ran"
+            if pilot is None
+            else "the pilot's seeds agreed exactly"
+            if len(pilot.values) > 1 and pilot.sd <= 0
+            else "the pilot measured no spread"
+        )
+        return SeedDesign(method="fixed", seeds=fixed, cap=fixed, reason=f"{fixed} seeds (experiment.seeds): {why}")
+    cap, cap_why = seed_cap(pilot, conditions, settings)
+    primary = [c for c in comparisons if c.family == "primary"]
+    family: Literal["primary", "secondary"] = "primary" if primary else "secondary"
+    members = primary or [c for c in comparisons if c.family == "secondary"]
+    alpha = exp.alpha / max(1, len(members))  # Holm's first step: the level the smallest p of the family must pass
+    sides: Literal["greater", "two-sided"] = "greater" if primary else "two-sided"
+    sd = pilot.sd  # a few seeds' estimate: the power is the one expected over what the true spread may be
+    chosen = stats_design.seeds_for_power(
+        effect,
+        sd,
+        alpha=alpha,
+        power=exp.power,
+        cap=cap,
+        minimum=len(pilot.values) if pilot.reused else 2,
+        sides=sides,
+        pilot_n=len(pilot.values),
+    )
+    return SeedDesign(
+        method="power",
+        seeds=chosen.seeds,
+        cap=cap,
+        capped=chosen.capped,
+        family=family,
+        alpha=alpha,
+        sides=sides,
+        wanted_power=exp.power,
+        effect=effect,
+        effect_source=source,
+        sd=sd,
+        power=chosen.power,
+        needed=chosen.needed,
+        detectable=chosen.detectable if math.isfinite(chosen.detectable) else None,
+        reason=design_sentence(chosen, family, sides, source, cap_why),
+    )
+
+
+def seed_cap(pilot: Pilot, conditions: int, settings: PlanningSettings) -> tuple[int, str]:
+    """The most seeds per condition: ``experiment.seeds``, or fewer where ``experiment.plan_budget_s`` of job
+    time, at the pilot's job time, runs out first; and which of the two binds."""
+    cap, why = len(settings.seeds), "experiment.seeds"
+    budget = settings.experiment.plan_budget_s
+    if budget is not None and pilot.job_s > 0:
+        affordable = int(budget // (conditions * pilot.job_s))
+        if affordable < cap:
+            cap, why = max(1, affordable), f"experiment.plan_budget_s={budget:g} at {pilot.job_s:.3g} s a run"
+    return cap, why
+
+
+def design_sentence(chosen: stats_design.SeedPlan, family: str, sides: str, source: str, cap_why: str) -> str:
+    """What the seeds can and cannot detect, in one sentence for the plan and the paper."""
+    test = f"the {family} comparison at level {chosen.alpha:.3g} ({'one-sided' if sides == 'greater' else 'two-sided'})"
+    aim = f"an effect of {chosen.effect:.3g} ({source}) at a seed-to-seed sd of {chosen.sd:.3g} (the pilot's; power expected over its uncertainty)"
+    if not chosen.capped:
+        return f"{chosen.seeds} seeds per condition give {chosen.power:.0%} power to detect {aim} in {test}."
+    needed = f"{chosen.needed} seeds" if chosen.needed is not None else "more seeds than the search allows"
+    detectable = f"{chosen.detectable:.3g}" if math.isfinite(chosen.detectable) else "no finite effect"
+    return (
+        f"{needed} would give {chosen.wanted_power:.0%} power to detect {aim} in {test}, but {cap_why} caps "
+        f"them at {chosen.seeds}: {chosen.power:.1%} power for it; the smallest effect they detect with "
+        f"{chosen.wanted_power:.0%} power is {detectable}."
+    )

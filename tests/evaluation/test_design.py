@@ -49,6 +49,28 @@ def test_power_by_formula_matches_simulation() -> None:
     assert design.power_of(effect, sd, seeds, alpha) == pytest.approx(hits / 2000, abs=0.04)
 
 
+def test_expected_power_averages_over_the_spread_a_small_pilot_leaves_possible() -> None:
+    """Seeds sized on a 3-seed pilot's sd as if it were the truth come true less often than planned; the power
+    expected over the sd's chi-square uncertainty is what such studies realise, on average."""
+    rng = np.random.default_rng(3)
+    effect, sd, alpha, seeds = 1.0, 1.0, 0.05, 10
+    planned, plugged, hits = [], [], 0
+    for _ in range(1500):
+        s = float(rng.normal(0, sd, 3).std(ddof=1))
+        planned.append(design.expected_power(effect, s, seeds, alpha, pilot_n=3))
+        plugged.append(design.power_of(effect, s, seeds, alpha))
+        a, b = rng.normal(0, sd, seeds), rng.normal(effect, sd, seeds)
+        hits += stats.ttest_ind(b, a, equal_var=False, alternative="greater").pvalue < alpha
+    # the true spread is the same in every study, so the realised power is that of sd itself
+    assert hits / 1500 == pytest.approx(design.power_of(effect, sd, seeds, alpha), abs=0.04)
+    assert design.expected_power(effect, 1.0, seeds, alpha, pilot_n=3) < design.power_of(effect, 1.0, seeds, alpha)
+    assert np.mean(plugged) > np.mean(planned)  # the plug-in is optimistic on average
+    few = design.seeds_for_power(1.0, 1.0, alpha=0.05, power=0.8, pilot_n=3, cap=100)
+    assert not few.capped and few.needed == few.seeds
+    assert few.seeds > design.seeds_for_power(1.0, 1.0, alpha=0.05, power=0.8).seeds
+    assert design.expected_power(1.0, 1.0, few.seeds, 0.05, pilot_n=3) >= 0.8
+
+
 def test_seeds_for_power_is_the_smallest_that_reaches_it_and_says_when_the_cap_binds() -> None:
     plan = design.seeds_for_power(0.44, 0.24, alpha=0.05 / 3, power=0.8)
     assert plan.power >= 0.8 and not plan.capped

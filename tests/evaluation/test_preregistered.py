@@ -1,0 +1,106 @@
+"""Verdicts of pre-registered comparisons: the primary family apart, Holm within the secondary one, TOST for
+equivalence, Student-t intervals at small n, and the inconclusive verdict."""
+
+from __future__ import annotations
+
+import pytest
+from scipy import stats
+
+from fars.evaluation.preregistered import judge
+from fars.evaluation.stats import holm
+from fars.run.contracts import Comparison
+
+BASE = [0.500, 0.510, 0.490, 0.505, 0.495]
+
+
+def primary(candidate: str = "method", **kwargs: object) -> Comparison:
+    fields: dict[str, object] = {"name": f"{candidate} vs baseline", "candidate": candidate, **kwargs}
+    return Comparison.model_validate({**fields, "family": "primary"})
+
+
+def secondary(candidate: str, **kwargs: object) -> Comparison:
+    fields: dict[str, object] = {"name": f"{candidate} vs baseline", "candidate": candidate, "prediction": "different"}
+    return Comparison.model_validate({**fields, **kwargs, "family": "secondary"})
+
+
+def test_the_primary_is_not_corrected_for_the_secondary_family_which_holm_corrects_within_itself() -> None:
+    values = {
+        "baseline": BASE,
+        "method": [0.515, 0.525, 0.505, 0.520, 0.510],  # +0.015: one-sided p about 0.01
+        "a": [0.515, 0.525, 0.505, 0.520, 0.510],
+        "b": [0.512, 0.522, 0.502, 0.517, 0.507],
+        "c": [0.514, 0.524, 0.504, 0.519, 0.509],
+    }
+    comparisons = [primary(), secondary("a"), secondary("b"), secondary("c")]
+    out = {o.name: o for o in judge(values, comparisons, alpha=0.05, higher_is_better=True)}
+    main = out["method vs baseline"]
+    one_sided = stats.ttest_ind(values["method"], BASE, equal_var=False, alternative="greater").pvalue
+    assert main.p_value == pytest.approx(one_sided) and main.p_adjusted == pytest.approx(one_sided)
+    assert main.p_value is not None and main.p_value < 0.05 and main.verdict == "better"
+    raw = {n: stats.ttest_ind(values[n], BASE, equal_var=False).pvalue for n in "abc"}  # two-sided: undirected
+    adjusted = holm({n: float(p) for n, p in raw.items()})
+    for name in "abc":
+        assert out[f"{name} vs baseline"].p_value == pytest.approx(raw[name])
+        assert out[f"{name} vs baseline"].p_adjusted == pytest.approx(adjusted[name])
+    assert (out["a vs baseline"].p_value or 1) < 0.05 < (out["a vs baseline"].p_adjusted or 0)  # Holm took it away
+    assert all(out[f"{n} vs baseline"].verdict != "better" for n in "bc")
+
+
+def test_the_difference_interval_is_welchs_student_t_at_two_seeds() -> None:
+    values = {"baseline": [0.50, 0.52], "method": [0.56, 0.60]}
+    (out,) = judge(values, [primary(effect=0.05)], alpha=0.05, higher_is_better=True)
+    theirs = stats.ttest_ind(values["method"], values["baseline"], equal_var=False).confidence_interval(0.95)
+    assert (out.ci_low, out.ci_high) == pytest.approx((theirs.low, theirs.high))
+    assert out.difference == pytest.approx(0.07) and out.n == (2, 2)
+    assert out.ci_high is not None and out.ci_low is not None
+    assert out.ci_high - out.ci_low > 0.2  # two seeds say little: wide, never a zero-width bootstrap interval
+
+
+def test_an_interval_spanning_zero_and_the_predicted_effect_is_inconclusive() -> None:
+    values = {"baseline": [0.50, 0.60], "method": [0.55, 0.70]}
+    (out,) = judge(values, [primary(effect=0.1)], alpha=0.05, higher_is_better=True)
+    assert out.ci_low is not None and out.ci_high is not None and out.ci_low < 0 < 0.1 < out.ci_high
+    assert out.verdict == "inconclusive"
+    tight = {"baseline": BASE, "method": [b + 0.001 for b in BASE]}
+    (ruled_out,) = judge(tight, [primary(effect=0.1)], alpha=0.05, higher_is_better=True)
+    assert ruled_out.verdict == "no significant difference"  # the interval excludes +0.1: smaller, if any
+
+
+def test_a_result_against_the_predicted_direction_needs_the_two_sided_test() -> None:
+    values = {"baseline": BASE, "method": [b - 0.03 for b in BASE]}
+    (out,) = judge(values, [primary()], alpha=0.05, higher_is_better=True)
+    two_sided = stats.ttest_ind(values["method"], BASE, equal_var=False).pvalue
+    assert out.p_value == pytest.approx(two_sided) and out.verdict == "worse"
+
+
+def test_lower_is_better_turns_the_direction() -> None:
+    values = {"baseline": [3.70, 3.72, 3.71, 3.69], "method": [3.60, 3.62, 3.61, 3.59]}  # a loss that fell
+    (out,) = judge(values, [primary()], alpha=0.05, higher_is_better=False)
+    assert out.difference is not None and out.difference < 0 and out.verdict == "better"
+
+
+def test_an_equivalence_prediction_is_judged_by_tost_against_its_margin() -> None:
+    values = {"baseline": BASE, "same": [b + 0.001 for b in BASE], "far": [b + 0.05 for b in BASE]}
+    comparisons = [
+        secondary("same", prediction="equivalent", margin=0.02),
+        secondary("far", prediction="equivalent", margin=0.02),
+    ]
+    same, far = judge(values, comparisons, alpha=0.05, higher_is_better=True)
+    assert same.tost_p is not None and same.p_value == same.tost_p and same.verdict == "equivalent"
+    assert same.p_adjusted == pytest.approx(holm({"same": same.tost_p, "far": far.tost_p})["same"])
+    assert far.verdict == "better"  # the whole interval lies beyond the margin: not equivalent, better
+    wide = {"baseline": [0.50, 0.60], "same": [0.52, 0.61]}
+    (unsure,) = judge(
+        wide, [secondary("same", prediction="equivalent", margin=0.02)], alpha=0.05, higher_is_better=True
+    )
+    assert unsure.verdict == "inconclusive"  # two noisy seeds cannot show equivalence
+
+
+def test_a_condition_with_one_seed_is_inconclusive_and_untested() -> None:
+    (out,) = judge({"baseline": BASE, "method": [0.9]}, [primary()], alpha=0.05, higher_is_better=True)
+    assert out.verdict == "inconclusive" and out.p_value is None and out.difference is None and out.n == (1, 5)
+
+
+def test_an_equivalence_prediction_without_a_margin_is_refused() -> None:
+    with pytest.raises(ValueError, match="predicts equivalence: it needs a margin"):
+        secondary("x", prediction="equivalent")
