@@ -131,7 +131,8 @@ def find_claims(text: str, results: Results) -> list[FoundClaim]:
 def verdict_claim(results: Results, condition: str) -> Claim | None:
     """What the corrected test lets one claim of a condition (None: it was not tested)."""
     verdict = results.conditions[condition].verdict
-    return {"better": "better", "worse": "worse", "no significant difference": "none"}.get(verdict)  # type: ignore[return-value]
+    claims: dict[str, Claim] = {"better": "better", "worse": "worse", "no significant difference": "none"}
+    return claims.get(verdict)
 
 
 def check_claims(text: str, results: Results) -> ClaimCheck:

@@ -26,6 +26,7 @@ class Section(BaseModel):
     heading: str
     body: str
     code: str | None = None
+    table: ResultsTable | None = None  # after the body, numbered before the results table (e.g. the setup)
 
 
 class ResultsTable(BaseModel):
@@ -34,6 +35,29 @@ class ResultsTable(BaseModel):
     caption: str
     header: list[str]
     rows: list[list[str]]
+
+
+def _markdown_table(t: ResultsTable, number: int) -> list[str]:
+    out = ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+    out += ["| " + " | ".join(row) + " |" for row in t.rows]
+    return [*out, "", f"*Table {number}: {t.caption}*", ""]
+
+
+def _latex_table(t: ResultsTable) -> list[str]:
+    return [
+        r"\begin{table}[H]",
+        r"\centering\small",
+        r"\resizebox{\linewidth}{!}{%",
+        r"\begin{tabular}{" + "l" * len(t.header) + "}",
+        r"\toprule",
+        " & ".join(tex_escape(h) for h in t.header) + r" \\",
+        r"\midrule",
+        *[" & ".join(tex_escape(c) for c in row) + r" \\" for row in t.rows],
+        r"\bottomrule",
+        r"\end{tabular}}",
+        rf"\caption{{{tex_escape(t.caption)}}}",
+        r"\end{table}",
+    ]
 
 
 class Figure(BaseModel):
@@ -130,14 +154,16 @@ def render_markdown(paper: Paper, numbers: Numbers | None = None) -> tuple[str, 
     """
     out = [f"# {paper.title}", "", "## Abstract", "", _markdown_citations(paper.abstract, paper), ""]
     anchor = _table_anchor(paper)
+    tables = 0
     for index, section in [(-1, None), *enumerate(paper.sections)]:
         if section is not None:
             out += [f"## {section.heading}", "", _markdown_citations(section.body, paper), ""]
+            if section.table is not None:
+                tables += 1
+                out += _markdown_table(section.table, tables)
         if index == anchor:
-            t = paper.table
-            out += ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
-            out += ["| " + " | ".join(row) + " |" for row in t.rows]
-            out += ["", f"*Table 1: {t.caption}*", ""]
+            tables += 1
+            out += _markdown_table(paper.table, tables)
             for i, fig in enumerate(paper.figures, 1):
                 if fig.png or fig.pdf:
                     out += [f"![Figure {i}]({fig.png or fig.pdf})", "", f"*Figure {i}: {fig.caption}*", ""]
@@ -171,12 +197,33 @@ _TEX_SPECIAL = {
 }
 # characters outside Latin-1 that pdflatex cannot print from UTF-8 input: their TeX spelling
 _TEX_UNICODE = {
-    "‘": "`", "’": "'", "“": "``", "”": "''", "–": "--", "…": r"\ldots{}", "−": "-", "•": r"\textbullet{}",
-    "≥": r"$\geq$", "≤": r"$\leq$", "≈": r"$\approx$", "≠": r"$\neq$", "→": r"$\rightarrow$",
-    "←": r"$\leftarrow$", "∞": r"$\infty$", "α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$",
-    "δ": r"$\delta$", "ε": r"$\epsilon$", "η": r"$\eta$", "λ": r"$\lambda$", "μ": r"$\mu$",
-    "σ": r"$\sigma$", "θ": r"$\theta$", "\u00a0": "~",
-}  # fmt: skip
+    "‘": "`",
+    "’": "'",
+    "“": "``",
+    "”": "''",
+    "–": "--",
+    "…": r"\ldots{}",
+    "−": "-",
+    "•": r"\textbullet{}",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "≈": r"$\approx$",
+    "≠": r"$\neq$",
+    "→": r"$\rightarrow$",
+    "←": r"$\leftarrow$",
+    "∞": r"$\infty$",
+    "α": r"$\alpha$",
+    "β": r"$\beta$",
+    "γ": r"$\gamma$",
+    "δ": r"$\delta$",
+    "ε": r"$\epsilon$",
+    "η": r"$\eta$",
+    "λ": r"$\lambda$",
+    "μ": r"$\mu$",
+    "σ": r"$\sigma$",
+    "θ": r"$\theta$",
+    "\u00a0": "~",
+}
 _TEX_SPECIAL.update(_TEX_UNICODE)
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_SPECIAL))
 _NOT_PRINTABLE = re.compile(r"[^\x09\x0a\x0d\x20-\x7e\u00a1-\u00ff]")
@@ -263,22 +310,10 @@ def render_latex(paper: Paper, numbers: Numbers | None = None) -> str:
                 _latex_citations(tex_escape(section.body), paper),
                 "",
             ]
+            if section.table is not None:
+                body += _latex_table(section.table)
         if index == anchor:
-            t = paper.table
-            body += [
-                r"\begin{table}[H]",
-                r"\centering\small",
-                r"\resizebox{\linewidth}{!}{%",
-                r"\begin{tabular}{" + "l" * len(t.header) + "}",
-                r"\toprule",
-                " & ".join(tex_escape(h) for h in t.header) + r" \\",
-                r"\midrule",
-                *[" & ".join(tex_escape(c) for c in row) + r" \\" for row in t.rows],
-                r"\bottomrule",
-                r"\end{tabular}}",
-                rf"\caption{{{tex_escape(t.caption)}}}",
-                r"\end{table}",
-            ]
+            body += _latex_table(paper.table)
             for fig in paper.figures:
                 path = _graphic_path(fig)
                 if path is None:

@@ -13,11 +13,15 @@ state). The Experiment stage calls these in a worker process (``fars.offload``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from experiments.metrics import Metrics
 from fars.run.contracts import ConditionResult, FigureFile
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def mean_curve(runs: list[Metrics], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,11 +43,11 @@ def band_limits(values: np.ndarray) -> tuple[float, float]:
     return -float("inf"), float("inf")
 
 
-def _save(fig: object, folder: Path, stem: str, project_dir: Path, vector: bool) -> tuple[str, str | None]:
+def _save(fig: Figure, folder: Path, stem: str, project_dir: Path, vector: bool) -> tuple[str, str | None]:
     png, pdf = folder / f"{stem}.png", folder / f"{stem}.pdf"
-    fig.savefig(png)  # type: ignore[attr-defined]
+    fig.savefig(png)
     if vector:
-        fig.savefig(pdf)  # type: ignore[attr-defined]
+        fig.savefig(pdf)
     return str(png.relative_to(project_dir)), str(pdf.relative_to(project_dir)) if vector else None
 
 
@@ -70,8 +74,14 @@ def condition_figure(
         color = colors.get(row.verdict, "C0")
         low = row.ci_low if row.ci_low is not None else row.metric.mean
         high = row.ci_high if row.ci_high is not None else row.metric.mean
-        ax.errorbar(row.metric.mean, y, xerr=[[row.metric.mean - low], [high - row.metric.mean]], fmt="o",
-                    color=color, capsize=3)  # fmt: skip
+        ax.errorbar(
+            row.metric.mean,
+            y,
+            xerr=[[row.metric.mean - low], [high - row.metric.mean]],
+            fmt="o",
+            color=color,
+            capsize=3,
+        )
         ax.scatter(row.values, [y] * len(row.values), s=9, color=color, alpha=0.45, zorder=3)
     labels = [f"{n} ({table[n].verdict})" if table[n].verdict in colors else n for n in names]
     ax.set_yticks(range(len(names)), labels, fontsize=7)
@@ -119,9 +129,13 @@ def learning_curve_figures(
                 suffix = f" ({curve.split('_')[0]})" if key == "loss" else ""
                 ax.plot(steps, mean, style, color=color, label=f"{name}{suffix}", linewidth=1.5)
                 ax.fill_between(
-                    steps, np.clip(mean - std, low, high), np.clip(mean + std, low, high), color=color, alpha=0.18,
+                    steps,
+                    np.clip(mean - std, low, high),
+                    np.clip(mean + std, low, high),
+                    color=color,
+                    alpha=0.18,
                     linewidth=0,
-                )  # fmt: skip
+                )
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

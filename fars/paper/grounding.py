@@ -234,6 +234,8 @@ _FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "similarity": ("similarity",),
     "parameters": ("parameter",),
     "world_size": ("rank", "gpu", "process"),
+    # the hypothesis's own numbers ("improves accuracy by at least 0.5 points"), restated as what is predicted
+    "prediction": ("hypothes", "predict", "expect", "whether", "would", "at least", "at most", "test if"),
 }
 
 
@@ -457,18 +459,34 @@ def check_text(
         if harness is not None and not structural:
             origin: NumberKind = "result" if harness.path.startswith(("results", "novelty")) else "config"
             report.numbers.append(
-                NumberVerdict(text=shown, value=value, kind=origin, source=harness.path, provenance="harness",
-                              context=context, start=m.start(), end=m.end())
-            )  # fmt: skip
+                NumberVerdict(
+                    text=shown,
+                    value=value,
+                    kind=origin,
+                    source=harness.path,
+                    provenance="harness",
+                    context=context,
+                    start=m.start(),
+                    end=m.end(),
+                )
+            )
             continue
         note = ""
         if not structural:
             path, kind_or_note = sources.trace(token, value, percent, _sentence_at(body, m.start(), m.end()))
             if path is not None:
                 report.numbers.append(
-                    NumberVerdict(text=shown, value=value, kind=kind_or_note, source=path,  # type: ignore[arg-type]
-                                  provenance="value", context=context, start=m.start(), end=m.end())
-                )  # fmt: skip
+                    NumberVerdict(
+                        text=shown,
+                        value=value,
+                        kind=kind_or_note,  # type: ignore[arg-type]  # trace() gives a NumberKind whenever path is set
+                        source=path,
+                        provenance="value",
+                        context=context,
+                        start=m.start(),
+                        end=m.end(),
+                    )
+                )
                 continue
             note = kind_or_note
         reason = structural or _year(scan, m.start(), token, value)
@@ -559,6 +577,11 @@ def mark_unverified_keeping(text: str, report: GroundingReport, spans: list[Span
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[(\"“])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a paragraph, as repair reads them."""
+    return [s for s in _SENTENCE.split(text.strip()) if s]
 
 
 def repair_prose(text: str, sources: Sources, bibliography: list[BibEntry]) -> tuple[str, list[str]]:

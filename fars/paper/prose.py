@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from experiments.spec import TemplateSpec
+from fars.paper.document import ResultsTable
 from fars.paper.grounding import Numbers
 from fars.run.contracts import ConditionResult, HypothesisRecord, Plan, Results
 
@@ -162,9 +163,53 @@ def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers) -> str:
     return (
         f"{numbers.numbers_in(spec.description, 'template.description')} The design has {count} conditions "
         f"({conditions}). Every condition "
-        f"runs for {numbers.num(plan.steps, 'plan.steps', '{:d}')} steps with seeds {seeds}; every other setting "
-        f"stays at the template's default. We report the final {spec.metric} "
+        f"runs for {numbers.num(plan.steps, 'plan.steps', '{:d}')} steps with seeds {seeds}; Table 1 lists every "
+        f"setting the conditions ran with and where it differs from the template's default. We report the final {spec.metric} "
         f"({'higher' if spec.higher_is_better else 'lower'} is better)."
+    )
+
+
+def _cell(numbers: Numbers, value: object, path: str) -> str:
+    """A table cell: a number traced to ``path``, anything else as written."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return numbers.num(value, path, "{:d}" if isinstance(value, int) else "{:g}")
+
+
+def seeds_reason(plan: Plan) -> str:
+    """Why the plan has as many seeds as it has, in words (the seed design's own sentence when there is one)."""
+    design = plan.seed_design
+    if design is None:
+        return "the configured count"
+    if design.method == "power" and design.reason:
+        return design.reason.rstrip(".")
+    return "the configured count" if design.method == "fixed" else "a power analysis on the pilot's spread"
+
+
+def setup_table(plan: Plan, spec: TemplateSpec, numbers: Numbers) -> ResultsTable:
+    """Table 1: every setting the conditions ran with (the template's components and knobs at the values used,
+    steps, seeds and why that many), and every condition's departures from the template's defaults."""
+    scale = spec.scale(plan.scale).knobs if plan.scale in spec.scales or plan.scale == "ci" else {}
+    rows = [["template", f"{spec.title} ({spec.name})", "plan"]]
+    for slot, option in spec.baseline_components().items():
+        shown = "none" if option == "none" else option_label(spec, slot, option)  # not "none regularizer"
+        rows.append([slot, shown, "template default (baseline)"])
+    for name, default in spec.defaults().items():
+        value = scale.get(name, default)
+        where = f"scale {plan.scale} (default {default})" if name in scale and value != default else "template default"
+        path = f"template.scales.{plan.scale}.{name}" if name in scale else f"template.{name}"
+        rows.append([name, _cell(numbers, value, path), where])
+    rows.append(["steps", numbers.num(plan.steps, "plan.steps", "{:d}"), f"scale {plan.scale}"])
+    count = numbers.num(len(plan.seeds), "plan.seeds#count", "{:d}")
+    rows.append(["seeds per condition", count, numbers.numbers_in(seeds_reason(plan), "plan.seed_design.reason")])
+    for i, c in enumerate(plan.conditions[1:], 1):
+        changed = [f"{slot}: {option_label(spec, slot, option)}" for slot, option in c.components.items()]
+        changed += [f"{k} = {_cell(numbers, v, f'plan.conditions[{i}].knobs.{k}')}" for k, v in c.knobs.items()]
+        rows.append([f"condition {c.name}", "; ".join(changed) or "as the baseline", c.role])
+    return ResultsTable(
+        caption="Settings every condition ran with; a condition's row lists what it changes from the baseline.",
+        header=["Setting", "Value", "Source"],
+        rows=rows,
     )
 
 
@@ -213,7 +258,8 @@ def harness_abstract(
         f", and {count} ablations that each remove one component" if ablations else ""
     )
     parts = [
-        f"We test a hypothesis about {in_sentence(spec.title)} ({spec.domain}): {hypothesis.statement.rstrip('.')}.",
+        f"We test a hypothesis about {in_sentence(spec.title)} ({spec.domain}): "
+        f"{numbers.numbers_in(hypothesis.statement.rstrip('.'), 'ideation.chosen.statement')}.",
         f"We compare {design}, over {numbers.num(len(plan.seeds), 'plan.seeds#count', '{:d}')} seeds at "
         f"{numbers.num(plan.steps, 'plan.steps', '{:d}')} steps each.",
     ]

@@ -25,13 +25,23 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from experiments.spec import load_template
+from experiments.spec import TemplateSpec, load_template
 from fars.config import FarsConfig, PaperConfig
 from fars.literature import LiteratureBackend, LiteratureError
+from fars.literature.relevance import relevance
 from fars.literature.similarity import content_words
+from fars.llm.client import LLMClient
 from fars.paper.claims import check_claims, repair_claims
 from fars.paper.degenerate import degenerate_reasons
-from fars.paper.document import Figure, Paper, Section, render_latex, render_markdown, results_table
+from fars.paper.document import (
+    Figure,
+    Paper,
+    ResultsTable,
+    Section,
+    render_latex,
+    render_markdown,
+    results_table,
+)
 from fars.paper.grounding import (
     UNVERIFIED_MARK,
     BibEntry,
@@ -42,6 +52,7 @@ from fars.paper.grounding import (
     mark_unverified,
     mark_unverified_keeping,
     repair_prose,
+    split_sentences,
 )
 from fars.paper.latex import LatexError, compile_latex, find_tex_engine
 from fars.paper.prose import (
@@ -50,6 +61,7 @@ from fars.paper.prose import (
     harness_discussion,
     harness_introduction,
     harness_title,
+    setup_table,
     setup_text,
 )
 from fars.run.contracts import (
@@ -59,6 +71,7 @@ from fars.run.contracts import (
     GroundingSummary,
     HypothesisRecord,
     IdeationOutput,
+    Plan,
     PlanningOutput,
     RelatedEntry,
     Results,
@@ -90,76 +103,175 @@ DRAFT_TEXTS = [f.description or "" for f in Draft.model_fields.values()] + [
 ]
 
 
-def cite_key(record: RelatedEntry, taken: set[str]) -> str:
-    """A readable, TeX-safe cite key: first author's surname (or first title word) and year, made unique."""
-    authors = record.authors
-    stem = re.sub(r"[^a-z]", "", authors[0].split()[-1].lower()) if authors and authors[0].split() else ""
-    if not stem:
-        words = content_words(record.title)
-        stem = re.sub(r"[^a-z]", "", words[0]) if words else "work"
-    base = f"{stem[:20] or 'work'}{record.year or ''}"
-    key, suffix = base, ord("a")
-    while key in taken:
-        key = f"{base}{chr(suffix)}"
-        suffix += 1
-    taken.add(key)
-    return key
+@dataclass(frozen=True)
+class WritingSettings:
+    """What Writing needs of the run's config."""
+
+    paper: PaperConfig
+    novelty_max_similarity: float  # the novelty bar the related-work paragraph quotes
+    template_dirs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, cfg: FarsConfig) -> WritingSettings:
+        """The settings of a run's config."""
+        return cls(cfg.paper, cfg.literature.novelty_max_similarity, tuple(cfg.experiment.template_dirs))
 
 
-def figures_from(results: Results, project_dir: Path, numbers: Numbers | None = None) -> list[Figure]:
-    """The experiment's figures whose files exist in the project folder (caption numbers traced to the caption)."""
-    figures = []
-    for i, item in enumerate(results.figures):
-        png = item.png if item.png and (project_dir / item.png).is_file() else None
-        pdf = item.pdf if item.pdf and (project_dir / item.pdf).is_file() else None
-        caption = numbers.numbers_in(item.caption, f"results.figures[{i}].caption") if numbers else item.caption
-        if png or pdf:
-            figures.append(Figure(caption=caption, png=png, pdf=pdf))
-    return figures
+@dataclass(frozen=True)
+class Material:
+    """What one paper is written from: the study's records, the harness's findings and setup (each number traced
+    in ``numbers``), the bibliography the backend confirmed, and the sources every number is checked against."""
+
+    idea: IdeationOutput
+    hypothesis: HypothesisRecord
+    plan: Plan
+    results: Results
+    spec: TemplateSpec
+    numbers: Numbers
+    summary: str
+    setup: str
+    setup_table: ResultsTable
+    bibliography: list[BibEntry]
+    unresolved: list[str]
+    keys: dict[str, str]  # record id -> cite key
+    source: str  # the literature backend the related works came from
+    sources: Sources
 
 
-def related_work_text(
-    chosen: HypothesisRecord,
-    area: list[RelatedEntry],
-    keys: dict[str, str],
-    source: str,
-    bar: float,
-    numbers: Numbers | None = None,
-) -> str:
-    """The related-work paragraph, written by the harness from the retrieved and verified records."""
-    hyp = [r for r in chosen.related if r.id in keys]
-    around = [r for r in area if r.id in keys and r.id not in {h.id for h in hyp}]
-    if not hyp and not around:
-        return f"No related work could be retrieved and verified ({source})."
-    out = []
-    if around:
-        out.append(f"Work retrieved for this research area ({source}) includes {_cite_list(around, keys)}.")
-    if hyp:
-        out.append(f"The works nearest to our hypothesis are {_cite_list(hyp, keys)}.")
-        novelty = chosen.novelty
-        if novelty is not None and novelty.checked and novelty.nearest in keys and novelty.max_similarity is not None:
-            similarity = (
-                numbers.num(novelty.max_similarity, "novelty.max_similarity", "{:.2f}")
-                if numbers
-                else f"{novelty.max_similarity:.2f}"
-            )
-            limit = numbers.num(bar, "config.novelty_max_similarity", "{:g}") if numbers else f"{bar:g}"
-            out.append(
-                f"The closest, [@{keys[novelty.nearest]}], shares words with our hypothesis at a content-word "
-                f"cosine similarity of {similarity}, below the novelty bar of {limit}."
-            )
-    return " ".join(out)
+@dataclass
+class Prose:
+    """The paper's parts in words (the model's, or the harness's where the model's were degenerate), the
+    harness's version of each, and the parts that are the model's own (only those are repaired)."""
+
+    texts: dict[str, str]
+    harness: dict[str, str]
+    degenerate: dict[str, list[str]]
+    model_parts: list[str]
 
 
-def _cite_list(records: list[RelatedEntry], keys: dict[str, str]) -> str:
-    cites = [f"[@{keys[r.id]}]" for r in records]
-    return cites[0] if len(cites) == 1 else ", ".join(cites[:-1]) + " and " + cites[-1]
+@dataclass(frozen=True)
+class Layout:
+    """The paper around its prose: the harness's related work, figures and appendix."""
+
+    material: Material
+    related: str
+    figures: list[Figure]
+    appendix: list[Section]
+    project_id: str
+
+    def paper(self, texts: dict[str, str]) -> Paper:
+        """The paper with these texts of the prose parts."""
+        m = self.material
+        return Paper(
+            title=texts["title"],
+            abstract=texts["abstract"],
+            sections=[
+                Section(heading="Introduction", body=texts["introduction"]),
+                Section(heading="Related Work", body=self.related),
+                Section(heading="Hypothesis", body=texts["hypothesis"]),
+                Section(heading="Experimental Setup", body=m.setup, table=m.setup_table),
+                Section(heading="Results", body=m.summary),
+                Section(heading="Discussion", body=texts["discussion"]),
+            ],
+            table=results_table(m.results, m.numbers),
+            figures=self.figures,
+            bibliography=m.bibliography,
+            appendix=self.appendix,
+            metadata={"project": self.project_id, "template": m.spec.name, "design": m.plan.design},
+        )
+
+
+@dataclass(frozen=True)
+class Grounded:
+    """The paper after grounding and repair, as Markdown and LaTeX, with what the checks found."""
+
+    paper: Paper
+    markdown: str
+    latex: str
+    report: GroundingReport
+    claims_before: ClaimCheck
+    claims: ClaimCheck
+    grounding: GroundingSummary
+
+
+@register_stage(
+    "writing",
+    produces=WritingOutput,
+    consumes=(IdeationOutput, PlanningOutput, ExperimentOutput),
+    settings=WritingSettings.of,
+)
+def writing(settings: WritingSettings, services: Services) -> StageFn:
+    """Factory of the Writing stage: gather the sources, draft the prose, lay out the paper, ground and repair it,
+    save it and compile it."""
+    paper_cfg = settings.paper
+    llm, backend = services.llm, services.literature
+    engine = find_tex_engine(paper_cfg.engine) if paper_cfg.compile != "never" else None
+
+    async def run(ctx: StageContext) -> WritingOutput:
+        material = await gather_sources(ctx, backend, settings)
+        prose = await draft_prose(ctx, llm, material)
+        layout = lay_out(ctx, material)
+        grounded = ground_and_repair(ctx, layout, prose, paper_cfg.on_ungrounded)
+        output = save_paper(ctx, material, prose, grounded)
+        await compile_pdf(ctx, output, layout.figures, paper_cfg, engine)
+        ctx.ledger.update_project(ctx.project_id, title=output.title)
+        return output
+
+    return run
+
+
+async def gather_sources(ctx: StageContext, backend: LiteratureBackend, settings: WritingSettings) -> Material:
+    """The study's records, the harness's findings and setup, the related works close enough to cite (those the
+    backend confirms), and the sources of every number."""
+    idea = ctx.input(IdeationOutput)
+    hypothesis = idea.require_chosen()
+    plan = ctx.input(PlanningOutput).plan
+    results = ctx.input(ExperimentOutput).results
+    spec = load_template(plan.template, settings.template_dirs)
+    numbers = Numbers()
+    summary = findings(results, numbers)
+    setup = setup_text(plan, spec, numbers)
+    table = setup_table(plan, spec, numbers)
+
+    bar = settings.paper.related_min_similarity
+    close_enough = [r for r in [*hypothesis.related, *idea.related] if r.similarity >= bar]
+    related = {r.id: r for r in close_enough}
+    topic = f"{hypothesis.title}. {hypothesis.statement} {spec.title} {spec.domain}"
+    bibliography, unresolved = await resolve_bibliography(backend, list(related.values()), topic)
+    keys = {e.record_id: e.key for e in bibliography}
+    source = idea.literature.backend or backend.name
+    sources = sources_for(
+        results,
+        plan.model_dump(mode="json"),
+        hypothesis.novelty.model_dump(mode="json") if hypothesis.novelty else {},
+        spec.defaults(),
+        settings.novelty_max_similarity,
+        hypothesis.statement,
+    )
+    return Material(
+        idea=idea,
+        hypothesis=hypothesis,
+        plan=plan,
+        results=results,
+        spec=spec,
+        numbers=numbers,
+        summary=summary,
+        setup=setup,
+        setup_table=table,
+        bibliography=bibliography,
+        unresolved=unresolved,
+        keys=keys,
+        source=source,
+        sources=sources,
+    )
 
 
 async def resolve_bibliography(
-    backend: LiteratureBackend, related: list[RelatedEntry]
+    backend: LiteratureBackend, related: list[RelatedEntry], topic: str = ""
 ) -> tuple[list[BibEntry], list[str]]:
-    """Bibliography entries for the related works the backend confirms exist; the ids it could not."""
+    """Bibliography entries for the related works the backend confirms exist and that share the ``topic``'s own
+    words (``fars.literature.relevance``; a search's top hit on a corpus with nothing close is noise); the ids
+    it could not confirm."""
     entries: list[BibEntry] = []
     missing: list[str] = []
     taken: set[str] = set()
@@ -171,6 +283,9 @@ async def resolve_bibliography(
             found = None
         if found is None:
             missing.append(record.id)
+            continue
+        if topic and not relevance(topic, found.title, found.abstract).relevant:
+            log.info("not citing %s: it shares no topic words with the hypothesis", record.id)
             continue
         entries.append(
             BibEntry(
@@ -187,31 +302,32 @@ async def resolve_bibliography(
     return entries, missing
 
 
-def latex_citation_problems(tex: str) -> list[str]:
-    """Cite keys of the LaTeX that have no ``\\bibitem``."""
-    items = set(_BIBITEM.findall(tex))
-    cited = {k.strip() for group in _TEX_CITE_KEYS.findall(tex) for k in group.split(",") if k.strip()}
-    return sorted(cited - items)
-
-
-@dataclass(frozen=True)
-class WritingSettings:
-    """What Writing needs of the run's config."""
-
-    paper: PaperConfig
-    novelty_max_similarity: float  # the novelty bar the related-work paragraph quotes
-    template_dirs: tuple[str, ...]
-
-    @classmethod
-    def of(cls, cfg: FarsConfig) -> WritingSettings:
-        """The settings of a run's config."""
-        return cls(cfg.paper, cfg.literature.novelty_max_similarity, tuple(cfg.experiment.template_dirs))
+def cite_key(record: RelatedEntry, taken: set[str]) -> str:
+    """A readable, TeX-safe cite key: first author's surname (or first title word) and year, made unique."""
+    authors = record.authors
+    stem = re.sub(r"[^a-z]", "", authors[0].split()[-1].lower()) if authors and authors[0].split() else ""
+    if not stem:
+        words = content_words(record.title)
+        stem = re.sub(r"[^a-z]", "", words[0]) if words else "work"
+    base = f"{stem[:20] or 'work'}{record.year or ''}"
+    key, suffix = base, ord("a")
+    while key in taken:
+        key = f"{base}{chr(suffix)}"
+        suffix += 1
+    taken.add(key)
+    return key
 
 
 def sources_for(
-    results: Results, plan_dump: dict[str, Any], novelty: dict[str, Any], defaults: dict[str, Any], bar: float
+    results: Results,
+    plan_dump: dict[str, Any],
+    novelty: dict[str, Any],
+    defaults: dict[str, Any],
+    bar: float,
+    prediction: str = "",
 ) -> Sources:
-    """What the paper's numbers may be traced to, with the words that name each condition."""
+    """What the paper's numbers may be traced to, with the words that name each condition; ``prediction`` is the
+    hypothesis's statement, whose own numbers a sentence restating the hypothesis may quote."""
     aliases = {name: list(c.components.values()) for name, c in results.conditions.items()}
     return Sources(
         aliases=aliases,
@@ -221,193 +337,112 @@ def sources_for(
         plan=plan_dump,
         template=defaults,
         config={"novelty_max_similarity": bar, "significance_level": results.alpha},
+        hypothesis={"prediction": prediction},
     )
 
 
-@register_stage(
-    "writing",
-    produces=WritingOutput,
-    consumes=(IdeationOutput, PlanningOutput, ExperimentOutput),
-    settings=WritingSettings.of,
-)
-def writing(settings: WritingSettings, services: Services) -> StageFn:
-    """Factory of the Writing stage."""
-    paper_cfg = settings.paper
-    backend = services.literature
-    llm = services.llm
-    engine = find_tex_engine(paper_cfg.engine) if paper_cfg.compile != "never" else None
-
-    async def run(ctx: StageContext) -> WritingOutput:
-        idea = ctx.input(IdeationOutput)
-        hypothesis = idea.require_chosen()
-        plan = ctx.input(PlanningOutput).plan
-        results = ctx.input(ExperimentOutput).results
-        spec = load_template(plan.template, settings.template_dirs)
-        numbers = Numbers()
-        summary = findings(results, numbers)
-        setup = setup_text(plan, spec, numbers)
-
-        close_enough = [
-            r for r in [*hypothesis.related, *idea.related] if r.similarity >= paper_cfg.related_min_similarity
-        ]
-        related = {r.id: r for r in close_enough}
-        bibliography, unresolved = await resolve_bibliography(backend, list(related.values()))
-        keys = {e.record_id: e.key for e in bibliography}
-        source = idea.literature.backend or backend.name
-        sources = sources_for(
-            results,
-            plan.model_dump(mode="json"),
-            hypothesis.novelty.model_dump(mode="json") if hypothesis.novelty else {},
-            spec.defaults(),
-            settings.novelty_max_similarity,
+async def draft_prose(ctx: StageContext, llm: LLMClient, m: Material) -> Prose:
+    """The model's title, abstract, introduction and discussion, each checked: a degenerate part is the
+    harness's instead."""
+    ask = draft_prompt(m)
+    draft = await llm.structured(ask, Draft, max_tokens=1000)
+    spec, plan, results, hypothesis, numbers = m.spec, m.plan, m.results, m.hypothesis, m.numbers
+    harness = {
+        "title": harness_title(spec, plan, results),
+        "abstract": harness_abstract(spec, plan, results, hypothesis, numbers),
+        "introduction": harness_introduction(spec, plan, hypothesis, numbers),
+        "discussion": harness_discussion(spec, plan, results, numbers),
+    }
+    expected = [*study_terms(spec, plan.conditions[1].components), *results.conditions]
+    texts: dict[str, str] = {}
+    degenerate: dict[str, list[str]] = {}
+    for part in harness:
+        reasons = degenerate_reasons(
+            getattr(draft, part),
+            echoes=DRAFT_TEXTS,
+            prompt=ask[1]["content"],
+            field_names=Draft.model_fields,
+            expected=expected,
         )
-        citable = "\n".join(f"[@{e.key}] {e.title}" for e in bibliography[:6])
-        ask = [
-            {"role": "system", "content": "You write clear, honest machine learning papers."},
-            {
-                "role": "user",
-                "content": (
-                    f"Hypothesis: {hypothesis.statement}\nExperiment: {numbers.plain(setup)}\n"
-                    f"Findings: {numbers.plain(summary)}\n"
-                    + (f"Related works you may cite, by their key in brackets:\n{citable}\n" if citable else "")
-                    + "Write the title, abstract, introduction and discussion of a short paper. Claim only what the "
-                    "findings' corrected tests show. Do not write any numbers: the results table is added separately."
-                ),
-            },
-        ]
-        draft = await llm.structured(ask, Draft, max_tokens=1000)
-        harness = {
-            "title": harness_title(spec, plan, results),
-            "abstract": harness_abstract(spec, plan, results, hypothesis, numbers),
-            "introduction": harness_introduction(spec, plan, hypothesis, numbers),
-            "discussion": harness_discussion(spec, plan, results, numbers),
-        }
-        expected = [*study_terms(spec, plan.conditions[1].components), *results.conditions]
-        prose: dict[str, str] = {}
-        degenerate: dict[str, list[str]] = {}
-        for part in harness:
-            reasons = degenerate_reasons(
-                getattr(draft, part),
-                echoes=DRAFT_TEXTS,
-                prompt=ask[1]["content"],
-                field_names=Draft.model_fields,
-                expected=expected,
-            )
-            if reasons:
-                degenerate[part] = reasons
-            prose[part] = harness[part] if reasons else getattr(draft, part)
-        if degenerate:
-            log.info("%s: the harness wrote %s (the model's text was degenerate)", ctx.project_id, sorted(degenerate))
-        same = hypothesis.title.strip(" .").lower() == hypothesis.statement.strip(" .").lower()
-        prose["hypothesis"] = hypothesis.statement if same else f"{hypothesis.title}. {hypothesis.statement}"
-        model_parts = [p for p in ("title", "abstract", "introduction", "discussion") if p not in degenerate]
-        if hypothesis.written_by == "model":
-            model_parts.append("hypothesis")
-        related_text = related_work_text(
-            hypothesis, idea.related, keys, source, settings.novelty_max_similarity, numbers
-        )
-        figures = figures_from(results, ctx.project_dir, numbers)
-        appendix = code_appendix(results, ctx.run_dir, numbers)
+        if reasons:
+            degenerate[part] = reasons
+        texts[part] = harness[part] if reasons else getattr(draft, part)
+    if degenerate:
+        log.info("%s: the harness wrote %s (the model's text was degenerate)", ctx.project_id, sorted(degenerate))
+    same = hypothesis.title.strip(" .").lower() == hypothesis.statement.strip(" .").lower()
+    stated = hypothesis.statement if same else f"{hypothesis.title}. {hypothesis.statement}"
+    # the hypothesis is quoted as the record the study tests: its numbers are its own prediction, traced to it
+    texts["hypothesis"] = numbers.numbers_in(stated, "ideation.chosen.statement")
+    model_parts = [p for p in ("title", "abstract", "introduction", "discussion") if p not in degenerate]
+    return Prose(texts=texts, harness=harness, degenerate=degenerate, model_parts=model_parts)
 
-        def build(texts: dict[str, str]) -> Paper:
-            return Paper(
-                title=texts["title"],
-                abstract=texts["abstract"],
-                sections=[
-                    Section(heading="Introduction", body=texts["introduction"]),
-                    Section(heading="Related Work", body=related_text),
-                    Section(heading="Hypothesis", body=texts["hypothesis"]),
-                    Section(heading="Experimental Setup", body=setup),
-                    Section(heading="Results", body=summary),
-                    Section(heading="Discussion", body=texts["discussion"]),
-                ],
-                table=results_table(results, numbers),
-                figures=figures,
-                bibliography=bibliography,
-                appendix=appendix,
-                metadata={"project": ctx.project_id, "template": spec.name, "design": plan.design},
-            )
 
-        first_md, first_spans = render_markdown(build(prose), numbers)
-        before = check_text(first_md, sources, bibliography, first_spans)
-        claims_before = _claims_of(model_parts, prose, results)
-        repairs: list[str] = []
-        for name in model_parts:  # only the model's own words are repaired; the harness's are checked
-            text = prose[name]
-            if paper_cfg.on_ungrounded == "repair":
-                fixed, dropped = repair_prose(text, sources, bibliography)
-                fixed, changed = repair_claims(fixed or "", results)
-                if dropped or changed:
-                    repairs += [f"{name}: {d}" for d in [*dropped, *changed]]
-                    text = fixed or harness.get(name, text)
-            else:
-                text, changed = repair_claims(text, results, mark=True)
-                repairs += [f"{name}: {d}" for d in changed]
-            prose[name] = mark_unverified(text, check_text(text, sources, bibliography))
-        paper = build(prose)
-        markdown, spans = render_markdown(paper, numbers)
-        after = check_text(markdown, sources, bibliography, spans)
-        if not after.ok and _unmarked(markdown, after):  # harness text as a last resort: never unmarked
-            markdown, spans = mark_unverified_keeping(markdown, after, spans)
-            after = check_text(markdown, sources, bibliography, spans)
-        claims = check_claims(_prose_only(markdown), results)
-        latex = render_latex(paper, numbers)
-        tex_problems = latex_citation_problems(latex)
-        grounding = GroundingSummary(
-            before=GroundingCounts(**before.summary()),
-            after=GroundingCounts(**after.summary()),
-            flagged=not after.ok or bool(tex_problems) or bool(claims.problems),
-            unmarked=_unmarked(markdown, after),
-            problems=[*after.problems(), *claims.problems],
-            repairs=repairs,
-            latex_citation_problems=tex_problems,
-            bibliography=len(bibliography),
-            unresolved_records=unresolved,
-        )
-        if grounding.flagged:
-            log.warning("%s: paper flagged by grounding: %s", ctx.project_id, "; ".join(grounding.problems[:3]))
-        md = ctx.save_artifact("paper", "paper.md", markdown)
-        tex = ctx.save_artifact("paper", "paper.tex", latex)
-        ctx.save_artifact("grounding", "grounding.json", _grounding_file(grounding, after, bibliography, claims))
-        title = numbers.plain(paper.title)
-        output = WritingOutput(
-            title=title,
-            markdown=md.path,
-            latex=tex.path,
-            grounded_number_rate=after.grounded_number_rate,
-            verified_citation_rate=after.verified_citation_rate,
-            claim_grounding_rate=claims.rate,
-            grounding=grounding,
-            claims_before=claims_before,
-            claims=claims,
-            degenerate=degenerate,
-            fields_checked=4,
-            degenerate_fields=len(degenerate),
-        )
-        if paper_cfg.compile != "never" and engine is not None:
-            extra = [f for fig in figures for f in (fig.pdf, fig.png) if f]
-            try:
-                pdf = await asyncio.to_thread(
-                    compile_latex,
-                    ctx.run_dir / tex.path,
-                    engine=engine,
-                    timeout_s=paper_cfg.compile_timeout_s,
-                    extra_files=extra,
-                )
-            except LatexError as exc:
-                if paper_cfg.compile == "always":
-                    raise
-                output.pdf_error = str(exc)
-                log.warning("%s: %s", ctx.project_id, exc)
-            else:
-                output.pdf = ctx.record_artifact("paper", pdf.path).path
-                output.pdf_pages = pdf.pages
-        elif paper_cfg.compile == "always":
-            raise LatexError(f"paper.compile=always but no TeX engine is installed; {ctx.project_id} has no PDF")
-        ctx.ledger.update_project(ctx.project_id, title=title)
-        return output
+def draft_prompt(m: Material) -> list[dict[str, str]]:
+    """The request for the prose: the hypothesis, setup and findings, and the works the model may cite."""
+    citable = "\n".join(f"[@{e.key}] {e.title}" for e in m.bibliography[:6])
+    return [
+        {"role": "system", "content": "You write clear, honest machine learning papers."},
+        {
+            "role": "user",
+            "content": (
+                f"Hypothesis: {m.hypothesis.statement}\nExperiment: {m.numbers.plain(m.setup)}\n"
+                f"Findings: {m.numbers.plain(m.summary)}\n"
+                + (f"Related works you may cite, by their key in brackets:\n{citable}\n" if citable else "")
+                + "Write the title, abstract, introduction and discussion of a short paper. Claim only what the "
+                "findings' corrected tests show. Do not write any numbers: the results table is added separately."
+            ),
+        },
+    ]
 
-    return run
+
+def lay_out(ctx: StageContext, m: Material) -> Layout:
+    """The harness's related work, the figures and the appendix."""
+    related = related_work_text(m.hypothesis, m.idea.related, m.keys, m.source)
+    figures = figures_from(m.results, ctx.project_dir, m.numbers)
+    appendix = code_appendix(m.results, ctx.run_dir, m.numbers)
+    return Layout(material=m, related=related, figures=figures, appendix=appendix, project_id=ctx.project_id)
+
+
+_SEARCHED = {"offline": "the bundled corpus of ICLR, ICML and NeurIPS papers"}
+
+
+def related_work_text(chosen: HypothesisRecord, area: list[RelatedEntry], keys: dict[str, str], source: str) -> str:
+    """The related-work paragraph, written by the harness from the retrieved, verified and relevant records (the
+    harness's own measures, such as similarity scores, stay in ideation.json and grounding.json)."""
+    where = _SEARCHED.get(source, source)
+    hyp = [r for r in chosen.related if r.id in keys]
+    around = [r for r in area if r.id in keys and r.id not in {h.id for h in hyp}]
+    if not hyp and not around:
+        return (
+            f"A literature search of {where} found no work on this study's topic close enough to cite, so we do not "
+            "place the result against earlier findings; a wider search may find related work."
+        )
+    out = []
+    if hyp:
+        out.append(f"The earlier work closest to our hypothesis is {_cite_list(hyp, keys)}.")
+        if chosen.novelty is not None and chosen.novelty.checked and chosen.novelty.novel:
+            out.append("None of the retrieved works states the hypothesis we test, so the comparison is ours.")
+    if around:
+        lead = "Further work on this topic" if hyp else "Work on this topic"
+        out.append(f"{lead} found in {where} includes {_cite_list(around, keys)}.")
+    return " ".join(out)
+
+
+def _cite_list(records: list[RelatedEntry], keys: dict[str, str]) -> str:
+    cites = [f"[@{keys[r.id]}]" for r in records]
+    return cites[0] if len(cites) == 1 else ", ".join(cites[:-1]) + " and " + cites[-1]
+
+
+def figures_from(results: Results, project_dir: Path, numbers: Numbers | None = None) -> list[Figure]:
+    """The experiment's figures whose files exist in the project folder (caption numbers traced to the caption)."""
+    figures = []
+    for i, item in enumerate(results.figures):
+        png = item.png if item.png and (project_dir / item.png).is_file() else None
+        pdf = item.pdf if item.pdf and (project_dir / item.pdf).is_file() else None
+        caption = numbers.numbers_in(item.caption, f"results.figures[{i}].caption") if numbers else item.caption
+        if png or pdf:
+            figures.append(Figure(caption=caption, png=png, pdf=pdf))
+    return figures
 
 
 MAX_DIFF_LINES = 300  # of the winning code's diff shown in the appendix
@@ -442,9 +477,115 @@ def code_appendix(results: Results, run_dir: Path, numbers: Numbers) -> list[Sec
     return [Section(heading="The winning code", body=body, code=shown)]
 
 
+def ground_and_repair(ctx: StageContext, layout: Layout, prose: Prose, on_ungrounded: str) -> Grounded:
+    """The paper checked: the model's parts repaired, whatever is still unverified marked in the text, every claim
+    checked against the corrected tests."""
+    m = layout.material
+    first_md, first_spans = render_markdown(layout.paper(prose.texts), m.numbers)
+    before = check_text(first_md, m.sources, m.bibliography, first_spans)
+    claims_before = _claims_of(prose.model_parts, prose.texts, m.results)
+    repairs = repair_model_parts(prose, m, on_ungrounded)
+    paper = layout.paper(prose.texts)
+    markdown, spans = render_markdown(paper, m.numbers)
+    after = check_text(markdown, m.sources, m.bibliography, spans)
+    if not after.ok and _unmarked(markdown, after):  # harness text as a last resort: never unmarked
+        markdown, spans = mark_unverified_keeping(markdown, after, spans)
+        after = check_text(markdown, m.sources, m.bibliography, spans)
+    claims = check_claims(_prose_only(markdown), m.results)
+    latex = render_latex(paper, m.numbers)
+    tex_problems = latex_citation_problems(latex)
+    grounding = GroundingSummary(
+        before=GroundingCounts(**before.summary()),
+        after=GroundingCounts(**after.summary()),
+        flagged=not after.ok or bool(tex_problems) or bool(claims.problems),
+        unmarked=_unmarked(markdown, after),
+        problems=[*after.problems(), *claims.problems],
+        repairs=repairs,
+        latex_citation_problems=tex_problems,
+        bibliography=len(m.bibliography),
+        unresolved_records=m.unresolved,
+    )
+    if grounding.flagged:
+        log.warning("%s: paper flagged by grounding: %s", ctx.project_id, "; ".join(grounding.problems[:3]))
+    return Grounded(
+        paper=paper,
+        markdown=markdown,
+        latex=latex,
+        report=after,
+        claims_before=claims_before,
+        claims=claims,
+        grounding=grounding,
+    )
+
+
 def _claims_of(parts: list[str], prose: dict[str, str], results: Results) -> ClaimCheck:
     """The claims of the model's own parts, as written."""
     return check_claims(" ".join(prose[p].rstrip(".") + "." for p in parts), results)
+
+
+def repair_model_parts(prose: Prose, m: Material, on_ungrounded: str) -> list[str]:
+    """What was repaired in the model's parts (``prose.texts`` updated): each failing sentence replaced in place
+    by the harness's sentence on the same point, or with ``flag`` its claims marked; what is still unverified
+    marked."""
+    repairs: list[str] = []
+    for name in prose.model_parts:  # only the model's own words are repaired; the harness's are checked
+        text = prose.texts[name]
+        if on_ungrounded == "repair" and name != "title":
+            text, changed = repair_in_place(text, split_sentences(prose.harness.get(name, "")), m)
+            repairs += [f"{name}: {d}" for d in changed]
+        elif on_ungrounded == "repair":
+            fixed, dropped = repair_prose(text, m.sources, m.bibliography)
+            fixed, changed = repair_claims(fixed or "", m.results)
+            if dropped or changed:
+                repairs += [f"{name}: {d}" for d in [*dropped, *changed]]
+                text = fixed or prose.harness.get(name, text)
+            text = mark_unverified(text, check_text(text, m.sources, m.bibliography))
+        else:
+            text, changed = repair_claims(text, m.results, mark=True)
+            repairs += [f"{name}: {d}" for d in changed]
+            text = mark_unverified(text, check_text(text, m.sources, m.bibliography))
+        prose.texts[name] = text
+    return repairs
+
+
+def repair_in_place(text: str, harness: list[str], m: Material) -> tuple[str, list[str]]:
+    """Model prose with each sentence that states an untraceable number, cites no verified record or claims what
+    the tests do not show replaced where it stood by a sentence of the harness's own version of the part (the
+    opening for an opening, else the one sharing most words): no section is left starting mid-thought."""
+    kept: list[str] = []
+    changes: list[str] = []
+    unused = list(harness)
+    for i, sentence in enumerate(split_sentences(text)):
+        report = check_text(sentence, m.sources, m.bibliography)
+        _, wrong = repair_claims(sentence, m.results)
+        if report.ok and not wrong:
+            kept.append(sentence)
+            continue
+        why = "; ".join([*report.problems(), *wrong]) or "unsupported"
+        stand_in = _stand_in(sentence, unused, first=i == 0 and bool(harness) and unused[:1] == harness[:1])
+        if stand_in is None:
+            changes.append(f"dropped “{sentence[:160]}”: {why}")
+            continue
+        unused.remove(stand_in)
+        kept.append(stand_in)
+        changes.append(f"replaced “{sentence[:160]}” by the records' sentence: {why}")
+    return " ".join(kept) or " ".join(harness), changes
+
+
+def _stand_in(sentence: str, candidates: list[str], first: bool) -> str | None:
+    """The harness sentence to put in the place of ``sentence``: the first one for an opening, else the one
+    sharing most content words (None when none is left)."""
+    if not candidates:
+        return None
+    if first:
+        return candidates[0]
+    words = set(content_words(sentence))
+    return max(candidates, key=lambda c: (len(words & set(content_words(c))), -candidates.index(c)))
+
+
+def _unmarked(markdown: str, report: GroundingReport) -> int:
+    """How many ungrounded numbers and unverified citations carry no visible mark."""
+    return sum(1 for end in report.problem_ends() if not markdown.startswith(" " + UNVERIFIED_MARK, end))
 
 
 def _prose_only(markdown: str) -> str:
@@ -456,9 +597,32 @@ def _prose_only(markdown: str) -> str:
     return "\n".join(keep)
 
 
-def _unmarked(markdown: str, report: GroundingReport) -> int:
-    """How many ungrounded numbers and unverified citations carry no visible mark."""
-    return sum(1 for end in report.problem_ends() if not markdown.startswith(" " + UNVERIFIED_MARK, end))
+def latex_citation_problems(tex: str) -> list[str]:
+    """Cite keys of the LaTeX that have no ``\\bibitem``."""
+    items = set(_BIBITEM.findall(tex))
+    cited = {k.strip() for group in _TEX_CITE_KEYS.findall(tex) for k in group.split(",") if k.strip()}
+    return sorted(cited - items)
+
+
+def save_paper(ctx: StageContext, m: Material, prose: Prose, g: Grounded) -> WritingOutput:
+    """paper.md, paper.tex and grounding.json saved; the stage's output with the rates the run records."""
+    md = ctx.save_artifact("paper", "paper.md", g.markdown)
+    tex = ctx.save_artifact("paper", "paper.tex", g.latex)
+    ctx.save_artifact("grounding", "grounding.json", _grounding_file(g.grounding, g.report, m.bibliography, g.claims))
+    return WritingOutput(
+        title=m.numbers.plain(g.paper.title),
+        markdown=md.path,
+        latex=tex.path,
+        grounded_number_rate=g.report.grounded_number_rate,
+        verified_citation_rate=g.report.verified_citation_rate,
+        claim_grounding_rate=g.claims.rate,
+        grounding=g.grounding,
+        claims_before=g.claims_before,
+        claims=g.claims,
+        degenerate=prose.degenerate,
+        fields_checked=4,
+        degenerate_fields=len(prose.degenerate),
+    )
 
 
 def _grounding_file(
@@ -476,3 +640,30 @@ def _grounding_file(
         indent=1,
         ensure_ascii=False,
     )
+
+
+async def compile_pdf(
+    ctx: StageContext, output: WritingOutput, figures: list[Figure], paper_cfg: PaperConfig, engine: str | None
+) -> None:
+    """The LaTeX compiled to PDF where a TeX engine is there (``output`` updated); a failure is recorded, or
+    with ``paper.compile=always`` raised."""
+    if paper_cfg.compile != "never" and engine is not None:
+        extra = [f for fig in figures for f in (fig.pdf, fig.png) if f]
+        try:
+            pdf = await asyncio.to_thread(
+                compile_latex,
+                ctx.run_dir / output.latex,
+                engine=engine,
+                timeout_s=paper_cfg.compile_timeout_s,
+                extra_files=extra,
+            )
+        except LatexError as exc:
+            if paper_cfg.compile == "always":
+                raise
+            output.pdf_error = str(exc)
+            log.warning("%s: %s", ctx.project_id, exc)
+        else:
+            output.pdf = ctx.record_artifact("paper", pdf.path).path
+            output.pdf_pages = pdf.pages
+    elif paper_cfg.compile == "always":
+        raise LatexError(f"paper.compile=always but no TeX engine is installed; {ctx.project_id} has no PDF")

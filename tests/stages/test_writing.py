@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -50,15 +51,19 @@ DEGENERATE = {  # what the embedded 135M model writes: the schema echoed back
 }
 
 
-def stage_inputs() -> list[StageOutput]:
+def stage_inputs(
+    statement: str = "A higher learning rate speeds up generalisation.",
+    queries: tuple[str, str] = ("learning rate schedule decay", "modular arithmetic generalization"),
+) -> list[StageOutput]:
     """Outputs of the stages before writing: a chosen hypothesis with related works from the corpus."""
     corpus = OfflineCorpus.load()
-    text = "Learning rate. A higher learning rate speeds up generalisation."
-    related = [related_entry(h, text) for h in corpus.search_now("learning rate schedule decay", 3)]
-    area = [related_entry(h, text) for h in corpus.search_now("modular arithmetic generalization", 2)]
+    text = f"Learning rate. {statement}"
+    related = [related_entry(h, text) for h in corpus.search_now(queries[0], 3)]
+    area = [related_entry(h, text) for h in corpus.search_now(queries[1], 2)]
     chosen = HypothesisRecord(
         title="Learning rate",
-        statement="A higher learning rate speeds up generalisation.",
+        statement=statement,
+        written_by="model",
         rationale="Larger steps.",
         related=related,
         novelty=NoveltyVerdict(
@@ -89,11 +94,13 @@ def stage_inputs() -> list[StageOutput]:
     return [idea, PlanningOutput(plan=plan), ExperimentOutput(results=RESULTS)]
 
 
-def run_writing(tmp_path: Path, *paper: str, draft: dict[str, str] = PLANTED) -> tuple[WritingOutput, Path]:
+def run_writing(
+    tmp_path: Path, *paper: str, draft: dict[str, str] = PLANTED, inputs: list[StageOutput] | None = None
+) -> tuple[WritingOutput, Path]:
     """Run the Writing stage with a scripted model replying ``draft`` (by default planted errors)."""
     cfg = compose("llm=scripted", f"llm.scripted.outputs=[{json.dumps(json.dumps(draft))}]", *paper)
     services = services_for(cfg, tmp_path)
-    ctx = stage_context(services, "writing", stage_inputs())
+    ctx = stage_context(services, "writing", inputs or stage_inputs())
     output = run_stage("writing", cfg, ctx, services)
     assert isinstance(output, WritingOutput)
     return output, ctx.project_dir
@@ -109,6 +116,7 @@ def test_planted_number_and_citations_are_repaired_and_recorded(tmp_path: Path) 
     assert not grounding.flagged and grounding.unmarked == 0
     md = (folder / "paper.md").read_text()
     assert "0.9731" not in md and "Smith" not in md and "invented2020" not in md
+    assert "novelty bar" not in md and "cosine similarity" not in md  # the harness's bookkeeping stays out
     assert "We test whether the optimizer and the schedule together change validation accuracy." in md  # kept
     assert output.degenerate == {}  # a capable model's prose is its own
     # the overclaim (the ablation's difference is not significant) was caught, named and dropped
@@ -119,7 +127,7 @@ def test_planted_number_and_citations_are_repaired_and_recorded(tmp_path: Path) 
     assert "\\cite{" in tex and "\\begin{thebibliography}" in tex and grounding.latex_citation_problems == []
     saved = json.loads((folder / "grounding.json").read_text())
     assert saved["references"] and all(
-        r["verified"] and r["record_id"].startswith("openreview:") for r in saved["references"]
+        r["verified"] and asyncio.run(OfflineCorpus.load().get(r["record_id"])) for r in saved["references"]
     )
     assert output.pdf is None
 
@@ -188,3 +196,68 @@ def test_degenerate_prose_is_replaced_by_the_records_and_counted(tmp_path: Path)
     assert title.startswith("# ") and "sgd optimizer" in title.lower() and "significantly better" in title
     assert "significantly better than the baseline" in md  # the abstract states the corrected test
     assert output.grounded_number_rate == 1.0 and output.claims.problems == []
+
+
+def test_a_hypothesis_stating_its_own_numbers_is_not_marked(tmp_path: Path) -> None:
+    statement = (
+        "SGD with a cosine schedule raises validation accuracy on the fixed 360-pair split by at least 0.5 points."
+    )
+    restated = (
+        "Our hypothesis is that pairing SGD with a cosine schedule lifts validation accuracy on the fixed 360-pair "
+        "split, by at least 0.5 points."
+    )
+    draft = {**PLANTED, "introduction": restated}
+    output, folder = run_writing(tmp_path, "paper.compile=never", draft=draft, inputs=stage_inputs(statement))
+    md = (folder / "paper.md").read_text()
+    hypothesis = md.split("## Hypothesis", 1)[1].split("\n## ", 1)[0]
+    assert "fixed 360-pair split by at least 0.5 points" in hypothesis and UNVERIFIED_MARK not in hypothesis
+    assert restated in md  # the model's restatement is kept, not dropped
+    assert not any("360" in p or "0.5" in p for p in output.grounding.problems)
+
+
+# the digits case of issue 29: a capable model's introduction whose opening sentences fail the checks
+MID_ARGUMENT = {
+    **PLANTED,
+    "introduction": (
+        "Optimizer and schedule choices are known to speed up grokking by 40% on modular arithmetic [@nanda2023]. "
+        "Their value is less clear in very small problems, where a few hundred examples are seen many times. "
+        "We test whether the optimizer and the schedule together change validation accuracy."
+    ),
+}
+
+
+def test_a_dropped_sentence_is_replaced_by_the_records_sentence_not_left_as_a_gap(tmp_path: Path) -> None:
+    output, folder = run_writing(tmp_path, "paper.compile=never", draft=MID_ARGUMENT)
+    md = (folder / "paper.md").read_text()
+    intro = md.split("## Introduction", 1)[1].split("\n## ", 1)[0].strip()
+    assert intro.startswith("This paper asks whether")  # the harness's opening, not "Their value is ..."
+    assert "Their value is less clear in very small problems" in intro and "40%" not in md
+    assert any(r.startswith("introduction: replaced") and "40%" in r for r in output.grounding.repairs)
+    assert not output.grounding.flagged and UNVERIFIED_MARK not in intro
+
+
+def test_an_unrelated_corpus_hit_is_not_cited(tmp_path: Path) -> None:
+    inputs = stage_inputs(queries=("sparse fine-tuning code translation", "neural network repair verification"))
+    output, folder = run_writing(tmp_path, "paper.compile=never", draft=DEGENERATE, inputs=inputs)
+    md = (folder / "paper.md").read_text()
+    related = md.split("## Related Work", 1)[1].split("\n## ", 1)[0]
+    assert "found no work on this study's topic close enough to cite" in related and "[@" not in md
+    assert output.grounding.bibliography == 0
+
+
+def test_the_setup_table_lists_the_runs_settings(tmp_path: Path) -> None:
+    _, folder = run_writing(tmp_path, "paper.compile=never")
+    md, tex = (folder / "paper.md").read_text(), (folder / "paper.tex").read_text()
+    setup = md.split("## Experimental Setup", 1)[1].split("\n## ", 1)[0]
+    assert "Table 1 lists every setting" in setup and "*Table 1: Settings every condition ran with" in setup
+    for row in (
+        "| lr | 0.01 |",
+        "| batch_size | 256 |",
+        "| optimizer |",
+        "| steps | 30 |",
+        "| seeds per condition | 2 |",
+    ):
+        assert row in setup, row
+    assert "| condition method | optimizer: SGD" in setup  # what the method changes from the template's defaults
+    assert "*Table 2:" in md  # the results table follows it
+    assert "lr & 0.01 & template default" in tex.replace("\\_", "_")

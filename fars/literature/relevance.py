@@ -1,0 +1,52 @@
+"""Whether a retrieved work is relevant enough to cite: it must share the study's own words, not ML's.
+
+A search backend always returns its best-ranked hits, even when the corpus holds nothing on the topic
+(a neural-network-repair paper for a ReLU/RMSNorm study). Before a hit is cited it must share
+informative words with the hypothesis and topic: words every ML abstract uses ("learning", "model",
+"network") do not count, and the shared words must reach the work's title, not only its abstract.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from fars.literature.similarity import content_words
+
+# words nearly every ML title or abstract uses: sharing them says nothing about the topic
+_GENERIC_TEXT = """learning learn learned model training train trained network neural deep performance task data dataset
+    improve improvement better accuracy effect study evaluate evaluation experiment problem small large
+    standard simple general efficient effective framework algorithm analysis setting baseline loss
+    optimization optimizer machine representation approach larger higher lower change"""
+GENERIC_WORDS = frozenset(_GENERIC_TEXT.split())
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """The informative query words a work's title and abstract share, and the verdict."""
+
+    in_title: frozenset[str]
+    in_abstract: frozenset[str]
+
+    @property
+    def relevant(self) -> bool:
+        """Two topic words in the title, or one in the title and three more in the abstract."""
+        return len(self.in_title) >= 2 or (len(self.in_title) >= 1 and len(self.in_abstract - self.in_title) >= 3)
+
+
+def informative_words(text: str) -> frozenset[str]:
+    """The terms of ``text`` that say what it is about: its content words less ML's generic ones, and each pair
+    of adjacent content words ("learning rate" names a topic though "learning" alone does not); British
+    spellings folded ("generalisation" reads as "generalization")."""
+    words = [w.replace("isation", "ization").replace("ise", "ize") for w in content_words(text)]
+    pairs = {f"{a} {b}" for a, b in itertools.pairwise(words) if not {a, b} <= GENERIC_WORDS}
+    return frozenset({w for w in words if w not in GENERIC_WORDS} | pairs)
+
+
+def relevance(query: str, title: str, abstract: str | None = None) -> Relevance:
+    """How a work (``title``, ``abstract``) relates to ``query`` (the hypothesis and its topic)."""
+    asked = informative_words(query)
+    return Relevance(
+        in_title=asked & informative_words(title),
+        in_abstract=asked & informative_words(abstract or ""),
+    )
