@@ -128,8 +128,15 @@ class Registry(Generic[T]):
         for point in metadata.entry_points(group=self.group or ""):
             owner = self._origins.get(point.name)
             if owner is not None and owner != point.module:
-                log.warning("entry point %s = %s (%s) is left out: %s %r is %s's", point.name, point.value,
-                            self.group, self.kind, point.name, owner)  # fmt: skip
+                log.warning(
+                    "entry point %s = %s (%s) is left out: %s %r is %s's",
+                    point.name,
+                    point.value,
+                    self.group,
+                    self.kind,
+                    point.name,
+                    owner,
+                )
                 continue
             if point.name not in self._entries:
                 self._targets.setdefault(point.name, point.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,35 @@ def test_no_import_cycles() -> None:
         if imported != module and graph.chain_exists(importer=imported, imported=module)
     )
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def suppressions(root: Path) -> list[str]:
+    """Each formatter or type-checker suppression in the packages that is not justified where it stands."""
+    import io
+    import tokenize
+
+    found = []
+    for package in ("fars", "review", "experiments"):
+        for path in sorted((root / package).rglob("*.py")):
+            tokens = tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
+            for token in tokens:
+                if token.type != tokenize.COMMENT:
+                    continue
+                where = f"{path.relative_to(root)}:{token.start[0]}"
+                if "fmt: skip" in token.string or "fmt: off" in token.string:
+                    found.append(f"{where}: {token.string} (let ruff format lay it out)")
+                elif "type: ignore" in token.string and not re.search(
+                    r"type: ignore\[[\w-]+(, [\w-]+)*\]  # \S", token.string
+                ):
+                    found.append(f"{where}: {token.string} (name the error code and say why after it)")
+    return found
+
+
+def test_every_suppression_is_justified_or_gone(tmp_path: Path) -> None:
+    """The packages hold no `# fmt: skip`, and every `# type: ignore[code]` says why after it; planted ones are found."""
+    assert suppressions(REPO) == []
+    (tmp_path / "fars").mkdir()
+    (tmp_path / "fars" / "bad.py").write_text(
+        "x = [1,  2]  # fmt: skip\ny: int = 'a'  # type: ignore\nz: int = 'b'  # type: ignore[assignment]  # a test\n"
+    )
+    assert [line.split(": ")[0] for line in suppressions(tmp_path)] == ["fars/bad.py:1", "fars/bad.py:2"]

@@ -275,7 +275,7 @@ def _top_level(text: str, names: list[str]) -> list[ast.stmt]:
         tree = ast.parse(text)
     except SyntaxError:
         return []
-    found = []
+    found: list[ast.stmt] = []
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             defined = [node.name]
@@ -525,8 +525,9 @@ class CodeSearch:
             node = _Node(record, {**base, **applied.files}, reply=reply)
             node.diff = unified_diff(self.original, node.files) if applied.files else ""
             if record.verdict != "buggy":  # its runs' metrics.json are on disk: read back, not run again
-                runs = await self.run_code(self._copy(node_id, node.files), self.folder / node_id / "runs",
-                                           self.seeds, self.steps, None)  # fmt: skip
+                runs = await self.run_code(
+                    self._copy(node_id, node.files), self.folder / node_id / "runs", self.seeds, self.steps, None
+                )
                 node.runs = runs if not isinstance(runs, str) else []
             return node
         reply = await self.llm.complete(self._prompt(node_id, kind, parent), max_tokens=self.cfg.max_tokens or 1500)
@@ -577,7 +578,7 @@ class CodeSearch:
         record.values = numbers
         record.mean = sum(numbers) / len(numbers)
         verdict, p = self._verdict(numbers)
-        record.verdict = verdict  # type: ignore[assignment]
+        record.verdict = verdict  # type: ignore[assignment]  # _verdict returns str; the Literal is checked by pydantic on dump
         record.p_vs_baseline = p
 
     def _check_settings(self, run: Metrics) -> None:

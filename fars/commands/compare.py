@@ -58,9 +58,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-papers", dest="min_papers", type=int, help="rated papers each run needs")
     p.add_argument("--power", type=float, help="power at which the minimum detectable effect is sized (e.g. 0.8)")
     p.add_argument(
-        "--require-power", dest="require_power", action="store_const", const=True,
+        "--require-power",
+        dest="require_power",
+        action="store_const",
+        const=True,
         help="exit 3 when a comparison is inconclusive (the margin cannot be detected)",
-    )  # fmt: skip
+    )
     p.add_argument("--noise", help="reviewer test-retest SD (rating points) or a calibration/probe JSON")
     p.add_argument("--baseline", type=int, default=0, help="index of the baseline among all runs (default 0)")
     p.add_argument("--config", type=Path, default=DEFAULTS_FILE, help="YAML file of defaults")

@@ -262,11 +262,16 @@ def render_report(record: RunRecord, run_dir: Path, out_dir: Path) -> str:
     ]
     f = record.funnel
     funnel = [
-        ("projects", float(len(record.projects))), ("hypotheses", float(f.hypotheses)),
-        ("passed screening", float(f.screened)), ("novel", float(f.novel)), ("planned", float(f.planned)),
-        ("experimented", float(f.experimented)), ("written", float(f.written)),
-        ("reviewed", float(f.reviewed)), ("papers", float(papers)),
-    ]  # fmt: skip
+        ("projects", float(len(record.projects))),
+        ("hypotheses", float(f.hypotheses)),
+        ("passed screening", float(f.screened)),
+        ("novel", float(f.novel)),
+        ("planned", float(f.planned)),
+        ("experimented", float(f.experimented)),
+        ("written", float(f.written)),
+        ("reviewed", float(f.reviewed)),
+        ("papers", float(papers)),
+    ]
     by_stage_tokens = [(k, float(u.total_tokens)) for k, u in record.totals.by_stage.items()]
     by_model_tokens = [(k, float(u.total_tokens)) for k, u in record.totals.by_model.items()]
     by_stage_cost = [(k, u.cost_usd) for k, u in record.totals.by_stage.items()]

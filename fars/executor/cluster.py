@@ -15,7 +15,7 @@ import math
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # an enclosing job's variables that must not reach sbatch or the new job (SLURM_CONF still says where the cluster is)
 _KEEP_SLURM = ("SLURM_CONF",)
@@ -138,33 +138,43 @@ def _int(text: str) -> int:
 SINFO_FORMAT = "%R|%P|%a|%c|%m|%G|%l|%n"  # one line per node and partition
 
 
+@dataclass
+class _Nodes:
+    """What the lines of one partition say, gathered node by node (the largest node's resources)."""
+
+    default: bool
+    up: bool
+    nodes: set[str] = field(default_factory=set)
+    cpus: int = 0
+    mem: int = 0
+    gpus: int = 0
+    limit: int | None = None
+
+
 def parse_sinfo(text: str) -> list[Partition]:
     """Partitions from ``sinfo -N -h -o SINFO_FORMAT`` output (one line per node of each partition)."""
-    found: dict[str, dict[str, object]] = {}
+    found: dict[str, _Nodes] = {}
     for line in text.splitlines():
         fields = line.strip().split("|")
         if len(fields) < 8:
             continue
         name, display, avail, cpus, mem, gres, limit, node = fields[:8]
-        entry = found.setdefault(
-            name,
-            {"default": display.endswith("*"), "up": avail.strip().lower() == "up", "nodes": set(), "cpus": 0},
-        )
-        entry["nodes"].add(node)  # type: ignore[attr-defined]
-        entry["cpus"] = max(int(entry["cpus"]), _int(cpus))  # type: ignore[call-overload]
-        entry["mem"] = max(int(entry.get("mem", 0)), _int(mem))  # type: ignore[call-overload]
-        entry["gpus"] = max(int(entry.get("gpus", 0)), _gpus(gres))  # type: ignore[call-overload]
-        entry["limit"] = parse_time_min(limit)
+        entry = found.setdefault(name, _Nodes(default=display.endswith("*"), up=avail.strip().lower() == "up"))
+        entry.nodes.add(node)
+        entry.cpus = max(entry.cpus, _int(cpus))
+        entry.mem = max(entry.mem, _int(mem))
+        entry.gpus = max(entry.gpus, _gpus(gres))
+        entry.limit = parse_time_min(limit)
     return [
         Partition(
             name=name,
-            up=bool(e["up"]),
-            default=bool(e["default"]),
-            nodes=len(e["nodes"]),  # type: ignore[arg-type]
-            cpus_per_node=int(e["cpus"]),  # type: ignore[call-overload]
-            mem_mb_per_node=int(e["mem"]),  # type: ignore[call-overload]
-            gpus_per_node=int(e["gpus"]),  # type: ignore[call-overload]
-            max_time_min=e["limit"],  # type: ignore[arg-type]
+            up=e.up,
+            default=e.default,
+            nodes=len(e.nodes),
+            cpus_per_node=e.cpus,
+            mem_mb_per_node=e.mem,
+            gpus_per_node=e.gpus,
+            max_time_min=e.limit,
         )
         for name, e in found.items()
     ]

@@ -87,8 +87,12 @@ def result_problems(
             problems += _bad_numbers(
                 f"curves.{name}", getattr(curves, name), low=0.0 if "loss" in name else -VALUE_LIMIT
             )
-    scalars = {"wall_s": metrics.wall_s, "examples_per_s": metrics.examples_per_s, "tokens_per_s": metrics.tokens_per_s,
-               "steps": metrics.steps}  # fmt: skip
+    scalars = {
+        "wall_s": metrics.wall_s,
+        "examples_per_s": metrics.examples_per_s,
+        "tokens_per_s": metrics.tokens_per_s,
+        "steps": metrics.steps,
+    }
     for name, value in scalars.items():
         problems += _bad_numbers(name, [value], low=0.0)
     problems += _bad_numbers("parameters", [metrics.parameters], low=0, high=1e13)
@@ -96,8 +100,16 @@ def result_problems(
         problems += _bad_numbers("flops_per_token", [metrics.flops_per_token], low=0.0, high=1e15)
     if metrics.mfu is not None:  # a share of the device's peak
         problems += _bad_numbers("mfu", [metrics.mfu], low=0.0, high=1.0)
-    texts = [metrics.template, metrics.engine, metrics.device, metrics.precision, metrics.device_name,
-             metrics.method or "", *map(str, metrics.config.values()), *metrics.config]  # fmt: skip
+    texts = [
+        metrics.template,
+        metrics.engine,
+        metrics.device,
+        metrics.precision,
+        metrics.device_name,
+        metrics.method or "",
+        *map(str, metrics.config.values()),
+        *metrics.config,
+    ]
     if any(len(text) > MAX_TEXT for text in texts[: 6 + 2 * MAX_KEYS]):
         problems.append(f"a name or setting is longer than {MAX_TEXT} characters")
     return problems

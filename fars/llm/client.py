@@ -441,8 +441,11 @@ class LLMClient:
                     ) from exc
                 log.warning(
                     "model %s rejected structured output as %s (%s); asking with %s instead",
-                    model, mode, str(exc)[:200], STRUCTURED_MODES[index + 1],
-                )  # fmt: skip
+                    model,
+                    mode,
+                    str(exc)[:200],
+                    STRUCTURED_MODES[index + 1],
+                )
                 continue
             if self._modes.get(model, self._first_mode) != index:
                 log.warning("model %s: structured output is asked as %s from now on", model, mode)

@@ -478,7 +478,7 @@ class LocalLlamaProvider(CustomLLM):
         meter: _Meter | None = result.get("_fars_meter")
         prompt_tokens = int(usage.get("prompt_tokens", 0))
         reused = max(0, prompt_tokens - meter.evaluated) if meter is not None and meter.prompt_tokens else 0
-        model_response.usage = LiteUsage(  # type: ignore[attr-defined]
+        model_response.usage = LiteUsage(  # type: ignore[attr-defined]  # ModelResponse declares no usage attribute
             prompt_tokens=prompt_tokens,
             completion_tokens=usage.get("completion_tokens", 0),
             total_tokens=usage.get("total_tokens", 0),
@@ -489,7 +489,7 @@ class LocalLlamaProvider(CustomLLM):
         stamp_free(model_response)
         return model_response
 
-    def completion(  # type: ignore[override]
+    def completion(  # type: ignore[override]  # litellm's CustomLLM declares looser positional parameters
         self,
         model: str,
         messages: list,
@@ -504,7 +504,7 @@ class LocalLlamaProvider(CustomLLM):
         assert result is not None
         return self._to_response(result, model_response, model)
 
-    async def acompletion(  # type: ignore[override]
+    async def acompletion(  # type: ignore[override]  # litellm's CustomLLM declares looser positional parameters
         self,
         model: str,
         messages: list,

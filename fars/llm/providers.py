@@ -56,7 +56,7 @@ def install_routers() -> None:
         if missing:
             kept = [p for p in current if p.get("provider") not in missing]
             routers = [{"provider": n, "custom_handler": ProviderRouter(n)} for n in missing]
-            litellm.custom_provider_map = [*kept, *routers]  # type: ignore[list-item]
+            litellm.custom_provider_map = [*kept, *routers]  # type: ignore[list-item]  # litellm types entries as a TypedDict of its own
 
 
 @contextlib.contextmanager

@@ -400,7 +400,7 @@ class ScriptedProvider(CustomLLM):
                 "cache_read_input_tokens": read,
                 "cache_creation_input_tokens": written,
             }
-        model_response.usage = LiteUsage(  # type: ignore[attr-defined]
+        model_response.usage = LiteUsage(  # type: ignore[attr-defined]  # ModelResponse declares no usage attribute
             prompt_tokens=prompt_tokens,
             completion_tokens=output_tokens,
             total_tokens=prompt_tokens + output_tokens,
@@ -411,7 +411,7 @@ class ScriptedProvider(CustomLLM):
         stamp_free(model_response)
         return model_response
 
-    def completion(  # type: ignore[override]
+    def completion(  # type: ignore[override]  # litellm's CustomLLM declares looser positional parameters
         self,
         model: str,
         messages: list,
@@ -428,7 +428,7 @@ class ScriptedProvider(CustomLLM):
         time.sleep(self.sample_latency() + _hang_seconds(scripted))
         return self._respond(model, messages, optional_params, model_response, scripted)
 
-    async def acompletion(  # type: ignore[override]
+    async def acompletion(  # type: ignore[override]  # litellm's CustomLLM declares looser positional parameters
         self,
         model: str,
         messages: list,

@@ -268,8 +268,16 @@ class Pipeline:
             except Exception as exc:
                 if attempt == tries:
                     raise
-                log.warning("%s: the %s failed (%s: %s); %s again (%d of %d)", ctx.project_id, spec.name,
-                            type(exc).__name__, str(exc)[:200], doing, attempt + 1, tries)  # fmt: skip
+                log.warning(
+                    "%s: the %s failed (%s: %s); %s again (%d of %d)",
+                    ctx.project_id,
+                    spec.name,
+                    type(exc).__name__,
+                    str(exc)[:200],
+                    doing,
+                    attempt + 1,
+                    tries,
+                )
         raise AssertionError("unreachable")
 
     def _restore_project_budget(self, pid: str) -> None:

@@ -20,10 +20,28 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 PAPER_COLUMNS: list[str | int] = [
-    "project", "status", "title", "rating", "soundness", "presentation", "contribution", "confidence",
-    "input_tokens", "output_tokens", "cost_usd", "ideation_s", "planning_s", "experiment_s", "writing_s", "review_s",
-    "grounded_number_rate", "verified_citation_rate", "grounding_flagged", "claim_grounding_rate", "degenerate_fields",
-]  # fmt: skip
+    "project",
+    "status",
+    "title",
+    "rating",
+    "soundness",
+    "presentation",
+    "contribution",
+    "confidence",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "ideation_s",
+    "planning_s",
+    "experiment_s",
+    "writing_s",
+    "review_s",
+    "grounded_number_rate",
+    "verified_citation_rate",
+    "grounding_flagged",
+    "claim_grounding_rate",
+    "degenerate_fields",
+]
 
 
 def guarded(method: F) -> F:
@@ -45,7 +63,7 @@ def guarded(method: F) -> F:
             )
             return None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps loses the Callable type the decorator promises
 
 
 class NullTracker:
@@ -66,12 +84,24 @@ def paper_row(p: ProjectSummary) -> list[Any]:
     sub = p.review.subscores if p.review is not None else {}
     secs = p.stage_seconds
     return [
-        p.id, p.status.value, p.title, p.rating, sub.get("soundness"), sub.get("presentation"),
-        sub.get("contribution"), sub.get("confidence"), p.usage.input_tokens, p.usage.output_tokens,
-        p.usage.cost_usd, *(round(secs.get(s, 0.0), 2) for s in ("ideation", "planning", "experiment", "writing", "review")),
-        p.grounded_number_rate, p.verified_citation_rate, p.grounding_flagged, p.claim_grounding_rate,
+        p.id,
+        p.status.value,
+        p.title,
+        p.rating,
+        sub.get("soundness"),
+        sub.get("presentation"),
+        sub.get("contribution"),
+        sub.get("confidence"),
+        p.usage.input_tokens,
+        p.usage.output_tokens,
+        p.usage.cost_usd,
+        *(round(secs.get(s, 0.0), 2) for s in ("ideation", "planning", "experiment", "writing", "review")),
+        p.grounded_number_rate,
+        p.verified_citation_rate,
+        p.grounding_flagged,
+        p.claim_grounding_rate,
         p.degenerate_fields,
-    ]  # fmt: skip
+    ]
 
 
 class WandbTracker:
@@ -174,9 +204,15 @@ class WandbTracker:
             (kind, path) for kind, path in files if kind in ("paper", "review") and path.suffix in (".md", ".pdf")
         ]
         if papers:
-            artifact = wandb.Artifact(f"paper-{project.id}", type="paper", metadata={
-                "title": project.title, "rating": project.rating, "status": project.status.value,
-            })  # fmt: skip
+            artifact = wandb.Artifact(
+                f"paper-{project.id}",
+                type="paper",
+                metadata={
+                    "title": project.title,
+                    "rating": project.rating,
+                    "status": project.status.value,
+                },
+            )
             for _, path in papers:
                 artifact.add_file(str(path), name=path.name)
             self.run.log_artifact(artifact)
@@ -221,10 +257,17 @@ def curve_rows(project: str, metrics_path: Path) -> list[list[Any]]:
         return values[i] if i < len(values) else None
 
     return [
-        [project, condition, metrics.seed, step, at(curves.val_metric, i), at(curves.train_loss, i),
-         at(curves.val_loss, i)]
+        [
+            project,
+            condition,
+            metrics.seed,
+            step,
+            at(curves.val_metric, i),
+            at(curves.train_loss, i),
+            at(curves.val_loss, i),
+        ]
         for i, step in enumerate(curves.step)
-    ]  # fmt: skip
+    ]
 
 
 def project_ratings(project: ProjectSummary) -> dict[str, float]:

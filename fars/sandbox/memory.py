@@ -236,10 +236,13 @@ def delegated_cgroup(root: Path = Path("/sys/fs/cgroup")) -> Path | None:
         if not (root / "cgroup.controllers").is_file():
             return None
         own = next(
-            (line.split("::", 1)[1].strip() for line in Path("/proc/self/cgroup").read_text().splitlines()
-             if line.startswith("0::")),
+            (
+                line.split("::", 1)[1].strip()
+                for line in Path("/proc/self/cgroup").read_text().splitlines()
+                if line.startswith("0::")
+            ),
             None,
-        )  # fmt: skip
+        )
         if own is None:
             return None
         parent = root / own.lstrip("/")

@@ -217,7 +217,7 @@ class _Tail:
 
     def _pump(self, stream: IO[bytes], log: IO[bytes] | None, log_cap: int) -> None:
         written = 0
-        while chunk := stream.read1(65536):  # type: ignore[attr-defined]
+        while chunk := stream.read1(65536):  # type: ignore[attr-defined]  # a Popen pipe is a BufferedReader; IO[bytes] lacks read1
             self.buffer += chunk
             del self.buffer[:-TAIL_BYTES]
             if log is not None and written < log_cap:

@@ -310,9 +310,16 @@ def code_runner(
             if method.is_file():
                 args += ["--method", str(method)]
             return await runner.train(
-                str(src / spec.entry), args, out / f"seed{seed}", metric=spec.metric, seed=seed, ranks=1,
-                timeout_s=timeout, sandbox=sandbox, readable=(src, ds_config.parent),
-            )  # fmt: skip
+                str(src / spec.entry),
+                args,
+                out / f"seed{seed}",
+                metric=spec.metric,
+                seed=seed,
+                ranks=1,
+                timeout_s=timeout,
+                sandbox=sandbox,
+                readable=(src, ds_config.parent),
+            )
 
         try:
             return list(await asyncio.gather(*(one(s) for s in seeds)))

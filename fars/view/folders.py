@@ -188,8 +188,11 @@ class ServedFolders:
                 finally:
                     os.close(fd)
             if self._left <= 0 and not self.incomplete:
-                log.warning("fars view: stopped looking for runs after %s entries under %s", MAX_SCAN_ENTRIES,
-                            ", ".join(map(str, self.roots)))  # fmt: skip
+                log.warning(
+                    "fars view: stopped looking for runs after %s entries under %s",
+                    MAX_SCAN_ENTRIES,
+                    ", ".join(map(str, self.roots)),
+                )
             self.incomplete = self._left <= 0
             self.runs, self.sweeps = runs, sweeps
             self._scanned = time.monotonic()

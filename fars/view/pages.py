@@ -345,8 +345,22 @@ def project_page(snap: RunSnapshot, detail: ProjectDetail, served: ServedFolders
         "latency_s": sum(float(c.get("latency_s") or 0.0) for c in calls),
         "cache_hits": sum(1 for c in calls if c.get("cache_hit")),
     }
-    known = {"id", "project_id", "stage", "model", "input_tokens", "output_tokens", "cost_usd", "latency_s",
-             "cache_hit", "ts", "response", "error", "request_hash", "ordinal"}  # fmt: skip
+    known = {
+        "id",
+        "project_id",
+        "stage",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "latency_s",
+        "cache_hit",
+        "ts",
+        "response",
+        "error",
+        "request_hash",
+        "ordinal",
+    }
     extra_columns = [k for k in (calls[0] if calls else {}) if k not in known]
     failures = [e for e in detail.events if e.get("event") == "fail"]
     context = {

@@ -493,8 +493,10 @@ class RunReader:
                 continue
             except UnsafeFileError as exc:
                 if exc.errno == errno.EFBIG and cap < MAX_METRICS_BYTES:
-                    refused.append(f"training runs from {name} on are not drawn: their metrics.json files pass "
-                                   f"{MAX_METRICS_TOTAL_BYTES:,} bytes together")  # fmt: skip
+                    refused.append(
+                        f"training runs from {name} on are not drawn: their metrics.json files pass "
+                        f"{MAX_METRICS_TOTAL_BYTES:,} bytes together"
+                    )
                     break
                 refused.append(refusal(exc, run_dir))
             except (OSError, ValueError, RecursionError):

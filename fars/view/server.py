@@ -68,10 +68,36 @@ FILE_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inlin
 PDF_POLICY = (
     "frame-ancestors 'self'"  # only who may frame it: Chromium's PDF viewer opens no document restricted further
 )
-IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
-               ".webp": "image/webp", ".svg": "image/svg+xml"}  # fmt: skip
-TEXT_SUFFIXES = {".md", ".txt", ".tex", ".json", ".jsonl", ".log", ".py", ".yaml", ".yml", ".csv", ".bib", ".sh",
-                 ".toml", ".cfg", ".ini", ".out", ".err", ".diff", ".patch", ""}  # fmt: skip
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+}
+TEXT_SUFFIXES = {
+    ".md",
+    ".txt",
+    ".tex",
+    ".json",
+    ".jsonl",
+    ".log",
+    ".py",
+    ".yaml",
+    ".yml",
+    ".csv",
+    ".bib",
+    ".sh",
+    ".toml",
+    ".cfg",
+    ".ini",
+    ".out",
+    ".err",
+    ".diff",
+    ".patch",
+    "",
+}
 READ_METHODS = ("GET", "HEAD")
 WARM_RUNS = 8  # runs summarised in the background at start, the most recently written first
 SECURITY_HEADERS = (
@@ -277,15 +303,23 @@ class ViewApp:
             for folder in sorted(self.served.runs.values(), key=lambda f: f.label):
                 row = run_row(folder, self.readers)
                 r = row.record
-                out.append({
-                    "key": folder.key, "label": folder.label, "path": str(folder.path), "sweep": folder.sweep,
-                    "status": r.status if r else None, "papers": r.papers if r else None,
-                    "projects": row.projects, "papers_per_hour": r.papers_per_hour if r else None,
-                    "tokens": r.totals.overall.total_tokens if r else None,
-                    "cost_usd": r.totals.overall.cost_usd if r else None,
-                    "mean_score": r.mean_score if r else None, "problem": row.problem,
-                    "error": "; ".join(row.refused) or None,
-                })  # fmt: skip
+                out.append(
+                    {
+                        "key": folder.key,
+                        "label": folder.label,
+                        "path": str(folder.path),
+                        "sweep": folder.sweep,
+                        "status": r.status if r else None,
+                        "papers": r.papers if r else None,
+                        "projects": row.projects,
+                        "papers_per_hour": r.papers_per_hour if r else None,
+                        "tokens": r.totals.overall.total_tokens if r else None,
+                        "cost_usd": r.totals.overall.cost_usd if r else None,
+                        "mean_score": r.mean_score if r else None,
+                        "problem": row.problem,
+                        "error": "; ".join(row.refused) or None,
+                    }
+                )
             return out
 
         return JSONResponse(await run_in_threadpool(rows))

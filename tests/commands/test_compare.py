@@ -20,7 +20,12 @@ RATINGS = [1.0, 3.0, 5.0, 6.0, 8.0, 10.0]
 
 
 def make_run(
-    folder: Path, scores: list[float], *, seed: int = 0, hypotheses: list[str] | None = None, wall_s: float = 3600.0,
+    folder: Path,
+    scores: list[float],
+    *,
+    seed: int = 0,
+    hypotheses: list[str] | None = None,
+    wall_s: float = 3600.0,
     config: dict[str, Any] | None = None,
 ) -> Path:
     """A run folder holding a RunRecord with one done, rated project per score (``config``: its config beside the seed)."""
