@@ -198,7 +198,9 @@ class ExperimentConfig:
         default=2, ge=1, le=8
     )  # knob values: a sensitivity sweep, or plans of knob-only templates
     alpha: float = Field(default=0.05, gt=0, lt=0.5)  # family-wise significance level of the tests against the baseline
-    bootstrap: int = Field(default=2000, ge=100, le=100_000)  # resamples of the confidence intervals over seeds
+    # unused: intervals over seeds are Student-t now (a bootstrap of two seeds had no width); kept so that a run
+    # folder written with it still resumes
+    bootstrap: int = Field(default=2000, ge=100, le=100_000)
     subject_model: str | None = None  # inference templates' subject model; None: llm.model
     timeout_s: float = Field(default=600.0, gt=0)
     threads_per_job: int = Field(default=1, ge=1)

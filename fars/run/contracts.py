@@ -445,13 +445,14 @@ class Results(BaseModel):
     steps: int
     alpha: float = 0.05  # family-wise level of the corrected tests
     correction: str = "holm"
-    confidence: float = 0.95  # of the bootstrap intervals
+    confidence: float = 0.95  # of the intervals (Student-t over seeds; a bootstrap before 2026-12)
     conditions: dict[str, ConditionResult]
     best: str
     failures: list[JobFailure] = Field(default_factory=list)
     figures: list[FigureFile] = Field(default_factory=list)
     engine: EngineInfo
     code: CodeSearchSummary | None = None  # the search over programs, when it ran
+    comparisons: list[ComparisonOutcome] = Field(default_factory=list)  # the plan's pre-registered ones, judged
 
     @model_validator(mode="after")
     def _has_baseline(self) -> Results:

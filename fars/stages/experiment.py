@@ -9,10 +9,13 @@ template (its subject is a model) reach that model through the run's subject gat
 are counted and budgeted like any other. Runs that already wrote a valid ``metrics.json`` (a resumed
 project) are not run again.
 
-Results, per condition: mean, standard deviation and a bootstrap interval of the mean over seeds;
-Welch's t-test against the baseline, adjusted over every condition tested (Holm); Hedges' g; and a
-verdict (better, worse, or no significant difference at ``experiment.alpha``). Figures: the metric of
-every condition with its interval, and the learning curves.
+Results, per condition: mean, standard deviation and a Student-t interval of the mean over seeds (a
+bootstrap of two seeds gave intervals of no width); Welch's t-test against the baseline, adjusted over
+every condition tested (Holm); Hedges' g; and a verdict (better, worse, or no significant difference at
+``experiment.alpha``). The plan's pre-registered comparisons are judged as registered
+(``fars.evaluation.preregistered``: the primary alone, the secondary family with Holm, one-sided where a
+direction was predicted, TOST against an equivalence margin). Figures: the metric of every condition with
+its interval, and the learning curves.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from experiments.metrics import Metrics
 from experiments.spec import TemplateSpec, load_template
 from fars.code.search import CodeSearch, RunCode, SearchOutcome
 from fars.config import DeepSpeedConfig, ExperimentConfig, FarsConfig, SandboxConfig
-from fars.evaluation.stats import bootstrap_mean, hedges_g, holm, welch_t
+from fars.evaluation.design import t_interval
+from fars.evaluation.preregistered import judge
+from fars.evaluation.stats import hedges_g, holm, welch_t
 from fars.executor.launch import JobFailed, JobTimeout
 from fars.executor.runner import Runner, RunnerConfigError, runner_problems
 from fars.offload import run_in_worker
@@ -39,6 +44,8 @@ from fars.paper.figures import condition_figure, learning_curve_figures
 from fars.run.contracts import (
     CodeNode,
     CodeSearchSummary,
+    Comparison,
+    ComparisonOutcome,
     Condition,
     ConditionResult,
     EngineInfo,
@@ -117,11 +124,10 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
         code = None
         if exp.code.enabled and spec.kind == "training":
             code = await add_code_conditions(ctx, services, settings, runner, trial)
-        table, best = aggregate(
-            trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha, resamples=exp.bootstrap
-        )
+        table, best = aggregate(trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha)
         figures = await draw_figures(ctx, trial, table, settings.vector_figures) if exp.figures else []
         results = results_of(trial, exp.alpha, table, best, figures, code)
+        results.comparisons = preregistered_outcomes(trial, table, exp.alpha)
         ctx.save_artifact("results", "results.json", results.model_dump_json(indent=1))
         return ExperimentOutput(results=results)
 
@@ -336,7 +342,6 @@ def aggregate(
     higher_is_better: bool,
     *,
     alpha: float = 0.05,
-    resamples: int = 2000,
 ) -> tuple[dict[str, ConditionResult], str]:
     """Per-condition statistics and corrected tests against the baseline; the best condition by mean."""
     baseline = [m.final[metric] for m in per_condition["baseline"]]
@@ -348,15 +353,15 @@ def aggregate(
             continue
         condition = conditions[name]
         values = [m.final[metric] for m in runs]
-        interval = bootstrap_mean(values, resamples=resamples, seed=len(table))
+        interval = t_interval(values)
         others = sorted({k for m in runs for k in m.final if k != metric and all(k in r.final for r in runs)})
         result = ConditionResult(
             role=condition.role,
             components=dict(condition.components),
             knobs=dict(condition.knobs),
             metric=summarise(values),
-            ci_low=interval.low if len(values) > 1 else None,
-            ci_high=interval.high if len(values) > 1 else None,
+            ci_low=interval.low,
+            ci_high=interval.high,
             secondary={k: summarise([m.final[k] for m in runs]) for k in others},
             seeds=[m.seed for m in runs],
             values=values,
@@ -384,6 +389,24 @@ def aggregate(
             result.verdict = "no significant difference"
     best = (max if higher_is_better else min)(table, key=lambda c: table[c].metric.mean)
     return table, best
+
+
+def preregistered_outcomes(trial: Trial, table: dict[str, ConditionResult], alpha: float) -> list[ComparisonOutcome]:
+    """The plan's pre-registered comparisons judged as registered (none for a plan written before them); the
+    code search's winner, not known when the plan was written, joins the secondary family. A comparison whose
+    conditions did not run is left out (their failures are reported as such)."""
+    plan, spec = trial.plan, trial.spec
+    comparisons = list(plan.comparisons)
+    if not comparisons:
+        return []
+    named = {c.candidate for c in comparisons}
+    if CODE in table and CODE not in named:
+        comparisons.append(
+            Comparison(name=f"{CODE} vs baseline", candidate=CODE, family="secondary", prediction="different")
+        )
+    values = {name: row.values for name, row in table.items()}
+    ran = [c for c in comparisons if c.candidate in values and c.reference in values]
+    return judge(values, ran, alpha=alpha, higher_is_better=spec.higher_is_better)
 
 
 def summarise(values: list[float]) -> Stat:

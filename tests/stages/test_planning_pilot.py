@@ -11,6 +11,7 @@ import pytest
 
 from experiments.spec import load_template
 from fars.commands.configured import UsageError
+from fars.evaluation.design import t_interval
 from fars.run.contracts import ExperimentOutput, HypothesisRecord, IdeationOutput, LiteratureInfo, Plan, PlanningOutput
 from fars.stages.planning import design_prompt, pilot_lines
 from tests.conftest import compose, run_stage, services_for, stage_context
@@ -152,3 +153,13 @@ def test_the_experiment_stage_reuses_the_pilots_baseline_runs(tmp_path: Path) ->
     assert isinstance(results, ExperimentOutput)
     assert results.results.conditions["baseline"].values == planning.plan.pilot.values
     assert {p: p.stat().st_mtime_ns for p in runs.glob("baseline-seed*/metrics.json")} == written
+    # the plan's pre-registered comparisons are judged as registered, each condition's interval is Student-t
+    table = results.results.conditions
+    judged = {c.name: c for c in results.results.comparisons}
+    assert [c.name for c in planning.plan.comparisons] == list(judged)
+    (primary,) = [c for c in results.results.comparisons if c.family == "primary"]
+    assert primary.candidate in table and primary.n == (2, 2) and primary.ci_low is not None
+    assert primary.verdict in ("better", "worse", "equivalent", "no significant difference", "inconclusive")
+    for row in table.values():
+        interval = t_interval(row.values)
+        assert (row.ci_low, row.ci_high) == pytest.approx((interval.low, interval.high))
