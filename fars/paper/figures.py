@@ -1,6 +1,6 @@
 """Figures of an experiment: each condition's metric with its interval, and the learning curves.
 
-``condition_figure`` draws the template's metric for every condition (mean over seeds, the bootstrap
+``condition_figure`` draws the template's metric for every condition (mean over seeds, the Student-t
 interval of the mean, each seed as a dot, the baseline's mean as a reference line, conditions the
 corrected test calls better or worse marked). ``learning_curve_figures`` draws one figure per
 quantity (the metric, and training plus validation loss when the template trains): each condition's
@@ -95,7 +95,7 @@ def condition_figure(
         png=png,
         pdf=pdf,
         caption=f"Final {metric.replace('_', ' ')} of each condition: mean over up to {seeds} seeds (dots) with its "
-        "95% bootstrap interval; the dashed line is the baseline's mean. Conditions marked better or worse "
+        "95% Student-t interval; the dashed line is the baseline's mean. Conditions marked better or worse "
         "differ from the baseline after Holm's correction.",
     )
 
