@@ -60,6 +60,7 @@ from fars.config import CodeSearchConfig
 from fars.evaluation.stats import welch_t
 from fars.run.contracts import CodeNode, CodeSearchSummary, NodeKind
 from fars.safe_files import remove_tree
+from review.degenerate import value_problems
 
 log = logging.getLogger(__name__)
 SYSTEM = (
@@ -68,6 +69,7 @@ SYSTEM = (
     "script writes, and import only the standard library and what the code already imports."
 )
 EXAMPLE_HEAD = "Example of a reply (two blocks in train.py, then a new file):"
+NO_CHANGE = "NO CHANGE"  # what a model replies when the settings already implement the idea whole
 FORMAT_EXAMPLE = '''Warm the learning rate up linearly over the first tenth of training; the loss is label-smoothed.
 
 train.py
@@ -289,6 +291,22 @@ def _top_level(text: str, names: list[str]) -> list[ast.stmt]:
     return found
 
 
+def no_edit_reason(reply: str) -> str:
+    """Why the search stopped at a first draft without an edit: the model judged no code needed (it said
+    NO CHANGE, or explained itself in prose), or the reply is not the edit format at all (a weak model)."""
+    said = approach_of(reply.replace(NO_CHANGE, ""), limit=300)
+    explained = len(said.split()) >= 8 and not value_problems(said, descriptions=[FORMAT, *FORMAT.split(". ")])
+    if NO_CHANGE in reply or explained:
+        return (
+            "the model wrote no code: it judged that the method's settings already implement the idea "
+            f"(its words: {said}), so the plan's conditions stand alone"
+        )
+    return (
+        "the first draft held no edit (the reply ignores the edit format), so the search stopped there: "
+        "the plan's conditions stand alone"
+    )
+
+
 def definitions(text: str, names: list[str]) -> str:
     """The full source of the top-level definitions of ``names`` in a module."""
     return "\n\n".join(ast.get_source_segment(text, node) or "" for node in _top_level(text, names))
@@ -432,7 +450,9 @@ class CodeSearch:
             f"{len(self.baseline)} seeds.\nHypothesis to test: {self.hypothesis}\nThe plan's method: {self.method}.\n"
             f"{self._runs_with()}\nYour task: implement the mechanism the hypothesis names in code, on top of those "
             f"settings, so that running it tests the hypothesis.{points}{self._parts_text()}\n"
-            f"You may edit: {', '.join(self.spec.editable) or 'no file of the template'}, or add a new .py file."
+            f"You may edit: {', '.join(self.spec.editable) or 'no file of the template'}, or add a new .py file.\n"
+            f"If those settings already implement the idea whole and code would only repeat them, reply with a line "
+            f"holding only {NO_CHANGE} and one sentence saying why: the plan's conditions then stand alone."
         )
 
     def _drafts_shown(self) -> str:
@@ -617,8 +637,7 @@ class CodeSearch:
         await self._round([("draft", None)])  # one first: a model that ignores the edit format is asked once
         if not self.nodes[0].record.edits:
             outcome = await self._conclude()
-            outcome.summary.reason = "the first draft held no edit (the reply ignores the edit format), so the search "
-            outcome.summary.reason += "stopped there: the plan's conditions stand alone"
+            outcome.summary.reason = no_edit_reason(self.nodes[0].reply)
             return outcome
         if drafts > 1:
             await self._round([("draft", None)] * (drafts - 1))

@@ -23,7 +23,7 @@ import pytest
 
 from experiments.metrics import Metrics
 from experiments.spec import load_template
-from fars.code.search import _Node, context_text
+from fars.code.search import NO_CHANGE, _Node, context_text
 from fars.config import CodeSearchConfig
 from fars.run.contracts import CodeNode, Condition, Results
 from fars.run.ledger import Ledger
@@ -356,3 +356,31 @@ class Recorder:
         self.seen.append(prompt)
         key = next(k for k in self.transcript if k in prompt)
         return SimpleNamespace(text=self.transcript[key][0])
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (  # a capable model: the method is settings only, and code would repeat them
+            "NO CHANGE\n--schedule=cosine already decays the rate to 1% of its peak and --regularizer=dropout puts "
+            "dropout after each hidden ReLU, so new code would only repeat the settings or change a second factor.",
+            "the model wrote no code: it judged that the method's settings already implement the idea (its words: "
+            "--schedule=cosine already",
+        ),
+        (  # a weak model reading the format back: no explanation, no edit
+            "Reply format. Begin with two or three sentences on what your code does (later drafts are shown them",
+            "the first draft held no edit (the reply ignores the edit format)",
+        ),
+        ("ok ok ok ok ok ok ok ok ok ok", "the first draft held no edit"),  # a loop
+    ],
+)
+def test_a_first_draft_without_an_edit_is_told_apart_by_why(tmp_path: Path, reply: str, reason: str) -> None:
+    """The relay run's frontier model answered 'no code change is needed' for a settings-only method; the search
+    had called that ignoring the edit format. Now the prompt offers NO CHANGE and the summary gives the model's why."""
+    kept: dict[str, Any] = {"drafts": 2, "max_nodes": 3, "improve_steps": 0, "ablations": False}
+    outcome, recorded = search_once(
+        tmp_path, "simulated", {"version n0)": [reply]}, [0, 1], method=ADAM, sandbox=False, steps=20, **kept
+    )
+    assert len(recorded) == 1 and recorded[0].edits == []  # one call, nothing run: the plan's conditions stand
+    assert outcome.summary.reason.startswith(reason) and outcome.summary.reason.endswith("stand alone")
+    assert f"only {NO_CHANGE} and one sentence" in bare_search("simulated")._task()
