@@ -116,7 +116,7 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
         caption=(
             f"Final {metric} ({direction} is better) after {numbers.num(results.steps, 'results.steps', '{:d}')} "
             f"steps: mean ± standard deviation over seeds, the {numbers.num(100 * results.confidence, 'results.confidence', '{:g}%')}"
-            " Student-t interval of the mean, the difference from "
+            " Student-t interval of the mean (cut to the metric's range), the difference from "
             "the baseline's mean, Hedges' g (positive: better), and the two-sided Welch t-test against the baseline "
             f"after Holm's correction over every condition (verdicts at α = {numbers.num(results.alpha, 'results.alpha', '{:g}')})."
         ),

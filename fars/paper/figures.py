@@ -95,7 +95,7 @@ def condition_figure(
         png=png,
         pdf=pdf,
         caption=f"Final {metric.replace('_', ' ')} of each condition: mean over up to {seeds} seeds (dots) with its "
-        "95% Student-t interval; the dashed line is the baseline's mean. Conditions marked better or worse "
+        "95% Student-t interval (cut to the metric's range); the dashed line is the baseline's mean. Conditions marked better or worse "
         "differ from the baseline after Holm's correction.",
     )
 

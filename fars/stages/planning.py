@@ -26,6 +26,7 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from experiments.metrics import Metrics
@@ -33,6 +34,7 @@ from experiments.spec import TemplateSpec, load_template
 from fars.config import ExperimentConfig, FarsConfig
 from fars.evaluation import design as stats_design
 from fars.executor.launch import JobFailed, JobTimeout
+from fars.paper.figures import band_limits
 from fars.run.contracts import (
     Comparison,
     Condition,
@@ -406,7 +408,7 @@ def seed_design(
         power=chosen.power,
         needed=chosen.needed,
         detectable=chosen.detectable if math.isfinite(chosen.detectable) else None,
-        reason=design_sentence(chosen, family, sides, source, cap_why),
+        reason=design_sentence(chosen, family, sides, source, cap_why) + beyond_range(chosen, pilot),
     )
 
 
@@ -420,6 +422,19 @@ def seed_cap(pilot: Pilot, conditions: int, settings: PlanningSettings) -> tuple
         if affordable < cap:
             cap, why = max(1, affordable), f"experiment.plan_budget_s={budget:g} at {pilot.job_s:.3g} s a run"
     return cap, why
+
+
+def beyond_range(chosen: stats_design.SeedPlan, pilot: Pilot) -> str:
+    """A clause for a detectable effect wider than the metric's whole range (an accuracy can move by 1 at most):
+    then no effect the metric can show is detectable, and the plan says so rather than quote the number alone."""
+    low, high = band_limits(np.array(pilot.values, dtype=float))
+    span = high - low
+    if not chosen.capped or not math.isfinite(span) or not (chosen.detectable > span):
+        return ""
+    return (
+        f" That is more than the metric's whole range ({low:g} to {high:g}): with these seeds no difference the metric "
+        "can show is detectable, so the comparison can only come out inconclusive."
+    )
 
 
 def design_sentence(chosen: stats_design.SeedPlan, family: str, sides: str, source: str, cap_why: str) -> str:

@@ -3,6 +3,7 @@ seeds, the comparisons are pre-registered, and a cap that binds is stated as the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -160,6 +161,22 @@ def test_the_experiment_stage_reuses_the_pilots_baseline_runs(tmp_path: Path) ->
     (primary,) = [c for c in results.results.comparisons if c.family == "primary"]
     assert primary.candidate in table and primary.n == (2, 2) and primary.ci_low is not None
     assert primary.verdict in ("better", "worse", "equivalent", "no significant difference", "inconclusive")
-    for row in table.values():
+    for row in table.values():  # Student-t, cut to an accuracy's range [0, 1]
         interval = t_interval(row.values)
-        assert (row.ci_low, row.ci_high) == pytest.approx((interval.low, interval.high))
+        assert (row.ci_low, row.ci_high) == pytest.approx((max(0.0, interval.low), min(1.0, interval.high)))
+
+
+def test_a_detectable_effect_wider_than_the_metrics_range_is_said_so() -> None:
+    """The relay run's plan quoted 'smallest detectable effect 6.57' for an accuracy; its reviewers called the unit-
+    less number broken. Beyond the metric's whole range, the plan says no difference it can show is detectable."""
+    from fars.evaluation.design import SeedPlan
+    from fars.run.contracts import Pilot
+    from fars.stages.planning import beyond_range
+
+    pilot = Pilot(seeds=[0, 1], steps=300, values=[0.98, 0.0115], mean=0.496, sd=0.685)
+    plan = SeedPlan(seeds=2, needed=86, power=0.156, capped=True, detectable=6.57, effect=0.1, sd=0.685,
+                    alpha=0.05, wanted_power=0.8)  # fmt: skip
+    assert "more than the metric's whole range (0 to 1)" in beyond_range(plan, pilot)
+    assert beyond_range(dataclasses.replace(plan, detectable=0.4), pilot) == ""  # within the range: the number says it
+    loss = pilot.model_copy(update={"values": [2.5, 3.1]})  # a loss: no upper end, so any width may be shown
+    assert beyond_range(plan, loss) == ""
