@@ -406,6 +406,9 @@ def lay_out(ctx: StageContext, m: Material) -> Layout:
 _SEARCHED = {"offline": "the bundled corpus of ICLR, ICML and NeurIPS papers"}
 
 
+_HAS_DIGIT = re.compile(r"\d")
+
+
 def related_work_text(chosen: HypothesisRecord, area: list[RelatedEntry], keys: dict[str, str], source: str) -> str:
     """The related-work paragraph, written by the harness from the retrieved, verified and relevant records (the
     harness's own measures, such as similarity scores, stay in ideation.json and grounding.json)."""
@@ -429,7 +432,11 @@ def related_work_text(chosen: HypothesisRecord, area: list[RelatedEntry], keys: 
 
 
 def _cite_list(records: list[RelatedEntry], keys: dict[str, str]) -> str:
-    cites = [f"[@{keys[r.id]}]" for r in records]
+    """The citations with their titles, so the sentence says what each work is (a title holding a digit is left
+    out: its numbers would read as claims of this paper's to the number check)."""
+    cites = [
+        f"[@{keys[r.id]}]" if _HAS_DIGIT.search(r.title) else f"*{r.title.strip()}* [@{keys[r.id]}]" for r in records
+    ]
     return cites[0] if len(cites) == 1 else ", ".join(cites[:-1]) + " and " + cites[-1]
 
 
@@ -454,10 +461,15 @@ def code_appendix(results: Results, run_dir: Path, numbers: Numbers) -> list[Sec
     if code is None or not code.nodes:
         return []
     buggy = sum(1 for n in code.nodes if n.verdict == "buggy")
-    tried = (
-        f"The search over programs tried {numbers.num(len(code.nodes), 'results.code.nodes#count', '{:d}')} versions "
-        f"of the template's code, of which {numbers.num(buggy, 'results.code.nodes#buggy', '{:d}')} failed to run."
-    )
+    count = numbers.num(len(code.nodes), "results.code.nodes#count", "{:d}")
+    if all(not n.edits for n in code.nodes):  # the model wrote no code: nothing was run, so nothing failed to run
+        tried = f"The search over programs asked the model for code {count} time(s); no reply changed the code."
+    else:
+        versions = "version" if len(code.nodes) == 1 else "versions"
+        tried = (
+            f"The search over programs tried {count} {versions} of the template's code, of which "
+            f"{numbers.num(buggy, 'results.code.nodes#buggy', '{:d}')} failed to run or was refused."
+        )
     if code.winner is None or code.diff is None:
         return [Section(heading="The search over programs", body=f"{tried} {code.reason}.")]
     path = run_dir / code.diff

@@ -261,3 +261,15 @@ def test_the_setup_table_lists_the_runs_settings(tmp_path: Path) -> None:
     assert "| condition method | optimizer: SGD" in setup  # what the method changes from the template's defaults
     assert "*Table 2:" in md  # the results table follows it
     assert "lr & 0.01 & template default" in tex.replace("\\_", "_")
+
+
+def test_related_work_names_each_cited_work_by_its_title() -> None:
+    """The relay run's reviewers called 'The earlier work closest to our hypothesis is [1], [2] and [3]' boilerplate:
+    the sentence now says what each work is; a title with a digit is cited by key alone (its digits are not ours)."""
+    from fars.run.contracts import RelatedEntry
+    from fars.stages.writing import _cite_list
+
+    works = [RelatedEntry(id="a", title="SGDR: Stochastic Gradient Descent with Warm Restarts"),
+             RelatedEntry(id="b", title="An Image is Worth 16x16 Words")]  # fmt: skip
+    text = _cite_list(works, {"a": "loshchilov2017", "b": "dosovitskiy2021"})
+    assert text == "*SGDR: Stochastic Gradient Descent with Warm Restarts* [@loshchilov2017] and [@dosovitskiy2021]"
