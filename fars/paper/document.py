@@ -18,6 +18,13 @@ from fars.paper.grounding import BibEntry, Numbers, Span
 from fars.run.contracts import Results
 
 CITE_MARK = re.compile(r"\[@([A-Za-z0-9_:\-]+)\]")
+_MULTI_CITE = re.compile(r"\[(@[A-Za-z0-9_:\-]+(?:\s*[;,]\s*@[A-Za-z0-9_:\-]+)+)\]")
+
+
+def split_citations(text: str) -> str:
+    """``[@a; @b]`` (Pandoc's grouped citation, which capable models write) -> ``[@a] [@b]``, the one form the
+    bibliography and the citation check read; before this a grouped citation stayed raw text in the paper."""
+    return _MULTI_CITE.sub(lambda m: " ".join(f"[{key.strip()}]" for key in re.split(r"[;,]", m.group(1))), text)
 
 
 class Section(BaseModel):

@@ -41,6 +41,7 @@ from fars.paper.document import (
     render_latex,
     render_markdown,
     results_table,
+    split_citations,
 )
 from fars.paper.grounding import (
     UNVERIFIED_MARK,
@@ -366,7 +367,7 @@ async def draft_prose(ctx: StageContext, llm: LLMClient, m: Material) -> Prose:
         )
         if reasons:
             degenerate[part] = reasons
-        texts[part] = harness[part] if reasons else getattr(draft, part)
+        texts[part] = harness[part] if reasons else split_citations(getattr(draft, part))
     if degenerate:
         log.info("%s: the harness wrote %s (the model's text was degenerate)", ctx.project_id, sorted(degenerate))
     same = hypothesis.title.strip(" .").lower() == hypothesis.statement.strip(" .").lower()

@@ -132,3 +132,11 @@ def test_figures_stay_beside_the_results_and_before_the_references() -> None:
     assert band_limits(np.array([0.2, 0.97, 1.0])) == (0.0, 1.0)
     assert band_limits(np.array([0.01, 2.3])) == (0.0, float("inf"))
     assert band_limits(np.array([-0.5, 2.3])) == (-float("inf"), float("inf"))
+
+
+def test_a_grouped_citation_is_split_into_the_form_the_bibliography_reads() -> None:
+    """The relay run's frontier model wrote Pandoc's '[@fixing2018; @zou2023]'; it stayed raw text in the paper."""
+    from fars.paper.document import split_citations
+
+    text = "as shown [@fixing2018; @zou2023], see [@a,@b] and [@single]; [not a cite]."
+    assert split_citations(text) == "as shown [@fixing2018] [@zou2023], see [@a] [@b] and [@single]; [not a cite]."
