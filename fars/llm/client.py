@@ -193,11 +193,16 @@ def request_hash(request: dict[str, Any]) -> str:
 
 
 def schema_for_prompt(schema: dict[str, Any]) -> str:
-    """The JSON schema without titles, compact, for the instruction text."""
+    """The JSON schema without its ``title`` annotations, compact, for the instruction text. A field *named*
+    title (a key of ``properties``) stays: stripping it too had left 'title' required with no such property,
+    which the relay run's frontier model pointed out on every hypothesis and paper request."""
 
-    def strip(node: Any) -> Any:
+    def strip(node: Any, fields: bool = False) -> Any:
         if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k != "title"}
+            if fields:  # the keys are field names, each a schema of its own
+                return {name: strip(sub) for name, sub in node.items()}
+            kept = {k: v for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+            return {k: strip(v, fields=k in ("properties", "$defs", "definitions")) for k, v in kept.items()}
         if isinstance(node, list):
             return [strip(v) for v in node]
         return node

@@ -242,7 +242,8 @@ def design_prompt(
             "content": (
                 f"Hypothesis: {chosen.statement}\nExperiment: {spec.description}\nSettings:\n{knob_lines}\n"
                 f"{pilot_lines(pilot)}{task} (probably '{focus}') and up to {max_variants} values to compare with its "
-                "default. Say why this design tests the hypothesis."
+                f"default (the schema allows more; the plan runs the first {max_variants}). Say why this design tests "
+                "the hypothesis."
             ),
         },
     ]

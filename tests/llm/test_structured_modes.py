@@ -145,3 +145,46 @@ def test_the_shared_prefix_is_marked_at_the_last_blank_line_of_long_messages() -
     assert "".join(b["text"] for b in blocks) == messages[1]["content"]
     assert mark_shared_prefix(messages, 5000) == messages  # too short to be worth a cache write
     assert messages[1]["content"].startswith("Paper:")  # the caller's messages are not changed
+
+
+def _contradictions(node: object, where: str = "$") -> list[str]:
+    """Each object of a rendered schema that requires a field it does not define."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if "required" in node and "properties" in node:
+            missing = sorted(set(node["required"]) - set(node["properties"]))
+            found += [f"{where}: requires {name!r}, which it does not define" for name in missing]
+        for key, value in node.items():
+            found += _contradictions(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _contradictions(value, f"{where}[{i}]")
+    return found
+
+
+def test_every_schema_a_stage_or_reviewer_asks_for_reads_as_it_validates() -> None:
+    """The instruction text showed 'title' required but not among the properties (titles were stripped as if
+    they were annotations): every model-facing schema of the stages and the reviewer is rendered and checked."""
+    import importlib
+    import inspect
+    import json
+
+    from pydantic import BaseModel
+
+    from fars.llm.client import schema_for_prompt
+
+    modules = ["fars.stages.ideation", "fars.stages.planning", "fars.stages.writing", "fars.code.search",
+               "review.forms", "review.reviewer", "review.related"]  # fmt: skip
+    checked = 0
+    for name in modules:
+        for _, model in inspect.getmembers(importlib.import_module(name), inspect.isclass):
+            if issubclass(model, BaseModel) and model is not BaseModel and model.__module__ == name:
+                rendered = json.loads(schema_for_prompt(model.model_json_schema()))
+                assert _contradictions(rendered) == [], f"{name}.{model.__name__}"
+                checked += 1
+    assert checked >= 10
+
+    class Titled(BaseModel):  # the case that was broken
+        title: str
+
+    assert json.loads(schema_for_prompt(Titled.model_json_schema()))["properties"] == {"title": {"type": "string"}}
