@@ -590,25 +590,10 @@ class Ledger:
         key = by or "''"
         where, args = ("WHERE project_id=?", (project_id,)) if project_id is not None else ("", ())
         rows = self._db.execute(
-            f"SELECT {key}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), "
-            f"SUM(latency_s), SUM(cache_hit), SUM(cached_input_tokens), SUM(evaluated_input_tokens), SUM(saved_usd) "
-            f"FROM calls {where} GROUP BY {key}",
+            f"SELECT {key}, {_USAGE_SUMS} FROM calls {where} GROUP BY {key}",
             args,
         ).fetchall()
-        return {
-            str(r[0] or ""): Usage(
-                calls=r[1],
-                input_tokens=r[2] or 0,
-                output_tokens=r[3] or 0,
-                cost_usd=r[4] or 0.0,
-                latency_s=r[5] or 0.0,
-                cache_hits=r[6] or 0,
-                cached_input_tokens=r[7] or 0,
-                evaluated_input_tokens=r[8] or 0,
-                saved_usd=r[9] or 0.0,
-            )
-            for r in rows
-        }
+        return {str(r[0] or ""): _summed_usage(r) for r in rows}
 
     def structured_modes(self) -> dict[str, dict[str, int]]:
         """Answered calls per model and structured-output mode (how each model was asked for JSON)."""
@@ -629,21 +614,10 @@ class Ledger:
         """Summed usage of the calls recorded after call id ``after_id``, and the last call id (a running total's
         step: it reads only the new rows, by primary key)."""
         r = self._db.execute(
-            "SELECT MAX(id), COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), SUM(latency_s), "
-            "SUM(cache_hit), SUM(cached_input_tokens), SUM(evaluated_input_tokens), SUM(saved_usd) FROM calls WHERE id > ?",
+            f"SELECT MAX(id), {_USAGE_SUMS} FROM calls WHERE id > ?",
             (after_id,),
         ).fetchone()
-        usage = Usage(
-            calls=r[1],
-            input_tokens=r[2] or 0,
-            output_tokens=r[3] or 0,
-            cost_usd=r[4] or 0.0,
-            latency_s=r[5] or 0.0,
-            cache_hits=r[6] or 0,
-            cached_input_tokens=r[7] or 0,
-            evaluated_input_tokens=r[8] or 0,
-            saved_usd=r[9] or 0.0,
-        )
+        usage = _summed_usage(r)
         return (int(r[0]) if r[0] is not None else after_id), usage
 
     # -- artifacts ----------------------------------------------------------------------------
@@ -715,3 +689,24 @@ def _latest_artifacts(rows: list[tuple[str, str, str, str, str]]) -> dict[str, l
     for project, kind, path, sha, stage in rows:
         latest.setdefault(project, {})[path] = Artifact(kind=kind, path=path, sha256=sha, stage=stage)
     return {project: list(paths.values()) for project, paths in latest.items()}
+
+
+_USAGE_SUMS = (  # the sums a Usage is made of, in _summed_usage's order (after one leading column)
+    "COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), SUM(latency_s), SUM(cache_hit), "
+    "SUM(cached_input_tokens), SUM(evaluated_input_tokens), SUM(saved_usd)"
+)
+
+
+def _summed_usage(r: tuple[Any, ...]) -> Usage:
+    """A Usage from a row of ``_USAGE_SUMS`` (its first column is the group's key or a call id)."""
+    return Usage(
+        calls=r[1],
+        input_tokens=r[2] or 0,
+        output_tokens=r[3] or 0,
+        cost_usd=r[4] or 0.0,
+        latency_s=r[5] or 0.0,
+        cache_hits=r[6] or 0,
+        cached_input_tokens=r[7] or 0,
+        evaluated_input_tokens=r[8] or 0,
+        saved_usd=r[9] or 0.0,
+    )
