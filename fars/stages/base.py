@@ -13,7 +13,7 @@ What the queue does around a stage is registered with it too, so the queue names
 check before anything runs (``check=``), how often to try again after a failure (``retries=``), and
 whether a failure that outlasts them fails the project (``on_failure=``).
 
-The registry (``fars.registry.Registry``) knows FARS's own stages by module and the stages of other
+The registry (``fars.stages.lazy_registry.Registry``) knows FARS's own stages by module and the stages of other
 packages by their entry points (group ``fars.stages``: ``name = module``, a module that registers the
 stage on import, or ``name = module:attribute``, a ``StageSpec``), and imports a stage's module only
 when the stage is looked up. ``fars.stages.registry`` finds stages there and orders them by what each consumes.
@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from fars.registry import Registry
 from fars.run.contracts import StageOutput
 from fars.run.ledger import Ledger
 from fars.run.records import Artifact, ProjectStatus
 from fars.safe_files import sha256_file, write_atomic
+from fars.stages.lazy_registry import Registry
 
 if TYPE_CHECKING:
     from fars.config import FarsConfig

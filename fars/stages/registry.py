@@ -8,8 +8,8 @@ looked up, so refusing an unknown name imports none. Users list stages in ``pipe
 
 from __future__ import annotations
 
-from fars.registry import RegistryError
 from fars.stages.base import _REGISTRY, StageConfigError, StageSpec
+from fars.stages.lazy_registry import RegistryError
 
 
 def registered_stages() -> dict[str, StageSpec]:
