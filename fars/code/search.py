@@ -58,6 +58,8 @@ from fars.code.edits import (
 )
 from fars.config import CodeSearchConfig
 from fars.evaluation.stats import welch_t
+from fars.llm.budget import BudgetExceeded
+from fars.llm.client import model_context_tokens
 from fars.run.contracts import CodeNode, CodeSearchSummary, NodeKind
 from fars.safe_files import remove_tree
 from review.degenerate import value_problems
@@ -123,6 +125,7 @@ PARTS_FILE = "parts.json"  # the switches of the idea's named parts, written int
 MAX_FILE_SHOWN = 14_000  # characters of each editable file shown to the model
 MAX_CONTEXT_SHOWN = 16_000  # characters of the template modules the editable files import
 MAX_DRAFTS_SHOWN = 6_000  # characters of the earlier drafts shown to a later one
+ROOMY_CONTEXT_TOKENS = 32_000  # a model window from which the imported modules and earlier drafts are shown
 MAX_REPLY_SHOWN = 4_000  # characters of a refused reply shown back to the model
 
 
@@ -403,7 +406,11 @@ class CodeSearch:
         self.method_settings = dict(method_settings) if method_settings is not None else None
         self.switches = part_switches(parts or [])  # part -> its key in parts.json
         self.original = read_editable(spec.folder, spec.editable)
-        self.context = context_text(spec, self.original)
+        # a small context window (the embedded model's 8,192 tokens) holds the task and the editable files, not the
+        # modules they import or earlier drafts: a prompt over the window fails the call, and the node with it
+        window = model_context_tokens(str(getattr(getattr(llm, "cfg", None), "model", "")))
+        self.roomy = window is None or window >= ROOMY_CONTEXT_TOKENS
+        self.context = context_text(spec, self.original) if self.roomy else ""
         self.nodes: list[_Node] = []
         self.sign = 1.0 if spec.higher_is_better else -1.0
         self.baseline_mean = sum(baseline) / len(baseline) if baseline else float("nan")
@@ -458,7 +465,7 @@ class CodeSearch:
     def _drafts_shown(self) -> str:
         """The earlier drafts (their own words, outcome and diff, within a budget) a new draft must differ from."""
         earlier = [n for n in self.nodes if n.record.kind == "draft"]
-        if not earlier:
+        if not earlier or not self.roomy:
             return ""
         shown, left = [], MAX_DRAFTS_SHOWN
         for n in earlier:
@@ -550,8 +557,16 @@ class CodeSearch:
                 )
                 node.runs = runs if not isinstance(runs, str) else []
             return node
-        reply = await self.llm.complete(self._prompt(node_id, kind, parent), max_tokens=self.cfg.max_tokens or 1500)
-        text = str(reply.text)
+        try:
+            reply = await self.llm.complete(self._prompt(node_id, kind, parent), max_tokens=self.cfg.max_tokens or 1500)
+            text = str(reply.text)
+        except BudgetExceeded:
+            raise  # the project's budget is spent: the stage stops it, not the search
+        except Exception as exc:  # a call the model cannot take (a prompt over its window, a dead provider)
+            record.error = f"the model call failed ({type(exc).__name__}: {str(exc)[:300]})"
+            record.seconds = time.perf_counter() - started
+            self.remember(record, None)
+            return _Node(record, dict(base), reply="")
         (self.folder / node_id).mkdir(parents=True, exist_ok=True)
         (self.folder / node_id / "reply.txt").write_text(text, encoding="utf-8")
         edits: list[Edit] = parse_edits(text)
@@ -637,7 +652,13 @@ class CodeSearch:
         await self._round([("draft", None)])  # one first: a model that ignores the edit format is asked once
         if not self.nodes[0].record.edits:
             outcome = await self._conclude()
-            outcome.summary.reason = no_edit_reason(self.nodes[0].reply)
+            first = self.nodes[0].record
+            failed = (first.error or "").startswith("the model call failed")
+            outcome.summary.reason = (
+                f"{first.error}, so the search stopped there: the plan's conditions stand alone"
+                if failed
+                else no_edit_reason(self.nodes[0].reply)
+            )
             return outcome
         if drafts > 1:
             await self._round([("draft", None)] * (drafts - 1))

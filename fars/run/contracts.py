@@ -213,7 +213,7 @@ class Pilot(BaseModel):
     seeds: list[int]
     steps: int
     values: list[float]  # the template's metric, one per seed that finished
-    mean: float
+    mean: float | None = None  # None: no pilot run finished
     sd: float  # sample standard deviation over seeds (0 with one value)
     convergence: float | None = None
     converged: bool | None = None  # convergence at most fars.stages.planning.CONVERGED_SHARE

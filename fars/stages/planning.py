@@ -182,7 +182,7 @@ def pilot_summary(
         seeds=[m.seed for m in runs],
         steps=steps,
         values=values,
-        mean=statistics.fmean(values) if values else math.nan,
+        mean=statistics.fmean(values) if values else None,
         sd=statistics.stdev(values) if len(values) > 1 else 0.0,
         convergence=convergence,
         converged=None if convergence is None else convergence <= CONVERGED_SHARE,

@@ -384,3 +384,31 @@ def test_a_first_draft_without_an_edit_is_told_apart_by_why(tmp_path: Path, repl
     assert len(recorded) == 1 and recorded[0].edits == []  # one call, nothing run: the plan's conditions stand
     assert outcome.summary.reason.startswith(reason) and outcome.summary.reason.endswith("stand alone")
     assert f"only {NO_CHANGE} and one sentence" in bare_search("simulated")._task()
+
+
+def test_a_model_call_that_fails_is_a_recorded_node_not_a_lost_search(tmp_path: Path) -> None:
+    """The embedded model's 8,192-token window: a prompt over it failed the call, the search raised, and the node
+    went unrecorded (CI's e2e check caught it). Now the failed call is a buggy node with its reason, and a model
+    with a small window is not shown the imported modules or earlier drafts."""
+    import types
+
+    from fars.config import LLMConfig
+    from fars.llm.client import register_providers
+
+    class Refusing:
+        cfg = types.SimpleNamespace(model="scripted/any")
+
+        async def complete(self, messages: object, max_tokens: int) -> object:
+            raise ValueError("Requested tokens (9120) exceed context window of 8192")
+
+    recorded: list[tuple[CodeNode, str | None]] = []
+    search = bare_search("simulated", llm=Refusing(), folder=tmp_path, run_dir=tmp_path,
+                         remember=lambda node, reply: recorded.append((node, reply)))  # fmt: skip
+    outcome = asyncio.run(search.search())
+    assert [(n.id, n.verdict, r) for n, r in recorded] == [("n0", "buggy", None)]
+    assert recorded[0][0].error is not None and "exceed context window" in recorded[0][0].error
+    assert outcome.summary.reason.startswith("the model call failed (ValueError")
+    register_providers(LLMConfig())  # the embedded model's window, as the run registers it
+    small = bare_search("digits", llm=types.SimpleNamespace(cfg=LLMConfig()))
+    assert not small.roomy and small.context == "" and "class" not in small._drafts_shown()
+    assert bare_search("digits").roomy  # a model whose window litellm does not know: shown everything
