@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, create_model
 
 from review.degenerate import CheckedModel
 from review.ingest.paper import PaperText
@@ -69,13 +69,29 @@ class Judgement(BaseModel):
     relevance: Literal[0, 1, 2, 3] = Field(
         description="0 unrelated, 1 same broad field only, 2 same problem, 3 same problem and a similar approach"
     )
-    reason: str = Field(min_length=3, max_length=200, description="why, in a few words")
+    reason: str = Field(min_length=3, max_length=120, description="why, in a few words")
 
 
 class RelevanceJudgements(BaseModel):
     """Relevance judgements of candidate related works, one per candidate."""
 
     judgements: list[Judgement] = Field(min_length=1, max_length=60)
+
+
+def judgements_for(candidates: int) -> type[RelevanceJudgements]:
+    """The judgements schema for this many candidates: at most one item each, numbered 1 to ``candidates``.
+
+    Under a grammar a schema's list bound is where the reply must end: the embedded model, given room for 60
+    items, went on judging works 22, 23, ... that were never listed until its token limit cut the JSON, and the
+    retry with twice the tokens did the same (a third of the embedded run's review time)."""
+    item = create_model(
+        "Judgement", __base__=Judgement, work=(int, Field(ge=1, le=candidates, description="the candidate's number"))
+    )
+    return create_model(
+        "RelevanceJudgements",
+        __base__=RelevanceJudgements,
+        judgements=(list[item], Field(min_length=1, max_length=candidates)),  # type: ignore[valid-type]
+    )
 
 
 class RelatedWork(BaseModel):
@@ -234,7 +250,7 @@ async def _judge(
         },
     ]
     try:
-        reply, problems = await model.ask(ask, RelevanceJudgements, max_tokens=60 + 50 * len(works))
+        reply, problems = await model.ask(ask, judgements_for(len(works)), max_tokens=60 + 50 * len(works))
     except (ValueError, RuntimeError) as exc:  # unjudged works are ranked by search score; recorded
         step.judge_error = f"{type(exc).__name__}: {str(exc)[:200]}"
         return

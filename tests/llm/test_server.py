@@ -53,7 +53,8 @@ def test_fars_run_over_http_survives_a_server_restart_and_shows_the_mode(tmp_pat
         "run", "llm=openai", f"llm.model=openai/{MODEL_ALIAS}", f"llm.api_base={server.base_url}",
         "llm.concurrency=2", "pipeline.papers=1", "pipeline.projects=1", "pipeline.hypotheses_per_project=2",
         "tracker=disabled", "experiment.templates=[simulated]", "experiment.seeds=2", "experiment.max_variants=1",
-        "paper.compile=never", "literature.top_k=2", *SMALL_REVIEW, f"hydra.run.dir={run_dir}",
+        "paper.compile=never", "literature.top_k=2", "experiment.code.max_tokens=256", *SMALL_REVIEW,
+        f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("OPENAI_API_KEY", None)  # a local server needs no key

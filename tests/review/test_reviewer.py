@@ -98,7 +98,9 @@ def test_ensemble_meta_review_related_work_and_calibration(client: LLMClient) ->
     lit = result.literature
     assert lit is not None and set(lit.queries) == {"broad", "focused", "specific"}
     assert len(literature.queries) == 3 and lit.excluded_self == 3
-    assert [w.id for w in lit.works] == ["x:1", "x:2"]
+    assert {w.id for w in lit.candidates} == {"x:1", "x:2"} and all(w.relevance is not None for w in lit.candidates)
+    kept = sorted((w for w in lit.candidates if w.relevance), key=lambda w: (-(w.relevance or 0), -w.score))
+    assert [w.id for w in lit.works] == [w.id for w in kept] != []  # those judged related, most related first
     names = [name for name, _ in recorder.asked]
     assert names == [
         "RelatedWorkQueries", "RelevanceJudgements", "ICLR2025Review", "ICLR2025Review", "ICLR2025Review", "MetaReview",
@@ -213,6 +215,23 @@ def test_a_strong_reviewers_long_review_is_kept_whole_with_queries_and_judgement
     markdown = review_markdown(result)
     assert all(w in markdown for w in LONG_WEAKNESSES) and "the grokking paper itself" in markdown
     assert result.degenerate == {}
+
+
+def test_the_relevance_schema_ends_where_the_candidates_end() -> None:
+    """The embedded model went on judging works 22, 23, ... of an 8-work list until its token limit cut the
+    JSON: the schema sent for n candidates (the grammar's list bound) holds at most n judgements of works 1-n."""
+    from pydantic import ValidationError
+
+    from review.related import judgements_for
+
+    schema = judgements_for(3)
+    assert schema.__name__ == "RelevanceJudgements"  # the name the call is recorded and counted under
+    assert schema.model_json_schema()["properties"]["judgements"]["maxItems"] == 3
+    item = {"relevance": 1, "reason": "same broad field"}
+    assert len(schema.model_validate({"judgements": [{"work": i, **item} for i in (1, 2, 3)]}).judgements) == 3
+    for bad in ([{"work": i, **item} for i in (1, 2, 3, 4)], [{"work": 4, **item}]):
+        with pytest.raises(ValidationError):
+            schema.model_validate({"judgements": bad})
 
 
 def test_under_fixed_limits_the_same_long_review_does_not_fit(tmp_path: Path) -> None:
