@@ -94,6 +94,10 @@ class PipelineConfig:
     projects: int = Field(default=2, ge=1)  # projects in flight at once
     max_projects: int | None = Field(default=None, ge=1)  # projects tried at most (None: 2 x papers)
     hypotheses_per_project: int = Field(default=3, ge=1, le=20)
+    # open: the model proposes its own ideas (mechanism, settings and code, prediction, named parts), reads the
+    # results and asks for follow-ups; menu: the harness offers methods from the template's components and the
+    # model words them (weak models); auto: open for a model that passes a short capability check, else menu
+    research: Literal["auto", "open", "menu"] = "auto"
     screen_threshold: float = Field(default=1.5, ge=1, le=5)  # minimum mean screening score (1-5) to go on
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))  # run order follows what each consumes
     stage_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # settings of stages from other packages
@@ -208,6 +212,9 @@ class ExperimentConfig:
     figures: bool = True  # learning-curve figures for the paper
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
     code: CodeSearchConfig = Field(default_factory=CodeSearchConfig)
+    # open research: conditions the model may ask for after reading the results (run on the plan's seeds, within
+    # the job-time budget), before it writes its analysis
+    followups: int = Field(default=1, ge=0, le=4)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:

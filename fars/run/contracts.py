@@ -90,6 +90,7 @@ class RelatedEntry(BaseModel):
     source: str = ""
     score: float = 0.0
     similarity: float = 0.0
+    abstract: str = ""  # its first 400 characters: what novelty is judged against, and what open ideation is shown
 
 
 class NoveltyEvidence(BaseModel):
@@ -120,8 +121,21 @@ class MethodCandidate(BaseModel):
     summary: str  # what it does, in words the harness writes from the template's option descriptions
 
 
+class IdeaPart(BaseModel):
+    """A named part of an idea that an ablation can remove: settings of the template, or a switch of the code."""
+
+    name: str
+    what: str = ""
+    settings: list[str] = Field(default_factory=list)  # the component slots and knobs it sets (removed together)
+    code: bool = False  # implemented in the method's code, behind a switch of this name
+
+
 class HypothesisRecord(BaseModel):
-    """A proposed hypothesis with what was found about it."""
+    """A proposed hypothesis with what was found about it.
+
+    ``source``: menu, a method the harness drew from the template's components and the model worded; open, an
+    idea of the model's own (its mechanism, the settings and code it changes, its prediction, parts and risks).
+    """
 
     title: str
     statement: str
@@ -131,6 +145,16 @@ class HypothesisRecord(BaseModel):
     method: dict[str, str] = Field(default_factory=dict)  # the components it is about (slot -> option)
     written_by: Literal["model", "harness"] = "model"  # harness: the model's text was degenerate, see ``degenerate``
     degenerate: list[str] = Field(default_factory=list)  # why the model's text was replaced
+    source: Literal["menu", "open"] = "menu"
+    mechanism: str = ""  # open: why the change should work
+    knobs: dict[str, Value] = Field(default_factory=dict)  # open: knobs the method sets away from their defaults
+    code_change: str = ""  # open: what the method's code does that settings cannot ("" for settings alone)
+    prediction: Literal["better", "worse", "equivalent"] | None = None  # open: the predicted effect on the metric
+    effect: float | None = Field(default=None, gt=0)  # open: its predicted size (better/worse), metric units
+    margin: float | None = Field(default=None, gt=0)  # open: the equivalence margin (equivalent), metric units
+    parts: list[IdeaPart] = Field(default_factory=list)  # open: what each ablation removes, by name
+    risks: list[str] = Field(default_factory=list)  # open: threats to the study's validity, as the model saw them
+    repaired: list[str] = Field(default_factory=list)  # open: what the harness dropped or fixed of the idea, and why
 
 
 class TemplateChoice(BaseModel):
@@ -161,6 +185,16 @@ class LiteratureInfo(BaseModel):
     answered_by: list[str] = Field(default_factory=list)
 
 
+class CapabilityCheck(BaseModel):
+    """The short test that decides ``pipeline.research=auto``: a model that reads a small results table right
+    (means, the better condition, a mechanism in words) drives open research; one that does not gets the menu."""
+
+    model: str
+    passed: bool
+    reason: str  # what it got right or wrong
+    reply: dict[str, Any] | None = None
+
+
 @register_contract("ideation", version=2)
 class IdeationOutput(StageOutput):
     """Hypotheses with their screening, related work and novelty; the chosen one (None when stopped)."""
@@ -179,6 +213,8 @@ class IdeationOutput(StageOutput):
     templates_considered: list[TemplateChoice] = Field(default_factory=list)
     fields_checked: int = 0  # model-written text fields checked for degenerate output
     degenerate_fields: int = 0  # of those, how many were degenerate (and replaced)
+    research: Literal["menu", "open"] = "menu"  # how the ideas were made (pipeline.research)
+    capability: CapabilityCheck | None = None  # the check that chose the mode, with pipeline.research=auto
 
     def require_chosen(self) -> HypothesisRecord:
         """The chosen hypothesis; a clear error when ideation stopped without one."""
@@ -188,7 +224,7 @@ class IdeationOutput(StageOutput):
 
 
 # -- planning -------------------------------------------------------------------------------------
-Role = Literal["baseline", "method", "ablation", "sensitivity", "variant"]
+Role = Literal["baseline", "method", "ablation", "sensitivity", "variant", "followup"]
 
 
 class Condition(BaseModel):
@@ -247,6 +283,7 @@ class SeedDesign(BaseModel):
 
 
 Prediction = Literal["better", "worse", "different", "equivalent"]
+SEARCH_WINNER = "code"  # the condition of the code search's winning program (added by the Experiment stage)
 
 
 class Comparison(BaseModel):
@@ -319,7 +356,8 @@ class Plan(BaseModel):
             raise ValueError("a plan's first condition must be its baseline")
         if len(self.conditions) < 2:
             raise ValueError("a plan needs a baseline and at least one other condition")
-        unknown = {n for c in self.comparisons for n in (c.candidate, c.reference)} - set(names)
+        # the code search's winner (SEARCH_WINNER) is not known before the runs: an open idea's code registers it
+        unknown = {n for c in self.comparisons for n in (c.candidate, c.reference)} - {*names, SEARCH_WINNER}
         if unknown:
             raise ValueError(f"comparisons name conditions the plan does not have: {sorted(unknown)}")
         return self
@@ -435,6 +473,27 @@ class CodeSearchSummary(BaseModel):
     diff: str | None = None  # the winner's diff (the paper's appendix)
 
 
+class FollowupRequest(BaseModel):
+    """A condition the model asked for after reading the results, and what became of it."""
+
+    name: str
+    settings: dict[str, Value] = Field(default_factory=dict)  # component slots and knobs, on top of the baseline
+    why: str = ""
+    status: Literal["ran", "refused"] = "refused"
+    note: str = ""  # why it was refused, or what the harness changed
+
+
+class ModelAnalysis(BaseModel):
+    """The model's reading of the results (open research), written before the paper; the paper's claims are
+    checked against the results as any prose is."""
+
+    finding: str  # what was found, relative to the prediction
+    verdict: Literal["supported", "refuted", "equivalent", "inconclusive"]
+    analysis: str  # the paragraphs of analysis
+    followups: list[FollowupRequest] = Field(default_factory=list)
+    revised: bool = False  # rewritten after the follow-up conditions ran
+
+
 class Results(BaseModel):
     """What the Experiment stage found: statistics per condition, the best one, failures, figures."""
 
@@ -453,6 +512,7 @@ class Results(BaseModel):
     engine: EngineInfo
     code: CodeSearchSummary | None = None  # the search over programs, when it ran
     comparisons: list[ComparisonOutcome] = Field(default_factory=list)  # the plan's pre-registered ones, judged
+    analysis: ModelAnalysis | None = None  # the model's own reading (open research), with its follow-ups
 
     @model_validator(mode="after")
     def _has_baseline(self) -> Results:

@@ -105,6 +105,8 @@ class ProjectSummary(BaseModel):
     claim_grounding_rate: float | None = None  # share of the paper's effect claims its corrected tests support
     degenerate_fields: int = 0  # model-written text fields replaced by the harness (ideation and writing)
     fields_checked: int = 0
+    research: str | None = None  # menu or open (pipeline.research), once ideation finished
+    capability: str | None = None  # with pipeline.research=auto: the check's verdict and reason
 
 
 class Totals(BaseModel):
@@ -139,4 +141,5 @@ class RunRecord(BaseModel):
     claim_grounding_rate: float | None = None  # over every written paper's effect claims (pooled)
     claims_before_rate: float | None = None  # the same of the model's own prose as it wrote it, before repair
     degenerate_rate: float | None = None  # model-written text fields found degenerate (before replacement)
+    research: dict[str, int] = Field(default_factory=dict)  # projects by research mode (menu, open)
     projects: list[ProjectSummary] = Field(default_factory=list)

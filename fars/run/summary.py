@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fars.run.contracts import (
+    CapabilityCheck,
     ExperimentOutput,
     IdeationOutput,
     PlanningOutput,
@@ -187,7 +188,14 @@ def project_summary(
         claim_grounding_rate=written.claim_grounding_rate if written is not None else None,
         degenerate_fields=degenerate,
         fields_checked=checked,
+        research=idea.research if idea is not None else None,
+        capability=capability_line(idea.capability) if idea is not None and idea.capability else None,
     )
+
+
+def capability_line(check: CapabilityCheck) -> str:
+    """The capability check as one line: the model, passed or failed, and why."""
+    return f"{check.model}: {'passed' if check.passed else 'failed'} ({check.reason})"[:300]
 
 
 def summarize_project(ledger: Ledger, project_id: str) -> ProjectSummary:
@@ -335,6 +343,7 @@ def build_run_record(
         mean_score=sum(scores) / len(scores) if scores else None,
         **grounding_rates(written),
         degenerate_rate=sum(p.degenerate_fields for p in projects) / fields if fields else None,
+        research=dict(Counter(p.research for p in projects if p.research)),
         projects=projects,
     )
 

@@ -43,6 +43,7 @@ from fars.executor.runner import Runner, RunnerConfigError, runner_problems
 from fars.offload import run_in_worker
 from fars.paper.figures import band_limits, condition_figure, learning_curve_figures
 from fars.run.contracts import (
+    SEARCH_WINNER,
     CodeNode,
     CodeSearchSummary,
     Comparison,
@@ -54,6 +55,7 @@ from fars.run.contracts import (
     FigureFile,
     IdeationOutput,
     JobFailure,
+    ModelAnalysis,
     Plan,
     PlanningOutput,
     Results,
@@ -62,13 +64,20 @@ from fars.run.contracts import (
 )
 from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
+from fars.stages.open_research import (
+    AnalysisDraft,
+    analysis_prompt,
+    analysis_schema,
+    followup_condition_settings,
+    request_of,
+)
 
 if TYPE_CHECKING:
     from fars.executor.gateway import SubjectGateway
     from fars.stages.services import Services
 
 log = logging.getLogger(__name__)
-CODE = "code"  # the condition of the search's winning code
+CODE = SEARCH_WINNER  # the condition of the search's winning code
 
 
 class ExperimentError(RuntimeError):
@@ -125,14 +134,87 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
         code = None
         if exp.code.enabled and spec.kind == "training":
             code = await add_code_conditions(ctx, services, settings, runner, trial)
-        table, best = aggregate(trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha)
+        if len(trial.runs) < 2:
+            raise ExperimentError("nothing ran to compare with the baseline (the code search found no working code)")
+        analysis = None
+        if ctx.input(IdeationOutput).research == "open":  # the model reads the results and may ask for follow-ups
+            analysis, table, best = await read_results(ctx, services, runner, trial, exp, code)
+        else:
+            table, best = aggregate(trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha)
         figures = await draw_figures(ctx, trial, table, settings.vector_figures) if exp.figures else []
         results = results_of(trial, exp.alpha, table, best, figures, code)
         results.comparisons = preregistered_outcomes(trial, table, exp.alpha)
+        results.analysis = analysis
         ctx.save_artifact("results", "results.json", results.model_dump_json(indent=1))
         return ExperimentOutput(results=results)
 
     return run
+
+
+async def read_results(
+    ctx: StageContext,
+    services: Services,
+    runner: Runner,
+    trial: Trial,
+    exp: ExperimentConfig,
+    code: CodeSearchSummary | None,
+) -> tuple[ModelAnalysis, dict[str, ConditionResult], str]:
+    """Open research: the model reads the results and asks for at most ``experiment.followups`` follow-up
+    conditions; those run on the plan's seeds (each checked against the template: unknown settings dropped, a
+    repeat of a condition refused) and the model revises its analysis over all of them. Returns the analysis and
+    the table and best condition it was written over."""
+    spec, record = trial.spec, ctx.input(IdeationOutput).require_chosen()
+    table, best = aggregate(trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha)
+
+    async def ask(allowed: int, earlier: ModelAnalysis | None) -> AnalysisDraft:
+        results = results_of(trial, exp.alpha, table, best, [], code)
+        results.comparisons = preregistered_outcomes(trial, table, exp.alpha)
+        prompt = analysis_prompt(record, spec, results, allowed, earlier)
+        return await services.llm.structured(prompt, analysis_schema(allowed), max_tokens=1500)
+
+    draft = await ask(exp.followups, None)
+    requests = list(getattr(draft, "followups", []))[: exp.followups]
+    analysis = ModelAnalysis(finding=draft.finding, verdict=draft.verdict, analysis=draft.analysis)
+    added = []
+    for request in requests:
+        entry = request_of(request)
+        analysis.followups.append(entry)
+        components, knobs, dropped = followup_condition_settings(spec, request)
+        name = f"followup-{entry.name}"
+        same = next(
+            (c.name for c in trial.conditions.values() if c.components == components and c.knobs == knobs), None
+        )
+        if not (components or knobs):
+            entry.note = "no setting of the template was left to change: " + "; ".join(dropped)
+        elif same is not None or name in trial.conditions:
+            entry.note = f"the same settings as {same or name}, which ran already"
+        else:
+            trial.conditions[name] = Condition(
+                name=name, role="followup", components=components, knobs=knobs, description=request.why[:200]
+            )
+            entry.status, entry.note = "ran", "; ".join(dropped)
+            added.append(trial.conditions[name])
+    if not added:
+        return analysis, table, best
+    gateway = await services.subject_gateway() if spec.kind == "inference" else None
+    jobs = (run_job(ctx, runner, trial, gateway, c, s) for c in added for s in trial.plan.seeds)
+    for name, seed, result in await asyncio.gather(*jobs):
+        if isinstance(result, Metrics):
+            trial.runs.setdefault(name, []).append(result)
+        else:
+            trial.failures.append(JobFailure(condition=name, seed=seed, error=result[-500:]))
+    for condition in added:
+        if not trial.runs.get(condition.name):  # every seed failed: not compared, said
+            trial.conditions.pop(condition.name)
+            trial.runs.pop(condition.name, None)
+            entry = next(e for e in analysis.followups if f"followup-{e.name}" == condition.name)
+            entry.status, entry.note = "refused", "every seed of it failed (see the failures)"
+    table, best = aggregate(trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha)
+    revised = await ask(0, analysis)
+    analysis = analysis.model_copy(
+        update={"finding": revised.finding, "verdict": revised.verdict, "analysis": revised.analysis, "revised": True}
+    )
+    return analysis, table, best
 
 
 def start_trial(ctx: StageContext, exp: ExperimentConfig) -> Trial:
@@ -182,7 +264,8 @@ async def run_jobs(ctx: StageContext, services: Services, runner: Runner, trial:
             trial.runs[name].append(result)
         else:
             trial.failures.append(JobFailure(condition=name, seed=seed, error=result[-500:]))
-    if not trial.runs["baseline"] or not any(trial.runs[c] for c in trial.runs if c != "baseline"):
+    others = [c for c in trial.runs if c != "baseline"]  # none: an open idea that is code alone (the search adds it)
+    if not trial.runs["baseline"] or (others and not any(trial.runs[c] for c in others)):
         raise ExperimentError(f"too many training jobs failed to compare anything: {trial.failures[:2]}")
 
 
@@ -274,6 +357,8 @@ async def _search_code(
 
     idea = ctx.input(IdeationOutput).require_chosen()
     method = chosen.description if chosen.role != "baseline" else "the plan's method"
+    if idea.source == "open" and idea.code_change:  # the idea's own code: what the search implements
+        method = f"{method if chosen.role != 'baseline' else 'the baseline settings'}, plus code: {idea.code_change}"
     search = CodeSearch(
         llm=services.llm,
         spec=spec,
@@ -289,6 +374,7 @@ async def _search_code(
         remember=remember,
         known={record["id"]: (record, reply) for record, reply in ctx.ledger.code_nodes(ctx.project_id)},
         method_settings={**chosen.knobs, **chosen.components},
+        parts=[p.name for p in idea.parts if p.code] if idea.source == "open" else None,
     )
     try:
         outcome = await search.search()
@@ -410,7 +496,21 @@ def preregistered_outcomes(trial: Trial, table: dict[str, ConditionResult], alph
         )
     values = {name: row.values for name, row in table.items()}
     ran = [c for c in comparisons if c.candidate in values and c.reference in values]
-    return judge(values, ran, alpha=alpha, higher_is_better=spec.higher_is_better)
+    judged = judge(values, ran, alpha=alpha, higher_is_better=spec.higher_is_better)
+    missing = [
+        ComparisonOutcome(
+            name=c.name,
+            family=c.family,
+            candidate=c.candidate,
+            reference=c.reference,
+            prediction=c.prediction,
+            n=(len(values.get(c.candidate, [])), len(values.get(c.reference, []))),
+            verdict="inconclusive",
+        )
+        for c in comparisons
+        if c.family == "primary" and c not in ran  # the primary is never left out: it did not run, said so
+    ]
+    return [*missing, *judged]
 
 
 def summarise(values: list[float]) -> Stat:

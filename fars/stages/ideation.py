@@ -15,6 +15,7 @@ recorded with the works as evidence. Hypotheses found not novel are dropped and 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -28,6 +29,7 @@ from fars.llm.client import LLMClient
 from fars.paper.degenerate import degenerate_reasons
 from fars.paper.prose import clip_words, in_sentence, method_phrase, sentence_case
 from fars.run.contracts import (
+    CapabilityCheck,
     HypothesisRecord,
     IdeationOutput,
     LiteratureInfo,
@@ -40,7 +42,10 @@ from fars.run.contracts import (
 )
 from fars.run.records import ProjectStatus
 from fars.stages.base import StageContext, StageFn, StopProject, register_stage
+from fars.stages.capability import check_capability
 from fars.stages.methods import candidate_methods, rank_templates, study_terms
+from fars.stages.open_research import SCHEMA_TEXTS as OPEN_SCHEMA_TEXTS
+from fars.stages.open_research import Idea, ideas_prompt, ideas_schema, open_record, runnable, screening_prompt
 
 if TYPE_CHECKING:
     from fars.stages.services import Services
@@ -116,6 +121,7 @@ class IdeationSettings:
     hypotheses: int
     screen_threshold: float
     literature: LiteratureConfig
+    research: Literal["auto", "open", "menu"] = "menu"
 
     @classmethod
     def of(cls, cfg: FarsConfig) -> IdeationSettings:
@@ -129,6 +135,7 @@ class IdeationSettings:
             p.hypotheses_per_project,
             p.screen_threshold,
             cfg.literature,
+            p.research,
         )
 
 
@@ -138,14 +145,30 @@ def ideation(settings: IdeationSettings, services: Services) -> StageFn:
     those that pass, keep the best novel one."""
     llm, backend = services.llm, services.literature
     chosen_templates: dict[str, tuple[list[TemplateSpec], list[TemplateChoice]]] = {}  # by area, once a run
+    checked: dict[str, asyncio.Task[CapabilityCheck]] = {}  # by model, once a run (a resumed run replays it)
+
+    async def mode() -> tuple[Literal["menu", "open"], CapabilityCheck | None]:
+        if settings.research != "auto":
+            return settings.research, None
+        if llm.cfg.model.startswith("scripted/"):  # the test double: its replies belong to the test's stages
+            return "menu", CapabilityCheck(model=llm.cfg.model, passed=False, reason="not asked of the scripted model")
+        if llm.cfg.model not in checked:
+            checked[llm.cfg.model] = asyncio.ensure_future(check_capability(llm))
+        check = await asyncio.shield(checked[llm.cfg.model])
+        return ("open" if check.passed else "menu"), check
 
     async def run(ctx: StageContext) -> IdeationOutput:
         if ctx.area not in chosen_templates:
             chosen_templates[ctx.area] = choose_templates(ctx.area, settings)
         study = study_of(*chosen_templates[ctx.area], ctx.index, settings)
+        research, capability = await mode()
         area_works, area_error = await area_related(backend, ctx.area, study.spec, settings.literature.top_k)
-        proposed = await propose_all(llm, ctx.area, study, area_works, settings.hypotheses)
-        scores, overall = await screen(llm, proposed.hypotheses)
+        if research == "open":
+            proposed = await propose_open(llm, ctx.area, study.spec, area_works, settings.hypotheses)
+            scores, overall = await screen_open(llm, proposed.records)
+        else:
+            proposed = await propose_all(llm, ctx.area, study, area_works, settings.hypotheses)
+            scores, overall = await screen(llm, proposed.hypotheses)
         passed = [i for i, score in enumerate(overall) if score >= settings.screen_threshold]
         verdicts, novelty_error = await check_novelty_of(llm, backend, proposed, passed, settings.literature)
         novel = [i for i in passed if verdicts[i].novel]
@@ -165,8 +188,10 @@ def ideation(settings: IdeationSettings, services: Services) -> StageFn:
             focus=study.focus.name if study.focus else "",
             candidates=study.candidates,
             templates_considered=study.considered,
-            fields_checked=3 * settings.hypotheses,
+            fields_checked=3 * len(proposed.records),
             degenerate_fields=proposed.degenerate_fields,
+            research=research,
+            capability=capability,
         )
         return keep_best(ctx, output, passed, novel, verdicts, settings.screen_threshold)
 
@@ -259,6 +284,57 @@ async def propose(
     if reasons and candidate is not None:
         return harness_hypothesis(spec, candidate), reasons, method
     return drafted, reasons, method
+
+
+async def propose_open(
+    llm: LLMClient, area: str, spec: TemplateSpec, area_works: list[RelatedEntry], n: int
+) -> Proposals:
+    """``n`` ideas of the model's own (``fars.stages.open_research``), each checked against the template; an idea
+    whose text is degenerate, or that changes nothing the experiment can run, is kept on record but cannot pass."""
+    ask = ideas_prompt(area, spec, area_works, n)
+    reply = await llm.structured(ask, ideas_schema(n), max_tokens=900 * n)
+    proposed = Proposals()
+    for idea in reply.ideas[:n]:  # type: ignore[attr-defined]
+        record = open_record(spec, idea)
+        reasons: list[str] = []
+        # an idea is in the model's own words: the statement must name the study (its task, metric or settings),
+        # the mechanism the idea; the title only must not be an echo
+        study = [spec.title, spec.domain, spec.description, spec.metric.replace("_", " "), *spec.setting_names]
+        study += [f"{option} {what}" for c in spec.components for option, what in c.options.items()]
+        expected = {"title": [], "statement": study, "mechanism": [*study, idea.title, idea.statement]}
+        for name, terms in expected.items():
+            found = degenerate_reasons(
+                getattr(idea, name),
+                echoes=OPEN_SCHEMA_TEXTS,
+                prompt=ask[1]["content"],
+                field_names=Idea.model_fields,
+                expected=terms,
+            )
+            reasons += [f"{name}: {r}" for r in found]
+        if not runnable(record):
+            reasons.append("changes nothing the experiment can run")
+        proposed.degenerate_fields += len({r.split(":", 1)[0] for r in reasons})
+        record.degenerate = reasons
+        proposed.hypotheses.append(
+            Hypothesis(title=idea.title, statement=idea.statement, rationale=idea.mechanism[:260])
+        )
+        proposed.records.append(record)
+    return proposed
+
+
+async def screen_open(llm: LLMClient, records: list[HypothesisRecord]) -> tuple[list[ScreeningScore], list[float]]:
+    """Each open idea screened by another persona against the written rubric (``open_research.RUBRIC``); an idea
+    with degenerate text or nothing to run scores 0, as does a repeat."""
+    scores: list[ScreeningScore] = []
+    overall: list[float] = []
+    seen: set[str] = set()
+    for record in records:
+        score = await llm.structured(screening_prompt(record), Score, max_tokens=60)
+        scores.append(ScreeningScore.model_validate(score.model_dump()))
+        key = " ".join(record.statement.lower().split())
+        overall.append(0.0 if record.degenerate or key in seen else scores[-1].overall)
+        seen.add(key)
+    return scores, overall
 
 
 def proposal_prompt(
@@ -372,6 +448,7 @@ def related_entry(hit: SearchHit, text: str) -> RelatedEntry:
         source=record.source,
         score=hit.score,
         similarity=round(text_similarity(text, f"{record.title}. {record.abstract or ''}"), 4),
+        abstract=(record.abstract or "")[:400],
     )
 
 
@@ -387,7 +464,10 @@ async def check_novelty(
         return NoveltyVerdict(checked=False, novel=True, reason="no related works found; novelty not checked")
     nearest = sorted(related, key=lambda r: -r.similarity)[:3]
     top = nearest[0].similarity
-    listed = "\n".join(f"[{i}] {r.title} ({r.year or 'n.d.'})" for i, r in enumerate(nearest, 1))
+    listed = "\n".join(
+        f"[{i}] {r.title} ({r.year or 'n.d.'})" + (f": {r.abstract[:300]}" if r.abstract else "")
+        for i, r in enumerate(nearest, 1)
+    )  # judged against what the works did (their abstracts), not their titles
     ask = [
         {"role": "system", "content": "You are a careful reviewer who checks whether research ideas are new."},
         {

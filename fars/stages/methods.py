@@ -14,7 +14,7 @@ import itertools
 
 from experiments.spec import TemplateSpec
 from fars.literature.similarity import text_similarity
-from fars.run.contracts import Condition, MethodCandidate, TemplateChoice, Value
+from fars.run.contracts import Condition, HypothesisRecord, MethodCandidate, TemplateChoice, Value
 
 
 def rank_templates(area: str, specs: list[TemplateSpec]) -> list[TemplateChoice]:
@@ -132,6 +132,58 @@ def component_conditions(
                     role="sensitivity",
                     components=dict(method),
                     knobs={knob: value},
+                    of="method",
+                    description=f"the method with {knob}={value} (default {spec.knob(knob).default})",
+                )
+            )
+    return conditions
+
+
+def idea_conditions(
+    spec: TemplateSpec,
+    record: HypothesisRecord,
+    method: dict[str, str],
+    *,
+    ablations: bool = True,
+    sensitivity: tuple[str, list[Value]] | None = None,
+) -> list[Condition]:
+    """An open idea's conditions: the baseline, the method (its components and knobs; none for an idea that is
+    code alone, whose code condition the search adds), and one ablation per named part that sets something (the
+    method with that part's settings put back) when there are two parts or more; code parts are ablated by the
+    code search, switch by switch. A sweep of one knob on the method, if asked."""
+    knobs = {k: v for k, v in record.knobs.items() if not (sensitivity and k == sensitivity[0])}
+    conditions = [Condition(name="baseline", role="baseline", description="every setting at the template's default")]
+    if not (method or knobs):
+        return conditions
+    what = ", ".join([describe(spec, method)] * bool(method) + [f"{k}={v}" for k, v in knobs.items()])
+    conditions.append(Condition(name="method", role="method", components=dict(method), knobs=knobs, description=what))
+    if ablations and len(record.parts) >= 2:
+        for part in record.parts:
+            if part.code or not part.settings:
+                continue
+            put_back = [s for s in part.settings if s in method or s in knobs]
+            if not put_back:
+                continue
+            conditions.append(
+                Condition(
+                    name=f"method-without-{part.name}",
+                    role="ablation",
+                    components={s: o for s, o in method.items() if s not in put_back},
+                    knobs={k: v for k, v in knobs.items() if k not in put_back},
+                    of="method",
+                    removed=part.name,
+                    description=f"the method without {part.name} ({', '.join(put_back)} back at the baseline's)",
+                )
+            )
+    if sensitivity is not None:
+        knob, values = sensitivity
+        for value in values:
+            conditions.append(
+                Condition(
+                    name=f"method@{knob}={value}",
+                    role="sensitivity",
+                    components=dict(method),
+                    knobs={**knobs, knob: value},
                     of="method",
                     description=f"the method with {knob}={value} (default {spec.knob(knob).default})",
                 )

@@ -48,8 +48,9 @@ from fars.run.contracts import (
 )
 from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
+from fars.stages.experiment import CODE as CODE_CONDITION
 from fars.stages.experiment import base_config, condition_args, deepspeed_json, engine_args
-from fars.stages.methods import component_conditions, inert_slots, knob_conditions, knob_values
+from fars.stages.methods import component_conditions, idea_conditions, inert_slots, knob_conditions, knob_values
 
 if TYPE_CHECKING:
     from fars.stages.services import Services
@@ -126,7 +127,7 @@ def planning(settings: PlanningSettings, services: Services) -> StageFn:
         ask = design_prompt(spec, chosen, method, focus, settings.max_variants, pilot)
         draft = await llm.structured(ask, PlanDraft, max_tokens=250)
         plan = repaired_plan(spec, chosen, method, inert, focus, draft, settings)
-        plan = powered_plan(plan, pilot, settings)
+        plan = powered_plan(plan, pilot, settings, chosen)
         ctx.save_artifact("plan", "plan.json", plan.model_dump_json(indent=1))
         return PlanningOutput(plan=plan)
 
@@ -235,6 +236,15 @@ def design_prompt(
         if method
         else "Pick the setting to vary"
     )
+    if chosen.source == "open":
+        changed = ", ".join(f"{k}={v}" for k, v in {**method, **chosen.knobs}.items()) or "no settings"
+        parts = ", ".join(p.name for p in chosen.parts)
+        task = (
+            f"The plan runs the baseline, the method ({changed}"
+            + ("; plus its code" if chosen.code_change else "")
+            + f") and the method without each of its named parts ({parts}). Pick one setting for a sensitivity "
+            "check of the method"
+        )
     return [
         {"role": "system", "content": "You design small, decisive machine learning experiments."},
         {
@@ -262,8 +272,11 @@ def repaired_plan(
     and every repair recorded."""
     repaired: list[str] = [f"{why}: left out of the method" for why in inert.values()]
     knob, values = swept_values(spec, draft, focus, settings.max_variants, repaired)
-    design: Literal["components", "knob"] = "components" if method else "knob"
-    if design == "components":
+    design: Literal["components", "knob"] = "components" if method or chosen.source == "open" else "knob"
+    if chosen.source == "open":
+        sweep = (knob, values) if settings.sensitivity and knob and values else None
+        conditions = idea_conditions(spec, chosen, method, ablations=settings.ablations, sensitivity=sweep)
+    elif design == "components":
         sweep = (knob, values) if settings.sensitivity and knob and values else None
         conditions = component_conditions(spec, method, ablations=settings.ablations, sensitivity=sweep)
         if settings.ablations and len(method) < 2:
@@ -313,11 +326,13 @@ def coerced_values(spec: TemplateSpec, knob: str, raw: list[str], count: int) ->
     return values[:count]
 
 
-def powered_plan(plan: Plan, pilot: Pilot | None, settings: PlanningSettings) -> Plan:
+def powered_plan(
+    plan: Plan, pilot: Pilot | None, settings: PlanningSettings, idea: HypothesisRecord | None = None
+) -> Plan:
     """The plan with its pilot, its comparisons pre-registered, and its seeds chosen: by power where the pilot
     measured a spread, else the config's count."""
     effect, source = effect_of_interest(settings.experiment, pilot)
-    comparisons = preregistered(plan, effect)
+    comparisons = preregistered(plan, effect, idea)
     chosen = seed_design(pilot, comparisons, len(plan.conditions), settings, effect, source)
     first = settings.seeds[0]
     update = {
@@ -339,10 +354,38 @@ def effect_of_interest(exp: ExperimentConfig, pilot: Pilot | None) -> tuple[floa
     return None, ""
 
 
-def preregistered(plan: Plan, effect: float | None) -> list[Comparison]:
+def preregistered(plan: Plan, effect: float | None, idea: HypothesisRecord | None = None) -> list[Comparison]:
     """The comparisons fixed before any run: the method against the baseline is the primary one, predicted
-    better; every other condition against the baseline is secondary and undirected (Holm within them only)."""
+    better; every other condition against the baseline is secondary and undirected (Holm within them only).
+    An open idea registers its own prediction (better, worse, or equivalent within its margin) and size; when it
+    changes code, the primary candidate is the search's code condition (the whole idea), the settings alone
+    secondary."""
     comparisons = []
+    if idea is not None and idea.source == "open":
+        primary_name = CODE_CONDITION if idea.code_change else "method"
+        size = idea.effect or effect
+        comparisons.append(
+            Comparison(
+                name=f"{primary_name} vs baseline",
+                candidate=primary_name,
+                family="primary",
+                prediction=idea.prediction or "better",
+                effect=size if idea.prediction != "equivalent" else effect,
+                margin=idea.margin if idea.prediction == "equivalent" else None,
+            )
+        )
+        for condition in plan.conditions[1:]:
+            if condition.name != primary_name:
+                comparisons.append(
+                    Comparison(
+                        name=f"{condition.name} vs baseline",
+                        candidate=condition.name,
+                        family="secondary",
+                        prediction="different",
+                        effect=effect,
+                    )
+                )
+        return comparisons
     for condition in plan.conditions[1:]:
         primary = plan.design == "components" and condition.name == "method"
         comparisons.append(

@@ -381,12 +381,18 @@ async def draft_prose(ctx: StageContext, llm: LLMClient, m: Material) -> Prose:
 def draft_prompt(m: Material) -> list[dict[str, str]]:
     """The request for the prose: the hypothesis, setup and findings, and the works the model may cite."""
     citable = "\n".join(f"[@{e.key}] {e.title}" for e in m.bibliography[:6])
+    own = ""  # open research: the model's mechanism and its analysis of the results, which the discussion follows
+    if m.hypothesis.source == "open":
+        own = f"Mechanism: {m.hypothesis.mechanism}\n"
+        if m.results.analysis is not None:
+            a = m.results.analysis
+            own += f"Your analysis of the results ({a.verdict}): {a.finding} {a.analysis}\n"
     return [
         {"role": "system", "content": "You write clear, honest machine learning papers."},
         {
             "role": "user",
             "content": (
-                f"Hypothesis: {m.hypothesis.statement}\nExperiment: {m.numbers.plain(m.setup)}\n"
+                f"Hypothesis: {m.hypothesis.statement}\n{own}Experiment: {m.numbers.plain(m.setup)}\n"
                 f"Findings: {m.numbers.plain(m.summary)}\n"
                 + (f"Related works you may cite, by their key in brackets:\n{citable}\n" if citable else "")
                 + "Write the title, abstract, introduction and discussion of a short paper. Claim only what the "

@@ -1,0 +1,138 @@
+"""Open research driven end to end by what a capable model answers (``tests/pipeline/open_transcript.py``).
+
+The idea is the model's (not a menu combination), its settings are checked against the template, its code is
+written behind one switch per named code part, each named part is ablated, the model asks for a follow-up
+condition that runs, and its revised analysis reaches the paper's prompt. The capability check that chooses
+the mode for ``pipeline.research=auto`` is judged by arithmetic: a right reading passes, a wrong one fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from fars.config import LLMConfig
+from fars.llm.client import LLMClient
+from fars.run.contracts import HypothesisRecord, IdeationOutput, Plan, Results
+from fars.run.ledger import Ledger
+from fars.run.summary import read_run_record
+from tests.conftest import run_fars
+from tests.pipeline import open_transcript as transcript
+
+OPEN_RUN = [
+    "llm=scripted", "tracker=disabled", "pipeline.research=open", "pipeline.papers=1", "pipeline.projects=1",
+    "pipeline.hypotheses_per_project=2", "experiment.templates=[simulated]", "experiment.steps=200",
+    "experiment.seeds=2", "experiment.sensitivity=true", "experiment.max_variants=1", "experiment.code.drafts=1",
+    "experiment.code.max_nodes=1", "experiment.code.improve_steps=0", "experiment.code.debug_depth=0",
+    "experiment.code.smoke_timeout_s=10", "paper.compile=never",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def open_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One open-research run on the scripted capable model; the tests below read its folder."""
+    base = tmp_path_factory.mktemp("open")
+    routes = base / "transcript.json"
+    routes.write_text(json.dumps(transcript.OPEN), encoding="utf-8")
+    run_dir = base / "run"
+    done = run_fars(["run", *OPEN_RUN, f"llm.scripted.routes_file={routes}", f"hydra.run.dir={run_dir}"], base)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return run_dir
+
+
+def _stored(run_dir: Path, name: str) -> dict:
+    stored = json.loads((run_dir / "projects" / "p000" / name).read_text())
+    return stored.get("plan", stored) if name == "plan.json" else stored
+
+
+def test_the_idea_is_the_models_own_checked_against_the_template(open_run: Path) -> None:
+    ideas = IdeationOutput.model_validate(_stored(open_run, "hypotheses.json"))
+    assert ideas.research == "open"
+    chosen = ideas.require_chosen()
+    assert chosen.source == "open" and chosen.title == transcript.IDEAS["ideas"][0]["title"]
+    assert chosen.method == {"optimizer": "adam", "regularizer": "dropout"} and chosen.prediction == "better"
+    assert chosen.effect == 0.05 and chosen.code_change.startswith("Evaluate an exponential moving average")
+    assert [(p.name, p.settings, p.code) for p in chosen.parts] == [
+        ("adaptive_steps", ["optimizer"], False), ("dropout_noise", ["regularizer"], False),
+        ("weight_averaging", [], True), ("width_bonus", [], True),
+    ]  # fmt: skip
+    assert chosen.mechanism and len(chosen.risks) == 2
+    other = ideas.hypotheses[1]  # the template has no schedule: dropped and said, the width kept
+    assert other.knobs == {"width": 64} and other.method == {}
+    assert any("schedule: not a setting of simulated" in r for r in other.repaired)
+    assert ideas.overall[0] > ideas.overall[1]  # the rubric's scores, from the skeptical persona
+    assert all(w.abstract for h in ideas.hypotheses for w in h.related[:1])  # novelty is judged on abstracts
+
+
+def test_each_named_part_is_ablated_and_the_primary_comparison_is_the_ideas_own(open_run: Path) -> None:
+    plan = Plan.model_validate(_stored(open_run, "plan.json"))
+    names = [c.name for c in plan.conditions]
+    assert names == [
+        "baseline", "method", "method-without-adaptive_steps", "method-without-dropout_noise", "method@lr=0.003",
+    ]  # fmt: skip
+    primary = next(c for c in plan.comparisons if c.family == "primary")
+    assert (primary.candidate, primary.prediction, primary.effect) == ("code", "better", 0.05)
+    results = Results.model_validate_json((open_run / "projects" / "p000" / "results.json").read_text())
+    table = results.conditions
+    assert {"code", "code-without-weight_averaging", "code-without-width_bonus"} <= set(table)
+    assert results.code is not None and results.code.parts == [
+        "code-without-weight_averaging: part 'weight_averaging' switched off",
+        "code-without-width_bonus: part 'width_bonus' switched off",
+    ]  # the code parts are switches, not diff hunks
+    # the code node ran with the method's settings (Adam, dropout): the code condition beats the method by the
+    # code's own gain, and switching the averaging off costs more than the width bonus
+    assert table["code"].metric.mean > table["method"].metric.mean > table["baseline"].metric.mean
+    assert table["code-without-weight_averaging"].metric.mean < table["code-without-width_bonus"].metric.mean
+    outcome = next(o for o in results.comparisons if o.family == "primary")
+    assert outcome.candidate == "code" and outcome.verdict in ("better", "inconclusive")
+
+
+def test_the_model_asks_for_a_follow_up_and_revises_its_analysis(open_run: Path) -> None:
+    results = Results.model_validate_json((open_run / "projects" / "p000" / "results.json").read_text())
+    analysis = results.analysis
+    assert analysis is not None and analysis.revised and analysis.verdict == "supported"
+    assert analysis.finding == transcript.REVISED["finding"]
+    [followup] = analysis.followups
+    assert (followup.name, followup.status, followup.settings) == ("baseline-lr-check", "ran", {"lr": "0.003"})
+    row = results.conditions["followup-baseline-lr-check"]
+    assert row.role == "followup" and row.knobs == {"lr": 0.003} and len(row.values) == 2
+    assert row.metric.mean < results.conditions["code"].metric.mean  # the confound it rules out
+    record = read_run_record(open_run)
+    assert record.research == {"open": 1} and record.projects[0].research == "open"
+    paper = (open_run / "projects" / "p000" / "paper.md").read_text()
+    assert "| followup-baseline-lr-check |" in paper and transcript.DRAFT["discussion"][:40] in paper
+
+
+READING = {"mean_a": 0.405, "mean_b": 0.372, "better": "B", "difference": -0.033,
+           "mechanism": "Weight decay penalises large weights, which reduces overfitting of the small MLP."}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("reply", "passed", "why"),
+    [
+        (READING, True, "read the table right"),
+        ({**READING, "better": "A"}, False, "named 'A' the better condition"),
+        ({**READING, "mean_b": 0.38}, False, "means 0.405 and 0.38"),
+        ({**READING, "mechanism": "one sentence on why B might differ from A"}, False, "not a sentence about"),
+    ],
+)
+def test_the_capability_check_is_judged_by_arithmetic(tmp_path: Path, reply: dict, passed: bool, why: str) -> None:
+    from fars.stages.capability import check_capability
+
+    cfg = LLMConfig(model="scripted/default", cache=False)
+    cfg.scripted.outputs = [json.dumps(reply)]
+    client = LLMClient(cfg, Ledger(tmp_path / "ledger.sqlite"))
+    try:
+        check = asyncio.run(check_capability(client))
+    finally:
+        client.close()
+    assert check.passed is passed and why in check.reason, check.reason
+
+
+def test_a_menu_record_still_reads_as_before() -> None:
+    """Hypotheses stored before open research validate as menu ideas."""
+    old = HypothesisRecord.model_validate({"title": "t", "statement": "s", "method": {"optimizer": "adam"}})
+    assert old.source == "menu" and old.parts == [] and old.prediction is None
