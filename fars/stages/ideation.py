@@ -423,7 +423,8 @@ async def check_novelty_of(
         hits, error = await find_related(backend, text, cfg.top_k)
         first_error = first_error or error
         record.related = [related_entry(h, text) for h in hits]
-        verdicts[i] = record.novelty = await check_novelty(llm, hypothesis, record.related, cfg)
+        abstracts = record.source == "open"  # the embedded model's 8k window holds titles only
+        verdicts[i] = record.novelty = await check_novelty(llm, hypothesis, record.related, cfg, abstracts)
     return verdicts, first_error
 
 
@@ -453,7 +454,7 @@ def related_entry(hit: SearchHit, text: str) -> RelatedEntry:
 
 
 async def check_novelty(
-    llm: LLMClient, hypothesis: Hypothesis, related: list[RelatedEntry], cfg: LiteratureConfig
+    llm: LLMClient, hypothesis: Hypothesis, related: list[RelatedEntry], cfg: LiteratureConfig, abstracts: bool = False
 ) -> NoveltyVerdict:
     """The novelty verdict of a hypothesis against its nearest works, with its evidence.
 
@@ -465,9 +466,9 @@ async def check_novelty(
     nearest = sorted(related, key=lambda r: -r.similarity)[:3]
     top = nearest[0].similarity
     listed = "\n".join(
-        f"[{i}] {r.title} ({r.year or 'n.d.'})" + (f": {r.abstract[:300]}" if r.abstract else "")
+        f"[{i}] {r.title} ({r.year or 'n.d.'})" + (f": {r.abstract[:300]}" if r.abstract and abstracts else "")
         for i, r in enumerate(nearest, 1)
-    )  # judged against what the works did (their abstracts), not their titles
+    )  # open ideas are judged against what the works did (their abstracts), not their titles
     ask = [
         {"role": "system", "content": "You are a careful reviewer who checks whether research ideas are new."},
         {
