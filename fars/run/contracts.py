@@ -354,7 +354,8 @@ class Plan(BaseModel):
             raise ValueError(f"condition names repeat: {names}")
         if not names or self.conditions[0].role != "baseline":
             raise ValueError("a plan's first condition must be its baseline")
-        if len(self.conditions) < 2:
+        code_alone = any(c.candidate == SEARCH_WINNER for c in self.comparisons)  # an open idea that is code only
+        if len(self.conditions) < 2 and not code_alone:
             raise ValueError("a plan needs a baseline and at least one other condition")
         # the code search's winner (SEARCH_WINNER) is not known before the runs: an open idea's code registers it
         unknown = {n for c in self.comparisons for n in (c.candidate, c.reference)} - {*names, SEARCH_WINNER}

@@ -99,6 +99,7 @@ class Study:
     focus: Knob | None
     candidates: list[MethodCandidate]
     considered: list[TemplateChoice]  # every template the run weighed, with its relevance to the area
+    rotation: int = 0  # how many projects on this template came before this one
 
 
 @dataclass
@@ -193,7 +194,10 @@ def ideation(settings: IdeationSettings, services: Services) -> StageFn:
             research=research,
             capability=capability,
         )
-        return keep_best(ctx, output, passed, novel, verdicts, settings.screen_threshold)
+        # open ideas: the same request on a template gets the same ideas (temperature 0), so the n-th project on
+        # it takes the n-th best novel idea; menu projects already start further along the template's methods
+        skip = study.rotation if research == "open" else 0
+        return keep_best(ctx, output, passed, novel, verdicts, settings.screen_threshold, skip)
 
     return run
 
@@ -224,7 +228,7 @@ def study_of(
     focus = spec.knobs[rotation % len(spec.knobs)] if spec.knobs else None
     n = settings.hypotheses
     candidates = candidate_methods(spec, settings.method_components, offset=rotation * n, count=n)
-    return Study(spec, focus, candidates, considered)
+    return Study(spec, focus, candidates, considered, rotation)
 
 
 async def area_related(
@@ -507,12 +511,15 @@ def keep_best(
     novel: list[int],
     verdicts: dict[int, NoveltyVerdict],
     threshold: float,
+    skip: int = 0,
 ) -> IdeationOutput:
-    """Choose the novel hypothesis screened best (the first of a tie) and save every hypothesis; stop the
-    project when none passed screening, or none of those is novel."""
+    """Choose the novel hypothesis screened best (the first of a tie; with ``skip``, the one that many places
+    further down, in turn) and save every hypothesis; stop the project when none passed screening, or none of
+    those is novel."""
     overall = output.overall
     if novel:
-        output.chosen = output.hypotheses[max(novel, key=lambda i: (overall[i], -i))]
+        ranked = sorted(novel, key=lambda i: (-overall[i], i))
+        output.chosen = output.hypotheses[ranked[skip % len(ranked)]]
     ctx.save_artifact("hypothesis", "hypotheses.json", output.model_dump_json(indent=1))
     if not passed:
         raise StopProject(

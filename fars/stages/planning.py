@@ -24,7 +24,7 @@ import json
 import math
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
@@ -237,13 +237,13 @@ def design_prompt(
         else "Pick the setting to vary"
     )
     if chosen.source == "open":
-        changed = ", ".join(f"{k}={v}" for k, v in {**method, **chosen.knobs}.items()) or "no settings"
+        changed = ", ".join(f"{k}={v}" for k, v in {**method, **chosen.knobs}.items()) or "the baseline's settings"
         parts = ", ".join(p.name for p in chosen.parts)
+        ablated = f" and the method without each of its named parts ({parts})" if len(chosen.parts) >= 2 else ""
         task = (
-            f"The plan runs the baseline, the method ({changed}"
+            f"The plan runs the baseline and the method ({changed}"
             + ("; plus its code" if chosen.code_change else "")
-            + f") and the method without each of its named parts ({parts}). Pick one setting for a sensitivity "
-            "check of the method"
+            + f"){ablated}. Pick one setting for a sensitivity check of the method"
         )
     return [
         {"role": "system", "content": "You design small, decisive machine learning experiments."},
@@ -283,18 +283,30 @@ def repaired_plan(
             repaired.append(f"the method changes one component ({method}): no ablation distinct from the baseline")
     else:
         conditions = knob_conditions(spec, knob, values)
-    return Plan(
-        template=spec.name,
-        hypothesis=chosen.statement,
-        design=design,
-        conditions=conditions,
-        seeds=list(settings.seeds),
-        steps=settings.steps or spec.scale(settings.scale).steps,
-        scale=settings.scale,
-        knob=knob or None,
-        rationale=draft.rationale,
-        repaired=repaired,
-    )
+    fields: dict[str, Any] = {
+        "template": spec.name,
+        "hypothesis": chosen.statement,
+        "design": design,
+        "conditions": conditions,
+        "seeds": list(settings.seeds),
+        "steps": settings.steps or spec.scale(settings.scale).steps,
+        "scale": settings.scale,
+        "knob": knob or None,
+        "rationale": draft.rationale,
+        "repaired": repaired,
+    }
+    if chosen.source == "open" and len(conditions) == 1:  # code alone: valid once its comparison is registered
+        return _unchecked_plan(fields)
+    return Plan(**fields)
+
+
+def _unchecked_plan(fields: dict[str, Any]) -> Plan:
+    """A plan of an open idea that is code alone (the baseline only, until ``powered_plan`` registers the code
+    search's winner as its primary comparison and validates it)."""
+    defaults = {
+        name: f.get_default(call_default_factory=True) for name, f in Plan.model_fields.items() if not f.is_required()
+    }
+    return Plan.model_construct(**{**defaults, **fields})
 
 
 def swept_values(

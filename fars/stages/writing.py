@@ -396,7 +396,8 @@ def draft_prompt(m: Material) -> list[dict[str, str]]:
                 f"Findings: {m.numbers.plain(m.summary)}\n"
                 + (f"Related works you may cite, by their key in brackets:\n{citable}\n" if citable else "")
                 + "Write the title, abstract, introduction and discussion of a short paper. Claim only what the "
-                "findings' corrected tests show. Do not write any numbers: the results table is added separately."
+                "findings' corrected tests show. Do not write result numbers (the results table is added separately); "
+                "settings may be named as the experiment states them."
             ),
         },
     ]

@@ -136,3 +136,48 @@ def test_a_menu_record_still_reads_as_before() -> None:
     """Hypotheses stored before open research validate as menu ideas."""
     old = HypothesisRecord.model_validate({"title": "t", "statement": "s", "method": {"optimizer": "adam"}})
     assert old.source == "menu" and old.parts == [] and old.prediction is None
+
+
+def test_an_idea_that_is_code_alone_plans_the_baseline_and_registers_the_code() -> None:
+    """The relay run's frontier model proposed symmetrised logits, code with no setting: its plan had only the
+    baseline, which a plan used to refuse; the code search's winner is the primary candidate."""
+    from experiments.spec import load_template
+    from fars.run.contracts import IdeaPart
+    from fars.stages.methods import idea_conditions
+    from fars.stages.planning import preregistered
+
+    spec = load_template("simulated")
+    idea = HypothesisRecord(
+        title="t", statement="s", source="open", code_change="symmetrise the logits", prediction="better",
+        effect=0.05, parts=[IdeaPart(name="symmetrise", code=True)],
+    )  # fmt: skip
+    conditions = idea_conditions(spec, idea, {})
+    assert [c.name for c in conditions] == ["baseline"]
+    plan = Plan.model_construct(template="simulated", design="components", conditions=conditions, seeds=[0, 1],
+                                steps=10, comparisons=[])  # fmt: skip
+    comparisons = preregistered(plan, None, idea)
+    assert [(c.candidate, c.family, c.effect) for c in comparisons] == [("code", "primary", 0.05)]
+    fields = {"template": "simulated", "design": "components", "conditions": conditions, "seeds": [0, 1], "steps": 10}
+    Plan.model_validate({**fields, "comparisons": comparisons})  # valid: the code is registered
+    with pytest.raises(ValueError, match="at least one other condition"):
+        Plan.model_validate(fields)
+
+
+def test_projects_on_one_template_take_the_open_ideas_in_turn(tmp_path: Path) -> None:
+    """Temperature 0 gives every project on a template the same ideas: the n-th takes the n-th best."""
+    from types import SimpleNamespace
+
+    from fars.run.contracts import LiteratureInfo, ScreeningScore
+    from fars.stages.ideation import keep_best
+
+    records = [HypothesisRecord(title=f"idea {i}", statement=f"claim {i}", source="open") for i in range(3)]
+    chosen = []
+    for skip in range(4):
+        output = IdeationOutput(
+            hypotheses=records, scores=[ScreeningScore(novelty=3, feasibility=3, clarity=3)] * 3,
+            overall=[3.0, 4.0, 3.5], screened=3, novel=3, literature=LiteratureInfo(backend="none"),
+            template="simulated", focus="lr",
+        )  # fmt: skip
+        ctx = SimpleNamespace(save_artifact=lambda *a, **k: None)
+        chosen.append(keep_best(ctx, output, [0, 1, 2], [0, 1, 2], {}, 1.5, skip).require_chosen().title)  # type: ignore[arg-type]
+    assert chosen == ["idea 1", "idea 2", "idea 0", "idea 1"]
