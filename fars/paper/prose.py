@@ -15,7 +15,7 @@ import math
 from experiments.spec import TemplateSpec
 from fars.paper.document import ResultsTable
 from fars.paper.grounding import Numbers
-from fars.run.contracts import ConditionResult, HypothesisRecord, Plan, Results
+from fars.run.contracts import SEARCH_WINNER, Condition, ConditionResult, HypothesisRecord, Plan, Results
 
 VERDICT_WORDS = {
     "better": "significantly better than the baseline",
@@ -152,8 +152,9 @@ def findings(results: Results, numbers: Numbers) -> str:
     return " ".join(lines)
 
 
-def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers) -> str:
-    """The experimental setup, from the plan: the task, each condition, seeds and steps."""
+def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Results | None = None) -> str:
+    """The experimental setup, from the plan: the task, each condition, seeds and steps; and the conditions added
+    after the plan (the code search's, the model's follow-ups), so the count matches the results."""
     conditions = "; ".join(
         f"{c.name}: {numbers.numbers_in(c.description, f'plan.conditions[{i}].description')}"
         for i, c in enumerate(plan.conditions)
@@ -165,8 +166,28 @@ def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers) -> str:
         f"({conditions}). Every condition "
         f"runs for {numbers.num(plan.steps, 'plan.steps', '{:d}')} steps with seeds {seeds}; Table 1 lists every "
         f"setting the conditions ran with and where it differs from the template's default. We report the final {spec.metric} "
-        f"({'higher' if spec.higher_is_better else 'lower'} is better)."
+        f"({'higher' if spec.higher_is_better else 'lower'} is better).{_added_conditions(plan, results, numbers)}"
     )
+
+
+def _added_conditions(plan: Plan, results: Results | None, numbers: Numbers) -> str:
+    """The conditions the results hold beyond the plan's, in one sentence (empty when there are none)."""
+    planned = {c.name for c in plan.conditions}
+    added = [n for n in (results.conditions if results else {}) if n not in planned]
+    if not added or results is None:
+        return ""
+    code = [n for n in added if n == SEARCH_WINNER or n.startswith(f"{SEARCH_WINNER}-without-")]
+    followups = [n for n in added if results.conditions[n].role == "followup"]
+    said = []
+    if code:
+        said.append(f"the model-written code and its ablations ({', '.join(code)})")
+    if followups:
+        said.append(f"follow-up conditions the model asked for after reading the results ({', '.join(followups)})")
+    rest = [n for n in added if n not in code and n not in followups]
+    if rest:
+        said.append(", ".join(rest))
+    total = numbers.num(len(results.conditions), "results.conditions#count", "{:d}")
+    return f" Added after the plan: {'; '.join(said)}, for {total} conditions in all."
 
 
 def _cell(numbers: Numbers, value: object, path: str) -> str:
@@ -230,9 +251,17 @@ def headline(results: Results) -> str:
     }.get(verdict, f"no significant difference in {metric}")
 
 
+def method_condition(plan: Plan) -> Condition:
+    """The plan's method: its second condition, or, for an open idea that is code alone (a plan of the baseline
+    only), the code search's winner."""
+    if len(plan.conditions) > 1:
+        return plan.conditions[1]
+    return Condition(name=SEARCH_WINNER, role="method", description="the model-written code (its diff in the appendix)")
+
+
 def harness_title(spec: TemplateSpec, plan: Plan, results: Results) -> str:
     """A title that states the study and its result."""
-    main = plan.conditions[1]
+    main = method_condition(plan)
     what = (
         method_phrase(spec, main.components)
         if main.components
@@ -246,7 +275,7 @@ def harness_abstract(
 ) -> str:
     """The abstract: question, design, the main corrected test, the ablations."""
     main = _main(results)
-    method = plan.conditions[1]
+    method = method_condition(plan)
     what = (
         described(spec, method.components, numbers)
         if method.components
@@ -278,7 +307,7 @@ def harness_abstract(
 
 def harness_introduction(spec: TemplateSpec, plan: Plan, hypothesis: HypothesisRecord, numbers: Numbers) -> str:
     """The introduction: the question, why it might hold, and how the experiment answers it."""
-    method = plan.conditions[1]
+    method = method_condition(plan)
     what = (
         described(spec, method.components, numbers)
         if method.components

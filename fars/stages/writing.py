@@ -62,6 +62,7 @@ from fars.paper.prose import (
     harness_discussion,
     harness_introduction,
     harness_title,
+    method_condition,
     setup_table,
     setup_text,
 )
@@ -231,7 +232,7 @@ async def gather_sources(ctx: StageContext, backend: LiteratureBackend, settings
     spec = load_template(plan.template, settings.template_dirs)
     numbers = Numbers()
     summary = findings(results, numbers)
-    setup = setup_text(plan, spec, numbers)
+    setup = setup_text(plan, spec, numbers, results)
     table = setup_table(plan, spec, numbers)
 
     bar = settings.paper.related_min_similarity
@@ -354,7 +355,7 @@ async def draft_prose(ctx: StageContext, llm: LLMClient, m: Material) -> Prose:
         "introduction": harness_introduction(spec, plan, hypothesis, numbers),
         "discussion": harness_discussion(spec, plan, results, numbers),
     }
-    expected = [*study_terms(spec, plan.conditions[1].components), *results.conditions]
+    expected = [*study_terms(spec, method_condition(plan).components), *results.conditions]
     texts: dict[str, str] = {}
     degenerate: dict[str, list[str]] = {}
     for part in harness:
@@ -558,7 +559,9 @@ def repair_model_parts(prose: Prose, m: Material, on_ungrounded: str) -> list[st
             fixed, changed = repair_claims(fixed or "", m.results)
             if dropped or changed:
                 repairs += [f"{name}: {d}" for d in [*dropped, *changed]]
-                text = fixed or prose.harness.get(name, text)
+                # a title with a claim cut out is a fragment ("An Inconclusive Test", on the relay run): the
+                # harness's title states the study and its result instead
+                text = prose.harness.get(name, text) if changed or not fixed else fixed
             text = mark_unverified(text, check_text(text, m.sources, m.bibliography))
         else:
             text, changed = repair_claims(text, m.results, mark=True)

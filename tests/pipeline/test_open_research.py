@@ -104,6 +104,9 @@ def test_the_model_asks_for_a_follow_up_and_revises_its_analysis(open_run: Path)
     assert record.research == {"open": 1} and record.projects[0].research == "open"
     paper = (open_run / "projects" / "p000" / "paper.md").read_text()
     assert "| followup-baseline-lr-check |" in paper and transcript.DRAFT["discussion"][:40] in paper
+    # the setup counts what ran, not only what was planned (reviewers caught "2 conditions" beside 3 reported)
+    assert "follow-up conditions the model asked for after reading the results (followup-baseline-lr-check)" in paper
+    assert f"for {len(results.conditions)} conditions in all" in paper
 
 
 READING = {"mean_a": 0.405, "mean_b": 0.372, "better": "B", "difference": -0.033,

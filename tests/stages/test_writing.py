@@ -273,3 +273,17 @@ def test_related_work_names_each_cited_work_by_its_title() -> None:
              RelatedEntry(id="b", title="An Image is Worth 16x16 Words")]  # fmt: skip
     text = _cite_list(works, {"a": "loshchilov2017", "b": "dosovitskiy2021"})
     assert text == "*SGDR: Stochastic Gradient Descent with Warm Restarts* [@loshchilov2017] and [@dosovitskiy2021]"
+
+
+def test_a_title_whose_claim_is_cut_becomes_the_harness_title_not_a_fragment(tmp_path: Path) -> None:
+    """The relay run's model titled an inconclusive study 'X Does Not Help ...: An Inconclusive Test'; cutting
+    the claim left "An Inconclusive Test". A title whose claim fails is the harness's, which states the result."""
+    from experiments.spec import load_template
+    from fars.paper.prose import harness_title
+
+    draft = {**PLANTED, "title": "Without the schedule, the method still improves accuracy? An Inconclusive Test"}
+    output, folder = run_writing(tmp_path, "paper.compile=never", draft=draft)
+    title = (folder / "paper.md").read_text().splitlines()[0].removeprefix("# ")
+    plan = next(i for i in stage_inputs() if hasattr(i, "plan")).plan  # type: ignore[attr-defined]
+    assert title == harness_title(load_template(plan.template), plan, RESULTS) != "An Inconclusive Test"
+    assert any(r.startswith("title: ") for r in output.grounding.repairs)
