@@ -145,6 +145,10 @@ def test_the_embedded_run_makes_two_reviewed_papers(embedded_run: Path) -> None:
     record = read_run_record(embedded_run)
     assert record.status == "completed" and record.config["llm"]["model"] == "local/smollm2-135m"
     assert len(record.scores) >= 2, [(p.id, p.status, p.error) for p in record.projects]
+    # pipeline.research=auto: the 135M model fails the capability check, so its projects run the menu
+    assert set(record.research) == {"menu"}, record.research
+    checks = {p.capability for p in record.projects if p.capability}
+    assert checks and all(c.startswith("local/smollm2-135m: failed") for c in checks), checks
     for project in record.projects:
         if project.rating is not None:
             assert (embedded_run / "projects" / project.id / "paper.md").is_file()
