@@ -207,9 +207,10 @@ def seeds_reason(plan: Plan) -> str:
     return "the configured count" if design.method == "fixed" else "a power analysis on the pilot's spread"
 
 
-def setup_table(plan: Plan, spec: TemplateSpec, numbers: Numbers) -> ResultsTable:
+def setup_table(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Results | None = None) -> ResultsTable:
     """Table 1: every setting the conditions ran with (the template's components and knobs at the values used,
-    steps, seeds and why that many), and every condition's departures from the template's defaults."""
+    steps, seeds and why that many), and every condition's departures from the template's defaults, those added
+    after the plan (the model's follow-ups) included."""
     scale = spec.scale(plan.scale).knobs if plan.scale in spec.scales or plan.scale == "ci" else {}
     rows = [["template", f"{spec.title} ({spec.name})", "plan"]]
     for slot, option in spec.baseline_components().items():
@@ -227,6 +228,13 @@ def setup_table(plan: Plan, spec: TemplateSpec, numbers: Numbers) -> ResultsTabl
         changed = [f"{slot}: {option_label(spec, slot, option)}" for slot, option in c.components.items()]
         changed += [f"{k} = {_cell(numbers, v, f'plan.conditions[{i}].knobs.{k}')}" for k, v in c.knobs.items()]
         rows.append([f"condition {c.name}", "; ".join(changed) or "as the baseline", c.role])
+    planned = {c.name for c in plan.conditions}
+    for name, row in (results.conditions if results else {}).items():
+        if name in planned or row.role != "followup":
+            continue
+        changed = [f"{slot}: {option_label(spec, slot, option)}" for slot, option in row.components.items()]
+        changed += [f"{k} = {_cell(numbers, v, f'results.conditions.{name}.knobs.{k}')}" for k, v in row.knobs.items()]
+        rows.append([f"condition {name}", "; ".join(changed) or "as the baseline", "follow-up (after the results)"])
     return ResultsTable(
         caption="Settings every condition ran with; a condition's row lists what it changes from the baseline.",
         header=["Setting", "Value", "Source"],

@@ -344,6 +344,10 @@ def powered_plan(
     """The plan with its pilot, its comparisons pre-registered, and its seeds chosen: by power where the pilot
     measured a spread, else the config's count."""
     effect, source = effect_of_interest(settings.experiment, pilot)
+    if idea is not None and idea.source == "open" and idea.effect and settings.experiment.effect is None:
+        # the design is powered for the size the idea predicts (the relay run's was powered for one pilot sd, a
+        # fifth of the 0.2 the model predicted); an equivalence idea keeps the pilot's
+        effect, source = idea.effect, "the idea's predicted effect"
     comparisons = preregistered(plan, effect, idea)
     chosen = seed_design(pilot, comparisons, len(plan.conditions), settings, effect, source)
     first = settings.seeds[0]

@@ -233,7 +233,7 @@ async def gather_sources(ctx: StageContext, backend: LiteratureBackend, settings
     numbers = Numbers()
     summary = findings(results, numbers)
     setup = setup_text(plan, spec, numbers, results)
-    table = setup_table(plan, spec, numbers)
+    table = setup_table(plan, spec, numbers, results)
 
     bar = settings.paper.related_min_similarity
     close_enough = [r for r in [*hypothesis.related, *idea.related] if r.similarity >= bar]

@@ -75,6 +75,9 @@ def test_each_named_part_is_ablated_and_the_primary_comparison_is_the_ideas_own(
     ]  # fmt: skip
     primary = next(c for c in plan.comparisons if c.family == "primary")
     assert (primary.candidate, primary.prediction, primary.effect) == ("code", "better", 0.05)
+    # the seeds are sized for the effect the idea predicts, not for one pilot standard deviation
+    assert plan.seed_design is not None and plan.seed_design.effect == 0.05
+    assert plan.seed_design.effect_source == "the idea's predicted effect"
     results = Results.model_validate_json((open_run / "projects" / "p000" / "results.json").read_text())
     table = results.conditions
     assert {"code", "code-without-weight_averaging", "code-without-width_bonus"} <= set(table)
@@ -107,6 +110,7 @@ def test_the_model_asks_for_a_follow_up_and_revises_its_analysis(open_run: Path)
     # the setup counts what ran, not only what was planned (reviewers caught "2 conditions" beside 3 reported)
     assert "follow-up conditions the model asked for after reading the results (followup-baseline-lr-check)" in paper
     assert f"for {len(results.conditions)} conditions in all" in paper
+    assert "| condition followup-baseline-lr-check | lr = 0.003 | follow-up (after the results) |" in paper
 
 
 READING = {"mean_a": 0.405, "mean_b": 0.372, "better": "B", "difference": -0.033,
