@@ -90,7 +90,7 @@ def judgements_for(candidates: int) -> type[RelevanceJudgements]:
     return create_model(
         "RelevanceJudgements",
         __base__=RelevanceJudgements,
-        judgements=(list[item], Field(min_length=1, max_length=candidates)),  # type: ignore[valid-type]
+        judgements=(list[item], Field(min_length=1, max_length=candidates)),  # type: ignore[valid-type]  # a model made at run time
     )
 
 

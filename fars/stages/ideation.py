@@ -298,7 +298,7 @@ async def propose_open(
     ask = ideas_prompt(area, spec, area_works, n)
     reply = await llm.structured(ask, ideas_schema(n), max_tokens=900 * n)
     proposed = Proposals()
-    for idea in reply.ideas[:n]:  # type: ignore[attr-defined]
+    for idea in reply.ideas[:n]:  # type: ignore[attr-defined]  # ideas_schema builds the model at run time
         record = open_record(spec, idea)
         reasons: list[str] = []
         # an idea is in the model's own words: the statement must name the study (its task, metric or settings),
