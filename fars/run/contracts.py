@@ -256,6 +256,7 @@ class Pilot(BaseModel):
     job_s: float = 0.0  # mean wall time of a pilot run
     failures: list[str] = Field(default_factory=list)
     reused: bool = False  # its runs are the experiment's baseline runs (it could not change the seeds)
+    curve: list[tuple[int, float]] = Field(default_factory=list)  # (step, mean validation metric), a few points
 
 
 class SeedDesign(BaseModel):

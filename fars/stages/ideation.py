@@ -46,6 +46,7 @@ from fars.stages.capability import check_capability
 from fars.stages.methods import candidate_methods, rank_templates, study_terms
 from fars.stages.open_research import SCHEMA_TEXTS as OPEN_SCHEMA_TEXTS
 from fars.stages.open_research import Idea, ideas_prompt, ideas_schema, open_record, runnable, screening_prompt
+from fars.stages.planning import PlanningSettings, pilot_lines, run_pilot
 
 if TYPE_CHECKING:
     from fars.stages.services import Services
@@ -123,6 +124,7 @@ class IdeationSettings:
     screen_threshold: float
     literature: LiteratureConfig
     research: Literal["auto", "open", "menu"] = "menu"
+    planning: PlanningSettings | None = None  # open research: the pilot the ideas are proposed from
 
     @classmethod
     def of(cls, cfg: FarsConfig) -> IdeationSettings:
@@ -137,6 +139,7 @@ class IdeationSettings:
             p.screen_threshold,
             cfg.literature,
             p.research,
+            PlanningSettings.of(cfg),
         )
 
 
@@ -165,7 +168,8 @@ def ideation(settings: IdeationSettings, services: Services) -> StageFn:
         research, capability = await mode()
         area_works, area_error = await area_related(backend, ctx.area, study.spec, settings.literature.top_k)
         if research == "open":
-            proposed = await propose_open(llm, ctx.area, study.spec, area_works, settings.hypotheses)
+            budget = await pilot_budget(ctx, services, study.spec, settings.planning)
+            proposed = await propose_open(llm, ctx.area, study.spec, area_works, settings.hypotheses, budget)
             scores, overall = await screen_open(llm, proposed.records)
         else:
             proposed = await propose_all(llm, ctx.area, study, area_works, settings.hypotheses)
@@ -290,12 +294,31 @@ async def propose(
     return drafted, reasons, method
 
 
+async def pilot_budget(
+    ctx: StageContext, services: Services, spec: TemplateSpec, planning: PlanningSettings | None
+) -> str:
+    """What an open idea is proposed against: the training budget (steps, seeds) and the baseline's pilot, its
+    spread and its curve. The pilot's runs are kept, so Planning's pilot reads them back without running them."""
+    if planning is None:
+        return ""
+    steps = planning.steps or spec.scale(planning.scale).steps
+    budget = (
+        f"Budget: every condition trains for {steps} steps; seeds per condition are chosen by a power analysis, "
+        f"at most {len(planning.seeds)}.\n"
+    )
+    pilot = await run_pilot(ctx, services, spec, steps, planning)
+    if pilot is None or pilot.mean is None:
+        return budget
+    curve = ", ".join(f"step {step}: {value:.4g}" for step, value in pilot.curve)
+    return budget + pilot_lines(pilot) + (f"Its mean {spec.metric} along training: {curve}.\n" if curve else "")
+
+
 async def propose_open(
-    llm: LLMClient, area: str, spec: TemplateSpec, area_works: list[RelatedEntry], n: int
+    llm: LLMClient, area: str, spec: TemplateSpec, area_works: list[RelatedEntry], n: int, budget: str = ""
 ) -> Proposals:
     """``n`` ideas of the model's own (``fars.stages.open_research``), each checked against the template; an idea
     whose text is degenerate, or that changes nothing the experiment can run, is kept on record but cannot pass."""
-    ask = ideas_prompt(area, spec, area_works, n)
+    ask = ideas_prompt(area, spec, area_works, n, budget)
     reply = await llm.structured(ask, ideas_schema(n), max_tokens=900 * n)
     proposed = Proposals()
     for idea in reply.ideas[:n]:  # type: ignore[attr-defined]  # ideas_schema builds the model at run time

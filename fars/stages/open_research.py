@@ -108,8 +108,11 @@ def code_text(spec: TemplateSpec) -> str:
     )
 
 
-def ideas_prompt(area: str, spec: TemplateSpec, works: list[RelatedEntry], count: int) -> list[dict[str, str]]:
-    """The request for ``count`` ideas of the model's own on this template."""
+def ideas_prompt(
+    area: str, spec: TemplateSpec, works: list[RelatedEntry], count: int, budget: str = ""
+) -> list[dict[str, str]]:
+    """The request for ``count`` ideas of the model's own on this template, with the budget and the baseline's
+    pilot (its score, spread and curve) where they are known."""
     related = "\n".join(f"- {w.title} ({w.year or 'n.d.'}): {w.abstract[:300] or 'no abstract'}" for w in works[:6])
     direction = "higher" if spec.higher_is_better else "lower"
     return [
@@ -122,7 +125,7 @@ def ideas_prompt(area: str, spec: TemplateSpec, works: list[RelatedEntry], count
             "role": "user",
             "content": (
                 f"Research area: {area}.\nTask: {spec.title}: {spec.description}\nMetric: {spec.metric} ({direction} "
-                f"is better).\n{tools_text(spec)}\n{code_text(spec)}\n"
+                f"is better).\n{budget}{tools_text(spec)}\n{code_text(spec)}\n"
                 + (f"Related works (title, abstract):\n{related}\n" if related else "")
                 + f"Propose {count} different ideas. For each: a title; the testable claim; the mechanism; the "
                 "settings it changes (names and values from the lists above); any code change that settings cannot "

@@ -180,6 +180,7 @@ def pilot_summary(
     ]
     convergence = statistics.fmean(shares) if shares else None
     return Pilot(
+        curve=mean_curve(runs),
         seeds=[m.seed for m in runs],
         steps=steps,
         values=values,
@@ -190,6 +191,17 @@ def pilot_summary(
         job_s=statistics.fmean(m.wall_s for m in runs) if runs else 0.0,
         failures=[f for f in finished if isinstance(f, str)],
     )
+
+
+def mean_curve(runs: list[Metrics], points: int = 5) -> list[tuple[int, float]]:
+    """The pilot's mean validation curve at a few evenly spaced logged steps (runs logged at the same steps)."""
+    if not runs or any(list(m.curves.step) != list(runs[0].curves.step) for m in runs):
+        return []
+    steps = list(runs[0].curves.step)
+    if not steps:
+        return []
+    picked = sorted({round(i * (len(steps) - 1) / max(1, points - 1)) for i in range(points)})
+    return [(int(steps[i]), statistics.fmean(float(m.curves.val_metric[i]) for m in runs)) for i in picked]
 
 
 def pilot_lines(pilot: Pilot | None) -> str:

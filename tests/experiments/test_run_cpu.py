@@ -16,6 +16,7 @@ def test_ddp_run_puts_learning_curves_and_statistics_in_the_paper(tmp_path: Path
     run_dir = tmp_path / "run"
     args = ["llm=scripted", "tracker=disabled", "experiment=ddp_cpu", "experiment.steps=20", "experiment.seeds=2"]
     args += ["experiment.max_variants=1", "pipeline.papers=1", "pipeline.projects=1", f"hydra.run.dir={run_dir}"]
+    args += ["experiment.ablations=false", "experiment.code.enabled=false"]  # DDP is the subject: 2 conditions
     done = run_fars(["run", *args], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     project = run_dir / "projects" / "p000"

@@ -30,6 +30,7 @@ SMALL_REVIEW = [
     "reviewer.meta_review=false",
     "reviewer.max_tokens=400",
     "reviewer.max_paper_chars=1500",
+    "reviewer.related_works=0",  # the literature step is not the subject here (tests/review covers it)
     "llm.max_tokens=256",
     "llm.timeout_s=600",  # the server answers one call at a time; its queue counts against an HTTP call's limit
 ]

@@ -188,3 +188,21 @@ def test_projects_on_one_template_take_the_open_ideas_in_turn(tmp_path: Path) ->
         ctx = SimpleNamespace(save_artifact=lambda *a, **k: None)
         chosen.append(keep_best(ctx, output, [0, 1, 2], [0, 1, 2], {}, 1.5, skip).require_chosen().title)  # type: ignore[arg-type]
     assert chosen == ["idea 1", "idea 2", "idea 0", "idea 1"]
+
+
+def test_open_ideas_are_proposed_against_the_budget_and_the_baselines_pilot(open_run: Path) -> None:
+    """The relay's models sized effects without the step budget or the baseline's score: open ideation now runs
+    the pilot first (Planning reads the same runs back) and shows the budget, the spread and the curve."""
+    from experiments.spec import load_template
+    from fars.stages.open_research import ideas_prompt
+    from fars.stages.planning import pilot_lines
+
+    plan = Plan.model_validate(_stored(open_run, "plan.json"))
+    pilot = plan.pilot
+    assert pilot is not None and pilot.mean is not None and len(pilot.curve) >= 2
+    assert [step for step, _ in pilot.curve] == sorted(step for step, _ in pilot.curve)
+    made = sorted(p.name for p in (open_run / "projects" / "p000" / "runs").iterdir() if p.name.startswith("base"))
+    assert made == ["baseline-seed0", "baseline-seed1"]  # run once, in ideation, and reused by the plan
+    text = ideas_prompt("area", load_template("simulated"), [], 2, "Budget: every condition trains for 200 steps.\n")
+    assert "Budget: every condition trains for 200 steps." in text[1]["content"]
+    assert pilot_lines(pilot).startswith("Pilot: the baseline over 2 seeds at 200 steps")

@@ -124,7 +124,7 @@ def test_the_lock_is_reentrant_in_one_process_and_names_its_holder_to_another(tm
 
 def test_a_second_session_on_a_running_folder_exits_2_naming_the_first(killed: Path, tmp_path: Path) -> None:
     run_dir = copy_of(killed, tmp_path)
-    slow = ["llm.scripted.latency_s=2", "pipeline.papers=3"]  # still running when the second one starts
+    slow = ["llm.scripted.latency_s=0.5", "pipeline.papers=3"]  # still running when the second one starts
     first = start_fars(["run", f"resume={run_dir}", *slow], tmp_path, stderr=tmp_path / "first.err")
     deadline = time.time() + 120
     while time.time() < deadline and first.poll() is None:
@@ -143,7 +143,7 @@ def test_a_second_session_on_a_running_folder_exits_2_naming_the_first(killed: P
 
 
 def test_two_resumes_started_together_run_once_and_pay_once(killed: Path, tmp_path: Path) -> None:
-    slow = ["llm.scripted.latency_s=1", "pipeline.papers=3"]  # the winner still runs when the loser starts
+    slow = ["llm.scripted.latency_s=0.4", "pipeline.papers=3"]  # the winner still runs when the loser starts
     for round_ in range(2):
         run_dir = copy_of(killed, tmp_path / f"round{round_}")
         errs = [tmp_path / f"round{round_}" / f"resume{i}.err" for i in range(2)]
