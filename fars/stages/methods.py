@@ -123,20 +123,27 @@ def component_conditions(
                     description=f"the method with {slot} back at the baseline's {spec.component(slot).default}",
                 )
             )
-    if sensitivity is not None:
-        knob, values = sensitivity
-        for value in values:
-            conditions.append(
-                Condition(
-                    name=f"method@{knob}={value}",
-                    role="sensitivity",
-                    components=dict(method),
-                    knobs={knob: value},
-                    of="method",
-                    description=f"the method with {knob}={value} (default {spec.knob(knob).default})",
-                )
-            )
-    return conditions
+    return conditions + sweep_conditions(spec, method, {}, sensitivity)
+
+
+def sweep_conditions(
+    spec: TemplateSpec, method: dict[str, str], knobs: dict[str, Value], sensitivity: tuple[str, list[Value]] | None
+) -> list[Condition]:
+    """The method (its components and knobs) at each value of one knob: the sensitivity sweep, if asked."""
+    if sensitivity is None:
+        return []
+    knob, values = sensitivity
+    return [
+        Condition(
+            name=f"method@{knob}={value}",
+            role="sensitivity",
+            components=dict(method),
+            knobs={**knobs, knob: value},
+            of="method",
+            description=f"the method with {knob}={value} (default {spec.knob(knob).default})",
+        )
+        for value in values
+    ]
 
 
 def idea_conditions(
@@ -175,20 +182,7 @@ def idea_conditions(
                     description=f"the method without {part.name} ({', '.join(put_back)} back at the baseline's)",
                 )
             )
-    if sensitivity is not None:
-        knob, values = sensitivity
-        for value in values:
-            conditions.append(
-                Condition(
-                    name=f"method@{knob}={value}",
-                    role="sensitivity",
-                    components=dict(method),
-                    knobs={**knobs, knob: value},
-                    of="method",
-                    description=f"the method with {knob}={value} (default {spec.knob(knob).default})",
-                )
-            )
-    return conditions
+    return conditions + sweep_conditions(spec, method, knobs, sensitivity)
 
 
 def knob_conditions(spec: TemplateSpec, knob: str, values: list[Value]) -> list[Condition]:
