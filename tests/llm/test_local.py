@@ -40,7 +40,7 @@ class SlowProvider(LocalLlamaProvider):
         time.sleep(self.delay_s)
 
 
-def slow_client(ledger: Ledger | None = None, **overrides: Any) -> LLMClient:
+def slow_client(ledger: Ledger | None = None, *, delay_s: float = SlowProvider.delay_s, **overrides: Any) -> LLMClient:
     settings: dict[str, Any] = {
         "cache": False,
         "concurrency": 8,
@@ -54,7 +54,7 @@ def slow_client(ledger: Ledger | None = None, **overrides: Any) -> LLMClient:
     client.handlers["local"] = provider
     provider.delay_s = 0.0  # load and warm the model first (a first decode is slow): not what is measured
     provider.with_model("smollm2-135m", lambda llm: llm.create_completion("Once upon a time", max_tokens=2))
-    provider.delay_s = SlowProvider.delay_s
+    provider.delay_s = delay_s
     return client
 
 
@@ -64,7 +64,8 @@ def ask(topic: str) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_calls_waiting_for_the_llama_thread_do_not_time_out(tmp_path: Path) -> None:
-    client = slow_client(Ledger(tmp_path / "ledger.sqlite"), timeout_s=20.0, max_tokens=12)
+    # 4 calls of up to 12 tokens at 0.25 s a token: the last waits about 9 s and finishes after the 10 s limit
+    client = slow_client(Ledger(tmp_path / "ledger.sqlite"), timeout_s=10.0, max_tokens=12, delay_s=0.25)
     provider = client.handlers["local"]
     seen_waiting: list[int] = []
 
@@ -90,7 +91,7 @@ def test_calls_waiting_for_the_llama_thread_do_not_time_out(tmp_path: Path) -> N
 
 def test_a_timed_out_generation_is_stopped_before_its_retry(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.sqlite")
-    client = slow_client(ledger, timeout_s=4.0, max_tokens=60, max_retries=1)
+    client = slow_client(ledger, timeout_s=2.0, max_tokens=60, max_retries=1)
     provider = client.handlers["local"]
     started = time.perf_counter()
     with pytest.raises(LLMError, match="failed 2 times"):
@@ -98,7 +99,7 @@ def test_a_timed_out_generation_is_stopped_before_its_retry(tmp_path: Path) -> N
     wall = time.perf_counter() - started
     assert provider.stats.timed_out == 2 and provider.running == 0
     # each attempt was cut at its limit (60 tokens at 0.5 s would take 30 s each): nothing ran on for nobody
-    assert provider.stats.generated_tokens < 2 * (4.0 / SlowProvider.delay_s + 2)
+    assert provider.stats.generated_tokens < 2 * (2.0 / SlowProvider.delay_s + 2)
     assert wall < 30
     client.close()
 

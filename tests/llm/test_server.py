@@ -31,6 +31,7 @@ SMALL_REVIEW = [
     "reviewer.max_tokens=400",
     "reviewer.max_paper_chars=1500",
     "reviewer.related_works=0",  # the literature step is not the subject here (tests/review covers it)
+    "reviewer.echo_retries=0",  # an echoed form is counted, not asked for again (tests/review/test_degenerate.py asks)
     "llm.max_tokens=256",
     "llm.timeout_s=600",  # the server answers one call at a time; its queue counts against an HTTP call's limit
 ]
@@ -50,11 +51,12 @@ def test_fars_run_over_http_survives_a_server_restart_and_shows_the_mode(tmp_pat
     server = LlamaServer(tmp_path / "server.log")
     server.start()
     run_dir = tmp_path / "run"
+    # no code search (not the subject: the embedded e2e run asks the model for code) and one review call
     args = [
         "run", "llm=openai", f"llm.model=openai/{MODEL_ALIAS}", f"llm.api_base={server.base_url}",
         "llm.concurrency=2", "pipeline.papers=1", "pipeline.projects=1", "pipeline.hypotheses_per_project=2",
         "tracker=disabled", "experiment.templates=[simulated]", "experiment.seeds=2", "experiment.max_variants=1",
-        "paper.compile=never", "literature.top_k=2", "experiment.code.max_tokens=256", *SMALL_REVIEW,
+        "paper.compile=never", "literature.top_k=2", "experiment.code.enabled=false", *SMALL_REVIEW,
         f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
