@@ -25,8 +25,8 @@ def test_a_sweep_gives_grouped_wandb_runs_and_one_table(tmp_path: Path, capsys: 
     assert [j.name for j in jobs] == ["0", "1"]
     runs = [inspect_offline_run(job) for job in jobs]
     assert {r["run"]["run_group"] for r in runs} == {sweep.name}
-    assert [r["name"] for r in runs] == ["0: pipeline.projects=1", "1: pipeline.projects=3"]
-    assert [r["config"]["pipeline"]["projects"] for r in runs] == [1, 3]
+    assert [r["name"] for r in runs] == ["0: pipeline.projects=1", "1: pipeline.projects=2"]
+    assert [r["config"]["pipeline"]["projects"] for r in runs] == [1, 2]
     for job, seen in zip(jobs, runs, strict=True):  # W&B's summary equals the RunRecord's figures
         record = RunRecord.model_validate_json((job / "run_record.json").read_text())
         assert seen["summary"]["score/mean"] == pytest.approx(record.mean_score)
