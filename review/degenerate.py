@@ -50,10 +50,15 @@ _PLACEHOLDERS = {
     "item",
 }
 _BRACKETED = re.compile(r"^\s*(?:<[^<>]{0,60}>|\{[^{}]{0,60}\}|\[[^\[\]]{0,60}\]|\.{2,}|…)\s*$")
-# a placeholder anywhere in a text: a name and a number (``strengths_1``), a slot (``<title>``, ``{name}``,
-# ``[insert ...]``) or a filler word
+# a placeholder anywhere in a text: a form's slot name and a number (``strengths_1``, ``question_2``), a slot
+# (``<title>``, ``{name}``, ``[insert ...]``) or a filler word. A variable with an index (``rho_0``, ``x_1``,
+# ``theta_2``) is a paper's notation, which a review quotes: not a placeholder
+_SLOTS = (
+    r"strengths?|weakness(?:es)?|questions?|limitations?|points?|items?|fields?|values?|texts?|examples?|names?"
+    r"|titles?|summary|summaries|answers?|evidence|reasons?|claims?|ideas?|sections?|entry|entries"
+)
 _PLACEHOLDER_IN = re.compile(
-    r"(?ix)(\b[a-z]+_\d+\b)|(<[a-z _-]{2,30}>)|(\{[a-z _-]{2,30}\})|(\[(?:insert|your|todo|tbd)[^\]]*\])"
+    rf"(?ix)(\b(?:{_SLOTS})_\d+\b)|(<[a-z _-]{{2,30}}>)|(\{{[a-z _-]{{2,30}}\}})|(\[(?:insert|your|todo|tbd)[^\]]*\])"
     r"|\b(lorem\s+ipsum|todo|tbd|placeholder|xxx+)\b"
 )
 LOOPS = "loops (repeats the same phrases)"
@@ -185,6 +190,11 @@ def echo_problems(reply: BaseModel, prompt_phrases: tuple[str, ...] = (), skip: 
     return problems
 
 
+def _shown(reply: str, limit: int = 6000) -> str:
+    """A reply asked about again, from its start (a cut start once hid which fields the complaint named)."""
+    return reply if len(reply) <= limit else reply[:limit] + " ... (the rest of that reply is left out here)"
+
+
 class CheckedModel:
     """Asks a model for structured output and rejects echoed replies: asks again, then gives up.
 
@@ -221,7 +231,7 @@ class CheckedModel:
             if attempt < self.retries:
                 asked = [
                     *messages,
-                    {"role": "assistant", "content": reply.model_dump_json()[-3000:]},
+                    {"role": "assistant", "content": _shown(reply.model_dump_json())},
                     {
                         "role": "user",
                         "content": "That reply copied the form's own wording or placeholders instead of content ("

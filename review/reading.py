@@ -157,7 +157,11 @@ def render(sections: list[Section], parts: list[PartRead], shown_of: list[int] |
         if part.chars_read < length:
             tail = f"\n[... section continues; {part.chars_read} of {part.chars_total} characters shown]"
         elif part.filler_dropped:
-            tail = f"\n[{part.filler_dropped} characters of repeated text left out]"
+            # what was dropped, said plainly: a bare "repeated text" read as filler to a capable reviewer
+            tail = (
+                f"\n[the review harness left out {part.filler_dropped} characters here: sentences the paper "
+                "already said, word for word, or that loop the same words]"
+            )
         out.append(f"{head}{section.text}{tail}")
     return "\n\n".join(out)
 

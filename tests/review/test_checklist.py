@@ -89,6 +89,7 @@ def test_reading_drops_filler_before_cutting_real_sections() -> None:
     assert reading.filler_dropped >= 2000 and "91.25" in shown and "88.10" in shown
     assert "We study weight decay" in shown and "five seeds" in shown  # the real sentences stay
     assert shown.count("considerable attention") == 1  # its first time stays; the repeats go
+    assert "sentences the paper already said, word for word" in shown  # the reviewer is told what went, plainly
     assert all(p.chars_read == p.chars_total - p.filler_dropped for p in reading.parts if p.skipped is None)
     # a paper within the budget is read whole, filler and all
     whole, full = plan_reading(paper, paper.chars)

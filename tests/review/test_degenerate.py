@@ -51,5 +51,9 @@ def test_real_content_passes() -> None:
         **FORM,
     )
     assert echo_problems(reply) == []
+    # a paper's indexed notation, quoted by a capable reviewer, is content: 'rho_0' was once asked for again
+    quoting = reply.model_copy(update={"weaknesses": ["Prop. 2 needs rho_0 > 0, and x_1, theta_2 are never defined."]})
+    assert echo_problems(quoting) == []
+    assert echo_problems(reply.model_copy(update={"weaknesses": ["weakness_2"]}))  # a slot's name and number is not
     words = ("its research field",)
     assert echo_problems(RelatedWorkQueries(broad="its research field", focused="a b c", specific="x y z"), words)
