@@ -104,8 +104,11 @@ def test_embedded_model_fills_a_review_form(tmp_path: Path) -> None:
 # The default run at a test's size: every stage and every kind of call on the real model (2 papers on 2
 # templates, code search, an ensemble of two and an area chair), with 2 hypotheses a project, smoke-scale
 # training and 2 related works a review. The default size itself is timed by benchmarks/embedded_throughput.py.
+# The two templates are those with the shortest code: the code search shows the model its template's code, and
+# one thread reads chargpt's or digits' prompt (4,600 tokens) in about two minutes beside the other worker.
 TEST_SIZE = [
     "pipeline.hypotheses_per_project=2",
+    "experiment.templates=[modadd,abstracts_lm]",
     "experiment.scale=smoke",
     "reviewer.related_works=2",
     "reviewer.echo_retries=0",  # an echoed reply is counted, not asked for again (test_degenerate.py asks)
