@@ -56,4 +56,7 @@ python -m pip install -q "$TORCH_SPEC"
 python -m pip show -q deepspeed >/dev/null 2>&1 || \
   DS_BUILD_OPS=0 python -m pip install -q --no-build-isolation "deepspeed>=0.16,<0.20"
 python -m pip install -q --find-links .wheels "$TORCH_SPEC" "llama-cpp-python==$LLAMA_VERSION" -e ".[dev]"
+# Without CUDA, DeepSpeed compiles a shared-memory collective op at a job's first multi-rank start (about 90
+# CPU-seconds on 2 cores, inside that job's time limit): build it once now, where FARS's jobs look for it.
+python -m fars.executor.prebuild || echo "note: DeepSpeed's CPU op was not prebuilt; the first DeepSpeed job compiles it"
 echo "installed: $(.venv/bin/fars --version)"
