@@ -11,6 +11,7 @@ study and what the corrected tests show, and claim nothing the tests do not.
 from __future__ import annotations
 
 import math
+import re
 
 from experiments.spec import TemplateSpec
 from fars.paper.document import ResultsTable
@@ -197,13 +198,34 @@ def _cell(numbers: Numbers, value: object, path: str) -> str:
     return numbers.num(value, path, "{:d}" if isinstance(value, int) else "{:g}")
 
 
+# The plan's reasons name the config keys that set a value (for the user who runs the study); a paper's reader
+# gets what the key means. Relay reviewers quoted "experiment.effect_sds" from a paper as pipeline text.
+_READER_WORDS = (
+    (re.compile(r"\bexperiment\.seeds caps them"), "the study's seed budget caps them"),
+    (
+        re.compile(r"\bexperiment\.plan_budget_s=\S+ at (\S+) s a run caps them"),
+        r"the study's compute budget (at \1 s of training a run) caps them",
+    ),
+    (re.compile(r", experiment\.effect_sds\)"), ", the smallest effect of interest)"),
+    (re.compile(r"\(experiment\.effect\)"), "(the smallest effect of interest set for this study)"),
+    (re.compile(r" \(experiment\.seeds\)"), ""),
+)
+
+
+def reader_words(text: str) -> str:
+    """``text`` (a plan's reason) with the config keys it names said as what they mean, for a paper."""
+    for pattern, words in _READER_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
 def seeds_reason(plan: Plan) -> str:
     """Why the plan has as many seeds as it has, in words (the seed design's own sentence when there is one)."""
     design = plan.seed_design
     if design is None:
         return "the configured count"
     if design.method == "power" and design.reason:
-        return design.reason.rstrip(".")
+        return reader_words(design.reason.rstrip("."))
     return "the configured count" if design.method == "fixed" else "a power analysis on the pilot's spread"
 
 
@@ -218,10 +240,14 @@ def setup_table(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Resul
         rows.append([slot, shown, "template default (baseline)"])
     for name, default in spec.defaults().items():
         value = scale.get(name, default)
-        where = f"scale {plan.scale} (default {default})" if name in scale and value != default else "template default"
+        where = (
+            f"set for this study's size (default {default})"
+            if name in scale and value != default
+            else "template default"
+        )
         path = f"template.scales.{plan.scale}.{name}" if name in scale else f"template.{name}"
         rows.append([name, _cell(numbers, value, path), where])
-    rows.append(["steps", numbers.num(plan.steps, "plan.steps", "{:d}"), f"scale {plan.scale}"])
+    rows.append(["steps", numbers.num(plan.steps, "plan.steps", "{:d}"), "set for this study's size"])
     count = numbers.num(len(plan.seeds), "plan.seeds#count", "{:d}")
     rows.append(["seeds per condition", count, numbers.numbers_in(seeds_reason(plan), "plan.seed_design.reason")])
     for i, c in enumerate(plan.conditions[1:], 1):

@@ -412,7 +412,13 @@ def lay_out(ctx: StageContext, m: Material) -> Layout:
     return Layout(material=m, related=related, figures=figures, appendix=appendix, project_id=ctx.project_id)
 
 
-_SEARCHED = {"offline": "the bundled corpus of ICLR, ICML and NeurIPS papers"}
+# where the search looked, as a reader is told it (not the backend's name in the config)
+_SEARCHED = {
+    "offline": "a corpus of ICLR, ICML and NeurIPS papers",
+    "openalex": "OpenAlex",
+    "semantic_scholar": "Semantic Scholar",
+    "arxiv": "arXiv",
+}
 
 
 _HAS_DIGIT = re.compile(r"\d")

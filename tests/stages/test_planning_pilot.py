@@ -13,6 +13,7 @@ import pytest
 from experiments.spec import load_template
 from fars.commands.configured import UsageError
 from fars.evaluation.design import t_interval
+from fars.paper.prose import reader_words
 from fars.run.contracts import ExperimentOutput, HypothesisRecord, IdeationOutput, LiteratureInfo, Plan, PlanningOutput
 from fars.stages.planning import design_prompt, pilot_lines
 from tests.conftest import compose, run_stage, services_for, stage_context
@@ -82,6 +83,10 @@ def test_the_primary_comparison_is_registered_apart_from_the_ablations(tmp_path:
         "method-without-regularizer vs baseline": ("secondary", "different"),
     }
     assert plan.seed_design is not None and plan.seed_design.effect_source.startswith("1 pilot standard deviation")
+    # the plan names the config key for its user; the paper says what it means
+    read = reader_words(plan.seed_design.reason)
+    assert "experiment.effect_sds" in plan.seed_design.reason and "experiment." not in read
+    assert "1 pilot standard deviation(s), the smallest effect of interest)" in read
 
 
 def test_a_cap_that_binds_states_the_smallest_detectable_effect(tmp_path: Path) -> None:
@@ -93,6 +98,8 @@ def test_a_cap_that_binds_states_the_smallest_detectable_effect(tmp_path: Path) 
     assert chosen.detectable is not None and chosen.detectable > 0.001
     assert f"the smallest effect they detect with 80% power is {chosen.detectable:.3g}" in chosen.reason
     assert "experiment.seeds caps them at 4" in chosen.reason
+    assert "the study's seed budget caps them at 4" in reader_words(chosen.reason)
+    assert "(the smallest effect of interest set for this study)" in reader_words(chosen.reason)
 
 
 def test_a_job_time_budget_caps_the_seeds_too(tmp_path: Path) -> None:
@@ -103,6 +110,8 @@ def test_a_job_time_budget_caps_the_seeds_too(tmp_path: Path) -> None:
     chosen = plan.seed_design
     assert chosen is not None and chosen.capped and chosen.cap == 1 and chosen.seeds == 2  # the pilot's 2 stay
     assert "experiment.plan_budget_s=0.001" in chosen.reason
+    read = reader_words(chosen.reason)
+    assert "experiment." not in read and "the study's compute budget (at " in read
 
 
 def test_without_a_pilot_the_configured_seeds_stand(tmp_path: Path) -> None:

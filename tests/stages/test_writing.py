@@ -117,6 +117,7 @@ def test_planted_number_and_citations_are_repaired_and_recorded(tmp_path: Path) 
     md = (folder / "paper.md").read_text()
     assert "0.9731" not in md and "Smith" not in md and "invented2020" not in md
     assert "novelty bar" not in md and "cosine similarity" not in md  # the harness's bookkeeping stays out
+    assert "experiment." not in md and "scale ci" not in md and "bundled corpus" not in md  # nor its config's words
     assert "We test whether the optimizer and the schedule together change validation accuracy." in md  # kept
     assert output.degenerate == {}  # a capable model's prose is its own
     # the overclaim (the ablation's difference is not significant) was caught, named and dropped
@@ -254,7 +255,7 @@ def test_the_setup_table_lists_the_runs_settings(tmp_path: Path) -> None:
         "| lr | 0.01 |",
         "| batch_size | 256 |",
         "| optimizer |",
-        "| steps | 30 |",
+        "| steps | 30 | set for this study's size |",  # not the config's word for it ("scale ci")
         "| seeds per condition | 2 |",
     ):
         assert row in setup, row
