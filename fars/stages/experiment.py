@@ -320,7 +320,7 @@ async def add_code_conditions(
         trial.conditions[CODE] = Condition(
             name=CODE,
             role="method",
-            description=f"the model-written code of node {code.winner} (its diff in the appendix)",
+            description="the model-written code that won the search over programs (its changes are in the appendix)",
         )
         trial.runs[CODE] = outcome.winner_runs
         for name, (description, runs) in outcome.ablations.items():

@@ -493,13 +493,10 @@ def code_appendix(results: Results, run_dir: Path, numbers: Numbers) -> list[Sec
     shown = "\n".join(lines[:MAX_DIFF_LINES]) + (
         f"\n... ({len(lines) - MAX_DIFF_LINES} more lines)" if len(lines) > MAX_DIFF_LINES else ""
     )
-    body = (
-        f"{tried} The winner, node {code.winner}, runs as condition code; its changes against the template are below"
-        + (
-            f", and each is removed in turn by the ablations {', '.join(p.split(':')[0] for p in code.parts)}."
-            if code.parts
-            else "."
-        )
+    body = f"{tried} The winning version runs as condition code; its changes against the template are below" + (
+        f", and each is removed in turn by the ablations {', '.join(p.split(':')[0] for p in code.parts)}."
+        if code.parts
+        else "."
     )
     return [Section(heading="The winning code", body=body, code=shown)]
 

@@ -86,6 +86,8 @@ def test_the_search_finds_the_working_method_ablates_it_and_the_paper_shows_it(t
     paper = (run_dir / "projects" / "p000" / "paper.md").read_text()
     assert "The winning code" in paper and "+    accuracy += 0.03 * (1 - 0.99 ** (args.steps / 10))" in paper
     assert "| code |" in paper
+    body = paper.split("## Appendix", 1)[0]  # the search's node ids are its bookkeeping, not a reader's
+    assert not re.search(r"\bnode\s+n\d|\bn\d\b", body), re.findall(r".{40}\bn\d\b.{40}", body)
     record = read_run_record(run_dir)
     assert record.projects[0].grounded_number_rate == 1.0
     replies = [(run_dir / "projects" / "p000" / "code" / n / "reply.txt").read_text() for n in sorted(found)]

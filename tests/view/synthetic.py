@@ -273,7 +273,9 @@ def _experiment(i: int, plan: Plan, code: bool, offset: float) -> tuple[Results,
             parts=[f"{name}: {where}" for name, where in _parts()],
         )  # fmt: skip
         conditions["code"] = Condition(
-            name="code", role="method", description="the model-written code of node n2 (its diff in the appendix)"
+            name="code",
+            role="method",
+            description="the model-written code that won the search over programs (its changes are in the appendix)",
         )
         for name, where in _parts():
             conditions[name] = Condition(
