@@ -137,10 +137,19 @@ def _first_section(paper: PaperText, pattern: re.Pattern[str] | None = None) -> 
     return matching[0] if matching else None
 
 
+def _table_row(line: str) -> bool:
+    """A results-table row: a Markdown row with a number, or a row of a table as PDF extraction leaves it (three
+    or more decimals making up at least half of its words: 'RoBERTa-base 73.5 83.4 63.5')."""
+    numbers = _TABLE_NUMBER.findall(line)
+    if line.count("|") >= 3:
+        return bool(numbers)
+    return len(numbers) >= 3 and len(numbers) >= 0.5 * len(line.split())
+
+
 def plant_contradicting_numbers(paper: PaperText, rng: random.Random) -> tuple[str, Planted]:
     """Cite a results-table number wrongly just before its table; prose mentions changed to the wrong value."""
     lines = paper.text.splitlines(keepends=True)
-    table_rows = [i for i, line in enumerate(lines) if line.count("|") >= 3 and _TABLE_NUMBER.search(line)]
+    table_rows = [i for i, line in enumerate(lines) if _table_row(line)]
     if not table_rows:
         return paper.text, Planted(kind="contradicting_numbers", applicable=False, note="no results table with numbers")
     in_tables = {n for i in table_rows for n in _TABLE_NUMBER.findall(lines[i])}
@@ -153,13 +162,14 @@ def plant_contradicting_numbers(paper: PaperText, rng: random.Random) -> tuple[s
         step += 1.0 if float(value) >= 20 else 0.1
         wrong = f"{float(value) - step:.{decimals}f}"
     first = row
-    while first > 0 and lines[first - 1].count("|") >= 2:
+    while first > 0 and (lines[first - 1].count("|") >= 2 or _table_row(lines[first - 1])):
         first -= 1
     sentence = f"As the results table below shows, our method reaches {wrong}, its best result in this comparison.\n\n"
     lines.insert(first, sentence)
     changed = 0
     for i, line in enumerate(lines):
-        if line.count("|") < 2 and i != first and re.search(rf"(?<![\d.]){re.escape(value)}(?![\d.])", line):
+        in_table = line.count("|") >= 2 or _table_row(line)
+        if not in_table and i != first and re.search(rf"(?<![\d.]){re.escape(value)}(?![\d.])", line):
             lines[i] = re.sub(rf"(?<![\d.]){re.escape(value)}(?![\d.])", wrong, line)
             changed += 1
     note = f"table value {value} cited as {wrong} before its table; {changed} prose line(s) changed to {wrong}"

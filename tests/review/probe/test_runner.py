@@ -116,6 +116,20 @@ def test_every_flaw_applies_to_a_paper_that_has_what_it_changes() -> None:
     assert perturb(bare, "contradicting_numbers")[0] is None and perturb(bare, "baseline_removed")[0] is None
 
 
+def test_a_table_as_pdf_extraction_leaves_it_gets_a_contradicting_number() -> None:
+    """ICLR papers' text comes from PDFs, whose tables lose their bars: the flaw applied to none of a probe's 4."""
+    text = (
+        "# A study\n\n## Abstract\n\nWe compare two encoders.\n\n## Results\n\nOurs reaches 83.4 on the benchmark.\n\n"
+        "RoBERTa-base 73.5 83.4 63.5\nLongformer-base 74.3 81.2 64.4\n\nWe train for 3 epochs with 2 seeds.\n"
+    )
+    copy, planted = perturb(paper_from_text(text), "contradicting_numbers")
+    assert copy is not None and planted.applicable and planted.markers[1] == "83.4"
+    cited = re.search(r"our method reaches (\d+\.\d)", copy.text)
+    assert cited and "RoBERTa-base 73.5 83.4 63.5" in copy.text  # the table keeps its value
+    assert f"Ours reaches {cited.group(1)} on" in copy.text  # the prose follows the wrong one
+    assert copy.text.index(cited.group(0)) < copy.text.index("RoBERTa-base")  # cited just before its table
+
+
 def test_the_probe_tells_an_ignoring_reviewer_from_a_catching_one(tmp_path: Path) -> None:
     ignoring = probe(IgnoringReviewer(), tmp_path / "ignoring")
     catching = probe(CatchingReviewer(), tmp_path / "catching")
