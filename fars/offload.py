@@ -10,7 +10,8 @@ first use (``pipeline.render_workers`` of them), ignore Ctrl-C (the parent decid
 Inside a worker of joblib's loky backend (``hydra/launcher=joblib``) the process's start method is loky's
 own, which a spawned child cannot set up; the pool then makes its children with plain spawn.
 A worker that dies (killed, out of memory) breaks the pool: the call fails with ``OffloadError``
-naming what happened and the next call starts a fresh pool.
+naming what happened and the next call starts a fresh pool. A worker whose parent is gone (a SIGKILLed run)
+ends itself within ``PARENT_POLL_S``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import multiprocessing.util
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -54,10 +56,24 @@ def configure(workers: int | None) -> None:
         _workers = workers
 
 
-def _init_worker() -> None:
+PARENT_POLL_S = 1.0  # how often a worker checks that the process that started it is still there
+
+
+def _init_worker(parent: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), name="fars-parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once its parent is gone. A worker holds both ends of the pool's call queue, so a SIGKILLed
+    run never closes it: its workers waited on it for ever (the suite's kill-and-resume tests left them by the
+    dozen). Reparented, a worker's parent pid changes (to 1 or a subreaper)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(0)
 
 
 STDLIB_START_METHODS = ("fork", "spawn", "forkserver")
@@ -71,7 +87,10 @@ def _get_pool() -> ProcessPoolExecutor:
                 # a spawned child sets the parent's start method first; "loky" is unknown to multiprocessing there
                 multiprocessing.set_start_method("spawn", force=True)
             _pool = ProcessPoolExecutor(
-                max_workers=worker_count(), mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+                max_workers=worker_count(),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
             _stop_at_exit()
         return _pool

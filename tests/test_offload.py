@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -56,6 +57,37 @@ def test_a_killed_worker_is_reported_and_the_next_call_gets_a_fresh_one() -> Non
     second = asyncio.run(offload.run_in_worker(worker_pid))
     assert second != first
     assert asyncio.run(offload.run_in_worker(square, 7)) == 49
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_end_when_their_run_is_sigkilled() -> None:
+    """A SIGKILLed run's workers waited on their call queue for ever (they hold both its ends)."""
+    code = (
+        "import asyncio, os, time\n"
+        "from fars import offload\n"
+        "offload.configure(1)\n"
+        "print(asyncio.run(offload.run_in_worker(os.getpid)), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    run = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout is not None
+        worker = int(run.stdout.readline())
+        assert _alive(worker)
+    finally:
+        run.kill()
+        run.wait()
+    deadline = time.monotonic() + 10 * offload.PARENT_POLL_S + 5
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker), "the worker outlived the run that started it"
 
 
 def test_a_pool_size_below_one_is_refused() -> None:
