@@ -478,7 +478,7 @@ class LocalLlamaProvider(CustomLLM):
         meter: _Meter | None = result.get("_fars_meter")
         prompt_tokens = int(usage.get("prompt_tokens", 0))
         reused = max(0, prompt_tokens - meter.evaluated) if meter is not None and meter.prompt_tokens else 0
-        model_response.usage = LiteUsage(  # type: ignore[attr-defined]  # ModelResponse declares no usage attribute
+        model_response.usage = LiteUsage(
             prompt_tokens=prompt_tokens,
             completion_tokens=usage.get("completion_tokens", 0),
             total_tokens=usage.get("total_tokens", 0),

@@ -400,7 +400,7 @@ class ScriptedProvider(CustomLLM):
                 "cache_read_input_tokens": read,
                 "cache_creation_input_tokens": written,
             }
-        model_response.usage = LiteUsage(  # type: ignore[attr-defined]  # ModelResponse declares no usage attribute
+        model_response.usage = LiteUsage(
             prompt_tokens=prompt_tokens,
             completion_tokens=output_tokens,
             total_tokens=prompt_tokens + output_tokens,
