@@ -4,8 +4,8 @@ Each flaw kind changes a paper in one way a good reviewer should notice, and say
 
 * ``contradicting_numbers``: a sentence that cites a results-table number wrongly, right before the
   table, and the prose mentions of that number changed to match the wrong one (expect: lower score);
-* ``baseline_removed``: every sentence that compares with baselines or prior methods, and every table
-  row naming a baseline, deleted (expect: lower);
+* ``baseline_removed``: every comparison deleted: the results tables, every sentence that compares with
+  baselines or prior methods, and every sentence naming a method the tables labelled (expect: lower);
 * ``overclaiming``: claims beyond any evidence added to the abstract and the conclusion (expect: lower);
 * ``broken_equation``: an invalid derivation step added where the method is set out (expect: lower);
 * ``padding``: generic filler, about half the paper's length again, spread over its sections:
@@ -66,6 +66,14 @@ _BASELINE_WORDS = re.compile(
     r"prior\s+(?:methods?|approaches|work)|competing|existing\s+methods?)\b",
     re.I,
 )
+_VERSUS = re.compile(
+    r"\b(?:(?:better|worse|higher|lower|faster|slower|stronger|weaker)\s+than|versus|vs\.?|beats?|"
+    r"improves?\s+(?:on|upon|over)|relative\s+to|surpass\w*|superior\s+to|inferior\s+to)\b",
+    re.I,
+)
+# a method's or setting's name as tables label it: a capitalised word with a capital or digit inside or a joined part
+# ("RoBERTa-base", "CQL", "TD3+BC", "ResNet50"), not an ordinary word at a sentence's start
+_NAME = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9]*(?:[-+][A-Za-z0-9]+)*(?![\w-])")
 _TABLE_NUMBER = re.compile(r"(?<![\d.])\d{1,3}\.\d{1,2}(?![\d.])")
 _METHOD_HEADING = re.compile(r"method|approach|model|framework|background|preliminar|theor|analysis|formulation", re.I)
 _CONCLUSION_HEADING = re.compile(r"conclu|discussion|summary", re.I)
@@ -137,6 +145,10 @@ def _first_section(paper: PaperText, pattern: re.Pattern[str] | None = None) -> 
     return matching[0] if matching else None
 
 
+def _method_like(word: str) -> bool:
+    return 2 <= len(word) <= 30 and word[0].isupper() and any(c.isupper() or c.isdigit() or c in "-+" for c in word[1:])
+
+
 def _table_row(line: str) -> bool:
     """A results-table row: a Markdown row with a number, or a row of a table as PDF extraction leaves it (three
     or more decimals making up at least half of its words: 'RoBERTa-base 73.5 83.4 63.5')."""
@@ -183,33 +195,54 @@ def plant_contradicting_numbers(paper: PaperText, rng: random.Random) -> tuple[s
     )
 
 
+def _table_lines(lines: list[str]) -> set[int]:
+    """The lines of a paper's tables: rows with numbers (Markdown or as PDF extraction leaves them), Markdown rules
+    and header rows, and the line just above each block of rows (the header naming the methods or datasets)."""
+    rows = {i for i, line in enumerate(lines) if _table_row(line) or line.count("|") >= 3}
+    return rows | {i - 1 for i in rows if i > 0 and i - 1 not in rows and lines[i - 1].strip()}
+
+
 def plant_baseline_removed(paper: PaperText, rng: random.Random) -> tuple[str, Planted]:
-    """Delete the sentences that compare with baselines or prior methods, and the table rows naming a baseline."""
-    removed: list[str] = []
+    """Delete every comparison: the results tables (in ML papers, the rows and columns of compared methods),
+    every sentence that compares with baselines or prior methods, and every sentence naming a method or setting
+    that the tables label but the title and abstract do not. The paper keeps its own method and its own numbers
+    in prose, so what a reviewer should find missing is the comparison, not the results (deleting only sentences
+    with the word "baseline" left PDF tables that compare methods, and a capable reviewer rightly said baselines
+    were compared)."""
+    lines = paper.text.splitlines(keepends=True)
+    in_tables = _table_lines(lines)
+    removed = [lines[i].strip() for i in sorted(in_tables) if lines[i].strip()]
+    tables = len(removed)
+    # the paper's own method and its datasets are named in its title and abstract; compared methods, mostly not
+    sections = [s.text for s in paper.sections if norm_title(s.heading).startswith("abstract")]
+    abstract = sections[0][:3000] if sections else paper.text[:1500]
+    own = {w.lower() for w in _NAME.findall(f"{paper.title} {abstract}")}
+    labels = {w for i in in_tables for w in _NAME.findall(lines[i]) if _method_like(w) and w.lower() not in own}
+    named = (
+        re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, sorted(labels, key=len, reverse=True))) + r")(?![\w-])")
+        if labels
+        else None
+    )
     out_lines = []
-    for line in paper.text.splitlines(keepends=True):
-        if line.count("|") >= 2:
-            if re.search(r"baseline", line, re.I):
-                removed.append(line.strip())
-                continue
-            out_lines.append(line)
+    for i, line in enumerate(lines):
+        if i in in_tables:
             continue
-        pieces = re.split(r"(?<=[.!?])(\s+)", line)
         kept = []
-        for piece in pieces:
-            if piece.strip() and _BASELINE_WORDS.search(piece) and len(piece) > 20:
+        for piece in re.split(r"(?<=[.!?])(\s+)", line):
+            compares = _BASELINE_WORDS.search(piece) or _VERSUS.search(piece) or (named and named.search(piece))
+            if piece.strip() and compares and len(piece) > 20:
                 removed.append(piece.strip())
             else:
                 kept.append(piece)
         out_lines.append("".join(kept) if kept else "\n")
     if len(removed) < 2:
         return paper.text, Planted(kind="baseline_removed", applicable=False, note="fewer than 2 comparison sentences")
-    text = "".join(out_lines)
-    return text, Planted(
+    return "".join(out_lines), Planted(
         kind="baseline_removed",
         applicable=True,
         removed=removed,
-        note=f"{len(removed)} comparison sentence(s) or baseline row(s) removed",
+        note=f"{tables} table line(s) and {len(removed) - tables} comparison sentence(s) removed"
+        + (f"; names from the tables, not in the title or abstract: {', '.join(sorted(labels)[:8])}" if labels else ""),
         chars_removed=sum(map(len, removed)),
     )
 

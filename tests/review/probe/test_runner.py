@@ -130,6 +130,29 @@ def test_a_table_as_pdf_extraction_leaves_it_gets_a_contradicting_number() -> No
     assert copy.text.index(cited.group(0)) < copy.text.index("RoBERTa-base")  # cited just before its table
 
 
+def test_a_deleted_baseline_leaves_no_compared_method_in_tables_or_prose() -> None:
+    """A capable reviewer answered "baselines compared: yes" on every copy of a relay probe, rightly: the PDF
+    tables still compared RoBERTa and Longformer. The copy keeps the paper's own method, data and numbers."""
+    text = (
+        "# Sparse encoders for long documents\n\n## Abstract\n\nWe propose SparseEnc for long documents on "
+        "HotpotQA.\n\n## Method\n\nSparseEnc attends to 64 tokens a block and trains with Adam.\n\n## Results\n\n"
+        "SparseEnc reaches 83.4 F1 on HotpotQA. Longformer-base is 9 points lower on the dev set. It is also "
+        "faster than RoBERTa-base at 4,096 tokens.\n\nModel HotpotQA WikiHop TriviaQA\n"
+        "RoBERTa-base 73.5 72.4 63.5\nLongformer-base 74.3 75.0 64.4\nSparseEnc 83.4 78.1 66.2\n\n"
+        "We train for 3 epochs with 2 seeds.\n"
+    )
+    paper = paper_from_text(text)
+    copy, planted = perturb(paper, "baseline_removed")
+    assert copy is not None and planted.applicable
+    assert not re.search(r"RoBERTa|Longformer", copy.text), copy.text
+    for kept in ("We propose SparseEnc", "SparseEnc reaches 83.4 F1 on HotpotQA", "attends to 64 tokens", "3 epochs"):
+        assert kept in copy.text, kept
+    assert "Longformer-base 74.3 75.0 64.4" in planted.removed and planted.chars_removed < paper.chars / 2
+    assert "names from the tables, not in the title or abstract: Longformer-base, RoBERTa-base" in planted.note, (
+        planted.note
+    )
+
+
 def test_the_probe_tells_an_ignoring_reviewer_from_a_catching_one(tmp_path: Path) -> None:
     ignoring = probe(IgnoringReviewer(), tmp_path / "ignoring")
     catching = probe(CatchingReviewer(), tmp_path / "catching")
