@@ -366,17 +366,23 @@ def run_stats(run: LoadedRun) -> RunStats:
 
 
 def paired_scores(base: RunRecord, cand: RunRecord, metric: str) -> list[tuple[float, float]]:
-    """(baseline, candidate) scores of projects on the same hypothesis, when both runs share the seed."""
+    """(baseline, candidate) scores of projects on the same hypothesis, when both runs share the seed. Where a run
+    has several papers on one hypothesis, the k-th in project order pairs with the other run's k-th (the same
+    seed gives the same projects in the same order); only the first was paired before, the rest were dropped."""
     if base.config.get("seed") != cand.config.get("seed"):
         return []
 
-    def by_hypothesis(record: RunRecord) -> dict[str, float]:
-        scores: dict[str, float] = {}
-        for p in record.projects:
+    def by_hypothesis(record: RunRecord) -> dict[tuple[str, int], float]:
+        scores: dict[tuple[str, int], float] = {}
+        seen: dict[str, int] = {}
+        for p in sorted(record.projects, key=lambda p: p.id):
+            if not p.hypothesis:
+                continue
+            k = seen[p.hypothesis] = seen.get(p.hypothesis, -1) + 1  # counted rated or not, so the k-ths align
             read = review_scores(p)
             value = read.calibrated if metric == "calibrated" else read.rating
-            if p.hypothesis and read.rating is not None and value is not None:
-                scores.setdefault(p.hypothesis, float(value))
+            if read.rating is not None and value is not None:
+                scores[(p.hypothesis, k)] = float(value)
         return scores
 
     a, b = by_hypothesis(base), by_hypothesis(cand)

@@ -66,6 +66,20 @@ def test_planted_regression_exits_1_paired(tmp_path: Path, capsys: pytest.Captur
     assert "REGRESSION" in out and "paired on 16 shared hypotheses" in out and "exit 1" in out
 
 
+def test_papers_on_one_hypothesis_pair_in_order_rated_or_not(tmp_path: Path) -> None:
+    """Two projects of a run on one hypothesis (the scripted model on a small template) pair k-th with k-th; only
+    the first was paired, so a 2-paper run had 1 pair and could not be compared paired at all."""
+    from fars.evaluation.compare import paired_scores
+    from fars.run.summary import read_run_record
+
+    same = ["weight decay helps", "weight decay helps", "warmup helps"]
+    a = read_run_record(make_run(tmp_path / "a", [3.0, 5.0, 6.0], hypotheses=same))
+    b = read_run_record(make_run(tmp_path / "b", [1.0, 8.0, 6.0], hypotheses=same))
+    assert sorted(paired_scores(a, b, "rating")) == [(3.0, 1.0), (5.0, 8.0), (6.0, 6.0)]
+    a.projects[0].rating = None  # an unrated first paper leaves the second paired with the second, not the first
+    assert sorted(paired_scores(a, b, "rating")) == [(5.0, 8.0), (6.0, 6.0)]
+
+
 def test_planted_regression_exits_1_unpaired(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = make_run(tmp_path / "a", baseline_scores(seed=1), seed=0)
     b = make_run(tmp_path / "b", [s - 1.5 for s in baseline_scores(seed=2)], seed=1)  # other seed: no pairing
