@@ -94,37 +94,37 @@ def test_the_search_finds_the_working_method_ablates_it_and_the_paper_shows_it(t
     assert replies == [transcripts.SIMULATED[k][0] for k in sorted(transcripts.SIMULATED)]  # each node kept its reply
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kill_after", [1, 3])
-def test_a_kill_mid_search_then_resume_reruns_no_node_and_pays_no_call_twice(tmp_path: Path, kill_after: int) -> None:
-    run_dir = tmp_path / "run"
-    args = [
-        "run",
-        *SEARCH,
-        routes(tmp_path, transcripts.SIMULATED),
-        "llm.scripted.latency_s=0.3",
-        f"hydra.run.dir={run_dir}",
-    ]
-    proc = start_fars(args, tmp_path)
-    ledger = run_dir / "ledger.sqlite"
+def _kill_when_nodes(proc: Any, ledger: Path, at_least: int) -> dict[str, float]:
+    """SIGKILL ``proc`` once the ledger holds ``at_least`` finished nodes; the nodes (and their times) it held then."""
     deadline = time.time() + 300
-    before: dict[str, float] = {}
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
         if ledger.exists():
             with sqlite3.connect(ledger) as db:
                 try:
-                    before = dict(db.execute("SELECT node, ts FROM code_nodes").fetchall())
+                    if db.execute("SELECT COUNT(*) FROM code_nodes").fetchone()[0] >= at_least:
+                        break
                 except sqlite3.OperationalError:  # the file exists a moment before its tables
                     continue
-            if len(before) >= kill_after:
-                break
     assert proc.poll() is None, "the run ended before the kill; slow it down"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with sqlite3.connect(ledger) as db:
-        before = dict(db.execute("SELECT node, ts FROM code_nodes").fetchall())
-    assert 0 < len(before) < 5, f"not killed mid-search: {sorted(before)}"
+        return dict(db.execute("SELECT node, ts FROM code_nodes").fetchall())
+
+
+@pytest.mark.slow
+def test_kills_mid_search_then_resume_rerun_no_node_and_pay_no_call_twice(tmp_path: Path) -> None:
+    """Killed after its first node, resumed, killed again after its third, resumed to the end: no node that had
+    finished before either kill runs again, and no call is paid twice."""
+    run_dir = tmp_path / "run"
+    args = ["run", *SEARCH, routes(tmp_path, transcripts.SIMULATED), "llm.scripted.latency_s=0.3"]
+    ledger = run_dir / "ledger.sqlite"
+    first = _kill_when_nodes(start_fars([*args, f"hydra.run.dir={run_dir}"], tmp_path), ledger, 1)
+    assert 0 < len(first) < 3, f"not killed early in the search: {sorted(first)}"
+    second = _kill_when_nodes(start_fars(["run", f"resume={run_dir}"], tmp_path), ledger, 3)
+    assert 3 <= len(second) < 5, f"not killed late in the search: {sorted(second)}"
+    assert {k: second[k] for k in first} == first, "a node finished before the first kill was run again"
     done = run_fars(["run", f"resume={run_dir}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     with sqlite3.connect(ledger) as db:
@@ -134,7 +134,7 @@ def test_a_kill_mid_search_then_resume_reruns_no_node_and_pays_no_call_twice(tmp
             "AND error IS NULL GROUP BY 1, 2, 3, 4 HAVING COUNT(*) > 1"
         ).fetchall()
     assert set(after) == {"n0", "n1", "n2", "n3", "n4"}
-    assert {k: after[k] for k in before} == before, "a node finished before the kill was run again"
+    assert {k: after[k] for k in second} == second, "a node finished before the second kill was run again"
     assert paid == [], f"calls paid twice: {paid}"
     results = Results.model_validate_json((run_dir / "projects" / "p000" / "results.json").read_text())
     assert results.code is not None and results.code.winner == "n1"
