@@ -9,6 +9,7 @@ informative words with the hypothesis and topic: words every ML abstract uses ("
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 
 from fars.literature.similarity import content_words
@@ -19,6 +20,9 @@ _GENERIC_TEXT = """learning learn learned model training train trained network n
     standard simple general efficient effective framework algorithm analysis setting baseline loss
     optimization optimizer machine representation approach larger higher lower change"""
 GENERIC_WORDS = frozenset(_GENERIC_TEXT.split())
+_TOKEN = re.compile(
+    r"[a-z][a-z0-9\-]+|[a-z]|[^\sa-z0-9]"
+)  # a word (as content_words reads them), or a mark: ". , ( - :"
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,28 @@ class Relevance:
 
 def informative_words(text: str) -> frozenset[str]:
     """The terms of ``text`` that say what it is about: its content words less ML's generic ones, and each pair
-    of adjacent content words ("learning rate" names a topic though "learning" alone does not); British
-    spellings folded ("generalisation" reads as "generalization")."""
-    words = [w.replace("isation", "ization").replace("ise", "ize") for w in content_words(text)]
-    pairs = {f"{a} {b}" for a, b in itertools.pairwise(words) if not {a, b} <= GENERIC_WORDS}
+    of words written side by side ("learning rate" names a topic though "learning" alone does not); British
+    spellings folded ("generalisation" reads as "generalization"). A stop word or punctuation between two words
+    makes no pair: "algorithmic learning and generalisation" and "Supervised Learning - A Generalisation Point"
+    shared a "learning generalization" neither says, and a TD-learning paper was cited for modular addition."""
+    words: list[str] = []
+    pairs: set[str] = set()
+    for run in _runs(text):
+        words += run
+        pairs |= {f"{a} {b}" for a, b in itertools.pairwise(run) if not {a, b} <= GENERIC_WORDS}
     return frozenset({w for w in words if w not in GENERIC_WORDS} | pairs)
+
+
+def _runs(text: str) -> list[list[str]]:
+    """The runs of content words of ``text`` that no stop word or punctuation interrupts, folded."""
+    runs: list[list[str]] = [[]]
+    for token in _TOKEN.findall(text.lower()):
+        word = content_words(token) if token[0].isalpha() else []
+        if word:
+            runs[-1].append(word[0].replace("isation", "ization").replace("ise", "ize"))
+        elif runs[-1]:
+            runs.append([])
+    return [run for run in runs if run]
 
 
 def relevance(query: str, title: str, abstract: str | None = None) -> Relevance:

@@ -24,3 +24,17 @@ def test_generic_words_do_not_count_but_their_phrases_do() -> None:
     assert "learning" not in words and "network" not in words and "learning rate" in words
     assert "generalize" in words  # British spelling folded
     assert not relevance("deep learning model training", "Deep learning models for training", None).relevant
+
+
+def test_words_apart_in_the_text_make_no_phrase() -> None:
+    """Modular addition's topic ("algorithmic learning and generalisation") and a TD-learning paper's title
+    ("Supervised Learning - A Generalisation Point of View") shared the pair "learning generalization" that
+    neither says, beside "generalization": two matches, and the paper was cited."""
+    topic = "Modular addition (algorithmic learning and generalisation): SGD with a cosine schedule raises val_accuracy"
+    td = relevance(
+        topic, "Closing the Gap between TD Learning and Supervised Learning - A Generalisation Point of View"
+    )
+    assert td.in_title == {"generalization"} and not td.relevant
+    assert "learning generalization" not in informative_words(topic) and "cosine schedule" in informative_words(topic)
+    grokking = relevance(topic, "Grokking: Generalization Beyond Overfitting on Small Algorithmic Datasets")
+    assert grokking.relevant  # two of the study's own words: generalization, algorithmic
