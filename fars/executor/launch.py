@@ -59,9 +59,22 @@ def torch_extensions_dir() -> str:
     return os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache" / "fars" / "torch_extensions")
 
 
+def tool_path(path: str | None = None) -> str:
+    """``path`` (default: this process's PATH) with this Python's own bin folder first, as an activated venv has it.
+
+    DeepSpeed compiles its CPU op with whichever ``ninja`` PATH finds. ``install.sh`` prebuilds it in the activated
+    venv (pip's ninja 1.13), but ``.venv/bin/fars run`` leaves PATH alone, so jobs found Debian's ninja 1.11,
+    whose build log hashes commands another way: each switch recompiled the op (85 s inside a CI test's job)."""
+    here = str(Path(sys.executable).parent)
+    parts = [p for p in (path if path is not None else os.environ.get("PATH", "")).split(os.pathsep) if p]
+    return os.pathsep.join([here, *(p for p in parts if p != here)])
+
+
 def job_env(threads: int, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """A minimal environment for a job: kept variables only, ``threads`` threads per rank, plus ``extra``."""
+    """A minimal environment for a job: kept variables only (PATH with this venv's tools first), ``threads``
+    threads per rank, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if k in ENV_KEEP}
+    env["PATH"] = tool_path(env.get("PATH"))
     env.update(PYTHON_ENV_DEFAULTS)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TORCH_EXTENSIONS_DIR=torch_extensions_dir())
     env.update(extra or {})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from fars.executor.launch import torch_extensions_dir
+from fars.executor.launch import tool_path, torch_extensions_dir
 
 
 def main() -> int:
@@ -29,6 +29,7 @@ def main() -> int:
     except ImportError:
         return 0
     os.environ["TORCH_EXTENSIONS_DIR"] = torch_extensions_dir()
+    os.environ["PATH"] = tool_path()  # the ninja the jobs will use (see tool_path), activated venv or not
     builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
     if builder is None or not deepspeed.ops.__compatible_ops__.get(builder.NAME, False):
         return 0  # DeepSpeed itself would not build it either

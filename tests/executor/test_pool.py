@@ -134,6 +134,16 @@ def test_job_env_drops_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert env["OMP_NUM_THREADS"] == "1" and env["CUDA_VISIBLE_DEVICES"] == "2" and "TORCH_EXTENSIONS_DIR" in env
 
 
+def test_a_job_finds_this_venvs_tools_first_activated_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`.venv/bin/fars run` leaves PATH without the venv: jobs compiled DeepSpeed's op with Debian's ninja 1.11,
+    install.sh's prebuild with the venv's 1.13, and their build logs disagree, so each switch recompiled it."""
+    venv_bin = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert job_env(1)["PATH"].split(os.pathsep) == [venv_bin, "/usr/bin", "/bin"]
+    monkeypatch.setenv("PATH", f"/usr/bin{os.pathsep}{venv_bin}")  # activated later in the list: moved first, once
+    assert job_env(1)["PATH"].split(os.pathsep) == [venv_bin, "/usr/bin"]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
