@@ -217,7 +217,12 @@ def plant_baseline_removed(paper: PaperText, rng: random.Random) -> tuple[str, P
     sections = [s.text for s in paper.sections if norm_title(s.heading).startswith("abstract")]
     abstract = sections[0][:3000] if sections else paper.text[:1500]
     own = {w.lower() for w in _NAME.findall(f"{paper.title} {abstract}")}
-    labels = {w for i in in_tables for w in _NAME.findall(lines[i]) if _method_like(w) and w.lower() not in own}
+    labels = {
+        w
+        for i in in_tables
+        for w in _NAME.findall(lines[i])
+        if _method_like(w) and w.lower() not in own and not re.fullmatch(r"Col\d+", w)  # an extractor's column names
+    }
     named = (
         re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, sorted(labels, key=len, reverse=True))) + r")(?![\w-])")
         if labels
