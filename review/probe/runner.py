@@ -173,12 +173,18 @@ def _quoted(quote: str, text: str) -> bool:
     return " ".join(quote.lower().split()) in " ".join(text.lower().split())
 
 
+# flaws a "no" on their checklist item does not name: a capable reviewer reading whole ICLR papers answered
+# numbers_consistent "no" on 3 of 5 untouched originals, with real evidence (PDF tables garble, papers misquote
+# themselves), so only a criticism that quotes the planted wrong number points at the planted contradiction
+QUOTE_ONLY = frozenset({"contradicting_numbers"})
+
+
 def names_flaw(kind: str, review: PaperReview, planted: Planted) -> bool:
     """Whether ``review`` names flaw ``kind``: its checklist item answered "no" (by a reviewer with evidence, or by
     the harness's injection scan), or a criticism quoting what was planted. The same rule on the original's review
     gives the base rate (the original holds no planted text to quote)."""
     item = CHECKLIST_ITEM.get(kind)
-    if item is not None and says_no([m.checklist for m in review.reviews], item):
+    if item is not None and kind not in QUOTE_ONLY and says_no([m.checklist for m in review.reviews], item):
         return True
     if kind == "injection" and review.injection_flagged:
         return True

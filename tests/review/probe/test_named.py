@@ -16,12 +16,16 @@ PAPER = (
 
 
 def _review(
-    weaknesses: list[str], summary: str, numbers: str = "yes", evidence: str = "Table 1 matches Section 3"
+    weaknesses: list[str],
+    summary: str,
+    numbers: str = "yes",
+    evidence: str = "Table 1 matches Section 3",
+    item: str = "numbers_consistent",
 ) -> PaperReview:
     member = MemberReview(
         persona="critical", rating=5.0, subscores={}, decision="reject",
         review={"summary": summary, "strengths": ["clear"], "weaknesses": weaknesses, "questions": []},
-        checklist={"numbers_consistent": CheckedAnswer(answer=numbers, evidence=evidence)},  # type: ignore[arg-type]
+        checklist={item: CheckedAnswer(answer=numbers, evidence=evidence)},  # type: ignore[arg-type]
     )  # fmt: skip
     return PaperReview(reviewer="model:m", form="iclr2025", title="t", source="s", reviews=[member], raw_rating=5.0,
                        decision="reject")  # fmt: skip
@@ -45,11 +49,25 @@ def test_a_review_quoting_the_planted_number_names_the_flaw_and_the_original_doe
 
 
 def test_the_matching_checklist_item_answered_no_names_the_flaw() -> None:
-    _, planted = perturb(paper_from_text(PAPER), "contradicting_numbers")
+    _, planted = perturb(paper_from_text(PAPER), "overclaiming")
     flagged = _review(
-        ["Only one dataset."], "A pruning paper.", numbers="no", evidence="the Results text and table differ"
+        ["Only one dataset."], "A pruning paper.", numbers="no", evidence="the abstract claims more than Table 1",
+        item="claims_supported",
+    )  # fmt: skip
+    assert names_flaw("overclaiming", flagged, planted)
+    assert not names_flaw("broken_equation", flagged, planted)  # another flaw's item is not this one
+    unclear = _review(
+        ["Only one dataset."], "A pruning paper.", numbers="unclear", evidence="", item="claims_supported"
     )
-    assert names_flaw("contradicting_numbers", flagged, planted)
-    assert not names_flaw("baseline_removed", flagged, planted)  # another flaw's item is not this one
-    unclear = _review(["Only one dataset."], "A pruning paper.", numbers="unclear", evidence="")
-    assert not names_flaw("contradicting_numbers", unclear, planted)
+    assert not names_flaw("overclaiming", unclear, planted)
+
+
+def test_numbers_named_inconsistent_name_the_planted_contradiction_only_by_quoting_it() -> None:
+    """A capable reviewer reading whole ICLR papers answered numbers_consistent "no" on 3 of 5 untouched originals,
+    with real evidence: the answer alone would name the planted contradiction in 80% of originals."""
+    _, planted = perturb(paper_from_text(PAPER), "contradicting_numbers")
+    wrong = planted.quotes[0]
+    vague = _review(["Only one dataset."], "A pruning paper.", numbers="no", evidence="Section 4 and Table 2 differ")
+    assert not names_flaw("contradicting_numbers", vague, planted)
+    quoted = _review(["Only one dataset."], "A pruning paper.", numbers="no", evidence=f"text {wrong}, table 7.87")
+    assert names_flaw("contradicting_numbers", quoted, planted)
