@@ -54,7 +54,7 @@ def test_fars_run_over_http_survives_a_server_restart_and_shows_the_mode(tmp_pat
     # no code search (not the subject: the embedded e2e run asks the model for code) and one review call
     args = [
         "run", "llm=openai", f"llm.model=openai/{MODEL_ALIAS}", f"llm.api_base={server.base_url}",
-        "llm.concurrency=2", "pipeline.papers=1", "pipeline.projects=1", "pipeline.hypotheses_per_project=2",
+        "llm.concurrency=2", "pipeline.papers=1", "pipeline.projects=1", "pipeline.hypotheses_per_project=1",
         "tracker=disabled", "experiment.templates=[simulated]", "experiment.seeds=2", "experiment.max_variants=1",
         "paper.compile=never", "literature.top_k=2", "experiment.code.enabled=false", *SMALL_REVIEW,
         f"hydra.run.dir={run_dir}",
