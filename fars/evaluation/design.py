@@ -9,6 +9,10 @@ seeds can detect. After the runs, ``verdict`` reads a comparison as better, wors
 margin (two one-sided tests, ``tost``), or inconclusive: an interval that spans both the predicted effect
 and zero has not answered the question.
 
+The pilot's curve is read against the same noise (``curve_trend``: converged, still improving, or unstable),
+and a pilot whose seeds agreed exactly gets a spread no smaller than the metric's ``resolution``: a spread of
+zero would make every design "2 seeds" with intervals of no width.
+
 Differences are candidate minus baseline in the metric's own units; ``higher_is_better`` turns them
 into improvements where a direction matters.
 """
@@ -197,7 +201,8 @@ def seeds_for_power(
     with probability ``power`` at ``alpha`` given a seed-to-seed spread ``sd``, at least ``minimum`` and
     at most ``cap``. When the cap binds the plan says so and what the capped seeds can detect. With
     ``pilot_n``, ``sd`` is a pilot's estimate over that many seeds and the power is the one expected over
-    what the true spread may be (``expected_power``)."""
+    what the true spread may be (``expected_power``). An ``sd`` of 0 is degenerate (2 seeds, every effect
+    detectable): a pilot whose seeds agreed passes its floor instead (``resolution``)."""
     effect = abs(effect)
     needed = next(
         (n for n in range(max(2, minimum), search + 1) if _power(effect, sd, n, alpha, sides, pilot_n) >= power),
@@ -251,8 +256,9 @@ def verdict(
 
 
 def convergence(steps: Sequence[float], values: Sequence[float], higher_is_better: bool) -> float | None:
-    """The share of a curve's improvement made in its last fifth of training (0: flat at the end, converged;
-    near 1: still climbing). None for a curve of fewer than 3 points or with no improvement at all."""
+    """The share of a curve's improvement made in its last fifth of training (0: flat at the end; near 1: still
+    climbing; a fall at the end counts as 0). None for a curve of fewer than 3 points or with no improvement at
+    all. Whether the curve converged takes the noise as well (``curve_trend``)."""
     s, v = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
     keep = np.isfinite(s) & np.isfinite(v)
     s, v = s[keep], v[keep]
@@ -265,3 +271,97 @@ def convergence(steps: Sequence[float], values: Sequence[float], higher_is_bette
     cut = s[0] + 0.8 * (s[-1] - s[0])
     before = v[s <= cut][-1] if np.any(s <= cut) else v[0]
     return float(max(0.0, sign * (v[-1] - before)) / gain)
+
+
+TrendStatus = Literal["converged", "still improving", "unstable"]
+
+
+@dataclass(frozen=True)
+class Trend:
+    """How a learning curve ends, judged against the noise the study's comparisons must resolve.
+
+    ``status``: "unstable" where the final value is worse than the curve's best by more than ``noise`` (it
+    peaked and fell back, or diverged); else "still improving" where its last fifth of training improved it by
+    more than the converged share of its whole improvement, or by more than ``noise``; else "converged". None
+    where the curve neither improved nor fell back beyond the noise. ``share`` is ``convergence``;
+    ``late_change`` the last value minus the value at the start of the last fifth (metric units, signed as the
+    metric); ``best_step``/``best`` the curve's best point (the first, on ties) and ``final_step``/``final`` its
+    last.
+    """
+
+    status: TrendStatus | None
+    share: float | None
+    late_change: float
+    best_step: float
+    best: float
+    final_step: float
+    final: float
+    noise: float
+    higher_is_better: bool
+
+    @property
+    def late_gain(self) -> float:
+        """The last fifth's improvement (negative: it made the curve worse)."""
+        return self.late_change if self.higher_is_better else -self.late_change
+
+    @property
+    def drop(self) -> float:
+        """How far the final value is worse than the best (0 where it ends at its best)."""
+        return abs(self.final - self.best)
+
+
+def _beyond(change: float, noise: float, scale: float) -> bool:
+    """Whether ``change`` exceeds ``noise`` by more than float round-off (a change of exactly one resolution
+    step, computed as a difference of means, must not pass a noise floor of that step)."""
+    return change > noise + 1e-9 * max(noise, abs(scale))
+
+
+def curve_trend(
+    steps: Sequence[float],
+    values: Sequence[float],
+    higher_is_better: bool,
+    noise: float,
+    converged_share: float = 0.1,
+) -> Trend | None:
+    """Whether a curve converged, is still improving, or is unstable, given ``noise``: the seed-to-seed sd
+    (the smallest difference the study's comparisons must resolve). The share of improvement alone misjudges
+    both ends: a curve with a huge early drop (a character model from 6.6 bits) makes a small share of its
+    gain at the end even while the end still moves by more than the noise, and a curve that peaked and
+    collapsed has its last-fifth gain clipped at zero. None for a curve of fewer than 3 finite points."""
+    s, v = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    keep = np.isfinite(s) & np.isfinite(v)
+    s, v = s[keep], v[keep]
+    if s.size < 3:
+        return None
+    sign = 1.0 if higher_is_better else -1.0
+    share = convergence(s, v, higher_is_better)
+    cut = s[0] + 0.8 * (s[-1] - s[0])
+    before = v[s <= cut][-1] if np.any(s <= cut) else v[0]
+    late_change = float(v[-1] - before)
+    i = int(np.argmax(sign * v))
+    best, final = float(v[i]), float(v[-1])
+    status: TrendStatus | None
+    if _beyond(sign * (best - final), noise, best):
+        status = "unstable"
+    elif share is None:
+        status = None
+    elif share > converged_share or _beyond(sign * late_change, noise, final):
+        status = "still improving"
+    else:
+        status = "converged"
+    return Trend(status, share, late_change, float(s[i]), best, float(s[-1]), final, noise, higher_is_better)
+
+
+def resolution(values: Sequence[float]) -> float | None:
+    """The metric's resolution as its values show it: the smallest gap between two distinct values (gaps of
+    float round-off ignored), None where fewer than two distinct values were seen. A metric counted over a
+    finite set moves in steps (an accuracy on 360 images by 1/360); the smallest gap seen is a multiple of that
+    step, usually the step itself once a few curves are pooled. Where seeds agree exactly their spread is below
+    the resolution, not zero: ``resolution`` is the smallest difference two seeds could have shown."""
+    x = np.asarray(values, dtype=float)
+    x = np.unique(x[np.isfinite(x)])
+    if x.size < 2:
+        return None
+    gaps = np.diff(x)
+    gaps = gaps[gaps > 1e-9 * max(1.0, float(np.max(np.abs(x))))]
+    return float(gaps.min()) if gaps.size else None

@@ -8,8 +8,9 @@ the knob's range, so even a weak model yields a runnable plan (what it repaired 
 template with knobs only, the plan compares values of one knob with its default, as before. Steps
 come from the config or the template's scale.
 
-Before the plan, a pilot runs the baseline over a few seeds: its seed-to-seed spread and how far its curve
-converged are recorded and shown to the model. Where the pilot cannot change the seeds (``experiment.seeds``
+Before the plan, a pilot runs the baseline over a few seeds: its seed-to-seed spread and how its curve ends
+(converged, still improving, or unstable, judged against that spread) are recorded and shown to the model.
+Where its seeds agree exactly the spread is floored at the metric's resolution, and the plan says so. Where the pilot cannot change the seeds (``experiment.seeds``
 at most ``experiment.pilot_seeds``), its runs are the experiment's baseline runs (in the Experiment stage's
 folders, which it reuses); elsewhere they are external, on seeds of their own, so the test stays unbiased.
 The seeds per condition then come from a power analysis of the primary comparison (method vs baseline, pre-registered apart from the secondary ones) for the smallest
@@ -134,7 +135,9 @@ def planning(settings: PlanningSettings, services: Services) -> StageFn:
     return run
 
 
-CONVERGED_SHARE = 0.1  # a curve that made at most this share of its improvement in its last fifth has converged
+# a curve that made at most this share of its improvement in its last fifth, and moved by no more than the
+# seed-to-seed sd there, has converged (fars.evaluation.design.curve_trend)
+CONVERGED_SHARE = 0.1
 
 
 async def run_pilot(
@@ -170,26 +173,80 @@ async def run_pilot(
 def pilot_summary(
     seeds: list[int], steps: int, finished: list[Metrics | str], metric: str, higher_is_better: bool
 ) -> Pilot:
-    """The pilot's spread, its mean share of improvement in the last fifth of training, and its failures."""
+    """The pilot's spread (floored where its seeds agreed, ``noise_floor``), how its curve ends against that
+    spread (``pilot_trend``), and its failures."""
     runs = [m for m in finished if isinstance(m, Metrics)]
     values = [m.final[metric] for m in runs]
-    shares = [
-        share
-        for m in runs
-        if (share := stats_design.convergence(m.curves.step, m.curves.val_metric, higher_is_better)) is not None
-    ]
-    convergence = statistics.fmean(shares) if shares else None
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    seen = [*values, *(v for m in runs for v in m.curves.val_metric)]
+    floor = noise_floor(values, seen)
+    if floor is not None:
+        sd = floor
+    # a single run has no spread: its curve is judged against the metric's resolution (0 where none is seen)
+    noise = sd if sd > 0 else (stats_design.resolution(seen) or 0.0)
+    trend = pilot_trend(runs, higher_is_better, noise)
     return Pilot(
         curve=mean_curve(runs),
         seeds=[m.seed for m in runs],
         steps=steps,
         values=values,
         mean=statistics.fmean(values) if values else None,
-        sd=statistics.stdev(values) if len(values) > 1 else 0.0,
-        convergence=convergence,
-        converged=None if convergence is None else convergence <= CONVERGED_SHARE,
+        sd=sd,
+        sd_floored=floor is not None,
+        sd_floor_reason=RESOLUTION_FLOOR if floor is not None else "",
+        convergence=trend.share if trend is not None else None,
+        converged=None if trend is None or trend.status is None else trend.status == "converged",
+        trend=trend.status if trend is not None else None,
+        late_change=trend.late_change if trend is not None else None,
+        best=(int(trend.best_step), trend.best) if trend is not None else None,
+        end=(int(trend.final_step), trend.final) if trend is not None else None,
         job_s=statistics.fmean(m.wall_s for m in runs) if runs else 0.0,
         failures=[f for f in finished if isinstance(f, str)],
+    )
+
+
+RESOLUTION_FLOOR = (
+    "the metric's resolution (the smallest gap between distinct values in the pilot's results and curves)"
+)
+
+
+def noise_floor(values: list[float], seen: list[float]) -> float | None:
+    """The spread to use where the pilot's seeds all agreed exactly (else None): the metric's resolution, the
+    smallest gap between distinct values among the pilot's results and every point of its validation curves
+    (``fars.evaluation.design.resolution``). Seeds that agree differ by less than the metric can show, so
+    their spread is below one step of it, not zero; one step is the least noise the comparisons must
+    resolve (two runs that differ at all differ by at least that), and it keeps the power analysis from
+    the degenerate "2 seeds, intervals of no width" a zero spread gives. The sd of a run's last few curve
+    points was the other candidate: it mixes the curve's remaining trend into the noise, and on a
+    quantized metric that has plateaued it is zero too. None also where no two values the pilot saw differ
+    (nothing to floor it with: the design then keeps the configured seeds)."""
+    if len(values) < 2 or not math.isclose(max(values), min(values), rel_tol=1e-9, abs_tol=1e-12):
+        return None
+    return stats_design.resolution(seen)
+
+
+def pilot_trend(runs: list[Metrics], higher_is_better: bool, noise: float) -> stats_design.Trend | None:
+    """How the pilot's validation curve ends against ``noise``: the mean curve over seeds at the steps every run
+    logged (averaging keeps one noisy evaluation from passing for a collapse); where they share fewer than 3,
+    the run whose curve ends least settled (unstable before still improving before converged, then by size)."""
+    if not runs:
+        return None
+    common = sorted(set.intersection(*(set(m.curves.step) for m in runs)))
+    if len(common) >= 3:
+        per_run = [dict(zip(m.curves.step, m.curves.val_metric, strict=True)) for m in runs]
+        mean = [statistics.fmean(float(r[step]) for r in per_run) for step in common]
+        return stats_design.curve_trend(common, mean, higher_is_better, noise, CONVERGED_SHARE)
+    trends = [
+        t
+        for m in runs
+        if (t := stats_design.curve_trend(m.curves.step, m.curves.val_metric, higher_is_better, noise, CONVERGED_SHARE))
+        is not None
+    ]
+    rank = {"unstable": 3, "still improving": 2, "converged": 1, None: 0}
+    return max(
+        trends,
+        key=lambda t: (rank[t.status], t.drop if t.status == "unstable" else t.late_gain),
+        default=None,
     )
 
 
@@ -205,19 +262,60 @@ def mean_curve(runs: list[Metrics], points: int = 5) -> list[tuple[int, float]]:
 
 
 def pilot_lines(pilot: Pilot | None) -> str:
-    """The pilot as the prompt and the plan state it: spread over seeds and convergence."""
+    """The pilot as the prompt and the plan state it: spread over seeds (and its floor where they agreed) and
+    how its curve ends."""
     if pilot is None or len(pilot.values) < 2:
         return ""
-    curve = (
-        "no curve improved"
-        if pilot.convergence is None
-        else f"{pilot.convergence:.0%} of its improvement came in the last fifth of training "
-        f"({'converged' if pilot.converged else 'still improving'})"
-    )
+    n = len(pilot.values)
+    if pilot.sd_floored:
+        spread = (
+            f"; the {n} seeds gave identical values, so the noise is taken as at least {pilot.sd:.3g}, "
+            f"{pilot.sd_floor_reason or 'a floor'}, not as zero"
+        )
+    elif pilot.sd <= 0:
+        spread = f"; the {n} seeds gave identical values and no value it logged differed, so its noise is unknown"
+    else:
+        spread = f" (seed-to-seed sd {pilot.sd:.3g})"
     return (
-        f"Pilot: the baseline over {len(pilot.values)} seeds at {pilot.steps} steps scored {pilot.mean:.4g} "
-        f"(seed-to-seed sd {pilot.sd:.3g}); {curve}.\n"
+        f"Pilot: the baseline over {n} seeds at {pilot.steps} steps scored {pilot.mean:.4g}{spread}; "
+        f"{trend_words(pilot)}.\n"
     )
+
+
+def trend_words(pilot: Pilot) -> str:
+    """How the pilot's curve ends, in words: converged, still improving (by how much against the noise or the
+    share of its gain) or unstable (where it peaked and where it ended)."""
+    noise = f"the noise floor {pilot.sd:.3g}" if pilot.sd_floored else f"the seed-to-seed sd {pilot.sd:.3g}"
+    share = (
+        f"{pilot.convergence:.0%} of its improvement came in the last fifth of training"
+        if pilot.convergence is not None
+        else ""
+    )
+    late = pilot.late_change
+    if pilot.trend == "unstable" and pilot.best is not None and pilot.end is not None:
+        (best_step, best), (end_step, end) = pilot.best, pilot.end
+        shape = (
+            f"it peaked at {best:.4g} at step {best_step}"
+            if best > end
+            else f"it fell to {best:.4g} at step {best_step}"
+        )
+        return (
+            f"its curve is unstable, not converged: {shape} and ended at {end:.4g} at step {end_step}, worse than "
+            f"its best by {abs(end - best):.3g}, more than {noise}"
+        )
+    if pilot.trend == "still improving" and late is not None:
+        if abs(late) > pilot.sd:
+            return (
+                f"its curve is still improving: the last fifth of training {'raised' if late > 0 else 'lowered'} it "
+                f"by {abs(late):.3g}, more than {noise} ({share})"
+            )
+        return f"its curve is still improving: {share}, more than the {CONVERGED_SHARE:.0%} of a converged curve"
+    if pilot.trend == "converged" and late is not None:
+        return f"its curve converged: {share}, and the last fifth changed it by {abs(late):.3g}, within {noise}"
+    if pilot.convergence is None:
+        return "its curve did not improve"
+    # a plan written before trends were recorded: the share alone
+    return f"{share} ({'converged' if pilot.converged else 'still improving'})"
 
 
 def tested_method(spec: TemplateSpec, chosen: HypothesisRecord) -> tuple[dict[str, str], dict[str, str]]:
@@ -443,7 +541,7 @@ def seed_design(
         why = (
             "no pilot ran"
             if pilot is None
-            else "the pilot's seeds agreed exactly"
+            else "the pilot's seeds agreed exactly and no two values it logged differed, so its noise is unknown"
             if len(pilot.values) > 1 and pilot.sd <= 0
             else "the pilot measured no spread"
         )
@@ -454,7 +552,9 @@ def seed_design(
     members = primary or [c for c in comparisons if c.family == "secondary"]
     alpha = exp.alpha / max(1, len(members))  # Holm's first step: the level the smallest p of the family must pass
     sides: Literal["greater", "two-sided"] = "greater" if primary else "two-sided"
-    sd = pilot.sd  # a few seeds' estimate: the power is the one expected over what the true spread may be
+    # a few seeds' estimate (or its floor where they agreed): the power is the one expected over what the true
+    # spread may be
+    sd = pilot.sd
     chosen = stats_design.seeds_for_power(
         effect,
         sd,
@@ -480,7 +580,7 @@ def seed_design(
         power=chosen.power,
         needed=chosen.needed,
         detectable=chosen.detectable if math.isfinite(chosen.detectable) else None,
-        reason=design_sentence(chosen, family, sides, source, cap_why) + beyond_range(chosen, pilot),
+        reason=design_sentence(chosen, family, sides, source, cap_why, sd_source(pilot)) + beyond_range(chosen, pilot),
     )
 
 
@@ -509,10 +609,19 @@ def beyond_range(chosen: stats_design.SeedPlan, pilot: Pilot) -> str:
     )
 
 
-def design_sentence(chosen: stats_design.SeedPlan, family: str, sides: str, source: str, cap_why: str) -> str:
+def sd_source(pilot: Pilot) -> str:
+    """Where the design's seed-to-seed sd comes from, for its sentence: the pilot's spread, or its floor."""
+    if pilot.sd_floored:
+        return f"a floor at the metric's resolution: the pilot's {len(pilot.values)} seeds gave identical values"
+    return "the pilot's"
+
+
+def design_sentence(
+    chosen: stats_design.SeedPlan, family: str, sides: str, source: str, cap_why: str, sd_from: str = "the pilot's"
+) -> str:
     """What the seeds can and cannot detect, in one sentence for the plan and the paper."""
     test = f"the {family} comparison at level {chosen.alpha:.3g} ({'one-sided' if sides == 'greater' else 'two-sided'})"
-    aim = f"an effect of {chosen.effect:.3g} ({source}) at a seed-to-seed sd of {chosen.sd:.3g} (the pilot's; power expected over its uncertainty)"
+    aim = f"an effect of {chosen.effect:.3g} ({source}) at a seed-to-seed sd of {chosen.sd:.3g} ({sd_from}; power expected over its uncertainty)"
     if not chosen.capped:
         return f"{chosen.seeds} seeds per condition give {chosen.power:.0%} power to detect {aim} in {test}."
     needed = f"{chosen.needed} seeds" if chosen.needed is not None else "more seeds than the search allows"
