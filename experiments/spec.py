@@ -119,6 +119,8 @@ class Component:
     # option -> {other slot: options}: the option acts exactly as the default unless one of those slots has
     # one of those options (digits: Adam is AdamW unless the regularizer is weight decay)
     acts_only_with: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # option -> why it stands far from the baseline at a short scale (``fars template check --audit``)
+    known_effects: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -135,6 +137,12 @@ class Component:
                 raise ValueError(
                     f"component {self.name!r}: acts_only_with names {option!r}, which is not one of its "
                     f"alternatives {self.alternatives}"
+                )
+        for option, why in self.known_effects.items():
+            if option not in self.options or option == self.default or not why.strip():
+                raise ValueError(
+                    f"component {self.name!r}: known_effects.{option} must explain one of its alternatives "
+                    f"{self.alternatives} in words"
                 )
 
     @property
@@ -182,6 +190,8 @@ class TemplateSpec:
     knobs: list[Knob]
     metric: str
     higher_is_better: bool = True
+    # the metric's possible values (cartpole's return: 0 to 500): intervals are cut to it; None: inferred
+    metric_range: tuple[float, float] | None = None
     components: list[Component] = field(default_factory=list)
     extension_points: list[ExtensionPoint] = field(default_factory=list)
     editable: list[str] = field(default_factory=list)  # files of the folder model-written code may edit
@@ -301,9 +311,14 @@ def _knob(raw: Any, where: str) -> Knob:
 def _component(name: str, raw: Any, where: str) -> Component:
     if not isinstance(raw, dict) or not isinstance(raw.get("options"), dict):
         raise TemplateError(f"{where}: a component needs 'options' (option -> what it does) and 'default'")
-    unknown = sorted(set(raw) - {"help", "options", "default", "acts_only_with"})
+    unknown = sorted(set(raw) - {"help", "options", "default", "acts_only_with", "known_effects"})
     if unknown:
-        raise TemplateError(f"{where}: unknown field(s) {unknown} (known: acts_only_with, default, help, options)")
+        raise TemplateError(
+            f"{where}: unknown field(s) {unknown} (known: acts_only_with, default, help, known_effects, options)"
+        )
+    effects = raw.get("known_effects") or {}
+    if not isinstance(effects, dict):
+        raise TemplateError(f"{where}: known_effects must map an option to why it differs from the baseline")
     acts = raw.get("acts_only_with") or {}
     if not isinstance(acts, dict) or not all(isinstance(v, dict) and v for v in acts.values()):
         raise TemplateError(f"{where}: acts_only_with must map an option to {{other slot: [options]}}")
@@ -317,6 +332,7 @@ def _component(name: str, raw: Any, where: str) -> Component:
                 str(o): {str(slot): [str(x) for x in (v if isinstance(v, list) else [v])] for slot, v in w.items()}
                 for o, w in acts.items()
             },
+            known_effects={str(k): str(v) for k, v in effects.items()},
         )
     except ValueError as exc:
         raise TemplateError(f"{where}: {exc}") from None
@@ -333,6 +349,7 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
         "description",
         "metric",
         "higher_is_better",
+        "metric_range",
         "knobs",
         "components",
         "extension_points",
@@ -412,6 +429,15 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
     if kind is None:
         raise TemplateError(f"{where}: kind must be 'training' or 'inference' (got {data.get('kind')!r})")
     metric = str(_require(data, "metric", where))
+    bounds = data.get("metric_range")
+    if bounds is not None:
+        try:
+            low, high = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise TemplateError(f"{where}: metric_range must be [low, high], two numbers (got {bounds!r})") from None
+        if not low < high:
+            raise TemplateError(f"{where}: metric_range must be [low, high] with low < high (got {bounds!r})")
+        bounds = (low, high)
     spec = TemplateSpec(
         name=name,
         title=str(data.get("title", name)),
@@ -420,6 +446,7 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
         knobs=knobs,
         metric=metric,
         higher_is_better=bool(data.get("higher_is_better", True)),
+        metric_range=bounds,
         components=components,
         extension_points=points,
         editable=[str(f) for f in data.get("editable") or []],

@@ -108,5 +108,17 @@ def _verdict(
     )
 
 
+def test_words(outcome: ComparisonOutcome, higher_is_better: bool) -> str:
+    """The test behind ``outcome.p_value``, in words (as ``claim_p`` chose it)."""
+    if outcome.prediction == "equivalent" and outcome.tost_p is not None:
+        return "TOST against the pre-registered margin"
+    if outcome.prediction in ("better", "worse") and outcome.difference is not None:
+        improves = higher_is_better == (outcome.prediction == "better")
+        if (outcome.difference > 0) == improves and outcome.difference != 0:
+            return f"one-sided Welch t-test in the predicted direction ({outcome.prediction})"
+        return "two-sided Welch t-test (the result went against the prediction)"
+    return "two-sided Welch t-test"
+
+
 def _seeds(values: Mapping[str, Sequence[float]], name: str) -> list[float]:
     return [float(v) for v in values.get(name, ())]

@@ -131,7 +131,13 @@ def find_claims(text: str, results: Results) -> list[FoundClaim]:
 def verdict_claim(results: Results, condition: str) -> Claim | None:
     """What the corrected test lets one claim of a condition (None: it was not tested)."""
     verdict = results.conditions[condition].verdict
-    claims: dict[str, Claim] = {"better": "better", "worse": "worse", "no significant difference": "none"}
+    claims: dict[str, Claim] = {
+        "better": "better",
+        "worse": "worse",
+        "no significant difference": "none",
+        "equivalent": "none",
+        "inconclusive": "none",
+    }
     return claims.get(verdict)
 
 

@@ -113,21 +113,42 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
                 interval,
                 "—" if cond.difference is None else numbers.num(cond.difference, f"{path}.difference", "{:+.4f}"),
                 "—" if cond.effect_size is None else numbers.num(cond.effect_size, f"{path}.effect_size", "{:.2f}"),
-                "—" if cond.p_adjusted is None else numbers.num(cond.p_adjusted, f"{path}.p_adjusted", "{:.3g}"),
+                "—"
+                if cond.p_adjusted is None
+                else numbers.num(cond.p_adjusted, f"{path}.p_adjusted", "{:.3g}")
+                + (f" ({cond.family})" if cond.family else ""),
                 numbers.num(m.n, f"{path}.metric.n", "{:d}"),
                 cond.verdict,
             ]
         )
     direction = "higher" if results.higher_is_better else "lower"
+    families = any(c.family for c in results.conditions.values())
+    tests = (
+        "the test against the baseline in its family: the pre-registered primary alone (one-sided in the predicted "
+        "direction, uncorrected), the pre-registered secondary and the exploratory conditions (those not in the plan) "
+        "two-sided, each family with Holm's correction among itself"
+        if families
+        else "the two-sided Welch t-test against the baseline after Holm's correction over every condition"
+    )
     return ResultsTable(
         caption=(
             f"Final {metric} ({direction} is better) after {numbers.num(results.steps, 'results.steps', '{:d}')} "
             f"steps: mean ± standard deviation over seeds, the {numbers.num(100 * results.confidence, 'results.confidence', '{:g}%')}"
             " Student-t interval of the mean (cut to the metric's range), the difference from "
-            "the baseline's mean, Hedges' g (positive: better), and the two-sided Welch t-test against the baseline "
-            f"after Holm's correction over every condition (verdicts at α = {numbers.num(results.alpha, 'results.alpha', '{:g}')})."
+            f"the baseline's mean, Hedges' g (positive: better), and {tests} "
+            f"(verdicts at α = {numbers.num(results.alpha, 'results.alpha', '{:g}')})."
         ),
-        header=["condition", "role", metric, "interval", "Δ vs baseline", "g", "p (Holm)", "seeds", "verdict"],
+        header=[
+            "condition",
+            "role",
+            metric,
+            "interval",
+            "Δ vs baseline",
+            "g",
+            "p (adj.)" if families else "p (Holm)",
+            "seeds",
+            "verdict",
+        ],
         rows=rows,
     )
 

@@ -43,6 +43,13 @@ def band_limits(values: np.ndarray) -> tuple[float, float]:
     return -float("inf"), float("inf")
 
 
+def _by_test(table: dict[str, ConditionResult]) -> str:
+    """How the figure's verdicts were tested, as the table's rows were (families or one Holm family)."""
+    if any(row.family for row in table.values()):
+        return "by the test the results table names for each (the pre-registered primary alone, the others with Holm's correction)"
+    return "after Holm's correction"
+
+
 def _save(fig: Figure, folder: Path, stem: str, project_dir: Path, vector: bool) -> tuple[str, str | None]:
     png, pdf = folder / f"{stem}.png", folder / f"{stem}.pdf"
     fig.savefig(png)
@@ -96,7 +103,7 @@ def condition_figure(
         pdf=pdf,
         caption=f"Final {metric.replace('_', ' ')} of each condition: mean over up to {seeds} seeds (dots) with its "
         "95% Student-t interval (cut to the metric's range); the dashed line is the baseline's mean. Conditions marked better or worse "
-        "differ from the baseline after Holm's correction.",
+        f"differ from the baseline {_by_test(table)}.",
     )
 
 

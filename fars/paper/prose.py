@@ -22,6 +22,8 @@ VERDICT_WORDS = {
     "better": "significantly better than the baseline",
     "worse": "significantly worse than the baseline",
     "no significant difference": "no significant difference from the baseline",
+    "equivalent": "equivalent to the baseline within the pre-registered margin",
+    "inconclusive": "inconclusive (the interval spans both no difference and the predicted effect)",
     "untested": "not tested against the baseline (too few seeds)",
     "baseline": "the baseline",
 }
@@ -30,6 +32,8 @@ VERDICT_PREDICATES = {
     "better": "was significantly better than the baseline",
     "worse": "was significantly worse than the baseline",
     "no significant difference": "showed no significant difference from the baseline",
+    "equivalent": "was equivalent to the baseline within the pre-registered margin",
+    "inconclusive": "was inconclusive against the baseline (its interval spans both no difference and the predicted effect)",
     "untested": "could not be tested against the baseline (too few seeds)",
     "baseline": "is the baseline",
 }
@@ -123,10 +127,15 @@ def test_clause(numbers: Numbers, results: Results, name: str) -> str:
     stats = []
     if row.effect_size is not None:
         stats.append(f"Hedges' g = {numbers.num(row.effect_size, _path(name, 'effect_size'), '{:.2f}')}")
-    if row.p_vs_baseline is not None:
-        stats.append(f"Welch p = {numbers.num(row.p_vs_baseline, _path(name, 'p_vs_baseline'), '{:.3g}')}")
-    if row.p_adjusted is not None:
-        stats.append(f"Holm-adjusted p = {numbers.num(row.p_adjusted, _path(name, 'p_adjusted'), '{:.3g}')}")
+    if row.family == "primary" and row.p_vs_baseline is not None:  # a family of one: nothing to adjust
+        test = row.test or ""
+        kind = "TOST" if test.startswith("TOST") else "one-sided Welch" if test.startswith("one-sided") else "Welch"
+        stats.append(f"{kind} p = {numbers.num(row.p_vs_baseline, _path(name, 'p_vs_baseline'), '{:.3g}')}")
+    else:
+        if row.p_vs_baseline is not None:
+            stats.append(f"Welch p = {numbers.num(row.p_vs_baseline, _path(name, 'p_vs_baseline'), '{:.3g}')}")
+        if row.p_adjusted is not None:
+            stats.append(f"Holm-adjusted p = {numbers.num(row.p_adjusted, _path(name, 'p_adjusted'), '{:.3g}')}")
     detail = f" ({'; '.join(stats)})" if stats else ""
     return f"{', '.join(parts) or 'no test'}{detail}: {VERDICT_WORDS[row.verdict]}"
 
@@ -145,12 +154,37 @@ def findings(results: Results, numbers: Numbers) -> str:
         lines.append(
             f"Condition {name} reached {metric_value(numbers, results, name)}; {test_clause(numbers, results, name)}."
         )
-    lines.append(
-        f"Tests are two-sided Welch t-tests of each condition against the baseline, corrected for "
-        f"{numbers.num(len(results.conditions) - 1, 'results.conditions#tested', '{:d}')} comparisons with Holm's method at a family-wise level of "
-        f"{numbers.num(results.alpha, 'results.alpha', '{:g}')}."
-    )
+    lines.append(tests_sentence(results, numbers))
     return " ".join(lines)
+
+
+def tests_sentence(results: Results, numbers: Numbers) -> str:
+    """How the conditions were tested against the baseline: the registered families, or one Holm family."""
+    alpha = numbers.num(results.alpha, "results.alpha", "{:g}")
+    rows = {n: r for n, r in results.conditions.items() if n != "baseline"}
+    if not any(r.family for r in rows.values()):
+        return (
+            f"Tests are two-sided Welch t-tests of each condition against the baseline, corrected for "
+            f"{numbers.num(len(rows), 'results.conditions#tested', '{:d}')} comparisons with Holm's method at a "
+            f"family-wise level of {alpha}."
+        )
+    parts = []
+    for name, row in rows.items():
+        if row.family == "primary":
+            parts.append(
+                f"the pre-registered primary comparison ({name} against the baseline) is tested alone by a "
+                f"{row.test or 'Welch t-test'}, with no correction (a family of one)"
+            )
+    for family, what in (("secondary", "pre-registered secondary"), ("exploratory", "exploratory (not in the plan)")):
+        members = [n for n, r in rows.items() if r.family == family]
+        if members:
+            count = numbers.num(len(members), f"results.conditions#{family}", "{:d}")
+            parts.append(
+                f"the {count} {what} condition{'s' if len(members) > 1 else ''} ({', '.join(members)}) "
+                f"{'are' if len(members) > 1 else 'is'} tested two-sided against the baseline with Holm's correction "
+                f"among {'themselves' if len(members) > 1 else 'itself'}"
+            )
+    return sentence_case("; ".join(parts)) + f", each at a level of {alpha}."
 
 
 def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Results | None = None) -> str:

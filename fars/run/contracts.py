@@ -240,19 +240,33 @@ class Condition(BaseModel):
 
 
 class Pilot(BaseModel):
-    """The baseline run over a few seeds before the plan: its seed-to-seed spread and how far it converged.
+    """The baseline run over a few seeds before the plan: its seed-to-seed spread and how its curve ends.
 
-    ``convergence`` is the mean share of a run's improvement made in the last fifth of its training (0: flat
-    at the end; near 1: still climbing), None where no curve showed an improvement.
+    ``sd`` is the spread the design uses: the sample standard deviation over seeds, or, where the seeds all
+    agreed exactly (``sd_floored``), a floor no smaller than the metric's resolution, with why in
+    ``sd_floor_reason`` (fars.stages.planning.pilot_summary). ``trend`` is how the mean validation curve over
+    seeds ends against that noise (fars.evaluation.design.curve_trend): "converged", "still improving" (its
+    last fifth improved it by more than fars.stages.planning.CONVERGED_SHARE of its whole gain, or by more than
+    ``sd``) or "unstable" (it ended worse than its best by more than ``sd``); None where the curve never
+    improved, or in a plan written before trends were recorded. ``convergence`` is that curve's share of its
+    improvement made in the last fifth of training (0: flat at the end; near 1: still climbing), None where
+    it showed no improvement. ``late_change`` is what the last fifth changed it by (metric units), ``best``
+    and ``end`` its best and last points (step, value).
     """
 
     seeds: list[int]
     steps: int
     values: list[float]  # the template's metric, one per seed that finished
     mean: float | None = None  # None: no pilot run finished
-    sd: float  # sample standard deviation over seeds (0 with one value)
+    sd: float  # sample standard deviation over seeds (0 with one value), or its floor where they agreed
+    sd_floored: bool = False  # the seeds agreed exactly: sd is a floor, not a measured spread
+    sd_floor_reason: str = ""  # what the floor is, in words ("the metric's resolution, ...")
     convergence: float | None = None
-    converged: bool | None = None  # convergence at most fars.stages.planning.CONVERGED_SHARE
+    converged: bool | None = None  # True only for trend "converged" (older plans: convergence <= CONVERGED_SHARE)
+    trend: Literal["converged", "still improving", "unstable"] | None = None
+    late_change: float | None = None
+    best: tuple[int, float] | None = None
+    end: tuple[int, float] | None = None
     job_s: float = 0.0  # mean wall time of a pilot run
     failures: list[str] = Field(default_factory=list)
     reused: bool = False  # its runs are the experiment's baseline runs (it could not change the seeds)
@@ -388,15 +402,20 @@ class Stat(BaseModel):
     n: int = Field(ge=1)
 
 
-Verdict = Literal["baseline", "better", "worse", "no significant difference", "untested"]
+Verdict = Literal["baseline", "better", "worse", "equivalent", "no significant difference", "inconclusive", "untested"]
+Family = Literal["primary", "secondary", "exploratory"]
 
 
 class ConditionResult(BaseModel):
     """One condition's statistics over its seeds and its corrected test against the baseline.
 
-    ``metric`` is the template's metric (mean, std, n) with a bootstrap interval of the mean;
-    ``p_vs_baseline`` is Welch's two-sided t-test, ``p_adjusted`` the same after Holm's correction over
-    every condition tested against the baseline; ``effect_size`` is Hedges' g (positive: better).
+    ``metric`` is the template's metric (mean, std, n) with a Student-t interval of the mean;
+    ``p_vs_baseline`` is the test against the baseline and ``p_adjusted`` the same corrected within its
+    ``family``: the plan's pre-registered comparison against the baseline where it has one (the primary alone,
+    one-sided in a predicted direction, TOST for equivalence; the secondary ones with Holm), else an
+    exploratory two-sided Welch t-test with Holm over the exploratory conditions (the follow-ups). A plan
+    written before comparisons were registered leaves ``family`` unset: every condition two-sided, one Holm
+    family. ``test`` says which test in words; ``effect_size`` is Hedges' g (positive: better).
     """
 
     role: Role = "method"
@@ -413,6 +432,8 @@ class ConditionResult(BaseModel):
     p_adjusted: float | None = None
     effect_size: float | None = None
     verdict: Verdict = "untested"
+    family: Family | None = None
+    test: str | None = None
     wall_s: float = 0.0
     tokens_per_s: float = 0.0
     mfu: float | None = None

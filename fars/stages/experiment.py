@@ -36,7 +36,7 @@ from experiments.spec import TemplateSpec, load_template
 from fars.code.search import CodeSearch, RunCode, SearchOutcome
 from fars.config import DeepSpeedConfig, ExperimentConfig, FarsConfig, SandboxConfig
 from fars.evaluation.design import t_interval
-from fars.evaluation.preregistered import judge
+from fars.evaluation.preregistered import judge, test_words
 from fars.evaluation.stats import hedges_g, holm, welch_t
 from fars.executor.launch import JobFailed, JobTimeout
 from fars.executor.runner import Runner, RunnerConfigError, runner_problems
@@ -140,7 +140,7 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
         if ctx.input(IdeationOutput).research == "open":  # the model reads the results and may ask for follow-ups
             analysis, table, best = await read_results(ctx, services, runner, trial, exp, code)
         else:
-            table, best = aggregate(trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha)
+            table, best = judged_table(trial, exp.alpha)
         figures = await draw_figures(ctx, trial, table, settings.vector_figures) if exp.figures else []
         results = results_of(trial, exp.alpha, table, best, figures, code)
         results.comparisons = preregistered_outcomes(trial, table, exp.alpha)
@@ -164,7 +164,7 @@ async def read_results(
     repeat of a condition refused) and the model revises its analysis over all of them. Returns the analysis and
     the table and best condition it was written over."""
     spec, record = trial.spec, ctx.input(IdeationOutput).require_chosen()
-    table, best = aggregate(trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha)
+    table, best = judged_table(trial, exp.alpha)
 
     async def ask(allowed: int, earlier: ModelAnalysis | None) -> AnalysisDraft:
         results = results_of(trial, exp.alpha, table, best, [], code)
@@ -209,7 +209,7 @@ async def read_results(
             trial.runs.pop(condition.name, None)
             entry = next(e for e in analysis.followups if f"followup-{e.name}" == condition.name)
             entry.status, entry.note = "refused", "every seed of it failed (see the failures)"
-    table, best = aggregate(trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=exp.alpha)
+    table, best = judged_table(trial, exp.alpha)
     revised = await ask(0, analysis)
     analysis = analysis.model_copy(
         update={"finding": revised.finding, "verdict": revised.verdict, "analysis": revised.analysis, "revised": True}
@@ -429,13 +429,16 @@ def aggregate(
     higher_is_better: bool,
     *,
     alpha: float = 0.05,
+    bounds: tuple[float, float] | None = None,
 ) -> tuple[dict[str, ConditionResult], str]:
-    """Per-condition statistics and corrected tests against the baseline; the best condition by mean."""
+    """Per-condition statistics and corrected tests against the baseline; the best condition by mean.
+    ``bounds``: the metric's possible values as the template declares them (else inferred from the values)."""
     baseline = [m.final[metric] for m in per_condition["baseline"]]
     sign = 1.0 if higher_is_better else -1.0
     # a t-interval over two seeds is wide: it is cut to the metric's range (an accuracy's to [0, 1]), as the
     # relay run's reviewers rightly objected to an accuracy interval of [-5.26, 6.34]
-    floor, ceiling = band_limits(np.array([m.final[metric] for runs in per_condition.values() for m in runs]))
+    # (and where the template declares its range, to that: cartpole's return stops at 500, not at an interval's 1108)
+    floor, ceiling = bounds or band_limits(np.array([m.final[metric] for runs in per_condition.values() for m in runs]))
     table: dict[str, ConditionResult] = {}
     raw_p: dict[str, float | None] = {}
     for name, runs in per_condition.items():
@@ -479,6 +482,54 @@ def aggregate(
             result.verdict = "no significant difference"
     best = (max if higher_is_better else min)(table, key=lambda c: table[c].metric.mean)
     return table, best
+
+
+def judged_table(trial: Trial, alpha: float) -> tuple[dict[str, ConditionResult], str]:
+    """``aggregate``'s table with each row's test the one its plan registered (``adopt_registered``)."""
+    spec = trial.spec
+    table, best = aggregate(
+        trial.runs, trial.conditions, spec.metric, spec.higher_is_better, alpha=alpha, bounds=spec.metric_range
+    )
+    adopt_registered(table, preregistered_outcomes(trial, table, alpha), alpha, spec.higher_is_better)
+    return table, best
+
+
+def adopt_registered(
+    table: dict[str, ConditionResult], outcomes: list[ComparisonOutcome], alpha: float, higher_is_better: bool
+) -> None:
+    """Give each row of the table the test its plan registered against the baseline, so the table, the figure
+    and the prose say what the pre-registered comparisons say: the primary alone (one-sided in the predicted
+    direction, uncorrected), the secondary ones with Holm among themselves. A condition registered against no
+    baseline comparison (a follow-up asked for after the results, an ablation compared with the method) keeps
+    a two-sided Welch test against the baseline, corrected with Holm among those exploratory rows only: it
+    joins no confirmatory family, so asking for follow-ups cannot weaken the primary's test. A plan with no
+    registered comparisons (written before them) keeps ``aggregate``'s one family."""
+    if not outcomes:
+        return
+    registered = {o.candidate: o for o in outcomes if o.reference == "baseline" and o.candidate in table}
+    exploratory: dict[str, float | None] = {}
+    for name, row in table.items():
+        if name == "baseline":
+            continue
+        outcome = registered.get(name)
+        if outcome is None:
+            test = welch_t([float(v) for v in table["baseline"].values], row.values) if "baseline" in table else None
+            exploratory[name] = row.p_vs_baseline = test.p_value if test else None
+            continue
+        row.family, row.p_vs_baseline, row.p_adjusted = outcome.family, outcome.p_value, outcome.p_adjusted
+        row.test = test_words(outcome, higher_is_better)
+        row.verdict = "untested" if outcome.p_value is None else outcome.verdict
+    sign = 1.0 if higher_is_better else -1.0
+    for name, adjusted in holm(exploratory).items():
+        row = table[name]
+        row.family, row.p_adjusted = "exploratory", adjusted
+        row.test = "two-sided Welch t-test (exploratory: not registered in the plan)"
+        if adjusted is None or row.difference is None:
+            row.verdict = "untested"
+        elif adjusted < alpha and row.difference != 0:
+            row.verdict = "better" if sign * row.difference > 0 else "worse"
+        else:
+            row.verdict = "no significant difference"
 
 
 def preregistered_outcomes(trial: Trial, table: dict[str, ConditionResult], alpha: float) -> list[ComparisonOutcome]:

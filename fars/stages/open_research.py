@@ -22,7 +22,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints, create_model
 
 from experiments.spec import TemplateSpec
+from fars.evaluation.preregistered import test_words
 from fars.run.contracts import (
+    ConditionResult,
     FollowupRequest,
     HypothesisRecord,
     IdeaPart,
@@ -278,6 +280,16 @@ def analysis_schema(followups: int) -> type[AnalysisDraft]:
     )
 
 
+def row_test(c: ConditionResult) -> str:
+    """A row's test against the baseline as the model reads it: the test, its p and its family's correction."""
+    if c.family == "primary":
+        return f"{c.test or 'Welch t-test'} p={c.p_vs_baseline:.3g} (pre-registered primary, uncorrected)"
+    if c.family is None:
+        return f"two-sided Welch p={c.p_vs_baseline:.3g} (Holm over every condition {c.p_adjusted:.3g})"
+    holm = "" if c.p_adjusted is None else f", Holm within the {c.family} family {c.p_adjusted:.3g}"
+    return f"{c.test or 'two-sided Welch t-test'} p={c.p_vs_baseline:.3g} ({c.family}{holm})"
+
+
 def results_text(results: Results, record: HypothesisRecord) -> str:
     """Every condition's mean, interval, seeds and test, and the pre-registered comparisons' verdicts."""
     lines = []
@@ -287,14 +299,31 @@ def results_text(results: Results, record: HypothesisRecord) -> str:
         interval = "" if c.ci_low is None else f" [{c.ci_low:.4g}, {c.ci_high:.4g}]"
         test = (
             ""
-            if c.p_vs_baseline is None
-            else f"; vs baseline {c.difference:+.4g}, p={c.p_vs_baseline:.3g} (Holm {c.p_adjusted:.3g}), "
-            f"g={c.effect_size:.2f}, {c.verdict}"
+            if c.p_vs_baseline is None or c.difference is None
+            else f"; vs baseline {c.difference:+.4g}, {row_test(c)}"
+            + ("" if c.effect_size is None else f", Hedges' g={c.effect_size:+.2f} (positive: better)")
+            + f", {c.verdict}"
         )
         lines.append(f"- {name} ({c.role}; {setting}): mean {c.metric.mean:.4g}{interval}; seeds {values}{test}")
     for o in results.comparisons:
-        diff = "" if o.difference is None else f" difference {o.difference:+.4g} [{o.ci_low:.4g}, {o.ci_high:.4g}]"
-        lines.append(f"Pre-registered {o.family} comparison {o.name} ({o.prediction}):{diff} -> {o.verdict}")
+        diff = (
+            ""
+            if o.difference is None or o.ci_low is None or o.ci_high is None
+            else f" difference {o.difference:+.4g} (two-sided {o.confidence:.0%} interval [{o.ci_low:.4g}, {o.ci_high:.4g}])"
+        )
+        test = "" if o.p_value is None else f"; {test_words(o, results.higher_is_better)} p={o.p_value:.3g}"
+        if o.family == "secondary" and o.p_adjusted is not None:
+            test += f", Holm-adjusted within the secondary family {o.p_adjusted:.3g}"
+        one_sided = (
+            " (a one-sided test at alpha is as strict as a two-sided interval at 1 - 2 alpha, so it can pass while "
+            "the two-sided interval still includes 0)"
+            if "one-sided" in test
+            else ""
+        )
+        lines.append(
+            f"Pre-registered {o.family} comparison {o.name} (predicted {o.prediction}):{diff}{test} -> verdict "
+            f"{o.verdict}{one_sided}"
+        )
     predicted = record.prediction or "better"
     size = record.margin if predicted == "equivalent" else record.effect
     head = (

@@ -3,12 +3,19 @@ equivalence, Student-t intervals at small n, and the inconclusive verdict."""
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 from scipy import stats
 
 from fars.evaluation.preregistered import judge
 from fars.evaluation.stats import holm
-from fars.run.contracts import Comparison
+from fars.paper.document import results_table
+from fars.paper.grounding import Numbers
+from fars.paper.prose import findings
+from fars.run.contracts import Comparison, ConditionResult, EngineInfo, HypothesisRecord, Results, Stat
+from fars.stages.experiment import adopt_registered
+from fars.stages.open_research import results_text
 
 BASE = [0.500, 0.510, 0.490, 0.505, 0.495]
 
@@ -104,3 +111,69 @@ def test_a_condition_with_one_seed_is_inconclusive_and_untested() -> None:
 def test_an_equivalence_prediction_without_a_margin_is_refused() -> None:
     with pytest.raises(ValueError, match="predicts equivalence: it needs a margin"):
         secondary("x", prediction="equivalent")
+
+
+def _row(values: list[float], role: str = "method", base: list[float] | None = None) -> ConditionResult:
+    mean = statistics.fmean(values)
+    row = ConditionResult(
+        role=role,  # type: ignore[arg-type]
+        metric=Stat(mean=mean, std=statistics.stdev(values), n=len(values)),
+        seeds=list(range(len(values))),
+        values=values,
+    )
+    if base is not None:
+        row.difference = mean - statistics.fmean(base)
+    return row
+
+
+def test_the_table_prose_and_model_read_the_registered_test_and_follow_ups_join_no_confirmatory_family() -> None:
+    # the relay run's CartPole study: 2 seeds, method far above baseline, one follow-up; the table had
+    # Holm-corrected the primary with the follow-up (0.085 -> 0.17, 'no significant difference') while the
+    # registered one-sided primary said 'better' (p 0.043): the paper and the model read two answers
+    base, method, follow = [118.1, 146.9], [500.0, 396.0], [147.7, 467.9]
+    table = {"baseline": _row(base, "baseline"), "method": _row(method, base=base)}
+    table["followup-lower-lr"] = _row(follow, "followup", base)
+    outcomes = judge(
+        {n: r.values for n, r in table.items()}, [primary(prediction="better")], alpha=0.05, higher_is_better=True
+    )
+    adopt_registered(table, outcomes, 0.05, True)
+    main, extra = table["method"], table["followup-lower-lr"]
+    one_sided = float(stats.ttest_ind(method, base, equal_var=False, alternative="greater").pvalue)
+    assert main.family == "primary" and main.p_vs_baseline == pytest.approx(one_sided) == main.p_adjusted
+    assert one_sided < 0.05 and main.verdict == outcomes[0].verdict == "better"
+    assert main.test is not None and main.test.startswith("one-sided")
+    two_sided = float(stats.ttest_ind(follow, base, equal_var=False).pvalue)
+    assert extra.family == "exploratory" and extra.p_adjusted == pytest.approx(two_sided)  # a family of one
+    assert extra.verdict == "no significant difference"
+    # more follow-ups change nothing of the primary's test
+    table["followup-b"] = _row([150.0, 160.0], "followup", base)
+    adopt_registered(table, outcomes, 0.05, True)
+    assert table["method"].p_adjusted == pytest.approx(one_sided) and table["method"].verdict == "better"
+    p_b = float(stats.ttest_ind([150.0, 160.0], base, equal_var=False).pvalue)
+    expected = holm({"followup-lower-lr": two_sided, "followup-b": p_b})["followup-lower-lr"]
+    assert expected != pytest.approx(two_sided) and table["followup-lower-lr"].p_adjusted == pytest.approx(expected)
+    results = Results(
+        template="cartpole",
+        metric="eval_return",
+        higher_is_better=True,
+        knob="lr",
+        steps=40,
+        alpha=0.05,
+        conditions=table,
+        best="method",
+        engine=EngineInfo(name="plain", parameters=4610),
+    )
+    numbers = Numbers()
+    said = numbers.plain(findings(results, numbers))
+    assert "one-sided Welch p = 0.0" in said and "Holm-adjusted p" in said
+    assert "pre-registered primary comparison (method against the baseline) is tested alone" in said
+    assert "2 exploratory (not in the plan) conditions (followup-lower-lr, followup-b)" in said
+    assert "corrected for 3 comparisons" not in said
+    numbers = Numbers()
+    shown = results_table(results, numbers)
+    assert shown.header[6] == "p (adj.)" and numbers.plain(shown.rows[1][6]).endswith("(primary)")
+    assert numbers.plain(shown.rows[2][6]).endswith("(exploratory)") and "pre-registered primary alone" in shown.caption
+    results.comparisons = outcomes
+    text = results_text(results, HypothesisRecord.model_validate({"statement": "s", "title": "t"}))
+    assert "pre-registered primary, uncorrected" in text and "-> verdict better" in text
+    assert "exploratory, Holm within the exploratory family" in text and "can pass while" in text
