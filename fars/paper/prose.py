@@ -39,6 +39,21 @@ VERDICT_PREDICATES = {
 }
 
 
+def untested_why(results: Results, name: str) -> str:
+    """Why a condition has no test against the baseline: too few seeds, or seeds that all agreed in both."""
+    row, base = results.conditions[name], results.conditions.get("baseline")
+    if base is not None and min(row.metric.n, base.metric.n) >= 2 and row.metric.std == 0 == base.metric.std:
+        return "every seed of it and of the baseline gave the same value, so a t-test has no spread to use"
+    return "too few seeds"
+
+
+def verdict_words(results: Results, name: str, *, predicate: bool = False) -> str:
+    """A condition's verdict in words ('significantly better than the baseline'; as a predicate, 'was ...')."""
+    verdict = results.conditions[name].verdict
+    words = (VERDICT_PREDICATES if predicate else VERDICT_WORDS)[verdict]
+    return words.replace("(too few seeds)", f"({untested_why(results, name)})") if verdict == "untested" else words
+
+
 def sentence_case(text: str) -> str:
     """The text with its first letter capitalised (the rest left as written)."""
     return text[:1].upper() + text[1:] if text else text
@@ -137,7 +152,7 @@ def test_clause(numbers: Numbers, results: Results, name: str) -> str:
         if row.p_adjusted is not None:
             stats.append(f"Holm-adjusted p = {numbers.num(row.p_adjusted, _path(name, 'p_adjusted'), '{:.3g}')}")
     detail = f" ({'; '.join(stats)})" if stats else ""
-    return f"{', '.join(parts) or 'no test'}{detail}: {VERDICT_WORDS[row.verdict]}"
+    return f"{', '.join(parts) or 'no test'}{detail}: {verdict_words(results, name)}"
 
 
 def findings(results: Results, numbers: Numbers) -> str:
@@ -368,8 +383,8 @@ def harness_abstract(
         )
     for cond in ablations:
         if cond.name in results.conditions:
-            verdict = results.conditions[cond.name].verdict
-            parts.append(f"Without its {cond.removed} ({cond.name}), the method {VERDICT_PREDICATES[verdict]}.")
+            said = verdict_words(results, cond.name, predicate=True)
+            parts.append(f"Without its {cond.removed} ({cond.name}), the method {said}.")
     return " ".join(parts)
 
 
@@ -420,9 +435,9 @@ def other_measures(results: Results, numbers: Numbers, most: int = 3) -> str:
 def harness_discussion(spec: TemplateSpec, plan: Plan, results: Results, numbers: Numbers) -> str:
     """The discussion: what the corrected tests show, what the ablations add, and the limits."""
     lines = []
-    for name, row in results.conditions.items():
+    for name in results.conditions:
         if name != "baseline":
-            lines.append(f"Condition {name} {VERDICT_PREDICATES[row.verdict]}.")
+            lines.append(f"Condition {name} {verdict_words(results, name, predicate=True)}.")
     other = other_measures(results, numbers)
     if other:
         lines.append(other)

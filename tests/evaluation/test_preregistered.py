@@ -12,7 +12,7 @@ from fars.evaluation.preregistered import judge
 from fars.evaluation.stats import holm
 from fars.paper.document import results_table
 from fars.paper.grounding import Numbers
-from fars.paper.prose import findings
+from fars.paper.prose import findings, verdict_words
 from fars.run.contracts import Comparison, ConditionResult, EngineInfo, HypothesisRecord, Results, Stat
 from fars.stages.experiment import adopt_registered
 from fars.stages.open_research import results_text
@@ -177,3 +177,25 @@ def test_the_table_prose_and_model_read_the_registered_test_and_follow_ups_join_
     text = results_text(results, HypothesisRecord.model_validate({"statement": "s", "title": "t"}))
     assert "pre-registered primary, uncorrected" in text and "-> verdict better" in text
     assert "exploratory, Holm within the exploratory family" in text and "can pass while" in text
+
+
+def test_a_condition_untested_because_every_seed_agreed_says_so_not_too_few_seeds() -> None:
+    # the relay run's digits follow-up: 2 seeds each, both arms' seeds identical; the paper said "too few seeds"
+    base, same = _row([0.9694, 0.9694], "baseline"), _row([0.9667, 0.9667], "followup", [0.9694, 0.9694])
+    one = _row([0.9694, 0.9667], "followup", [0.9694, 0.9694])
+    one.metric = Stat(mean=0.968, std=0.0, n=1)
+    results = Results(
+        template="digits",
+        metric="val_accuracy",
+        higher_is_better=True,
+        knob="lr",
+        steps=600,
+        conditions={"baseline": base, "followup-wd": same, "followup-one": one},
+        best="baseline",
+        engine=EngineInfo(name="plain", parameters=1),
+    )
+    assert verdict_words(results, "followup-wd") == (
+        "not tested against the baseline (every seed of it and of the baseline gave the same value, so a t-test "
+        "has no spread to use)"
+    )
+    assert verdict_words(results, "followup-one", predicate=True).endswith("(too few seeds)")
