@@ -148,7 +148,8 @@ def test_the_embedded_run_makes_two_reviewed_papers(embedded_run: Path) -> None:
 def test_the_embedded_runs_plans_are_real_studies_on_two_templates(embedded_run: Path) -> None:
     """Each paper's plan has a baseline, a method and an ablation, on a template of its own; the weak model's
     attempt at code is recorded, and the plan's conditions stood without it."""
-    from fars.run.contracts import Results
+    from experiments.spec import load_template
+    from fars.run.contracts import Plan, Results
 
     templates = set()
     for project_id, folder in _written(embedded_run):
@@ -156,6 +157,14 @@ def test_the_embedded_runs_plans_are_real_studies_on_two_templates(embedded_run:
         templates.add(results.template)
         roles = [c.role for c in results.conditions.values()]
         assert len(roles) >= 3 and "baseline" in roles and "ablation" in roles, roles
+        # the plan shows its pilot and why it chose its seeds and steps; the paper's setup lists every setting
+        plan = Plan.model_validate_json((folder / "plan.json").read_text())
+        assert plan.pilot is not None and len(plan.pilot.values) >= 2 and plan.pilot.steps == plan.steps, plan.pilot
+        assert plan.seed_design is not None and plan.seed_design.seeds == len(plan.seeds) and plan.seed_design.reason
+        paper = (folder / "paper.md").read_text()
+        assert f"runs for {plan.steps} steps with seeds" in paper and "Table 1" in paper
+        for knob in load_template(results.template).knobs:
+            assert f"| {knob.name} |" in paper or f"{knob.name}=" in paper, f"{project_id}: setup omits {knob.name}"
         if results.code is not None and results.code.reason and "no code search" not in results.code.reason:
             assert Ledger(embedded_run / "ledger.sqlite").code_nodes(project_id), "a code attempt went unrecorded"
     assert len(templates) >= 2, templates

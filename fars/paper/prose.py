@@ -217,6 +217,39 @@ def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Result
         f"runs for {numbers.num(plan.steps, 'plan.steps', '{:d}')} steps with seeds {seeds}; Table 1 lists every "
         f"setting the conditions ran with and where it differs from the template's default. We report the final {spec.metric} "
         f"({'higher' if spec.higher_is_better else 'lower'} is better).{_added_conditions(plan, results, numbers)}"
+        f"{training_length(plan, spec.metric, numbers)}"
+    )
+
+
+def training_length(plan: Plan, metric: str, numbers: Numbers) -> str:
+    """What the pilot says of the training length, as a limit where the baseline had not converged (empty
+    without a pilot trend): still improving at the end, or unstable (it peaked and fell back)."""
+    pilot = plan.pilot
+    if pilot is None or pilot.trend is None or pilot.late_change is None:
+        return ""
+    seeds = numbers.num(len(pilot.values), "plan.pilot.values#count", "{:d}")
+    sd = numbers.num(pilot.sd, "plan.pilot.sd", "{:.3g}")
+    spread = f"the noise floor {sd}" if pilot.sd_floored else f"its seed-to-seed spread (sd {sd})"
+    late = numbers.num(abs(pilot.late_change), "plan.pilot.late_change", "{:.3g}")
+    steps = numbers.num(plan.steps, "plan.steps", "{:d}")
+    if pilot.trend == "unstable" and pilot.best is not None and pilot.end is not None:
+        best = numbers.num(pilot.best[1], "plan.pilot.best", "{:.4g}")
+        at = numbers.num(pilot.best[0], "plan.pilot.best#step", "{:d}")
+        end = numbers.num(pilot.end[1], "plan.pilot.end", "{:.4g}")
+        return (
+            f" A limit: the baseline's pilot ({seeds} seeds) was unstable at this length: its mean {metric} was best "
+            f"({best}) at step {at} and ended at {end}, so a final value depends on where training stops."
+        )
+    if pilot.trend == "still improving":
+        moved = "raised" if pilot.late_change > 0 else "lowered"
+        return (
+            f" A limit: the baseline's pilot ({seeds} seeds) was still improving at {steps} steps (the last fifth of "
+            f"training {moved} its mean {metric} by {late}; {spread}), so the comparison is at this fixed training "
+            "length, not at convergence."
+        )
+    return (
+        f" The baseline's pilot ({seeds} seeds) had converged by {steps} steps: the last fifth of training changed its "
+        f"mean {metric} by {late}, within {spread}."
     )
 
 

@@ -94,3 +94,29 @@ def test_the_harness_own_results_and_discussion_claim_only_what_the_tests_found(
     plain = numbers.plain(discussion)
     assert "train loss was 0.9000 in the baseline and 0.4500 in the method" in plain
     assert ("0.4500", "results.conditions.method.secondary.train_loss.mean") in numbers.entries
+
+
+def test_the_setup_states_a_training_length_the_pilot_found_unconverged_as_a_limit() -> None:
+    from fars.paper.prose import setup_text
+    from fars.run.contracts import Condition, Pilot, Plan
+
+    def setup(pilot: Pilot) -> str:
+        plan = Plan(
+            template="cartpole", design="components", seeds=[0, 1], steps=40, pilot=pilot,
+            conditions=[Condition(name="baseline", role="baseline"),
+                        Condition(name="method", role="method", components={"advantage_norm": "standardize"})],
+        )  # fmt: skip
+        numbers = Numbers()
+        return numbers.plain(setup_text(plan, load_template("cartpole"), numbers))
+
+    # the relay run's CartPole pilot: best at step 20, collapsed by step 40 (its paper said nothing of it)
+    collapsed = Pilot(
+        seeds=[2, 3], steps=40, values=[118.1, 146.9], sd=20.4, trend="unstable", late_change=-150.0,
+        best=(20, 411.8), end=(40, 132.5),
+    )  # fmt: skip
+    assert "A limit: the baseline's pilot (2 seeds) was unstable at this length: its mean eval_return was best (411.8) at step 20 and ended at 132.5" in setup(collapsed)  # fmt: skip
+    climbing = collapsed.model_copy(update={"trend": "still improving", "late_change": 35.0, "best": None})
+    assert "was still improving at 40 steps (the last fifth of training raised its mean eval_return by 35; its seed-to-seed spread (sd 20.4))" in setup(climbing)  # fmt: skip
+    settled = collapsed.model_copy(update={"trend": "converged", "late_change": 3.0})
+    assert "had converged by 40 steps: the last fifth of training changed its mean eval_return by 3, within its seed-to-seed spread" in setup(settled)  # fmt: skip
+    assert "A limit" not in setup(settled) and "pilot" not in setup(collapsed.model_copy(update={"trend": None}))
