@@ -45,6 +45,7 @@ _HYPOTHESIS = re.compile(
 _FINDING = re.compile(
     r"\b(?:confirm\w*|support\w*|found|finds?|show(?:s|ed|n)?|demonstrat\w*|reached|achiev\w*)\b", re.I
 )
+_CITES = re.compile(r"\[@[\w:.-]+|\[\d+(?:[,–-]\s*\d+)*\]|\\cite\w*\{")
 _GENERIC_METHOD = ("method", "methods", "approach", "proposed", "intervention", "combination", "our model")
 
 
@@ -85,7 +86,9 @@ def _condition_of(sentence: str, results: Results, words: dict[str, list[str]]) 
     if named:
         return named[0]
     methods = [c for c, r in results.conditions.items() if r.role in ("method", "variant")]
-    if methods and _mentions(sentence, list(_GENERIC_METHOD)):
+    # a sentence citing prior work ("methods that reduce variance [@x]") speaks of that work, not of ours,
+    # unless it names one of our conditions (above)
+    if methods and _mentions(sentence, list(_GENERIC_METHOD)) and not _CITES.search(sentence):
         return methods[0]
     return None
 
@@ -118,6 +121,8 @@ def find_claims(text: str, results: Results) -> list[FoundClaim]:
         if not sentence or sentence.startswith(("|", "#", "![", "*Table", "*Figure")):
             continue
         if _HYPOTHESIS.search(sentence) and not _FINDING.search(sentence):  # the question, not an answer
+            continue
+        if sentence.endswith("?"):  # "does standardizing raise the final return?" asks; it claims nothing
             continue
         claim = _claim_of(_DIRECTION_NOTE.sub(" ", sentence), metric_words, results.higher_is_better)
         if claim is None:

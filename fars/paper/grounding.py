@@ -226,7 +226,7 @@ _FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "n": ("seed", "run"),
     "seeds": ("seed",),
     "values": ("seed", "run"),
-    "steps": ("step",),
+    "steps": ("step", "update", "iteration"),  # cartpole's step is one policy update
     "significance_level": ("signific", "level", "alpha", "α"),
     "alpha": ("signific", "level", "alpha", "α"),
     "novelty_max_similarity": ("novelty", "similarity"),

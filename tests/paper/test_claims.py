@@ -120,3 +120,12 @@ def test_the_setup_states_a_training_length_the_pilot_found_unconverged_as_a_lim
     settled = collapsed.model_copy(update={"trend": "converged", "late_change": 3.0})
     assert "had converged by 40 steps: the last fifth of training changed its mean eval_return by 3, within its seed-to-seed spread" in setup(settled)  # fmt: skip
     assert "A limit" not in setup(settled) and "pilot" not in setup(collapsed.model_copy(update={"trend": None}))
+
+
+def test_a_question_and_a_sentence_about_cited_work_claim_nothing_of_ours() -> None:
+    # the relay run's CartPole introduction lost both of these as "unsupported claims" of the method
+    asked = "We ask a narrow question: does setting the optimizer to sgd raise the final val_accuracy after 30 steps?"
+    cited = "Policy-gradient methods are noisy, and work on control variates reduces their variance [@x2018] or gives better estimates [3]."
+    assert find_claims(asked, RESULTS) == [] and find_claims(cited, RESULTS) == []
+    ours = "Our method gives better val_accuracy, as [@x2018] found for PPO."
+    assert [c.condition for c in find_claims(ours, RESULTS)] == ["method"]  # names our method: still checked

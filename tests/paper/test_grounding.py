@@ -101,3 +101,12 @@ def test_repair_drops_only_the_sentences_that_cannot_be_traced() -> None:
     fixed, dropped = repair_prose(text, sources(), BIB)
     assert fixed == "We build on [@power2022]. We used lr."
     assert len(dropped) == 2 and "12.5" in dropped[0] and "nobody2020" in dropped[1]
+
+
+def test_a_count_of_updates_or_iterations_is_the_plans_steps() -> None:
+    # the relay run's CartPole abstract lost "ending far below its peak after 40 updates" (a step is an update)
+    for said in ("after 30 updates", "over 30 iterations", "for 30 steps"):
+        _, report = checked(f"Grokking was reported by [@power2022]; training stops {said}.")
+        assert report.ok, (said, report.problems())  # type: ignore[attr-defined]
+    _, report = checked("Grokking was reported by [@power2022]; it took 30 images.")
+    assert not report.ok  # a 30 that is not about steps is still ungrounded
