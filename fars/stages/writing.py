@@ -63,6 +63,7 @@ from fars.paper.prose import (
     harness_introduction,
     harness_title,
     method_condition,
+    sentence_case,
     setup_table,
     setup_text,
 )
@@ -475,18 +476,19 @@ def code_appendix(results: Results, run_dir: Path, numbers: Numbers) -> list[Sec
     code = results.code
     if code is None or not code.nodes:
         return []
+    if all(not n.edits for n in code.nodes):
+        # the model wrote no code (it judged the settings implement the idea, or its replies held no edit): the
+        # paper's conditions are template settings, which the setup states; what was asked stays in results.json
+        return []
     buggy = sum(1 for n in code.nodes if n.verdict == "buggy")
     count = numbers.num(len(code.nodes), "results.code.nodes#count", "{:d}")
-    if all(not n.edits for n in code.nodes):  # the model wrote no code: nothing was run, so nothing failed to run
-        tried = f"The search over programs asked the model for code {count} time(s); no reply changed the code."
-    else:
-        versions = "version" if len(code.nodes) == 1 else "versions"
-        tried = (
-            f"The search over programs tried {count} {versions} of the template's code, of which "
-            f"{numbers.num(buggy, 'results.code.nodes#buggy', '{:d}')} failed to run or was refused."
-        )
+    versions = "version" if len(code.nodes) == 1 else "versions"
+    tried = (
+        f"The search over programs tried {count} {versions} of the template's code, of which "
+        f"{numbers.num(buggy, 'results.code.nodes#buggy', '{:d}')} failed to run or was refused."
+    )
     if code.winner is None or code.diff is None:
-        return [Section(heading="The search over programs", body=f"{tried} {code.reason}.")]
+        return [Section(heading="The search over programs", body=f"{tried} {sentence_case(code.reason.rstrip('.'))}.")]
     path = run_dir / code.diff
     text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
     lines = text.splitlines()

@@ -140,3 +140,23 @@ def test_a_grouped_citation_is_split_into_the_form_the_bibliography_reads() -> N
 
     text = "as shown [@fixing2018; @zou2023], see [@a,@b] and [@single]; [not a cite]."
     assert split_citations(text) == "as shown [@fixing2018] [@zou2023], see [@a] [@b] and [@single]; [not a cite]."
+
+
+def test_no_appendix_on_a_search_whose_model_wrote_no_code_and_a_sentence_where_versions_failed() -> None:
+    from pathlib import Path
+
+    from fars.run.contracts import CodeNode, CodeSearchSummary
+    from fars.stages.writing import code_appendix
+
+    judged = "the model wrote no code: it judged that the method's settings already implement the idea"
+    none = CodeNode(id="n0", kind="draft", verdict="buggy", error="no edit found in the reply")
+    results = RESULTS.model_copy(update={"code": CodeSearchSummary(nodes=[none], reason=judged)})
+    assert code_appendix(results, Path("."), Numbers()) == []  # the relay run printed "asked ... 1 time(s)"
+    failed = CodeNode(id="n1", kind="draft", verdict="buggy", error="NaN loss", edits=["train.py: 3 lines"])
+    results = RESULTS.model_copy(update={"code": CodeSearchSummary(nodes=[failed], reason="no version ran")})
+    numbers = Numbers()
+    [section] = code_appendix(results, Path("."), numbers)
+    assert numbers.plain(section.body) == (
+        "The search over programs tried 1 version of the template's code, of which 1 failed to run or was refused. "
+        "No version ran."
+    )
