@@ -332,7 +332,8 @@ def _numeric_leaves(obj: Any, path: str) -> Iterator[tuple[str, float]]:
             number = float(obj)
         except ValueError:
             for part in re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", obj):  # e.g. condition "lr=0.03"
-                yield path, float(part)
+                if math.isfinite(float(part)):  # "1e999" in a model's text is inf, which no number can show
+                    yield path, float(part)
         else:
             if math.isfinite(number):
                 yield path, number

@@ -3,6 +3,8 @@ every citation to a verified record."""
 
 from __future__ import annotations
 
+import math
+
 from fars.paper.document import Paper, Section, render_markdown, results_table
 from fars.paper.grounding import UNVERIFIED_MARK, BibEntry, Numbers, Sources, check_text, mark_unverified, repair_prose
 from tests.paper.test_document import RESULTS
@@ -110,3 +112,10 @@ def test_a_count_of_updates_or_iterations_is_the_plans_steps() -> None:
         assert report.ok, (said, report.problems())  # type: ignore[attr-defined]
     _, report = checked("Grokking was reported by [@power2022]; it took 30 images.")
     assert not report.ok  # a 30 that is not about steps is still ungrounded
+
+
+def test_a_hash_that_reads_as_a_huge_number_does_not_crash_the_check() -> None:
+    # the relay run lost its digits paper to OverflowError: "...7e9320..." in a code hash parsed as 7e9320 = inf
+    found = Sources(plan={"steps": 30, "provenance": {"code_sha256": "4f07e9320ab1e708"}})
+    assert all(math.isfinite(v) for _, v, _ in found.values) and any(p == "plan.steps" for p, _, _ in found.values)
+    assert found.trace("30", 30.0, False, "we train for 30 steps")[0] == "plan.steps"
