@@ -191,7 +191,7 @@ def tests_sentence(results: Results, numbers: Numbers) -> str:
                 f"{row.test or 'Welch t-test'}, with no correction (a family of one)"
             )
     for family, what in (("secondary", "pre-registered secondary"), ("exploratory", "exploratory (not in the plan)")):
-        members = [n for n, r in rows.items() if r.family == family]
+        members = [n for n, r in rows.items() if r.family == family and r.p_vs_baseline is not None]
         if members:
             count = numbers.num(len(members), f"results.conditions#{family}", "{:d}")
             parts.append(
