@@ -26,14 +26,19 @@ from experiments.spec import TemplateSpec, load_spec
 
 CORPUS = Path(__file__).with_name("corpus.txt")
 
+EVAL_CHARS, EVAL_STRETCH, EVAL_CHUNK = 8192, 1024, 2048  # eval_windows; 8192 = 4 batches of 32 x 64 as before
+
 
 def parse_args(spec: TemplateSpec, argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags: run options, engine options, plus one flag per knob and component."""
     p = spec.argument_parser()
     p.add_argument("--eval_every", type=int, default=0, help="0: about 20 evaluations per run")
-    p.add_argument("--eval_batches", type=int, default=4, help="micro-batches per evaluation of each split")
+    p.add_argument("--eval_chars", type=int, default=EVAL_CHARS, help="characters evaluated in each split")
+    p.add_argument("--eval_batches", type=int, default=0, help="deprecated: --eval_chars N*2048")
     add_engine_args(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.eval_chars = args.eval_batches * 2048 or args.eval_chars
+    return args
 
 
 def load_corpus(text: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -173,6 +178,23 @@ def batch(
     return x.to(device), y.to(device)
 
 
+def eval_windows(data: torch.Tensor, chars: int, block: int, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
+    """(inputs, targets) in batches of EVAL_CHUNK characters, unscored targets -100. Scored, whatever the knobs and
+    seed: a fixed count of characters, not windows (block_size would move those), in ceil(chars / EVAL_STRETCH)
+    stretches centred in equal shares of ``data``, cut into windows of ``block`` (the rest: one more ending there)."""
+    count, n, xs, ys = max(1, math.ceil(chars / EVAL_STRETCH)), len(data) - 1, [], []
+    size, width = max(1, min(EVAL_STRETCH, n // count)), min(block, n)
+    for k in range(count):
+        first = min(max(0, round((k + 0.5) * n / count - size / 2)), n - size)
+        for i in range(first, first + size, width):
+            start = max(0, min(i, first + size - width))
+            xs.append(data[start : start + width])
+            at = torch.arange(start, start + width)
+            ys.append(data[start + 1 : start + width + 1].masked_fill((at < i) | (at >= first + size), -100))
+    x, y, per = torch.stack(xs).to(device), torch.stack(ys).to(device), max(1, EVAL_CHUNK // width)
+    return [(x[j : j + per], y[j : j + per]) for j in range(0, len(x), per)]
+
+
 def lr_at(schedule: str, step: int, steps: int, peak: float, warmup_frac: float) -> float:
     """The rate of the schedule component's option at ``step`` (template.yaml says what each option does)."""
     if schedule == "warmup_cosine":
@@ -221,16 +243,18 @@ def run(spec: TemplateSpec, text: str, argv: list[str] | None = None) -> Metrics
         x, y = batch(train, micro, block, gen, engine.device)
         return loss_fn(module(x).float().view(-1, len(vocab)), y.view(-1))
 
-    def evaluate(data: torch.Tensor) -> tuple[float, float]:
-        eval_gen = torch.Generator().manual_seed(12345)  # the same windows at every evaluation
-        losses, hits = [], []
+    sets = {n: eval_windows(d, args.eval_chars, block, engine.device) for n, d in (("tr", train), ("va", val))}
+
+    def evaluate(split: str) -> tuple[float, float]:
+        """Plain cross-entropy (not a method's loss, so bits per character compare) and accuracy."""
+        total, hits, count = 0.0, 0.0, 0
         with evaluating(module), engine.autocast():
-            for _ in range(args.eval_batches):
-                x, y = batch(data, micro, block, eval_gen, engine.device)
-                logits = module(x).float().view(-1, len(vocab))
-                losses.append(loss_fn(logits, y.view(-1)).item())
-                hits.append((logits.argmax(-1) == y.view(-1)).float().mean().item())
-        return engine.mean(sum(losses) / len(losses)), engine.mean(sum(hits) / len(hits))
+            for x, y in sets[split]:
+                logits, target = module(x).float().view(-1, len(vocab)), y.view(-1)
+                total += F.cross_entropy(logits, target, reduction="sum").item()  # ignores the -100 targets
+                hits += (logits.argmax(-1) == target).sum().item()
+                count += int((target >= 0).sum())
+        return engine.mean(total / count), engine.mean(hits / count)
 
     curves: dict[str, list] = {"step": [], "train_loss": [], "val_loss": [], "val_metric": []}
     eval_s, val_acc = 0.0, 0.0
@@ -243,8 +267,8 @@ def run(spec: TemplateSpec, text: str, argv: list[str] | None = None) -> Metrics
         if step % eval_every == 0 or step == args.steps:
             engine.synchronize()
             t0 = time.perf_counter()
-            tr_loss, _ = evaluate(train)
-            va_loss, val_acc = evaluate(val)
+            tr_loss, _ = evaluate("tr")
+            va_loss, val_acc = evaluate("va")
             for key, value in zip(curves, (step, tr_loss, va_loss, va_loss / math.log(2)), strict=True):
                 curves[key].append(value)
             eval_s += time.perf_counter() - t0
