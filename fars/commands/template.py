@@ -10,7 +10,9 @@ data licence, folder. ``check`` validates one template folder the way a run woul
    template's ``smoke`` scale; an inference template's subject model is served by a scripted model
    through the subject gateway instead, outside the sandbox (the gateway listens on the host);
 3. the metrics contract: ``metrics.json`` validates, names the declared metric, reports it finite,
-   and records every knob and component with the value it was given (the entry point honours them).
+   and records every knob and component with the value it was given (the entry point honours them);
+4. with ``--audit``, the option audit (``fars.commands.template_audit``): each option alone against the
+   baseline over a few seeds, flagging one far outside the seed spread that the spec does not explain.
 
 Exit status: 0 every check passed, 1 a check failed (each named), 2 bad arguments or an unreadable spec
 (``list`` still lists the good templates, and names each refused one on stderr).
@@ -31,12 +33,15 @@ from typing import Any
 from fars.commands.configured import UsageError
 
 USAGE = """usage: fars template list [DIR ...]
-       fars template check DIR [--keep] [--timeout SECONDS]
+       fars template check DIR [--keep] [--timeout SECONDS] [--audit [--seeds N] [--scale NAME]]
 
   list              every template FARS can use (bundled, and the templates under each DIR)
   check DIR         validate the template folder DIR: its spec, a sandboxed smoke run of the baseline and
                     of a method changing every component, and the metrics contract
   --keep            keep the smoke runs' folders (printed) instead of deleting them
+  --audit           also run the option audit: the baseline and each component option alone over --seeds seeds
+                    (3) at the --scale scale (smoke), flagging an option far outside the seed spread that the
+                    spec's known_effects does not explain, and a baseline whose seeds all agree
 exit status: 0 all checks passed, 1 a check failed, 2 bad arguments or an unreadable spec (list: the good
 templates are listed, each refused one named)
 """
@@ -51,20 +56,43 @@ def main(args: list[str]) -> int:
     if command == "list":
         return list_templates(rest)
     if command == "check":
-        keep = "--keep" in rest
-        timeout = 300.0
-        if "--timeout" in rest:
-            at = rest.index("--timeout")
-            try:
-                timeout = float(rest[at + 1])
-            except (IndexError, ValueError):
-                raise UsageError("--timeout needs a number of seconds") from None
-            rest = rest[:at] + rest[at + 2 :]
+        rest = list(rest)
+        keep, audit = _switch(rest, "--keep"), _switch(rest, "--audit")
+        timeout = float(_option(rest, "--timeout", "300", "a number of seconds", float))
+        seeds = int(_option(rest, "--seeds", "3", "a whole number of seeds, at least 2", _at_least_two))
+        scale = str(_option(rest, "--scale", "smoke", "a scale name", str))
         folders = [a for a in rest if not a.startswith("--")]
         if len(folders) != 1:
             raise UsageError(f"check takes one template folder (got {folders or 'none'}); see `fars template --help`")
-        return check_template(Path(folders[0]), keep=keep, timeout_s=timeout)
+        return check_template(Path(folders[0]), keep=keep, timeout_s=timeout, audit=audit, seeds=seeds, scale=scale)
     raise UsageError(f"unknown template command {command!r}; use list or check")
+
+
+def _switch(rest: list[str], flag: str) -> bool:
+    """Whether ``flag`` is in ``rest`` (removed)."""
+    if flag in rest:
+        rest.remove(flag)
+        return True
+    return False
+
+
+def _option(rest: list[str], flag: str, default: str, what: str, parse: Any) -> Any:
+    """The value after ``flag`` in ``rest`` parsed (both removed), or ``default``; UsageError naming a bad one."""
+    if flag not in rest:
+        return parse(default)
+    at = rest.index(flag)
+    try:
+        value = parse(rest[at + 1])
+    except (IndexError, ValueError):
+        raise UsageError(f"{flag} needs {what}") from None
+    del rest[at : at + 2]
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    if int(text) < 2:
+        raise ValueError(text)
+    return int(text)
 
 
 def list_templates(dirs: list[str]) -> int:
@@ -103,17 +131,18 @@ def method_of_every_slot(spec: Any) -> dict[str, str]:
     return {c.name: c.alternatives[0] for c in spec.components}
 
 
-def contract_problems(spec: Any, out: Path, given: dict[str, Any]) -> list[str]:
-    """What is wrong with a smoke run's ``metrics.json`` under the metrics contract (empty: nothing)."""
+def contract_problems(spec: Any, out: Path, given: dict[str, Any], file: str = "metrics.json") -> list[str]:
+    """What is wrong with a smoke run's metrics (``file`` in the run's folder ``out``) under the metrics
+    contract (empty: nothing)."""
     from pydantic import ValidationError
 
     from experiments.metrics import Metrics
     from fars.sandbox import SandboxError, read_sandbox_file
 
     try:
-        metrics = Metrics.model_validate_json(read_sandbox_file(out, "metrics.json"))
+        metrics = Metrics.model_validate_json(read_sandbox_file(out, file))
     except SandboxError as exc:
-        return [f"metrics.json: {exc}"]
+        return [f"{file}: {exc}"]
     except ValidationError as exc:
         fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
         return [f"metrics.json does not follow experiments.metrics.Metrics: {fields}"]
@@ -125,6 +154,8 @@ def contract_problems(spec: Any, out: Path, given: dict[str, Any]) -> list[str]:
         problems.append(f"final has no {spec.metric!r} (it has {sorted(metrics.final)})")
     elif not math.isfinite(value):
         problems.append(f"final {spec.metric} is {value}, not a finite number")
+    elif spec.metric_range is not None and not spec.metric_range[0] <= value <= spec.metric_range[1]:
+        problems.append(f"final {spec.metric} is {value}, outside the spec's metric_range {list(spec.metric_range)}")
     for name, wanted in given.items():
         seen = metrics.config.get(name)
         if seen is None:
@@ -141,63 +172,142 @@ def _same_number(a: Any, b: Any) -> bool:
         return False
 
 
-async def _smoke(
-    spec: Any, name: str, components: dict[str, str], root: Path, timeout_s: float
-) -> tuple[str, list[str]]:
-    """One smoke run of ``spec`` (sandboxed for training templates); its folder's name and its problems."""
+def smoke_flags(spec: Any, components: dict[str, str], scale: str = "smoke") -> tuple[int, dict[str, Any]]:
+    """The steps and every flag (knobs at the scale's values, components over the baseline's) of a check run."""
+    size = spec.scale(scale)
+    knobs = {**spec.defaults(), **{k: spec.knob(k).coerce(v) for k, v in size.knobs.items()}}
+    return size.steps, {**knobs, **spec.baseline_components(), **components}
+
+
+def run_argv(out: Path, seed: int, steps: int, flags: dict[str, Any]) -> list[str]:
+    """The entry point's command line for one run (after the interpreter and the entry point's path)."""
+    return [
+        "--out_dir",
+        str(out),
+        "--seed",
+        str(seed),
+        "--steps",
+        str(steps),
+        *[f"--{k}={v}" for k, v in flags.items()],
+    ]
+
+
+async def launch(spec: Any, argv: list[str], workdir: Path, log_path: Path, timeout_s: float) -> list[str]:
+    """Run ``argv`` as a template job would run (a training template inside the sandbox, writing only in
+    ``workdir``; an inference template beside a subject gateway to a scripted model); what went wrong."""
     from fars.config import LLMConfig
     from fars.executor.gateway import SubjectGateway
     from fars.executor.runner import template_runtime
     from fars.llm.client import LLMClient
     from fars.sandbox import SandboxLimits, run_sandboxed_async
 
-    out = root / name
-    out.mkdir(parents=True)
-    smoke = spec.scale("smoke")
-    knobs = {**spec.defaults(), **{k: spec.knob(k).coerce(v) for k, v in smoke.knobs.items()}}
-    flags = {**knobs, **spec.baseline_components(), **components}
-    argv = [sys.executable, str(spec.entry_path), "--out_dir", str(out), "--seed", "0", "--steps", str(smoke.steps)]
-    argv += [f"--{k}={v}" for k, v in flags.items()]
     if spec.kind == "training":
         result = await run_sandboxed_async(
             argv,
-            out,
+            workdir,
             SandboxLimits(wall_s=timeout_s),
             env={"OMP_NUM_THREADS": "1", "PYTHONPATH": template_runtime()[1]},
             readable=[*template_runtime()[0], str(spec.folder)],
-            log_path=root / f"{name}.log",
+            log_path=log_path,
         )
         if result.timed_out:
-            return name, [f"ran past {timeout_s:g} s and was killed (see {root / name}.log)"]
+            return [f"ran past {timeout_s:g} s and was killed (see {log_path})"]
         if not result.ok:
             tail = (result.stderr_tail or result.stdout_tail)[-800:]
-            return name, [f"the entry point failed in the sandbox: {result.summary()}\n{tail}"]
-        return name, contract_problems(spec, out, flags)
+            return [f"the entry point failed in the sandbox: {result.summary()}\n{tail}"]
+        return []
     client = LLMClient(LLMConfig(model="scripted/template-check", cache=False))
     gateway = SubjectGateway(client)
     gateway.start()
     try:
-        _, env = gateway.grant("check", "experiment", name)
+        _, env = gateway.grant("check", "experiment", workdir.name)
         proc = await asyncio.create_subprocess_exec(
-            *argv, env={**_plain_env(), **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            *argv,
+            cwd=workdir,
+            env={**_plain_env(), **env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         try:
             output, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
         except asyncio.TimeoutError:
             proc.kill()
-            return name, [f"ran past {timeout_s:g} s and was killed"]
-        (root / f"{name}.log").write_bytes(output or b"")
+            return [f"ran past {timeout_s:g} s and was killed"]
+        log_path.write_bytes(output or b"")
         if proc.returncode != 0:
-            return name, [
-                f"the entry point exited {proc.returncode}:\n{(output or b'').decode(errors='replace')[-800:]}"
-            ]
-        problems = contract_problems(spec, out, flags)
+            return [f"the entry point exited {proc.returncode}:\n{(output or b'').decode(errors='replace')[-800:]}"]
         if gateway.calls == 0:
-            problems.append("an inference template made no call to its subject model (FARS_SUBJECT_URL)")
-        return name, problems
+            return ["an inference template made no call to its subject model (FARS_SUBJECT_URL)"]
+        return []
     finally:
         gateway.close()
         client.close()
+
+
+async def _smoke(
+    spec: Any, name: str, components: dict[str, str], root: Path, timeout_s: float
+) -> tuple[str, list[str]]:
+    """One smoke run of ``spec`` (sandboxed for training templates); its folder's name and its problems."""
+    out = root / name
+    out.mkdir(parents=True)
+    steps, flags = smoke_flags(spec, components)
+    argv = [sys.executable, str(spec.entry_path), *run_argv(out, 0, steps, flags)]
+    problems = await launch(spec, argv, out, root / f"{name}.log", timeout_s)
+    return name, problems or contract_problems(spec, out, flags)
+
+
+def _smoke_runs(spec: Any, root: Path, timeout_s: float) -> int:
+    """The smoke run of the baseline and of a method changing every slot, each its own process; the failures."""
+    runs: list[tuple[str, dict[str, str]]] = [("baseline", {})]
+    if spec.components:
+        runs.append(("every-component", method_of_every_slot(spec)))
+
+    async def go() -> list[tuple[str, list[str]]]:
+        return [await _smoke(spec, name, comps, root, timeout_s) for name, comps in runs]
+
+    failed = 0
+    for (name, problems), (_, comps) in zip(asyncio.run(go()), runs, strict=True):
+        what = f" ({json.dumps(comps)})" if comps else ""
+        if problems:
+            failed += 1
+            print(f"smoke run {name}{what}: FAILED", file=sys.stderr)
+            for problem in problems:
+                print("  " + problem.replace("\n", "\n    "), file=sys.stderr)
+        else:
+            where = "in the sandbox" if spec.kind == "training" else "with a scripted subject model"
+            print(f"smoke run {name}{what}: ok ({where})")
+    return failed
+
+
+def _audit(spec: Any, root: Path, *, seeds: int, scale: str, timeout_s: float) -> int:
+    """Run and print the option audit (fars.commands.template_audit), whose runs also stand for the smoke runs
+    (each held to the metrics contract); 1 when it fails, else 0."""
+    from fars.commands.template_audit import run_audit
+
+    if scale not in spec.scales:
+        print(
+            f"option audit: FAILED\n  {spec.name} declares no scale {scale!r} (it has {sorted(spec.scales)})",
+            file=sys.stderr,
+        )
+        return 1
+    if not spec.components:
+        print("option audit: nothing to audit (no components); the smoke runs instead")
+        return _smoke_runs(spec, root, timeout_s)
+    if spec.kind != "training":
+        print(
+            "option audit: the subject model is scripted here, so the options' effects are the script's, not a "
+            "model's; this checks that every option runs and records over several seeds"
+        )
+    report, problems = asyncio.run(run_audit(spec, root, seeds=seeds, scale=scale, timeout_s=timeout_s))
+    if report is None:
+        print("option audit: FAILED", file=sys.stderr)
+        for problem in problems[:12]:
+            print("  " + problem.replace("\n", "\n    "), file=sys.stderr)
+        return 1
+    where = "in the sandbox" if spec.kind == "training" else "with a scripted subject model"
+    print(f"contract: ok (every audit run {where}, one process, wrote metrics the contract accepts)")
+    print("\n".join(report.lines()), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
 
 
 def _plain_env() -> dict[str, str]:
@@ -206,7 +316,15 @@ def _plain_env() -> dict[str, str]:
     return job_env(1)
 
 
-def check_template(folder: Path, *, keep: bool = False, timeout_s: float = 300.0) -> int:
+def check_template(
+    folder: Path,
+    *,
+    keep: bool = False,
+    timeout_s: float = 300.0,
+    audit: bool = False,
+    seeds: int = 3,
+    scale: str = "smoke",
+) -> int:
     """Validate one template folder (see the module docstring); print each check; the exit status."""
     from experiments.spec import TemplateError, load_spec
 
@@ -217,26 +335,11 @@ def check_template(folder: Path, *, keep: bool = False, timeout_s: float = 300.0
         return 2
     print(f"spec: ok ({spec.name}: {len(spec.knobs)} knobs, {len(spec.components)} components, metric {spec.metric})")
     root = Path(tempfile.mkdtemp(prefix=f"fars-check-{spec.name}-"))
-    runs: list[tuple[str, dict[str, str]]] = [("baseline", {})]
-    if spec.components:
-        runs.append(("every-component", method_of_every_slot(spec)))
     started = time.perf_counter()
-
-    async def go() -> list[tuple[str, list[str]]]:
-        return [await _smoke(spec, name, comps, root, timeout_s) for name, comps in runs]
-
-    results = asyncio.run(go())
-    failed = 0
-    for (name, problems), (_, comps) in zip(results, runs, strict=True):
-        what = f" ({json.dumps(comps)})" if comps else ""
-        if problems:
-            failed += 1
-            print(f"smoke run {name}{what}: FAILED", file=sys.stderr)
-            for problem in problems:
-                print("  " + problem.replace("\n", "\n    "), file=sys.stderr)
-        else:
-            where = "in the sandbox" if spec.kind == "training" else "with a scripted subject model"
-            print(f"smoke run {name}{what}: ok ({where})")
+    if audit:
+        failed = _audit(spec, root, seeds=seeds, scale=scale, timeout_s=timeout_s)
+    else:
+        failed = _smoke_runs(spec, root, timeout_s)
     print(f"{spec.name}: {'FAILED' if failed else 'ok'} ({time.perf_counter() - started:.1f} s)")
     if keep:
         print(f"smoke runs kept in {root}")

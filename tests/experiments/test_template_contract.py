@@ -113,6 +113,12 @@ def test_every_bundled_spec_loads_with_components_data_and_scales() -> None:
             r"\['nesterov'\] are not options of 'momentum'",
         ),
         (SPEC.format(name="q").replace("default: small\n", "default: small\n    strength: 3\n"), "unknown field"),
+        (SPEC.format(name="q").replace("higher_is_better: false", "metric_range: [5, 1]"), "low < high"),
+        (SPEC.format(name="q").replace("higher_is_better: false", "metric_range: [0, x]"), "two numbers"),
+        (
+            SPEC.format(name="q").replace("default: small\n", "default: small\n    known_effects: {small: why}\n"),
+            "known_effects.small must explain one of its alternatives",
+        ),
     ],
 )
 def test_a_bad_spec_names_the_file_and_field(tmp_path: Path, broken: str, message: str) -> None:
@@ -133,11 +139,13 @@ def test_template_dirs_add_a_users_templates_and_refuse_clashes(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_template_check_passes_every_bundled_template(tmp_path: Path) -> None:
-    for name, folder in template_folders().items():
-        done = run_fars(["template", "check", str(folder), "--timeout", "240"], cwd=tmp_path, timeout=900)
-        assert done.returncode == 0, f"{name}:\n{done.stdout}\n{done.stderr[-2000:]}"
-        assert "smoke run baseline: ok" in done.stdout and f"{name}: ok" in done.stdout
+@pytest.mark.parametrize("name", sorted(template_folders()))
+def test_template_check_and_its_option_audit_pass_every_bundled_template(name: str, tmp_path: Path) -> None:
+    folder = template_folders()[name]
+    done = run_fars(["template", "check", str(folder), "--audit", "--timeout", "240"], cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, f"{name}:\n{done.stdout}\n{done.stderr[-2000:]}"
+    assert "contract: ok (every audit run" in done.stdout and f"{name}: ok" in done.stdout
+    assert "3 seeds each: baseline" in done.stdout and "FLAGGED" not in done.stdout + done.stderr
 
 
 def test_template_check_passes_a_user_template_and_fails_clearly_on_broken_ones(tmp_path: Path) -> None:
@@ -155,6 +163,71 @@ def test_template_check_passes_a_user_template_and_fails_clearly_on_broken_ones(
     done = run_fars(["template", "check", str(wrong)], cwd=tmp_path, timeout=600)
     assert done.returncode == 1
     assert "final has no 'final_loss'" in done.stderr and "config does not record 'momentum'" in done.stderr
+
+
+def test_the_option_audit_flags_an_option_far_outside_the_seed_spread_until_the_spec_explains_it(
+    tmp_path: Path,
+) -> None:
+    # heavy-ball momentum 0.9 at lr 0.1 overshoots the bowl for 20 steps: its final loss is ~3 against the
+    # baseline's 0.003 (hundreds of seed spreads); large gradient noise moves it by less than one spread
+    stale = SPEC.format(name="quadratic").replace(
+        "default: small\n", "default: small\n    known_effects: {large: the noise is ten times larger}\n"
+    )
+    done = run_fars(["template", "check", str(user_template(tmp_path / "a", spec=stale)), "--audit"], cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "contract: ok" in done.stdout and "3 seeds each: baseline final_loss" in done.stderr
+    assert "momentum=heavy_ball:" in done.stderr and "worse) FLAGGED: far outside the seed spread" in done.stderr
+    assert "components.momentum.known_effects.heavy_ball" in done.stderr
+    assert (
+        "noise=large:" in done.stderr
+        and "known_effects.large explains an effect the audit no longer sees" in done.stderr
+    )
+    explained = SPEC.format(name="quadratic").replace(
+        "default: none\n",
+        "default: none\n    known_effects: {heavy_ball: momentum 0.9 at this step size overshoots for 20 steps}\n",
+    )
+    folder = user_template(tmp_path / "b", spec=explained)
+    done = run_fars(["template", "check", str(folder), "--audit", "--seeds", "2"], cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 seeds each" in done.stdout and "explained: momentum 0.9 at this step size overshoots" in done.stdout
+    assert "noise=large:" in done.stdout and "spreads) ok" in done.stdout
+    done = run_fars(["template", "check", str(folder), "--audit", "--seeds", "1"], cwd=tmp_path)
+    assert done.returncode == 2 and "--seeds needs a whole number of seeds, at least 2" in done.stderr
+
+
+def test_the_audit_flags_a_baseline_whose_seeds_agree_and_a_metric_outside_its_declared_range(tmp_path: Path) -> None:
+    from fars.commands.template import contract_problems
+    from fars.commands.template_audit import judge
+
+    spec = load_spec(
+        user_template(
+            tmp_path / "a",
+            spec=SPEC.format(name="q").replace(
+                "higher_is_better: false", "higher_is_better: false\nmetric_range: [0, 1]"
+            ),
+        )
+    )
+    assert spec.metric_range == (0.0, 1.0)
+    results = {
+        ("", ""): [0.5, 0.5, 0.5],
+        ("momentum", "heavy_ball"): [0.5, 0.5, 0.5],
+        ("noise", "large"): [0.4, 0.5, 0.6],
+    }
+    report = judge(spec, results, "smoke")
+    assert not report.ok and "every seed of the baseline gives final_loss=0.5" in report.problems[0]
+    assert report.effects[0].spreads == 0.0  # equal and spreadless: not an effect
+    run = tmp_path / "run"
+    run.mkdir()
+    given = {"lr": 0.1, "momentum": "none", "noise": "small"}
+    metrics = {"template": "q", "engine": "plain", "device": "cpu", "seed": 0, "steps": 20, "config": given,
+               "metric": "final_loss", "final": {"final_loss": 3.05}, "curves": {"step": [1], "val_metric": [3.05]},
+               "wall_s": 0.01, "examples_per_s": 0.0, "parameters": 1,
+               "provenance": {"code_sha256": "0", "config_sha256": "0"}}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert contract_problems(spec, run, given) == [
+        "final final_loss is 3.05, outside the spec's metric_range [0.0, 1.0]"
+    ]
+    assert load_spec(template_folders()["cartpole"]).metric_range == (0.0, 500.0)
 
 
 def test_fars_run_studies_a_users_template_through_template_dirs(tmp_path: Path) -> None:
