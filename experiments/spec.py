@@ -119,8 +119,9 @@ class Component:
     # option -> {other slot: options}: the option acts exactly as the default unless one of those slots has
     # one of those options (digits: Adam is AdamW unless the regularizer is weight decay)
     acts_only_with: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    # option -> why it stands far from the baseline at a short scale (``fars template check --audit``)
-    known_effects: dict[str, str] = field(default_factory=dict)
+    # option -> {scale: why it stands far from the baseline at that scale} (``fars template check --audit``);
+    # "*" for every scale (a plain string in template.yaml)
+    known_effects: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -139,7 +140,7 @@ class Component:
                     f"alternatives {self.alternatives}"
                 )
         for option, why in self.known_effects.items():
-            if option not in self.options or option == self.default or not why.strip():
+            if option not in self.options or option == self.default or not all(w.strip() for w in why.values()):
                 raise ValueError(
                     f"component {self.name!r}: known_effects.{option} must explain one of its alternatives "
                     f"{self.alternatives} in words"
@@ -319,6 +320,10 @@ def _component(name: str, raw: Any, where: str) -> Component:
     effects = raw.get("known_effects") or {}
     if not isinstance(effects, dict):
         raise TemplateError(f"{where}: known_effects must map an option to why it differs from the baseline")
+    scoped = {
+        str(option): {str(k): str(v) for k, v in why.items()} if isinstance(why, dict) else {"*": str(why)}
+        for option, why in effects.items()
+    }
     acts = raw.get("acts_only_with") or {}
     if not isinstance(acts, dict) or not all(isinstance(v, dict) and v for v in acts.values()):
         raise TemplateError(f"{where}: acts_only_with must map an option to {{other slot: [options]}}")
@@ -332,7 +337,7 @@ def _component(name: str, raw: Any, where: str) -> Component:
                 str(o): {str(slot): [str(x) for x in (v if isinstance(v, list) else [v])] for slot, v in w.items()}
                 for o, w in acts.items()
             },
-            known_effects={str(k): str(v) for k, v in effects.items()},
+            known_effects=scoped,
         )
     except ValueError as exc:
         raise TemplateError(f"{where}: {exc}") from None
@@ -458,6 +463,14 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
         research=bool(data.get("research", True)),
         folder=folder,
     )
+    for c in components:
+        for option, why in c.known_effects.items():
+            wrong = sorted(set(why) - set(scales) - {"*"})
+            if wrong:
+                raise TemplateError(
+                    f"{where}: components.{c.name}.known_effects.{option} names {wrong}, which are no scales "
+                    f"({sorted(scales)}); give a text, or a mapping of scale -> text"
+                )
     for scale_name, scale in scales.items():
         for key in scale.knobs:
             if key not in {k.name for k in knobs}:

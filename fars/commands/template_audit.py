@@ -6,8 +6,8 @@ concluded "sinusoidal encodings hurt"), the study measures the template, not the
 baseline and each alternative option of each component slot alone (the other slots at the baseline's) over
 a few seeds at a short scale, and compares each option's mean with the baseline's in units of their seed
 spread. An option standing far outside it (``FAR`` spreads) is flagged: its author either fixes it or states
-in the spec why it stands apart (``known_effects`` of its component: "no position signal: worse by
-design"). An unexplained flag fails the check, so does a baseline whose seeds all give one value (no study
+in the spec why it stands apart at that scale (``known_effects`` of its component: option -> {scale:
+text}, or a text for every scale: "no position signal: worse by design"). An unexplained flag fails the check, so does a baseline whose seeds all give one value (no study
 of it can have an interval), and so does an explanation of an option within ``NEAR`` spreads of the
 baseline (it would hide a change); between ``NEAR`` and ``FAR`` an explanation may stand, so an effect near
 the line flags neither way as machines round differently.
@@ -106,7 +106,7 @@ class AuditReport:
                 out.append(f"{head}, {e.direction}) explained: {e.explanation}")
             else:
                 out.append(f"{head}, {e.direction}) FLAGGED: far outside the seed spread; fix the option or state why")
-                out.append(f"    in template.yaml, components.{e.slot}.known_effects.{e.option}")
+                out.append(f"    in template.yaml, components.{e.slot}.known_effects.{e.option}.{self.scale}")
         out += [f"  {p}" for p in [*self.problems, *self.notes]]
         return out
 
@@ -148,10 +148,12 @@ def judge(
                 baseline,
                 results[(c.name, option)],
                 spec.higher_is_better,
-                c.known_effects.get(option),
+                c.known_effects.get(option, {}).get(scale) or c.known_effects.get(option, {}).get("*"),
             )
             effects.append(effect)
-            if effect.explanation and abs(effect.spreads) < NEAR:  # between NEAR and FAR an explanation may stand
+            # an explanation for this scale that the audit no longer needs (between NEAR and FAR one may stand);
+            # one for every scale ("*") is not held to each scale's numbers
+            if scale in c.known_effects.get(option, {}) and abs(effect.spreads) < NEAR:
                 problems.append(
                     f"FLAGGED: components.{c.name}.known_effects.{option} explains an effect the audit no longer "
                     f"sees ({effect.spreads:+.1f} spreads; under {NEAR:g} there is none to explain, from {FAR:g} "

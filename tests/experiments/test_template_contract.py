@@ -119,6 +119,12 @@ def test_every_bundled_spec_loads_with_components_data_and_scales() -> None:
             SPEC.format(name="q").replace("default: small\n", "default: small\n    known_effects: {small: why}\n"),
             "known_effects.small must explain one of its alternatives",
         ),
+        (
+            SPEC.format(name="q").replace(
+                "default: small\n", "default: small\n    known_effects: {large: {huge: x}}\n"
+            ),
+            r"known_effects.large names \['huge'\], which are no scales",
+        ),
     ],
 )
 def test_a_bad_spec_names_the_file_and_field(tmp_path: Path, broken: str, message: str) -> None:
@@ -171,13 +177,13 @@ def test_the_option_audit_flags_an_option_far_outside_the_seed_spread_until_the_
     # heavy-ball momentum 0.9 at lr 0.1 overshoots the bowl for 20 steps: its final loss is ~3 against the
     # baseline's 0.003 (hundreds of seed spreads); large gradient noise moves it by less than one spread
     stale = SPEC.format(name="quadratic").replace(
-        "default: small\n", "default: small\n    known_effects: {large: the noise is ten times larger}\n"
+        "default: small\n", "default: small\n    known_effects: {large: {smoke: the noise is ten times larger}}\n"
     )
     done = run_fars(["template", "check", str(user_template(tmp_path / "a", spec=stale)), "--audit"], cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "contract: ok" in done.stdout and "3 seeds each: baseline final_loss" in done.stderr
     assert "momentum=heavy_ball:" in done.stderr and "worse) FLAGGED: far outside the seed spread" in done.stderr
-    assert "components.momentum.known_effects.heavy_ball" in done.stderr
+    assert "components.momentum.known_effects.heavy_ball.smoke" in done.stderr
     assert (
         "noise=large:" in done.stderr
         and "known_effects.large explains an effect the audit no longer sees" in done.stderr
