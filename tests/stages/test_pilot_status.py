@@ -198,3 +198,13 @@ def test_a_plan_written_before_trends_still_loads_and_reads() -> None:
         "Pilot: the baseline over 2 seeds at 5 steps scored 0.81 (seed-to-seed sd 0.0141); 5% of its improvement "
         "came in the last fifth of training (converged).\n"
     )
+
+
+def test_a_last_fifth_moving_by_half_the_noise_is_still_improving() -> None:
+    # the second relay run: chargpt's last fifth of 200 steps lowered bpc by 0.113 with a seed sd of 0.115, and the
+    # pilot said "converged"; the model answered "still dropping ~0.003 bpc a step, which is not convergence"
+    bpc = [6.60, 3.40, 2.90, 2.75, 2.637]
+    trend = design.curve_trend([0, 50, 100, 160, 200], bpc, False, noise=0.115)
+    assert trend is not None and trend.status == "still improving" and trend.late_change == pytest.approx(-0.113)
+    settled = design.curve_trend([0, 50, 100, 160, 200], [*bpc[:4], 2.72], False, noise=0.115)
+    assert settled is not None and settled.status == "converged"  # 0.03 in the last fifth: a quarter of the sd
