@@ -233,6 +233,13 @@ _FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "max_similarity": ("similarity",),
     "similarity": ("similarity",),
     "parameters": ("parameter",),
+    # knobs, as prose names them ("a peak rate near 1e-2", "batches of 128", "a 2-layer model")
+    "lr": ("lr", "learning rate", "learning-rate", "rate", "step size"),
+    "batch_size": ("batch",),
+    "n_layer": ("layer",),
+    "n_embd": ("width", "embedding", "dimension"),
+    "block_size": ("context", "block"),
+    "warmup_frac": ("warm-up", "warmup"),
     "world_size": ("rank", "gpu", "process"),
     # the hypothesis's own numbers ("improves accuracy by at least 0.5 points"), restated as what is predicted
     "prediction": ("hypothes", "predict", "expect", "whether", "would", "at least", "at most", "test if"),

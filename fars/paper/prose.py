@@ -211,8 +211,9 @@ def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Result
     )
     seeds = ", ".join(numbers.num(s, f"plan.seeds[{i}]", "{:d}") for i, s in enumerate(plan.seeds))
     count = numbers.num(len(plan.conditions), "plan.conditions#count", "{:d}")
+    plural = "condition" if len(plan.conditions) == 1 else "conditions"
     return (
-        f"{numbers.numbers_in(spec.description, 'template.description')} The design has {count} conditions "
+        f"{numbers.numbers_in(spec.description, 'template.description')} The plan has {count} {plural} "
         f"({conditions}). Every condition "
         f"runs for {numbers.num(plan.steps, 'plan.steps', '{:d}')} steps with seeds {seeds}; Table 1 lists every "
         f"setting the conditions ran with and where it differs from the template's default. We report the final {spec.metric} "
@@ -263,9 +264,9 @@ def _added_conditions(plan: Plan, results: Results | None, numbers: Numbers) -> 
     followups = [n for n in added if results.conditions[n].role == "followup"]
     said = []
     if code:
-        said.append(f"the model-written code and its ablations ({', '.join(code)})")
+        said.append(f"the code we wrote against the template and its ablations ({', '.join(code)})")
     if followups:
-        said.append(f"follow-up conditions the model asked for after reading the results ({', '.join(followups)})")
+        said.append(f"exploratory follow-up conditions chosen after reading the results ({', '.join(followups)})")
     rest = [n for n in added if n not in code and n not in followups]
     if rest:
         said.append(", ".join(rest))
@@ -372,7 +373,9 @@ def method_condition(plan: Plan) -> Condition:
     only), the code search's winner."""
     if len(plan.conditions) > 1:
         return plan.conditions[1]
-    return Condition(name=SEARCH_WINNER, role="method", description="the model-written code (its diff in the appendix)")
+    return Condition(
+        name=SEARCH_WINNER, role="method", description="our change to the template's code (its diff is in the appendix)"
+    )
 
 
 def harness_title(spec: TemplateSpec, plan: Plan, results: Results) -> str:

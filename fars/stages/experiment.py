@@ -320,7 +320,7 @@ async def add_code_conditions(
         trial.conditions[CODE] = Condition(
             name=CODE,
             role="method",
-            description="the model-written code that won the search over programs (its changes are in the appendix)",
+            description="our change to the template's code, the best version the search over programs found (its changes are in the appendix)",
         )
         trial.runs[CODE] = outcome.winner_runs
         for name, (description, runs) in outcome.ablations.items():

@@ -119,3 +119,11 @@ def test_a_hash_that_reads_as_a_huge_number_does_not_crash_the_check() -> None:
     found = Sources(plan={"steps": 30, "provenance": {"code_sha256": "4f07e9320ab1e708"}})
     assert all(math.isfinite(v) for _, v, _ in found.values) and any(p == "plan.steps" for p, _, _ in found.values)
     assert found.trace("30", 30.0, False, "we train for 30 steps")[0] == "plan.steps"
+
+
+def test_a_knobs_value_is_grounded_where_prose_names_the_knob_in_words() -> None:
+    # the second relay run's introduction: "tolerate peak rates near 1e-2 [unverified]" (the method's lr=0.01)
+    found = Sources(plan={"conditions": [{"knobs": {"lr": 0.01, "batch_size": 128}}]})
+    assert check_text("Small transformers tolerate peak rates near 1e-2 with AdamW.", found, []).ok
+    assert check_text("We train with batches of 128 sequences.", found, []).ok
+    assert not check_text("We keep 0.01 of the images.", found, []).ok

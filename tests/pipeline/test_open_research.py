@@ -108,7 +108,7 @@ def test_the_model_asks_for_a_follow_up_and_revises_its_analysis(open_run: Path)
     paper = (open_run / "projects" / "p000" / "paper.md").read_text()
     assert "| followup-baseline-lr-check |" in paper and transcript.DRAFT["discussion"][:40] in paper
     # the setup counts what ran, not only what was planned (reviewers caught "2 conditions" beside 3 reported)
-    assert "follow-up conditions the model asked for after reading the results (followup-baseline-lr-check)" in paper
+    assert "exploratory follow-up conditions chosen after reading the results (followup-baseline-lr-check)" in paper
     assert f"for {len(results.conditions)} conditions in all" in paper
     assert "| condition followup-baseline-lr-check | lr = 0.003 | follow-up (after the results) |" in paper
 

@@ -282,7 +282,7 @@ def test_a_title_whose_claim_is_cut_becomes_the_harness_title_not_a_fragment(tmp
     from experiments.spec import load_template
     from fars.paper.prose import harness_title
 
-    draft = {**PLANTED, "title": "Without the schedule, the method still improves accuracy? An Inconclusive Test"}
+    draft = {**PLANTED, "title": "Without the schedule, the method still improves accuracy. An Inconclusive Test"}
     output, folder = run_writing(tmp_path, "paper.compile=never", draft=draft)
     title = (folder / "paper.md").read_text().splitlines()[0].removeprefix("# ")
     plan = next(i for i in stage_inputs() if hasattr(i, "plan")).plan  # type: ignore[attr-defined]
