@@ -117,7 +117,7 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
                 if cond.p_adjusted is None
                 else numbers.num(cond.p_adjusted, f"{path}.p_adjusted", "{:.3g}")
                 + (f" ({cond.family})" if cond.family else ""),
-                numbers.num(m.n, f"{path}.metric.n", "{:d}"),
+                numbers.num(m.n, f"{path}.metric.n", "{:d}") + _per_seed(cond.values, path, numbers),
                 cond.verdict,
             ]
         )
@@ -135,7 +135,8 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
             f"Final {metric} ({direction} is better) after {numbers.num(results.steps, 'results.steps', '{:d}')} "
             f"steps: mean ± standard deviation over seeds, the {numbers.num(100 * results.confidence, 'results.confidence', '{:g}%')}"
             " Student-t interval of the mean (cut to the metric's range), the difference from "
-            f"the baseline's mean, Hedges' g (positive: better), and {tests} "
+            f"the baseline's mean, Hedges' g (positive: better), {tests}, and the seeds (with each seed's value "
+            "where there are few) "
             f"(verdicts at α = {numbers.num(results.alpha, 'results.alpha', '{:g}')})."
         ),
         header=[
@@ -151,6 +152,16 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
         ],
         rows=rows,
     )
+
+
+PER_SEED_SHOWN = 5  # a condition with at most this many seeds shows each seed's value beside the count
+
+
+def _per_seed(values: list[float], path: str, numbers: Numbers) -> str:
+    """Each seed's value, where there are few: at two or three seeds a mean and sd hide what the reader needs."""
+    if not values or len(values) > PER_SEED_SHOWN:
+        return ""
+    return " (" + ", ".join(numbers.num(v, f"{path}.values[{i}]") for i, v in enumerate(values)) + ")"
 
 
 def _markdown_citations(text: str, paper: Paper) -> str:

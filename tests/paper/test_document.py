@@ -79,7 +79,7 @@ def test_results_table_is_filled_from_results_with_each_numbers_field() -> None:
     table = results_table(RESULTS, numbers)
     row = [numbers.plain(cell) for cell in table.rows[1]]
     assert row[:4] == ["method", "method", "0.7500 ± 0.0500", "[0.7150, 0.7850]"]
-    assert row[4:] == ["+0.2500", "2.31", "0.0312", "2", "better"]
+    assert row[4:] == ["+0.2500", "2.31", "0.0312", "2 (0.7150, 0.7850)", "better"]  # each seed shown
     paper = Paper(title="T_1", abstract="A", sections=[Section(heading="Results", body="R")], table=table)
     md, spans = render_markdown(paper, numbers)
     assert "| method | method | 0.7500 ± 0.0500 |" in md
