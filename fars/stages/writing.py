@@ -429,8 +429,10 @@ def related_work_text(chosen: HypothesisRecord, area: list[RelatedEntry], keys: 
     """The related-work paragraph, written by the harness from the retrieved, verified and relevant records (the
     harness's own measures, such as similarity scores, stay in ideation.json and grounding.json)."""
     where = _SEARCHED.get(source, source)
-    hyp = [r for r in chosen.related if r.id in keys]
-    around = [r for r in area if r.id in keys and r.id not in {h.id for h in hyp}]
+    closest = named_closest(chosen)
+    hyp = [r for r in chosen.related if r.id in keys and r.id == closest]
+    around = [r for r in [*chosen.related, *area] if r.id in keys and r.id != closest]
+    around = list({r.id: r for r in around}.values())
     if not hyp and not around:
         return (
             f"A literature search of {where} found no work on this study's topic close enough to cite, so we do not "
@@ -445,6 +447,19 @@ def related_work_text(chosen: HypothesisRecord, area: list[RelatedEntry], keys: 
         lead = "Further work on this topic" if hyp else "Work on this topic"
         out.append(f"{lead} found in {where} includes {_cite_list(around, keys)}.")
     return " ".join(out)
+
+
+def named_closest(chosen: HypothesisRecord) -> str | None:
+    """The id of the work the model named closest to the hypothesis when it judged novelty (None: it named
+    none, or no judgement): only that work is called the closest. The second relay run's char-GPT paper called
+    a neural-architecture-search paper 'the earlier work closest to our hypothesis', a label the harness gave
+    by word overlap while the model had named another work, and reviewers read it as off-topic."""
+    novelty = chosen.novelty
+    judged = (novelty.model or {}) if novelty is not None else {}
+    index = judged.get("closest")
+    if novelty is None or not isinstance(index, int) or not 1 <= index <= len(novelty.evidence):
+        return None
+    return novelty.evidence[index - 1].id
 
 
 def _cite_list(records: list[RelatedEntry], keys: dict[str, str]) -> str:

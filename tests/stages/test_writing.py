@@ -288,3 +288,31 @@ def test_a_title_whose_claim_is_cut_becomes_the_harness_title_not_a_fragment(tmp
     plan = next(i for i in stage_inputs() if hasattr(i, "plan")).plan  # type: ignore[attr-defined]
     assert title == harness_title(load_template(plan.template), plan, RESULTS) != "An Inconclusive Test"
     assert any(r.startswith("title: ") for r in output.grounding.repairs)
+
+
+def test_only_the_work_the_model_named_closest_is_called_the_closest() -> None:
+    from fars.run.contracts import HypothesisRecord, NoveltyEvidence, NoveltyVerdict, RelatedEntry
+    from fars.stages.writing import related_work_text
+
+    works = [RelatedEntry(id=i, title=t) for i, t in (("a", "Batch Adaptive Training"), ("b", "Transformer Search"))]
+    evidence = [NoveltyEvidence(id=w.id, title=w.title, similarity=0.2) for w in works]
+
+    def said(closest: int) -> str:
+        novelty = NoveltyVerdict(
+            checked=True, novel=True, reason="novel", evidence=evidence, model={"novel": True, "closest": closest}
+        )
+        chosen = HypothesisRecord.model_validate(
+            {
+                "title": "t",
+                "statement": "s",
+                "related": [w.model_dump() for w in works],
+                "novelty": novelty.model_dump(),
+            }
+        )
+        return related_work_text(chosen, [], {"a": "lee2020", "b": "kim2021"}, "offline")
+
+    assert said(1).startswith("The earlier work closest to our hypothesis is *Batch Adaptive Training* [@lee2020].")
+    assert "Further work on this topic found in" in said(1) and "[@kim2021]" in said(1)
+    # the model named none close: nothing is called the closest, the works are listed as work on the topic
+    assert "closest" not in said(0) and said(0).startswith("Work on this topic found in")
+    assert "[@lee2020]" in said(0) and "[@kim2021]" in said(0)
