@@ -494,6 +494,8 @@ class CodeSearchSummary(BaseModel):
     reason: str = ""
     parts: list[str] = Field(default_factory=list)  # the winner's changes, one ablation condition each
     diff: str | None = None  # the winner's diff (the paper's appendix)
+    # the seeds the winner and its ablations are reported on (not those it was chosen by); [] before fresh seeds
+    fresh_seeds: list[int] = Field(default_factory=list)
 
 
 class FollowupRequest(BaseModel):

@@ -320,7 +320,9 @@ async def add_code_conditions(
         trial.conditions[CODE] = Condition(
             name=CODE,
             role="method",
-            description="our change to the template's code, the best version the search over programs found (its changes are in the appendix)",
+            description="our change to the template's code, the best version the search over programs found on "
+            f"seeds {', '.join(map(str, trial.plan.seeds))}, run here on fresh seeds "
+            f"{', '.join(map(str, code.fresh_seeds))} (its changes are in the appendix)",
         )
         trial.runs[CODE] = outcome.winner_runs
         for name, (description, runs) in outcome.ablations.items():

@@ -510,7 +510,12 @@ def code_appendix(results: Results, run_dir: Path, numbers: Numbers) -> list[Sec
     shown = "\n".join(lines[:MAX_DIFF_LINES]) + (
         f"\n... ({len(lines) - MAX_DIFF_LINES} more lines)" if len(lines) > MAX_DIFF_LINES else ""
     )
-    body = f"{tried} The winning version runs as condition code; its changes against the template are below" + (
+    fresh = (
+        " on fresh seeds, not those it was chosen by (so its test is not the best of several tries)"
+        if code.fresh_seeds
+        else ""
+    )
+    body = f"{tried} The winning version runs as condition code{fresh}; its changes against the template are below" + (
         f", and each is removed in turn by the ablations {', '.join(p.split(':')[0] for p in code.parts)}."
         if code.parts
         else "."

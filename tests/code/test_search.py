@@ -23,7 +23,7 @@ import pytest
 
 from experiments.metrics import Metrics
 from experiments.spec import load_template
-from fars.code.search import NO_CHANGE, _Node, context_text
+from fars.code.search import FRESH_SEED_OFFSET, NO_CHANGE, _Node, context_text
 from fars.config import CodeSearchConfig
 from fars.run.contracts import CodeNode, Condition, Results
 from fars.run.ledger import Ledger
@@ -83,6 +83,10 @@ def test_the_search_finds_the_working_method_ablates_it_and_the_paper_shows_it(t
     assert {"baseline", "code", "code-without-hunk1", "code-without-hunk2"} <= set(table)
     assert table["code"].metric.mean > table["baseline"].metric.mean
     assert table["code-without-hunk1"].role == "ablation" and table["code"].role == "method"
+    # chosen by its runs on the plan's seeds, reported on fresh ones (its ablations too): not the best of 5 tries
+    fresh = [s + FRESH_SEED_OFFSET for s in table["baseline"].seeds]
+    assert results.code.fresh_seeds == fresh and table["code"].seeds == fresh == table["code-without-hunk1"].seeds
+    assert found["n1"]["values"] != table["code"].values
     paper = (run_dir / "projects" / "p000" / "paper.md").read_text()
     assert "The winning code" in paper and "+    accuracy += 0.03 * (1 - 0.99 ** (args.steps / 10))" in paper
     assert "| code |" in paper
@@ -330,6 +334,11 @@ def test_each_named_part_is_a_switch_and_each_ablation_turns_one_off(tmp_path: P
         code / "n0" / "src" / "train.py"
     ).read_text()
     winner = [m.final["val_accuracy"] for m in outcome.winner_runs]
+    assert (
+        [m.seed for m in outcome.winner_runs]
+        == [FRESH_SEED_OFFSET, FRESH_SEED_OFFSET + 1]
+        == outcome.summary.fresh_seeds
+    )
     for name, gain in (("code-without-weight_averaging", 0.03), ("code-without-width_bonus", 0.01)):
         description, runs = outcome.ablations[name]
         assert "switched off (parts.json" in description
