@@ -50,12 +50,21 @@ def _markdown_table(t: ResultsTable, number: int) -> list[str]:
     return [*out, "", f"*Table {number}: {t.caption}*", ""]
 
 
+LONG_CELL = 60  # characters: a column holding a longer cell wraps in a paragraph column instead of shrinking all
+
+
 def _latex_table(t: ResultsTable) -> list[str]:
+    """A booktabs table that is never enlarged and only shrunk to the text width when it still does not fit; a
+    column with a long cell (Table 1's seed-design sentence) wraps instead, so the table keeps a readable size
+    (the second relay run's PDF shrank Table 1 to an unreadable few points to fit that one sentence)."""
+    longest = [max([len(t.header[i]), *(len(r[i]) for r in t.rows if i < len(r))]) for i in range(len(t.header))]
+    wide = max(range(len(longest)), key=lambda i: longest[i]) if max(longest, default=0) > LONG_CELL else None
+    spec = "".join(r"p{0.5\linewidth}" if i == wide else "l" for i in range(len(t.header)))
     return [
         r"\begin{table}[H]",
         r"\centering\small",
-        r"\resizebox{\linewidth}{!}{%",
-        r"\begin{tabular}{" + "l" * len(t.header) + "}",
+        r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
+        r"\begin{tabular}{" + spec + "}",
         r"\toprule",
         " & ".join(tex_escape(h) for h in t.header) + r" \\",
         r"\midrule",
@@ -252,6 +261,7 @@ _TEX_UNICODE = {
     "←": r"$\leftarrow$",
     "∞": r"$\infty$",
     "α": r"$\alpha$",
+    "Δ": r"$\Delta$",
     "β": r"$\beta$",
     "γ": r"$\gamma$",
     "δ": r"$\delta$",

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from fars.paper.document import Paper, Section, render_latex, render_markdown, results_table, tex_escape, verbatim_safe
+from fars.paper.document import (
+    Paper,
+    ResultsTable,
+    Section,
+    render_latex,
+    render_markdown,
+    results_table,
+    tex_escape,
+    verbatim_safe,
+)
 from fars.paper.grounding import Numbers
 from fars.run.contracts import ConditionResult, EngineInfo, Results, Stat
 
@@ -160,3 +169,16 @@ def test_no_appendix_on_a_search_whose_model_wrote_no_code_and_a_sentence_where_
         "The search over programs tried 1 version of the template's code, of which 1 failed to run or was refused. "
         "No version ran."
     )
+
+
+def test_a_table_with_a_long_cell_wraps_it_instead_of_shrinking_to_unreadable() -> None:
+    from fars.paper.document import _latex_table
+
+    long = "19 seeds would give 80% power to detect an effect of 0.25, but the seed budget caps them at 2: 33.6% power"
+    table = ResultsTable(caption="Settings", header=["Setting", "Value", "Source"], rows=[["seeds", "2", long]])
+    tex = "\n".join(_latex_table(table))
+    assert r"\begin{tabular}{llp{0.5\linewidth}}" in tex  # the sentence wraps in its own column
+    assert r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}" in tex  # never enlarged, shrunk if still wide
+    short = ResultsTable(caption="c", header=["a", "b"], rows=[["1", "2"]])
+    assert r"\begin{tabular}{ll}" in "\n".join(_latex_table(short))
+    assert tex_escape("Δ vs baseline") == r"$\Delta$ vs baseline"  # was printed as '? vs baseline'
