@@ -55,5 +55,10 @@ def test_real_content_passes() -> None:
     quoting = reply.model_copy(update={"weaknesses": ["Prop. 2 needs rho_0 > 0, and x_1, theta_2 are never defined."]})
     assert echo_problems(quoting) == []
     assert echo_problems(reply.model_copy(update={"weaknesses": ["weakness_2"]}))  # a slot's name and number is not
+    # a review may name a placeholder it found in the paper (the second relay run's was refused for it)
+    found = "The Introduction leaves a placeholder '[unverified]' tag on a key factual claim."
+    assert echo_problems(reply.model_copy(update={"weaknesses": [found]})) == []
+    assert echo_problems(reply.model_copy(update={"weaknesses": ["TODO: add weaknesses of the method here"]}))
+    assert echo_problems(reply.model_copy(update={"weaknesses": ["placeholder text"]}))
     words = ("its research field",)
     assert echo_problems(RelatedWorkQueries(broad="its research field", focused="a b c", specific="x y z"), words)
