@@ -218,7 +218,18 @@ def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Result
         f"runs for {numbers.num(plan.steps, 'plan.steps', '{:d}')} steps with seeds {seeds}; Table 1 lists every "
         f"setting the conditions ran with and where it differs from the template's default. We report the final {spec.metric} "
         f"({'higher' if spec.higher_is_better else 'lower'} is better).{_added_conditions(plan, results, numbers)}"
-        f"{training_length(plan, spec.metric, numbers)}"
+        f"{training_length(plan, spec.metric, numbers)}{pilot_reuse(plan)}"
+    )
+
+
+def pilot_reuse(plan: Plan) -> str:
+    """Where the pilot's runs are the baseline's, the setup says so and why (a reviewer of the second relay run
+    asked whether the power analysis and the test reuse the same data)."""
+    if plan.pilot is None or not plan.pilot.reused:
+        return ""
+    return (
+        " The baseline's runs are the pilot's own: the seed budget was no larger than the pilot, so the pilot "
+        "could not change how many seeds ran, and its spread sized the design without choosing it."
     )
 
 

@@ -120,6 +120,9 @@ def test_the_setup_states_a_training_length_the_pilot_found_unconverged_as_a_lim
     settled = collapsed.model_copy(update={"trend": "converged", "late_change": 3.0})
     assert "had converged by 40 steps: the last fifth of training changed its mean eval_return by 3, within its seed-to-seed spread" in setup(settled)  # fmt: skip
     assert "A limit" not in setup(settled) and "pilot" not in setup(collapsed.model_copy(update={"trend": None}))
+    reused = setup(settled.model_copy(update={"reused": True}))
+    assert "The baseline's runs are the pilot's own: the seed budget was no larger than the pilot" in reused
+    assert "pilot's own" not in setup(settled)
 
 
 def test_a_question_and_a_sentence_about_cited_work_claim_nothing_of_ours() -> None:
