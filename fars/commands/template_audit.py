@@ -169,7 +169,7 @@ async def run_audit(
     process; each run's ``metrics.json`` is held to the metrics contract. The report (None when a run
     failed) and what broke the contract or the runs."""
     from experiments.metrics import Metrics
-    from fars.commands.template import contract_problems, launch, method_of_every_slot, run_argv, smoke_flags
+    from fars.commands.template_runs import contract_problems, launch, method_of_every_slot, run_argv, smoke_flags
     from fars.sandbox import SandboxError, read_sandbox_file
 
     work = root / "audit"

@@ -202,8 +202,8 @@ def test_the_option_audit_flags_an_option_far_outside_the_seed_spread_until_the_
 
 
 def test_the_audit_flags_a_baseline_whose_seeds_agree_and_a_metric_outside_its_declared_range(tmp_path: Path) -> None:
-    from fars.commands.template import contract_problems
     from fars.commands.template_audit import judge
+    from fars.commands.template_runs import contract_problems
 
     spec = load_spec(
         user_template(
