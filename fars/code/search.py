@@ -707,10 +707,8 @@ class CodeSearch:
         summary.reason = (
             f"{winner.record.id} reached {winner.record.mean:.4f} against the baseline's {self.baseline_mean:.4f}"
         )
-        fresh = await self.run_code(
-            self._copy(f"{winner.record.id}-fresh", winner.files), self.folder / f"{winner.record.id}-fresh" / "runs",
-            self.fresh_seeds, self.steps, None,
-        )  # fmt: skip
+        again = self._copy(f"{winner.record.id}-fresh", winner.files)
+        fresh = await self.run_code(again, again.parent / "runs", self.fresh_seeds, self.steps, None)
         if isinstance(fresh, str):  # it ran on the plan's seeds; a failure now is a fault to report, not a result
             summary.winner, summary.diff = None, None
             summary.reason = f"{winner.record.id} won on the plan's seeds but failed on fresh ones: {fresh[-300:]}"

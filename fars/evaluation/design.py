@@ -370,7 +370,7 @@ def _quantum(values: np.ndarray) -> float:
     return step if bool(np.all(np.abs(gaps - np.round(gaps)) < 1e-6)) else 0.0
 
 
-def resolution(values: Sequence[float]) -> float | None:
+def resolution(values: Sequence[float] | np.ndarray) -> float | None:
     """The metric's resolution as its values show it: the smallest gap between two distinct values (gaps of
     float round-off ignored), None where fewer than two distinct values were seen. A metric counted over a
     finite set moves in steps (an accuracy on 360 images by 1/360); the smallest gap seen is a multiple of that

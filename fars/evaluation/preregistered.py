@@ -115,7 +115,8 @@ def test_words(outcome: ComparisonOutcome, higher_is_better: bool) -> str:
     if outcome.prediction in ("better", "worse") and outcome.difference is not None:
         improves = higher_is_better == (outcome.prediction == "better")
         if (outcome.difference > 0) == improves and outcome.difference != 0:
-            return f"one-sided Welch t-test in the predicted direction ({outcome.prediction})"
+            # (no "better"/"worse" here: the sentence names conditions, and the claim check reads those words as claims)
+            return "one-sided Welch t-test in the predicted direction"
         return "two-sided Welch t-test (the result went against the prediction)"
     return "two-sided Welch t-test"
 
