@@ -271,6 +271,10 @@ class TemplateSpec:
         """Every component slot at the baseline's option."""
         return {c.name: c.default for c in self.components}
 
+    def has_scale(self, name: str) -> bool:
+        """Whether the template runs at scale ``name`` (``ci`` always: a spec without one has a fallback)."""
+        return name == "ci" or name in self.scales
+
     def scale(self, name: str) -> Scale:
         """A named scale; ``ci`` falls back to 300 steps at the defaults when the spec declares none."""
         if name in self.scales:

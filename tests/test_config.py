@@ -176,3 +176,14 @@ def test_resume_of_a_folder_that_is_no_run_exits_2(tmp_path: Path) -> None:
     done = run_fars(["run", f"resume={tmp_path}"], cwd=tmp_path, timeout=60)
     assert done.returncode == 2
     assert "ledger.sqlite" in done.stderr
+
+
+def test_a_template_named_without_the_runs_scale_is_refused_before_anything_runs() -> None:
+    """modadd declares no research scale (it saturates at accuracy 1 long before a run takes minutes)."""
+    text = "\n".join(preflight([["llm=scripted", "experiment=research_cpu", "experiment.templates=[modadd]"]]))
+    assert "experiment.scale=research: template 'modadd' declares no such scale" in text
+    assert "'smoke'" in text  # names the scales it has
+    assert not preflight([["llm=scripted", "experiment=research_cpu", "experiment.templates=[chargpt,digits]"]])
+    assert not preflight([["llm=scripted", "experiment=research_cpu"]])  # [auto]: those with the scale run
+    text = "\n".join(preflight([["llm=scripted", "experiment.scale=huge"]]))
+    assert "experiment.scale=huge: no template declares that scale" in text

@@ -101,6 +101,8 @@ def template_problems(cfg: FarsConfig) -> list[str]:
     wanted = known if auto else list(cfg.experiment.templates)
     if "auto" in wanted:
         problems.append("experiment.templates: 'auto' stands alone ([auto]); or list template names")
+    scale = cfg.experiment.scale
+    at_scale = 0  # templates that load and declare the run's scale
     for name in wanted:
         if name == "auto":
             continue
@@ -110,9 +112,18 @@ def template_problems(cfg: FarsConfig) -> list[str]:
             problems.append(f"experiment.templates: no template {name!r}{hint} (available: {known})")
             continue
         try:
-            load_spec(found[name])
+            spec = load_spec(found[name])
         except TemplateError as exc:
             problems.append(str(exc) if auto else f"experiment.templates: {exc}")
+            continue
+        at_scale += spec.has_scale(scale)
+        if not auto and not spec.has_scale(scale):
+            problems.append(
+                f"experiment.scale={scale}: template {name!r} declares no such scale "
+                f"(its scales: {sorted(spec.scales)}); pick one of those or another template"
+            )
+    if auto and found and not at_scale:
+        problems.append(f"experiment.scale={scale}: no template declares that scale (with [auto], those that do run)")
     return problems
 
 

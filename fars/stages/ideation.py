@@ -215,7 +215,9 @@ def choose_templates(area: str, settings: IdeationSettings) -> tuple[list[Templa
     dirs = settings.template_dirs
     if list(settings.templates) == ["auto"]:
         specs = [load_template(n, dirs) for n in template_folders(dirs)]
-        ranked = rank_templates(area, [s for s in specs if s.research])
+        # a template without the run's scale cannot run its study (preflight refuses one named in the config)
+        scale = settings.planning.scale if settings.planning else "ci"
+        ranked = rank_templates(area, [s for s in specs if s.research and s.has_scale(scale)])
         chosen = [next(s for s in specs if s.name == c.name) for c in ranked[: settings.max_templates]]
         return chosen, ranked
     specs = [load_template(n, dirs) for n in settings.templates]

@@ -82,3 +82,16 @@ def test_the_article_follows_the_metric_name() -> None:
     from fars.paper.prose import article
 
     assert [article(m) for m in ("accuracy", "eval_return", "val_bpc", "final_loss")] == ["an", "an", "a", "a"]
+
+
+def test_auto_picks_only_templates_that_run_at_the_runs_scale() -> None:
+    from fars.stages.ideation import IdeationSettings, choose_templates
+    from tests.conftest import compose
+
+    settings = IdeationSettings.of(compose("experiment=research_cpu", "experiment.max_templates=32"))
+    chosen, ranked = choose_templates("training small models", settings)
+    names = {s.name for s in chosen}
+    assert {"chargpt", "digits"} <= names and "modadd" not in names  # modadd has no research scale
+    assert all(s.has_scale("research") for s in chosen) and {c.name for c in ranked} == names
+    everything = choose_templates("training small models", IdeationSettings.of(compose("experiment.max_templates=32")))
+    assert "modadd" in {s.name for s in everything[0]}
