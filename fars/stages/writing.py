@@ -57,6 +57,7 @@ from fars.paper.grounding import (
 )
 from fars.paper.latex import LatexError, compile_latex, find_tex_engine
 from fars.paper.prose import (
+    achieved_design,
     findings,
     harness_abstract,
     harness_discussion,
@@ -232,7 +233,7 @@ async def gather_sources(ctx: StageContext, backend: LiteratureBackend, settings
     results = ctx.input(ExperimentOutput).results
     spec = load_template(plan.template, settings.template_dirs)
     numbers = Numbers()
-    summary = findings(results, numbers)
+    summary = findings(results, numbers) + achieved_design(plan, results, numbers)
     setup = setup_text(plan, spec, numbers, results)
     table = setup_table(plan, spec, numbers, results)
 

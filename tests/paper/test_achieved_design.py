@@ -1,0 +1,52 @@
+"""The results say what the seeds run could detect at the spread the baseline showed, beside what the plan
+assumed from its pilot (a reviewer of the third relay run computed the shortfall himself)."""
+
+from __future__ import annotations
+
+from fars.evaluation import design
+from fars.paper.grounding import Numbers
+from fars.paper.prose import achieved_design
+from fars.run.contracts import Condition, Plan, SeedDesign
+from tests.paper.test_document import RESULTS
+
+
+def plan_with(seed_design: SeedDesign | None) -> Plan:
+    conditions = [Condition(name="baseline", role="baseline"), Condition(name="method", role="method")]
+    return Plan(
+        template="modadd", design="components", conditions=conditions, seeds=[0, 1], steps=30, seed_design=seed_design
+    )
+
+
+def powered(sd: float, effect: float = 0.25) -> SeedDesign:
+    return SeedDesign(
+        method="power", seeds=2, cap=20, alpha=0.05, sides="greater", wanted_power=0.8, effect=effect, sd=sd,
+        power=0.85, reason="2 seeds per condition give 85% power",
+    )  # fmt: skip
+
+
+def test_a_pilot_that_saw_less_spread_than_the_baseline_is_said_with_the_power_the_study_had() -> None:
+    numbers = Numbers()
+    text = numbers.plain(achieved_design(plan_with(powered(sd=0.02)), RESULTS, numbers))
+    power = design.power_of(0.25, 0.1, 2, 0.05, "greater")  # the baseline's sd 0.1 over its 2 seeds
+    assert power < 0.8
+    assert "sized on the pilot's seed-to-seed sd of 0.02; the baseline's own runs gave 0.1" in text
+    assert f"had {100 * power:.0f}% power for the effect it was sized for (0.25)" in text
+    assert "less power than planned" in text
+    mde = design.detectable_effect(0.1, 2, 0.05, 0.8, "greater")
+    assert f"detect with 80% power is {mde:.3g}" in text
+    assert "plan.seed_design#achieved_power" in {path for _, path in numbers.entries}
+
+
+def test_a_pilot_that_matched_the_baseline_is_no_shortfall_and_a_fixed_design_says_nothing() -> None:
+    numbers = Numbers()
+    text = numbers.plain(achieved_design(plan_with(powered(sd=0.1, effect=1.0)), RESULTS, numbers))
+    assert "the baseline's own runs gave 0.1" in text and "less power than planned" not in text
+    fixed = SeedDesign(method="fixed", seeds=2, cap=2)
+    assert achieved_design(plan_with(fixed), RESULTS, Numbers()) == ""
+    assert achieved_design(plan_with(None), RESULTS, Numbers()) == ""
+
+
+def test_a_baseline_without_spread_says_nothing() -> None:
+    results = RESULTS.model_copy(deep=True)
+    results.conditions["baseline"].metric.std = 0.0
+    assert achieved_design(plan_with(powered(sd=0.02)), results, Numbers()) == ""
