@@ -78,7 +78,20 @@ def condition_words(results: Results) -> dict[str, list[str]]:
 
 
 def _condition_of(sentence: str, results: Results, words: dict[str, list[str]]) -> str | None:
-    """The condition a sentence is about: an ablation named first, then others, then "the method" by name."""
+    """The condition a sentence is about: a condition named by its full name first (an ablation before others),
+    then by its words, then "the method" by name. A full name wins over option words: "followup-wide-mlp-shift"
+    contains the method's option "shift", and the third relay run's claim check read the harness's own
+    sentence about that follow-up as a claim about the method."""
+    exact = [  # identifiers only ("method" is also a plain word, which the ablation's words outrank below)
+        c
+        for c in results.conditions
+        if c != "baseline"
+        and re.search(r"[-_\d]", c)
+        and re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", sentence, re.IGNORECASE)
+    ]
+    exact = [c for c in exact if results.conditions[c].role == "ablation"] or exact
+    if exact:
+        return exact[0]
     named = [c for c in results.conditions if c != "baseline" and _mentions(sentence, words[c])]
     ablations = [c for c in named if results.conditions[c].role == "ablation"]
     if ablations:

@@ -477,13 +477,16 @@ def harness_abstract(
 def harness_introduction(spec: TemplateSpec, plan: Plan, hypothesis: HypothesisRecord, numbers: Numbers) -> str:
     """The introduction: the question, why it might hold, and how the experiment answers it."""
     method = method_condition(plan)
+    # the method's short name, as the title has it: its options' full descriptions belong to the setup (the third
+    # relay run's reviewers read "two 3x3 convolutions (width/2, ...) (architecture: cnn) and ..." as pasted text)
     what = (
-        described(spec, method.components, numbers)
+        method_phrase(spec, method.components)
         if method.components
         else numbers.numbers_in(method.description, "plan.conditions[1].description")
     )
+    verb = "change" if len(method.components) > 1 else "changes"
     return (
-        f"This paper asks whether {what} changes the final {spec.metric} of {in_sentence(spec.title)} ({spec.domain}). "
+        f"This paper asks whether {what} {verb} the final {spec.metric} of {in_sentence(spec.title)} ({spec.domain}). "
         f"{numbers.numbers_in(hypothesis.rationale.rstrip('.'), 'ideation.chosen.rationale')}. We answer with a "
         "small controlled experiment: every condition shares the template, the data and the seeds, and only the "
         "components under test change."

@@ -132,3 +132,22 @@ def test_a_question_and_a_sentence_about_cited_work_claim_nothing_of_ours() -> N
     assert find_claims(asked, RESULTS) == [] and find_claims(cited, RESULTS) == []
     ours = "Our method gives better val_accuracy, as [@x2018] found for PPO."
     assert [c.condition for c in find_claims(ours, RESULTS)] == ["method"]  # names our method: still checked
+
+
+def test_a_condition_named_in_full_is_the_one_a_sentence_is_about_not_the_method_whose_option_it_contains() -> None:
+    """The third relay run: a follow-up "followup-sgd-wide" (here) contains the method's option "sgd"; the
+    harness's own sentence that it made no significant difference was read as a null claim about the method."""
+    from fars.run.contracts import ConditionResult, Stat
+
+    results = RESULTS.model_copy(deep=True)
+    results.conditions["followup-sgd-wide"] = ConditionResult(
+        role="followup", components={"optimizer": "sgd"}, knobs={"width": 256}, metric=Stat(mean=0.49, std=0.05, n=2),
+        seeds=[0, 1], values=[0.45, 0.53], difference=-0.01, p_vs_baseline=0.9, p_adjusted=0.9, effect_size=-0.1,
+        verdict="no significant difference",
+    )  # fmt: skip
+    text = "Condition followup-sgd-wide reached 0.49: no significant difference from the baseline."
+    [claim] = find_claims(text, results)
+    assert claim.condition == "followup-sgd-wide"
+    assert check_claims(text, results).problems == []
+    # by its option alone, "sgd" still names the method
+    assert find_claims("The sgd method shows no significant difference in accuracy.", results)[0].condition == "method"

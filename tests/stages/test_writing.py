@@ -232,6 +232,8 @@ def test_a_dropped_sentence_is_replaced_by_the_records_sentence_not_left_as_a_ga
     md = (folder / "paper.md").read_text()
     intro = md.split("## Introduction", 1)[1].split("\n## ", 1)[0].strip()
     assert intro.startswith("This paper asks whether")  # the harness's opening, not "Their value is ..."
+    opening = intro.split(". ", 1)[0]
+    assert "(optimizer:" not in opening and " change the final" in opening  # the method's short name, not its spec
     assert "Their value is less clear in very small problems" in intro and "40%" not in md
     assert any(r.startswith("introduction: replaced") and "40%" in r for r in output.grounding.repairs)
     assert not output.grounding.flagged and UNVERIFIED_MARK not in intro
