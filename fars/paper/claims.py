@@ -77,6 +77,16 @@ def condition_words(results: Results) -> dict[str, list[str]]:
     return words
 
 
+def knob_words(knobs: dict[str, object]) -> list[str]:
+    """How prose names a knob's value: "width 256", "width of 256", "width=256", "lr = 0.03"."""
+    return [
+        f"{name}{sep}{value}"
+        for knob, value in knobs.items()
+        for name in {knob, knob.replace("_", " ")}
+        for sep in (" ", " of ", "=", " = ")
+    ]
+
+
 def _condition_of(sentence: str, results: Results, words: dict[str, list[str]]) -> str | None:
     """The condition a sentence is about: a condition named by its full name first (an ablation before others),
     then by its words, then "the method" by name. A full name wins over option words: "followup-wide-mlp-shift"
@@ -92,6 +102,12 @@ def _condition_of(sentence: str, results: Results, words: dict[str, list[str]]) 
     exact = [c for c in exact if results.conditions[c].role == "ablation"] or exact
     if exact:
         return exact[0]
+    # a condition by the knob value it sets ("an MLP of width 256"), before option words another condition shares:
+    # the third relay run's abstract said the width-256 follow-up "did not differ significantly from the baseline
+    # MLP", comparing it with "the CNN" in passing, and the sentence was dropped as a null claim about the CNN
+    by_knob = [c for c, r in results.conditions.items() if c != "baseline" and _mentions(sentence, knob_words(r.knobs))]
+    if by_knob:
+        return by_knob[0]
     named = [c for c in results.conditions if c != "baseline" and _mentions(sentence, words[c])]
     ablations = [c for c in named if results.conditions[c].role == "ablation"]
     if ablations:

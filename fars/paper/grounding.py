@@ -241,6 +241,24 @@ _FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "block_size": ("context", "block"),
     "warmup_frac": ("warm-up", "warmup"),
     "world_size": ("rank", "gpu", "process"),
+    # the task's own numbers, as its description gives them ("a fixed 360-image held-out split")
+    "description": (
+        "image",
+        "split",
+        "held",
+        "train",
+        "class",
+        "digit",
+        "example",
+        "sample",
+        "character",
+        "corpus",
+        "episode",
+        "data",
+        "token",
+        "vocab",
+        "modul",
+    ),
     # the hypothesis's own numbers ("improves accuracy by at least 0.5 points"), restated as what is predicted
     "prediction": ("hypothes", "predict", "expect", "whether", "would", "at least", "at most", "test if"),
 }
@@ -338,9 +356,13 @@ def _numeric_leaves(obj: Any, path: str) -> Iterator[tuple[str, float]]:
         try:
             number = float(obj)
         except ValueError:
-            for part in re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", obj):  # e.g. condition "lr=0.03"
-                if math.isfinite(float(part)):  # "1e999" in a model's text is inf, which no number can show
-                    yield path, float(part)
+            # e.g. condition "lr=0.03"; a description's "1,437 trained on" is 1437 (and, should the comma
+            # separate a list, "128,256", its parts too)
+            for group in re.findall(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", obj):
+                parts = [group.replace(",", ""), *group.split(",")] if "," in group else [group]
+                for part in parts:
+                    if math.isfinite(float(part)):  # "1e999" in a model's text is inf, which no number can show
+                        yield path, float(part)
         else:
             if math.isfinite(number):
                 yield path, number

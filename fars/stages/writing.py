@@ -251,6 +251,7 @@ async def gather_sources(ctx: StageContext, backend: LiteratureBackend, settings
         spec.defaults(),
         settings.novelty_max_similarity,
         hypothesis.statement,
+        spec.description,
     )
     return Material(
         idea=idea,
@@ -329,9 +330,12 @@ def sources_for(
     defaults: dict[str, Any],
     bar: float,
     prediction: str = "",
+    task: str = "",
 ) -> Sources:
     """What the paper's numbers may be traced to, with the words that name each condition; ``prediction`` is the
-    hypothesis's statement, whose own numbers a sentence restating the hypothesis may quote."""
+    hypothesis's statement, whose own numbers a sentence restating the hypothesis may quote; ``task`` the
+    template's description, whose numbers (1,437 training images, 360 held out) a sentence on the data may
+    restate: the third relay run lost two introduction sentences for "a fixed 360-image held-out split"."""
     aliases = {name: list(c.components.values()) for name, c in results.conditions.items()}
     return Sources(
         aliases=aliases,
@@ -342,6 +346,7 @@ def sources_for(
         template=defaults,
         config={"novelty_max_similarity": bar, "significance_level": results.alpha},
         hypothesis={"prediction": prediction},
+        task={"description": task},
     )
 
 

@@ -149,5 +149,8 @@ def test_a_condition_named_in_full_is_the_one_a_sentence_is_about_not_the_method
     [claim] = find_claims(text, results)
     assert claim.condition == "followup-sgd-wide"
     assert check_claims(text, results).problems == []
+    # by the knob value it sets, comparing with the method in passing (the relay run's abstract)
+    said = "An MLP of width 256 (more parameters than the sgd method) did not differ significantly from the baseline."
+    assert find_claims(said, results)[0].condition == "followup-sgd-wide" and not check_claims(said, results).problems
     # by its option alone, "sgd" still names the method
     assert find_claims("The sgd method shows no significant difference in accuracy.", results)[0].condition == "method"

@@ -127,3 +127,16 @@ def test_a_knobs_value_is_grounded_where_prose_names_the_knob_in_words() -> None
     assert check_text("Small transformers tolerate peak rates near 1e-2 with AdamW.", found, []).ok
     assert check_text("We train with batches of 128 sequences.", found, []).ok
     assert not check_text("We keep 0.01 of the images.", found, []).ok
+
+
+def test_a_sentence_on_the_data_may_restate_the_tasks_own_numbers_and_no_other() -> None:
+    """The third relay run lost introduction sentences for "a fixed 360-image held-out split": the template's
+    description states it, but was no source of the paper's numbers."""
+    task = "360 images (36 of each digit) are held out and the other 1,437 trained on."
+    found = Sources(task={"description": task})
+    text = "On 8x8 digits with a fixed 360-image held-out split and 1,437 training images, we ask a question."
+    assert not check_text(text, found, []).ungrounded
+    wrong = check_text("The held-out split has 365 images.", found, [])
+    assert [n.text for n in wrong.ungrounded] == ["365"]
+    about_else = check_text("The method gained 36 points.", found, [])  # a number of the task, not of a result
+    assert [n.text for n in about_else.ungrounded] == ["36"]
