@@ -46,6 +46,9 @@ _FINDING = re.compile(
     r"\b(?:confirm\w*|support\w*|found|finds?|show(?:s|ed|n)?|demonstrat\w*|reached|achiev\w*)\b", re.I
 )
 _CITES = re.compile(r"\[@[\w:.-]+|\[\d+(?:[,–-]\s*\d+)*\]|\\cite\w*\{")
+# an italic title followed by its citation (related work lists them): the fourth relay run's related work was read
+# as an overclaim about our method for "IPMix: Label-Preserving Data Augmentation Method for ... Better ..."
+_CITED_TITLE = re.compile(r"\*[^*\n]+\*\s*(?=\[(?:@|\d))")
 _GENERIC_METHOD = ("method", "methods", "approach", "proposed", "intervention", "combination", "our model")
 
 
@@ -153,10 +156,12 @@ def find_claims(text: str, results: Results) -> list[FoundClaim]:
             continue
         if sentence.endswith("?"):  # "does standardizing raise the final return?" asks; it claims nothing
             continue
-        claim = _claim_of(_DIRECTION_NOTE.sub(" ", sentence), metric_words, results.higher_is_better)
+        # a cited work's title says what that work claims ("... Augmentation Method for Better ..." [3])
+        own = _CITED_TITLE.sub(" [cited] ", sentence)
+        claim = _claim_of(_DIRECTION_NOTE.sub(" ", own), metric_words, results.higher_is_better)
         if claim is None:
             continue
-        condition = _condition_of(sentence, results, words)
+        condition = _condition_of(own, results, words)
         if condition is not None:
             found.append(FoundClaim(sentence, condition, claim))
     return found

@@ -154,3 +154,15 @@ def test_a_condition_named_in_full_is_the_one_a_sentence_is_about_not_the_method
     assert find_claims(said, results)[0].condition == "followup-sgd-wide" and not check_claims(said, results).problems
     # by its option alone, "sgd" still names the method
     assert find_claims("The sgd method shows no significant difference in accuracy.", results)[0].condition == "method"
+
+
+def test_a_cited_works_title_is_not_a_claim_about_our_method() -> None:
+    """The fourth relay run's related work listed "*IPMix: ... Data Augmentation Method for Training Robust
+    Classifiers* [3]" beside "... for Better Regularization* [2]"; the paper was flagged for an overclaim."""
+    text = (
+        "Further work on this topic includes *SaliencyMix: A Saliency Guided Data Augmentation Strategy for Better "
+        "Regularization* [2] and *IPMix: Label-Preserving Data Augmentation Method for Training Robust Classifiers* "
+        "[3]. Without the schedule, the method still *improves* accuracy [@power2022]."
+    )
+    [claim] = find_claims(text, RESULTS)  # emphasis in our own sentence still counts
+    assert claim.condition == "method-without-schedule" and claim.claim == "better"
