@@ -211,7 +211,8 @@ RESOLUTION_FLOOR = (
 
 
 def noise_floor(values: list[float], seen: list[float]) -> float | None:
-    """The spread to use where the pilot's seeds all agreed exactly (else None): the metric's resolution, the
+    """The spread to use where the pilot's seeds all agreed exactly, or spread by less than one step of a metric
+    that moves in steps (else None): the metric's resolution, the
     smallest gap between distinct values among the pilot's results and every point of its validation curves
     (``fars.evaluation.design.resolution``). Seeds that agree differ by less than the metric can show, so
     their spread is below one step of it, not zero; one step is the least noise the comparisons must
@@ -220,9 +221,15 @@ def noise_floor(values: list[float], seen: list[float]) -> float | None:
     points was the other candidate: it mixes the curve's remaining trend into the noise, and on a
     quantized metric that has plateaued it is zero too. None also where no two values the pilot saw differ
     (nothing to floor it with: the design then keeps the configured seeds)."""
-    if len(values) < 2 or not math.isclose(max(values), min(values), rel_tol=1e-9, abs_tol=1e-12):
+    if len(values) < 2:
         return None
-    return stats_design.resolution(seen)
+    if math.isclose(max(values), min(values), rel_tol=1e-9, abs_tol=1e-12):
+        return stats_design.resolution(seen)
+    # seeds that spread less than one step of a metric that moves in steps are few seeds agreeing by chance: the
+    # fourth relay run's digits pilot gave sd 0.0016 on an accuracy that moves by 1/360 = 0.0028, its study's
+    # baseline then 0.0047, and a reviewer named the step the design should not have gone below
+    step = stats_design.metric_step(seen)
+    return step if step and statistics.stdev(values) < step else None
 
 
 def pilot_trend(runs: list[Metrics], higher_is_better: bool, noise: float) -> stats_design.Trend | None:
@@ -271,7 +278,12 @@ def pilot_lines(pilot: Pilot | None) -> str:
     if pilot is None or len(pilot.values) < 2:
         return ""
     n = len(pilot.values)
-    if pilot.sd_floored:
+    if pilot.sd_floored and len(set(pilot.values)) > 1:
+        spread = (
+            f"; the {n} seeds spread by less than one step of the metric (sd {statistics.stdev(pilot.values):.3g}), "
+            f"so the noise is taken as at least {pilot.sd:.3g}, {pilot.sd_floor_reason or 'a floor'}"
+        )
+    elif pilot.sd_floored:
         spread = (
             f"; the {n} seeds gave identical values, so the noise is taken as at least {pilot.sd:.3g}, "
             f"{pilot.sd_floor_reason or 'a floor'}, not as zero"

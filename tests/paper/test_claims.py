@@ -119,7 +119,10 @@ def test_the_setup_states_a_training_length_the_pilot_found_unconverged_as_a_lim
     assert "was still improving at 40 steps (the last fifth of training raised its mean eval_return by 35; its seed-to-seed spread (sd 20.4))" in setup(climbing)  # fmt: skip
     settled = collapsed.model_copy(update={"trend": "converged", "late_change": 3.0})
     assert "had converged by 40 steps: the last fifth of training changed its mean eval_return by 3, within its seed-to-seed spread" in setup(settled)  # fmt: skip
-    assert "A limit" not in setup(settled) and "pilot" not in setup(collapsed.model_copy(update={"trend": None}))
+    untold = setup(collapsed.model_copy(update={"trend": None}))
+    assert "A limit" not in setup(settled) and "pilot (" not in untold and "converged" not in untold
+    # a pilot on seeds of its own says so (a reviewer asked why the baseline's mean moved from the pilot's)
+    assert "The pilot ran the baseline on seeds of its own (2, 3), apart from the study's" in untold
     reused = setup(settled.model_copy(update={"reused": True}))
     assert "The baseline's runs are the pilot's own: the seed budget was no larger than the pilot" in reused
     assert "pilot's own" not in setup(settled)
