@@ -52,6 +52,10 @@ def verdict_words(results: Results, name: str, *, predicate: bool = False) -> st
     """A condition's verdict in words ('significantly better than the baseline'; as a predicate, 'was ...')."""
     verdict = results.conditions[name].verdict
     words = (VERDICT_PREDICATES if predicate else VERDICT_WORDS)[verdict]
+    if verdict == "inconclusive" and results.conditions[name].family != "primary":
+        # only the primary carries the idea's prediction; a secondary or follow-up is judged against the study's
+        # effect of interest (a relay model asked what "the predicted effect" of an ablation was)
+        return words.replace("the predicted effect", "the effect of interest")
     return words.replace("(too few seeds)", f"({untested_why(results, name)})") if verdict == "untested" else words
 
 

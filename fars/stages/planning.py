@@ -320,12 +320,16 @@ def trend_words(pilot: Pilot) -> str:
             f"its best by {abs(end - best):.3g}, more than {noise}"
         )
     if pilot.trend == "still improving" and late is not None:
-        if abs(late) > pilot.sd:
-            return (
-                f"its curve is still improving: the last fifth of training {'raised' if late > 0 else 'lowered'} it "
-                f"by {abs(late):.3g}, more than {noise} ({share})"
-            )
-        return f"its curve is still improving: {share}, more than the {CONVERGED_SHARE:.0%} of a converged curve"
+        by_share = pilot.convergence is not None and pilot.convergence > CONVERGED_SHARE
+        if by_share and abs(late) <= pilot.sd:
+            return f"its curve is still improving: {share}, more than the {CONVERGED_SHARE:.0%} of a converged curve"
+        # else the last fifth moved it by more than half the noise (the rule: a fifth more training would move it
+        # as much again); "more than the 10%" beside a share of 4% was what both relay models read here
+        bar = noise if abs(late) > pilot.sd else f"half of {noise}"
+        return (
+            f"its curve is still improving: the last fifth of training {'raised' if late > 0 else 'lowered'} it "
+            f"by {abs(late):.3g}, more than {bar} ({share})"
+        )
     if pilot.trend == "converged" and late is not None:
         return f"its curve converged: {share}, and the last fifth changed it by {abs(late):.3g}, within {noise}"
     if pilot.convergence is None:

@@ -199,3 +199,33 @@ def test_a_condition_untested_because_every_seed_agreed_says_so_not_too_few_seed
         "has no spread to use)"
     )
     assert verdict_words(results, "followup-one", predicate=True).endswith("(too few seeds)")
+
+
+def test_a_primary_result_against_the_prediction_names_both_tests() -> None:
+    """The fourth relay run: the plan registered a one-sided test, the paper said 'two-sided' with no reason,
+    and both reviewers asked which one was pre-registered."""
+    from fars.evaluation.preregistered import test_words
+
+    worse = [v - 0.004 for v in BASE]
+    [outcome] = judge({"baseline": BASE, "method": worse}, [primary()], alpha=0.05, higher_is_better=True)
+    assert outcome.p_value is not None and outcome.difference is not None and outcome.difference < 0
+    words = test_words(outcome, higher_is_better=True)
+    assert words.startswith("two-sided Welch t-test, as the result went against the direction the registered")
+    assert f"(p = {1 - outcome.p_value / 2:.3g} in that direction)" in words
+    one_sided = stats.ttest_ind(worse, BASE, equal_var=False, alternative="greater").pvalue
+    assert 1 - outcome.p_value / 2 == pytest.approx(one_sided)
+
+
+def test_an_inconclusive_secondary_is_judged_against_the_effect_of_interest_not_a_prediction() -> None:
+    """Only the primary carries the idea's prediction; a relay model asked what an ablation's 'predicted effect' was."""
+    base = _row([0.96, 0.97], "baseline")
+    ablation, method = _row([0.95, 0.98], "ablation", [0.96, 0.97]), _row([0.95, 0.99], "method", [0.96, 0.97])
+    ablation.verdict = method.verdict = "inconclusive"
+    ablation.family, method.family = "secondary", "primary"
+    results = Results(
+        template="digits", metric="val_accuracy", higher_is_better=True, knob="lr", steps=600, best="method",
+        conditions={"baseline": base, "method": method, "method-without-x": ablation},
+        engine=EngineInfo(name="plain", parameters=1),
+    )  # fmt: skip
+    assert verdict_words(results, "method").endswith("spans both no difference and the predicted effect)")
+    assert verdict_words(results, "method-without-x").endswith("spans both no difference and the effect of interest)")

@@ -232,3 +232,15 @@ def test_a_last_fifth_moving_by_half_the_noise_is_still_improving() -> None:
     assert trend is not None and trend.status == "still improving" and trend.late_change == pytest.approx(-0.113)
     settled = design.curve_trend([0, 50, 100, 160, 200], [*bpc[:4], 2.72], False, noise=0.115)
     assert settled is not None and settled.status == "converged"  # 0.03 in the last fifth: a quarter of the sd
+
+
+def test_a_curve_still_improving_by_half_its_noise_says_so_not_that_its_small_share_is_large() -> None:
+    """Both relay models of the fourth run read "4% of its improvement came in the last fifth, more than the 10%
+    of a converged curve": the curve was called still improving for its late change (over half the sd), and the
+    words gave the share's reason."""
+    base = [0.9 * (1 - math.exp(-s / 20)) + 0.004 * s / 200 for s in STEPS]
+    pilot = pilot_of([[v - 0.001 for v in base], [v + 0.001 for v in base]], STEPS, higher_is_better=True)
+    assert pilot.trend == "still improving" and pilot.convergence is not None and pilot.convergence < CONVERGED_SHARE
+    assert pilot.sd / 2 < pilot.late_change < pilot.sd
+    text = pilot_lines(pilot)
+    assert "more than half of the seed-to-seed sd 0.00141" in text and "more than the 10%" not in text
