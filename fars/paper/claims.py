@@ -49,6 +49,7 @@ _CITES = re.compile(r"\[@[\w:.-]+|\[\d+(?:[,–-]\s*\d+)*\]|\\cite\w*\{")
 # an italic title followed by its citation (related work lists them): the fourth relay run's related work was read
 # as an overclaim about our method for "IPMix: Label-Preserving Data Augmentation Method for ... Better ..."
 _CITED_TITLE = re.compile(r"\*[^*\n]+\*\s*(?=\[(?:@|\d))")
+_FOLLOWUP = re.compile(r"\b(?:follow-?up|exploratory)\b", re.IGNORECASE)
 _GENERIC_METHOD = ("method", "methods", "approach", "proposed", "intervention", "combination", "our model")
 
 
@@ -111,6 +112,10 @@ def _condition_of(sentence: str, results: Results, words: dict[str, list[str]]) 
     by_knob = [c for c, r in results.conditions.items() if c != "baseline" and _mentions(sentence, knob_words(r.knobs))]
     if by_knob:
         return by_knob[0]
+    # "an exploratory follow-up with a twice-wider MLP shows no significant gain": the one follow-up there is
+    followups = [c for c, r in results.conditions.items() if r.role == "followup"]
+    if len(followups) == 1 and _FOLLOWUP.search(sentence):
+        return followups[0]
     named = [c for c in results.conditions if c != "baseline" and _mentions(sentence, words[c])]
     ablations = [c for c in named if results.conditions[c].role == "ablation"]
     if ablations:

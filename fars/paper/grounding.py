@@ -260,7 +260,7 @@ _FIELD_WORDS: dict[str, tuple[str, ...]] = {
         "modul",
     ),
     # the hypothesis's own numbers ("improves accuracy by at least 0.5 points"), restated as what is predicted
-    "prediction": ("hypothes", "predict", "expect", "whether", "would", "at least", "at most", "test if"),
+    "prediction": ("hypothes", "predict", "expect", "whether", "would", "at least", "at most", "test if", "registered"),
 }
 
 

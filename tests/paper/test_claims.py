@@ -155,6 +155,11 @@ def test_a_condition_named_in_full_is_the_one_a_sentence_is_about_not_the_method
     # by the knob value it sets, comparing with the method in passing (the relay run's abstract)
     said = "An MLP of width 256 (more parameters than the sgd method) did not differ significantly from the baseline."
     assert find_claims(said, results)[0].condition == "followup-sgd-wide" and not check_claims(said, results).problems
+    # as "the follow-up", where there is one
+    said = (
+        "An exploratory follow-up with a wider MLP shows no significant gain over the baseline, unlike the sgd method."
+    )
+    assert find_claims(said, results)[0].condition == "followup-sgd-wide"
     # by its option alone, "sgd" still names the method
     assert find_claims("The sgd method shows no significant difference in accuracy.", results)[0].condition == "method"
 

@@ -140,3 +140,9 @@ def test_a_sentence_on_the_data_may_restate_the_tasks_own_numbers_and_no_other()
     assert [n.text for n in wrong.ungrounded] == ["365"]
     about_else = check_text("The method gained 36 points.", found, [])  # a number of the task, not of a result
     assert [n.text for n in about_else.ungrounded] == ["36"]
+
+
+def test_a_sentence_restating_the_registered_prediction_may_quote_its_number() -> None:
+    found = Sources(hypothesis={"prediction": "CNN raises mean val_accuracy at 3000 steps by about 0.006"})
+    assert not check_text("We pre-registered a gain of about 0.006 and a one-sided test.", found, []).ungrounded
+    assert check_text("The CNN gained 0.006.", found, []).ungrounded  # a result, not the prediction
