@@ -51,18 +51,62 @@ def _markdown_table(t: ResultsTable, number: int) -> list[str]:
 
 
 LONG_CELL = 60  # characters: a column holding a longer cell wraps in a paragraph column instead of shrinking all
+TABLE_CHARS = 95  # characters of a table row that fit the 5.5in text width at \small (Times), column gaps included
+PAD_CHARS = 3  # a column's gap (2 x tabcolsep) in characters
+
+
+_NUMBER_MARK = re.compile("\ue000\\d+\ue001")  # a harness number's marker (fars.paper.grounding.Numbers)
+
+
+def _shown_len(cell: str) -> int:
+    """About how many characters a cell prints: a harness number's marker stands for a number of about 6."""
+    return len(_NUMBER_MARK.sub("0.0000", cell))
+
+
+def _wrapped_widths(longest: list[int], wide: int | None) -> dict[int, int]:
+    """Columns to wrap (index -> width in characters) so a table fits the line at its own size: the widest
+    first, each to half its length (at least 12 characters), until the rest fits. The third relay run's results
+    table (9 columns, per-seed values among them) was shrunk to about half size, its text a few points high."""
+    fixed = {i: (TABLE_CHARS // 2 if i == wide else n) for i, n in enumerate(longest)}
+    widths: dict[int, int] = {}
+    for narrowest in (False, True):  # first to half their length, then, if still too wide, to 12 characters
+        for i in sorted(range(len(longest)), key=lambda i: -longest[i]):
+            if table_chars(fixed) <= TABLE_CHARS:
+                return widths
+            if i == wide or longest[i] < 16:  # wrapping a shorter column saves too little
+                continue
+            fixed[i] = widths[i] = 12 if narrowest else max(12, (longest[i] + 1) // 2)
+    return widths
+
+
+def table_chars(widths: dict[int, int]) -> int:
+    """A row's printed width in characters, column gaps included."""
+    return sum(widths.values()) + PAD_CHARS * len(widths)
 
 
 def _latex_table(t: ResultsTable) -> list[str]:
     """A booktabs table that is never enlarged and only shrunk to the text width when it still does not fit; a
     column with a long cell (Table 1's seed-design sentence) wraps instead, so the table keeps a readable size
     (the second relay run's PDF shrank Table 1 to an unreadable few points to fit that one sentence)."""
-    longest = [max([len(t.header[i]), *(len(r[i]) for r in t.rows if i < len(r))]) for i in range(len(t.header))]
+    longest = [
+        max([_shown_len(t.header[i]), *(_shown_len(r[i]) for r in t.rows if i < len(r))]) for i in range(len(t.header))
+    ]
     wide = max(range(len(longest)), key=lambda i: longest[i]) if max(longest, default=0) > LONG_CELL else None
-    spec = "".join(r"p{0.5\linewidth}" if i == wide else "l" for i in range(len(t.header)))
+    widths = _wrapped_widths(longest, wide)
+    fitted = {i: widths.get(i, TABLE_CHARS // 2 if i == wide else n) for i, n in enumerate(longest)}
+    # still wider than the line with every long column wrapped (9 columns): a smaller font, not a shrunken table
+    size = r"\small" if table_chars(fitted) <= TABLE_CHARS else r"\footnotesize"
+    spec = "".join(
+        r"p{0.5\linewidth}"
+        if i == wide
+        else rf">{{\raggedright\arraybackslash}}p{{{widths[i] / TABLE_CHARS:.2f}\linewidth}}"
+        if i in widths
+        else "l"
+        for i in range(len(t.header))
+    )
     return [
         r"\begin{table}[H]",
-        r"\centering\small",
+        rf"\centering{size}",
         r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
         r"\begin{tabular}{" + spec + "}",
         r"\toprule",
@@ -299,6 +343,7 @@ PREAMBLE = r"""\documentclass[10pt,letterpaper]{article}
 \usepackage{mathptmx}
 \usepackage[textwidth=5.5in,textheight=9in,centering,headsep=0.25in]{geometry}
 \usepackage{booktabs}
+\usepackage{array}
 \usepackage{graphicx}
 \usepackage{float}
 \usepackage{fancyvrb}

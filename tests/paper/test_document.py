@@ -182,3 +182,22 @@ def test_a_table_with_a_long_cell_wraps_it_instead_of_shrinking_to_unreadable() 
     short = ResultsTable(caption="c", header=["a", "b"], rows=[["1", "2"]])
     assert r"\begin{tabular}{ll}" in "\n".join(_latex_table(short))
     assert tex_escape("Δ vs baseline") == r"$\Delta$ vs baseline"  # was printed as '? vs baseline'
+
+
+def test_a_wide_results_table_wraps_its_widest_columns_to_fit_the_line_at_its_own_size() -> None:
+    """The third relay run's results table (9 columns with per-seed values) was shrunk to about half size."""
+    from fars.paper.document import TABLE_CHARS, _latex_table, _wrapped_widths, table_chars
+
+    numbers = Numbers()
+    table = results_table(RESULTS, numbers)
+    tex = "\n".join(_latex_table(table))
+    spec = tex.split(r"\begin{tabular}{", 1)[1].split("}\n", 1)[0]
+    assert spec.count(r"p{0.") >= 2 and r">{\raggedright\arraybackslash}" in spec
+    longest = [40, 8, 17, 16, 7, 5, 17, 27, 25]  # the relay run's columns, in printed characters
+    widths = _wrapped_widths(longest, None)
+    fitted = {i: widths.get(i, n) for i, n in enumerate(longest)}
+    assert all(w >= 12 for w in widths.values()) and set(widths) == {0, 2, 3, 6, 7, 8}
+    # nine columns do not fit at the text's size even wrapped: a smaller font (8/9) and a shrink of at most 0.8
+    assert TABLE_CHARS < table_chars(fitted) <= TABLE_CHARS * 9 / 8 / 0.8
+    assert r"\centering\footnotesize" in tex
+    assert _wrapped_widths([5, 10, 8], None) == {}  # a narrow table is left as it is
