@@ -204,11 +204,17 @@ def achieved_design(plan: Plan, results: Results, numbers: Numbers) -> str:
         if math.isfinite(detectable)
         else f"no effect reaches {wanted} power with them"
     )
-    ratio = sd / design.sd
+    short = power < design.wanted_power and sd / design.sd > 1.25
+    # the results this weakens are those without a significant difference (a reviewer of a paper whose primary
+    # was significant read "its negative results" as boilerplate)
+    nulls = any(r.verdict in ("no significant difference", "inconclusive") for r in results.conditions.values())
     judged = (
-        "; so the study had less power than planned, and its negative results are weaker evidence than its design promised"
-        if power < design.wanted_power and ratio > 1.25
-        else ""
+        ""
+        if not short
+        else "; so the study had less power than planned, and its results without a significant difference are "
+        "weaker evidence than its design promised"
+        if nulls
+        else "; so the study had less power than planned"
     )
     return (
         f" The seeds were sized on the pilot's seed-to-seed sd of {assumed}; the baseline's own runs gave {seen}, at "
@@ -394,6 +400,24 @@ def setup_table(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Resul
         path = f"template.scales.{plan.scale}.{name}" if name in scale else f"template.{name}"
         rows.append([name, _cell(numbers, value, path), where])
     rows.append(["steps", numbers.num(plan.steps, "plan.steps", "{:d}"), "set for this study's size"])
+    sizes = {n: r.parameters for n, r in (results.conditions if results else {}).items() if r.parameters}
+    if sizes:
+        said = "; ".join(
+            f"{name}: {numbers.num(count, f'results.conditions.{name}.parameters', '{:,d}')}"
+            for name, count in sizes.items()
+        )
+        same = len(set(sizes.values())) == 1
+        rows.append(
+            [
+                "trainable parameters",
+                said
+                if not same
+                else numbers.num(
+                    next(iter(sizes.values())), f"results.conditions.{next(iter(sizes))}.parameters", "{:,d}"
+                ),
+                "every condition" if same else "per condition (measured)",
+            ]
+        )
     count = numbers.num(len(plan.seeds), "plan.seeds#count", "{:d}")
     rows.append(["seeds per condition", count, numbers.numbers_in(seeds_reason(plan), "plan.seed_design.reason")])
     for i, c in enumerate(plan.conditions[1:], 1):

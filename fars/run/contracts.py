@@ -437,6 +437,7 @@ class ConditionResult(BaseModel):
     wall_s: float = 0.0
     tokens_per_s: float = 0.0
     mfu: float | None = None
+    parameters: int | None = None  # the model's trainable parameters in this condition (None: not reported)
 
 
 class JobFailure(BaseModel):

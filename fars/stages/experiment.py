@@ -463,6 +463,8 @@ def aggregate(
             wall_s=sum(m.wall_s for m in runs),
             tokens_per_s=summarise([m.tokens_per_s for m in runs]).mean,
             mfu=None if any(m.mfu is None for m in runs) else summarise([m.mfu or 0.0 for m in runs]).mean,
+            # every reviewer of the relay runs' CNN-vs-MLP papers asked for the models' sizes
+            parameters=runs[0].parameters if runs[0].parameters > 0 else None,
         )
         if name == "baseline":
             result.verdict = "baseline"

@@ -50,3 +50,21 @@ def test_a_baseline_without_spread_says_nothing() -> None:
     results = RESULTS.model_copy(deep=True)
     results.conditions["baseline"].metric.std = 0.0
     assert achieved_design(plan_with(powered(sd=0.02)), results, Numbers()) == ""
+
+
+def test_a_shortfall_without_null_results_weakens_nothing_and_the_setup_gives_each_models_size() -> None:
+    results = RESULTS.model_copy(deep=True)
+    results.conditions["method-without-schedule"].verdict = "better"
+    numbers = Numbers()
+    text = numbers.plain(achieved_design(plan_with(powered(sd=0.02)), results, numbers))
+    assert text.endswith("so the study had less power than planned.")
+    # every reviewer of the relay runs' CNN-vs-MLP papers asked how large each model was
+    from experiments.spec import load_template
+    from fars.paper.prose import setup_table
+
+    results.conditions["baseline"].parameters = 8970
+    results.conditions["method"].parameters = 29034
+    numbers = Numbers()
+    table = setup_table(plan_with(None), load_template("modadd"), numbers, results)
+    [row] = [r for r in table.rows if r[0] == "trainable parameters"]
+    assert numbers.plain(row[1]) == "baseline: 8,970; method: 29,034" and row[2] == "per condition (measured)"
