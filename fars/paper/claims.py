@@ -14,6 +14,7 @@ overclaim (an effect the test did not find), wrong direction, and unsupported "n
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -81,7 +82,7 @@ def condition_words(results: Results) -> dict[str, list[str]]:
     return words
 
 
-def knob_words(knobs: dict[str, object]) -> list[str]:
+def knob_words(knobs: Mapping[str, object]) -> list[str]:
     """How prose names a knob's value: "width 256", "width of 256", "width=256", "lr = 0.03"."""
     return [
         f"{name}{sep}{value}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fars.evaluation import design
 from fars.paper.grounding import Numbers
-from fars.paper.prose import achieved_design
 from fars.run.contracts import Condition, Plan, SeedDesign
+from fars.stages.writing import achieved_design
 from tests.paper.test_document import RESULTS
 
 
