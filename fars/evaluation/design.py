@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import optimize, stats
@@ -255,13 +255,18 @@ def verdict(
     return "no significant difference"
 
 
+def _finite_curve(steps: Sequence[float], values: Sequence[float]) -> tuple[Any, Any]:
+    """A curve's points where both step and value are finite."""
+    s, v = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    keep = np.isfinite(s) & np.isfinite(v)
+    return s[keep], v[keep]
+
+
 def convergence(steps: Sequence[float], values: Sequence[float], higher_is_better: bool) -> float | None:
     """The share of a curve's improvement made in its last fifth of training (0: flat at the end; near 1: still
     climbing; a fall at the end counts as 0). None for a curve of fewer than 3 points or with no improvement at
     all. Whether the curve converged takes the noise as well (``curve_trend``)."""
-    s, v = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
-    keep = np.isfinite(s) & np.isfinite(v)
-    s, v = s[keep], v[keep]
+    s, v = _finite_curve(steps, values)
     if s.size < 3:
         return None
     sign = 1.0 if higher_is_better else -1.0
@@ -339,9 +344,7 @@ def curve_trend(
     where the caller knows it better than this curve's values show (a mean over seeds of an accuracy on 360
     images moves in thirds of an image, and its gaps need not be whole multiples of the smallest); None: read
     from the curve. None for a curve of fewer than 3 finite points."""
-    s, v = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
-    keep = np.isfinite(s) & np.isfinite(v)
-    s, v = s[keep], v[keep]
+    s, v = _finite_curve(steps, values)
     if s.size < 3:
         return None
     sign = 1.0 if higher_is_better else -1.0

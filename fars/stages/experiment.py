@@ -61,6 +61,7 @@ from fars.run.contracts import (
     Results,
     Stat,
     Value,
+    Verdict,
 )
 from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
@@ -478,12 +479,7 @@ def aggregate(
     for name, adjusted in holm(raw_p).items():
         result = table[name]
         result.p_adjusted = adjusted
-        if adjusted is None or result.difference is None:
-            result.verdict = "untested"
-        elif adjusted < alpha and result.difference != 0:
-            result.verdict = "better" if sign * result.difference > 0 else "worse"
-        else:
-            result.verdict = "no significant difference"
+        result.verdict = holm_verdict(result, adjusted, alpha, sign)
     best = (max if higher_is_better else min)(table, key=lambda c: table[c].metric.mean)
     return table, best
 
@@ -496,6 +492,15 @@ def judged_table(trial: Trial, alpha: float) -> tuple[dict[str, ConditionResult]
     )
     adopt_registered(table, preregistered_outcomes(trial, table, alpha), alpha, spec.higher_is_better)
     return table, best
+
+
+def holm_verdict(row: ConditionResult, adjusted: float | None, alpha: float, sign: float) -> Verdict:
+    """A two-sided test's verdict from its Holm-adjusted p (``sign``: +1 where higher is better)."""
+    if adjusted is None or row.difference is None:
+        return "untested"
+    if adjusted < alpha and row.difference != 0:
+        return "better" if sign * row.difference > 0 else "worse"
+    return "no significant difference"
 
 
 def adopt_registered(
@@ -528,12 +533,7 @@ def adopt_registered(
         row = table[name]
         row.family, row.p_adjusted = "exploratory", adjusted
         row.test = "two-sided Welch t-test (exploratory: not registered in the plan)"
-        if adjusted is None or row.difference is None:
-            row.verdict = "untested"
-        elif adjusted < alpha and row.difference != 0:
-            row.verdict = "better" if sign * row.difference > 0 else "worse"
-        else:
-            row.verdict = "no significant difference"
+        row.verdict = holm_verdict(row, adjusted, alpha, sign)
 
 
 def preregistered_outcomes(trial: Trial, table: dict[str, ConditionResult], alpha: float) -> list[ComparisonOutcome]:
