@@ -45,6 +45,8 @@ _LABEL_BEFORE = re.compile(
 )
 _YEAR_BEFORE = re.compile(r"(?:\bin|\bsince|\bfrom|\buntil|\bby|\byear|\bcirca|\bof|[(,])\s*$", re.IGNORECASE)
 _LINK_TARGET = re.compile(r"\]\([^)]*\)")  # Markdown link/image targets: file names, not claims
+# a work's title in italics before its citation ("*An Image is Worth 16x16 Words* [@key]"): its digits are the title's
+_TITLE_CITE = re.compile(r"\*([^*\n]+)\*\s*\[@([A-Za-z0-9_:\-]+)\]")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 UNVERIFIED_MARK = "[unverified]"
 
@@ -393,6 +395,15 @@ def _split_bibliography(text: str) -> tuple[str, int]:
     return (text, len(text)) if match is None else (text[: match.start()], match.start())
 
 
+def _same_title(written: str, title: str) -> bool:
+    """Whether ``written`` is the record's ``title`` (case, spacing and punctuation aside)."""
+
+    def norm(t: str) -> str:
+        return " ".join(re.findall(r"\w+", t.lower()))
+
+    return bool(title.strip()) and norm(written) == norm(title)
+
+
 def _blank(text: str, spans: Iterable[tuple[int, int]]) -> str:
     chars = list(text)
     for start, end in spans:
@@ -475,7 +486,12 @@ def check_text(
             entry_verdict(written, entry, None, f"no bibliography entry by {name} from {year}", m.span())
         )
 
-    scan = _blank(body, [*cited_spans, *(x.span() for x in _LINK_TARGET.finditer(body))])
+    titles = [
+        m.span(1)
+        for m in _TITLE_CITE.finditer(body)
+        if (entry := by_key.get(m.group(2))) is not None and _same_title(m.group(1), entry.title)
+    ]
+    scan = _blank(body, [*cited_spans, *titles, *(x.span() for x in _LINK_TARGET.finditer(body))])
     scan = _blank(scan, [x.span() for x in _HTML_COMMENT.finditer(scan)])
     for m in _NUMBER.finditer(scan):
         token = m.group("body") or m.group("body2")

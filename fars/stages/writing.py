@@ -473,16 +473,14 @@ _SEARCHED = {
 }
 
 
-_HAS_DIGIT = re.compile(r"\d")
-
-
 def related_work_text(chosen: HypothesisRecord, area: list[RelatedEntry], keys: dict[str, str], source: str) -> str:
     """The related-work paragraph, written by the harness from the retrieved, verified and relevant records (the
     harness's own measures, such as similarity scores, stay in ideation.json and grounding.json)."""
     where = _SEARCHED.get(source, source)
     closest = named_closest(chosen)
-    hyp = [r for r in chosen.related if r.id in keys and r.id == closest]
-    around = [r for r in [*chosen.related, *area] if r.id in keys and r.id != closest]
+    # a record without a title is not cited: "[5]" alone tells a reader nothing (a relay run's reviewer asked)
+    hyp = [r for r in chosen.related if r.id in keys and r.id == closest and r.title.strip()]
+    around = [r for r in [*chosen.related, *area] if r.id in keys and r.id != closest and r.title.strip()]
     around = list({r.id: r for r in around}.values())
     if not hyp and not around:
         return (
@@ -514,11 +512,9 @@ def named_closest(chosen: HypothesisRecord) -> str | None:
 
 
 def _cite_list(records: list[RelatedEntry], keys: dict[str, str]) -> str:
-    """The citations with their titles, so the sentence says what each work is (a title holding a digit is left
-    out: its numbers would read as claims of this paper's to the number check)."""
-    cites = [
-        f"[@{keys[r.id]}]" if _HAS_DIGIT.search(r.title) else f"*{r.title.strip()}* [@{keys[r.id]}]" for r in records
-    ]
+    """The citations with their titles, so the sentence says what each work is (the number check reads a title's
+    digits as the title's, not as claims of this paper: ``fars.paper.grounding``)."""
+    cites = [f"*{r.title.strip()}* [@{keys[r.id]}]" if r.title.strip() else f"[@{keys[r.id]}]" for r in records]
     return cites[0] if len(cites) == 1 else ", ".join(cites[:-1]) + " and " + cites[-1]
 
 

@@ -172,7 +172,15 @@ def test_the_table_prose_and_model_read_the_registered_test_and_follow_ups_join_
     numbers = Numbers()
     shown = results_table(results, numbers)
     assert shown.header[6] == "p (adj.)" and numbers.plain(shown.rows[1][6]).endswith("(primary)")
-    assert numbers.plain(shown.rows[2][6]).endswith("(exploratory)") and "pre-registered primary alone" in shown.caption
+    assert (
+        numbers.plain(shown.rows[2][6]).endswith("(exploratory)")
+        and "pre-registered primary (one-sided" in shown.caption
+    )
+    # the caption names the families the table has: no secondary family here, and none but the primary below
+    assert "exploratory conditions (not in the plan) two-sided" in shown.caption and "secondary" not in shown.caption
+    two = results.model_copy(update={"conditions": {k: table[k] for k in ("baseline", "method")}})
+    caption = results_table(two, Numbers()).caption
+    assert "primary (one-sided" in caption and "exploratory" not in caption and "secondary" not in caption
     results.comparisons = outcomes
     text = results_text(results, HypothesisRecord.model_validate({"statement": "s", "title": "t"}))
     assert "pre-registered primary, uncorrected" in text and "-> verdict better" in text

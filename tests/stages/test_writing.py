@@ -268,14 +268,24 @@ def test_the_setup_table_lists_the_runs_settings(tmp_path: Path) -> None:
 
 def test_related_work_names_each_cited_work_by_its_title() -> None:
     """The relay run's reviewers called 'The earlier work closest to our hypothesis is [1], [2] and [3]' boilerplate:
-    the sentence now says what each work is; a title with a digit is cited by key alone (its digits are not ours)."""
+    the sentence now says what each work is, a title with digits too (they are the title's, not claims of ours)."""
+    from fars.paper.grounding import BibEntry, Sources, check_text
     from fars.run.contracts import RelatedEntry
     from fars.stages.writing import _cite_list
 
     works = [RelatedEntry(id="a", title="SGDR: Stochastic Gradient Descent with Warm Restarts"),
-             RelatedEntry(id="b", title="An Image is Worth 16x16 Words")]  # fmt: skip
-    text = _cite_list(works, {"a": "loshchilov2017", "b": "dosovitskiy2021"})
-    assert text == "*SGDR: Stochastic Gradient Descent with Warm Restarts* [@loshchilov2017] and [@dosovitskiy2021]"
+             RelatedEntry(id="b", title="Scaling Vision Transformers to 22 Billion Parameters")]  # fmt: skip
+    text = _cite_list(works, {"a": "loshchilov2017", "b": "dehghani2023"})
+    assert text == (
+        "*SGDR: Stochastic Gradient Descent with Warm Restarts* [@loshchilov2017] and "
+        "*Scaling Vision Transformers to 22 Billion Parameters* [@dehghani2023]"
+    )
+    entries = [BibEntry(key="loshchilov2017", title=works[0].title, verified=True, record_id="a"),
+               BibEntry(key="dehghani2023", title=works[1].title, verified=True, record_id="b")]  # fmt: skip
+    report = check_text(f"Work on this topic includes {text}.", Sources(), entries)
+    assert report.ok and not [n for n in report.numbers if n.kind == "ungrounded"], report.numbers
+    # the same digits outside a matching cited title are claims of this paper's and must trace
+    assert not check_text("Our model scales to 22 billion parameters [@dehghani2023].", Sources(), entries).ok
 
 
 def test_a_title_whose_claim_is_cut_becomes_the_harness_title_not_a_fragment(tmp_path: Path) -> None:
