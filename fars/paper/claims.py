@@ -50,6 +50,13 @@ _CITES = re.compile(r"\[@[\w:.-]+|\[\d+(?:[,–-]\s*\d+)*\]|\\cite\w*\{")
 # an italic title followed by its citation (related work lists them): the fourth relay run's related work was read
 # as an overclaim about our method for "IPMix: Label-Preserving Data Augmentation Method for ... Better ..."
 _CITED_TITLE = re.compile(r"\*[^*\n]+\*\s*(?=\[(?:@|\d))")
+# "the corrected tests support the primary prediction", "the hypothesis is confirmed": a claim about the registered
+# primary comparison in its predicted direction (the open transcript's draft said so of an inconclusive primary)
+_PREDICTION_HELD = re.compile(
+    r"\b(?:support\w*|confirm\w*|bears? out|borne out|upheld|uphold\w*|vindicat\w*)\b[^.;]{0,40}?\b(?:prediction|hypothes[ie]s)\b"
+    r"|\b(?:prediction|hypothes[ie]s)\b[^.;]{0,30}?\b(?:is|was|are|were)\s+(?:not\s+|never\s+)?(?:\w+ly\s+)?(?:supported|confirmed|borne out|upheld)\b",
+    re.I,
+)
 _FOLLOWUP = re.compile(r"\b(?:follow-?up|exploratory)\b", re.IGNORECASE)
 _GENERIC_METHOD = ("method", "methods", "approach", "proposed", "intervention", "combination", "our model")
 
@@ -165,12 +172,32 @@ def find_claims(text: str, results: Results) -> list[FoundClaim]:
         # a cited work's title says what that work claims ("... Augmentation Method for Better ..." [3])
         own = _CITED_TITLE.sub(" [cited] ", sentence)
         claim = _claim_of(_DIRECTION_NOTE.sub(" ", own), metric_words, results.higher_is_better)
-        if claim is None:
-            continue
-        condition = _condition_of(own, results, words)
-        if condition is not None:
+        condition = _condition_of(own, results, words) if claim is not None else None
+        if claim is not None and condition is not None:
             found.append(FoundClaim(sentence, condition, claim))
+        elif (held := _prediction_claim(own, results)) is not None:  # no effect named: the prediction's
+            found.append(held)
     return found
+
+
+def _prediction_claim(sentence: str, results: Results) -> FoundClaim | None:
+    """A sentence saying the registered prediction held (or, negated, did not) as a claim on the primary
+    comparison's candidate: its predicted effect, or no effect when negated."""
+    match = _PREDICTION_HELD.search(sentence)
+    primary = next((c for c in results.comparisons if c.family == "primary"), None)
+    if match is None or primary is None or primary.candidate not in results.conditions:
+        return None
+    negated = bool(_NEGATION.search(sentence[max(0, match.start() - 25) : match.start()] + match.group(0)))
+    if primary.prediction == "equivalent":
+        return None if negated else FoundClaim(sentence, primary.candidate, "none")
+    if negated:  # "the results do not support the prediction": the predicted effect was not found
+        return FoundClaim(sentence, primary.candidate, "none")
+    verdict = results.conditions[primary.candidate].verdict
+    # "different" holds in either direction: the claim is whichever the test found, an effect all the same
+    claim: Claim = (
+        primary.prediction if primary.prediction != "different" else "worse" if verdict == "worse" else "better"
+    )
+    return FoundClaim(sentence, primary.candidate, claim)
 
 
 def verdict_claim(results: Results, condition: str) -> Claim | None:

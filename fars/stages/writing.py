@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +84,7 @@ from fars.run.contracts import (
 )
 from fars.stages.base import StageContext, StageFn, register_stage
 from fars.stages.methods import study_terms
+from fars.stages.rewrite import rewrite_failing
 
 if TYPE_CHECKING:
     from fars.stages.services import Services
@@ -152,6 +153,8 @@ class Prose:
     harness: dict[str, str]
     degenerate: dict[str, list[str]]
     model_parts: list[str]
+    rewrites: list[str] = field(default_factory=list)  # sentences the model rewrote after a failed check
+    drafted: dict[str, str] = field(default_factory=dict)  # ``texts`` before any rewrite: what "before" measures
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,9 @@ def writing(settings: WritingSettings, services: Services) -> StageFn:
     async def run(ctx: StageContext) -> WritingOutput:
         material = await gather_sources(ctx, backend, settings)
         prose = await draft_prose(ctx, llm, material)
+        if paper_cfg.on_ungrounded == "repair" and material.hypothesis.source == "open":
+            prose.drafted = dict(prose.texts)  # a capable model mends its own failing sentences first
+            prose.rewrites = await rewrite_failing(llm, prose.texts, prose.model_parts, material)
         layout = lay_out(ctx, material)
         grounded = ground_and_repair(ctx, layout, prose, paper_cfg.on_ungrounded)
         output = save_paper(ctx, material, prose, grounded)
@@ -574,10 +580,11 @@ def ground_and_repair(ctx: StageContext, layout: Layout, prose: Prose, on_ungrou
     """The paper checked: the model's parts repaired, whatever is still unverified marked in the text, every claim
     checked against the corrected tests."""
     m = layout.material
-    first_md, first_spans = render_markdown(layout.paper(prose.texts), m.numbers)
+    drafted = prose.drafted or prose.texts
+    first_md, first_spans = render_markdown(layout.paper(drafted), m.numbers)
     before = check_text(first_md, m.sources, m.bibliography, first_spans)
-    claims_before = _claims_of(prose.model_parts, prose.texts, m.results)
-    repairs = repair_model_parts(prose, m, on_ungrounded)
+    claims_before = _claims_of(prose.model_parts, drafted, m.results)
+    repairs = [*prose.rewrites, *repair_model_parts(prose, m, on_ungrounded)]
     paper = layout.paper(prose.texts)
     markdown, spans = render_markdown(paper, m.numbers)
     after = check_text(markdown, m.sources, m.bibliography, spans)

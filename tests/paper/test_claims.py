@@ -174,3 +174,30 @@ def test_a_cited_works_title_is_not_a_claim_about_our_method() -> None:
     )
     [claim] = find_claims(text, RESULTS)  # emphasis in our own sentence still counts
     assert claim.condition == "method-without-schedule" and claim.claim == "better"
+
+
+def test_saying_the_prediction_held_is_a_claim_on_the_primary_comparison() -> None:
+    """The open transcript's draft said "the corrected tests support the primary prediction" whatever the test
+    found: a sentence that the registered prediction held (or did not) is checked against the primary verdict."""
+    from fars.run.contracts import ComparisonOutcome
+
+    primary = ComparisonOutcome(
+        name="method vs baseline", family="primary", candidate="method", reference="baseline",
+        prediction="better", n=(3, 3), verdict="better",
+    )  # fmt: skip
+    held = RESULTS.model_copy(update={"comparisons": [primary]})
+    said = ["The corrected tests support the primary prediction.", "The hypothesis was not confirmed here.",
+            "Our prediction is strongly supported."]  # fmt: skip
+    assert [not check_claims(s, held).problems for s in said] == [True, False, True]
+    conditions = {**held.conditions, "method": held.conditions["method"].model_copy(update={"verdict": "inconclusive"})}
+    missed = held.model_copy(update={"conditions": conditions})
+    assert [not check_claims(s, missed).problems for s in said] == [False, True, False]
+    assert "overclaim" in check_claims(said[0], missed).problems[0]
+    # a sentence naming its own effect is judged on that effect, not on the prediction's
+    assert (
+        find_claims("The hypothesis is confirmed: without the schedule, the method still improves accuracy.", missed)[
+            0
+        ].condition
+        == "method-without-schedule"
+    )
+    assert check_claims(said[0], RESULTS).checked == 0  # no registered primary: nothing to hold it to

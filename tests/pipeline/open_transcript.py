@@ -88,7 +88,21 @@ DRAFT = {
     "basin. We ask whether it compounds with adaptive steps and dropout, which change how the late iterates are "
     "spread, and we ablate each named part of the method.",
     "discussion": "The corrected tests support the primary prediction. Weight averaging carries most of the effect; "
-    "the width bonus is not separable from seed noise at this number of seeds, which a larger study should settle.",
+    "the width bonus is not separable from seed noise at this number of seeds, which a larger study should settle. "
+    "Training accuracy reached 0.99 in every condition, so none of them underfit.",
+}
+# the checks send back the abstract's second sentence (it credits the ablations with more than their tests show)
+# and the discussion's last (its 0.99 is in no record): the first is mended; the second keeps its number, as a
+# model that did not look again at the records would, and is left to the harness
+REWRITES = {
+    "rewrites": [
+        {
+            "index": 1,
+            "sentence": "At this number of seeds the combined method's difference from the baseline is "
+            "inconclusive, and a learning-rate check of the baseline rules out a shifted best rate.",
+        },
+        {"index": 2, "sentence": "Training accuracy stayed near 0.99 in every condition, so none of them underfit."},
+    ]
 }
 
 OPEN = {
@@ -99,4 +113,5 @@ OPEN = {
     "version n0)": [SWITCHED_PARTS],
     "Write what was found relative to the prediction": [json.dumps(FIRST_READING), json.dumps(REVISED)],
     "Write the title, abstract, introduction and discussion": [json.dumps(DRAFT)],
+    "failed the paper's checks": [json.dumps(REWRITES)],
 }
