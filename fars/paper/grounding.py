@@ -46,7 +46,7 @@ _LABEL_BEFORE = re.compile(
 _YEAR_BEFORE = re.compile(r"(?:\bin|\bsince|\bfrom|\buntil|\bby|\byear|\bcirca|\bof|[(,])\s*$", re.IGNORECASE)
 _LINK_TARGET = re.compile(r"\]\([^)]*\)")  # Markdown link/image targets: file names, not claims
 # a work's title in italics before its citation ("*An Image is Worth 16x16 Words* [@key]"): its digits are the title's
-_TITLE_CITE = re.compile(r"\*([^*\n]+)\*\s*\[@([A-Za-z0-9_:\-]+)\]")
+_TITLE_CITE = re.compile(r"\*([^*\n]+)\*\s*\[(?:@([A-Za-z0-9_:\-]+)|(\d+))\]")  # by key, or numbered as rendered
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 UNVERIFIED_MARK = "[unverified]"
 
@@ -486,10 +486,16 @@ def check_text(
             entry_verdict(written, entry, None, f"no bibliography entry by {name} from {year}", m.span())
         )
 
+    def cited(m: re.Match[str]) -> BibEntry | None:
+        if m.group(2):
+            return by_key.get(m.group(2))
+        n = int(m.group(3))
+        return bibliography[n - 1] if 1 <= n <= len(bibliography) else None
+
     titles = [
         m.span(1)
         for m in _TITLE_CITE.finditer(body)
-        if (entry := by_key.get(m.group(2))) is not None and _same_title(m.group(1), entry.title)
+        if (entry := cited(m)) is not None and _same_title(m.group(1), entry.title)
     ]
     scan = _blank(body, [*cited_spans, *titles, *(x.span() for x in _LINK_TARGET.finditer(body))])
     scan = _blank(scan, [x.span() for x in _HTML_COMMENT.finditer(scan)])

@@ -284,6 +284,8 @@ def test_related_work_names_each_cited_work_by_its_title() -> None:
                BibEntry(key="dehghani2023", title=works[1].title, verified=True, record_id="b")]  # fmt: skip
     report = check_text(f"Work on this topic includes {text}.", Sources(), entries)
     assert report.ok and not [n for n in report.numbers if n.kind == "ungrounded"], report.numbers
+    rendered = "Work on this topic includes *Scaling Vision Transformers to 22 Billion Parameters* [2]."  # numbered
+    assert check_text(rendered, Sources(), entries).ok
     # the same digits outside a matching cited title are claims of this paper's and must trace
     assert not check_text("Our model scales to 22 billion parameters [@dehghani2023].", Sources(), entries).ok
 
