@@ -35,12 +35,14 @@ from __future__ import annotations
 import ast
 import asyncio
 import difflib
+import hashlib
 import json
 import logging
 import math
 import re
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,6 +337,10 @@ def outline(text: str, names: list[str]) -> str:
     return "\n".join(out)
 
 
+_CONTEXTS: OrderedDict[tuple[str, str, int], tuple[str, list[tuple[Path, int, int]]]] = OrderedDict()
+_CONTEXTS_KEPT = 32  # templates' contexts remembered (a run uses a handful)
+
+
 def context_text(spec: TemplateSpec, files: dict[str, str], budget: int = MAX_CONTEXT_SHOWN) -> str:
     """The template modules the editable files build on, within ``budget`` characters.
 
@@ -342,7 +348,35 @@ def context_text(spec: TemplateSpec, files: dict[str, str], budget: int = MAX_CO
     imports) come first and whole where they fit: they are what the code builds on. The shared harness modules
     (``experiments/engine.py``, ``schedules.py``) follow with just the definitions imported from them. Past the
     budget a module is outlined (signatures and docstrings), then only named.
+
+    Every project on a template asks the same: the answer is kept per folder, files and budget, and used again
+    while the modules it read are unchanged on disk (parsing them took 30 ms of the event loop per project, which
+    256 projects reaching the Experiment stage together waited on in turn).
     """
+    digest = hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
+    key = (str(spec.folder), digest, budget)
+    kept = _CONTEXTS.get(key)
+    if kept is not None and all(_stamp(p) == (p, m, z) for p, m, z in kept[1]):
+        _CONTEXTS.move_to_end(key)
+        return kept[0]
+    text, read = _context_text(spec, files, budget)
+    _CONTEXTS[key] = (text, [_stamp(p) for p in read])
+    while len(_CONTEXTS) > _CONTEXTS_KEPT:
+        _CONTEXTS.popitem(last=False)
+    return text
+
+
+def _stamp(path: Path) -> tuple[Path, int, int]:
+    """A module file with its change time and size (-1, -1 when it is gone)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return path, -1, -1
+    return path, st.st_mtime_ns, st.st_size
+
+
+def _context_text(spec: TemplateSpec, files: dict[str, str], budget: int) -> tuple[str, list[Path]]:
+    """``context_text`` worked out, with the module files it read."""
     found = imported_modules(spec, files)
     found.sort(key=lambda m: m[1].parent == BUNDLED_DIR)  # stable: import order within each group
     shown: list[str] = []
@@ -363,12 +397,13 @@ def context_text(spec: TemplateSpec, files: dict[str, str], budget: int = MAX_CO
             continue
         left -= len(body)
         shown.append(f"{label} (imported as {name}; {how}):\n```python\n{body}\n```")
+    read = [spec.folder, *(path for _, path, _ in found)]  # the folder: a module added to it changes what is found
     if not shown:
-        return ""
+        return "", read
     return (
         "The code your files build on (template modules they import; you cannot edit these, but your code may "
         "call, subclass or replace what they define):\n\n" + "\n\n".join(shown)
-    )
+    ), read
 
 
 class CodeSearch:

@@ -426,3 +426,34 @@ def test_a_model_call_that_fails_is_a_recorded_node_not_a_lost_search(tmp_path: 
     small = bare_search("digits", llm=types.SimpleNamespace(cfg=LLMConfig()))
     assert not small.roomy and small.context == "" and "class" not in small._drafts_shown()
     assert bare_search("digits").roomy  # a model whose window litellm does not know: shown everything
+
+
+def test_the_template_context_is_worked_out_once_per_template_and_again_when_a_module_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every project on a template asks for the same context; it is kept, and rebuilt when a module it read
+    changes on disk (a template edited during a long run is shown as it now is)."""
+    import os
+    import shutil
+
+    from experiments.spec import load_spec
+    from fars.code import search as code_search
+
+    folder = tmp_path / "lm"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "experiments" / "simulated", folder)
+    (folder / "helpers.py").write_text('def warmup(step):\n    """Linear warm-up."""\n    return min(1.0, step / 10)\n')
+    train = folder / "train.py"
+    train.write_text("from helpers import warmup\n" + train.read_text())
+    spec = load_spec(folder)
+    files = {"train.py": train.read_text()}
+    first = context_text(spec, files)
+    assert "def warmup(step)" in first and "Linear warm-up" in first
+    calls: list[object] = []
+    real = code_search._context_text
+    monkeypatch.setattr(code_search, "_context_text", lambda *a: calls.append(a) or real(*a))
+    assert context_text(spec, files) == first and not calls  # kept
+    helpers = folder / "helpers.py"
+    helpers.write_text('def warmup(step):\n    """Cosine warm-up."""\n    return 1.0\n')
+    os.utime(helpers, ns=(helpers.stat().st_atime_ns, helpers.stat().st_mtime_ns + 10**9))
+    again = context_text(spec, files)
+    assert "Cosine warm-up" in again and len(calls) == 1  # rebuilt from the changed module
