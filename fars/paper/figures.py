@@ -50,12 +50,37 @@ def _by_test(table: dict[str, ConditionResult]) -> str:
     return "after Holm's correction"
 
 
+def _paths(folder: Path, stem: str, project_dir: Path, vector: bool) -> tuple[str, str | None]:
+    """A figure's PNG and (with ``vector``) PDF, relative to the project folder."""
+    png, pdf = folder / f"{stem}.png", folder / f"{stem}.pdf"
+    return str(png.relative_to(project_dir)), str(pdf.relative_to(project_dir)) if vector else None
+
+
 def _save(fig: Figure, folder: Path, stem: str, project_dir: Path, vector: bool) -> tuple[str, str | None]:
     png, pdf = folder / f"{stem}.png", folder / f"{stem}.pdf"
     fig.savefig(png)
     if vector:
         fig.savefig(pdf)
-    return str(png.relative_to(project_dir)), str(pdf.relative_to(project_dir)) if vector else None
+    return _paths(folder, stem, project_dir, vector)
+
+
+def experiment_figures(
+    per_condition: dict[str, list[Metrics]],
+    table: dict[str, ConditionResult],
+    metric: str,
+    higher_is_better: bool,
+    folder: Path,
+    project_dir: Path,
+    vector: bool = True,
+    draw: bool = True,
+) -> list[FigureFile]:
+    """Every figure of an experiment, the conditions' metric first, then the learning curves; ``draw=False``
+    gives the same files and captions without drawing them (the Experiment stage lists them while a worker
+    draws them)."""
+    return [
+        condition_figure(table, metric, higher_is_better, folder, project_dir, vector=vector, draw=draw),
+        *learning_curve_figures(per_condition, metric, folder, project_dir, vector=vector, draw=draw),
+    ]
 
 
 def condition_figure(
@@ -65,8 +90,19 @@ def condition_figure(
     folder: Path,
     project_dir: Path,
     vector: bool = True,
+    draw: bool = True,
 ) -> FigureFile:
     """The metric of every condition: mean, interval, seeds, the baseline line; verdicts in the labels."""
+    seeds = max(len(r.values) for r in table.values())
+    caption = (
+        f"Final {metric.replace('_', ' ')} of each condition: mean over up to {seeds} seeds (dots) with its "
+        "95% Student-t interval (cut to the metric's range); the dashed line is the baseline's mean. Conditions marked better or worse "
+        f"differ from the baseline {_by_test(table)}."
+    )
+    stem = f"conditions_{metric}"
+    if not draw:
+        png, pdf = _paths(folder, stem, project_dir, vector)
+        return FigureFile(png=png, pdf=pdf, caption=caption)
     from matplotlib.figure import Figure
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,27 +132,23 @@ def condition_figure(
     ax.set_xlabel(f"{metric.replace('_', ' ')} ({'higher' if higher_is_better else 'lower'} is better)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    png, pdf = _save(fig, folder, f"conditions_{metric}", project_dir, vector)
-    seeds = max(len(r.values) for r in table.values())
-    return FigureFile(
-        png=png,
-        pdf=pdf,
-        caption=f"Final {metric.replace('_', ' ')} of each condition: mean over up to {seeds} seeds (dots) with its "
-        "95% Student-t interval (cut to the metric's range); the dashed line is the baseline's mean. Conditions marked better or worse "
-        f"differ from the baseline {_by_test(table)}.",
-    )
+    png, pdf = _save(fig, folder, stem, project_dir, vector)
+    return FigureFile(png=png, pdf=pdf, caption=caption)
 
 
 def learning_curve_figures(
-    per_condition: dict[str, list[Metrics]], metric: str, folder: Path, project_dir: Path, vector: bool = True
+    per_condition: dict[str, list[Metrics]],
+    metric: str,
+    folder: Path,
+    project_dir: Path,
+    vector: bool = True,
+    draw: bool = True,
 ) -> list[FigureFile]:
     """Draw the learning curves into ``folder``; return their files (relative to ``project_dir``) and captions.
 
-    ``vector``: also write each as PDF (about 40% of the drawing cost; only a LaTeX compile uses it).
+    ``vector``: also write each as PDF (about 40% of the drawing cost; only a LaTeX compile uses it). ``draw``:
+    False gives the files and captions only.
     """
-    from matplotlib.figure import Figure
-
-    folder.mkdir(parents=True, exist_ok=True)
     runs = {name: ms for name, ms in per_condition.items() if ms}
     seeds = max(len(ms) for ms in runs.values())
     has_losses = all(m.curves.val_loss and m.curves.train_loss for ms in runs.values() for m in ms)
@@ -125,41 +157,51 @@ def learning_curve_figures(
         panels.append(("loss", "loss", "curve_loss"))
     out = []
     for key, label, stem in panels:
-        fig = Figure(figsize=(5.0, 3.4), dpi=150)
-        ax = fig.add_subplot()
-        for i, (name, ms) in enumerate(runs.items()):
-            color = f"C{i % 10}"
-            keys = [("val_loss", "-"), ("train_loss", ":")] if key == "loss" else [(key, "-")]
-            for curve, style in keys:
-                steps, mean, std = mean_curve(ms, curve)
-                low, high = band_limits(np.concatenate([np.asarray(getattr(m.curves, curve), float) for m in ms]))
-                suffix = f" ({curve.split('_')[0]})" if key == "loss" else ""
-                ax.plot(steps, mean, style, color=color, label=f"{name}{suffix}", linewidth=1.5)
-                ax.fill_between(
-                    steps,
-                    np.clip(mean - std, low, high),
-                    np.clip(mean + std, low, high),
-                    color=color,
-                    alpha=0.18,
-                    linewidth=0,
-                )
-        ax.set_xlabel("step")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, frameon=False)
-        fig.tight_layout()
-        png, pdf = _save(fig, folder, stem, project_dir, vector)
         what = (
             f"Validation {metric.removeprefix('val_').replace('_', ' ')}"
             if key != "loss"
             else "Training (dotted) and validation (solid) loss"
         )
-        out.append(
-            FigureFile(
-                png=png,
-                pdf=pdf,
-                caption=f"{what} over steps for each condition; lines are means over up to {seeds} seeds, bands "
-                "one standard deviation (clipped to the quantity's range).",
-            )
+        caption = (
+            f"{what} over steps for each condition; lines are means over up to {seeds} seeds, bands "
+            "one standard deviation (clipped to the quantity's range)."
         )
+        if draw:
+            png, pdf = _draw_curves(runs, key, label, folder, stem, project_dir, vector)
+        else:
+            png, pdf = _paths(folder, stem, project_dir, vector)
+        out.append(FigureFile(png=png, pdf=pdf, caption=caption))
     return out
+
+
+def _draw_curves(
+    runs: dict[str, list[Metrics]], key: str, label: str, folder: Path, stem: str, project_dir: Path, vector: bool
+) -> tuple[str, str | None]:
+    """One learning-curve panel drawn and saved."""
+    from matplotlib.figure import Figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(5.0, 3.4), dpi=150)
+    ax = fig.add_subplot()
+    for i, (name, ms) in enumerate(runs.items()):
+        color = f"C{i % 10}"
+        keys = [("val_loss", "-"), ("train_loss", ":")] if key == "loss" else [(key, "-")]
+        for curve, style in keys:
+            steps, mean, std = mean_curve(ms, curve)
+            low, high = band_limits(np.concatenate([np.asarray(getattr(m.curves, curve), float) for m in ms]))
+            suffix = f" ({curve.split('_')[0]})" if key == "loss" else ""
+            ax.plot(steps, mean, style, color=color, label=f"{name}{suffix}", linewidth=1.5)
+            ax.fill_between(
+                steps,
+                np.clip(mean - std, low, high),
+                np.clip(mean + std, low, high),
+                color=color,
+                alpha=0.18,
+                linewidth=0,
+            )
+    ax.set_xlabel("step")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return _save(fig, folder, stem, project_dir, vector)

@@ -183,6 +183,16 @@ class Pipeline:
         """Take one project through every stage it has not finished; it ends done, or where a stage ends it."""
         pid = project.id
         self._restore_project_budget(pid)
+        try:
+            await self._run_stages(project)
+        except BaseException:
+            if self.services is not None:
+                self.services.background.cancel(pid)
+            raise
+
+    async def _run_stages(self, project: ProjectRow) -> None:
+        """The stages of ``run_project``; the project is done once its background work (figures) is settled."""
+        pid = project.id
         inputs: dict[type[StageOutput], StageOutput] = {}
         self._update(pid, status=ProjectStatus.running)
         for spec, run_stage in self.stages:
@@ -194,9 +204,14 @@ class Pipeline:
                 continue
             output = await self._run_stage(project, spec, run_stage, inputs)
             if output is None:
+                if self.services is not None:  # what it left drawing is still written (a later resume uses it)
+                    await self.services.background.settle(pid)
                 return  # the stage ended the project
             self.ledger.stage_finished(pid, spec.name, output)
             inputs[spec.produces] = output
+        if self.services is not None:
+            for problem in await self.services.background.settle(pid):
+                log.warning("%s: %s", pid, problem)
         self._update(pid, stage="done")
         self._end(pid, ProjectStatus.done, None)
 

@@ -41,7 +41,7 @@ from fars.evaluation.stats import hedges_g, holm, welch_t
 from fars.executor.launch import JobFailed, JobTimeout
 from fars.executor.runner import Runner, RunnerConfigError, runner_problems
 from fars.offload import run_in_worker
-from fars.paper.figures import band_limits, condition_figure, learning_curve_figures
+from fars.paper.figures import band_limits, experiment_figures
 from fars.run.contracts import (
     SEARCH_WINNER,
     CodeNode,
@@ -142,7 +142,7 @@ def experiment(settings: ExperimentSettings, services: Services) -> StageFn:
             analysis, table, best = await read_results(ctx, services, runner, trial, exp, code)
         else:
             table, best = judged_table(trial, exp.alpha)
-        figures = await draw_figures(ctx, trial, table, settings.vector_figures) if exp.figures else []
+        figures = draw_figures(ctx, services, trial, table, settings.vector_figures) if exp.figures else []
         results = results_of(trial, exp.alpha, table, best, figures, code)
         results.comparisons = preregistered_outcomes(trial, table, exp.alpha)
         results.analysis = analysis
@@ -576,37 +576,25 @@ def summarise(values: list[float]) -> Stat:
     return Stat(mean=mean, std=std, n=n)
 
 
-async def draw_figures(
-    ctx: StageContext, trial: Trial, table: dict[str, ConditionResult], vector: bool
+def draw_figures(
+    ctx: StageContext, services: Services, trial: Trial, table: dict[str, ConditionResult], vector: bool
 ) -> list[FigureFile]:
-    """The metric of every condition with its interval, then the learning curves; each file recorded."""
+    """The metric of every condition with its interval, then the learning curves: listed now, drawn in a worker
+    while the project goes on (``fars.stages.background``), each file recorded once it is written."""
     spec = trial.spec
     ran = {n: ms for n, ms in trial.runs.items() if ms}
-    figures = await run_in_worker(  # matplotlib off the event loop other projects share
-        learning_curve_figures,
-        ran,
-        spec.metric,
-        ctx.project_dir / "figures",
-        ctx.project_dir,
-        vector=vector,
-    )
-    figures.insert(
-        0,
-        await run_in_worker(
-            condition_figure,
-            table,
-            spec.metric,
-            spec.higher_is_better,
-            ctx.project_dir / "figures",
-            ctx.project_dir,
-            vector=vector,
-        ),
-    )
-    for fig in figures:
-        for path in (fig.png, fig.pdf):
-            if path:
-                ctx.record_artifact("figure", ctx.project_dir / path)
-    return figures
+    args = (ran, table, spec.metric, spec.higher_is_better, ctx.project_dir / "figures", ctx.project_dir, vector)
+    listed = experiment_figures(*args, draw=False)
+
+    async def draw() -> None:
+        figures = await run_in_worker(experiment_figures, *args)  # matplotlib off the event loop projects share
+        for fig in figures:
+            for path in (fig.png, fig.pdf):
+                if path:
+                    ctx.record_artifact("figure", ctx.project_dir / path)
+
+    services.background.start(ctx.project_id, draw, [p for f in listed for p in (f.png, f.pdf) if p])
+    return listed
 
 
 def results_of(

@@ -19,6 +19,7 @@ from fars.literature import LiteratureBackend, make_backend
 from fars.llm.budget import Budget
 from fars.llm.client import LLMClient
 from fars.run.ledger import Ledger
+from fars.stages.background import Background
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Services:
     run_dir: Path
     budget: Budget | None = None
     subject_model: str | None = None  # inference templates' subject; None: the run's own model
+    background: Background = field(default_factory=Background)  # work a stage left running (figures)
     _gateway: SubjectGateway | None = field(default=None, repr=False)
     _subject_client: LLMClient | None = field(default=None, repr=False)
 

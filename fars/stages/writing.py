@@ -221,9 +221,12 @@ def writing(settings: WritingSettings, services: Services) -> StageFn:
         if paper_cfg.on_ungrounded == "repair" and material.hypothesis.source == "open":
             prose.drafted = dict(prose.texts)  # a capable model mends its own failing sentences first
             prose.rewrites = await rewrite_failing(llm, prose.texts, prose.model_parts, material)
-        layout = lay_out(ctx, material)
+        layout = lay_out(ctx, material, services.background.pending(ctx.project_id))
         grounded = ground_and_repair(ctx, layout, prose, paper_cfg.on_ungrounded)
         output = save_paper(ctx, material, prose, grounded)
+        if paper_cfg.compile != "never" and engine is not None:  # LaTeX needs the figures' files
+            for problem in await services.background.settle(ctx.project_id):
+                log.warning("%s: %s", ctx.project_id, problem)
         await compile_pdf(ctx, output, layout.figures, paper_cfg, engine)
         ctx.ledger.update_project(ctx.project_id, title=output.title)
         return output
@@ -462,10 +465,10 @@ def draft_prompt(m: Material) -> list[dict[str, str]]:
     ]
 
 
-def lay_out(ctx: StageContext, m: Material) -> Layout:
-    """The harness's related work, the figures and the appendix."""
+def lay_out(ctx: StageContext, m: Material, drawing: frozenset[str] = frozenset()) -> Layout:
+    """The harness's related work, the figures (``drawing``: files still being drawn) and the appendix."""
     related = related_work_text(m.hypothesis, m.idea.related, m.keys, m.source)
-    figures = figures_from(m.results, ctx.project_dir, m.numbers)
+    figures = figures_from(m.results, ctx.project_dir, m.numbers, drawing)
     appendix = code_appendix(m.results, ctx.run_dir, m.numbers)
     return Layout(material=m, related=related, figures=figures, appendix=appendix, project_id=ctx.project_id)
 
@@ -524,12 +527,18 @@ def _cite_list(records: list[RelatedEntry], keys: dict[str, str]) -> str:
     return cites[0] if len(cites) == 1 else ", ".join(cites[:-1]) + " and " + cites[-1]
 
 
-def figures_from(results: Results, project_dir: Path, numbers: Numbers | None = None) -> list[Figure]:
-    """The experiment's figures whose files exist in the project folder (caption numbers traced to the caption)."""
+def figures_from(
+    results: Results, project_dir: Path, numbers: Numbers | None = None, pending: frozenset[str] = frozenset()
+) -> list[Figure]:
+    """The experiment's figures whose files exist in the project folder, or are being drawn (``pending``: the
+    project's background work, ``fars.stages.background``); caption numbers traced to the caption."""
+
+    def there(path: str | None) -> str | None:
+        return path if path and (path in pending or (project_dir / path).is_file()) else None
+
     figures = []
     for i, item in enumerate(results.figures):
-        png = item.png if item.png and (project_dir / item.png).is_file() else None
-        pdf = item.pdf if item.pdf and (project_dir / item.pdf).is_file() else None
+        png, pdf = there(item.png), there(item.pdf)
         caption = numbers.numbers_in(item.caption, f"results.figures[{i}].caption") if numbers else item.caption
         if png or pdf:
             figures.append(Figure(caption=caption, png=png, pdf=pdf))
