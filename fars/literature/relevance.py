@@ -8,6 +8,7 @@ informative words with the hypothesis and topic: words every ML abstract uses ("
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class Relevance:
         return len(self.in_title) >= 2 or (len(self.in_title) >= 1 and len(self.in_abstract - self.in_title) >= 3)
 
 
+@functools.lru_cache(maxsize=8192)  # the corpus's titles and abstracts come back for every project on a topic
 def informative_words(text: str) -> frozenset[str]:
     """The terms of ``text`` that say what it is about: its content words less ML's generic ones, and each pair
     of words written side by side ("learning rate" names a topic though "learning" alone does not); British
@@ -56,12 +58,19 @@ def _runs(text: str) -> list[list[str]]:
     """The runs of content words of ``text`` that no stop word or punctuation interrupts, folded."""
     runs: list[list[str]] = [[]]
     for token in _TOKEN.findall(text.lower()):
-        word = content_words(token) if token[0].isalpha() else []
+        word = _folded(token)
         if word:
-            runs[-1].append(word[0].replace("isation", "ization").replace("ise", "ize"))
+            runs[-1].append(word)
         elif runs[-1]:
             runs.append([])
     return [run for run in runs if run]
+
+
+@functools.lru_cache(maxsize=65536)
+def _folded(token: str) -> str:
+    """A token as a content word, British spellings folded ("" for a stop word or punctuation)."""
+    word = content_words(token) if token[0].isalpha() else []
+    return word[0].replace("isation", "ization").replace("ise", "ize") if word else ""
 
 
 def relevance(query: str, title: str, abstract: str | None = None) -> Relevance:
