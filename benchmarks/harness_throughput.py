@@ -190,6 +190,11 @@ def run_once(projects: int, ns: argparse.Namespace) -> dict[str, Any]:
             jobs += len(sleeps)
             durations.append(waits.get(p.id, 0.0) + max(sleeps, default=0.0))
     papers = sum(1 for p in record.projects if p.status.value == "done")
+    why: dict[str, int] = {}  # a project that did not finish is a defect at any load: say what ended it
+    for p in record.projects:
+        if p.status.value != "done":
+            reason = f"{p.status.value}: {(p.error or '')[:160]}"
+            why[reason] = why.get(reason, 0) + 1
     calls = record.totals.overall.calls
     ideal = ideal_makespan(durations, projects)
     harness = cpu - scripted.reply_cpu_s
@@ -197,6 +202,7 @@ def run_once(projects: int, ns: argparse.Namespace) -> dict[str, Any]:
         "projects": projects,
         "papers": papers,
         "failed": sum(1 for p in record.projects if p.status.value == "failed"),
+        "not_done": why,
         "calls": calls,
         "jobs": jobs,
         "wall_s": wall,
@@ -262,6 +268,8 @@ def main() -> int:
             f"{r['cpu_bound_s']:>11.1f} {r['harness_ms_per_call']:>15.2f} {other:>17.2f}",
             flush=True,
         )
+        for reason, count in sorted(r["not_done"].items(), key=lambda kv: -kv[1])[:5]:
+            print(f"      not done ({count}): {reason}", flush=True)
     if ns.json:
         ns.json.write_text(json.dumps({"client": client, "runs": rows}, indent=1))
     verdict = f"goals: client path {client['cpu_ms_per_call']:.2f} ms per call (goal < 2 ms)"
