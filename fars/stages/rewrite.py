@@ -21,7 +21,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from fars.llm.client import LLMClient, LLMError
-from fars.paper.claims import repair_claims
+from fars.paper.claims import check_claims, repair_claims
 from fars.paper.degenerate import degenerate_reasons
 from fars.paper.grounding import BibEntry, Numbers, Sources, check_text, split_sentences
 from fars.run.contracts import Results
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 REWRITE_ASK = "These sentences of your draft failed the paper's checks"
 INSTRUCTION = (
     "Rewrite each so it keeps its place in the paragraph's argument and passes the checks, or give an empty "
-    "sentence where it cannot be said from these records."
+    "sentence where it cannot be said from these records. The claim check reads a sentence as a claim about one "
+    "condition: state one finding per sentence and name its condition as the findings do."
 )
 MAX_SENTENCES = 12  # failing sentences sent back in one request; the rest go to the harness's repair
 
@@ -91,7 +92,12 @@ def failing_sentences(texts: dict[str, str], parts: list[str], m: Records) -> li
             report = check_text(sentence, m.sources, m.bibliography)
             _, wrong = repair_claims(sentence, m.results)
             if not report.ok or wrong:
-                out.append(Failing(part, sentence, "; ".join([*report.problems(), *wrong]) or "unsupported"))
+                # what the claim check read (the condition, what its test found), not just "unsupported": in the
+                # relay run the model, told only that, rewrote two sentences the check read the same way again
+                claims = check_claims(sentence, m.results).problems if wrong else []
+                out.append(
+                    Failing(part, sentence, "; ".join([*report.problems(), *(claims or wrong)]) or "unsupported")
+                )
     return out
 
 
