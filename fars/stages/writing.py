@@ -374,6 +374,15 @@ def achieved_design(plan: Plan, results: Results, numbers: Numbers) -> str:
     return (
         f" The seeds were sized on the pilot's seed-to-seed sd of {assumed}; the baseline's own runs gave {seen}, at "
         f"which the primary comparison had {got} power for the effect it was sized for ({effect}), and {can}{judged}."
+        # both reviewers of a relay run asked how power could rise with a larger sd: the plan's figure is averaged
+        # over the pilot sd's uncertainty (which allows larger spreads), this one is the power at the sd seen
+        + (
+            f" (The planned {numbers.num(100 * design.power, 'plan.seed_design.power', '{:.0f}%')} is averaged over "
+            "the uncertainty of the pilot's sd estimate, which allows spreads larger than the one seen; this figure is the "
+            "power at the spread the baseline showed.)"
+            if design.power is not None and design.power < power
+            else ""
+        )
     )
 
 
