@@ -73,11 +73,21 @@ def _wrapped_widths(longest: list[int], wide: int | None) -> dict[int, int]:
     for narrowest in (False, True):  # first to half their length, then, if still too wide, to 12 characters
         for i in sorted(range(len(longest)), key=lambda i: -longest[i]):
             if table_chars(fixed) <= TABLE_CHARS:
-                return widths
+                return _spread(widths, longest, TABLE_CHARS - table_chars(fixed))
             if i == wide or longest[i] < 16:  # wrapping a shorter column saves too little
                 continue
             fixed[i] = widths[i] = 12 if narrowest else max(12, (longest[i] + 1) // 2)
-    return widths
+    return _spread(widths, longest, TABLE_CHARS - table_chars(fixed))
+
+
+def _spread(widths: dict[int, int], longest: list[int], slack: int) -> dict[int, int]:
+    """The wrapped columns given the line's room left over, in proportion to their text (never past it): the
+    fifth relay run's Table 1 wrapped its value column to 12 characters with a third of the line unused, and the
+    trainable parameters of five conditions stood one word a line down most of a page."""
+    if slack <= 0 or not widths:
+        return widths
+    total = sum(longest[i] for i in widths)
+    return {i: min(longest[i], w + slack * longest[i] // total) for i, w in widths.items()}
 
 
 def table_chars(widths: dict[int, int]) -> int:

@@ -201,3 +201,13 @@ def test_a_wide_results_table_wraps_its_widest_columns_to_fit_the_line_at_its_ow
     assert TABLE_CHARS < table_chars(fitted) <= TABLE_CHARS * 9 / 8 / 0.8
     assert r"\centering\footnotesize" in tex
     assert _wrapped_widths([5, 10, 8], None) == {}  # a narrow table is left as it is
+
+
+def test_wrapped_columns_take_the_room_the_line_has_left() -> None:
+    """The fifth relay run's Table 1 wrapped its value column to 12 characters with room left on the line."""
+    from fars.paper.document import TABLE_CHARS, _wrapped_widths, table_chars
+
+    longest = [41, 140, 300]  # setting, value (five conditions' parameters), source (the seed design's sentence)
+    widths = _wrapped_widths(longest, 2)
+    fitted = {i: widths.get(i, TABLE_CHARS // 2 if i == 2 else n) for i, n in enumerate(longest)}
+    assert widths[1] > 12 and TABLE_CHARS - 3 <= table_chars(fitted) <= TABLE_CHARS
