@@ -449,7 +449,7 @@ def harness_abstract(
     )
     parts = [
         f"We test a hypothesis about {in_sentence(spec.title)} ({spec.domain}): "
-        f"{numbers.numbers_in(hypothesis.statement.rstrip('.'), 'ideation.chosen.statement')}.",
+        f"{numbers.numbers_in(after_colon(hypothesis.statement.rstrip('.')), 'ideation.chosen.statement')}.",
         f"We compare {design}, over {numbers.num(len(plan.seeds), 'plan.seeds#count', '{:d}')} seeds at "
         f"{numbers.num(plan.steps, 'plan.steps', '{:d}')} steps each.",
     ]
@@ -483,6 +483,16 @@ def harness_introduction(spec: TemplateSpec, plan: Plan, hypothesis: HypothesisR
         "small controlled experiment: every condition shares the template, the data and the seeds, and only the "
         "components under test change."
     )
+
+
+def after_colon(text: str) -> str:
+    """A sentence continued after a colon: its first word in lower case unless it is a name or an acronym (a relay
+    run's reviewer quoted "...(image classification): Switching ..." as spliced text)."""
+    first = text.split(" ", 1)[0]
+    # only words that start a sentence and are no name: an article, or a verb's -ing form ("Switching the MLP ...");
+    # "Adam with dropout raises ..." keeps its capital
+    common = first in ("The", "A", "An", "Each", "Every", "Both") or (first.endswith("ing") and first[1:].islower())
+    return text[0].lower() + text[1:] if common and first.isalpha() else text
 
 
 def other_measures(results: Results, numbers: Numbers, most: int = 3) -> str:

@@ -347,6 +347,14 @@ def achieved_design(plan: Plan, results: Results, numbers: Numbers) -> str:
     if not design.effect or not design.sd or not design.alpha or not design.wanted_power or base.metric.std <= 0:
         return ""
     sd, n = base.metric.std, base.metric.n
+    # a floor is not the pilot's spread: two answerers of the fifth relay run read "the pilot's sd of 0.00278" as
+    # a contradiction of the pilot's own 0.0016
+    floored = plan.pilot is not None and plan.pilot.sd_floored
+    sized_on = (
+        "a seed-to-seed sd floored at the metric's resolution (the pilot's seeds agreed exactly)"
+        if floored
+        else ("the pilot's seed-to-seed sd")
+    )
     power = stats_design.power_of(design.effect, sd, n, design.alpha, design.sides)
     detectable = stats_design.detectable_effect(sd, n, design.alpha, design.wanted_power, design.sides)
     seen = numbers.num(sd, "results.conditions.baseline.metric.std", "{:.3g}")
@@ -372,7 +380,7 @@ def achieved_design(plan: Plan, results: Results, numbers: Numbers) -> str:
         else "; so the study had less power than planned"
     )
     return (
-        f" The seeds were sized on the pilot's seed-to-seed sd of {assumed}; the baseline's own runs gave {seen}, at "
+        f" The seeds were sized on {sized_on} of {assumed}; the baseline's own runs gave {seen}, at "
         f"which the primary comparison had {got} power for the effect it was sized for ({effect}), and {can}{judged}."
         # both reviewers of a relay run asked how power could rise with a larger sd: the plan's figure is averaged
         # over the pilot sd's uncertainty (which allows larger spreads), this one is the power at the sd seen

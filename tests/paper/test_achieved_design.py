@@ -81,3 +81,19 @@ def test_power_above_the_plans_at_a_larger_spread_says_why() -> None:
     other = Numbers()
     lower = other.plain(achieved_design(plan_with(powered(sd=0.02)), RESULTS, other))
     assert "is averaged over the uncertainty" not in lower
+
+
+def test_a_floored_sd_is_not_called_the_pilots_spread() -> None:
+    """Two answerers of a relay run read 'the pilot's sd of 0.00278' beside the pilot's own 0.0016 as a
+    contradiction: where the pilot's seeds agreed exactly the sd was a floor, and the sentence says so."""
+    from fars.run.contracts import Pilot
+
+    plan = plan_with(powered(sd=0.02))
+    plan.pilot = Pilot(seeds=[7, 8, 9], steps=30, values=[0.5, 0.5, 0.5], mean=0.5, sd=0.02, sd_floored=True)
+    numbers = Numbers()
+    text = numbers.plain(achieved_design(plan, RESULTS, numbers))
+    assert (
+        "sized on a seed-to-seed sd floored at the metric's resolution (the pilot's seeds agreed exactly) of 0.02"
+        in text
+    )
+    assert "the pilot's seed-to-seed sd" not in text

@@ -201,3 +201,13 @@ def test_saying_the_prediction_held_is_a_claim_on_the_primary_comparison() -> No
         == "method-without-schedule"
     )
     assert check_claims(said[0], RESULTS).checked == 0  # no registered primary: nothing to hold it to
+
+
+def test_a_hypothesis_continued_after_a_colon_reads_as_one_sentence() -> None:
+    """A relay run's reviewer quoted "...(image classification): Switching the MLP ..." as spliced text."""
+    from fars.paper.prose import after_colon
+
+    assert after_colon("Switching the MLP to a CNN raises accuracy") == "switching the MLP to a CNN raises accuracy"
+    assert after_colon("The CNN beats the MLP") == "the CNN beats the MLP"
+    assert after_colon("Adam with dropout raises accuracy") == "Adam with dropout raises accuracy"
+    assert after_colon("CNNs beat MLPs") == "CNNs beat MLPs"
