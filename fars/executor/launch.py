@@ -202,19 +202,6 @@ def with_new_port(cmd: list[str]) -> tuple[list[str], int]:
     return [*cmd[: i + 1], str(port), *cmd[i + 2 :]], port
 
 
-# how much nicer than the harness a job runs: on a CPU machine hundreds of jobs at once (the throughput benchmark
-# at 1,024 projects) starved the one process that runs every project's event loop, its model calls' replies sat
-# unread past llm.timeout_s, and 19 projects failed on time-outs that were queue wait. A job set lower yields the
-# CPU to the harness, whose share is small; alone on the machine it runs as fast as before.
-JOB_NICENESS = 10
-
-
-def lower_priority(pid: int, by: int = JOB_NICENESS) -> None:
-    """Set process ``pid`` ``by`` steps nicer than this process (children it makes later inherit it)."""
-    with contextlib.suppress(OSError):  # gone already, or a platform without priorities: it runs as it is
-        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + by))
-
-
 async def _run_once(cmd: list[str], env: dict[str, str], log_path: Path, timeout_s: float, cwd: Path | None) -> int:
     with log_path.open("ab") as log_file:
         # shielded: a cancellation that lands while the process is being made (Ctrl-C just as a job starts)
@@ -233,7 +220,6 @@ async def _run_once(cmd: list[str], env: dict[str, str], log_path: Path, timeout
                 await made.wait()
             raise
         _LIVE_GROUPS.add(proc.pid)
-        lower_priority(proc.pid)  # set just after it starts: a python job makes no child in its first milliseconds
         try:
             return await asyncio.wait_for(proc.wait(), timeout=timeout_s)
         except asyncio.TimeoutError:
