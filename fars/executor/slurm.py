@@ -380,6 +380,12 @@ def _cancel(entry: InFlight) -> None:
     else:
         with contextlib.suppress(Exception):  # submitit's local and debug jobs: best effort, the process may be gone
             entry.job.cancel(check=False)
+        # submitit cancels a local job with SIGINT, which a run started with SIGINT ignored (`cmd &` in a script, a
+        # test runner's worker) passes on to its jobs: they trained on. A kill cannot be ignored.
+        process = getattr(entry.job, "_process", None)
+        with contextlib.suppress(Exception):
+            if process is not None and process.poll() is None:
+                process.kill()
 
 
 def cancel_all() -> list[str]:

@@ -336,3 +336,24 @@ def test_a_failing_task_is_reported(tmp_path: Path) -> None:
                 timeout_s=120,
             )
         )
+
+
+def test_cancel_all_ends_local_jobs_of_a_run_started_with_sigint_ignored(tmp_path: Path, no_jobs_left: None) -> None:
+    """A run started in the background (`cmd &` in a script) has SIGINT ignored, and so have its local jobs:
+    submitit's SIGINT did not stop them (the suite's xdist worker had it ignored, and two tests saw jobs run on)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+
+        async def main() -> list[BaseException | None]:
+            jobs = [asyncio.ensure_future(_sleep_job(60, tmp_path, f"i{i}")) for i in range(2)]
+            while len(in_flight()) < 2:
+                await asyncio.sleep(0.1)
+            cancel_all()
+            return await asyncio.gather(*jobs, return_exceptions=True)
+
+        started = time.monotonic()
+        results = asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert all(isinstance(r, JobFailed) for r in results), results
+    assert time.monotonic() - started < 30 and not list(tmp_path.glob("*.done"))
