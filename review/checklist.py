@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections import Counter
 from functools import cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from review.bounded import Bounded
 from review.degenerate import normalized, value_problems
 
 Answer = Literal["yes", "no", "unclear"]
@@ -29,7 +30,12 @@ EVIDENCE_CHARS = 160  # the fixed form's evidence length (the embedded model's b
 # item id -> the question; "yes" is always the sound answer
 ITEMS: dict[str, str] = {
     "numbers_consistent": "Do the numbers in the text agree with the tables and figures?",
-    "baselines_compared": "Is the method compared with baselines or prior methods?",
+    # ablations and controls of the method, and works only cited, are not a comparison: a capable reviewer answered
+    # "yes" on probe copies whose every comparison had been deleted, citing exactly those (issue 30)
+    "baselines_compared": (
+        "Are the method's results compared, with numbers on the same tasks, against baselines or prior methods "
+        "(not only its own ablations or controls, nor works only cited)?"
+    ),
     "claims_supported": "Do the claims stay within what the evidence shows?",
     "derivations_valid": "Are the equations and derivations valid?",
     "reproducible": "Is the setup reproducible (settings, seeds, data named)?",
@@ -49,7 +55,7 @@ class ChecklistAnswer(BaseModel):
 
     model_config = ConfigDict(json_schema_extra=_drop_description)
     answer: Answer
-    evidence: str = Field(max_length=EVIDENCE_CHARS, description="a short quote or section that shows it")
+    evidence: Annotated[str, Bounded(EVIDENCE_CHARS)] = Field(description="a short quote or section that shows it")
 
 
 class CheckedAnswer(BaseModel):
@@ -82,7 +88,7 @@ def checklist_model(evidence_chars: int = EVIDENCE_CHARS) -> type[BaseModel]:
     answer = create_model(
         "ChecklistAnswer",
         __base__=ChecklistAnswer,
-        evidence=(str, Field(max_length=evidence_chars, description="a short quote or section that shows it")),
+        evidence=(Annotated[str, Bounded(evidence_chars)], Field(description="a short quote or section that shows it")),
     )
     fields: dict[str, Any] = {item: (answer, Field(description=question)) for item, question in ITEMS.items()}
     sized: type[BaseModel] = create_model("Checklist", __base__=Checklist, **fields)

@@ -15,13 +15,14 @@ from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
 from annotated_types import MinLen
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from review.bounded import Bounded
 from review.checklist import EVIDENCE_CHARS, Checklist, checklist_model
 
 ICLR_RATINGS = (1, 3, 5, 6, 8, 10)
 ACCEPT_THRESHOLD = 6.0  # ICLR: 6, "marginally above the acceptance threshold", and up
-Point = Annotated[str, StringConstraints(min_length=3, max_length=200)]
+Point = Annotated[str, Bounded(200, least=3)]  # a point of the form; a reply may overrun it (review.bounded)
 Score4 = Literal[1, 2, 3, 4]
 Rating = Literal[1, 3, 5, 6, 8, 10]
 Confidence = Literal[1, 2, 3, 4, 5]
@@ -90,7 +91,7 @@ class ICLR2025Review(ReviewForm):
     subscore_fields: ClassVar[tuple[str, ...]] = ("soundness", "presentation", "contribution")
     year: ClassVar[int] = 2025
 
-    summary: str = Field(min_length=10, max_length=600, description="what the paper claims and does")
+    summary: Annotated[str, Bounded(600, least=10)] = Field(description="what the paper claims and does")
     strengths: list[Point] = Field(min_length=1, max_length=4, description="main strengths")
     weaknesses: list[Point] = Field(min_length=1, max_length=4, description="main weaknesses")
     questions: list[Point] = Field(min_length=0, max_length=3, description="questions to the authors")
@@ -115,10 +116,10 @@ class ICLR2022Review(ReviewForm):
     )
     year: ClassVar[int] = 2022
 
-    summary: str = Field(min_length=10, max_length=600, description="summary of the paper")
+    summary: Annotated[str, Bounded(600, least=10)] = Field(description="summary of the paper")
     strengths: list[Point] = Field(min_length=1, max_length=4, description="main strengths")
     weaknesses: list[Point] = Field(min_length=1, max_length=4, description="main weaknesses")
-    summary_of_the_review: str = Field(min_length=10, max_length=400, description="the review in short")
+    summary_of_the_review: Annotated[str, Bounded(400, least=10)] = Field(description="the review in short")
     correctness: Score4 = Field(description="1 claims incorrect ... 4 all claims well supported")
     technical_novelty_and_significance: Score4 = Field(description="1 not significant or novel ... 4 highly")
     empirical_novelty_and_significance: Score4 = Field(description="1 not significant or novel ... 4 highly")
@@ -133,7 +134,7 @@ class MetaReview(BaseModel):
     """The area chair's meta-review over the ensemble's reviews."""
 
     model_config = ConfigDict(json_schema_extra=_drop_description)
-    summary: str = Field(min_length=10, max_length=600, description="the reviewers' consensus on the paper")
+    summary: Annotated[str, Bounded(600, least=10)] = Field(description="the reviewers' consensus on the paper")
     agreed_strengths: list[Point] = Field(min_length=1, max_length=3, description="strengths reviewers agree on")
     agreed_weaknesses: list[Point] = Field(min_length=1, max_length=3, description="weaknesses reviewers agree on")
     rating: Rating = Field(description="the area chair's overall rating on the ICLR scale")
@@ -156,14 +157,21 @@ def sized_form(
     if (points, point_chars, summary_chars) == (POINTS, POINT_CHARS, SUMMARY_CHARS):
         return form
     evidence_chars = max(EVIDENCE_CHARS, point_chars // 2)
-    point = Annotated[str, StringConstraints(min_length=3, max_length=point_chars)]
+    point = Annotated[str, Bounded(point_chars, least=3)]
     fields: dict[str, Any] = {}
     for name, info in form.model_fields.items():
-        least = next((m.min_length for m in info.metadata if isinstance(m, MinLen)), 0)
+        least = next(
+            (
+                m.min_length if isinstance(m, MinLen) else m.least
+                for m in info.metadata
+                if isinstance(m, (MinLen, Bounded))
+            ),
+            0,
+        )
         if getattr(info.annotation, "__origin__", None) is list:
             fields[name] = (list[point], Field(min_length=least, max_length=points, description=info.description))
         elif name in _SUMMARY_FIELDS:
-            fields[name] = (str, Field(min_length=least, max_length=summary_chars, description=info.description))
+            fields[name] = (Annotated[str, Bounded(summary_chars, least=least)], Field(description=info.description))
         elif name == "checklist":
             fields[name] = (checklist_model(evidence_chars), Field(description=info.description))
     sized: type[BaseModel] = create_model(form.__name__, __base__=form, __module__=form.__module__, **fields)

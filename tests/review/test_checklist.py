@@ -166,3 +166,22 @@ def test_ensemble_members_by_model_and_the_meta_review_names_them(tmp_path: Path
     client.close()
     assert [(m.persona, m.model) for m in result.reviews] == [("balanced", "judge/a"), ("critical", "judge/b")]
     assert asked[0].startswith("a:ICLR2025Review") and asked[-1] == "chair:MetaReview" and "b:ICLR2025Review" in asked
+
+
+def test_a_point_over_its_stated_length_does_not_void_the_review() -> None:
+    from review.bounded import ELLIPSIS, OVERRUN
+    from review.forms import ICLR2025Review
+
+    over = "The pilot's two seeds agree to the last image, so the sd of Table 1 is a floor " * 3  # ~240 of 200
+    runaway = "The power analysis assumes the pilot's spread holds at scale. " * 12  # ~740: past any overrun
+    form = ICLR2025Review.model_validate({**STRONG_REVIEW, "weaknesses": [over.strip(), runaway.strip()]})
+    kept, cut = form.weaknesses
+    assert kept == over.strip()  # a modest overrun is kept whole
+    assert cut.endswith(ELLIPSIS) and len(cut) <= OVERRUN * 200 and cut.removesuffix(ELLIPSIS).rstrip().endswith(".")
+    assert runaway.startswith(cut.removesuffix(ELLIPSIS).rstrip())  # cut at a sentence end, nothing rewritten
+    schema = ICLR2025Review.model_json_schema()
+    assert schema["properties"]["weaknesses"]["items"]["maxLength"] == 200  # the model is still told the limit
+    evidence = {"answer": "no", "evidence": "Table 2 " * 60}
+    checklist = {**GOOD, "baselines_compared": evidence}
+    checked = ICLR2025Review.model_validate({**STRONG_REVIEW, "weaknesses": [kept], "checklist": checklist})
+    assert len(checked.checklist.baselines_compared.evidence) <= OVERRUN * 160
