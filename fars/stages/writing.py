@@ -1,10 +1,11 @@
 """Writing: the paper as Markdown and LaTeX, prose from the model, numbers and claims checked against records.
 
 The model writes title, abstract, introduction and discussion, and may cite the related works it is
-shown by their ``[@key]``. A part whose text is degenerate (``fars.paper.degenerate``: schema or prompt
-echoed, placeholders, loops, nothing about the study) is written by the harness from the records
-instead (``fars.paper.prose``), and counted. The harness writes the related work (citing only works
-close enough to the hypothesis), setup, results paragraph, results table and figure captions from the
+shown by their ``[@key]``; in open research it also writes the related work, shown the works' abstracts.
+A part whose text is degenerate (``fars.paper.degenerate``: schema or prompt echoed, placeholders, loops,
+nothing about the study) is written by the harness from the records instead (``fars.paper.prose``), and
+counted. The harness writes the related work otherwise (citing only works close enough to the
+hypothesis; the references list only works the paper cites), setup, results paragraph, results table and figure captions from the
 literature records, the plan and ``results.json``, each number with the field it came from. Then
 grounding (``fars.paper.grounding``) checks every number (the harness's by provenance, the model's against
 the fields its sentence is about) and citation, and ``fars.paper.claims`` checks every claim of an effect
@@ -103,8 +104,22 @@ class Draft(BaseModel):
     discussion: str = Field(min_length=20, max_length=1000)
 
 
-DRAFT_TEXTS = [f.description or "" for f in Draft.model_fields.values()] + [
+class OpenDraft(Draft):
+    """Open research: a capable model also places the study among the works it is shown (``related_work``)."""
+
+    related_work: str = Field(min_length=20, max_length=1400)
+
+
+RELATED_ASK = (
+    "The related work is one paragraph that places this study among the works listed: say in a clause what each work "
+    "you cite studied or found, as its abstract states it, and how this study differs; cite only works that bear on "
+    "the hypothesis or its setting, and where none does, say so in one sentence instead of citing. State no numbers "
+    "of those works, and cite no work that is not listed."
+)
+DRAFT_TEXTS = [f.description or "" for f in OpenDraft.model_fields.values()] + [
     "Write the title, abstract, introduction and discussion of a short paper.",
+    "Write the title, abstract, introduction, related work and discussion of a short paper.",
+    RELATED_ASK,
     "You write clear, honest machine learning papers.",
 ]
 
@@ -170,20 +185,25 @@ class Layout:
     def paper(self, texts: dict[str, str]) -> Paper:
         """The paper with these texts of the prose parts."""
         m = self.material
+        sections = [
+            Section(heading="Introduction", body=texts["introduction"]),
+            Section(heading="Related Work", body=texts.get("related_work", self.related)),
+            Section(heading="Hypothesis", body=texts["hypothesis"]),
+            Section(heading="Experimental Setup", body=m.setup, table=m.setup_table),
+            Section(heading="Results", body=m.summary),
+            Section(heading="Discussion", body=texts["discussion"]),
+        ]
+        # the references list what the paper cites: a model that leaves a listed work uncited (it bears on nothing
+        # here) must not leave it in the references as an orphan
+        said = " ".join([texts["title"], texts["abstract"], *(s.body for s in [*sections, *self.appendix])])
+        cited = [e for e in m.bibliography if re.search(rf"@{re.escape(e.key)}(?![\w-])", said)]
         return Paper(
             title=texts["title"],
             abstract=texts["abstract"],
-            sections=[
-                Section(heading="Introduction", body=texts["introduction"]),
-                Section(heading="Related Work", body=self.related),
-                Section(heading="Hypothesis", body=texts["hypothesis"]),
-                Section(heading="Experimental Setup", body=m.setup, table=m.setup_table),
-                Section(heading="Results", body=m.summary),
-                Section(heading="Discussion", body=texts["discussion"]),
-            ],
+            sections=sections,
             table=results_table(m.results, m.numbers),
             figures=self.figures,
-            bibliography=m.bibliography,
+            bibliography=cited,
             appendix=self.appendix,
             metadata={"project": self.project_id, "template": m.spec.name, "design": m.plan.design},
         )
@@ -425,7 +445,10 @@ async def draft_prose(ctx: StageContext, llm: LLMClient, m: Material) -> Prose:
     """The model's title, abstract, introduction and discussion, each checked: a degenerate part is the
     harness's instead."""
     ask = draft_prompt(m)
-    draft = await llm.structured(ask, Draft, max_tokens=1000)
+    # open research: the model writes the related work too, from the works' abstracts; the harness's paragraph
+    # stands in where the model's is degenerate and is the source of sentences for a failing one
+    places = m.hypothesis.source == "open" and bool(m.bibliography)
+    draft = await llm.structured(ask, OpenDraft if places else Draft, max_tokens=1400 if places else 1000)
     spec, plan, results, hypothesis, numbers = m.spec, m.plan, m.results, m.hypothesis, m.numbers
     harness = {
         "title": harness_title(spec, plan, results),
@@ -433,6 +456,8 @@ async def draft_prose(ctx: StageContext, llm: LLMClient, m: Material) -> Prose:
         "introduction": harness_introduction(spec, plan, hypothesis, numbers),
         "discussion": harness_discussion(spec, plan, results, numbers),
     }
+    if places:
+        harness["related_work"] = related_work_text(hypothesis, m.idea.related, m.keys, m.source)
     expected = [*study_terms(spec, method_condition(plan).components), *results.conditions]
     texts: dict[str, str] = {}
     degenerate: dict[str, list[str]] = {}
@@ -441,7 +466,7 @@ async def draft_prose(ctx: StageContext, llm: LLMClient, m: Material) -> Prose:
             getattr(draft, part),
             echoes=DRAFT_TEXTS,
             prompt=ask[1]["content"],
-            field_names=Draft.model_fields,
+            field_names=OpenDraft.model_fields,
             expected=expected,
         )
         if reasons:
@@ -453,19 +478,33 @@ async def draft_prose(ctx: StageContext, llm: LLMClient, m: Material) -> Prose:
     stated = hypothesis.statement if same else f"{hypothesis.title}. {hypothesis.statement}"
     # the hypothesis is quoted as the record the study tests: its numbers are its own prediction, traced to it
     texts["hypothesis"] = numbers.numbers_in(stated, "ideation.chosen.statement")
-    model_parts = [p for p in ("title", "abstract", "introduction", "discussion") if p not in degenerate]
+    model_parts = [p for p in harness if p not in degenerate]
     return Prose(texts=texts, harness=harness, degenerate=degenerate, model_parts=model_parts)
 
 
 def draft_prompt(m: Material) -> list[dict[str, str]]:
     """The request for the prose: the hypothesis, setup and findings, and the works the model may cite."""
-    citable = "\n".join(f"[@{e.key}] {e.title}" for e in m.bibliography[:6])
+    open_mode = m.hypothesis.source == "open"
+    abstracts = {r.id: r.abstract for r in [*m.hypothesis.related, *m.idea.related] if r.abstract.strip()}
+
+    def listed(e: BibEntry) -> str:
+        said = " ".join(abstracts.get(e.record_id, "").split())
+        if not open_mode:
+            return f"[@{e.key}] {e.title}"
+        return f"[@{e.key}] {e.title}" + (f" ({e.year})" if e.year else "") + (f": {said}" if said else "")
+
+    citable = "\n".join(listed(e) for e in m.bibliography[:6])
     own = ""  # open research: the model's mechanism and its analysis of the results, which the discussion follows
-    if m.hypothesis.source == "open":
+    if open_mode:
         own = f"Mechanism: {m.hypothesis.mechanism}\n"
         if m.results.analysis is not None:
             a = m.results.analysis
             own += f"Your analysis of the results ({a.verdict}): {a.finding} {a.analysis}\n"
+    parts = (
+        "title, abstract, introduction, related work and discussion"
+        if open_mode and citable
+        else ("title, abstract, introduction and discussion")
+    )
     return [
         {"role": "system", "content": "You write clear, honest machine learning papers."},
         {
@@ -474,9 +513,10 @@ def draft_prompt(m: Material) -> list[dict[str, str]]:
                 f"Hypothesis: {m.hypothesis.statement}\n{own}Experiment: {m.numbers.plain(m.setup)}\n"
                 f"Findings: {m.numbers.plain(m.summary)}\n"
                 + (f"Related works you may cite, by their key in brackets:\n{citable}\n" if citable else "")
-                + "Write the title, abstract, introduction and discussion of a short paper. Claim only what the "
+                + f"Write the {parts} of a short paper. Claim only what the "
                 "findings' corrected tests show. Do not write result numbers (the results table is added separately); "
                 "settings may be named as the experiment states them."
+                + (f" {RELATED_ASK}" if open_mode and citable else "")
             ),
         },
     ]
@@ -517,10 +557,12 @@ def related_work_text(chosen: HypothesisRecord, area: list[RelatedEntry], keys: 
     if hyp:
         out.append(f"The earlier work closest to our hypothesis is {_cite_list(hyp, keys)}.")
         if chosen.novelty is not None and chosen.novelty.checked and chosen.novelty.novel:
-            out.append("None of the retrieved works states the hypothesis we test, so the comparison is ours.")
+            # said as a paper says it: "none of the retrieved works states..." read as bookkeeping to every
+            # reviewer of a relay run, as did "found in a corpus of ..."
+            out.append("We know of no earlier work that tests this hypothesis itself.")
     if around:
-        lead = "Further work on this topic" if hyp else "Work on this topic"
-        out.append(f"{lead} found in {where} includes {_cite_list(around, keys)}.")
+        lead = "Other work on this topic" if hyp else "Work on this topic"
+        out.append(f"{lead} includes {_cite_list(around, keys)}.")
     return " ".join(out)
 
 
@@ -748,7 +790,7 @@ def save_paper(ctx: StageContext, m: Material, prose: Prose, g: Grounded) -> Wri
         claims_before=g.claims_before,
         claims=g.claims,
         degenerate=prose.degenerate,
-        fields_checked=4,
+        fields_checked=len(prose.harness),
         degenerate_fields=len(prose.degenerate),
     )
 

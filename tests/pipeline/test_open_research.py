@@ -227,3 +227,17 @@ def test_a_sentence_that_fails_a_check_goes_back_to_the_model_and_its_rewrite_st
         and any(r.startswith("discussion: ") for r in grounding["repairs"])
     )
     assert grounding["before"]["numbers_ungrounded"] >= 1  # the draft's 0.99, measured before any repair
+
+
+def test_the_model_writes_the_related_work_from_the_works_abstracts_and_cites_only_what_bears(open_run: Path) -> None:
+    """Every relay reviewer read the harness's related-work sentence ("found in a corpus of ...", "None of the
+    retrieved works states ...") as bookkeeping. In open research the model places the study among the listed
+    works, shown their abstracts; a listed work it leaves uncited is not left in the references."""
+    paper = (open_run / "projects" / "p000" / "paper.md").read_text()
+    related = paper.split("## Related Work", 1)[1].split("\n## ", 1)[0]
+    assert related.strip().startswith("Lookaround [1] averages the weights") and "[3]" in related
+    references = paper.split("## References", 1)[1].split("\n## ", 1)[0]
+    assert "Lookaround Optimizer" in references and "Autonomous Reinforcement Learning" not in references
+    assert "[4]" not in references
+    for bookkeeping in ("corpus", "retrieved", "found in", "similarity"):
+        assert bookkeeping not in related
