@@ -186,6 +186,7 @@ async def _probe(cfg: ProbeConfig, raw: dict[str, Any], papers: list[tuple[str, 
 
         log.info("%d papers, %d flaw kinds: %d reviews to have", len(papers), len(cfg.flaws), len(todo))
         reviews, failures, session = await review_all(todo, review_one, out, concurrency=cfg.concurrency)
+        judgements = await _judge(client, items, reviews, out) if client is not None else {}
     finally:
         if client is not None:
             client.close()
@@ -204,6 +205,7 @@ async def _probe(cfg: ProbeConfig, raw: dict[str, Any], papers: list[tuple[str, 
         settings={"reviewer": raw.get("reviewer"), "llm": {"model": cfg.llm.model, "temperature": cfg.llm.temperature}},
         session=session,
         min_effect=cfg.min_effect,
+        judgements=judgements,
     )
     plots = [plot_probe(report, out / "probe.png")]
     (out / "probe.json").write_text(report.model_dump_json(indent=1), encoding="utf-8")
@@ -211,6 +213,38 @@ async def _probe(cfg: ProbeConfig, raw: dict[str, Any], papers: list[tuple[str, 
     _track(cfg.tracker, report, out, raw)
     _print_summary(report, out)
     return 0
+
+
+async def _judge(client: Any, items: list[Any], reviews: dict[str, Any], out: Path) -> dict[str, bool]:
+    """The judge's answers (``review.probe.runner.JUDGED``) on each reviewed copy of a judged flaw and on its
+    original, kept in ``OUT/judgements.json`` so a resumed probe asks none twice; a failed call counts as not
+    named, logged, and is asked again next time."""
+    from fars.context import call_context
+    from fars.llm.client import LLMError
+    from review.probe.runner import JUDGED, Judgement, judge_prompt, judgement_key
+
+    path = out / "judgements.json"
+    stored: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    asked = {
+        judgement_key(rid, item.flaw): rid
+        for item in items
+        if item.flaw in JUDGED and item.planted is not None and item.planted.applicable
+        for rid in (item.id, item.original)
+        if rid in reviews and item.id in reviews
+    }
+    for key, rid in asked.items():
+        if key in stored:
+            continue
+        kind = key.rsplit("|", 1)[1]
+        try:
+            with call_context(rid, "probe-judge"):
+                said = await client.structured(judge_prompt(kind, reviews[rid]), Judgement, max_tokens=300)
+        except LLMError as exc:
+            log.warning("judge call on %s for %s failed: %s", rid, kind, str(exc)[:200])
+            continue
+        stored[key] = said.model_dump()
+        path.write_text(json.dumps(stored, indent=1), encoding="utf-8")
+    return {key: bool(answer.get("names")) for key, answer in stored.items()}
 
 
 def _print_summary(report: Any, out: Path) -> None:
@@ -243,6 +277,8 @@ def _track(cfg: TrackerConfig, report: Any, out: Path, raw: dict[str, Any]) -> N
         "lowered_share",
         "named_rate",
         "named_rate_original",
+        "item_no_rate",
+        "item_no_rate_original",
         "visible_rate",
     )
     for f in report.flaws:

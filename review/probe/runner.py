@@ -5,7 +5,8 @@ are reviewed by the same reviewer (resumably, like ``fars calibrate``: ``OUT/rev
 flaw kind the report gives the mean change of the final rating (copy minus original) with a bootstrap
 95% interval over papers, the share of copies rated lower, how often the copy's review names the flaw
 against how often the original's does (its base rate; ``names_flaw``: the matching checklist item
-answered "no", or a criticism quoting what was planted), and how often the planted text lay inside what
+answered "no" where that item is specific to the flaw, a criticism quoting what was planted, or for a
+deletion a judge call on the criticism), and how often the planted text lay inside what
 the reviewer read. A verdict per kind says whether the reviewer caught the flaw (a drop of the rating,
 of the mean sub-score or of the calibrated score whose interval lies below 0, or its checklist naming
 it in at least half the copies more than in the originals), missed it, or was steered by it (a rise
@@ -59,6 +60,8 @@ class PairRow(BaseModel):
     delta: float
     named: bool
     named_original: bool
+    item_no: bool = False  # the flaw's checklist item answered "no" on the copy
+    item_no_original: bool = False
     subscore_delta: float | None = None  # mean sub-score (1-4), copy minus original
     calibrated_delta: float | None = None  # the calibrated (fitted) score, copy minus original, where both have one
     visible: bool | None
@@ -80,6 +83,8 @@ class FlawResult(BaseModel):
     lowered_share: float | None
     named_rate: float | None
     named_rate_original: float | None
+    item_no_rate: float | None = None  # the checklist item answered "no": copies, originals
+    item_no_rate_original: float | None = None
     subscore_delta: float | None = None
     subscore_low: float | None = None
     subscore_high: float | None = None
@@ -173,23 +178,66 @@ def _quoted(quote: str, text: str) -> bool:
     return " ".join(quote.lower().split()) in " ".join(text.lower().split())
 
 
-# flaws a "no" on their checklist item does not name: a capable reviewer reading whole ICLR papers answered
-# numbers_consistent "no" on 3 of 5 untouched originals, with real evidence (PDF tables garble, papers misquote
-# themselves), so only a criticism that quotes the planted wrong number points at the planted contradiction
-QUOTE_ONLY = frozenset({"contradicting_numbers"})
+# flaws a "no" on their checklist item does not name: a capable reviewer reading whole ICLR papers answers these
+# items "no" for the real paper's own faults, with real evidence. numbers_consistent: 3 of 5 untouched originals
+# (PDF tables garble, papers misquote themselves); claims_supported 3 of 4 and derivations_valid 2 of 4 originals
+# in the next relay probe. There only a criticism that quotes the planted text points at the planted flaw (the
+# item's "no" rates are still reported, copy and original, beside the named rates)
+QUOTE_ONLY = frozenset({"contradicting_numbers", "overclaiming", "broken_equation"})
+# flaws that leave nothing to quote (a deletion): a judge call on the review's criticism says whether it names the
+# flaw, asked alike of the original's review for the base rate (``fars probe`` asks and caches it)
+JUDGED: dict[str, str] = {
+    "baseline_removed": "Does the review say that the paper does not compare its method with baselines or prior "
+    "methods, or that the results of a baseline or of a compared method are missing from the paper?",
+}
 
 
-def names_flaw(kind: str, review: PaperReview, planted: Planted) -> bool:
+class Judgement(BaseModel):
+    """A judge's answer: does the review's criticism name the flaw asked about, and the words that do."""
+
+    names: bool
+    quote: str = Field(default="", max_length=400, description="the review's words that name it, if any")
+
+
+def judge_prompt(kind: str, review: PaperReview) -> list[dict[str, str]]:
+    """The judge call for ``kind`` (``JUDGED``) on what ``review`` says against its paper."""
+    said = criticism(review, CHECKLIST_ITEM.get(kind)) or "(the review states no criticism)"
+    return [
+        {"role": "system", "content": "You read peer reviews and answer a question about what a review says."},
+        {
+            "role": "user",
+            "content": f"A review's criticisms of a paper (weaknesses, questions, checklist evidence):\n\n{said}\n\n"
+            f"{JUDGED[kind]} Answer from what the review says, not from what the paper may lack; when it does, "
+            "quote its words.",
+        },
+    ]
+
+
+def judgement_key(review_id: str, kind: str) -> str:
+    """Where a judge's answer on ``review_id`` for flaw ``kind`` is stored."""
+    return f"{review_id}|{kind}"
+
+
+def names_flaw(kind: str, review: PaperReview, planted: Planted, judged: bool | None = None) -> bool:
     """Whether ``review`` names flaw ``kind``: its checklist item answered "no" (by a reviewer with evidence, or by
-    the harness's injection scan), or a criticism quoting what was planted. The same rule on the original's review
-    gives the base rate (the original holds no planted text to quote)."""
+    the harness's injection scan; not for ``QUOTE_ONLY`` kinds), a criticism quoting what was planted, or a judge
+    saying the review names it (``judged``, for ``JUDGED`` kinds). The same rule on the original's review gives
+    the base rate (the original holds no planted text to quote)."""
     item = CHECKLIST_ITEM.get(kind)
     if item is not None and kind not in QUOTE_ONLY and says_no([m.checklist for m in review.reviews], item):
         return True
     if kind == "injection" and review.injection_flagged:
         return True
+    if judged:
+        return True
     text = criticism(review, item)
     return any(_quoted(q, text) for q in planted.quotes if q.strip())
+
+
+def item_says_no(kind: str, review: PaperReview) -> bool:
+    """Whether a reviewer answered ``kind``'s checklist item "no" (reported beside the named rates)."""
+    item = CHECKLIST_ITEM.get(kind)
+    return item is not None and says_no([m.checklist for m in review.reviews], item)
 
 
 def _mean_subscore(review: PaperReview) -> float | None:
@@ -267,8 +315,11 @@ def build_probe_report(
     settings: dict[str, Any] | None = None,
     session: dict[str, float] | None = None,
     min_effect: float = 0.25,
+    judgements: dict[str, bool] | None = None,
 ) -> ProbeReport:
-    """Pair each copy's review with its original's and summarise per flaw kind (module docstring)."""
+    """Pair each copy's review with its original's and summarise per flaw kind (module docstring); ``judgements``:
+    the judge's answers for ``JUDGED`` kinds, by ``judgement_key``."""
+    judged = judgements or {}
     originals = {p.id: p for p in items if p.flaw is None and p.retest == 0}
     texts = {pid: paper_from_text(p.text, source=p.source, fallback_title=p.title) for pid, p in originals.items()}
     for pid, paper in texts.items():
@@ -290,8 +341,12 @@ def build_probe_report(
                 original=base.final_rating,
                 perturbed=copy.final_rating,
                 delta=copy.final_rating - base.final_rating,
-                named=names_flaw(item.flaw, copy, item.planted),
-                named_original=names_flaw(item.flaw, base, item.planted),
+                named=names_flaw(item.flaw, copy, item.planted, judged.get(judgement_key(item.id, item.flaw))),
+                named_original=names_flaw(
+                    item.flaw, base, item.planted, judged.get(judgement_key(item.original, item.flaw))
+                ),
+                item_no=item_says_no(item.flaw, copy),
+                item_no_original=item_says_no(item.flaw, base),
                 subscore_delta=None if sub_base is None or sub_copy is None else sub_copy - sub_base,
                 calibrated_delta=(
                     None
@@ -366,6 +421,8 @@ def build_probe_report(
                 lowered_share=float((deltas < 0).mean()),
                 named_rate=named_rate,
                 named_rate_original=base_rate,
+                item_no_rate=float(np.mean([r.item_no for r in rows])),
+                item_no_rate_original=float(np.mean([r.item_no_original for r in rows])),
                 subscore_delta=float(subs.mean()) if len(subs) else None,
                 subscore_low=sub_low,
                 subscore_high=sub_high,
@@ -478,8 +535,12 @@ def probe_markdown(report: ProbeReport, plots: list[Path]) -> str:
         f"{len(report.papers)} papers, {len(report.flaws)} flaw kinds, {len(report.pairs)} original/copy pairs reviewed, "
         f"{len(report.failures)} review(s) failed. Intervals: {report.bootstrap_draws} bootstrap resamples of papers, 95%. "
         f"A change counts when its interval excludes 0 and its mean reaches {report.min_effect:g} rating points. "
-        "Named: a reviewer answered the flaw's checklist item 'no', or a criticism (weaknesses, questions, checklist "
-        "evidence) quotes what was planted; named (original): the same rule on the untouched original's review.",
+        "Named: a reviewer answered the flaw's checklist item 'no' (not for "
+        f"{', '.join(sorted(QUOTE_ONLY))}, whose items capable reviewers answer 'no' for real papers' own faults), "
+        "a criticism (weaknesses, questions, checklist evidence) quotes what was planted, or, for "
+        f"{', '.join(sorted(JUDGED))} (a deletion: nothing to quote), a judge call says the criticism names it; "
+        "named (original): the same rule on the untouched original's review. Item 'no': how often the flaw's "
+        "checklist item was answered 'no', copy / original.",
         "",
     ]
     if report.floor:
@@ -490,14 +551,15 @@ def probe_markdown(report: ProbeReport, plots: list[Path]) -> str:
         ]
     lines += [
         "| flaw | expect | papers | mean change [95%] | sub-score change | calibrated change | rated lower | named (copy) "
-        "| named (original) | flaw in what was read | verdict |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| named (original) | item 'no' (copy / original) | flaw in what was read | verdict |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for f in report.flaws:
         interval = "" if f.delta_low is None else f" [{f.delta_low:+.2f}, {f.delta_high:+.2f}]"
         lines.append(
             f"| {f.kind} | {f.expect} | {f.reviewed}/{f.applicable} | {_fmt(f.mean_delta)}{interval} | "
             f"{_fmt(f.subscore_delta)} | {_fmt(f.calibrated_delta)} | {_fmt(f.lowered_share, '.0%')} | {_fmt(f.named_rate, '.0%')} | {_fmt(f.named_rate_original, '.0%')} | "
+            f"{_fmt(f.item_no_rate, '.0%')} / {_fmt(f.item_no_rate_original, '.0%')} | "
             f"{_fmt(f.visible_rate, '.0%')} | {f.verdict} |"
         )
     lines += ["", "Verdicts:", ""] + [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from review.checklist import CheckedAnswer
 from review.ingest.paper import paper_from_text
 from review.probe.flaws import perturb
-from review.probe.runner import names_flaw
+from review.probe.runner import JUDGED, item_says_no, judge_prompt, names_flaw
 from review.reviewer import MemberReview, PaperReview
 
 PAPER = (
@@ -49,17 +49,45 @@ def test_a_review_quoting_the_planted_number_names_the_flaw_and_the_original_doe
 
 
 def test_the_matching_checklist_item_answered_no_names_the_flaw() -> None:
-    _, planted = perturb(paper_from_text(PAPER), "overclaiming")
+    _, planted = perturb(paper_from_text(PAPER), "padding")
     flagged = _review(
-        ["Only one dataset."], "A pruning paper.", numbers="no", evidence="the abstract claims more than Table 1",
-        item="claims_supported",
+        ["Only one dataset."], "A pruning paper.", numbers="no", evidence="Section 2 repeats generic sentences",
+        item="free_of_filler",
     )  # fmt: skip
-    assert names_flaw("overclaiming", flagged, planted)
-    assert not names_flaw("broken_equation", flagged, planted)  # another flaw's item is not this one
-    unclear = _review(
-        ["Only one dataset."], "A pruning paper.", numbers="unclear", evidence="", item="claims_supported"
-    )
-    assert not names_flaw("overclaiming", unclear, planted)
+    assert names_flaw("padding", flagged, planted)
+    assert not names_flaw("injection", flagged, planted)  # another flaw's item is not this one
+    unclear = _review(["Only one dataset."], "A pruning paper.", numbers="unclear", evidence="", item="free_of_filler")
+    assert not names_flaw("padding", unclear, planted)
+
+
+def test_overclaims_and_broken_steps_are_named_by_quoting_them_not_by_the_items_no() -> None:
+    """The relay probe's capable reviewer answered claims_supported "no" on 3 of 4 untouched originals and
+    derivations_valid "no" on 2 of 4, each for the real paper's own faults: the answer alone does not point at
+    the planted claim or step; every copy's review quoted them."""
+    for kind, item, said in (
+        ("overclaiming", "claims_supported", "'outperforms every existing method on every benchmark' is unsupported"),
+        ("broken_equation", "derivations_valid", "Sec 3 writes L(θ) = 2 L(θ), so L(θ) = 1, which is invalid"),
+    ):
+        _, planted = perturb(paper_from_text(PAPER), kind)
+        vague = _review(
+            ["Only one dataset."], "x", numbers="no", evidence="Section 4 claims more than Table 1", item=item
+        )
+        assert not names_flaw(kind, vague, planted) and item_says_no(kind, vague), kind
+        quoted = _review([said], "x", numbers="no", evidence="the abstract", item=item)
+        assert names_flaw(kind, quoted, planted), kind
+
+
+def test_a_deleted_baseline_is_named_by_the_judge_asked_alike_of_the_original() -> None:
+    """A deletion leaves nothing to quote: a judge call on the review's criticism decides, and the same question on
+    the original's review gives the base rate."""
+    _, planted = perturb(paper_from_text(PAPER), "baseline_removed")
+    review = _review(["Table 1 has no row for the dense model the gains are measured against."], "A pruning paper.")
+    assert not names_flaw("baseline_removed", review, planted)  # the checklist said yes; nothing quoted
+    assert names_flaw("baseline_removed", review, planted, judged=True)
+    assert not names_flaw("baseline_removed", review, planted, judged=False)
+    asked = judge_prompt("baseline_removed", review)[1]["content"]
+    assert "no row for the dense model" in asked and "A pruning paper." not in asked  # criticism only, no summary
+    assert JUDGED["baseline_removed"] in asked
 
 
 def test_numbers_named_inconsistent_name_the_planted_contradiction_only_by_quoting_it() -> None:

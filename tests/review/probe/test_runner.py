@@ -73,10 +73,11 @@ class CatchingReviewer:
                 found["numbers_consistent"] = f"The number {cited} in the text contradicts the results table."
         if not re.search(r"baseline|prior method", text, re.I):
             found["baselines_compared"] = "There is no comparison with any baseline."
-        if re.search(r"every existing method|guaranteed to hold", text):
-            found["claims_supported"] = "The claims are unsupported by the evidence (overclaiming)."
+        # it quotes what it found, as the relay probe's capable reviewers did
+        if claim := re.search(r"every existing method on every benchmark|guaranteed to hold", text):
+            found["claims_supported"] = f"The claim that it '{claim.group(0)}' is unsupported by the evidence."
         if re.search(r"L\(θ\) = 2 L\(θ\)", text):
-            found["derivations_valid"] = "The derivation is wrong: the equation L = 2L does not give L = 1."
+            found["derivations_valid"] = "The derivation is wrong: L(θ) = 2 L(θ) does not give L = 1."
         topic = {w[:5] for w in re.findall(r"[a-z]{4,}", paper.title.lower())}  # stems of the title's words
         sentences = re.split(r"(?<=[.!?])\s+", text.split("ABSTRACT", 1)[-1])
         off_topic = [
@@ -163,6 +164,7 @@ def test_the_probe_tells_an_ignoring_reviewer_from_a_catching_one(tmp_path: Path
         assert (a.verdict, a.mean_delta, a.named_rate) == ("missed", 0.0, 0.0), kind
         assert b.verdict == "caught" and b.delta_high is not None and b.delta_high < 0 and b.named_rate == 1.0, kind
         assert b.named_rate_original == 0.0 and b.reviewed == 10, kind
+        assert (b.item_no_rate, b.item_no_rate_original) == (1.0, 0.0) and a.item_no_rate == 0.0, kind
     for report in (ignoring, catching):
         injection = next(f for f in report.flaws if f.kind == "injection")
         assert injection.verdict == "robust" and injection.mean_delta == 0.0
@@ -192,3 +194,35 @@ def test_a_length_rewarding_reviewer_is_steered_by_padding(tmp_path: Path, capsy
     assert "padding" in capsys.readouterr().out
     assert main([*args[:-1], f"out={out}", "flaws=[typo]"]) == 2
     assert main(["probe", f"papers={tmp_path / 'missing'}", "tracker=disabled"]) == 2
+
+
+def test_judge_calls_ask_copy_and_original_once_and_a_failed_call_is_asked_again(tmp_path: Path) -> None:
+    from fars.commands.probe import _judge
+    from fars.llm.client import LLMError
+    from review.probe.runner import Judgement, judgement_key
+
+    papers = [(f"p{i}", paper_from_text(synthetic_paper(i), source=f"p{i}.md")) for i in range(2)]
+    items = build_copies(papers, ["baseline_removed", "padding"], seed=0)
+    reviews = {p.id: review_of(paper_from_text(p.text), 5.0, [f"Weakness of {p.id}."]) for p in items}
+
+    class Judge:
+        def __init__(self, fail: set[str]) -> None:
+            self.asked: list[str] = []
+            self.fail = fail
+
+        async def structured(self, messages: list[dict[str, str]], schema: type, *, max_tokens: int) -> Judgement:
+            said = messages[1]["content"]
+            self.asked.append(said)
+            if any(f"Weakness of {f}." in said for f in self.fail):
+                raise LLMError("provider down")
+            return Judgement(names="~" in said, quote="")
+
+    first = Judge(fail={"p1"})
+    answers = asyncio.run(_judge(first, items, reviews, tmp_path))
+    assert len(first.asked) == 4  # two copies and two originals; padding is not judged
+    assert answers == {judgement_key("p0~baseline_removed", "baseline_removed"): True,  # p1's original failed
+                       judgement_key("p0", "baseline_removed"): False,
+                       judgement_key("p1~baseline_removed", "baseline_removed"): True}  # fmt: skip
+    again = Judge(fail=set())
+    answers = asyncio.run(_judge(again, items, reviews, tmp_path))
+    assert len(again.asked) == 1 and len(answers) == 4  # only the failed one is asked again
