@@ -79,6 +79,11 @@ class Knob:
     log: bool = False
     choices: list[str] = field(default_factory=list)
     help: str = ""
+    # {slot: options}: the knob acts only where that component takes one of those options (digits' dropout
+    # probability only under regularizer dropout); empty: it always acts. A paper's settings table leaves out
+    # a knob no condition of the study used (relay reviewers read dropout 0.3 under "regularizer: none" as a
+    # contradiction)
+    used_with: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -89,6 +94,10 @@ class Knob:
             raise ValueError(f"knob {self.name!r}: default {self.default!r} is not among its choices {self.choices}")
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError(f"knob {self.name!r}: low {self.low} is above high {self.high}")
+
+    def acts_under(self, components: dict[str, str]) -> bool:
+        """Whether the knob acts in a run with these component choices (``used_with``)."""
+        return all(components.get(slot) in options for slot, options in self.used_with.items())
 
     def coerce(self, value: object) -> float | int | str:
         """Turn a planned value into a valid one: parse, clamp into range, or fall back to default."""
@@ -294,7 +303,7 @@ def _require(data: dict[str, Any], key: str, where: str) -> Any:
 def _knob(raw: Any, where: str) -> Knob:
     if not isinstance(raw, dict):
         raise TemplateError(f"{where}: each knob must be a mapping (got {raw!r})")
-    known = {"name", "kind", "default", "low", "high", "log", "choices", "help"}
+    known = {"name", "kind", "default", "low", "high", "log", "choices", "help", "used_with"}
     extra = sorted(set(raw) - known)
     if extra:
         raise TemplateError(f"{where}: unknown field(s) {extra} (known: {sorted(known)})")
@@ -308,8 +317,9 @@ def _knob(raw: Any, where: str) -> Knob:
             log=bool(raw.get("log", False)),
             choices=[str(c) for c in raw.get("choices") or []],
             help=str(raw.get("help", "")),
+            used_with={str(slot): [str(o) for o in options] for slot, options in (raw.get("used_with") or {}).items()},
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         raise TemplateError(f"{where}: {exc}") from None
 
 
@@ -402,6 +412,19 @@ def spec_from_dict(data: dict[str, Any], folder: Path, where: str = SPEC_FILE) -
                         f"{where}: components.{c.name}.acts_only_with.{option}: {wrong} are not options of "
                         f"{slot!r} ({sorted(other.options)})"
                     )
+    for k in knobs:
+        for slot, options in k.used_with.items():
+            other = by_slot.get(slot)
+            wrong = [o for o in options if other is None or o not in other.options]
+            if other is None or wrong:
+                raise TemplateError(
+                    f"{where}: knob {k.name!r}: used_with names "
+                    + (
+                        f"slot {slot!r}, which is no component ({sorted(by_slot)})"
+                        if other is None
+                        else f"{wrong}, which are not options of {slot!r} ({sorted(other.options)})"
+                    )
+                )
     clash = {k.name for k in knobs} & {c.name for c in components}
     if clash:
         raise TemplateError(f"{where}: {sorted(clash)} are both a knob and a component; rename one")

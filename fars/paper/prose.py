@@ -339,19 +339,28 @@ def seeds_reason(plan: Plan) -> str:
 def setup_table(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Results | None = None) -> ResultsTable:
     """Table 1: every setting the conditions ran with (the template's components and knobs at the values used,
     steps, seeds and why that many), and every condition's departures from the template's defaults, those added
-    after the plan (the model's follow-ups) included."""
+    after the plan (the model's follow-ups) included. A knob that acts only under options no condition took
+    (``Knob.used_with``) is left out; one that acts in some conditions says under which."""
     scale = spec.scale(plan.scale).knobs if plan.scale in spec.scales or plan.scale == "ci" else {}
     rows = [["template", f"{spec.title} ({spec.name})", "plan"]]
     for slot, option in spec.baseline_components().items():
         shown = "none" if option == "none" else option_label(spec, slot, option)  # not "none regularizer"
         rows.append([slot, shown, "template default (baseline)"])
+    ran = [{**spec.baseline_components(), **c.components} for c in plan.conditions]
+    ran += [{**spec.baseline_components(), **r.components} for r in (results.conditions if results else {}).values()]
     for name, default in spec.defaults().items():
+        knob = spec.knob(name)
+        users = [c for c in ran if knob.acts_under(c)]
+        if not users:  # acts only under options no condition took (dropout's rate under regularizer none)
+            continue
         value = scale.get(name, default)
         where = (
             f"set for this study's size (default {default})"
             if name in scale and value != default
             else "template default"
         )
+        if len(users) < len(ran):
+            where += " (acts with " + "; ".join(f"{slot} {' or '.join(o)}" for slot, o in knob.used_with.items()) + ")"
         path = f"template.scales.{plan.scale}.{name}" if name in scale else f"template.{name}"
         rows.append([name, _cell(numbers, value, path), where])
     rows.append(["steps", numbers.num(plan.steps, "plan.steps", "{:d}"), "set for this study's size"])

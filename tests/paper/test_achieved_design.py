@@ -97,3 +97,36 @@ def test_a_floored_sd_is_not_called_the_pilots_spread() -> None:
         in text
     )
     assert "the pilot's seed-to-seed sd" not in text
+
+
+def test_the_setup_table_leaves_out_a_knob_no_condition_used() -> None:
+    """The fifth relay run's reviewers read Table 1's 'dropout 0.3' and 'label_smoothing 0.1' under 'regularizer:
+    none' as settings of the study: a knob that acts only under options no condition took is left out, and one
+    that acts in some conditions says under which."""
+    from experiments.spec import TemplateError, load_template
+    from fars.paper.prose import setup_table
+
+    spec = load_template("digits")
+    cnn = Condition(name="method", role="method", components={"architecture": "cnn", "augmentation": "shift"})
+    plan = Plan(template="digits", design="components", conditions=[Condition(name="baseline", role="baseline"), cnn],
+                seeds=[0, 1], steps=30)  # fmt: skip
+    rows = {r[0]: r for r in setup_table(plan, spec, Numbers()).rows}
+    assert {"lr", "batch_size", "width", "train_fraction"} <= set(rows)
+    assert not {"dropout", "label_smoothing", "weight_decay", "noise_std"} & set(rows)
+    dropped = Condition(name="method", role="method", components={"regularizer": "dropout"})
+    plan = plan.model_copy(update={"conditions": [plan.conditions[0], dropped]})
+    rows = {r[0]: r for r in setup_table(plan, spec, Numbers()).rows}
+    assert rows["dropout"][2] == "template default (acts with regularizer dropout)" and "label_smoothing" not in rows
+    from experiments.spec import read_spec_data, spec_from_dict, template_folders
+
+    folder = template_folders()["digits"]
+    raw = read_spec_data(folder)
+    raw["knobs"] = [
+        {**k, "used_with": {"regularizer": ["drop"]}} if k["name"] == "dropout" else k for k in raw["knobs"]
+    ]
+    try:
+        spec_from_dict(raw, folder)
+    except TemplateError as exc:
+        assert "knob 'dropout': used_with names ['drop'], which are not options of 'regularizer'" in str(exc)
+    else:
+        raise AssertionError("a used_with option the component lacks must be refused")
