@@ -173,8 +173,46 @@ def findings(results: Results, numbers: Numbers) -> str:
         lines.append(
             f"Condition {name} reached {metric_value(numbers, results, name)}; {test_clause(numbers, results, name)}."
         )
+    lines += ablation_sentences(results, numbers)
     lines.append(tests_sentence(results, numbers))
     return " ".join(lines)
+
+
+def ablation_sentences(results: Results, numbers: Numbers) -> list[str]:
+    """What each removed part contributes: every ablation registered against the condition it removes the part
+    from, with the difference, its interval and the corrected test (each reviewer of the relay runs asked for the
+    ablations against the full method, not against the baseline)."""
+    out = []
+    level = numbers.num(100 * results.confidence, "results.confidence", "{:g}%")
+    for i, o in enumerate(results.comparisons):
+        if o.reference == "baseline" or o.difference is None or "-without-" not in o.candidate:
+            continue
+        path = f"results.comparisons[{i}]"
+        part = o.candidate.split("-without-", 1)[1]
+        interval = (
+            f" ({level} interval {numbers.num(o.ci_low, f'{path}.ci_low', '{:+.4f}')} to "
+            f"{numbers.num(o.ci_high, f'{path}.ci_high', '{:+.4f}')}"
+            if o.ci_low is not None and o.ci_high is not None
+            else " ("
+        )
+        stats = [f"Welch p = {numbers.num(o.p_value, f'{path}.p_value', '{:.3g}')}"] if o.p_value is not None else []
+        if o.p_adjusted is not None:
+            stats.append(f"Holm-adjusted p = {numbers.num(o.p_adjusted, f'{path}.p_adjusted', '{:.3g}')}")
+        said = {
+            "better": f"removing it helped {o.reference}",
+            "worse": f"{part} contributes to {o.reference}",
+            "no significant difference": "no significant difference",
+            "inconclusive": "inconclusive",
+            "equivalent": "equivalent within its margin",
+        }[o.verdict]
+        out.append(
+            f"Against {o.reference} itself, removing {part} (condition {o.candidate}) changed {results.metric} by "
+            f"{numbers.num(o.difference, f'{path}.difference', '{:+.4f}')}{interval}"
+            + ("; " if interval != " (" and stats else "")
+            + "; ".join(stats)
+            + f"): {said}."
+        )
+    return out
 
 
 def tests_sentence(results: Results, numbers: Numbers) -> str:
@@ -195,8 +233,20 @@ def tests_sentence(results: Results, numbers: Numbers) -> str:
                 f"the pre-registered primary comparison ({name} against the baseline) is tested alone by a "
                 f"{test}, with no correction (a family of one)"
             )
+    against = sorted({r.registered_against for r in rows.values() if r.registered_against})
+    if against:
+        ablations = [n for n, r in rows.items() if r.registered_against]
+        parts.append(
+            f"each ablation ({', '.join(ablations)}) is a pre-registered secondary comparison against the condition "
+            f"it removes a part from ({', '.join(against)}), given above; against the baseline it is tested only "
+            "descriptively"
+        )
     for family, what in (("secondary", "pre-registered secondary"), ("exploratory", "exploratory (not in the plan)")):
-        members = [n for n, r in rows.items() if r.family == family and r.p_vs_baseline is not None]
+        members = [
+            n
+            for n, r in rows.items()
+            if r.family == family and r.p_vs_baseline is not None and not r.registered_against
+        ]
         if members:
             count = numbers.num(len(members), f"results.conditions#{family}", "{:d}")
             parts.append(

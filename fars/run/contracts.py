@@ -10,6 +10,7 @@ string keys. Contracts of stages from other packages register here too (``regist
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -301,6 +302,13 @@ Prediction = Literal["better", "worse", "different", "equivalent"]
 SEARCH_WINNER = "code"  # the condition of the code search's winning program (added by the Experiment stage)
 
 
+def ablated(name: str, names: Iterable[str]) -> str | None:
+    """The condition an ablation removes a part from (``method-without-schedule`` -> ``method``,
+    ``code-without-averaging`` -> ``code``), if it is one of ``names``."""
+    parent = name.split("-without-", 1)[0] if "-without-" in name else None
+    return parent if parent is not None and parent in set(names) else None
+
+
 class Comparison(BaseModel):
     """A comparison pre-registered in the plan: candidate against reference, in its family, with its prediction.
 
@@ -434,6 +442,7 @@ class ConditionResult(BaseModel):
     verdict: Verdict = "untested"
     family: Family | None = None
     test: str | None = None
+    registered_against: str | None = None  # an ablation's registered test is against this condition, not the baseline
     wall_s: float = 0.0
     tokens_per_s: float = 0.0
     mfu: float | None = None

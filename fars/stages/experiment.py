@@ -62,6 +62,7 @@ from fars.run.contracts import (
     Stat,
     Value,
     Verdict,
+    ablated,
 )
 from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
@@ -516,6 +517,7 @@ def adopt_registered(
     if not outcomes:
         return
     registered = {o.candidate: o for o in outcomes if o.reference == "baseline" and o.candidate in table}
+    elsewhere = {o.candidate: o.reference for o in outcomes if o.reference != "baseline" and o.candidate in table}
     exploratory: dict[str, float | None] = {}
     for name, row in table.items():
         if name == "baseline":
@@ -524,6 +526,7 @@ def adopt_registered(
         if outcome is None:
             test = welch_t([float(v) for v in table["baseline"].values], row.values) if "baseline" in table else None
             exploratory[name] = row.p_vs_baseline = test.p_value if test else None
+            row.registered_against = elsewhere.get(name)
             continue
         row.family, row.p_vs_baseline, row.p_adjusted = outcome.family, outcome.p_value, outcome.p_adjusted
         row.test = test_words(outcome, higher_is_better)
@@ -532,7 +535,12 @@ def adopt_registered(
     for name, adjusted in holm(exploratory).items():
         row = table[name]
         row.family, row.p_adjusted = "exploratory", adjusted
-        row.test = "two-sided Welch t-test (exploratory: not registered in the plan)"
+        row.test = (
+            f"two-sided Welch t-test against the baseline (descriptive: its registered test is against "
+            f"{row.registered_against})"
+            if row.registered_against
+            else "two-sided Welch t-test (exploratory: not registered in the plan)"
+        )
         row.verdict = holm_verdict(row, adjusted, alpha, sign)
 
 
@@ -549,6 +557,15 @@ def preregistered_outcomes(trial: Trial, table: dict[str, ConditionResult], alph
         comparisons.append(
             Comparison(name=f"{CODE} vs baseline", candidate=CODE, family="secondary", prediction="different")
         )
+    # each named part of the winning code, removed, against the whole code: what the part contributes (its parts
+    # were declared with the idea, before any run)
+    for name in table:
+        if name not in named and ablated(name, [CODE]) == CODE:
+            comparisons.append(
+                Comparison(
+                    name=f"{name} vs {CODE}", candidate=name, reference=CODE, family="secondary", prediction="different"
+                )
+            )
     values = {name: row.values for name, row in table.items()}
     ran = [c for c in comparisons if c.candidate in values and c.reference in values]
     judged = judge(values, ran, alpha=alpha, higher_is_better=spec.higher_is_better)

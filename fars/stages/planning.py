@@ -46,6 +46,7 @@ from fars.run.contracts import (
     PlanningOutput,
     SeedDesign,
     Value,
+    ablated,
 )
 from fars.sandbox import SandboxError
 from fars.stages.base import StageContext, StageFn, register_stage
@@ -522,15 +523,7 @@ def preregistered(plan: Plan, effect: float | None, idea: HypothesisRecord | Non
         )
         for condition in plan.conditions[1:]:
             if condition.name != primary_name:
-                comparisons.append(
-                    Comparison(
-                        name=f"{condition.name} vs baseline",
-                        candidate=condition.name,
-                        family="secondary",
-                        prediction="different",
-                        effect=effect,
-                    )
-                )
+                comparisons.append(_secondary(condition, plan, effect))
         return comparisons
     for condition in plan.conditions[1:]:
         primary = plan.design == "components" and condition.name == "method"
@@ -538,12 +531,30 @@ def preregistered(plan: Plan, effect: float | None, idea: HypothesisRecord | Non
             Comparison(
                 name=f"{condition.name} vs baseline",
                 candidate=condition.name,
-                family="primary" if primary else "secondary",
-                prediction="better" if primary else "different",
+                family="primary",
+                prediction="better",
                 effect=effect,
             )
+            if primary
+            else _secondary(condition, plan, effect)
         )
     return comparisons
+
+
+def _secondary(condition: Condition, plan: Plan, effect: float | None) -> Comparison:
+    """A secondary comparison, undirected: an ablation against the condition it removes a part from (what the
+    part contributes: every reviewer of the relay runs asked for it, not the ablation against the baseline),
+    every other condition against the baseline."""
+    parent = ablated(condition.name, [c.name for c in plan.conditions]) if condition.role == "ablation" else None
+    reference = parent or "baseline"
+    return Comparison(
+        name=f"{condition.name} vs {reference}",
+        candidate=condition.name,
+        reference=reference,
+        family="secondary",
+        prediction="different",
+        effect=effect,
+    )
 
 
 def seed_design(

@@ -241,3 +241,19 @@ def test_the_model_writes_the_related_work_from_the_works_abstracts_and_cites_on
     assert "[4]" not in references
     for bookkeeping in ("corpus", "retrieved", "found in", "similarity"):
         assert bookkeeping not in related
+
+
+def test_each_ablation_is_tested_against_the_condition_it_removes_a_part_from(open_run: Path) -> None:
+    """Every reviewer of the relay runs asked for the ablations against the full method, not the baseline: each
+    is registered against its parent (settings parts against method, code parts against code), the table keeps
+    its difference from the baseline as description, and the results give what each part contributes."""
+    results = Results.model_validate(_stored(open_run, "results.json"))
+    against = {o.candidate: o.reference for o in results.comparisons}
+    assert against["method-without-adaptive_steps"] == "method" and against["code-without-weight_averaging"] == "code"
+    assert against["code"] == "baseline"
+    row = results.conditions["code-without-weight_averaging"]
+    assert row.registered_against == "code" and row.test and "its registered test is against code" in row.test
+    paper = (open_run / "projects" / "p000" / "paper.md").read_text()
+    found = paper.split("## Results", 1)[1].split("\n## ", 1)[0]
+    assert "Against code itself, removing weight_averaging (condition code-without-weight_averaging) changed" in found
+    assert "each ablation (" in found and "exploratory (not in the plan) conditions (code-without" not in found

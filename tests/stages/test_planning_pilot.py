@@ -79,9 +79,10 @@ def test_the_primary_comparison_is_registered_apart_from_the_ablations(tmp_path:
     families = {c.name: (c.family, c.prediction) for c in plan.comparisons}
     assert families == {
         "method vs baseline": ("primary", "better"),
-        "method-without-optimizer vs baseline": ("secondary", "different"),
-        "method-without-regularizer vs baseline": ("secondary", "different"),
+        "method-without-optimizer vs method": ("secondary", "different"),  # what the part adds to the method
+        "method-without-regularizer vs method": ("secondary", "different"),
     }
+    assert {c.reference for c in plan.comparisons if c.family == "secondary"} == {"method"}
     assert plan.seed_design is not None and plan.seed_design.effect_source.startswith("1 pilot standard deviation")
     # the plan names the config key for its user; the paper says what it means
     read = reader_words(plan.seed_design.reason)
