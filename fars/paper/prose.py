@@ -159,20 +159,49 @@ def test_clause(numbers: Numbers, results: Results, name: str) -> str:
     return f"{', '.join(parts) or 'no test'}{detail}: {verdict_words(results, name)}"
 
 
+# the other conditions' verdicts, grouped, as the results paragraph states them (the table gives their numbers)
+_GROUPED = (
+    ("better", "significantly better than the baseline"),
+    ("worse", "significantly worse than the baseline"),
+    ("equivalent", "equivalent to the baseline within the pre-registered margin"),
+    ("no significant difference", "not significantly different from the baseline"),
+    ("inconclusive", "inconclusive against the baseline"),
+    ("untested", "not tested against the baseline"),
+)
+
+
 def findings(results: Results, numbers: Numbers) -> str:
-    """The results paragraph: the baseline, then every condition with its corrected test."""
+    """The results paragraph: the baseline, the primary comparison with its test, the other conditions' verdicts
+    (their numbers are in the results table: relay reviewers read a paragraph restating every row as a machine
+    report), and what each ablated part contributes. A study without a registered primary states every row."""
     metric = results.metric
     base = results.conditions["baseline"]
     lines = [
         f"The baseline reached a mean {metric} of {metric_value(numbers, results, 'baseline')} over "
         f"{numbers.num(base.metric.n, _path('baseline', 'metric.n'), '{:d}')} seeds."
     ]
+    primary = next((n for n, r in results.conditions.items() if r.family == "primary"), None)
     for name in results.conditions:
-        if name == "baseline":
+        if name == "baseline" or (primary is not None and name != primary):
             continue
-        lines.append(
-            f"Condition {name} reached {metric_value(numbers, results, name)}; {test_clause(numbers, results, name)}."
-        )
+        lead = f"The primary comparison, condition {name}," if name == primary else f"Condition {name}"
+        lines.append(f"{lead} reached {metric_value(numbers, results, name)}; {test_clause(numbers, results, name)}.")
+    if primary is not None:
+        others = [
+            n for n, r in results.conditions.items() if n not in ("baseline", primary) and not r.registered_against
+        ]
+        groups = []
+        for verdict, words in _GROUPED:
+            named = [n for n in others if results.conditions[n].verdict == verdict]
+            if named:
+                joined = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+                groups.append(f"{joined} {'was' if len(named) == 1 else 'were'} {words}")
+        if groups:
+            lines.append(
+                "The results table gives every condition's mean, interval and test; of the other conditions, "
+                + "; ".join(groups)
+                + "."
+            )
     lines += ablation_sentences(results, numbers)
     lines.append(tests_sentence(results, numbers))
     return " ".join(lines)
