@@ -477,9 +477,28 @@ async def draft_prose(ctx: StageContext, llm: LLMClient, m: Material) -> Prose:
     same = hypothesis.title.strip(" .").lower() == hypothesis.statement.strip(" .").lower()
     stated = hypothesis.statement if same else f"{hypothesis.title}. {hypothesis.statement}"
     # the hypothesis is quoted as the record the study tests: its numbers are its own prediction, traced to it
-    texts["hypothesis"] = numbers.numbers_in(stated, "ideation.chosen.statement")
+    texts["hypothesis"] = numbers.numbers_in(stated, "ideation.chosen.statement") + pilot_note(stated, m)
     model_parts = [p for p in harness if p not in degenerate]
     return Prose(texts=texts, harness=harness, degenerate=degenerate, model_parts=model_parts)
+
+
+def pilot_note(statement: str, m: Material) -> str:
+    """Where the hypothesis quotes the baseline's pilot mean, a sentence saying so beside what the baseline's own
+    runs reached: both reviewers of a relay run read the quoted 0.9769 against the results' 0.9733 as a stale
+    number (the hypothesis was written from the pilot, and the quote is the registered record)."""
+    pilot, base = m.plan.pilot, m.results.conditions.get("baseline")
+    if pilot is None or pilot.mean is None or base is None:
+        return ""
+    shown = {f"{pilot.mean:.4f}", f"{pilot.mean:.3f}", f"{100 * pilot.mean:.2f}%", f"{100 * pilot.mean:.1f}%"}
+    if not any(re.search(rf"(?<![\d.]){re.escape(s)}(?![\d])", statement) for s in shown):
+        return ""
+    n = m.numbers
+    return (
+        f" (The baseline's {n.num(pilot.mean, 'plan.pilot.mean')} quoted here is its pilot over "
+        f"{n.num(len(pilot.values), 'plan.pilot.values#count', '{:d}')} seeds, run before the plan; its "
+        f"{n.num(base.metric.n, 'results.conditions.baseline.metric.n', '{:d}')} runs in the study reached "
+        f"{n.num(base.metric.mean, 'results.conditions.baseline.metric.mean')}.)"
+    )
 
 
 def draft_prompt(m: Material) -> list[dict[str, str]]:

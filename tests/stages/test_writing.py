@@ -332,3 +332,26 @@ def test_only_the_work_the_model_named_closest_is_called_the_closest() -> None:
     # the model named none close: nothing is called the closest, the works are listed as work on the topic
     assert "closest" not in said(0) and said(0).startswith("Work on this topic includes")
     assert "[@lee2020]" in said(0) and "[@kim2021]" in said(0)
+
+
+def test_a_hypothesis_quoting_the_pilots_baseline_says_so_beside_the_studys_own() -> None:
+    """Both reviewers of a relay run read the hypothesis's quoted baseline 0.9769 against the results' 0.9733 as a
+    stale number; it is the pilot's, measured before the plan, and the Hypothesis section now says so."""
+    from types import SimpleNamespace
+
+    from fars.paper.grounding import Numbers
+    from fars.run.contracts import Pilot, Stat
+    from fars.stages.writing import pilot_note
+
+    pilot = Pilot(seeds=[0, 1, 2], steps=300, values=[0.975, 0.9778, 0.9778], mean=0.9769, sd=0.0016)
+    base = SimpleNamespace(metric=Stat(mean=0.9733, std=0.004, n=5))
+    numbers = Numbers()
+    m = SimpleNamespace(plan=SimpleNamespace(pilot=pilot), results=SimpleNamespace(conditions={"baseline": base}),
+                        numbers=numbers)  # fmt: skip
+    said = numbers.plain(pilot_note("A CNN beats the MLP's 0.9769 by at least 0.5 points.", m))  # type: ignore[arg-type]
+    assert said == (
+        " (The baseline's 0.9769 quoted here is its pilot over 3 seeds, run before the plan; its 5 runs in the study "
+        "reached 0.9733.)"
+    )
+    assert pilot_note("A CNN beats the MLP by at least 0.5 points.", m) == ""  # type: ignore[arg-type]
+    assert pilot_note("The MLP's 97.69% is beaten by a CNN.", m) != ""  # type: ignore[arg-type]
