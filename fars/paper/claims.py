@@ -61,13 +61,22 @@ _FOLLOWUP = re.compile(r"\b(?:follow-?up|exploratory)\b", re.IGNORECASE)
 _GENERIC_METHOD = ("method", "methods", "approach", "proposed", "intervention", "combination", "our model")
 
 
+# clauses a sentence joins, each read as its own claim: the relay model's rewrite "the CNN without shifts is also
+# significantly better ..., while the MLP with shifts is inconclusive: its interval spans both no difference and
+# ..." was read as one null claim about the first condition
+_CLAUSE = re.compile(r";\s+|,\s+(?:while|whereas|but)\s+", re.I)
+_BASELINE = re.compile(r"\bbaselines?\b", re.I)
+
+
 @dataclass(frozen=True)
 class FoundClaim:
-    """One sentence that claims an effect of a condition."""
+    """One sentence (or a clause of it) that claims an effect of a condition, against ``versus``: the baseline,
+    or for an ablation registered against the condition it removes a part from, that condition."""
 
     sentence: str
     condition: str
     claim: Claim
+    versus: str = "baseline"
 
 
 def _mentions(sentence: str, words: list[str]) -> bool:
@@ -171,13 +180,29 @@ def find_claims(text: str, results: Results) -> list[FoundClaim]:
             continue
         # a cited work's title says what that work claims ("... Augmentation Method for Better ..." [3])
         own = _CITED_TITLE.sub(" [cited] ", sentence)
-        claim = _claim_of(_DIRECTION_NOTE.sub(" ", own), metric_words, results.higher_is_better)
-        condition = _condition_of(own, results, words) if claim is not None else None
-        if claim is not None and condition is not None:
-            found.append(FoundClaim(sentence, condition, claim))
-        elif (held := _prediction_claim(own, results)) is not None:  # no effect named: the prediction's
+        clauses = [c for c in _CLAUSE.split(own) if c.strip()]
+        claimed = False
+        for clause in clauses:
+            claim = _claim_of(_DIRECTION_NOTE.sub(" ", clause), metric_words, results.higher_is_better)
+            condition = _condition_of(clause, results, words) if claim is not None else None
+            if claim is not None and condition is not None:
+                found.append(FoundClaim(sentence, condition, claim, _versus(clause, condition, results)))
+                claimed = True
+        if not claimed and (held := _prediction_claim(own, results)) is not None:  # no effect named: the prediction's
             found.append(held)
     return found
+
+
+def _versus(clause: str, condition: str, results: Results) -> str:
+    """What a claim about ``condition`` compares it with: the condition an ablation removes a part from, where
+    its test is registered against that condition and the clause does not name the baseline ("removing the
+    schedule lowers accuracy" is about the method with it); else the baseline."""
+    parent = results.conditions[condition].registered_against
+    return parent if parent and not _BASELINE.search(clause) and _outcome(results, condition, parent) else "baseline"
+
+
+def _outcome(results: Results, condition: str, versus: str) -> str | None:
+    return next((o.verdict for o in results.comparisons if o.candidate == condition and o.reference == versus), None)
 
 
 def _prediction_claim(sentence: str, results: Results) -> FoundClaim | None:
@@ -200,9 +225,9 @@ def _prediction_claim(sentence: str, results: Results) -> FoundClaim | None:
     return FoundClaim(sentence, primary.candidate, claim)
 
 
-def verdict_claim(results: Results, condition: str) -> Claim | None:
-    """What the corrected test lets one claim of a condition (None: it was not tested)."""
-    verdict = results.conditions[condition].verdict
+def verdict_claim(results: Results, condition: str, versus: str = "baseline") -> Claim | None:
+    """What the corrected test lets one claim of a condition against ``versus`` (None: it was not tested)."""
+    verdict = results.conditions[condition].verdict if versus == "baseline" else _outcome(results, condition, versus)
     claims: dict[str, Claim] = {
         "better": "better",
         "worse": "worse",
@@ -210,21 +235,25 @@ def verdict_claim(results: Results, condition: str) -> Claim | None:
         "equivalent": "none",
         "inconclusive": "none",
     }
-    return claims.get(verdict)
+    return claims.get(verdict) if verdict is not None else None
 
 
 def check_claims(text: str, results: Results) -> ClaimCheck:
     """Every effect claim of ``text`` checked against the corrected tests (see the module docstring)."""
     check = ClaimCheck()
     for found in find_claims(text, results):
-        allowed = verdict_claim(results, found.condition)
+        allowed = verdict_claim(results, found.condition, found.versus)
         if allowed is None:
             continue
         check.checked += 1
         if found.claim == allowed:
             check.supported += 1
             continue
-        what = results.conditions[found.condition].verdict
+        what = (
+            results.conditions[found.condition].verdict
+            if found.versus == "baseline"
+            else f"{_outcome(results, found.condition, found.versus)} against {found.versus}"
+        )
         if found.claim == "none":
             check.unsupported_null += 1
             kind = "no effect claimed, but the test found one"
@@ -240,7 +269,11 @@ def check_claims(text: str, results: Results) -> ClaimCheck:
 
 def repair_claims(text: str, results: Results, mark: bool = False) -> tuple[str, list[str]]:
     """The text with every unsupported claim dropped (or, with ``mark``, followed by a visible mark)."""
-    bad = {f.sentence for f in find_claims(text, results) if verdict_claim(results, f.condition) not in (None, f.claim)}
+    bad = {
+        f.sentence
+        for f in find_claims(text, results)
+        if verdict_claim(results, f.condition, f.versus) not in (None, f.claim)
+    }
     if not bad:
         return text, []
     kept, changes = [], []

@@ -545,7 +545,12 @@ def _secondary(condition: Condition, plan: Plan, effect: float | None) -> Compar
     """A secondary comparison, undirected: an ablation against the condition it removes a part from (what the
     part contributes: every reviewer of the relay runs asked for it, not the ablation against the baseline),
     every other condition against the baseline."""
-    parent = ablated(condition.name, [c.name for c in plan.conditions]) if condition.role == "ablation" else None
+    names = [c.name for c in plan.conditions]
+    parent = (
+        (condition.of if condition.of in names else ablated(condition.name, names))
+        if condition.role == "ablation"
+        else None
+    )
     reference = parent or "baseline"
     return Comparison(
         name=f"{condition.name} vs {reference}",
