@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 REWRITE_ASK = "These sentences of your draft failed the paper's checks"
 INSTRUCTION = (
     "Rewrite each so it keeps its place in the paragraph's argument and passes the checks, or give an empty "
-    "sentence where it cannot be said from these records. The claim check reads a sentence as a claim about one "
-    "condition: state one finding per sentence and name its condition as the findings do."
+    "sentence where it cannot be said from these records. The claim check reads each clause (clauses joined by a "
+    "semicolon, 'while', 'whereas' or 'but') as a claim about one condition: name each clause's condition as the "
+    "findings do, and say 'than the baseline' where a clause compares with it."
 )
 MAX_SENTENCES = 12  # failing sentences sent back in one request; the rest go to the harness's repair
 
