@@ -68,6 +68,12 @@ _CLAUSE = re.compile(r";\s+|,\s+(?:while|whereas|but)\s+", re.I)
 _BASELINE = re.compile(r"\bbaselines?\b", re.I)
 
 
+# paper parts about other work: their sentences are checked for numbers and citations, not as claims about this
+# study's conditions (a relay model's "the other listed works, on MLP architectures ... and on diffusion with
+# deterministic degradation" was read as a claim that the MLP got worse, and replaced by a list of those works)
+OTHERS_WORK_PARTS = frozenset({"related_work"})
+
+
 @dataclass(frozen=True)
 class FoundClaim:
     """One sentence (or a clause of it) that claims an effect of a condition, against ``versus``: the baseline,

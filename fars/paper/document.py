@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from fars.paper.grounding import BibEntry, Numbers, Span
-from fars.run.contracts import Results
+from fars.run.contracts import ComparisonOutcome, Results
 
 CITE_MARK = re.compile(r"\[@([A-Za-z0-9_:\-]+)\]")
 _MULTI_CITE = re.compile(r"\[(@[A-Za-z0-9_:\-]+(?:\s*[;,]\s*@[A-Za-z0-9_:\-]+)+)\]")
@@ -169,11 +169,35 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
             if cond.ci_low is not None and cond.ci_high is not None
             else "—"
         )
+        mean = f"{numbers.num(m.mean, f'{path}.metric.mean')} ± {numbers.num(m.std, f'{path}.metric.std')}"
+        seeds = numbers.num(m.n, f"{path}.metric.n", "{:d}") + _per_seed(cond.values, path, numbers)
+        registered = _registered(results, name)
+        if registered is not None:  # an ablation: its row is its registered test against what it ablates
+            i, o = registered
+            at = f"results.comparisons[{i}]"
+            rows.append(
+                [
+                    name,
+                    f"{cond.role} of {o.reference}",
+                    mean,
+                    interval,
+                    "—"
+                    if o.difference is None
+                    else numbers.num(o.difference, f"{at}.difference", "{:+.4f}") + f" (vs {o.reference})",
+                    "—",
+                    "—"
+                    if o.p_adjusted is None
+                    else numbers.num(o.p_adjusted, f"{at}.p_adjusted", "{:.3g}") + f" ({o.family}, vs {o.reference})",
+                    seeds,
+                    f"{o.verdict} (vs {o.reference})",
+                ]
+            )
+            continue
         rows.append(
             [
                 name,
                 cond.role,
-                f"{numbers.num(m.mean, f'{path}.metric.mean')} ± {numbers.num(m.std, f'{path}.metric.std')}",
+                mean,
                 interval,
                 "—" if cond.difference is None else numbers.num(cond.difference, f"{path}.difference", "{:+.4f}"),
                 "—" if cond.effect_size is None else numbers.num(cond.effect_size, f"{path}.effect_size", "{:.2f}"),
@@ -181,12 +205,14 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
                 if cond.p_adjusted is None
                 else numbers.num(cond.p_adjusted, f"{path}.p_adjusted", "{:.3g}")
                 + (f" ({cond.family})" if cond.family else ""),
-                numbers.num(m.n, f"{path}.metric.n", "{:d}") + _per_seed(cond.values, path, numbers),
+                seeds,
                 cond.verdict,
             ]
         )
     direction = "higher" if results.higher_is_better else "lower"
-    present = {c.family for c in results.conditions.values() if c.family}
+    ablations = [n for n in results.conditions if _registered(results, n) is not None]
+    present = {c.family for n, c in results.conditions.items() if c.family and n not in ablations}
+    present |= {"secondary"} if ablations else set()
     families = bool(present)
     tests = (
         _family_tests(present)
@@ -199,8 +225,14 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
             f"steps: mean ± standard deviation over seeds, the {numbers.num(100 * results.confidence, 'results.confidence', '{:g}%')}"
             " Student-t interval of the mean (cut to the metric's range), the difference from "
             f"the baseline's mean, Hedges' g (positive: better), {tests}, and the seeds (with each seed's value "
-            "where there are few) "
-            f"(verdicts at α = {numbers.num(results.alpha, 'results.alpha', '{:g}')})."
+            "where there are few)"
+            + (
+                "; an ablation's difference, test and verdict are against the condition it removes a part from "
+                "(named in its row), as registered "
+                if ablations
+                else " "
+            )
+            + f"(verdicts at α = {numbers.num(results.alpha, 'results.alpha', '{:g}')})."
         ),
         header=[
             "condition",
@@ -214,6 +246,16 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
             "verdict",
         ],
         rows=rows,
+    )
+
+
+def _registered(results: Results, name: str) -> tuple[int, ComparisonOutcome] | None:
+    """An ablation's registered comparison against the condition it ablates (its index in ``results.comparisons``)."""
+    parent = results.conditions[name].registered_against
+    if not parent:
+        return None
+    return next(
+        ((i, o) for i, o in enumerate(results.comparisons) if o.candidate == name and o.reference == parent), None
     )
 
 

@@ -267,8 +267,8 @@ def tests_sentence(results: Results, numbers: Numbers) -> str:
         ablations = [n for n, r in rows.items() if r.registered_against]
         parts.append(
             f"each ablation ({', '.join(ablations)}) is a pre-registered secondary comparison against the condition "
-            f"it removes a part from ({', '.join(against)}), given above; against the baseline it is tested only "
-            "descriptively"
+            f"it removes a part from ({', '.join(against)}), given above and in the results table, with Holm's "
+            "correction among the secondary comparisons"
         )
     for family, what in (("secondary", "pre-registered secondary"), ("exploratory", "exploratory (not in the plan)")):
         members = [

@@ -21,7 +21,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from fars.llm.client import LLMClient, LLMError
-from fars.paper.claims import check_claims, repair_claims
+from fars.paper.claims import OTHERS_WORK_PARTS, check_claims, repair_claims
 from fars.paper.degenerate import degenerate_reasons
 from fars.paper.grounding import BibEntry, Numbers, Sources, check_text, split_sentences
 from fars.run.contracts import Results
@@ -91,7 +91,7 @@ def failing_sentences(texts: dict[str, str], parts: list[str], m: Records) -> li
             continue
         for sentence in split_sentences(texts[part]):
             report = check_text(sentence, m.sources, m.bibliography)
-            _, wrong = repair_claims(sentence, m.results)
+            _, wrong = repair_claims(sentence, m.results) if part not in OTHERS_WORK_PARTS else ("", [])
             if not report.ok or wrong:
                 # what the claim check read (the condition, what its test found), not just "unsupported": in the
                 # relay run the model, told only that, rewrote two sentences the check read the same way again
@@ -148,7 +148,7 @@ async def rewrite_failing(llm: LLMClient, texts: dict[str, str], parts: list[str
             done.append(f"{f.part}: the model left out \u201c{f.sentence[:160]}\u201d: {f.why}")
             continue
         # a minimal edit keeps most of the failing sentence's words, so only the fixed instructions count as echoes
-        if degenerate_reasons(new, echoes=[REWRITE_ASK, INSTRUCTION]) or _fails(new, m):
+        if degenerate_reasons(new, echoes=[REWRITE_ASK, INSTRUCTION]) or _fails(new, m, f.part):
             continue  # the harness's repair takes it
         texts[f.part] = _replace(texts[f.part], f.sentence, new)
         done.append(
@@ -157,9 +157,9 @@ async def rewrite_failing(llm: LLMClient, texts: dict[str, str], parts: list[str
     return done
 
 
-def _fails(sentence: str, m: Records) -> bool:
-    """Whether a rewrite still fails a check (every sentence of it)."""
-    _, wrong = repair_claims(sentence, m.results)
+def _fails(sentence: str, m: Records, part: str = "") -> bool:
+    """Whether a rewrite still fails a check (every sentence of it; claims not checked in other work's parts)."""
+    _, wrong = repair_claims(sentence, m.results) if part not in OTHERS_WORK_PARTS else ("", [])
     return bool(wrong) or not check_text(sentence, m.sources, m.bibliography).ok
 
 

@@ -34,7 +34,7 @@ from fars.literature import LiteratureBackend, LiteratureError
 from fars.literature.relevance import relevance
 from fars.literature.similarity import content_words
 from fars.llm.client import LLMClient
-from fars.paper.claims import check_claims, repair_claims
+from fars.paper.claims import OTHERS_WORK_PARTS, check_claims, repair_claims
 from fars.paper.degenerate import degenerate_reasons
 from fars.paper.document import (
     Figure,
@@ -707,7 +707,7 @@ def ground_and_repair(ctx: StageContext, layout: Layout, prose: Prose, on_ungrou
 
 def _claims_of(parts: list[str], prose: dict[str, str], results: Results) -> ClaimCheck:
     """The claims of the model's own parts, as written."""
-    return check_claims(" ".join(prose[p].rstrip(".") + "." for p in parts), results)
+    return check_claims(" ".join(prose[p].rstrip(".") + "." for p in parts if p not in OTHERS_WORK_PARTS), results)
 
 
 def repair_model_parts(prose: Prose, m: Material, on_ungrounded: str) -> list[str]:
@@ -717,7 +717,13 @@ def repair_model_parts(prose: Prose, m: Material, on_ungrounded: str) -> list[st
     repairs: list[str] = []
     for name in prose.model_parts:  # only the model's own words are repaired; the harness's are checked
         text = prose.texts[name]
-        if on_ungrounded == "repair" and name != "title":
+        if on_ungrounded == "repair" and name in OTHERS_WORK_PARTS:
+            # about other work: a failing sentence (a number, an unverified citation) is dropped, not replaced by
+            # the harness's list of works, which named the very works the model had set aside
+            text, changed = repair_in_place(text, [], m, claims=False)
+            text = text or prose.harness.get(name, "")
+            repairs += [f"{name}: {d}" for d in changed]
+        elif on_ungrounded == "repair" and name != "title":
             text, changed = repair_in_place(text, split_sentences(prose.harness.get(name, "")), m)
             repairs += [f"{name}: {d}" for d in changed]
         elif on_ungrounded == "repair":
@@ -737,7 +743,7 @@ def repair_model_parts(prose: Prose, m: Material, on_ungrounded: str) -> list[st
     return repairs
 
 
-def repair_in_place(text: str, harness: list[str], m: Material) -> tuple[str, list[str]]:
+def repair_in_place(text: str, harness: list[str], m: Material, claims: bool = True) -> tuple[str, list[str]]:
     """Model prose with each sentence that states an untraceable number, cites no verified record or claims what
     the tests do not show replaced where it stood by a sentence of the harness's own version of the part (the
     opening for an opening, else the one sharing most words): no section is left starting mid-thought."""
@@ -746,7 +752,7 @@ def repair_in_place(text: str, harness: list[str], m: Material) -> tuple[str, li
     unused = list(harness)
     for i, sentence in enumerate(split_sentences(text)):
         report = check_text(sentence, m.sources, m.bibliography)
-        _, wrong = repair_claims(sentence, m.results)
+        _, wrong = repair_claims(sentence, m.results) if claims else ("", [])
         if report.ok and not wrong:
             kept.append(sentence)
             continue
@@ -778,10 +784,10 @@ def _unmarked(markdown: str, report: GroundingReport) -> int:
 
 
 def _prose_only(markdown: str) -> str:
-    """The paper's sentences: headings, the table, figure lines, the references and the Hypothesis section
-    (it states what is tested, not what was found) left out."""
+    """The paper's sentences: headings, the table, figure lines, the references, the Hypothesis section (it
+    states what is tested, not what was found) and Related Work (about other work) left out."""
     body = markdown.split("\n## References", 1)[0]
-    body = re.sub(r"\n## Hypothesis\n.*?(?=\n## |\Z)", "\n", body, flags=re.S)
+    body = re.sub(r"\n## (?:Hypothesis|Related Work)\n.*?(?=\n## |\Z)", "\n", body, flags=re.S)
     keep = [line for line in body.splitlines() if line.strip() and not line.lstrip().startswith(("#", "|", "![", "*"))]
     return "\n".join(keep)
 

@@ -93,7 +93,8 @@ DRAFT = {
     "current iterate during training, whereas we average late iterates only for evaluation and ask whether that "
     "adds to adaptive steps and dropout. Decoupled weight decay for Adam [@fixing2018] and dropout rates adapted "
     "to a complexity bound [@adaptive2018] change the two ingredients our method combines, but neither looks at "
-    "how they interact with averaging.",
+    "how they interact with averaging. The fourth listed work studies agents whose performance degrades without "
+    "resets, a setting unlike ours that proposes no method for supervised training.",
     "discussion": "The corrected tests support the primary prediction. Weight averaging carries most of the effect; "
     "the width bonus is not separable from seed noise at this number of seeds, which a larger study should settle. "
     "Training accuracy reached 0.99 in every condition, so none of them underfit.",

@@ -241,6 +241,8 @@ def test_the_model_writes_the_related_work_from_the_works_abstracts_and_cites_on
     assert "[4]" not in references
     for bookkeeping in ("corpus", "retrieved", "found in", "similarity"):
         assert bookkeeping not in related
+    # a sentence on other work is not read as a claim about ours ("degrades", "method"), so it is kept whole
+    assert "performance degrades without resets, a setting unlike ours" in related
 
 
 def test_each_ablation_is_tested_against_the_condition_it_removes_a_part_from(open_run: Path) -> None:
@@ -257,3 +259,7 @@ def test_each_ablation_is_tested_against_the_condition_it_removes_a_part_from(op
     found = paper.split("## Results", 1)[1].split("\n## ", 1)[0]
     assert "Against code itself, removing weight_averaging (condition code-without-weight_averaging) changed" in found
     assert "each ablation (" in found and "exploratory (not in the plan) conditions (code-without" not in found
+    row = next(line for line in found.splitlines() if line.startswith("| code-without-weight_averaging |"))
+    assert (
+        "| ablation of code |" in row and "(vs code)" in row and row.endswith("no significant difference (vs code) |")
+    )
