@@ -217,8 +217,8 @@ async def _probe(cfg: ProbeConfig, raw: dict[str, Any], papers: list[tuple[str, 
 
 async def _judge(client: Any, items: list[Any], reviews: dict[str, Any], out: Path) -> dict[str, bool]:
     """The judge's answers (``review.probe.runner.JUDGED``) on each reviewed copy of a judged flaw and on its
-    original, kept in ``OUT/judgements.json`` so a resumed probe asks none twice; a failed call counts as not
-    named, logged, and is asked again next time."""
+    original, kept with their question in ``OUT/judgements.json`` so a resumed probe asks none twice (a changed
+    question is asked again); a failed call counts as not named, logged, and is asked again next time."""
     from fars.context import call_context
     from fars.llm.client import LLMError
     from review.probe.runner import JUDGED, Judgement, judge_prompt, judgement_key
@@ -233,18 +233,19 @@ async def _judge(client: Any, items: list[Any], reviews: dict[str, Any], out: Pa
         if rid in reviews and item.id in reviews
     }
     for key, rid in asked.items():
-        if key in stored:
-            continue
         kind = key.rsplit("|", 1)[1]
+        if stored.get(key, {}).get("question") == JUDGED[kind]:
+            continue  # asked before, the same question
         try:
             with call_context(rid, "probe-judge"):
                 said = await client.structured(judge_prompt(kind, reviews[rid]), Judgement, max_tokens=300)
         except LLMError as exc:
             log.warning("judge call on %s for %s failed: %s", rid, kind, str(exc)[:200])
             continue
-        stored[key] = said.model_dump()
+        stored[key] = said.model_dump() | {"question": JUDGED[kind]}
         path.write_text(json.dumps(stored, indent=1), encoding="utf-8")
-    return {key: bool(answer.get("names")) for key, answer in stored.items()}
+    current = {key for key in asked if stored.get(key, {}).get("question") == JUDGED[key.rsplit("|", 1)[1]]}
+    return {key: bool(stored[key].get("names")) for key in current}
 
 
 def _print_summary(report: Any, out: Path) -> None:

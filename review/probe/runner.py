@@ -186,9 +186,13 @@ def _quoted(quote: str, text: str) -> bool:
 QUOTE_ONLY = frozenset({"contradicting_numbers", "overclaiming", "broken_equation"})
 # flaws that leave nothing to quote (a deletion): a judge call on the review's criticism says whether it names the
 # flaw, asked alike of the original's review for the base rate (``fars probe`` asks and caches it)
+# The question asks after what the plant does (the compared methods' results deleted), not after "more baselines
+# wanted", which reviewers say of many real papers: asked the broader question ("does not compare with baselines
+# or prior methods"), a capable reviewer's criticism of 2 of 4 untouched originals counted (its copies: 3 of 4)
 JUDGED: dict[str, str] = {
-    "baseline_removed": "Does the review say that the paper does not compare its method with baselines or prior "
-    "methods, or that the results of a baseline or of a compared method are missing from the paper?",
+    "baseline_removed": "Does the review say that the paper gives no results (numbers, table rows or curves) for "
+    "the baselines or prior methods it compares with or names, so that its comparison with them cannot be checked? "
+    "A wish for more or stronger baselines than the paper has is not that.",
 }
 
 

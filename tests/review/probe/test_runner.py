@@ -226,3 +226,10 @@ def test_judge_calls_ask_copy_and_original_once_and_a_failed_call_is_asked_again
     again = Judge(fail=set())
     answers = asyncio.run(_judge(again, items, reviews, tmp_path))
     assert len(again.asked) == 1 and len(answers) == 4  # only the failed one is asked again
+    import json
+
+    stored = json.loads((tmp_path / "judgements.json").read_text())
+    stored[judgement_key("p0", "baseline_removed")]["question"] = "an older question"
+    (tmp_path / "judgements.json").write_text(json.dumps(stored))
+    third = Judge(fail=set())
+    assert len(asyncio.run(_judge(third, items, reviews, tmp_path))) == 4 and len(third.asked) == 1  # asked anew
