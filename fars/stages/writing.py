@@ -76,6 +76,7 @@ from fars.run.contracts import (
     GroundingCounts,
     GroundingSummary,
     HypothesisRecord,
+    IdeaPart,
     IdeationOutput,
     Plan,
     PlanningOutput,
@@ -545,7 +546,7 @@ def lay_out(ctx: StageContext, m: Material, drawing: frozenset[str] = frozenset(
     """The harness's related work, the figures (``drawing``: files still being drawn) and the appendix."""
     related = related_work_text(m.hypothesis, m.idea.related, m.keys, m.source)
     figures = figures_from(m.results, ctx.project_dir, m.numbers, drawing)
-    appendix = code_appendix(m.results, ctx.run_dir, m.numbers)
+    appendix = code_appendix(m.results, ctx.run_dir, m.numbers, m.hypothesis.parts)
     return Layout(material=m, related=related, figures=figures, appendix=appendix, project_id=ctx.project_id)
 
 
@@ -626,8 +627,11 @@ def figures_from(
 MAX_DIFF_LINES = 300  # of the winning code's diff shown in the appendix
 
 
-def code_appendix(results: Results, run_dir: Path, numbers: Numbers) -> list[Section]:
-    """The appendix on the search over programs: what it tried and, when one won, the winning diff."""
+def code_appendix(
+    results: Results, run_dir: Path, numbers: Numbers, parts: list[IdeaPart] | None = None
+) -> list[Section]:
+    """The appendix on the search over programs: what it tried and, when one won, the winning diff with what each
+    of the idea's named code ``parts`` does and the ablation that switches it off."""
     code = results.code
     if code is None or not code.nodes:
         return []
@@ -655,11 +659,20 @@ def code_appendix(results: Results, run_dir: Path, numbers: Numbers) -> list[Sec
         if code.fresh_seeds
         else ""
     )
+    ablations = [p.split(":")[0] for p in code.parts]
     body = f"{tried} The winning version runs as condition code{fresh}; its changes against the template are below" + (
-        f", and each is removed in turn by the ablations {', '.join(p.split(':')[0] for p in code.parts)}."
-        if code.parts
-        else "."
+        f", and each is removed in turn by the ablations {', '.join(ablations)}." if code.parts else "."
     )
+    # what each named part does, beside the switch that removes it (a relay reviewer asked what the conditions
+    # named after parts were)
+    said = [
+        f"{p.name} ({numbers.numbers_in(p.what.rstrip('. '), f'ideation.chosen.parts[{i}].what')}; switched off in "
+        f"{f'code-without-{p.name}'})"
+        for i, p in enumerate(parts or [])
+        if p.code and p.what.strip() and f"code-without-{p.name}" in ablations
+    ]
+    if said:
+        body += " The idea's named parts in this code: " + "; ".join(said) + "."
     return [Section(heading="The winning code", body=body, code=shown)]
 
 

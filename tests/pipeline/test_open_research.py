@@ -259,6 +259,10 @@ def test_each_ablation_is_tested_against_the_condition_it_removes_a_part_from(op
     found = paper.split("## Results", 1)[1].split("\n## ", 1)[0]
     assert "Against code itself, removing weight_averaging (condition code-without-weight_averaging) changed" in found
     assert "each ablation (" in found and "exploratory (not in the plan) conditions (code-without" not in found
+    appendix = paper.split("## Appendix: The winning code", 1)[1]
+    assert (
+        "weight_averaging (evaluate the EMA of the weights; switched off in code-without-weight_averaging)" in appendix
+    )
     row = next(line for line in found.splitlines() if line.startswith("| code-without-weight_averaging |"))
     assert (
         "| ablation of code |" in row and "(vs code)" in row and row.endswith("no significant difference (vs code) |")
