@@ -155,6 +155,7 @@ class HypothesisRecord(BaseModel):
     margin: float | None = Field(default=None, gt=0)  # open: the equivalence margin (equivalent), metric units
     parts: list[IdeaPart] = Field(default_factory=list)  # open: what each ablation removes, by name
     risks: list[str] = Field(default_factory=list)  # open: threats to the study's validity, as the model saw them
+    searches: list[str] = Field(default_factory=list)  # open: the model's literature queries for the closest work
     repaired: list[str] = Field(default_factory=list)  # open: what the harness dropped or fixed of the idea, and why
 
 

@@ -451,6 +451,13 @@ async def check_novelty_of(
         text = f"{hypothesis.title}. {hypothesis.statement}"
         hits, error = await find_related(backend, text, cfg.top_k)
         first_error = first_error or error
+        # a capable model's own queries find what the statement's words miss: the relay run's digits idea, searched
+        # by its statement alone, missed the corpus's CNN-vs-fully-connected sample-complexity papers, and both
+        # reviewers named them missing
+        for query in record.searches:
+            found, error = await find_related(backend, query, cfg.top_k)
+            first_error = first_error or error
+            hits += [h for h in found if h.record.id not in {k.record.id for k in hits}]
         record.related = [related_entry(h, text) for h in hits]
         abstracts = record.source == "open"  # the embedded model's 8k window holds titles only
         verdicts[i] = record.novelty = await check_novelty(llm, hypothesis, record.related, cfg, abstracts)

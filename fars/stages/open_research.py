@@ -68,6 +68,9 @@ class Idea(BaseModel):
     effect: float = Field(gt=0, description="the predicted difference in metric units, or the equivalence margin")
     parts: list[PartDraft] = Field(min_length=1, max_length=4)
     risks: list[Annotated[str, StringConstraints(min_length=3, max_length=240)]] = Field(min_length=1, max_length=3)
+    searches: list[Annotated[str, StringConstraints(min_length=3, max_length=120)]] = Field(
+        default_factory=list, max_length=3, description="short literature search queries for the closest prior work"
+    )
 
 
 def ideas_schema(count: int) -> type[BaseModel]:
@@ -134,8 +137,10 @@ def ideas_prompt(
                 "express; the prediction (better, worse, or equivalent) with its size in metric units (for "
                 "equivalent: the margin within which the difference counts as none); one to four named parts, each "
                 "removable by one ablation (a part lists the settings it changes, or none if it is code); and the "
-                "main risks to the study's validity. Change as few things as the mechanism needs: every extra "
-                "setting is another part to ablate."
+                "main risks to the study's validity; and two or three short literature search queries (a few "
+                "words each, as you would type them into a paper search) that would find the closest prior work on "
+                "the idea's question. Change as few things as the mechanism needs: every extra setting is another "
+                "part to ablate."
             ),
         },
     ]
@@ -212,6 +217,7 @@ def open_record(spec: TemplateSpec, idea: Idea) -> HypothesisRecord:
         margin=idea.effect if prediction == "equivalent" else None,
         parts=parts,
         risks=[r.strip() for r in idea.risks],
+        searches=[q.strip() for q in idea.searches if q.strip()],
         repaired=repaired,
     )
 

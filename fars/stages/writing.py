@@ -513,7 +513,7 @@ def draft_prompt(m: Material) -> list[dict[str, str]]:
             return f"[@{e.key}] {e.title}"
         return f"[@{e.key}] {e.title}" + (f" ({e.year})" if e.year else "") + (f": {said}" if said else "")
 
-    citable = "\n".join(listed(e) for e in m.bibliography[:6])
+    citable = "\n".join(listed(e) for e in m.bibliography[: 10 if open_mode else 6])
     own = ""  # open research: the model's mechanism and its analysis of the results, which the discussion follows
     if open_mode:
         own = f"Mechanism: {m.hypothesis.mechanism}\n"

@@ -38,6 +38,7 @@ IDEAS = {
                 "Adam may only move the best learning rate, so a rate check of the baseline is needed",
                 "two seeds cannot separate a 0.01 part from noise",
             ],
+            "searches": ["stochastic weight averaging flat minima", "Adam dropout generalization"],
         },
         {
             "title": "Warm restarts let small networks escape sharp minima",

@@ -239,6 +239,10 @@ def test_the_model_writes_the_related_work_from_the_works_abstracts_and_cites_on
     references = paper.split("## References", 1)[1].split("\n## ", 1)[0]
     assert "Lookaround Optimizer" in references and "Autonomous Reinforcement Learning" not in references
     assert "[4]" not in references
+    # the model's own search queries found works its statement's words did not
+    chosen = IdeationOutput.model_validate(_stored(open_run, "hypotheses.json")).require_chosen()
+    assert chosen.searches == ["stochastic weight averaging flat minima", "Adam dropout generalization"]
+    assert any(r.title.startswith("Stochastic Weight Averaging in Parallel") for r in chosen.related)
     for bookkeeping in ("corpus", "retrieved", "found in", "similarity"):
         assert bookkeeping not in related
     # a sentence on other work is not read as a claim about ours ("degrades", "method"), so it is kept whole
