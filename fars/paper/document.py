@@ -95,7 +95,7 @@ def table_chars(widths: dict[int, int]) -> int:
     return sum(widths.values()) + PAD_CHARS * len(widths)
 
 
-def _latex_table(t: ResultsTable) -> list[str]:
+def _latex_table(t: ResultsTable, place: str = "H") -> list[str]:
     """A booktabs table that is never enlarged and only shrunk to the text width when it still does not fit; a
     column with a long cell (Table 1's seed-design sentence) wraps instead, so the table keeps a readable size
     (the second relay run's PDF shrank Table 1 to an unreadable few points to fit that one sentence)."""
@@ -116,7 +116,7 @@ def _latex_table(t: ResultsTable) -> list[str]:
         for i in range(len(t.header))
     )
     return [
-        r"\begin{table}[H]",
+        rf"\begin{{table}}[{place}]",
         rf"\centering{size}",
         r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
         r"\begin{tabular}{" + spec + "}",
@@ -479,7 +479,10 @@ def render_latex(paper: Paper, numbers: Numbers | None = None) -> str:
                 "",
             ]
             if section.table is not None:
-                body += _latex_table(section.table)
+                # a section's table (the setup's) may float to the next page's top while the text goes on: held
+                # here, the relay run's tall Table 1 left most of page 2 empty; it still comes well before the
+                # references, which the results table and figures are held to precede
+                body += _latex_table(section.table, "!htbp")
         if index == anchor:
             body += _latex_table(paper.table)
             for fig in paper.figures:

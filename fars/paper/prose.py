@@ -464,14 +464,14 @@ def setup_table(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Resul
     count = numbers.num(len(plan.seeds), "plan.seeds#count", "{:d}")
     rows.append(["seeds per condition", count, numbers.numbers_in(seeds_reason(plan), "plan.seed_design.reason")])
     for i, c in enumerate(plan.conditions[1:], 1):
-        changed = [f"{slot}: {option_label(spec, slot, option)}" for slot, option in c.components.items()]
+        changed = [option_label(spec, slot, option) for slot, option in c.components.items()]  # "CNN architecture"
         changed += [f"{k} = {_cell(numbers, v, f'plan.conditions[{i}].knobs.{k}')}" for k, v in c.knobs.items()]
         rows.append([f"condition {c.name}", "; ".join(changed) or "as the baseline", c.role])
     planned = {c.name for c in plan.conditions}
     for name, row in (results.conditions if results else {}).items():
         if name in planned or row.role != "followup":
             continue
-        changed = [f"{slot}: {option_label(spec, slot, option)}" for slot, option in row.components.items()]
+        changed = [option_label(spec, slot, option) for slot, option in row.components.items()]
         changed += [f"{k} = {_cell(numbers, v, f'results.conditions.{name}.knobs.{k}')}" for k, v in row.knobs.items()]
         rows.append([f"condition {name}", "; ".join(changed) or "as the baseline", "follow-up (after the results)"])
     return ResultsTable(
