@@ -115,7 +115,8 @@ RELATED_ASK = (
     "The related work is one paragraph that places this study among the works listed: say in a clause what each work "
     "you cite studied or found, as its abstract states it, and how this study differs; cite only works that bear on "
     "the hypothesis or its setting, and where none does, say so in one sentence instead of citing. State no numbers "
-    "of those works, and cite no work that is not listed."
+    "of those works, and cite no work that is not listed. Write it as a paper's section: the reader never sees the "
+    "list, so do not mention it ('the listed works', 'the other works shown') or the works you leave out."
 )
 DRAFT_TEXTS = [f.description or "" for f in OpenDraft.model_fields.values()] + [
     "Write the title, abstract, introduction and discussion of a short paper.",
