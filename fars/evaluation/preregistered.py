@@ -111,6 +111,11 @@ def _verdict(
 def test_words(outcome: ComparisonOutcome, higher_is_better: bool) -> str:
     """The test behind ``outcome.p_value``, in words (as ``claim_p`` chose it)."""
     if outcome.prediction == "equivalent" and outcome.tost_p is not None:
+        if outcome.verdict in ("better", "worse"):  # equivalence failed, and the interval lies past the margin
+            return (
+                "TOST against the pre-registered margin (not equivalent: the difference's interval lies wholly "
+                "beyond the margin)"
+            )
         return "TOST against the pre-registered margin"
     if outcome.prediction in ("better", "worse") and outcome.difference is not None:
         improves = higher_is_better == (outcome.prediction == "better")

@@ -204,9 +204,12 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
                 "—"
                 if cond.p_adjusted is None
                 else numbers.num(cond.p_adjusted, f"{path}.p_adjusted", "{:.3g}")
-                + (f" ({cond.family})" if cond.family else ""),
+                + (
+                    f" ({cond.family}{', TOST' if (cond.test or '').startswith('TOST') else ''})" if cond.family else ""
+                ),
                 seeds,
-                cond.verdict,
+                cond.verdict
+                + (" (interval beyond the margin)" if "lies wholly beyond the margin" in (cond.test or "") else ""),
             ]
         )
     direction = "higher" if results.higher_is_better else "lower"
@@ -215,7 +218,7 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
     present |= {"secondary"} if ablations else set()
     families = bool(present)
     tests = (
-        _family_tests(present)
+        _family_tests(present, next((c.test for c in results.conditions.values() if c.family == "primary"), None))
         if families
         else "the two-sided Welch t-test against the baseline after Holm's correction over every condition"
     )
@@ -259,12 +262,19 @@ def _registered(results: Results, name: str) -> tuple[int, ComparisonOutcome] | 
     )
 
 
-def _family_tests(present: AbstractSet[str]) -> str:
+def _family_tests(present: AbstractSet[str], primary_test: str | None = None) -> str:
     """The caption's words on the tests, naming only the families the table has: a two-condition study's caption
-    described secondary and exploratory families it did not have, and a relay run's reviewer read it as boilerplate."""
+    described secondary and exploratory families it did not have, and a relay run's reviewer read it as boilerplate.
+    The primary's words follow its registered test (``primary_test``): a relay paper's caption called a TOST
+    one-sided."""
     said = []
     if "primary" in present:
-        said.append("the pre-registered primary (one-sided in the predicted direction, uncorrected)")
+        how = (
+            "TOST against its pre-registered equivalence margin, uncorrected"
+            if (primary_test or "").startswith("TOST")
+            else "one-sided in the predicted direction, uncorrected"
+        )
+        said.append(f"the pre-registered primary ({how})")
     named = (
         ("secondary", "the pre-registered secondary"),
         ("exploratory", "the exploratory conditions (not in the plan)"),

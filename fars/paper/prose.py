@@ -143,6 +143,17 @@ def test_clause(numbers: Numbers, results: Results, name: str) -> str:
     parts = []
     if row.difference is not None:
         parts.append(f"a difference of {numbers.num(row.difference, _path(name, 'difference'), '{:+.4f}')}")
+    # the primary's difference with its interval: a relay paper said "a gain of the predicted size is unlikely
+    # given the interval of the difference", and its reviewer found no such interval in it
+    i, primary = next(
+        ((i, o) for i, o in enumerate(results.comparisons) if o.family == "primary" and o.candidate == name), (0, None)
+    )
+    if parts and primary is not None and primary.ci_low is not None and primary.ci_high is not None:
+        level = numbers.num(100 * primary.confidence, f"results.comparisons[{i}].confidence", "{:g}%")
+        parts[0] += (
+            f" ({level} interval {numbers.num(primary.ci_low, f'results.comparisons[{i}].ci_low', '{:+.4f}')} to "
+            f"{numbers.num(primary.ci_high, f'results.comparisons[{i}].ci_high', '{:+.4f}')})"
+        )
     stats = []
     if row.effect_size is not None:
         stats.append(f"Hedges' g = {numbers.num(row.effect_size, _path(name, 'effect_size'), '{:.2f}')}")
@@ -150,6 +161,10 @@ def test_clause(numbers: Numbers, results: Results, name: str) -> str:
         test = row.test or ""
         kind = "TOST" if test.startswith("TOST") else "one-sided Welch" if test.startswith("one-sided") else "Welch"
         stats.append(f"{kind} p = {numbers.num(row.p_vs_baseline, _path(name, 'p_vs_baseline'), '{:.3g}')}")
+        if kind == "TOST" and row.verdict in ("better", "worse") and primary is not None and primary.ci_low is not None:
+            # TOST's p says only that equivalence failed; the verdict is the interval's, past the margin (a relay
+            # reviewer read "TOST p = 1: significantly better" as a superiority claim on the wrong test)
+            stats.append("not equivalent, and the difference's whole interval lies beyond the margin")
     else:
         if row.p_vs_baseline is not None:
             stats.append(f"Welch p = {numbers.num(row.p_vs_baseline, _path(name, 'p_vs_baseline'), '{:.3g}')}")

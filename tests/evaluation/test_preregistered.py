@@ -239,3 +239,28 @@ def test_an_inconclusive_secondary_is_judged_against_the_effect_of_interest_not_
     )  # fmt: skip
     assert verdict_words(results, "method").endswith("spans both no difference and the predicted effect)")
     assert verdict_words(results, "method-without-x").endswith("spans both no difference and the effect of interest)")
+
+
+def test_a_failed_equivalence_past_its_margin_says_its_verdict_is_the_intervals_not_tosts() -> None:
+    """A relay paper printed 'a difference of +0.0069 (TOST p = 1): significantly better' and a caption calling
+    the primary one-sided: both reviewers read a superiority claim on the wrong test. The paper now gives the
+    difference's interval, says the verdict is the interval's, past the margin, and the caption names TOST."""
+    far = [b + 0.05 for b in BASE]
+    [outcome] = judge({"baseline": BASE, "method": far}, [primary(prediction="equivalent", margin=0.02)],
+                      alpha=0.05, higher_is_better=True)  # fmt: skip
+    assert outcome.verdict == "better" and outcome.tost_p is not None and outcome.tost_p > 0.5
+    table = {"baseline": _row(BASE, "baseline"), "method": _row(far, base=BASE)}
+    table["baseline"].verdict = "baseline"
+    adopt_registered(table, [outcome], 0.05, True)
+    results = Results(template="digits", metric="val_accuracy", higher_is_better=True, knob="lr", steps=40,
+                      alpha=0.05, conditions=table, best="method", engine=EngineInfo(name="plain", parameters=10),
+                      comparisons=[outcome])  # fmt: skip
+    numbers = Numbers()
+    said = numbers.plain(findings(results, numbers))
+    assert f"(95% interval {outcome.ci_low:+.4f} to {outcome.ci_high:+.4f})" in said
+    assert "TOST p = " in said and "not equivalent, and the difference's whole interval lies beyond the margin" in said
+    numbers = Numbers()
+    shown = results_table(results, numbers)
+    assert "the pre-registered primary (TOST against its pre-registered equivalence margin" in shown.caption
+    row = [numbers.plain(c) for c in shown.rows[1]]
+    assert row[6].endswith("(primary, TOST)") and row[8] == "better (interval beyond the margin)"
