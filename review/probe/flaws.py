@@ -4,8 +4,9 @@ Each flaw kind changes a paper in one way a good reviewer should notice, and say
 
 * ``contradicting_numbers``: a sentence that cites a results-table number wrongly, right before the
   table, and the prose mentions of that number changed to match the wrong one (expect: lower score);
-* ``baseline_removed``: every comparison deleted: the results tables, every sentence that compares with
-  baselines or prior methods, and every sentence naming a method the tables labelled (expect: lower);
+* ``baseline_removed``: every comparison deleted: the results tables, every sentence (across PDF line breaks,
+  figure captions included) that compares with baselines or prior methods or one condition with another, and
+  every sentence naming a method the tables labelled (expect: lower);
 * ``overclaiming``: claims beyond any evidence added to the abstract and the conclusion (expect: lower);
 * ``broken_equation``: an invalid derivation step added where the method is set out (expect: lower);
 * ``padding``: generic filler, about half the paper's length again, spread over its sections:
@@ -61,14 +62,25 @@ FILLER = (
     "Further discussion of these general themes can be found throughout the literature.",
     "Overall, the topic remains an active and important area of ongoing investigation.",
 )
-_BASELINE_WORDS = re.compile(
-    r"\b(?:baselines?|compared\s+(?:to|with|against)|comparisons?|outperform\w*|state[- ]of[- ]the[- ]art|sota|"
-    r"prior\s+(?:methods?|approaches|work)|competing|existing\s+methods?)\b",
+# a sentence that compares: with baselines or prior methods, or one condition with another ("better policies than
+# RL without expert data", "gains of 3 points over CQL", "with and without CTS")
+_COMPARES = re.compile(
+    r"\b(?:baselines?|compar(?:e|es|ed|ing|ison|isons|able|atively)|outperform\w*|underperform\w*|"
+    r"state[- ]of[- ]the[- ]art|sota|prior\s+(?:methods?|approaches|work)|competing|existing\s+methods?|versus|vs\.?|"
+    r"beats?|surpass\w*|(?:superior|inferior)\s+to|relative\s+to|with\s+and\s+without)\b"
+    r"|\b(?!rather\b|other\b)(?:\w+er|more|less|fewer)\b(?:\s+[\w-]+){0,4}?\s+than\b"
+    r"|\b(?:improve[sd]?|improvements?|gains?|advantages?)\s+(?:[\w-]+\s+){0,4}?(?:on|upon|over)\b",
     re.I,
 )
-_VERSUS = re.compile(
-    r"\b(?:(?:better|worse|higher|lower|faster|slower|stronger|weaker)\s+than|versus|vs\.?|beats?|"
-    r"improves?\s+(?:on|upon|over)|relative\s+to|surpass\w*|superior\s+to|inferior\s+to)\b",
+# where a sentence ends in running text (PDF text breaks lines inside sentences), not after "et al." or "Fig."
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?])(?<!\bal\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bFig\.)(?<!\bEq\.)(?<!\bvs\.)(?<!\bSec\.)(?<!\bTab\.)"
+    r"(\s+)(?=[A-Z(\[\d])"
+)
+_CAPTION = re.compile(r"\s*(?:Figure|Fig\.|Table)\s*\d+\s*[:.]", re.I)
+_CAPTION_WORDS = re.compile(
+    r"\b(?:plots?|curves?|(?:dashed|dotted|solid)\s+\w*\s*lines?|legend|shaded|panels?|left|right|middle|"
+    r"averaged\s+over|error\s+bars?)\b",
     re.I,
 )
 # a method's or setting's name as tables label it: a capitalised word with a capital or digit inside or a joined part
@@ -195,27 +207,53 @@ def plant_contradicting_numbers(paper: PaperText, rng: random.Random) -> tuple[s
     )
 
 
+def _labelled_row(line: str) -> bool:
+    """A short table row as PDF extraction leaves it: a name and numbers ("XLNet-large 89.7/95.1", "RoBERTa-base — 90.6")."""
+    words = line.split()
+    if not words or len(line) >= 160 or not _method_like(words[0].strip("*_")):
+        return False
+    numbers = _TABLE_NUMBER.findall(line)
+    cells = [w for w in words[1:] if re.fullmatch(r"[-—–±/()%*_\d.,]+", w)]
+    return bool(numbers) and (len(cells) == len(words) - 1 or (len(numbers) >= 2 and len(numbers) >= 0.5 * len(words)))
+
+
 def _table_lines(lines: list[str]) -> set[int]:
     """The lines of a paper's tables: rows with numbers (Markdown or as PDF extraction leaves them), Markdown rules
     and header rows, and the line just above each block of rows (the header naming the methods or datasets)."""
-    rows = {i for i, line in enumerate(lines) if _table_row(line) or line.count("|") >= 3}
+    rows = {
+        i
+        for i, line in enumerate(lines)
+        if _table_row(line) or _labelled_row(line) or (line.lstrip().startswith("|") and line.count("|") >= 3)
+    }
     return rows | {i - 1 for i in rows if i > 0 and i - 1 not in rows and lines[i - 1].strip()}
+
+
+def _references_span(paper: PaperText) -> tuple[int, int]:
+    """Where the reference list lies in the text (its entries name compared methods in their titles: kept)."""
+    starts = _section_starts(paper)
+    for n, (heading, offset) in enumerate(starts):
+        if re.search(r"reference|bibliograph", heading, re.I):
+            return offset, starts[n + 1][1] if n + 1 < len(starts) else len(paper.text)
+    return len(paper.text), len(paper.text)
 
 
 def plant_baseline_removed(paper: PaperText, rng: random.Random) -> tuple[str, Planted]:
     """Delete every comparison: the results tables (in ML papers, the rows and columns of compared methods),
-    every sentence that compares with baselines or prior methods, and every sentence naming a method or setting
-    that the tables label but the title and abstract do not. The paper keeps its own method and its own numbers
-    in prose, so what a reviewer should find missing is the comparison, not the results (deleting only sentences
-    with the word "baseline" left PDF tables that compare methods, and a capable reviewer rightly said baselines
-    were compared)."""
-    lines = paper.text.splitlines(keepends=True)
+    every sentence that compares (with baselines or prior methods, or one condition with another), and every
+    sentence naming a method or setting that the tables label but the title and abstract do not. Sentences are
+    whole sentences of running text, across the line breaks of PDF extraction, and figure captions go with them.
+    The paper keeps its own method and its own numbers in prose, so what a reviewer should find missing is the
+    comparison, not the results. (Deleting only sentences with the word "baseline" left PDF tables that compare
+    methods; deleting within lines left figure captions and sentences across line breaks that still compared
+    "CTS vs normal sampling vs RL without data", and a capable reviewer rightly said baselines were compared.)"""
+    text = paper.text
+    lines = text.splitlines(keepends=True)
     in_tables = _table_lines(lines)
     removed = [lines[i].strip() for i in sorted(in_tables) if lines[i].strip()]
     tables = len(removed)
     # the paper's own method and its datasets are named in its title and abstract; compared methods, mostly not
     sections = [s.text for s in paper.sections if norm_title(s.heading).startswith("abstract")]
-    abstract = sections[0][:3000] if sections else paper.text[:1500]
+    abstract = sections[0][:3000] if sections else text[:1500]
     own = {w.lower() for w in _NAME.findall(f"{paper.title} {abstract}")}
     labels = {
         w
@@ -228,25 +266,51 @@ def plant_baseline_removed(paper: PaperText, rng: random.Random) -> tuple[str, P
         if labels
         else None
     )
-    out_lines = []
+    refs_from, refs_to = _references_span(paper)
+    out: list[str] = []
+    at = length = 0
+    span = [len(text), len(text)]  # the references' span in the text with table lines blanked
     for i, line in enumerate(lines):
-        if i in in_tables:
-            continue
-        kept = []
-        for piece in re.split(r"(?<=[.!?])(\s+)", line):
-            compares = _BASELINE_WORDS.search(piece) or _VERSUS.search(piece) or (named and named.search(piece))
-            if piece.strip() and compares and len(piece) > 20:
-                removed.append(piece.strip())
+        for k, edge in enumerate((refs_from, refs_to)):
+            if at >= edge and span[k] == len(text):
+                span[k] = length
+        at += len(line)
+        if i in in_tables and not refs_from <= at - len(line) < refs_to:
+            line = "\n"
+        out.append(line)
+        length += len(line)
+    kept_text = "".join(out)
+    refs_from, refs_to = min(span[0], len(kept_text)), min(span[1], len(kept_text))
+    sentences = 0
+
+    def drop(block: str) -> str:
+        nonlocal sentences
+        pieces = _SENTENCE_END.split(block)
+        caption = False  # inside a dropped caption: its sentences about the plot's lines go with it
+        for k in range(0, len(pieces), 2):
+            piece = pieces[k]
+            compares = len(piece.strip()) > 20 and (_COMPARES.search(piece) or (named and named.search(piece)))
+            if compares or (caption and _CAPTION_WORDS.search(piece)):
+                removed.append(" ".join(piece.split()))
+                sentences += 1
+                pieces[k] = ""
+                caption = caption or bool(_CAPTION.match(piece))
             else:
-                kept.append(piece)
-        out_lines.append("".join(kept) if kept else "\n")
+                caption = False
+        return "".join(pieces)
+
+    def dropped(span: str) -> str:  # blocks between blank lines, each split into sentences
+        return "".join(p if k % 2 else drop(p) for k, p in enumerate(re.split(r"(\n\s*\n)", span)))
+
+    kept = dropped(kept_text[:refs_from]) + kept_text[refs_from:refs_to] + dropped(kept_text[refs_to:])
+    result = re.sub(r"\n(?:[ \t]*\n){2,}", "\n\n", kept)  # the gaps left behind
     if len(removed) < 2:
-        return paper.text, Planted(kind="baseline_removed", applicable=False, note="fewer than 2 comparison sentences")
-    return "".join(out_lines), Planted(
+        return text, Planted(kind="baseline_removed", applicable=False, note="fewer than 2 comparison sentences")
+    return result, Planted(
         kind="baseline_removed",
         applicable=True,
         removed=removed,
-        note=f"{tables} table line(s) and {len(removed) - tables} comparison sentence(s) removed"
+        note=f"{tables} table line(s) and {sentences} comparison sentence(s) removed"
         + (f"; names from the tables, not in the title or abstract: {', '.join(sorted(labels)[:8])}" if labels else ""),
         chars_removed=sum(map(len, removed)),
     )

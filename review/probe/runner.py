@@ -196,6 +196,13 @@ JUDGED: dict[str, str] = {
 }
 
 
+# flaws whose checklist item's "no" does not name them: the quoted ones, and the judged ones. baselines_compared:
+# a capable reviewer answered it "no" on 2 of 4 untouched originals of the next relay probe, each with real
+# evidence (an analysis paper that runs only its own models; a method compared only with its own variants), so
+# on the originals it measures the papers, not the plant; its "no" rates are still reported, copy and original
+ITEM_SAYS_NOTHING = QUOTE_ONLY | frozenset(JUDGED)
+
+
 class Judgement(BaseModel):
     """A judge's answer: does the review's criticism name the flaw asked about, and the words that do."""
 
@@ -224,11 +231,11 @@ def judgement_key(review_id: str, kind: str) -> str:
 
 def names_flaw(kind: str, review: PaperReview, planted: Planted, judged: bool | None = None) -> bool:
     """Whether ``review`` names flaw ``kind``: its checklist item answered "no" (by a reviewer with evidence, or by
-    the harness's injection scan; not for ``QUOTE_ONLY`` kinds), a criticism quoting what was planted, or a judge
+    the harness's injection scan; not for ``ITEM_SAYS_NOTHING`` kinds), a criticism quoting what was planted, or a judge
     saying the review names it (``judged``, for ``JUDGED`` kinds). The same rule on the original's review gives
     the base rate (the original holds no planted text to quote)."""
     item = CHECKLIST_ITEM.get(kind)
-    if item is not None and kind not in QUOTE_ONLY and says_no([m.checklist for m in review.reviews], item):
+    if item is not None and kind not in ITEM_SAYS_NOTHING and says_no([m.checklist for m in review.reviews], item):
         return True
     if kind == "injection" and review.injection_flagged:
         return True
@@ -540,7 +547,8 @@ def probe_markdown(report: ProbeReport, plots: list[Path]) -> str:
         f"{len(report.failures)} review(s) failed. Intervals: {report.bootstrap_draws} bootstrap resamples of papers, 95%. "
         f"A change counts when its interval excludes 0 and its mean reaches {report.min_effect:g} rating points. "
         "Named: a reviewer answered the flaw's checklist item 'no' (not for "
-        f"{', '.join(sorted(QUOTE_ONLY))}, whose items capable reviewers answer 'no' for real papers' own faults), "
+        f"{', '.join(sorted(ITEM_SAYS_NOTHING))}, whose items capable reviewers answer 'no' for real papers' own "
+        "faults), "
         "a criticism (weaknesses, questions, checklist evidence) quotes what was planted, or, for "
         f"{', '.join(sorted(JUDGED))} (a deletion: nothing to quote), a judge call says the criticism names it; "
         "named (original): the same rule on the untouched original's review. Item 'no': how often the flaw's "

@@ -88,6 +88,12 @@ def test_a_deleted_baseline_is_named_by_the_judge_asked_alike_of_the_original() 
     asked = judge_prompt("baseline_removed", review)[1]["content"]
     assert "no row for the dense model" in asked and "A pruning paper." not in asked  # criticism only, no summary
     assert JUDGED["baseline_removed"] in asked
+    # a "no" on baselines_compared alone does not name it: a capable reviewer said it of 2 of 4 untouched originals
+    # (an analysis paper running only its own models; a method compared only with its own variants)
+    own_faults = _review(
+        ["Compares only its own variants."], "x", numbers="no", evidence="own variants", item="baselines_compared"
+    )
+    assert item_says_no("baseline_removed", own_faults) and not names_flaw("baseline_removed", own_faults, planted)
 
 
 def test_numbers_named_inconsistent_name_the_planted_contradiction_only_by_quoting_it() -> None:

@@ -14,8 +14,16 @@ from review.calibration.harness import review_all
 from review.checklist import ITEMS, CheckedAnswer
 from review.ingest.injection import scan_paper
 from review.ingest.paper import PaperText, paper_from_text
-from review.probe.flaws import FLAWS, perturb
-from review.probe.runner import ProbeReport, build_copies, build_probe_report, probe_markdown
+from review.probe.flaws import CHECKLIST_ITEM, FLAWS, perturb
+from review.probe.runner import (
+    JUDGED,
+    ProbeReport,
+    build_copies,
+    build_probe_report,
+    criticism,
+    judgement_key,
+    probe_markdown,
+)
 from review.reviewer import MemberReview, PaperReview
 from tests.evaluation.wandb_inspect import inspect_offline_run
 
@@ -99,9 +107,16 @@ def probe(reviewer: Any, tmp_path: Path, n: int = 10) -> ProbeReport:
 
     todo = [p for p in items if p.planted is None or p.planted.applicable]
     reviews, failures, _ = asyncio.run(review_all(todo, one, tmp_path))
+    # a scripted judge for the deletions: does the criticism say the comparison is missing
+    judgements = {
+        judgement_key(review_id, kind): "no comparison with any baseline" in criticism(review, CHECKLIST_ITEM[kind])
+        for review_id, review in reviews.items()
+        for kind in JUDGED
+    }
     return build_probe_report(
-        items, reviews, failures, reviewer=reviewer, name="scripted", kinds=list(FLAWS), draws=300
-    )
+        items, reviews, failures, reviewer=reviewer, name="scripted", kinds=list(FLAWS), draws=300,
+        judgements=judgements,
+    )  # fmt: skip
 
 
 def test_every_flaw_applies_to_a_paper_that_has_what_it_changes() -> None:
@@ -152,6 +167,29 @@ def test_a_deleted_baseline_leaves_no_compared_method_in_tables_or_prose() -> No
     assert "names from the tables, not in the title or abstract: Longformer-base, RoBERTa-base" in planted.note, (
         planted.note
     )
+
+
+def test_a_deleted_baseline_takes_comparisons_across_line_breaks_and_in_captions() -> None:
+    """A relay probe's reviewer answered "baselines compared: yes" on a copy whose comparisons lived in figure
+    captions and in sentences broken over PDF lines ("using the expert data ... induce better policies than /
+    executing the same RL algorithm without expert data"); the references keep the compared methods' titles."""
+    text = (
+        "Confounded imitation\n\nABSTRACT\n\nWe propose CTS, trajectory sampling for confounded expert data.\n\n"
+        "5 EXPERIMENTS\n\nWe train PPO agents on four assistive tasks with 5 seeds each.\nIn all environments, "
+        "using the expert data with CTS was found to\ninduce better policies than executing the same RL algorithm\n"
+        "without expert data. CTS reached a success rate of 0.81 on feeding.\n\nFigure 4: Plots compare "
+        "training curves of CTS and\nnormal sampling. Dashed black lines show RL (without data) scores. Runs "
+        "were averaged over 5 seeds.\nThe cost player uses a step size of 0.1 in line 5 of Algorithm 1.\n\n"
+        "REFERENCES\n\nJ. Ho and S. Ermon. Generative adversarial imitation learning, compared with RL. 2016.\n"
+    )
+    copy, planted = perturb(paper_from_text(text), "baseline_removed")
+    assert copy is not None and planted.applicable, planted.note
+    for gone in ("better policies", "without expert data", "Plots compare", "Dashed black lines", "averaged over"):
+        assert gone not in copy.text, (gone, copy.text)
+    for kept in ("We propose CTS", "CTS reached a success rate of 0.81", "step size of 0.1", "5 seeds each",
+                 "imitation learning, compared with RL"):  # fmt: skip
+        assert kept in copy.text, (kept, copy.text)
+    assert "\n\n\n" not in copy.text
 
 
 def test_the_probe_tells_an_ignoring_reviewer_from_a_catching_one(tmp_path: Path) -> None:
