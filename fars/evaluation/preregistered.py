@@ -16,7 +16,7 @@ from typing import Literal
 
 from fars.evaluation import design
 from fars.evaluation.stats import holm
-from fars.run.contracts import Comparison, ComparisonOutcome
+from fars.run.contracts import Comparison, ComparisonOutcome, TestKind
 
 
 def judge(
@@ -62,7 +62,12 @@ def _tested(
     if comparison.margin is not None:
         outcome.tost_p = design.tost(reference, candidate, comparison.margin)
     outcome.p_value = claim_p(difference, comparison, higher_is_better, outcome.tost_p)
+    outcome.two_sided_p = _two_sided(difference)
     return outcome
+
+
+def _two_sided(difference: design.Difference) -> float:
+    return min(1.0, 2 * min(design.one_sided_p(difference, "greater"), design.one_sided_p(difference, "less")))
 
 
 def claim_p(
@@ -72,7 +77,7 @@ def claim_p(
     direction. Against the prediction, or none made: the two-sided test. Equivalence: TOST."""
     if comparison.prediction == "equivalent" and tost_p is not None:
         return tost_p
-    two_sided = min(1.0, 2 * min(design.one_sided_p(difference, "greater"), design.one_sided_p(difference, "less")))
+    two_sided = _two_sided(difference)
     if comparison.prediction not in ("better", "worse"):
         return two_sided
     improves = higher_is_better == (comparison.prediction == "better")  # the metric is predicted to rise
@@ -108,20 +113,32 @@ def _verdict(
     )
 
 
-def test_words(outcome: ComparisonOutcome, higher_is_better: bool) -> str:
-    """The test behind ``outcome.p_value``, in words (as ``claim_p`` chose it)."""
+def test_kind(outcome: ComparisonOutcome, higher_is_better: bool) -> TestKind:
+    """Which test ``outcome.p_value`` comes from (as ``claim_p`` chose it)."""
     if outcome.prediction == "equivalent" and outcome.tost_p is not None:
-        if outcome.verdict in ("better", "worse"):  # equivalence failed, and the interval lies past the margin
-            return (
-                "TOST against the pre-registered margin (not equivalent: the difference's interval lies wholly "
-                "beyond the margin)"
-            )
-        return "TOST against the pre-registered margin"
+        return "tost-beyond-margin" if outcome.verdict in ("better", "worse") else "tost"
     if outcome.prediction in ("better", "worse") and outcome.difference is not None:
         improves = higher_is_better == (outcome.prediction == "better")
         if (outcome.difference > 0) == improves and outcome.difference != 0:
-            # (no "better"/"worse" here: the sentence names conditions, and the claim check reads those words as claims)
-            return "one-sided Welch t-test in the predicted direction"
+            return "one-sided"
+        return "two-sided-against"
+    return "two-sided"
+
+
+def test_words(outcome: ComparisonOutcome, higher_is_better: bool) -> str:
+    """The test behind ``outcome.p_value``, in words (as ``claim_p`` chose it)."""
+    kind = test_kind(outcome, higher_is_better)
+    if kind == "tost-beyond-margin":  # equivalence failed, and the interval lies past the margin
+        return (
+            "TOST against the pre-registered margin (not equivalent: the difference's interval lies wholly "
+            "beyond the margin)"
+        )
+    if kind == "tost":
+        return "TOST against the pre-registered margin"
+    if kind == "one-sided":
+        # (no "better"/"worse" here: the sentence names conditions, and the claim check reads those words as claims)
+        return "one-sided Welch t-test in the predicted direction"
+    if kind == "two-sided-against":
         # the registered test is one-sided, and a result against it scores 1 - p/2 there (the t is symmetric):
         # both are said, so a reader who sees "one-sided" in the plan is not left with an unexplained two-sided
         # p (the fourth relay run's reviewers both asked which one was pre-registered)

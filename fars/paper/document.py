@@ -10,7 +10,8 @@ can never run TeX code.
 from __future__ import annotations
 
 import re
-from collections.abc import Set as AbstractSet
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -204,21 +205,23 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
                 "—"
                 if cond.p_adjusted is None
                 else numbers.num(cond.p_adjusted, f"{path}.p_adjusted", "{:.3g}")
+                + (f" ({cond.family}{_KIND_CELL.get(cond.test_kind or '', '')})" if cond.family else "")
                 + (
-                    f" ({cond.family}{', TOST' if (cond.test or '').startswith('TOST') else ''})" if cond.family else ""
+                    f"; two-sided {numbers.num(cond.p_two_sided, f'{path}.p_two_sided', '{:.3g}')}"
+                    if cond.p_two_sided is not None
+                    else ""
                 ),
                 seeds,
-                cond.verdict
-                + (" (interval beyond the margin)" if "lies wholly beyond the margin" in (cond.test or "") else ""),
+                cond.verdict + (" (interval beyond the margin)" if cond.test_kind == "tost-beyond-margin" else ""),
             ]
         )
     direction = "higher" if results.higher_is_better else "lower"
     ablations = [n for n in results.conditions if _registered(results, n) is not None]
-    present = {c.family for n, c in results.conditions.items() if c.family and n not in ablations}
-    present |= {"secondary"} if ablations else set()
-    families = bool(present)
+    members: Counter[str] = Counter(c.family for n, c in results.conditions.items() if c.family and n not in ablations)
+    members["secondary"] += len(ablations)
+    families = any(members.values())
     tests = (
-        _family_tests(present, next((c.test for c in results.conditions.values() if c.family == "primary"), None))
+        _family_tests(members, next((c.test_kind for c in results.conditions.values() if c.family == "primary"), None))
         if families
         else "the two-sided Welch t-test against the baseline after Holm's correction over every condition"
     )
@@ -262,31 +265,40 @@ def _registered(results: Results, name: str) -> tuple[int, ComparisonOutcome] | 
     )
 
 
-def _family_tests(present: AbstractSet[str], primary_test: str | None = None) -> str:
-    """The caption's words on the tests, naming only the families the table has: a two-condition study's caption
-    described secondary and exploratory families it did not have, and a relay run's reviewer read it as boilerplate.
-    The primary's words follow its registered test (``primary_test``): a relay paper's caption called a TOST
-    one-sided."""
+# the primary's test, in the table's p cell and in the caption (``ConditionResult.test_kind``)
+_KIND_CELL = {"tost": ", TOST", "tost-beyond-margin": ", TOST", "two-sided-against": ", two-sided"}
+_KIND_CAPTION = {
+    "tost": "TOST against its pre-registered equivalence margin, uncorrected",
+    "tost-beyond-margin": "TOST against its pre-registered equivalence margin, uncorrected, with the two-sided Welch "
+    "p beside it: equivalence failed and the verdict is the difference's interval, wholly past the margin",
+    "one-sided": "one-sided in the predicted direction, uncorrected",
+    "two-sided-against": "two-sided, uncorrected: registered one-sided, the result went against the predicted "
+    "direction",
+    "two-sided": "two-sided, uncorrected",
+}
+
+
+def _family_tests(members: Mapping[str, int], primary_kind: str | None = None) -> str:
+    """The caption's words on the tests, naming only the families the table has, each with its members' count
+    (``members``): a two-condition study's caption described secondary and exploratory families it did not have,
+    and a relay run's reviewer read it as boilerplate. The primary's words follow the test its p came from
+    (``primary_kind``, ``ConditionResult.test_kind``): relay papers' captions called a TOST one-sided, and a
+    one-sided registration reported two-sided "one-sided"; a family of one has no Holm correction to name."""
+    present = {family for family, count in members.items() if count}
     said = []
     if "primary" in present:
-        how = (
-            "TOST against its pre-registered equivalence margin, uncorrected"
-            if (primary_test or "").startswith("TOST")
-            else "one-sided in the predicted direction, uncorrected"
-        )
-        said.append(f"the pre-registered primary ({how})")
+        said.append(f"the pre-registered primary ({_KIND_CAPTION.get(primary_kind or '', _KIND_CAPTION['one-sided'])})")
     named = (
-        ("secondary", "the pre-registered secondary"),
-        ("exploratory", "the exploratory conditions (not in the plan)"),
+        ("secondary", "the pre-registered secondary", "the pre-registered secondary comparison"),
+        ("exploratory", "the exploratory conditions (not in the plan)", "the exploratory condition (not in the plan)"),
     )
-    two_sided = [words for family, words in named if family in present]
-    if two_sided:
-        corrected = (
-            " each family with Holm's correction among itself"
-            if len(two_sided) > 1
-            else " with Holm's correction among itself"
-        )
-        said.append(" and ".join(two_sided) + " two-sided," + corrected)
+    for family, several, one in named:
+        if family in present:
+            said.append(
+                f"{several} two-sided, with Holm's correction among them"
+                if members[family] > 1
+                else f"{one} two-sided, uncorrected (one in its family)"
+            )
     lead = "the test against the baseline in its family: " if len(present) > 1 else "the test against the baseline: "
     return lead + ", ".join(said)
 

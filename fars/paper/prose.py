@@ -158,13 +158,19 @@ def test_clause(numbers: Numbers, results: Results, name: str) -> str:
     if row.effect_size is not None:
         stats.append(f"Hedges' g = {numbers.num(row.effect_size, _path(name, 'effect_size'), '{:.2f}')}")
     if row.family == "primary" and row.p_vs_baseline is not None:  # a family of one: nothing to adjust
-        test = row.test or ""
-        kind = "TOST" if test.startswith("TOST") else "one-sided Welch" if test.startswith("one-sided") else "Welch"
+        kind = {"tost": "TOST", "tost-beyond-margin": "TOST", "one-sided": "one-sided Welch"}.get(
+            row.test_kind or "", "two-sided Welch"
+        )
         stats.append(f"{kind} p = {numbers.num(row.p_vs_baseline, _path(name, 'p_vs_baseline'), '{:.3g}')}")
-        if kind == "TOST" and row.verdict in ("better", "worse") and primary is not None and primary.ci_low is not None:
-            # TOST's p says only that equivalence failed; the verdict is the interval's, past the margin (a relay
-            # reviewer read "TOST p = 1: significantly better" as a superiority claim on the wrong test)
+        if row.test_kind == "tost-beyond-margin":
+            # TOST's p says only that equivalence failed; the verdict is the interval's, past the margin, and the
+            # two-sided Welch p says the difference is real (relay reviewers read "TOST p = 1: significantly
+            # better" as a superiority claim on the wrong test, and asked for the superiority test)
             stats.append("not equivalent, and the difference's whole interval lies beyond the margin")
+            if row.p_two_sided is not None:
+                stats.append(
+                    f"two-sided Welch p = {numbers.num(row.p_two_sided, _path(name, 'p_two_sided'), '{:.3g}')}"
+                )
     else:
         if row.p_vs_baseline is not None:
             stats.append(f"Welch p = {numbers.num(row.p_vs_baseline, _path(name, 'p_vs_baseline'), '{:.3g}')}")
@@ -294,9 +300,11 @@ def tests_sentence(results: Results, numbers: Numbers) -> str:
         if members:
             count = numbers.num(len(members), f"results.conditions#{family}", "{:d}")
             parts.append(
-                f"the {count} {what} condition{'s' if len(members) > 1 else ''} ({', '.join(members)}) "
-                f"{'are' if len(members) > 1 else 'is'} tested two-sided against the baseline with Holm's correction "
-                f"among {'themselves' if len(members) > 1 else 'itself'}"
+                f"the {count} {what} conditions ({', '.join(members)}) are tested two-sided against the baseline "
+                "with Holm's correction among themselves"
+                if len(members) > 1
+                else f"the {what} condition {members[0]} is tested two-sided against the baseline, uncorrected (the "
+                "only one in its family)"
             )
     return sentence_case("; ".join(parts)) + f", each at a level of {alpha}."
 

@@ -288,7 +288,7 @@ class SeedDesign(BaseModel):
     capped: bool = False
     family: Literal["primary", "secondary"] = "primary"  # which comparisons the power is for
     alpha: float | None = None  # the level of the powered test, corrected for its family
-    sides: Literal["greater", "two-sided"] = "greater"
+    sides: Literal["greater", "two-sided", "equivalence"] = "greater"  # equivalence: TOST, effect = its margin
     wanted_power: float | None = None
     effect: float | None = None
     effect_source: str = ""
@@ -333,6 +333,12 @@ class Comparison(BaseModel):
         return self
 
 
+# the test a row's p comes from: TOST (and TOST failed with the whole interval past the margin, whose verdict is
+# the interval's), one-sided in the predicted direction, two-sided as the result went against the registered
+# direction, or two-sided (no direction registered, or an exploratory row)
+TestKind = Literal["tost", "tost-beyond-margin", "one-sided", "two-sided-against", "two-sided"]
+
+
 class ComparisonOutcome(BaseModel):
     """What a pre-registered comparison found: the difference with its Welch t-interval, the p of its claim
     (raw and Holm-adjusted within its family), TOST's p where a margin was set, and the verdict."""
@@ -350,6 +356,7 @@ class ComparisonOutcome(BaseModel):
     p_value: float | None = None
     p_adjusted: float | None = None
     tost_p: float | None = None
+    two_sided_p: float | None = None  # the two-sided Welch p, whatever the claim's test (said beside a failed TOST)
     verdict: Literal["better", "worse", "equivalent", "no significant difference", "inconclusive"]
 
 
@@ -443,6 +450,8 @@ class ConditionResult(BaseModel):
     verdict: Verdict = "untested"
     family: Family | None = None
     test: str | None = None
+    test_kind: TestKind | None = None
+    p_two_sided: float | None = None  # beside a failed TOST: the two-sided Welch p of the difference it found
     registered_against: str | None = None  # an ablation's registered test is against this condition, not the baseline
     wall_s: float = 0.0
     tokens_per_s: float = 0.0

@@ -36,7 +36,7 @@ from experiments.spec import TemplateSpec, load_template
 from fars.code.search import CodeSearch, RunCode, SearchOutcome
 from fars.config import DeepSpeedConfig, ExperimentConfig, FarsConfig, SandboxConfig
 from fars.evaluation.design import t_interval
-from fars.evaluation.preregistered import judge, test_words
+from fars.evaluation.preregistered import judge, test_kind, test_words
 from fars.evaluation.stats import hedges_g, holm, welch_t
 from fars.executor.launch import JobFailed, JobTimeout
 from fars.executor.runner import Runner, RunnerConfigError, runner_problems
@@ -529,12 +529,14 @@ def adopt_registered(
             row.registered_against = elsewhere.get(name)
             continue
         row.family, row.p_vs_baseline, row.p_adjusted = outcome.family, outcome.p_value, outcome.p_adjusted
-        row.test = test_words(outcome, higher_is_better)
+        row.test, row.test_kind = test_words(outcome, higher_is_better), test_kind(outcome, higher_is_better)
+        if row.test_kind == "tost-beyond-margin":
+            row.p_two_sided = outcome.two_sided_p
         row.verdict = "untested" if outcome.p_value is None else outcome.verdict
     sign = 1.0 if higher_is_better else -1.0
     for name, adjusted in holm(exploratory).items():
         row = table[name]
-        row.family, row.p_adjusted = "exploratory", adjusted
+        row.family, row.p_adjusted, row.test_kind = "exploratory", adjusted, "two-sided"
         row.test = (
             f"two-sided Welch t-test against the baseline (descriptive: its registered test is against "
             f"{row.registered_against})"

@@ -587,7 +587,12 @@ def seed_design(
     family: Literal["primary", "secondary"] = "primary" if primary else "secondary"
     members = primary or [c for c in comparisons if c.family == "secondary"]
     alpha = exp.alpha / max(1, len(members))  # Holm's first step: the level the smallest p of the family must pass
-    sides: Literal["greater", "two-sided"] = "greater" if primary else "two-sided"
+    sides: Literal["greater", "two-sided", "equivalence"] = "greater" if primary else "two-sided"
+    if primary and primary[0].prediction == "equivalent" and primary[0].margin:
+        # an equivalence claim is tested by TOST against its margin: the seeds it takes are those that show
+        # equivalence within the margin were the true difference zero (a relay paper sized them for a one-sided
+        # test of a 1-sd effect, and both reviewers asked how that powered a TOST with margin 0.004)
+        sides, effect, source = "equivalence", primary[0].margin, "the pre-registered equivalence margin"
     # a few seeds' estimate (or its floor where they agreed): the power is the one expected over what the true
     # spread may be
     sd = pilot.sd
@@ -648,7 +653,7 @@ def beyond_range(chosen: stats_design.SeedPlan, pilot: Pilot) -> str:
 def sd_source(pilot: Pilot) -> str:
     """Where the design's seed-to-seed sd comes from, for its sentence: the pilot's spread, or its floor."""
     if pilot.sd_floored:
-        return f"a floor at the metric's resolution: the pilot's {len(pilot.values)} seeds gave identical values"
+        return f"a floor at the metric's resolution: {stats_design.floor_cause(pilot.values)}"
     return "the pilot's"
 
 
@@ -656,14 +661,22 @@ def design_sentence(
     chosen: stats_design.SeedPlan, family: str, sides: str, source: str, cap_why: str, sd_from: str = "the pilot's"
 ) -> str:
     """What the seeds can and cannot detect, in one sentence for the plan and the paper."""
-    test = f"the {family} comparison at level {chosen.alpha:.3g} ({'one-sided' if sides == 'greater' else 'two-sided'})"
-    aim = f"an effect of {chosen.effect:.3g} ({source}) at a seed-to-seed sd of {chosen.sd:.3g} ({sd_from}; power expected over its uncertainty)"
+    kind = {"greater": "one-sided", "equivalence": "TOST, the true difference taken as zero"}.get(sides, "two-sided")
+    test = f"the {family} comparison at level {chosen.alpha:.3g} ({kind})"
+    spread = f"a seed-to-seed sd of {chosen.sd:.3g} ({sd_from}; power expected over its uncertainty)"
+    aim = (
+        f"equivalence within a margin of {chosen.effect:.3g} ({source}) at {spread}"
+        if sides == "equivalence"
+        else f"an effect of {chosen.effect:.3g} ({source}) at {spread}"
+    )
     if not chosen.capped:
-        return f"{chosen.seeds} seeds per condition give {chosen.power:.0%} power to detect {aim} in {test}."
+        verb = "show" if sides == "equivalence" else "detect"
+        return f"{chosen.seeds} seeds per condition give {chosen.power:.0%} power to {verb} {aim} in {test}."
     needed = f"{chosen.needed} seeds" if chosen.needed is not None else "more seeds than the search allows"
     detectable = f"{chosen.detectable:.3g}" if math.isfinite(chosen.detectable) else "no finite effect"
+    least = "margin they show equivalence within" if sides == "equivalence" else "effect they detect"
     return (
-        f"{needed} would give {chosen.wanted_power:.0%} power to detect {aim} in {test}, but {cap_why} caps "
-        f"them at {chosen.seeds}: {chosen.power:.1%} power for it; the smallest effect they detect with "
-        f"{chosen.wanted_power:.0%} power is {detectable}."
+        f"{needed} would give {chosen.wanted_power:.0%} power to {'show' if sides == 'equivalence' else 'detect'} "
+        f"{aim} in {test}, but {cap_why} caps them at {chosen.seeds}: {chosen.power:.1%} power for it; the smallest "
+        f"{least} with {chosen.wanted_power:.0%} power is {detectable}."
     )

@@ -369,25 +369,40 @@ def achieved_design(plan: Plan, results: Results, numbers: Numbers) -> str:
     if not design.effect or not design.sd or not design.alpha or not design.wanted_power or base.metric.std <= 0:
         return ""
     sd, n = base.metric.std, base.metric.n
+    spread_path, whose = "results.conditions.baseline.metric.std", "the baseline's own runs gave"
+    primary = next((name for name, r in results.conditions.items() if r.family == "primary"), None)
+    other = results.conditions.get(primary) if primary else None
+    if other is not None and other.metric.n >= 2:
+        # the test's spread is both arms': a relay reviewer named the power "computed from the baseline's sd only"
+        # where the method's runs spread 1.5 times as wide
+        sd, n = math.sqrt((base.metric.std**2 + other.metric.std**2) / 2), min(n, other.metric.n)
+        spread_path, whose = "results#primary_pooled_sd", f"the runs of the baseline and {primary} gave a pooled sd of"
     # a floor is not the pilot's spread: two answerers of the fifth relay run read "the pilot's sd of 0.00278" as
     # a contradiction of the pilot's own 0.0016
     floored = plan.pilot is not None and plan.pilot.sd_floored
     sized_on = (
-        "a seed-to-seed sd floored at the metric's resolution (the pilot's seeds agreed exactly)"
-        if floored
+        f"a seed-to-seed sd floored at the metric's resolution ({stats_design.floor_cause(plan.pilot.values)})"
+        if floored and plan.pilot is not None
         else ("the pilot's seed-to-seed sd")
     )
     power = stats_design.power_of(design.effect, sd, n, design.alpha, design.sides)
     detectable = stats_design.detectable_effect(sd, n, design.alpha, design.wanted_power, design.sides)
-    seen = numbers.num(sd, "results.conditions.baseline.metric.std", "{:.3g}")
+    seen = numbers.num(sd, spread_path, "{:.3g}")
     assumed = numbers.num(design.sd, "plan.seed_design.sd", "{:.3g}")
     effect = numbers.num(design.effect, "plan.seed_design.effect", "{:.3g}")
     got = numbers.num(100 * power, "plan.seed_design#achieved_power", "{:.0f}%")
     wanted = numbers.num(100 * design.wanted_power, "plan.seed_design.wanted_power", "{:.0f}%")
+    equivalence = design.sides == "equivalence"
+    least = "margin they show equivalence within" if equivalence else "effect they detect"
     can = (
-        f"the smallest effect they detect with {wanted} power is {numbers.num(detectable, 'plan.seed_design#achieved_detectable', '{:.3g}')}"
+        f"the smallest {least} with {wanted} power is {numbers.num(detectable, 'plan.seed_design#achieved_detectable', '{:.3g}')}"
         if math.isfinite(detectable)
-        else f"no effect reaches {wanted} power with them"
+        else f"no {'margin' if equivalence else 'effect'} reaches {wanted} power with them"
+    )
+    aim = (
+        f"to show equivalence within its margin ({effect}) were the true difference zero"
+        if equivalence
+        else f"for the effect it was sized for ({effect})"
     )
     short = power < design.wanted_power and sd / design.sd > 1.25
     # the results this weakens are those without a significant difference (a reviewer of a paper whose primary
@@ -402,8 +417,8 @@ def achieved_design(plan: Plan, results: Results, numbers: Numbers) -> str:
         else "; so the study had less power than planned"
     )
     return (
-        f" The seeds were sized on {sized_on} of {assumed}; the baseline's own runs gave {seen}, at "
-        f"which the primary comparison had {got} power for the effect it was sized for ({effect}), and {can}{judged}."
+        f" The seeds were sized on {sized_on} of {assumed}; {whose} {seen}, at "
+        f"which the primary comparison had {got} power {aim}, and {can}{judged}."
         # both reviewers of a relay run asked how power could rise with a larger sd: the plan's figure is averaged
         # over the pilot sd's uncertainty (which allows larger spreads), this one is the power at the sd seen
         + (

@@ -259,8 +259,37 @@ def test_a_failed_equivalence_past_its_margin_says_its_verdict_is_the_intervals_
     said = numbers.plain(findings(results, numbers))
     assert f"(95% interval {outcome.ci_low:+.4f} to {outcome.ci_high:+.4f})" in said
     assert "TOST p = " in said and "not equivalent, and the difference's whole interval lies beyond the margin" in said
+    # the superiority test beside it: the next relay run's reviewers asked whether "better" came from one
+    assert outcome.two_sided_p is not None and outcome.two_sided_p < 0.05
+    assert f"two-sided Welch p = {outcome.two_sided_p:.3g}" in said
     numbers = Numbers()
     shown = results_table(results, numbers)
     assert "the pre-registered primary (TOST against its pre-registered equivalence margin" in shown.caption
+    assert "with the two-sided Welch p beside it" in shown.caption and "one-sided" not in shown.caption
     row = [numbers.plain(c) for c in shown.rows[1]]
-    assert row[6].endswith("(primary, TOST)") and row[8] == "better (interval beyond the margin)"
+    assert row[6].endswith(f"(primary, TOST); two-sided {outcome.two_sided_p:.3g}"), row[6]
+    assert row[8] == "better (interval beyond the margin)"
+
+
+def test_a_caption_names_the_test_the_primary_was_reported_with_and_no_holm_for_a_family_of_one() -> None:
+    """A relay paper registered a one-sided test, reported the two-sided one as the result went the other way, and
+    its caption still said 'one-sided' (both reviewers named it); an exploratory family of one was 'corrected
+    with Holm among itself'."""
+    against = [b - 0.004 for b in BASE]
+    [outcome] = judge({"baseline": BASE, "method": against}, [primary()], alpha=0.05, higher_is_better=True)
+    table = {"baseline": _row(BASE, "baseline"), "method": _row(against, base=BASE),
+             "followup": _row([b + 0.01 for b in BASE], base=BASE)}  # fmt: skip
+    table["baseline"].verdict = "baseline"
+    adopt_registered(table, [outcome], 0.05, True)
+    assert table["method"].test_kind == "two-sided-against" and table["followup"].test_kind == "two-sided"
+    results = Results(template="digits", metric="val_accuracy", higher_is_better=True, knob="lr", steps=40,
+                      alpha=0.05, conditions=table, best="method", engine=EngineInfo(name="plain", parameters=10),
+                      comparisons=[outcome])  # fmt: skip
+    numbers = Numbers()
+    caption = results_table(results, numbers).caption
+    assert "the pre-registered primary (two-sided, uncorrected: registered one-sided" in caption, caption
+    assert "one-sided in the predicted direction" not in caption
+    assert "the exploratory condition (not in the plan) two-sided, uncorrected (one in its family)" in caption
+    assert "Holm" not in caption
+    said = numbers.plain(findings(results, numbers))
+    assert "two-sided Welch p = " in said and "Holm" not in said, said

@@ -93,10 +93,41 @@ def test_a_floored_sd_is_not_called_the_pilots_spread() -> None:
     numbers = Numbers()
     text = numbers.plain(achieved_design(plan, RESULTS, numbers))
     assert (
-        "sized on a seed-to-seed sd floored at the metric's resolution (the pilot's seeds agreed exactly) of 0.02"
-        in text
+        "sized on a seed-to-seed sd floored at the metric's resolution (the pilot's 3 seeds gave identical values) of "
+        "0.02" in text
     )
     assert "the pilot's seed-to-seed sd" not in text
+    # the fifth relay run's pilot, 0.975, 0.978 and 0.978 on an accuracy of 1/360 steps, was called "agreed exactly"
+    plan.pilot = Pilot(seeds=[7, 8, 9], steps=30, values=[0.975, 0.97778, 0.97778], mean=0.9769, sd=0.00278,
+                       sd_floored=True)  # fmt: skip
+    numbers = Numbers()
+    text = numbers.plain(achieved_design(plan, RESULTS, numbers))
+    assert "(the pilot's 3 seeds spread by less than one step of it (sd 0.0016))" in text, text
+    assert "agreed exactly" not in text and "identical" not in text
+
+
+def test_the_power_seen_uses_both_arms_spread_and_an_equivalence_design_speaks_of_its_margin() -> None:
+    """Relay reviewers named the power 'computed from the baseline's sd only' (the method's runs spread 1.5 times
+    as wide), and asked how a design sized for a one-sided 1-sd effect powered a TOST with margin 0.004."""
+    results = RESULTS.model_copy(deep=True)
+    method = results.conditions["method"]
+    method.family, method.metric.std = "primary", 0.3
+    base = results.conditions["baseline"].metric
+    numbers = Numbers()
+    text = numbers.plain(achieved_design(plan_with(powered(sd=0.02)), results, numbers))
+    pooled = ((base.std**2 + 0.3**2) / 2) ** 0.5
+    assert f"the runs of the baseline and method gave a pooled sd of {pooled:.3g}" in text, text
+    power = design.power_of(0.25, pooled, min(base.n, method.metric.n), 0.05, "greater")
+    assert f"had {100 * power:.0f}% power for the effect it was sized for (0.25)" in text
+    tost = powered(sd=0.02, effect=0.5).model_copy(update={"sides": "equivalence"})
+    numbers = Numbers()
+    text = numbers.plain(achieved_design(plan_with(tost), results, numbers))
+    power = design.power_of(0.5, pooled, min(base.n, method.metric.n), 0.05, "equivalence")
+    assert (
+        f"had {100 * power:.0f}% power to show equivalence within its margin (0.5) were the true difference zero"
+        in text
+    )
+    assert "the smallest margin they show equivalence within with 80% power is" in text, text
 
 
 def test_the_setup_table_leaves_out_a_knob_no_condition_used() -> None:

@@ -195,6 +195,29 @@ def test_the_power_analysis_uses_the_floored_spread() -> None:
     assert "a floor at the metric's resolution: the pilot's 2 seeds gave identical values" in chosen.reason
 
 
+def test_an_equivalence_primary_is_sized_by_tosts_power_within_its_margin() -> None:
+    """A relay paper's equivalence claim (margin 0.004) had its seeds sized for a one-sided test of a 1-sd effect,
+    and both reviewers asked how that powered a TOST."""
+    pilot = digits_pilot()
+    settings = PlanningSettings.of(compose("experiment.seeds=20"))
+    effect, source = effect_of_interest(settings.experiment, pilot)
+    comparison = Comparison(name="method vs baseline", candidate="method", family="primary", effect=effect,
+                            prediction="equivalent", margin=0.004)  # fmt: skip
+    chosen = seed_design(pilot, [comparison], 2, settings, effect, source)
+    assert chosen.sides == "equivalence" and chosen.effect == 0.004
+    assert chosen.effect_source == "the pre-registered equivalence margin"
+    expected = design.seeds_for_power(0.004, 1 / 360, alpha=settings.experiment.alpha, power=settings.experiment.power,
+                                      cap=20, sides="equivalence", pilot_n=2)  # fmt: skip
+    assert chosen.seeds == expected.seeds and chosen.power == pytest.approx(expected.power)
+    assert "to show equivalence within a margin of 0.004 (the pre-registered equivalence margin)" in chosen.reason
+    assert "(TOST, the true difference taken as zero)" in chosen.reason and "one-sided" not in chosen.reason
+    # TOST's power: none where the margin is under the critical value, rising with seeds, above one-sided's need
+    assert design.power_of(0.004, 1 / 360, 2, 0.05, "equivalence") == 0.0
+    assert design.power_of(0.004, 1 / 360, 10, 0.05, "equivalence") < design.power_of(
+        0.004, 1 / 360, 20, 0.05, "equivalence"
+    )
+
+
 def test_a_pilot_that_never_varied_keeps_the_configured_seeds_and_says_why() -> None:
     steps = [0, 1, 2]
     pilot = pilot_of([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]], steps, higher_is_better=True)
