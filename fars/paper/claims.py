@@ -165,9 +165,13 @@ def _claim_of(sentence: str, metric_words: list[str], higher_is_better: bool) ->
     if up == down:
         return None
     claim: Claim = "better" if up else "worse"
-    effect = (_QUALITY_UP if up else _QUALITY_DOWN).search(sentence)
+    # the word that makes the claim: a quality word, else the value's ("did not raise accuracy", sent back by a
+    # relay run's check as a claim that accuracy rose)
+    effect = (_QUALITY_UP if up else _QUALITY_DOWN).search(sentence) or next(
+        (m for m in (_VALUE_UP.search(sentence), _VALUE_DOWN.search(sentence)) if m is not None), None
+    )
     if effect and _NEGATION.search(sentence[max(0, effect.start() - 25) : effect.start()]):
-        return "none"  # "does not improve", "without hurting": no effect claimed
+        return "none"  # "does not improve", "without hurting", "did not raise": no effect claimed
     return claim
 
 

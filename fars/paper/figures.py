@@ -45,9 +45,16 @@ def band_limits(values: np.ndarray) -> tuple[float, float]:
 
 def _by_test(table: dict[str, ConditionResult]) -> str:
     """How the figure's verdicts were tested, as the table's rows were (families or one Holm family)."""
-    if any(row.family for row in table.values()):
-        return "by the test the results table names for each (the pre-registered primary alone, the others with Holm's correction)"
-    return "after Holm's correction"
+    families = [row.family for row in table.values() if row.family]
+    if families:
+        # Holm only where a family has more than one member: a relay figure's caption named Holm's correction
+        # with one comparison in it
+        corrected = any(families.count(f) > 1 for f in set(families) if f != "primary")
+        others = "the others with Holm's correction within their family" if corrected else "each other one uncorrected"
+        if families == ["primary"]:
+            return "by the pre-registered primary test the results table names"
+        return f"by the test the results table names for each (the pre-registered primary alone, {others})"
+    return "after Holm's correction" if len(table) > 2 else "by a two-sided Welch t-test"
 
 
 def _paths(folder: Path, stem: str, project_dir: Path, vector: bool) -> tuple[str, str | None]:

@@ -221,6 +221,7 @@ _FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "p_vs_baseline": ("p =", "p=", "p <", "p-value", "signific"),
     "p_adjusted": ("p =", "p=", "p <", "p-value", "signific", "holm", "adjusted", "corrected"),
     "effect_size": ("effect", "hedges", " g "),
+    "confidence": ("interval", "confidence", "ci "),
     "ci_low": ("interval", "ci", "confidence", "between", "to "),
     "ci_high": ("interval", "ci", "confidence", "between", "to "),
     "difference": ("difference", "differ", "higher", "lower", "more", "less", "by ", "gain", "drop"),
@@ -296,7 +297,13 @@ class Sources:
         last = parts[-1].removesuffix("#key") if parts else ""
         if len(parts) >= 3 and parts[0] == "results" and parts[1] == "conditions":
             condition = parts[2]
-            names = [condition.lower(), *re.split(r"[^a-z0-9]+", condition.lower()), *self.aliases.get(condition, [])]
+            aliases = self.aliases.get(condition, [])
+            names = [
+                condition.lower(),
+                *re.split(r"[^a-z0-9]+", condition.lower()),
+                *aliases,
+                *(a.replace("_", " ") for a in aliases),  # "label_smoothing" as prose spells it
+            ]
             if not any(len(w) >= 3 and w in text for w in names if w not in ("method", "without")) and not (
                 condition.lower() in text or (condition == "baseline" and "baseline" in text)
             ):
@@ -308,6 +315,12 @@ class Sources:
                 return any(w in text for w in _FIELD_WORDS.get(last, ())) and any(
                     w in text for w in self._metric_words()
                 )
+            if quantity == "knobs" and len(parts) > 4:
+                # a setting of a condition the sentence names, by the knob's words ("smoothing 0.3", "a peak rate
+                # of 0.01"): a relay answerer's "a stronger smoothing, at strength 0.3" was sent back as ungrounded
+                knob = parts[4].lower()
+                words = [w for w in re.split(r"[_\W]+", knob) if len(w) >= 3]
+                return any(w in text for w in (*_FIELD_WORDS.get(knob, ()), *words, "strength", "setting"))
             if quantity == "secondary" and len(parts) > 4:
                 words = [w for w in re.split(r"[_\W]+", parts[4].lower()) if w and w not in ("val", "train")]
                 return any(w in text for w in words)
@@ -541,7 +554,7 @@ def check_text(
                 )
                 continue
             note = kind_or_note
-        reason = structural or _year(scan, m.start(), token, value)
+        reason = structural or _year(scan, m.start(), token, value) or _product(body, m.start(), m.end(), value)
         report.numbers.append(
             NumberVerdict(
                 text=shown,
@@ -587,6 +600,19 @@ def _structural(text: str, start: int, token: str) -> str | None:
         text.startswith(".", start + len(token)) or line_before.lstrip().startswith("#")
     ):
         return "heading or list number"
+    return None
+
+
+_DIMENSIONS = re.compile(r"(?<![\d.])(\d+)\s*[x×]\s*(\d+)(?![\d.])")
+
+
+def _product(text: str, start: int, end: int, value: float) -> str | None:
+    """A count its sentence derives from dimensions it states ("each 8x8 image's 64 pixels"): a relay answerer's
+    sentence was sent back because 64 equals the batch size and the width by value."""
+    sentence = _sentence_at(text, start, end)
+    for a, b in _DIMENSIONS.findall(sentence):
+        if int(a) * int(b) == value and f"{a}x{b}" != text[start:end]:
+            return f"the product of {a}x{b} in its sentence"
     return None
 
 

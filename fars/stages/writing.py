@@ -541,6 +541,8 @@ def draft_prompt(m: Material) -> list[dict[str, str]]:
         if open_mode and citable
         else ("title, abstract, introduction and discussion")
     )
+    if open_mode:
+        own += condition_glossary(m.plan, m.results) + figure_list(m.results)
     return [
         {"role": "system", "content": "You write clear, honest machine learning papers."},
         {
@@ -556,6 +558,35 @@ def draft_prompt(m: Material) -> list[dict[str, str]]:
             ),
         },
     ]
+
+
+def condition_glossary(plan: Plan, results: Results) -> str:
+    """What each condition is, by the label the findings use, with its other final values: a relay run's
+    abstract named "followup-label-smoothing-0p3" and "the method condition" (labels, not what they are), and
+    its reviewers asked for the training loss and accuracy the records held but the model was never shown."""
+    described = {c.name: c.description for c in plan.conditions if c.description}
+    lines = []
+    for name, row in results.conditions.items():
+        settings = [f"{slot} {option}" for slot, option in row.components.items()]
+        settings += [f"{knob} = {value}" for knob, value in row.knobs.items()]
+        what = described.get(name) or (
+            "the baseline with " + ", ".join(settings) if settings else "the baseline's settings"
+        )
+        final = ", ".join(f"{key} {stat.mean:.3g}" for key, stat in row.secondary.items())
+        lines.append(f"- {name}: {what}" + (f" (final means: {final})" if final else ""))
+    return (
+        "Conditions, by the labels the findings use: in the paper call each by what it is (e.g. 'the MLP with "
+        "random shifts', 'smoothing at 0.3'), never by its label:\n" + "\n".join(lines) + "\n"
+    )
+
+
+def figure_list(results: Results) -> str:
+    """The figures the reader sees, so the discussion can say what they show (relay reviewers asked about
+    training curves that the figures held and the text never discussed)."""
+    if not results.figures:
+        return ""
+    shown = "\n".join(f"Figure {i}: {f.caption}" for i, f in enumerate(results.figures, 1))
+    return f"Figures the paper shows (refer to them where they bear on the findings):\n{shown}\n"
 
 
 def lay_out(ctx: StageContext, m: Material, drawing: frozenset[str] = frozenset()) -> Layout:

@@ -161,3 +161,23 @@ def test_the_setup_table_leaves_out_a_knob_no_condition_used() -> None:
         assert "knob 'dropout': used_with names ['drop'], which are not options of 'regularizer'" in str(exc)
     else:
         raise AssertionError("a used_with option the component lacks must be refused")
+
+
+def test_a_figure_caption_names_holm_only_where_a_family_has_several_members() -> None:
+    """A relay paper's Figure 1 caption named Holm's correction with one comparison in the figure."""
+    from fars.paper.figures import _by_test
+
+    results = RESULTS.model_copy(deep=True)
+    rows = results.conditions
+    for row in rows.values():
+        row.family = None
+    alone = {"baseline": rows["baseline"], "method": rows["method"]}
+    assert _by_test(alone) == "by a two-sided Welch t-test"
+    rows["method"].family = "primary"
+    assert "Holm" not in _by_test(alone)
+    follow = rows["method-without-schedule"]
+    follow.family = "exploratory"
+    one = {**alone, "followup": follow}
+    assert "Holm" not in _by_test(one) and "each other one uncorrected" in _by_test(one)
+    two = {**one, "followup2": follow.model_copy()}
+    assert "the others with Holm's correction within their family" in _by_test(two)

@@ -238,3 +238,12 @@ def test_each_clause_is_its_own_claim_and_an_ablation_is_judged_against_what_it_
     assert check_claims(against_base, results).overclaims == 1  # naming the baseline: judged against the baseline
     wrong = check_claims("Without the schedule, accuracy is better.", results)
     assert wrong.wrong_direction == 1 and "the test found worse against method" in wrong.problems[0]
+
+
+def test_a_negated_value_word_claims_no_effect() -> None:
+    """'did not raise accuracy' was read by a relay run's check as a claim that accuracy rose."""
+    from fars.paper.claims import _claim_of
+
+    assert _claim_of("Shifts did not raise accuracy.", ["accuracy"], True) == "none"
+    assert _claim_of("Shifts raised accuracy.", ["accuracy"], True) == "better"
+    assert _claim_of("Smoothing did not lower accuracy.", ["accuracy"], True) == "none"

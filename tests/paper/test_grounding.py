@@ -146,3 +146,31 @@ def test_a_sentence_restating_the_registered_prediction_may_quote_its_number() -
     found = Sources(hypothesis={"prediction": "CNN raises mean val_accuracy at 3000 steps by about 0.006"})
     assert not check_text("We pre-registered a gain of about 0.006 and a one-sided test.", found, []).ungrounded
     assert check_text("The CNN gained 0.006.", found, []).ungrounded  # a result, not the prediction
+
+
+def test_the_checks_own_false_alarms_from_a_relay_run_pass() -> None:
+    """A relay answerer's correct sentences sent back by the check: a follow-up's own setting without its knob's
+    name ("a stronger smoothing, at strength 0.3"), a count the sentence derives ("each 8x8 image's 64 pixels",
+    equal to the batch size by value), and the interval's level ("the 95% interval")."""
+    sources = Sources(
+        aliases={"method": ["label_smoothing"]},
+        metric="val_accuracy",
+        results={
+            "confidence": 0.95,
+            "conditions": {
+                "baseline": {"knobs": {"batch_size": 64, "width": 64}},
+                "followup-label-smoothing-0p3": {"knobs": {"label_smoothing": 0.3}},
+            },
+        },
+    )
+    for sentence, token in (
+        ("A stronger smoothing, at strength 0.3, was also better.", "0.3"),
+        ("Each 8x8 image has 64 pixels.", "64"),
+        ("The 95% interval of the difference excludes zero.", "95%"),
+    ):
+        [number] = check_text(sentence, sources, []).numbers
+        assert number.text == token and number.kind != "ungrounded", (sentence, number)
+    # still ungrounded: a bare 64 with no dimensions, and a setting the sentence ties to no condition
+    for sentence in ("Each image has 64 pixels.", "The learning rate of 0.3 was used."):
+        [number] = check_text(sentence, sources, []).numbers
+        assert number.kind == "ungrounded", sentence

@@ -358,3 +358,30 @@ def test_a_hypothesis_quoting_the_pilots_baseline_says_so_beside_the_studys_own(
     )
     assert pilot_note("A CNN beats the MLP by at least 0.5 points.", m) == ""  # type: ignore[arg-type]
     assert pilot_note("The MLP's 97.69% is beaten by a CNN.", m) != ""  # type: ignore[arg-type]
+
+
+def test_the_drafting_prompt_names_conditions_in_words_and_lists_the_figures() -> None:
+    """A relay run's abstract named "followup-label-smoothing-0p3" and "the method condition", and its reviewers
+    asked for the training loss and accuracy the records held but the model was never shown."""
+    from fars.run.contracts import Condition, FigureFile, Plan, Stat
+    from fars.stages.writing import condition_glossary, figure_list
+    from tests.paper.test_document import RESULTS
+
+    results = RESULTS.model_copy(deep=True)
+    results.conditions["method"].secondary = {"train_loss": Stat(mean=0.0950376, std=0.01, n=2)}
+    results.figures = [FigureFile(caption="Training and validation loss over steps.", png="figures/loss.png")]
+    plan = Plan(template="modadd", design="components", seeds=[0, 1], steps=30, conditions=[
+        Condition(name="baseline", role="baseline", description="every setting at the template's default"),
+        Condition(name="method", role="method", description="AdamW with a cosine schedule"),
+    ])  # fmt: skip
+    text = condition_glossary(plan, results)
+    assert (
+        "never by its label" in text
+        and "- method: AdamW with a cosine schedule (final means: train_loss 0.095)" in text
+    )
+    unplanned = next(n for n in results.conditions if n not in ("baseline", "method"))
+    assert f"- {unplanned}: the baseline with " in text or f"- {unplanned}: the baseline's settings" in text
+    assert figure_list(results) == (
+        "Figures the paper shows (refer to them where they bear on the findings):\n"
+        "Figure 1: Training and validation loss over steps.\n"
+    )
