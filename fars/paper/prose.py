@@ -325,8 +325,17 @@ def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Result
         f"runs for {numbers.num(plan.steps, 'plan.steps', '{:d}')} steps with seeds {seeds}; Table 1 lists every "
         f"setting the conditions ran with and where it differs from the template's default. We report the final {spec.metric} "
         f"({'higher' if spec.higher_is_better else 'lower'} is better).{_added_conditions(plan, results, numbers)}"
-        f"{training_length(plan, spec.metric, numbers)}{pilot_reuse(plan, numbers)}"
+        f"{training_length(plan, spec.metric, numbers)}{pilot_reuse(plan, numbers)}{_seeds_sentence(plan, numbers)}"
     )
+
+
+def _seeds_sentence(plan: Plan, numbers: Numbers) -> str:
+    """The power analysis that chose the seeds, as a sentence of the setup."""
+    design = plan.seed_design
+    if design is None or design.method != "power" or not design.reason:
+        return ""
+    said = numbers.numbers_in(seeds_reason(plan), "plan.seed_design.reason")
+    return f" The number of seeds comes from a power analysis on the pilot: {said[0].lower()}{said[1:]}."
 
 
 def pilot_reuse(plan: Plan, numbers: Numbers) -> str:
@@ -485,7 +494,10 @@ def setup_table(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Resul
             ]
         )
     count = numbers.num(len(plan.seeds), "plan.seeds#count", "{:d}")
-    rows.append(["seeds per condition", count, numbers.numbers_in(seeds_reason(plan), "plan.seed_design.reason")])
+    # the power analysis's sentence stands in the setup's prose: as a cell it made Table 1 too tall to share a
+    # page (a relay run's PDF gave it a page of its own, half white)
+    powered = plan.seed_design is not None and plan.seed_design.method == "power" and plan.seed_design.reason
+    rows.append(["seeds per condition", count, "by a power analysis (in the setup)" if powered else seeds_reason(plan)])
     for i, c in enumerate(plan.conditions[1:], 1):
         changed = [option_label(spec, slot, option) for slot, option in c.components.items()]  # "CNN architecture"
         changed += [f"{k} = {_cell(numbers, v, f'plan.conditions[{i}].knobs.{k}')}" for k, v in c.knobs.items()]
