@@ -93,6 +93,7 @@ class FlawResult(BaseModel):
     flagged_rate: float | None
     verdict: Verdict
     reason: str
+    already_absent: int = 0  # a deletion's pairs left out: the original's reviewer found nothing there to delete
 
 
 class ProbeReport(BaseModel):
@@ -188,19 +189,21 @@ QUOTE_ONLY = frozenset({"contradicting_numbers", "overclaiming", "broken_equatio
 # flaw, asked alike of the original's review for the base rate (``fars probe`` asks and caches it)
 # The question asks after what the plant does (the compared methods' results deleted), not after "more baselines
 # wanted", which reviewers say of many real papers: asked the broader question ("does not compare with baselines
-# or prior methods"), a capable reviewer's criticism of 2 of 4 untouched originals counted (its copies: 3 of 4)
+# or prior methods"), a capable reviewer's criticism of 2 of 4 untouched originals counted (its copies: 3 of 4).
+# "Or names" was read by the next probe's judges as counting prior work the paper only cites (both said so)
 JUDGED: dict[str, str] = {
     "baseline_removed": "Does the review say that the paper gives no results (numbers, table rows or curves) for "
-    "the baselines or prior methods it compares with or names, so that its comparison with them cannot be checked? "
-    "A wish for more or stronger baselines than the paper has is not that.",
+    "the baselines or prior methods it compares its method with, or that it compares with none, so that any "
+    "comparison cannot be checked? Prior work the paper only cites, and a wish for more or stronger baselines than "
+    "the paper has, are not that.",
 }
 
 
-# flaws whose checklist item's "no" does not name them: the quoted ones, and the judged ones. baselines_compared:
-# a capable reviewer answered it "no" on 2 of 4 untouched originals of the next relay probe, each with real
-# evidence (an analysis paper that runs only its own models; a method compared only with its own variants), so
-# on the originals it measures the papers, not the plant; its "no" rates are still reported, copy and original
-ITEM_SAYS_NOTHING = QUOTE_ONLY | frozenset(JUDGED)
+# deletions: a copy can only lack what its original had. Where the original's reviewer already answered the
+# flaw's item "no" (2 of 4 untouched originals of a relay probe: an analysis paper running only its own models, a
+# method compared only with its own variants), the pair measures nothing about the deletion and is left out,
+# counted in the report
+DELETIONS = frozenset({"baseline_removed"})
 
 
 class Judgement(BaseModel):
@@ -231,11 +234,11 @@ def judgement_key(review_id: str, kind: str) -> str:
 
 def names_flaw(kind: str, review: PaperReview, planted: Planted, judged: bool | None = None) -> bool:
     """Whether ``review`` names flaw ``kind``: its checklist item answered "no" (by a reviewer with evidence, or by
-    the harness's injection scan; not for ``ITEM_SAYS_NOTHING`` kinds), a criticism quoting what was planted, or a judge
+    the harness's injection scan; not for ``QUOTE_ONLY`` kinds), a criticism quoting what was planted, or a judge
     saying the review names it (``judged``, for ``JUDGED`` kinds). The same rule on the original's review gives
     the base rate (the original holds no planted text to quote)."""
     item = CHECKLIST_ITEM.get(kind)
-    if item is not None and kind not in ITEM_SAYS_NOTHING and says_no([m.checklist for m in review.reviews], item):
+    if item is not None and kind not in QUOTE_ONLY and says_no([m.checklist for m in review.reviews], item):
         return True
     if kind == "injection" and review.injection_flagged:
         return True
@@ -336,11 +339,15 @@ def build_probe_report(
     for pid, paper in texts.items():
         paper.title = originals[pid].title
     pairs: list[PairRow] = []
+    absent: dict[str, int] = {}
     for item in items:
         if item.flaw is None or item.planted is None or not item.planted.applicable:
             continue
         base, copy = reviews.get(item.original), reviews.get(item.id)
         if base is None or copy is None:
+            continue
+        if item.flaw in DELETIONS and item_says_no(item.flaw, base):
+            absent[item.flaw] = absent.get(item.flaw, 0) + 1  # nothing to delete, by the original's own review
             continue
         copy_text = paper_from_text(item.text, source=item.source, fallback_title=item.title)
         copy_text.title = item.title
@@ -376,6 +383,12 @@ def build_probe_report(
         spec = FLAWS[kind]
         rows = [r for r in pairs if r.flaw == kind]
         applicable = sum(1 for p in items if p.flaw == kind and p.planted is not None and p.planted.applicable)
+        gone = (
+            f"; {absent[kind]} original(s) left out, whose reviewer found none there to delete (its checklist "
+            f"item answered 'no')"
+            if absent.get(kind)
+            else ""
+        )
         if not rows:
             results.append(
                 FlawResult(
@@ -393,9 +406,13 @@ def build_probe_report(
                     visible_rate=None,
                     flagged_rate=None,
                     verdict="not applicable",
-                    reason="no paper with this flaw was reviewed"
-                    if applicable
-                    else "the flaw applies to none of the papers",
+                    reason=(
+                        "no paper with this flaw was reviewed"
+                        if applicable
+                        else "the flaw applies to none of the papers"
+                    )
+                    + gone,
+                    already_absent=absent.get(kind, 0),
                 )
             )
             continue
@@ -441,7 +458,8 @@ def build_probe_report(
                 visible_rate=float(np.mean(seen)) if seen else None,
                 flagged_rate=float(np.mean([r.injection_flagged for r in rows])),
                 verdict=verdict,
-                reason=reason,
+                reason=reason + gone,
+                already_absent=absent.get(kind, 0),
             )
         )
     return ProbeReport(
@@ -547,12 +565,14 @@ def probe_markdown(report: ProbeReport, plots: list[Path]) -> str:
         f"{len(report.failures)} review(s) failed. Intervals: {report.bootstrap_draws} bootstrap resamples of papers, 95%. "
         f"A change counts when its interval excludes 0 and its mean reaches {report.min_effect:g} rating points. "
         "Named: a reviewer answered the flaw's checklist item 'no' (not for "
-        f"{', '.join(sorted(ITEM_SAYS_NOTHING))}, whose items capable reviewers answer 'no' for real papers' own "
+        f"{', '.join(sorted(QUOTE_ONLY))}, whose items capable reviewers answer 'no' for real papers' own "
         "faults), "
         "a criticism (weaknesses, questions, checklist evidence) quotes what was planted, or, for "
         f"{', '.join(sorted(JUDGED))} (a deletion: nothing to quote), a judge call says the criticism names it; "
-        "named (original): the same rule on the untouched original's review. Item 'no': how often the flaw's "
-        "checklist item was answered 'no', copy / original.",
+        "named (original): the same rule on the untouched original's review. A deletion "
+        f"({', '.join(sorted(DELETIONS))}) is paired only where the original's reviewer answered its item 'yes' "
+        "(there was something to delete): its item's 'no' on the copy is then a flip; originals answered 'no' are "
+        "counted as absent. Item 'no': how often the flaw's checklist item was answered 'no', copy / original.",
         "",
     ]
     if report.floor:
@@ -569,7 +589,9 @@ def probe_markdown(report: ProbeReport, plots: list[Path]) -> str:
     for f in report.flaws:
         interval = "" if f.delta_low is None else f" [{f.delta_low:+.2f}, {f.delta_high:+.2f}]"
         lines.append(
-            f"| {f.kind} | {f.expect} | {f.reviewed}/{f.applicable} | {_fmt(f.mean_delta)}{interval} | "
+            f"| {f.kind} | {f.expect} | {f.reviewed}/{f.applicable}"
+            + (f" ({f.already_absent} absent)" if f.already_absent else "")
+            + f" | {_fmt(f.mean_delta)}{interval} | "
             f"{_fmt(f.subscore_delta)} | {_fmt(f.calibrated_delta)} | {_fmt(f.lowered_share, '.0%')} | {_fmt(f.named_rate, '.0%')} | {_fmt(f.named_rate_original, '.0%')} | "
             f"{_fmt(f.item_no_rate, '.0%')} / {_fmt(f.item_no_rate_original, '.0%')} | "
             f"{_fmt(f.visible_rate, '.0%')} | {f.verdict} |"

@@ -88,12 +88,6 @@ def test_a_deleted_baseline_is_named_by_the_judge_asked_alike_of_the_original() 
     asked = judge_prompt("baseline_removed", review)[1]["content"]
     assert "no row for the dense model" in asked and "A pruning paper." not in asked  # criticism only, no summary
     assert JUDGED["baseline_removed"] in asked
-    # a "no" on baselines_compared alone does not name it: a capable reviewer said it of 2 of 4 untouched originals
-    # (an analysis paper running only its own models; a method compared only with its own variants)
-    own_faults = _review(
-        ["Compares only its own variants."], "x", numbers="no", evidence="own variants", item="baselines_compared"
-    )
-    assert item_says_no("baseline_removed", own_faults) and not names_flaw("baseline_removed", own_faults, planted)
 
 
 def test_numbers_named_inconsistent_name_the_planted_contradiction_only_by_quoting_it() -> None:
@@ -105,3 +99,30 @@ def test_numbers_named_inconsistent_name_the_planted_contradiction_only_by_quoti
     assert not names_flaw("contradicting_numbers", vague, planted)
     quoted = _review(["Only one dataset."], "A pruning paper.", numbers="no", evidence=f"text {wrong}, table 7.87")
     assert names_flaw("contradicting_numbers", quoted, planted)
+
+
+def test_a_deletion_is_paired_only_where_the_originals_reviewer_saw_what_it_deletes() -> None:
+    """A capable reviewer answered baselines_compared "no" on 2 of 4 untouched originals (an analysis paper running
+    only its own models, a method compared only with its own variants): there the deletion removes nothing the
+    reviewer saw, so the pair is counted as absent, not as a copy named against an original named."""
+    from review.probe.runner import ProbePaper, build_probe_report
+
+    copy, planted = perturb(paper_from_text(PAPER), "baseline_removed")
+    assert copy is not None and planted.applicable
+    items, reviews = [], {}
+    for pid, original_says in (("with", "yes"), ("without", "no")):
+        items += [
+            ProbePaper(id=pid, title="t", text=PAPER, source="s", original=pid, flaw=None, planted=None),
+            ProbePaper(id=f"{pid}~baseline_removed", title="t", text=copy.text, source="s", original=pid,
+                       flaw="baseline_removed", planted=planted),
+        ]  # fmt: skip
+        reviews[pid] = _review([], "x", numbers=original_says, evidence="Table 1", item="baselines_compared")
+        reviews[f"{pid}~baseline_removed"] = _review(
+            ["No baseline is compared."], "x", numbers="no", evidence="no baseline rows", item="baselines_compared"
+        )
+    report = build_probe_report(items, reviews, {}, reviewer=None, name="scripted", kinds=["baseline_removed"],
+                                draws=50)  # fmt: skip
+    [flaw] = report.flaws
+    assert (flaw.reviewed, flaw.already_absent, flaw.applicable) == (1, 1, 2)
+    assert (flaw.named_rate, flaw.named_rate_original) == (1.0, 0.0)  # the item flipped on the one pair kept
+    assert "1 original(s) left out, whose reviewer found none there to delete" in flaw.reason
