@@ -212,7 +212,8 @@ def _versus(clause: str, condition: str, results: Results) -> str:
 
 
 def _outcome(results: Results, condition: str, versus: str) -> str | None:
-    return next((o.verdict for o in results.comparisons if o.candidate == condition and o.reference == versus), None)
+    found = results.outcome(condition, versus)
+    return None if found is None else found[1].verdict
 
 
 def _prediction_claim(sentence: str, results: Results) -> FoundClaim | None:

@@ -258,11 +258,7 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
 def _registered(results: Results, name: str) -> tuple[int, ComparisonOutcome] | None:
     """An ablation's registered comparison against the condition it ablates (its index in ``results.comparisons``)."""
     parent = results.conditions[name].registered_against
-    if not parent:
-        return None
-    return next(
-        ((i, o) for i, o in enumerate(results.comparisons) if o.candidate == name and o.reference == parent), None
-    )
+    return results.outcome(name, parent) if parent else None
 
 
 # the primary's test, in the table's p cell and in the caption (``ConditionResult.test_kind``)

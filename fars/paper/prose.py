@@ -145,9 +145,7 @@ def test_clause(numbers: Numbers, results: Results, name: str) -> str:
         parts.append(f"a difference of {numbers.num(row.difference, _path(name, 'difference'), '{:+.4f}')}")
     # the primary's difference with its interval: a relay paper said "a gain of the predicted size is unlikely
     # given the interval of the difference", and its reviewer found no such interval in it
-    i, primary = next(
-        ((i, o) for i, o in enumerate(results.comparisons) if o.family == "primary" and o.candidate == name), (0, None)
-    )
+    i, primary = results.outcome(name, family="primary") or (0, None)
     if parts and primary is not None and primary.ci_low is not None and primary.ci_high is not None:
         level = numbers.num(100 * primary.confidence, f"results.comparisons[{i}].confidence", "{:g}%")
         parts[0] += (

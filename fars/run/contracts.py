@@ -559,6 +559,22 @@ class Results(BaseModel):
     comparisons: list[ComparisonOutcome] = Field(default_factory=list)  # the plan's pre-registered ones, judged
     analysis: ModelAnalysis | None = None  # the model's own reading (open research), with its follow-ups
 
+    def outcome(
+        self, candidate: str, reference: str | None = None, family: str | None = None
+    ) -> tuple[int, ComparisonOutcome] | None:
+        """The registered comparison of ``candidate`` (against ``reference``, or in ``family``) with its index in
+        ``comparisons`` (for a number's path), or None where none was registered."""
+        return next(
+            (
+                (i, o)
+                for i, o in enumerate(self.comparisons)
+                if o.candidate == candidate
+                and (reference is None or o.reference == reference)
+                and (family is None or o.family == family)
+            ),
+            None,
+        )
+
     @model_validator(mode="after")
     def _has_baseline(self) -> Results:
         if "baseline" not in self.conditions:

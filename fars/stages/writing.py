@@ -198,7 +198,8 @@ class Layout:
         # the references list what the paper cites: a model that leaves a listed work uncited (it bears on nothing
         # here) must not leave it in the references as an orphan
         said = " ".join([texts["title"], texts["abstract"], *(s.body for s in [*sections, *self.appendix])])
-        cited = [e for e in m.bibliography if re.search(rf"@{re.escape(e.key)}(?![\w-])", said)]
+        keys = set(_CITED_KEY.findall(said))  # one pass over the text, not one search per entry
+        cited = [e for e in m.bibliography if e.key in keys]
         return Paper(
             title=texts["title"],
             abstract=texts["abstract"],
@@ -209,6 +210,9 @@ class Layout:
             appendix=self.appendix,
             metadata={"project": self.project_id, "template": m.spec.name, "design": m.plan.design},
         )
+
+
+_CITED_KEY = re.compile(r"@([A-Za-z0-9_:\-]+)")  # a cite key as CITE_MARK spells it (greedy: "@a-b" is a-b)
 
 
 @dataclass(frozen=True)
