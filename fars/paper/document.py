@@ -317,7 +317,11 @@ def _markdown_citations(text: str, paper: Paper) -> str:
 
 def reference_line(entry: BibEntry) -> str:
     """One bibliography entry as plain text: authors, title, venue, year."""
-    parts = [", ".join(entry.authors[:6]) + (" et al." if len(entry.authors) > 6 else "")] if entry.authors else []
+    # corpus records as they come: an author listed twice, a name in lower case ("xue wang"); and "et al." before
+    # the joining period printed "et al.." (a relay answerer listed all three)
+    authors = list(dict.fromkeys(a.strip() for a in entry.authors if a.strip()))
+    authors = [a.title() if a == a.lower() else a for a in authors]
+    parts = [", ".join(authors[:6]) + (" et al" if len(authors) > 6 else "")] if authors else []
     parts.append(entry.title.rstrip("."))
     venue = entry.venue or ""
     parts.append(", ".join(str(x) for x in (venue, entry.year) if x and not (x == entry.year and str(x) in venue)))

@@ -211,3 +211,18 @@ def test_wrapped_columns_take_the_room_the_line_has_left() -> None:
     widths = _wrapped_widths(longest, 2)
     fitted = {i: widths.get(i, TABLE_CHARS // 2 if i == 2 else n) for i, n in enumerate(longest)}
     assert widths[1] > 12 and TABLE_CHARS - 3 <= table_chars(fitted) <= TABLE_CHARS
+
+
+def test_a_reference_line_tidies_corpus_authors() -> None:
+    """A relay answerer listed a reference with an author twice, one with a lower-case name, and one ending
+    "et al..": corpus records as they come."""
+    from fars.paper.document import reference_line
+    from fars.paper.grounding import BibEntry
+
+    names = ["Zhiqiang Shen", "Zhiqiang Shen", "xue wang", "A Li", "B Xu", "C Wu", "D Ma", "E Qi"]
+    line = reference_line(
+        BibEntry(key="k", record_id="r", title="A study.", authors=names, venue="ICLR 2021", year=2021)
+    )
+    assert line == "Zhiqiang Shen, Xue Wang, A Li, B Xu, C Wu, D Ma et al. A study. ICLR 2021.", line
+    bare = reference_line(BibEntry(key="k", record_id="r", title="A study", authors=[], venue="ICLR 2021", year=2021))
+    assert bare == "A study. ICLR 2021."
