@@ -182,13 +182,24 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
                     f"{cond.role} of {o.reference}",
                     mean,
                     interval,
-                    "—"
-                    if o.difference is None
-                    else numbers.num(o.difference, f"{at}.difference", "{:+.4f}") + f" (vs {o.reference})",
+                    ("—" if o.difference is None else numbers.num(o.difference, f"{at}.difference", "{:+.4f}"))
+                    + f" (vs {o.reference})"
+                    # against the baseline too, descriptive: relay reviewers asked what removing a part leaves
+                    # against the baseline, which the row's registered test does not say
+                    + (
+                        f"; {numbers.num(cond.difference, f'{path}.difference', '{:+.4f}')} (vs baseline)"
+                        if cond.difference is not None
+                        else ""
+                    ),
                     "—",
-                    "—"
-                    if o.p_adjusted is None
-                    else numbers.num(o.p_adjusted, f"{at}.p_adjusted", "{:.3g}") + f" ({o.family}, vs {o.reference})",
+                    ("—" if o.p_adjusted is None else numbers.num(o.p_adjusted, f"{at}.p_adjusted", "{:.3g}"))
+                    + f" ({o.family}, vs {o.reference})"
+                    + (
+                        f"; {numbers.num(cond.p_vs_baseline, f'{path}.p_vs_baseline', '{:.3g}')} (vs baseline, "
+                        "descriptive)"
+                        if cond.p_vs_baseline is not None
+                        else ""
+                    ),
                     seeds,
                     f"{o.verdict} (vs {o.reference})",
                 ]
@@ -234,7 +245,8 @@ def results_table(results: Results, numbers: Numbers) -> ResultsTable:
             "where there are few)"
             + (
                 "; an ablation's difference, test and verdict are against the condition it removes a part from "
-                "(named in its row), as registered "
+                "(named in its row), as registered, with its difference and uncorrected two-sided p against the "
+                "baseline beside them "
                 if ablations
                 else " "
             )

@@ -222,8 +222,25 @@ def findings(results: Results, numbers: Numbers) -> str:
                 + "."
             )
     lines += ablation_sentences(results, numbers)
+    lines += other_values(results, numbers)
     lines.append(tests_sentence(results, numbers))
     return " ".join(lines)
+
+
+def other_values(results: Results, numbers: Numbers) -> list[str]:
+    """The runs' other final values (training loss and accuracy, validation loss), as means over seeds: relay
+    reviewers read "every condition fits the training set" in a discussion whose numbers were nowhere in the
+    paper. A value equal in every condition is said once."""
+    keys = list(dict.fromkeys(k for r in results.conditions.values() for k in r.secondary))
+    said = []
+    for key in keys:
+        rows = [(n, r.secondary[key].mean) for n, r in results.conditions.items() if key in r.secondary]
+        shown = [(n, numbers.num(v, f"results.conditions.{n}.secondary.{key}.mean", "{:.3g}")) for n, v in rows]
+        if len({f"{v:.3g}" for _, v in rows}) == 1 and len(rows) > 1:
+            said.append(f"{key} {shown[0][1]} in every condition")
+        elif rows:
+            said.append(f"{key} " + ", ".join(f"{value} ({name})" for name, value in shown))
+    return [f"Other final values, as means over seeds: {'; '.join(said)}."] if said else []
 
 
 def ablation_sentences(results: Results, numbers: Numbers) -> list[str]:
@@ -253,12 +270,20 @@ def ablation_sentences(results: Results, numbers: Numbers) -> list[str]:
             "inconclusive": "inconclusive",
             "equivalent": "equivalent within its margin",
         }[o.verdict]
+        row = results.conditions.get(o.candidate)
+        at = f"results.conditions.{o.candidate}"
+        versus_baseline = (
+            f" Against the baseline it differed by {numbers.num(row.difference, f'{at}.difference', '{:+.4f}')} "
+            f"(two-sided Welch p = {numbers.num(row.p_vs_baseline, f'{at}.p_vs_baseline', '{:.3g}')}, descriptive)."
+            if row is not None and row.difference is not None and row.p_vs_baseline is not None
+            else ""
+        )
         out.append(
             f"Against {o.reference} itself, removing {part} (condition {o.candidate}) changed {results.metric} by "
             f"{numbers.num(o.difference, f'{path}.difference', '{:+.4f}')}{interval}"
             + ("; " if interval != " (" and stats else "")
             + "; ".join(stats)
-            + f"): {said}."
+            + f"): {said}.{versus_baseline}"
         )
     return out
 

@@ -519,30 +519,37 @@ def adopt_registered(
     registered = {o.candidate: o for o in outcomes if o.reference == "baseline" and o.candidate in table}
     elsewhere = {o.candidate: o.reference for o in outcomes if o.reference != "baseline" and o.candidate in table}
     exploratory: dict[str, float | None] = {}
+    sign = 1.0 if higher_is_better else -1.0
     for name, row in table.items():
         if name == "baseline":
             continue
         outcome = registered.get(name)
         if outcome is None:
             test = welch_t([float(v) for v in table["baseline"].values], row.values) if "baseline" in table else None
-            exploratory[name] = row.p_vs_baseline = test.p_value if test else None
+            row.p_vs_baseline = test.p_value if test else None
             row.registered_against = elsewhere.get(name)
+            if row.registered_against:
+                # registered against another condition (an ablation against what it ablates): its test against
+                # the baseline is descriptive, uncorrected, and joins no family (in the follow-ups' Holm family it
+                # weakened their correction while the paper called a follow-up "the only one in its family")
+                row.family, row.p_adjusted, row.test_kind = "exploratory", row.p_vs_baseline, "two-sided"
+                row.test = (
+                    "two-sided Welch t-test against the baseline (descriptive and uncorrected: its registered test "
+                    f"is against {row.registered_against})"
+                )
+                row.verdict = holm_verdict(row, row.p_vs_baseline, alpha, sign)
+            else:
+                exploratory[name] = row.p_vs_baseline
             continue
         row.family, row.p_vs_baseline, row.p_adjusted = outcome.family, outcome.p_value, outcome.p_adjusted
         row.test, row.test_kind = test_words(outcome, higher_is_better), test_kind(outcome, higher_is_better)
         if row.test_kind == "tost-beyond-margin":
             row.p_two_sided = outcome.two_sided_p
         row.verdict = "untested" if outcome.p_value is None else outcome.verdict
-    sign = 1.0 if higher_is_better else -1.0
     for name, adjusted in holm(exploratory).items():
         row = table[name]
         row.family, row.p_adjusted, row.test_kind = "exploratory", adjusted, "two-sided"
-        row.test = (
-            f"two-sided Welch t-test against the baseline (descriptive: its registered test is against "
-            f"{row.registered_against})"
-            if row.registered_against
-            else "two-sided Welch t-test (exploratory: not registered in the plan)"
-        )
+        row.test = "two-sided Welch t-test (exploratory: not registered in the plan)"
         row.verdict = holm_verdict(row, adjusted, alpha, sign)
 
 

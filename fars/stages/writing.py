@@ -385,7 +385,8 @@ def achieved_design(plan: Plan, results: Results, numbers: Numbers) -> str:
     # a contradiction of the pilot's own 0.0016
     floored = plan.pilot is not None and plan.pilot.sd_floored
     sized_on = (
-        f"a seed-to-seed sd floored at the metric's resolution ({stats_design.floor_cause(plan.pilot.values)})"
+        "a seed-to-seed sd floored at the metric's resolution "
+        f"({numbers.numbers_in(stats_design.floor_cause(plan.pilot.values), 'plan.pilot.values#sd')})"
         if floored and plan.pilot is not None
         else ("the pilot's seed-to-seed sd")
     )

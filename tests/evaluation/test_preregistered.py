@@ -293,3 +293,32 @@ def test_a_caption_names_the_test_the_primary_was_reported_with_and_no_holm_for_
     assert "Holm" not in caption
     said = numbers.plain(findings(results, numbers))
     assert "two-sided Welch p = " in said and "Holm" not in said, said
+
+
+def test_an_ablations_test_against_the_baseline_is_descriptive_and_joins_no_family() -> None:
+    """Relay reviewers asked what removing a part leaves against the baseline; that test is given beside the
+    registered one, uncorrected, and kept out of the follow-ups' Holm family (in it, it weakened their correction
+    while the paper called a follow-up the only one in its family)."""
+    whole, part_gone, follow = [b + 0.05 for b in BASE], [b + 0.001 for b in BASE], [b + 0.004 for b in BASE]
+    comparisons = [primary(), Comparison(name="method-without-x vs method", candidate="method-without-x",
+                                         reference="method", family="secondary", prediction="different")]  # fmt: skip
+    values = {"baseline": BASE, "method": whole, "method-without-x": part_gone, "followup": follow}
+    outcomes = judge(values, comparisons, alpha=0.05, higher_is_better=True)
+    table = {"baseline": _row(BASE, "baseline"), "method": _row(whole, base=BASE),
+             "method-without-x": _row(part_gone, "ablation", base=BASE), "followup": _row(follow, base=BASE)}  # fmt: skip
+    table["baseline"].verdict = "baseline"
+    adopt_registered(table, outcomes, 0.05, True)
+    ablation, followup = table["method-without-x"], table["followup"]
+    assert ablation.registered_against == "method" and ablation.p_adjusted == ablation.p_vs_baseline
+    assert "descriptive and uncorrected" in (ablation.test or "")
+    assert followup.p_adjusted == followup.p_vs_baseline  # alone in its Holm family
+    results = Results(template="digits", metric="val_accuracy", higher_is_better=True, knob="lr", steps=40,
+                      alpha=0.05, conditions=table, best="method", engine=EngineInfo(name="plain", parameters=10),
+                      comparisons=outcomes)  # fmt: skip
+    numbers = Numbers()
+    row = next(r for r in results_table(results, numbers).rows if r[0] == "method-without-x")
+    cells = [numbers.plain(c) for c in row]
+    assert cells[4].endswith(f"(vs method); {ablation.difference:+.4f} (vs baseline)"), cells[4]
+    assert cells[6].endswith(f"; {ablation.p_vs_baseline:.3g} (vs baseline, descriptive)"), cells[6]
+    said = numbers.plain(findings(results, numbers))
+    assert f"Against the baseline it differed by {ablation.difference:+.4f}" in said

@@ -226,3 +226,20 @@ def test_a_reference_line_tidies_corpus_authors() -> None:
     assert line == "Zhiqiang Shen, Xue Wang, A Li, B Xu, C Wu, D Ma et al. A study. ICLR 2021.", line
     bare = reference_line(BibEntry(key="k", record_id="r", title="A study", authors=[], venue="ICLR 2021", year=2021))
     assert bare == "A study. ICLR 2021."
+
+
+def test_the_results_state_the_other_final_values_once_where_equal() -> None:
+    """Relay reviewers read "every condition fits the training set" in a discussion whose numbers were nowhere in
+    the paper: the runs' other final values are stated, a value equal in every condition once."""
+    from fars.paper.prose import other_values
+
+    results = RESULTS.model_copy(deep=True)
+    for i, row in enumerate(results.conditions.values()):
+        row.secondary = {
+            "train_accuracy": Stat(mean=1.0, std=0.0, n=2),
+            "train_loss": Stat(mean=0.01 * (i + 1), std=0.0, n=2),
+        }
+    numbers = Numbers()
+    [said] = [numbers.plain(s) for s in other_values(results, numbers)]
+    assert said.startswith("Other final values, as means over seeds: train_accuracy 1 in every condition; train_loss ")
+    assert "0.01 (baseline)" in said and "0.02 (method)" in said
