@@ -98,8 +98,15 @@ def condition_words(results: Results) -> dict[str, list[str]]:
         if cond.role in ("method", "sensitivity", "variant"):
             base += list(cond.components.values())
         if cond.role == "ablation":
+            # the part as prose names it: "without shift_augmentation", "removing the shift augmentation",
+            # "without the shifts" (a relay answerer's "removing the shifts from this method lowered accuracy" was
+            # read as a claim about the method)
             for slot in re.findall(r"without-(\w+)", name):
-                base += [f"without {slot}", f"without its {slot}", f"without the {slot}"]
+                spoken = slot.replace("_", " ")
+                head = spoken.split()[0]
+                leads = ("without", "without its", "without the", "removing", "removing the", "removing its")
+                for part in dict.fromkeys((slot, spoken, head, f"{head}s")):
+                    base += [f"{lead} {part}" for lead in leads]
         words[name] = base
     return words
 
@@ -170,9 +177,18 @@ def _claim_of(sentence: str, metric_words: list[str], higher_is_better: bool) ->
     effect = (_QUALITY_UP if up else _QUALITY_DOWN).search(sentence) or next(
         (m for m in (_VALUE_UP.search(sentence), _VALUE_DOWN.search(sentence)) if m is not None), None
     )
-    if effect and _NEGATION.search(sentence[max(0, effect.start() - 25) : effect.start()]):
+    if effect and _negates(sentence[max(0, effect.start() - 25) : effect.start()]):
         return "none"  # "does not improve", "without hurting", "did not raise": no effect claimed
     return claim
+
+
+def _negates(before: str) -> bool:
+    """Whether the words just before an effect word negate it. "without" does only right before it ("without
+    hurting"); "the method without its schedule lowered accuracy" names an ablation, and was read as no effect."""
+    words = [m.group(0).lower() for m in _NEGATION.finditer(before)]
+    if any(w != "without" for w in words):
+        return True
+    return bool(words) and re.search(r"\bwithout\s*$", before, re.IGNORECASE) is not None
 
 
 def find_claims(text: str, results: Results) -> list[FoundClaim]:

@@ -609,6 +609,8 @@ _DIMENSIONS = re.compile(r"(?<![\d.])(\d+)\s*[x×]\s*(\d+)(?![\d.])")
 def _product(text: str, start: int, end: int, value: float) -> str | None:
     """A count its sentence derives from dimensions it states ("each 8x8 image's 64 pixels"): a relay answerer's
     sentence was sent back because 64 equals the batch size and the width by value."""
+    if value == 1 and re.match(r"/\s*\d", text[end : end + 3]):
+        return "the unit of a fraction (1/360: one held-out image)"  # a relay answerer's "steps of 1/360"
     sentence = _sentence_at(text, start, end)
     for a, b in _DIMENSIONS.findall(sentence):
         if int(a) * int(b) == value and f"{a}x{b}" != text[start:end]:

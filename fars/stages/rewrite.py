@@ -32,8 +32,9 @@ REWRITE_ASK = "These sentences of your draft failed the paper's checks"
 INSTRUCTION = (
     "Rewrite each so it keeps its place in the paragraph's argument and passes the checks, or give an empty "
     "sentence where it cannot be said from these records. The claim check reads each clause (clauses joined by a "
-    "semicolon, 'while', 'whereas' or 'but') as a claim about one condition: name each clause's condition as the "
-    "findings do, and say 'than the baseline' where a clause compares with it."
+    "semicolon, 'while', 'whereas' or 'but') as a claim about one condition: name each clause's condition by what "
+    "it is ('the CNN with shifts', 'removing the shifts', 'smoothing at 0.3'), not by a record label such as "
+    "'method' or 'followup-...', and say 'than the baseline' where a clause compares with it."
 )
 MAX_SENTENCES = 12  # failing sentences sent back in one request; the rest go to the harness's repair
 

@@ -834,13 +834,17 @@ def repair_in_place(text: str, harness: list[str], m: Material, claims: bool = T
 
 def _stand_in(sentence: str, candidates: list[str], first: bool) -> str | None:
     """The harness sentence to put in the place of ``sentence``: the first one for an opening, else the one
-    sharing most content words (None when none is left)."""
+    sharing most content words, where it shares enough to say the same thing (None: the sentence is dropped)."""
     if not candidates:
         return None
     if first:
         return candidates[0]
     words = set(content_words(sentence))
-    return max(candidates, key=lambda c: (len(words & set(content_words(c))), -candidates.index(c)))
+    best = max(candidates, key=lambda c: (len(words & set(content_words(c))), -candidates.index(c)))
+    # a stand-in says what the dropped sentence said, or nothing stands in: a relay abstract's ablation sentence
+    # was replaced by the harness's statement of the hypothesis, predicted numbers and all, sharing two words
+    shared = len(words & set(content_words(best)))
+    return best if shared >= max(3, 0.3 * len(words)) else None
 
 
 def _unmarked(markdown: str, report: GroundingReport) -> int:

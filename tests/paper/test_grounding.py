@@ -167,8 +167,9 @@ def test_the_checks_own_false_alarms_from_a_relay_run_pass() -> None:
         ("A stronger smoothing, at strength 0.3, was also better.", "0.3"),
         ("Each 8x8 image has 64 pixels.", "64"),
         ("The 95% interval of the difference excludes zero.", "95%"),
+        ("Accuracy moves in steps of 1/360.", "1"),
     ):
-        [number] = check_text(sentence, sources, []).numbers
+        number = check_text(sentence, sources, []).numbers[0]
         assert number.text == token and number.kind != "ungrounded", (sentence, number)
     # still ungrounded: a bare 64 with no dimensions, and a setting the sentence ties to no condition
     for sentence in ("Each image has 64 pixels.", "The learning rate of 0.3 was used."):

@@ -385,3 +385,19 @@ def test_the_drafting_prompt_names_conditions_in_words_and_lists_the_figures() -
         "Figures the paper shows (refer to them where they bear on the findings):\n"
         "Figure 1: Training and validation loss over steps.\n"
     )
+
+
+def test_a_stand_in_says_what_the_dropped_sentence_said_or_none_stands_in() -> None:
+    """A relay abstract's ablation sentence was replaced by the harness's statement of the hypothesis, predicted
+    numbers and all, because the two shared a couple of words."""
+    from fars.stages.writing import _stand_in
+
+    harness = [
+        "We test a hypothesis about digits: a CNN with shifts raises val_accuracy from 0.977 to 0.989.",
+        "Removing the shift augmentation from the CNN lowered val_accuracy against the full method.",
+    ]
+    ablation = "Removing the shift augmentation from the CNN lowered val_accuracy by a margin the tests confirm."
+    assert _stand_in(ablation, harness, first=False) == harness[1]
+    unrelated = "Both parts of the change contribute, and neither explains the gain alone on digits."
+    assert _stand_in(unrelated, harness[:1], first=False) is None
+    assert _stand_in(unrelated, harness, first=True) == harness[0]  # an opening is never left empty
