@@ -515,8 +515,9 @@ def render_latex(paper: Paper, numbers: Numbers | None = None) -> str:
             if section.table is not None:
                 # a section's table (the setup's) may float to the next page's top while the text goes on: held
                 # here, the relay run's tall Table 1 left most of page 2 empty; it still comes well before the
-                # references, which the results table and figures are held to precede
-                body += _latex_table(section.table, "!htbp")
+                # references, which the results table and figures are held to precede. Not on a float page of its
+                # own ("p"): there it stood alone over half a white page, the results table held to the next
+                body += _latex_table(section.table, "!htb")
         if index == anchor:
             body += _latex_table(paper.table)
             for fig in paper.figures:
