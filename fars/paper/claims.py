@@ -40,11 +40,17 @@ _DIRECTION_NOTE = re.compile(r"\(?\b(?:higher|lower) is better\b\)?", re.I)  # "
 # claims nothing yet, unless it also says what was found ("the hypothesis is confirmed: ...")
 _HYPOTHESIS = re.compile(
     r"\b(?:we (?:test|ask|study|examine) (?:a |the |our )?(?:hypothes[ie]s|whether)|we hypothesi[sz]e|hypothesis:"
-    r"|(?:the|our) hypothesis (?:is|states) that|this paper asks whether|asks whether)",
+    r"|(?:the|our) hypothesis (?:is|states) that|this paper asks whether|asks whether"
+    # the prediction as registered ("we predicted that X would raise accuracy"): a relay paper's abstract and
+    # introduction lost it as an unsupported claim, and the introduction then said "The prediction failed." of
+    # nothing stated
+    r"|we (?:\w+ )?(?:had )?(?:pre-?registered|predicted|expected|hypothesi[sz]ed)(?: the prediction)? that\b[^.;]*"
+    r"\b(?:would|will|should)\b)",
     re.I,
 )
 _FINDING = re.compile(
-    r"\b(?:confirm\w*|support\w*|found|finds?|show(?:s|ed|n)?|demonstrat\w*|reached|achiev\w*)\b", re.I
+    r"\b(?:confirm\w*|support\w*|found|finds?|show(?:s|ed|n)?|demonstrat\w*|reached|achiev\w*|(?:it|they|this) did)\b",
+    re.I,
 )
 _CITES = re.compile(r"\[@[\w:.-]+|\[\d+(?:[,–-]\s*\d+)*\]|\\cite\w*\{")
 # an italic title followed by its citation (related work lists them): the fourth relay run's related work was read

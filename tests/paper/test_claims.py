@@ -247,3 +247,15 @@ def test_a_negated_value_word_claims_no_effect() -> None:
     assert _claim_of("Shifts did not raise accuracy.", ["accuracy"], True) == "none"
     assert _claim_of("Shifts raised accuracy.", ["accuracy"], True) == "better"
     assert _claim_of("Smoothing did not lower accuracy.", ["accuracy"], True) == "none"
+
+
+def test_a_sentence_stating_the_registered_prediction_is_not_a_claim() -> None:
+    """A relay paper's abstract and introduction lost "We predicted that cosine decay ... would raise held-out
+    accuracy" as an unsupported claim; the introduction then said "The prediction failed." of nothing stated."""
+    for stated in (
+        "We predicted that cosine decay with a higher peak rate would raise held-out accuracy by half a point.",
+        "We therefore predicted that the method would improve final accuracy, and pre-registered this comparison.",
+    ):
+        assert find_claims(stated, RESULTS) == [], stated
+    # a finding in the same sentence is still read
+    assert find_claims("We predicted that the method would raise accuracy, and it did improve accuracy.", RESULTS)
