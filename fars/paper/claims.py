@@ -39,7 +39,8 @@ _DIRECTION_NOTE = re.compile(r"\(?\b(?:higher|lower) is better\b\)?", re.I)  # "
 # a sentence that states the hypothesis under test ("We test a hypothesis about X: the method raises accuracy")
 # claims nothing yet, unless it also says what was found ("the hypothesis is confirmed: ...")
 _HYPOTHESIS = re.compile(
-    r"\b(?:we (?:test|ask|study|examine) (?:a |the |our )?(?:hypothes[ie]s|whether)|we hypothesi[sz]e|hypothesis:"
+    r"\b(?:we (?:test|ask|study|examine) (?:a |the |our )?(?:hypothes[ie]s|whether|prediction)|we hypothesi[sz]e"
+    r"|hypothesis:"
     r"|(?:the|our) hypothesis (?:is|states) that|this paper asks whether|asks whether"
     # the prediction as registered ("we predicted that X would raise accuracy"): a relay paper's abstract and
     # introduction lost it as an unsupported claim, and the introduction then said "The prediction failed." of

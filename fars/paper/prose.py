@@ -594,8 +594,9 @@ def harness_abstract(
         f", and {count} ablations that each remove one component" if ablations else ""
     )
     parts = [
-        f"We test a hypothesis about {in_sentence(spec.title)} ({spec.domain}): "
-        f"{numbers.numbers_in(after_colon(hypothesis.statement.rstrip('.')), 'ideation.chosen.statement')}.",
+        # a relay paper's reviewers read "We test a hypothesis about X (domain): ..." as pasted boilerplate
+        f"On {in_sentence(spec.title)}, we test the prediction that "
+        f"{numbers.numbers_in(after_colon(hypothesis.statement.rstrip('.'), template_words(spec)), 'ideation.chosen.statement')}.",
         f"We compare {design}, over {numbers.num(len(plan.seeds), 'plan.seeds#count', '{:d}')} seeds at "
         f"{numbers.num(plan.steps, 'plan.steps', '{:d}')} steps each.",
     ]
@@ -631,13 +632,25 @@ def harness_introduction(spec: TemplateSpec, plan: Plan, hypothesis: HypothesisR
     )
 
 
-def after_colon(text: str) -> str:
-    """A sentence continued after a colon: its first word in lower case unless it is a name or an acronym (a relay
-    run's reviewer quoted "...(image classification): Switching ..." as spliced text)."""
+def template_words(spec: TemplateSpec) -> str:
+    """A template's own texts (its description, options and knobs' help), where its words' usual case shows."""
+    options = " ".join(f"{o} {d}" for c in spec.components for o, d in c.options.items())
+    return " ".join([spec.description, options, *(k.help for k in spec.knobs)])
+
+
+def after_colon(text: str, context: str = "") -> str:
+    """A sentence continued after a colon (or "that"): its first word in lower case unless it is a name or an
+    acronym (a relay run's reviewer quoted "...(image classification): Switching ..." as spliced text). A word
+    the ``context`` (the template's texts) writes in lower case and never capitalised inside a sentence is no
+    name ("Cosine decay" -> "cosine decay"; "Adam", written "Adam" there, keeps its capital)."""
     first = text.split(" ", 1)[0]
     # only words that start a sentence and are no name: an article, or a verb's -ing form ("Switching the MLP ...");
     # "Adam with dropout raises ..." keeps its capital
     common = first in ("The", "A", "An", "Each", "Every", "Both") or (first.endswith("ing") and first[1:].islower())
+    if not common and first.isalpha() and first[1:].islower() and context:
+        lower = re.search(rf"(?<![\w-]){re.escape(first.lower())}(?![\w-])", context) is not None
+        named = re.search(rf"[a-z,;]\s+{re.escape(first)}(?![\w-])", context) is not None
+        common = lower and not named
     return text[0].lower() + text[1:] if common and first.isalpha() else text
 
 

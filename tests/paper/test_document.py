@@ -243,3 +243,16 @@ def test_the_results_state_the_other_final_values_once_where_equal() -> None:
     [said] = [numbers.plain(s) for s in other_values(results, numbers)]
     assert said.startswith("Other final values, as means over seeds: train_accuracy 1 in every condition; train_loss ")
     assert "0.01 (baseline)" in said and "0.02 (method)" in said
+
+
+def test_a_statement_continued_after_that_lowers_only_a_common_word() -> None:
+    """A relay paper's abstract opened "We test a hypothesis about handwritten digit classification (image
+    classification): ..." (read as pasted boilerplate); it now continues "we test the prediction that ...", with the
+    statement's first word lowered only where the template writes it in lower case."""
+    from experiments.spec import load_template
+    from fars.paper.prose import after_colon, template_words
+
+    words = template_words(load_template("digits"))
+    assert after_colon("Cosine decay with a higher peak raises accuracy", words).startswith("cosine decay")
+    assert after_colon("Adam with dropout raises accuracy", words).startswith("Adam with")
+    assert after_colon("CNN with shifts beats an MLP", words).startswith("CNN with")
