@@ -71,7 +71,9 @@ _GENERIC_METHOD = ("method", "methods", "approach", "proposed", "intervention", 
 # clauses a sentence joins, each read as its own claim: the relay model's rewrite "the CNN without shifts is also
 # significantly better ..., while the MLP with shifts is inconclusive: its interval spans both no difference and
 # ..." was read as one null claim about the first condition
-_CLAUSE = re.compile(r";\s+|,\s+(?:while|whereas|but)\s+", re.I)
+# clause joints: a semicolon, a contrast, or a comma before a negated continuation ("Shifts Help a Small CNN, With
+# No Detectable Gain for an MLP": a relay title read whole as a null claim about the CNN, and dropped)
+_CLAUSE = re.compile(r";\s+|,\s+(?:while|whereas|but)\s+|,\s+(?=(?:with|and|yet)\s+(?:no|little|not)\b)", re.I)
 _BASELINE = re.compile(r"\bbaselines?\b", re.I)
 
 

@@ -99,7 +99,10 @@ def option_label(spec: TemplateSpec, slot: str, option: str) -> str:
         return word.lower().replace("_", "").replace("-", "")
 
     words = [w.strip(".,;:()'\"") for w in spec.component(slot).options.get(option, "").split()]
+    words += [w.strip(".,;:()'\"") for w in spec.description.split()]
     name = next((w for w in words if key(w) == key(option)), option.replace("_", " "))
+    if name == option and option.isalpha() and len(option) <= 5 and not set(option) & set("aeiou"):
+        name = option.upper()  # an acronym no text spells ("cnn", "mlp", "sgd"): a relay title read "Cnn architecture"
     return name if key(slot) in key(name) else f"{name} {slot.replace('_', ' ')}"
 
 
@@ -574,7 +577,16 @@ def harness_title(spec: TemplateSpec, plan: Plan, results: Results) -> str:
         if main.components
         else ", ".join(f"{k}={v}" for k, v in main.knobs.items())
     )
-    return clip_words(sentence_case(f"{clip_words(what, 70)} on {in_sentence(spec.title)}: {headline(results)}"), 120)
+    main_result = _main(results)
+    verdict = results.conditions[main_result].verdict if main_result is not None else None
+    metric = results.metric.replace("_", " ")
+    task = in_sentence(spec.title)
+    # a sentence, not "X on Y: a significantly better val accuracy" (a relay reviewer: "generic and ungrammatical")
+    said = {
+        "better": f"{clip_words(what, 70)} significantly improves {metric} on {task}",
+        "worse": f"{clip_words(what, 70)} significantly worsens {metric} on {task}",
+    }.get(verdict or "", f"{clip_words(what, 70)} on {task}: {headline(results)}")
+    return clip_words(sentence_case(said), 120)
 
 
 def harness_abstract(

@@ -259,3 +259,15 @@ def test_a_sentence_stating_the_registered_prediction_is_not_a_claim() -> None:
         assert find_claims(stated, RESULTS) == [], stated
     # a finding in the same sentence is still read
     assert find_claims("We predicted that the method would raise accuracy, and it did improve accuracy.", RESULTS)
+
+
+def test_a_comma_before_a_negated_continuation_splits_the_claim() -> None:
+    """A relay title, "Shifts Help a Small CNN, With No Detectable Gain for an MLP", was read whole as a null
+    claim about the CNN (the method, significantly better) and dropped."""
+    from fars.paper.claims import _CLAUSE
+
+    assert _CLAUSE.split("Shifts help the method, with no detectable gain for an MLP") == [
+        "Shifts help the method",
+        "with no detectable gain for an MLP",
+    ]
+    assert len(_CLAUSE.split("The method, with its schedule, improved accuracy")) == 1

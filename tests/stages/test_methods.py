@@ -95,3 +95,23 @@ def test_auto_picks_only_templates_that_run_at_the_runs_scale() -> None:
     assert all(s.has_scale("research") for s in chosen) and {c.name for c in ranked} == names
     everything = choose_templates("training small models", IdeationSettings.of(compose("experiment.max_templates=32")))
     assert "modadd" in {s.name for s in everything[0]}
+
+
+def test_an_acronym_option_no_text_spells_is_written_in_capitals_and_the_harness_title_is_a_sentence() -> None:
+    """A relay paper's harness title read "Cnn architecture and shift augmentation on handwritten digit
+    classification: a significantly better val accuracy" (a reviewer: "generic and ungrammatical")."""
+    from fars.paper.prose import harness_title, method_phrase
+    from fars.run.contracts import Condition, Plan
+    from tests.paper.test_document import RESULTS
+
+    digits = load_template("digits")
+    assert method_phrase(digits, {"architecture": "cnn", "augmentation": "shift"}) == (
+        "CNN architecture and shift augmentation"
+    )
+    plan = Plan(template="digits", design="components", seeds=[0, 1], steps=30, conditions=[
+        Condition(name="baseline", role="baseline"),
+        Condition(name="method", role="method", components={"architecture": "cnn"}),
+    ])  # fmt: skip
+    results = RESULTS.model_copy(deep=True)
+    results.conditions["method"].verdict = "better"
+    assert harness_title(digits, plan, results).startswith("CNN architecture significantly improves val accuracy on")

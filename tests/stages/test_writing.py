@@ -194,7 +194,7 @@ def test_degenerate_prose_is_replaced_by_the_records_and_counted(tmp_path: Path)
     md = (folder / "paper.md").read_text()
     assert "Testable Hypothesis" not in md and "Proposal" not in md and "strengths_1" not in md
     title = md.splitlines()[0]
-    assert title.startswith("# ") and "sgd optimizer" in title.lower() and "significantly better" in title
+    assert title.startswith("# ") and "sgd optimizer" in title.lower() and "significantly improves" in title
     assert "significantly better than the baseline" in md  # the abstract states the corrected test
     assert output.grounded_number_rate == 1.0 and output.claims.problems == []
 
