@@ -73,7 +73,14 @@ _GENERIC_METHOD = ("method", "methods", "approach", "proposed", "intervention", 
 # ..." was read as one null claim about the first condition
 # clause joints: a semicolon, a contrast, or a comma before a negated continuation ("Shifts Help a Small CNN, With
 # No Detectable Gain for an MLP": a relay title read whole as a null claim about the CNN, and dropped)
-_CLAUSE = re.compile(r";\s+|,\s+(?:while|whereas|but)\s+|,\s+(?=(?:with|and|yet)\s+(?:no|little|not)\b)", re.I)
+_CLAUSE = re.compile(
+    r";\s+|,\s+(?:while|whereas|but)\s+|,\s+(?=(?:with|and|yet)\s+(?:no|little|not)\b)"
+    r"|,\s+(?=and\s+(?:removing|dropping|ablating|without)\b)",  # "..., and removing either part made it worse"
+    re.I,
+)
+# a clause about removing parts ("removing either the convolutions or the shifts made it worse"): a claim about an
+# ablation, never about the condition whose option words it repeats (a relay abstract lost its main result so)
+_REMOVING = re.compile(r"^\s*(?:and\s+)?(?:removing|dropping|ablating|without)\b", re.I)
 _BASELINE = re.compile(r"\bbaselines?\b", re.I)
 
 
@@ -220,6 +227,8 @@ def find_claims(text: str, results: Results) -> list[FoundClaim]:
         for clause in clauses:
             claim = _claim_of(_DIRECTION_NOTE.sub(" ", clause), metric_words, results.higher_is_better)
             condition = _condition_of(clause, results, words) if claim is not None else None
+            if condition is not None and _REMOVING.search(clause) and results.conditions[condition].role != "ablation":
+                condition = None  # which ablation it means is not said: no claim the check can hold it to
             if claim is not None and condition is not None:
                 found.append(FoundClaim(sentence, condition, claim, _versus(clause, condition, results)))
                 claimed = True

@@ -271,3 +271,14 @@ def test_a_comma_before_a_negated_continuation_splits_the_claim() -> None:
         "with no detectable gain for an MLP",
     ]
     assert len(_CLAUSE.split("The method, with its schedule, improved accuracy")) == 1
+
+
+def test_a_clause_on_removing_parts_is_no_claim_about_the_whole_method() -> None:
+    """A relay abstract's main result, "... was significantly more accurate than a two-layer MLP, and removing either
+    the convolutions or the shifts made it significantly worse", was read as "worse" about the method and dropped."""
+    said = "The method improved accuracy over the baseline, and removing either part made it significantly worse."
+    assert [(c.condition, c.claim) for c in find_claims(said, RESULTS)] == [("method", "better")]
+    # an ablation the clause does name is still held to its test
+    assert [c.condition for c in find_claims("Removing the schedule lowered accuracy.", RESULTS)] == [
+        "method-without-schedule"
+    ]
