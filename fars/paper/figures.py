@@ -45,15 +45,23 @@ def band_limits(values: np.ndarray) -> tuple[float, float]:
 
 def _by_test(table: dict[str, ConditionResult]) -> str:
     """How the figure's verdicts were tested, as the table's rows were (families or one Holm family)."""
-    families = [row.family for row in table.values() if row.family]
+    families = [row.family for row in table.values() if row.family and not row.registered_against]
+    # an ablation's mark is its descriptive test against the baseline; its registered test, against what it ablates,
+    # is the table's (a relay figure marked an ablation "better" beside the table's "worse (vs method)")
+    ablations = (
+        "; an ablation's mark is its uncorrected, descriptive test against the baseline (its registered test, "
+        "against the condition it ablates, is in the table)"
+        if any(row.registered_against for row in table.values())
+        else ""
+    )
     if families:
         # Holm only where a family has more than one member: a relay figure's caption named Holm's correction
         # with one comparison in it
         corrected = any(families.count(f) > 1 for f in set(families) if f != "primary")
         others = "the others with Holm's correction within their family" if corrected else "each other one uncorrected"
         if families == ["primary"]:
-            return "by the pre-registered primary test the results table names"
-        return f"by the test the results table names for each (the pre-registered primary alone, {others})"
+            return f"by the pre-registered primary test the results table names{ablations}"
+        return f"by the test the results table names for each (the pre-registered primary alone, {others}){ablations}"
     return "after Holm's correction" if len(table) > 2 else "by a two-sided Welch t-test"
 
 

@@ -181,3 +181,16 @@ def test_a_figure_caption_names_holm_only_where_a_family_has_several_members() -
     assert "Holm" not in _by_test(one) and "each other one uncorrected" in _by_test(one)
     two = {**one, "followup2": follow.model_copy()}
     assert "the others with Holm's correction within their family" in _by_test(two)
+
+
+def test_a_figure_caption_says_an_ablations_mark_is_its_descriptive_test() -> None:
+    """A relay figure marked an ablation "better" (its descriptive test against the baseline) beside the table's
+    "worse (vs method)" (its registered test against what it ablates)."""
+    from fars.paper.figures import _by_test
+
+    rows = RESULTS.model_copy(deep=True).conditions
+    rows["method"].family = "primary"
+    rows["method-without-schedule"].family, rows["method-without-schedule"].registered_against = "exploratory", "method"
+    said = _by_test(rows)
+    assert said.startswith("by the pre-registered primary test the results table names")
+    assert "an ablation's mark is its uncorrected, descriptive test against the baseline" in said
