@@ -121,6 +121,10 @@ def degenerate_reasons(
         most = topical.most_common(1)[0][1] if topical else 0
         if most >= 3 and 3 * most / len(words) >= 0.25:
             reasons.append(LOOPS)
+    if re.search(r"\w-\s*$", stripped):
+        # cut off inside a compound by the model's own token limit: an embedded run's title ended "... with
+        # Recurrent Neural-"
+        reasons.append("cut off mid-word")
     own_content = {w for w in content_words(stripped) if w not in _GENERIC_FOLDED}
     if not own_content:
         reasons.append("no content words: only generic words such as 'hypothesis', 'approach', 'paper'")

@@ -79,3 +79,12 @@ def test_real_papers_paragraphs_are_not_called_loops() -> None:
     assert len(paragraphs) > 500
     flagged = [p for p in paragraphs if any("loops" in r or "same sentence" in r for r in degenerate_reasons(p))]
     assert len(flagged) <= 0.01 * len(paragraphs), flagged[:3]
+
+
+def test_a_text_cut_off_mid_word_is_degenerate() -> None:
+    """An embedded run's title ended "A Comparative Study on Recurrent Neural Networks with Recurrent Neural-"."""
+    from fars.paper.degenerate import degenerate_reasons
+
+    cut = "The Impact of ReLU on Recurrent Neural Networks: A Comparative Study with Recurrent Neural-"
+    assert "cut off mid-word" in degenerate_reasons(cut, expected=["ReLU"])
+    assert "cut off mid-word" not in degenerate_reasons("ReLU and RMSNorm in a character-level GPT", expected=["ReLU"])
