@@ -357,10 +357,10 @@ def setup_text(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Result
 
 def _seeds_sentence(plan: Plan, numbers: Numbers) -> str:
     """The power analysis that chose the seeds, as a sentence of the setup."""
-    design = plan.seed_design
-    if design is None or design.method != "power" or not design.reason:
+    sentence = _power_sentence(plan)
+    if sentence is None:
         return ""
-    said = numbers.numbers_in(seeds_reason(plan), "plan.seed_design.reason")
+    said = numbers.numbers_in(sentence, "plan.seed_design.reason")
     return f" The number of seeds comes from a power analysis on the pilot: {said[0].lower()}{said[1:]}."
 
 
@@ -463,13 +463,21 @@ def reader_words(text: str) -> str:
     return text
 
 
+def _power_sentence(plan: Plan) -> str | None:
+    """The seed design's own sentence, where a power analysis chose the seeds (else None)."""
+    design = plan.seed_design
+    powered = design is not None and design.method == "power" and design.reason
+    return reader_words(design.reason.rstrip(".")) if powered and design is not None else None
+
+
 def seeds_reason(plan: Plan) -> str:
     """Why the plan has as many seeds as it has, in words (the seed design's own sentence when there is one)."""
     design = plan.seed_design
     if design is None:
         return "the configured count"
-    if design.method == "power" and design.reason:
-        return reader_words(design.reason.rstrip("."))
+    said = _power_sentence(plan)
+    if said is not None:
+        return said
     return "the configured count" if design.method == "fixed" else "a power analysis on the pilot's spread"
 
 
@@ -522,8 +530,10 @@ def setup_table(plan: Plan, spec: TemplateSpec, numbers: Numbers, results: Resul
     count = numbers.num(len(plan.seeds), "plan.seeds#count", "{:d}")
     # the power analysis's sentence stands in the setup's prose: as a cell it made Table 1 too tall to share a
     # page (a relay run's PDF gave it a page of its own, half white)
-    powered = plan.seed_design is not None and plan.seed_design.method == "power" and plan.seed_design.reason
-    rows.append(["seeds per condition", count, "by a power analysis (in the setup)" if powered else seeds_reason(plan)])
+    in_setup = _power_sentence(plan) is not None
+    rows.append(
+        ["seeds per condition", count, "by a power analysis (in the setup)" if in_setup else seeds_reason(plan)]
+    )
     for i, c in enumerate(plan.conditions[1:], 1):
         changed = [option_label(spec, slot, option) for slot, option in c.components.items()]  # "CNN architecture"
         changed += [f"{k} = {_cell(numbers, v, f'plan.conditions[{i}].knobs.{k}')}" for k, v in c.knobs.items()]
